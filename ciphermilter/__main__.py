@@ -1,0 +1,3 @@
+from ciphermilter.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""The ``ciphermilter`` command line (click).
+
+Each concern registers its commands on :data:`main` from its own module; the
+global options (store, master key, config) live here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from ciphermilter import __version__
+
+DEFAULT_STORE = os.path.join("var", "ciphermilter.db")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ciphermilter")
+@click.option("--store", "store_path", envvar="CIPHERMILTER_STORE", type=click.Path(dir_okay=False),
+              help="SQLite key store (default: ./var/ciphermilter.db, or the config file's store).")
+@click.option("--master-key", "master_key_path", envvar="CIPHERMILTER_MASTER_KEY", type=click.Path(dir_okay=False),
+              help="Master key file that protects private keys (default: the store path plus .key).")
+@click.option("--config", "config_path", envvar="CIPHERMILTER_CONFIG", type=click.Path(dir_okay=False),
+              help="TOML configuration file.")
+@click.pass_context
+def main(ctx: click.Context, store_path, master_key_path, config_path):
+    """Decrypt and verify inbound S/MIME and OpenPGP mail in front of Postfix's scanners."""
+    ctx.obj = {"store_path": store_path, "master_key_path": master_key_path, "config_path": config_path}
+
+
+def fail(message: str, code: int = 1):
+    """One clear line on stderr and a non-zero exit."""
+    click.echo(f"ciphermilter: {message}", err=True)
+    sys.exit(code)
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -1,0 +1,227 @@
+"""The pure core: message bytes + envelope + key store -> :class:`EditPlan`.
+
+No milter import here. The daemon and the offline ``ciphermilter decrypt``
+command both call :func:`process`, so what an admin sees offline is what the
+milter does.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ciphermilter import domains, mime, openpgp_mime, smime
+from ciphermilter.config import Settings
+from ciphermilter.handler import Context, HandlerResult, LimitExceeded
+from ciphermilter.headers import InfoHeaders, is_reserved
+from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
+
+log = logging.getLogger(__name__)
+
+# The headers that describe a MIME entity's content. After decryption the
+# outer ones must describe the decrypted entity: a base64 CTE left over a
+# plaintext body would garble it.
+CONTENT_HEADERS = (
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "Content-Disposition",
+    "Content-Description",
+    "Content-ID",
+)
+# RFC 9788 protected headers we copy out of the decrypted entity. Identity and
+# trace headers (From, Date, Message-ID) stay as received: downstream DKIM,
+# DMARC and duplicate detection already judged those.
+RESTORABLE_HEADERS = ("Subject", "To", "Cc", "Reply-To", "In-Reply-To", "References", "Keywords", "Comments")
+MAX_RESTORED_LINE = 998  # RFC 5322 section 2.1.1
+NOT_PROCESSED = "Not-Processed"
+
+HANDLERS = (smime.handle, openpgp_mime.handle)
+
+
+@dataclass
+class Envelope:
+    mail_from: str = ""
+    recipients: list[str] = field(default_factory=list)
+    queue_id: str | None = None
+
+
+@dataclass
+class Outcome:
+    plan: EditPlan
+    info: InfoHeaders
+    report: dict
+    error: str | None = None  # set when processing failed for a reason of ours (the daemon's on_error applies)
+
+
+def forged_header_deletions(headers: list[mime.Header]) -> list[HeaderDelete]:
+    """Delete every reserved-namespace header the message arrived with, by libmilter's per-name index."""
+    counts: dict[str, int] = {}
+    deletions = []
+    for header in headers:
+        key = header.name.lower()
+        counts[key] = counts.get(key, 0) + 1
+        if is_reserved(header.name):
+            deletions.append(HeaderDelete(header.name, counts[key]))
+    return deletions
+
+
+def is_internal(envelope: Envelope, ctx_store, settings: Settings) -> bool:
+    """True when at least one envelope recipient is in an internal domain (settings or store)."""
+    for recipient in envelope.recipients:
+        domain = domains.address_domain(recipient)
+        if not domain:
+            continue
+        if any(domains.matches(domain, pattern) for pattern in settings.internal_domains):
+            return True
+        if ctx_store is not None and ctx_store.is_internal_domain(domain):
+            return True
+    return False
+
+
+def from_address(entity: mime.Entity) -> str | None:
+    value = entity.get("From")
+    if not value:
+        return None
+    address = email.utils.parseaddr(value)[1]
+    return address.lower() or None
+
+
+def _milter_value(header: mime.Header) -> str:
+    """A header's value as libmilter wants it: no leading space, LF before continuation lines."""
+    raw_value = header.raw.partition(b":")[2].lstrip(b" \t")
+    return raw_value.replace(b"\r\n", b"\n").decode("utf-8", "surrogateescape")
+
+
+def _count(headers: list[mime.Header], name: str) -> int:
+    return sum(1 for h in headers if h.name.lower() == name.lower())
+
+
+def _replace_headers(outer: list[mime.Header], inner: list[mime.Header], names, plan: EditPlan, *, drop_missing: bool):
+    """Make each of ``names`` in ``outer`` equal the first one in ``inner``.
+
+    With ``drop_missing``, an outer header the inner side lacks is removed.
+    Extra outer copies are removed so exactly one value stays.
+    """
+    for name in names:
+        outer_count = _count(outer, name)
+        source = next((h for h in inner if h.name.lower() == name.lower()), None)
+        if source is None:
+            if drop_missing:
+                plan.deletions.extend(HeaderDelete(name, i) for i in range(1, outer_count + 1))
+            continue
+        value = _milter_value(source)
+        if outer_count:
+            plan.deletions.extend(HeaderDelete(name, i) for i in range(2, outer_count + 1))
+            plan.changes.append(HeaderChange(name, 1, value))
+        else:
+            plan.additions.append(HeaderAdd(name, value))
+
+
+def _restorable_protected_headers(entity: mime.Entity, report: dict) -> list[mime.Header]:
+    """Protected headers (RFC 9788) of a decrypted entity that are safe to copy out."""
+    if entity.params.get("protected-headers", "").lower() != "v1":
+        return []
+    safe = []
+    for header in entity.headers:
+        if header.name.lower() not in (n.lower() for n in RESTORABLE_HEADERS):
+            continue
+        try:
+            check_header_value(_milter_value(header))
+        except PlanError as exc:
+            report.setdefault("protected_headers_refused", []).append(f"{header.name}: {exc}")
+            continue
+        if any(len(line) > MAX_RESTORED_LINE for line in header.raw.split(b"\r\n")):
+            report.setdefault("protected_headers_refused", []).append(f"{header.name}: line too long")
+            continue
+        safe.append(header)
+    return safe
+
+
+def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], new_entity: bytes, settings: Settings, report: dict):
+    entity = mime.parse(new_entity, settings.limits.max_mime_depth)
+    _replace_headers(outer, entity.headers, CONTENT_HEADERS, plan, drop_missing=True)
+    if settings.header_protection:
+        protected = _restorable_protected_headers(entity, report)
+        _replace_headers(outer, protected, RESTORABLE_HEADERS, plan, drop_missing=False)
+        if protected:
+            report["protected_headers_restored"] = [h.name for h in protected]
+    plan.body = entity.body
+
+
+def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[InfoHeaders, bytes | None]:
+    info = InfoHeaders()
+    current = message
+    new_entity = None
+    for handle in HANDLERS:
+        ctx.check_deadline()
+        result: HandlerResult | None = handle(current, ctx)
+        if result is None:
+            continue
+        info.extend(result.info)
+        report.update(result.report)
+        if result.entity is not None:
+            new_entity = result.entity
+            current = mime.parse(new_entity, ctx.settings.limits.max_mime_depth)
+    return info, new_entity
+
+
+def process(
+    message: bytes,
+    envelope: Envelope,
+    store,
+    settings: Settings | None = None,
+    *,
+    progress=None,
+) -> Outcome:
+    """Inspect ``message`` and return the edits that decrypt it and report on it.
+
+    Never raises for anything the message contains: a limit, a parse error or
+    a bug of ours gives a plan that only strips forged headers and adds a
+    ``Not-Processed`` reason, with ``Outcome.error`` set for the daemon's
+    ``on_error`` policy.
+    """
+    settings = settings or Settings()
+    started = time.monotonic()
+    report: dict = {"queue_id": envelope.queue_id}
+    headers, _ = mime.split_headers(message)
+    plan = EditPlan(deletions=forged_header_deletions(headers))
+    info = InfoHeaders()
+    error = None
+    if len(message) > settings.limits.max_message_size:
+        report["skipped"] = f"message larger than {settings.limits.max_message_size} bytes"
+        info.add(NOT_PROCESSED, report["skipped"])
+    elif envelope.recipients and not is_internal(envelope, store, settings):
+        report["skipped"] = "no recipient in an internal domain"
+    else:
+        entity = mime.parse(message, settings.limits.max_mime_depth)
+        ctx = Context(
+            store=store,
+            settings=settings,
+            from_address=from_address(entity),
+            deadline=started + settings.limits.deadline_seconds,
+            progress=progress,
+        )
+        try:
+            info, new_entity = _run_handlers(entity, ctx, report)
+            if new_entity is not None:
+                _apply_new_entity(plan, headers, new_entity, settings, report)
+        except (LimitExceeded, mime.MimeError) as exc:
+            info, plan = _not_processed(headers, str(exc), report)
+        except Exception as exc:  # a bug of ours must never lose or reject the message
+            log.exception("queue %s: processing failed", envelope.queue_id or "-")
+            error = f"internal error: {type(exc).__name__}"
+            info, plan = _not_processed(headers, error, report)
+    plan.deletions.sort(key=lambda d: (d.name.lower(), -d.index))
+    plan.additions.extend(HeaderAdd(name, value) for name, value in info)
+    report["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)
+    return Outcome(plan=plan, info=info, report=report, error=error)
+
+
+def _not_processed(headers: list[mime.Header], reason: str, report: dict) -> tuple[InfoHeaders, EditPlan]:
+    """A fresh plan that only strips forged headers and says why nothing else was done."""
+    report["skipped"] = reason
+    info = InfoHeaders()
+    info.add(NOT_PROCESSED, reason)
+    return info, EditPlan(deletions=forged_header_deletions(headers))

@@ -1,0 +1,54 @@
+"""What the core hands a format handler (S/MIME, OpenPGP) and what it gets back."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from ciphermilter.config import Settings
+from ciphermilter.headers import InfoHeaders
+
+if TYPE_CHECKING:
+    from ciphermilter.store import KeyStore
+
+
+class LimitExceeded(Exception):
+    """A configured limit was reached; the message passes unchanged with this reason."""
+
+
+class DeadlineExceeded(LimitExceeded):
+    """The per-message processing deadline passed."""
+
+
+@dataclass
+class Context:
+    store: "KeyStore"
+    settings: Settings
+    from_address: str | None = None  # lower-case addr-spec of From:, for the signer mismatch checks
+    internal: bool = True  # a recipient is in an internal domain: harvesting is allowed
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    deadline: float | None = None  # time.monotonic() value after which work stops
+    progress: "callable | None" = None  # called during long work so the MTA does not time out
+
+    def check_deadline(self) -> None:
+        """Call between expensive steps: raises once the deadline has passed, else reports progress."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlineExceeded("processing deadline exceeded")
+        if self.progress is not None:
+            self.progress()
+
+
+@dataclass
+class HandlerResult:
+    """A handler's findings.
+
+    ``entity`` is the new content of the message as a complete MIME entity
+    (its content headers, a blank line, its body) or ``None`` when the content
+    stays as received. The core turns it into header changes and a new body.
+    """
+
+    info: InfoHeaders = field(default_factory=InfoHeaders)
+    entity: bytes | None = None
+    report: dict = field(default_factory=dict)

@@ -1,0 +1,105 @@
+"""The X-CipherMail-Info header contract (``shared/spec/info-headers.md``).
+
+Format handlers record what they found in an :class:`InfoHeaders`; this module
+owns the names, the value rules (printable ASCII, folded never cut) and the
+test for headers a sender may have forged.
+"""
+
+from __future__ import annotations
+
+from ciphermilter.plan import check_header_name, check_header_value
+
+INFO_PREFIX = "X-CipherMail-Info-"
+# Headers in these namespaces report a gateway's verdict. Whoever sent the
+# message must never be able to set one, so every one that arrives is removed.
+# X-Djigzo- is the CipherMail gateway's former name; its users' rules still read it.
+RESERVED_PREFIXES = ("x-ciphermail-", "x-djigzo-")
+FOLD_WIDTH = 78
+
+
+def is_reserved(name: str) -> bool:
+    """True for a header name in a namespace only the gateway may write (any case)."""
+    return name.strip().lower().startswith(RESERVED_PREFIXES)
+
+
+def printable(text: str) -> str:
+    """Make ``text`` printable ASCII: other characters become ``\\XX`` per UTF-8 byte (RFC 4514 style)."""
+    out = []
+    for char in text:
+        if " " <= char <= "~":
+            out.append(char)
+        else:
+            out.extend(f"\\{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+    return "".join(out)
+
+
+def fold(name: str, value: str, width: int = FOLD_WIDTH) -> str:
+    """Fold ``value`` at spaces (milter form: the space becomes LF plus space) so lines stay near ``width``.
+
+    Unfolding (removing the LF) gives back ``value`` exactly; a word longer
+    than the width stays whole, because a value is never cut.
+    """
+    lines: list[str] = []
+    line: str | None = None
+    room = width - len(name) - 2  # the first line also holds "Name: "
+    for word in value.split(" "):
+        if line is None:
+            line = word
+        elif len(line) + 1 + len(word) > room and line:
+            lines.append(line)
+            line, room = word, width - 1
+        else:
+            line = f"{line} {word}"
+    lines.append(line or "")
+    return "\n ".join(lines)
+
+
+def info_name(name: str, index: int | None = None, level: int | None = None) -> str:
+    parts = [INFO_PREFIX + name]
+    parts += [str(n) for n in (index, level) if n is not None]
+    return check_header_name("-".join(parts))
+
+
+class InfoHeaders:
+    """An ordered list of info headers for one message, in the order they will be added."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, name: str, value: str, *, index: int | None = None, level: int | None = None) -> None:
+        """Add ``X-CipherMail-Info-<name>[-<index>][-<level>]: value``."""
+        if index is not None and level is None:
+            raise ValueError("an INDEX needs a LEVEL")
+        full = info_name(name, index, level)
+        self.items.append((full, check_header_value(fold(full, printable(value)))))
+
+    def flag(self, name: str) -> None:
+        """Add a flag header; flags are written only when true (spec, common rules)."""
+        if not self.has(name):
+            self.add(name, "True")
+
+    def boolean(self, name: str, value: bool, *, index: int | None = None, level: int | None = None) -> None:
+        self.add(name, "True" if value else "False", index=index, level=level)
+
+    def has(self, name: str) -> bool:
+        full = (INFO_PREFIX + name).lower()
+        return any(existing.lower() == full for existing, _ in self.items)
+
+    def extend(self, other: "InfoHeaders") -> None:
+        for full, value in other.items:
+            if not (_is_flag_value(value) and any(n.lower() == full.lower() for n, _ in self.items)):
+                self.items.append((full, value))
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def as_dict(self) -> dict[str, str]:
+        """Name to unfolded value, for reports and tests."""
+        return {name: value.replace("\n", "") for name, value in self.items}
+
+
+def _is_flag_value(value: str) -> bool:
+    return value == "True"

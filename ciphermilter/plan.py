@@ -1,0 +1,134 @@
+"""The edit plan: what the core wants done to a message, in the milter's own terms.
+
+The core never touches a socket. It returns an :class:`EditPlan`, which the
+milter glue replays with ``chgheader``/``addheader``/``replacebody`` and which
+:func:`apply_plan` replays on bytes for the offline ``ciphermilter decrypt``
+command, so both paths produce the same message.
+
+Header values are kept in *milter form*: a folded value continues on a new
+line written as ``"\\n"`` followed by a space or tab, never with a CR (libmilter
+adds the CR itself). Everything is validated here, at the boundary, so that no
+decrypted or sender-controlled text can smuggle a header break into the
+message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ciphermilter import mime
+
+# RFC 5322 section 3.6.8: field names are printable ASCII except the colon.
+_FIELD_NAME = re.compile(r"[!-9;-~]+\Z")
+# A line feed must always start a continuation line; no CR, no NUL, no other controls.
+_BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\n(?![ \t])")
+MAX_HEADER_NAME = 200
+
+
+class PlanError(ValueError):
+    """A header edit that would corrupt the message or inject a header."""
+
+
+def check_header_name(name: str) -> str:
+    if not isinstance(name, str) or not _FIELD_NAME.match(name) or len(name) > MAX_HEADER_NAME:
+        raise PlanError(f"invalid header name {name!r}")
+    return name
+
+
+def check_header_value(value: str) -> str:
+    if not isinstance(value, str):
+        raise PlanError(f"header value must be str, not {type(value).__name__}")
+    if _BAD_VALUE_CHAR.search(value) or value.endswith("\n"):
+        raise PlanError(f"header value contains a control character or a bare line break: {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class HeaderDelete:
+    name: str
+    index: int  # 1-based among the headers of this name (case-insensitive), as libmilter counts
+
+    def __post_init__(self):
+        check_header_name(self.name)
+        if self.index < 1:
+            raise PlanError(f"header index must be >= 1, got {self.index}")
+
+
+@dataclass(frozen=True)
+class HeaderChange:
+    name: str
+    index: int  # counted after every deletion of the plan has been applied
+    value: str
+
+    def __post_init__(self):
+        check_header_name(self.name)
+        check_header_value(self.value)
+        if self.index < 1:
+            raise PlanError(f"header index must be >= 1, got {self.index}")
+
+
+@dataclass(frozen=True)
+class HeaderAdd:
+    name: str
+    value: str
+
+    def __post_init__(self):
+        check_header_name(self.name)
+        check_header_value(self.value)
+
+
+@dataclass
+class EditPlan:
+    """Header deletions, changes and additions, and a new body or ``None``.
+
+    Replay order is fixed: deletions (already sorted highest index first per
+    name, so that a deletion never shifts the index of a later one), then
+    changes, then additions, then the body.
+    """
+
+    deletions: list[HeaderDelete] = field(default_factory=list)
+    changes: list[HeaderChange] = field(default_factory=list)
+    additions: list[HeaderAdd] = field(default_factory=list)
+    body: bytes | None = None
+
+    def __post_init__(self):
+        self.deletions.sort(key=lambda d: (d.name.lower(), -d.index))
+
+    def is_empty(self) -> bool:
+        return not (self.deletions or self.changes or self.additions) and self.body is None
+
+
+def _occurrence(headers: list[mime.Header], name: str, index: int) -> int | None:
+    """Position in ``headers`` of the index-th header called ``name``, or None."""
+    seen = 0
+    for pos, header in enumerate(headers):
+        if header.name.lower() == name.lower():
+            seen += 1
+            if seen == index:
+                return pos
+    return None
+
+
+def _raw_header(name: str, value: str) -> bytes:
+    return f"{name}: {value}".replace("\n", "\r\n").encode("utf-8", "surrogateescape")
+
+
+def apply_plan(message: bytes, plan: EditPlan) -> bytes:
+    """Replay ``plan`` on ``message`` exactly as Postfix would, returning the new message."""
+    headers, body_offset = mime.split_headers(message)
+    headers = list(headers)
+    for deletion in plan.deletions:
+        pos = _occurrence(headers, deletion.name, deletion.index)
+        if pos is not None:
+            del headers[pos]
+    for change in plan.changes:
+        pos = _occurrence(headers, change.name, change.index)
+        new = mime.Header.from_raw(_raw_header(change.name, change.value))
+        if pos is None:
+            headers.append(new)
+        else:
+            headers[pos] = new
+    headers.extend(mime.Header.from_raw(_raw_header(a.name, a.value)) for a in plan.additions)
+    body = message[body_offset:] if plan.body is None else plan.body
+    return b"".join(h.raw + b"\r\n" for h in headers) + b"\r\n" + body

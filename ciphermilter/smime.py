@@ -1,0 +1,10 @@
+"""S/MIME at the MIME level: find CMS layers, unwrap them, report them (stub until the engine lands)."""
+
+from __future__ import annotations
+
+from ciphermilter import mime
+from ciphermilter.handler import Context, HandlerResult
+
+
+def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
+    return None
