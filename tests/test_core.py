@@ -1,0 +1,98 @@
+from ciphermilter import core, mime
+from ciphermilter.config import Limits, Settings
+from ciphermilter.headers import is_reserved
+from ciphermilter.plan import EditPlan, apply_plan
+from conftest import case_message, corpus_cases
+
+INTERNAL = Settings(internal_domains=["corp-pub.example"])
+SPOOFED = corpus_cases(lambda c: c["family"] == "malformed-spoofed-headers")
+
+
+def _headers(message: bytes) -> list[bytes]:
+    return [h.raw for h in mime.split_headers(message)[0]]
+
+
+def test_spoofed_case_loses_every_reserved_header_and_nothing_else():
+    for case in SPOOFED:
+        message = case_message(case)
+        outcome = core.process(message, core.Envelope(recipients=["<bob@corp-pub.example>"]), None, INTERNAL)
+        out = apply_plan(message, outcome.plan)
+        before, after = _headers(message), _headers(out)
+        assert after == [h for h in before if not is_reserved(h.split(b":")[0].decode())]
+        assert len(after) < len(before)
+        assert not outcome.info  # no S/MIME or OpenPGP content: no info headers at all
+        assert out.endswith(mime.parse(message).body)
+
+
+def test_forged_headers_are_stripped_for_external_recipients_too():
+    message = b"X-CIPHERMAIL-INFO-SMIME-Signed: True\r\nSubject: x\r\nx-ciphermail-info-a :\r\n folded\r\n\r\nbody\r\n"
+    outcome = core.process(message, core.Envelope(recipients=["<a@elsewhere.example>"]), None, INTERNAL)
+    assert outcome.report["skipped"] == "no recipient in an internal domain"
+    assert apply_plan(message, outcome.plan) == b"Subject: x\r\n\r\nbody\r\n"
+
+
+def test_deletion_indexes_count_per_name_case_insensitively():
+    message = b"X-CipherMail-A: 1\r\nX-Other: k\r\nx-ciphermail-a: 2\r\nX-CIPHERMAIL-A: 3\r\n\r\n"
+    plan = core.process(message, core.Envelope(), None, INTERNAL).plan
+    assert [(d.name.lower(), d.index) for d in plan.deletions] == [("x-ciphermail-a", 3), ("x-ciphermail-a", 2),
+                                                                    ("x-ciphermail-a", 1)]
+
+
+def test_oversized_message_passes_with_a_reason():
+    message = b"Subject: big\r\n\r\n" + b"x" * 200
+    settings = Settings(internal_domains=["corp-pub.example"], limits=Limits(max_message_size=100))
+    outcome = core.process(message, core.Envelope(recipients=["bob@corp-pub.example"]), None, settings)
+    assert outcome.plan.body is None
+    assert outcome.info.as_dict() == {"X-CipherMail-Info-Not-Processed": "message larger than 100 bytes"}
+
+
+def test_a_bug_in_a_handler_passes_the_message_unchanged(monkeypatch):
+    def broken(message, ctx):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(core, "HANDLERS", (broken,))
+    message = b"Subject: x\r\nX-CipherMail-Info-Forged: 1\r\n\r\nbody\r\n"
+    outcome = core.process(message, core.Envelope(recipients=["bob@corp-pub.example"]), None, INTERNAL)
+    assert outcome.error == "internal error: KeyError"
+    assert apply_plan(message, outcome.plan) == (
+        b"Subject: x\r\nX-CipherMail-Info-Not-Processed: internal error: KeyError\r\n\r\nbody\r\n"
+    )
+
+
+def test_content_headers_follow_the_new_entity():
+    outer, _ = mime.split_headers(
+        b"Subject: s\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+        b"Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=smime.p7m\r\n\r\n"
+    )
+    plan = EditPlan()
+    report = {}
+    core._apply_new_entity(plan, outer, b"Content-Type: text/plain;\r\n charset=utf-8\r\n\r\nhi\r\n", Settings(), report)
+    assert [(c.name, c.index, c.value) for c in plan.changes] == [("Content-Type", 1, "text/plain;\n charset=utf-8")]
+    assert sorted((d.name, d.index) for d in plan.deletions) == [("Content-Disposition", 1),
+                                                                  ("Content-Transfer-Encoding", 1)]
+    assert plan.body == b"hi\r\n"
+
+
+def test_protected_headers_are_restored_but_not_identity_headers():
+    message = b"Subject: ...\r\nFrom: a@x.example\r\nContent-Type: application/pkcs7-mime\r\n\r\nxx\r\n"
+    entity = (
+        b'Content-Type: text/plain; charset=utf-8; protected-headers="v1"\r\n'
+        b"Subject: =?utf-8?q?Real_subject?=\r\nFrom: evil@y.example\r\nCc: c@x.example\r\n\r\nhello\r\n"
+    )
+    plan = EditPlan()
+    report = {}
+    core._apply_new_entity(plan, mime.split_headers(message)[0], entity, Settings(), report)
+    out = apply_plan(message, plan)
+    assert out == (
+        b"Subject: =?utf-8?q?Real_subject?=\r\nFrom: a@x.example\r\n"
+        b'Content-Type: text/plain; charset=utf-8; protected-headers="v1"\r\nCc: c@x.example\r\n\r\nhello\r\n'
+    )
+    assert report["protected_headers_restored"] == ["Subject", "Cc"]
+
+
+def test_header_protection_can_be_turned_off():
+    entity = b'Content-Type: text/plain; protected-headers="v1"\r\nSubject: real\r\n\r\nhello\r\n'
+    plan = EditPlan()
+    core._apply_new_entity(plan, mime.split_headers(b"Subject: ...\r\n\r\n")[0], entity,
+                           Settings(header_protection=False), {})
+    assert [c.name for c in plan.changes] == [] and [a.name for a in plan.additions] == ["Content-Type"]
