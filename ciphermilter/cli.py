@@ -39,3 +39,21 @@ def fail(message: str, code: int = 1):
 
 def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def open_settings(ctx: click.Context):
+    """Settings from ``--config`` (refused with file, line and reason when wrong), else the defaults."""
+    from ciphermilter import config
+
+    path = ctx.obj.get("config_path") if ctx.obj else None
+    if not path:
+        return config.Settings()
+    try:
+        return config.load(path).settings
+    except config.ConfigError as exc:
+        fail(str(exc))
+
+
+from ciphermilter.daemon import run  # noqa: E402  (at the end: the daemon module imports fail() from here)
+
+main.add_command(run)

@@ -7,7 +7,11 @@ lives here too, so that the CLI and the daemon refuse the same mistakes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+
+from ciphermilter import domains
 
 
 @dataclass
@@ -20,6 +24,7 @@ class Limits:
     max_signer_infos: int = 20
     max_chain_length: int = 10
     max_decompressed_size: int = 256 * 1024 * 1024  # OpenPGP compressed data, CMS CompressedData
+    max_pgp_nesting: int = 8  # OpenPGP compressed packets inside each other, encrypted layers inside each other
     max_rsa_bits: int = 16384
     deadline_seconds: float = 30.0
 
@@ -34,3 +39,199 @@ class Settings:
     opaque_to_detached: bool = True  # rewrite opaque signed-data as multipart/signed for the scanners
     on_error: str = "pass"  # "pass" (unchanged, with a reason header) or "tempfail"
     limits: Limits = field(default_factory=Limits)
+
+
+# --- The daemon's configuration file -------------------------------------------------------------
+
+DEFAULT_SOCKET = "unix:./var/ciphermilter.sock"
+DEFAULT_STORE = "var/ciphermilter.db"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ON_ERROR_POLICIES = ("pass", "tempfail")
+_SOCKET = re.compile(r"(?:(?:unix|local):(?P<path>.+)|inet6?:(?P<port>\d{1,5})(?:@(?P<host>[^@\s]+))?)\Z")
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or holds an unknown key or a bad value (with file and line)."""
+
+
+@dataclass
+class DaemonConfig:
+    """Everything ``ciphermilter run`` needs: where to listen, which store, whom to run as, and the core's Settings."""
+
+    socket: str = DEFAULT_SOCKET
+    store: str = DEFAULT_STORE
+    master_key: str | None = None  # default: the store path plus ".key"
+    user: str | None = None  # drop to this user after opening the store (when started as root)
+    group: str | None = None  # default: the user's primary group
+    umask: int = 0o007  # socket mode 0660: the group (Postfix's) may connect, others may not
+    pid_file: str | None = None
+    log_level: str = "info"
+    spool_memory: int = 1024 * 1024  # bytes of body kept in memory before spooling to a 0600 temp file
+    milter_timeout: int = 600  # seconds libmilter waits on a silent MTA before dropping the connection
+    settings: Settings = field(default_factory=Settings)
+
+    @property
+    def master_key_path(self) -> str:
+        return self.master_key or self.store + ".key"
+
+
+# Keys of the file that are not Settings fields, with the check each value must pass.
+def _check_socket(value) -> str:
+    match = _SOCKET.match(value) if isinstance(value, str) else None
+    if not match or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+        raise ValueError("must be unix:/path/to/socket or inet:PORT@HOST")
+    return value
+
+
+def _check_umask(value) -> int:
+    if isinstance(value, str) and re.fullmatch(r"0?[0-7]{1,3}", value):
+        value = int(value, 8)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise ValueError('must be an octal mode such as "0007" or 0o007')
+    return value
+
+
+def _check_choice(choices):
+    def check(value):
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+    return check
+
+
+def _check_path(value) -> str:
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ValueError("must be a non-empty path")
+    return value
+
+
+def _check_name(value) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+        raise ValueError("must be a user or group name")
+    return value
+
+
+def _check_positive_int(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+DAEMON_KEYS = {
+    "socket": _check_socket,
+    "store": _check_path,
+    "master_key": _check_path,
+    "user": _check_name,
+    "group": _check_name,
+    "umask": _check_umask,
+    "pid_file": _check_path,
+    "log_level": _check_choice(LOG_LEVELS),
+    "spool_memory": _check_positive_int,
+    "milter_timeout": _check_positive_int,
+}
+
+
+def _check_setting(name: str, value, default):
+    """Check a Settings or Limits value against the type of its default."""
+    if name == "on_error":
+        return _check_choice(ON_ERROR_POLICIES)(value)
+    if name == "internal_domains":
+        if not isinstance(value, list):
+            raise ValueError("must be a list of domain names")
+        try:
+            return [domains.normalise(d) if isinstance(d, str) else _not_a_domain(d) for d in value]
+        except domains.DomainError as exc:
+            raise ValueError(str(exc)) from None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if isinstance(default, int):
+        return _check_positive_int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError("must be a positive number")
+        return float(value)
+    raise ValueError(f"unsupported setting {name}")  # a new Settings field needs a check here
+
+
+def _not_a_domain(value):
+    raise domains.DomainError(f"not a domain name: {value!r}")
+
+
+def _key_line(lines: list[str], table: str | None, key: str) -> int | None:
+    """1-based line of ``key`` in ``[table]`` (None: top level), or of the ``[key]`` table header."""
+    current = None
+    key_pattern = re.compile(r'\s*(?:"%s"|\'%s\'|%s)\s*=' % ((re.escape(key),) * 3))
+    table_pattern = re.compile(r"\s*\[\s*([^\]\s]+)\s*\]")
+    for number, line in enumerate(lines, 1):
+        header = table_pattern.match(line)
+        if header:
+            current = header.group(1).strip("\"'")
+            if table is None and current == key:
+                return number
+        elif current == table and key_pattern.match(line):
+            return number
+    return None
+
+
+def _flatten(data: dict):
+    """(table, key, value) for every top-level key and every key of the [limits] table."""
+    for key, value in data.items():
+        if key == "limits" and isinstance(value, dict):
+            yield from (("limits", limit, limit_value) for limit, limit_value in value.items())
+        else:
+            yield None, key, value
+
+
+def _apply(config: DaemonConfig, table: str | None, key: str, value) -> None:
+    """Check one value and store it in ``config``; ValueError says why it is refused."""
+    if table is None and key == "limits":
+        raise ValueError("must be a table: [limits]")
+    if table == "limits":
+        target = config.settings.limits
+    elif key in DAEMON_KEYS:
+        setattr(config, key, DAEMON_KEYS[key](value))
+        return
+    else:
+        target = config.settings
+    known = {f.name for f in fields(target)} - {"limits"}
+    if key not in known:
+        raise ValueError("unknown key")
+    setattr(target, key, _check_setting(key, value, getattr(target, key)))
+
+
+def load(path: str | None) -> DaemonConfig:
+    """Read and validate the TOML file at ``path``; ``None`` gives the embedded defaults.
+
+    Every mistake is refused with ``file:line: reason``: tomllib reports
+    syntax errors with a position but knows nothing of our keys, so the line
+    of a bad key is looked up in the text.
+    """
+    config = DaemonConfig()
+    if path is None:
+        return config
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read().decode("utf-8")
+        data = tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    lines = text.splitlines()
+
+    def refuse(table: str | None, key: str, reason: str):
+        line = _key_line(lines, table, key)
+        where = f"{path}:{line}" if line else path
+        name = f"{table}.{key}" if table else key
+        raise ConfigError(f"{where}: {name}: {reason}") from None
+
+    for table, key, value in _flatten(data):
+        try:
+            _apply(config, table, key, value)
+        except ValueError as exc:
+            refuse(table, key, str(exc))
+    return config

@@ -1,10 +1,485 @@
-"""OpenPGP at the MIME level: PGP/MIME and inline blocks (stub until the engine lands)."""
+"""OpenPGP at the MIME level: PGP/MIME (RFC 3156), inline blocks, attachments, EFAIL protection.
+
+The engine (:mod:`ciphermilter.openpgp`) opens OpenPGP data; this module
+finds it in the message, decides what may be replaced by its plaintext and
+rebuilds the MIME structure byte-exactly around the replaced parts.
+
+EFAIL (direct exfiltration) works by wrapping a sender-chosen HTML part or
+text around encrypted content so that the client renders the plaintext into
+a URL. So, by default, encrypted content is replaced by its plaintext only
+when it stands alone: the whole message, or a part holding nothing but the
+OpenPGP data in a message without other HTML parts. Anything else is still
+opened (for the report and the signatures) but left encrypted, flagged and
+explained, unless ``Settings.decrypt_embedded`` allows it.
+"""
 
 from __future__ import annotations
 
-from ciphermilter import mime
-from ciphermilter.handler import Context, HandlerResult
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+
+from ciphermilter import mime, openpgp
+from ciphermilter.handler import Context, HandlerResult, LimitExceeded
+from ciphermilter.headers import InfoHeaders
+
+PGP_MIME, PGP_INLINE = "PGP/MIME", "PGP/INLINE"
+ENCRYPTED_PROTOCOL = "application/pgp-encrypted"
+SIGNATURE_PROTOCOL = "application/pgp-signature"
+KEY_TYPES = ("application/pgp-keys",)
+PGP_FILE_SUFFIXES = (".asc", ".pgp", ".gpg")
+WITHHELD = "encrypted content beside unprotected content left encrypted (EFAIL protection)"
+MAX_LINE = 998  # RFC 5322 section 2.1.1
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_AUTOCRYPT_KEYDATA = re.compile(r"(?:^|;)\s*keydata\s*=\s*([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
+
+
+@dataclass
+class _State:
+    """What the walk over one message found, and what it needs to decide."""
+
+    ctx: Context
+    keyring: openpgp.Keyring
+    html_leaves: list
+    encodings: list[str] = field(default_factory=list)
+    encrypted: bool = False
+    ciphers: list[str] = field(default_factory=list)
+    key_not_found: bool = False
+    failures: list[str] = field(default_factory=list)
+    signatures: list[openpgp.SignatureResult] = field(default_factory=list)
+    protected_leaves: int = 0
+    plain_leaves: int = 0
+    text_around_blocks: bool = False
+    withheld: bool = False
+    layers: int = 0
+    blocks: list[dict] = field(default_factory=list)
+    harvested: list[str] = field(default_factory=list)
+
+    def found(self, encoding: str) -> None:
+        if encoding not in self.encodings:
+            self.encodings.append(encoding)
+
+    def record_opened(self, opened: openpgp.Opened, where: str, kind: str) -> dict:
+        self.encrypted |= opened.encrypted
+        self.key_not_found |= opened.key_not_found
+        if opened.cipher and opened.cipher not in self.ciphers:
+            self.ciphers.append(opened.cipher)
+        if opened.failure and not opened.key_not_found:
+            self.failures.append(opened.failure)
+        self.signatures += opened.signatures
+        block = {
+            "where": where,
+            "kind": kind,
+            "encrypted": opened.encrypted,
+            "recipients": opened.recipients,
+            "cipher": opened.cipher,
+            "decryption_key": opened.decryption_key,
+            "compression": opened.compression,
+            "sha256": opened.sha256,
+            "failure": opened.failure,
+            "signatures": [_signature_report(s) for s in opened.signatures],
+        }
+        self.blocks.append(block)
+        return block
+
+    def may_replace(self, entity: mime.Entity, whole: bool) -> bool:
+        """Whether protected content in ``entity`` may be replaced by its plaintext (EFAIL rule above)."""
+        if whole or self.ctx.settings.decrypt_embedded:
+            return True
+        return not any(html is not entity for html in self.html_leaves)
+
+    def open(self, data: bytes) -> openpgp.Opened:
+        limits = self.ctx.settings.limits
+        self.ctx.check_deadline()
+        return openpgp.open_message(
+            data,
+            self.keyring,
+            max_output=limits.max_decompressed_size,
+            max_nesting=limits.max_pgp_nesting,
+            check=self.ctx.check_deadline,
+        )
+
+
+def _signature_report(result: openpgp.SignatureResult) -> dict:
+    return {"keyid": result.keyid, "valid": result.valid, "reason": result.reason, "emails": result.emails}
+
+
+def _crlf(data: bytes) -> bytes:
+    return _BARE_LF.sub(b"\r\n", data)
+
+
+def _filename(entity: mime.Entity) -> str:
+    disposition = entity.get("Content-Disposition")
+    name = mime.parse_content_type("x/x" + (";" + disposition.partition(";")[2] if disposition else ""))[1]
+    return (name.get("filename") or entity.params.get("name") or "").strip()
+
+
+def _is_pgp_file(entity: mime.Entity) -> bool:
+    return entity.content_type == ENCRYPTED_PROTOCOL or _filename(entity).lower().endswith(PGP_FILE_SUFFIXES)
+
+
+# --------------------------------------------------------------------------- rebuilding
+
+
+def _rebuild_multipart(entity: mime.Entity, replacements: list[bytes | None]) -> bytes:
+    """The multipart with some parts replaced; delimiters, preamble and epilogue stay byte-exact."""
+    spans = mime.multipart_spans(entity.body, entity.params["boundary"])
+    out, pos = [entity.header_bytes], 0
+    for (start, end), new in zip(spans, replacements):
+        out.append(entity.body[pos:start])
+        out.append(new if new is not None else entity.body[start:end])
+        pos = end
+    out.append(entity.body[pos:])
+    return b"".join(out)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _strip_pgp_suffix(name: str) -> str:
+    return name[:-4] if name.lower().endswith(PGP_FILE_SUFFIXES) else name
+
+
+def _encode_text(data: bytes) -> tuple[bytes, str, str | None]:
+    """(body, Content-Transfer-Encoding, charset) for decrypted text: the lightest encoding that is valid."""
+    data = _crlf(data)
+    try:
+        data.decode("utf-8")
+        charset = "utf-8"
+    except UnicodeDecodeError:
+        charset = None
+    clean_lines = b"\0" not in data and b"\r" not in data.replace(b"\r\n", b"") and all(
+        len(line) <= MAX_LINE for line in data.split(b"\r\n")
+    )
+    if clean_lines and data.isascii():
+        return data, "7bit", charset
+    if clean_lines and charset:
+        return data, "8bit", charset
+    return binascii.b2a_qp(data), "quoted-printable", charset
+
+
+def _encode_base64(data: bytes) -> bytes:
+    encoded = base64.b64encode(data)
+    return b"".join(encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
+
+
+def _rewrite_leaf(entity: mime.Entity, data: bytes, *, as_text: bool) -> bytes:
+    """``entity`` with ``data`` as its new content and Content-Type / CTE headers that describe it."""
+    params = {k: v for k, v in entity.params.items() if k not in ("charset", "protocol")}
+    if as_text:
+        body, cte, charset = _encode_text(data)
+        ctype = entity.content_type if entity.content_type.startswith("text/") else "text/plain"
+        charset = charset or entity.params.get("charset")
+        if charset:
+            params["charset"] = charset
+    else:
+        body, cte, ctype = _encode_base64(data), "base64", "application/octet-stream"
+    if "name" in params:
+        params["name"] = _strip_pgp_suffix(params["name"])
+    content_type = "; ".join([ctype] + [f"{k}={_quote(v)}" for k, v in params.items()])
+    headers = []
+    for header in entity.headers:
+        lname = header.name.lower()
+        if lname in ("content-type", "content-transfer-encoding"):
+            continue
+        raw = header.raw
+        if lname == "content-disposition":
+            raw = re.sub(rb'(filename\s*=\s*"?[^";\r\n]*?)\.(?:asc|pgp|gpg)(?=["\s;]|$)', rb"\1", raw, flags=re.I)
+        headers.append(raw)
+    headers.append(f"Content-Type: {content_type}".encode("utf-8", "surrogateescape"))
+    headers.append(f"Content-Transfer-Encoding: {cte}".encode("ascii"))
+    return b"\r\n".join(headers) + b"\r\n\r\n" + body
+
+
+# --------------------------------------------------------------------------- PGP/MIME
+
+
+def _payload(entity: mime.Entity) -> bytes:
+    """The binary OpenPGP data of a part: dearmored when armored, else the decoded body as it is."""
+    body = entity.decoded_body()
+    spans = openpgp.find_armor(body)
+    if spans:
+        return openpgp.dearmor(body[spans[0].start:spans[0].end]).data
+    return body
+
+
+def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes | None:
+    state.found(PGP_MIME)
+    state.protected_leaves += 1
+    parts = entity.parts
+    if len(parts) < 2:
+        state.failures.append("PGP/MIME encrypted message without its data part")
+        return None
+    opened = state.open(_payload(parts[1]))
+    block = state.record_opened(opened, where, "pgp/mime-encrypted")
+    if opened.plaintext is None:
+        return None
+    content = _crlf(opened.plaintext)
+    state.layers += 1
+    if state.layers > state.ctx.settings.limits.max_pgp_nesting:
+        raise LimitExceeded(f"OpenPGP encryption nested deeper than {state.ctx.settings.limits.max_pgp_nesting}")
+    inner = mime.parse(content, state.ctx.settings.limits.max_mime_depth)
+    content = _walk(inner, state, where + ".d", whole=whole, protected=True) or content
+    if not state.may_replace(entity, whole):
+        state.withheld = True
+        block["action"] = "withheld"
+        return None
+    block["action"] = "replaced"
+    return content
+
+
+def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes | None:
+    state.found(PGP_MIME)
+    parts = entity.parts
+    if len(parts) < 2:
+        state.signatures.append(openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, "signature part missing"))
+        return None
+    try:
+        signature = _payload(parts[1])
+        results = openpgp.verify_detached(_crlf(parts[0].raw), signature, state.keyring)
+    except (openpgp.OpenPGPError, mime.MimeError) as exc:
+        results = [openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, f"unreadable signature ({exc})")]
+    state.signatures += results
+    state.blocks.append({
+        "where": where,
+        "kind": "pgp/mime-signed",
+        "sha256": openpgp.sha256_hex(parts[0].raw),
+        "signatures": [_signature_report(s) for s in results],
+    })
+    # Encrypted inside signed: the decrypted content stands for the whole signed entity.
+    return _walk(parts[0], state, where + ".1", whole=whole, protected=True)
+
+
+# --------------------------------------------------------------------------- inline
+
+
+def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: _State, where: str) -> tuple[bytes | None, dict | None]:
+    """Open one armored block of a text part: (plaintext to put in its place or None, report entry)."""
+    block = body[span.start:span.end]
+    if span.kind == "SIGNED MESSAGE":
+        try:
+            clear = openpgp.read_cleartext(block, state.keyring)
+        except openpgp.OpenPGPError as exc:
+            state.signatures.append(openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, str(exc)))
+            return None, None
+        state.signatures += clear.signatures
+        state.blocks.append({
+            "where": where,
+            "kind": "clearsigned",
+            "sha256": openpgp.sha256_hex(clear.text),
+            "signatures": [_signature_report(s) for s in clear.signatures],
+        })
+        return None, None
+    if span.kind == "PUBLIC KEY BLOCK":
+        _harvest(block, state, where)
+        return None, None
+    if span.kind != "MESSAGE":
+        return None, None
+    try:
+        data = openpgp.dearmor(block).data
+    except openpgp.OpenPGPError as exc:
+        state.failures.append(str(exc))
+        return None, None
+    opened = state.open(data)
+    if opened.failure and not opened.key_not_found:
+        armor = openpgp.dearmor(block)
+        if openpgp.checksum_mismatch(armor):
+            opened.failure = "armor checksum mismatch (corrupted in transit)"
+    report = state.record_opened(opened, where, "inline")
+    return opened.plaintext, report
+
+
+def _inline_text(entity: mime.Entity, body: bytes, spans, state: _State, where: str, whole: bool) -> bytes | None:
+    """A text part with armored blocks: replace each opened block by its plaintext where allowed."""
+    starts, ends = [s.start for s in spans] + [len(body)], [0] + [s.end for s in spans]
+    surrounded = any(body[end:start].strip() for end, start in zip(ends, starts))
+    if surrounded:
+        state.text_around_blocks = True
+    pieces, pos, changed = [], 0, False
+    reports = []
+    for span in spans:
+        plaintext, report = _inline_block(body, span, state, where)
+        pieces.append(body[pos:span.start])
+        if plaintext is not None:
+            pieces.append(plaintext)
+            reports.append(report)
+            changed = True
+        else:
+            pieces.append(body[span.start:span.end])
+        pos = span.end
+    pieces.append(body[pos:])
+    if not changed:
+        return None
+    if surrounded and not state.ctx.settings.decrypt_embedded or not state.may_replace(entity, whole):
+        state.withheld = True
+        for report in reports:
+            report["action"] = "withheld"
+        return None
+    for report in reports:
+        report["action"] = "replaced"
+    return _rewrite_leaf(entity, b"".join(pieces), as_text=True)
+
+
+def _leaf(entity: mime.Entity, state: _State, where: str, whole: bool, protected: bool) -> bytes | None:
+    if entity.content_type in KEY_TYPES:
+        _harvest(entity.decoded_body(), state, where)
+        return None
+    texty = entity.content_type.startswith("text/")
+    pgp_file = _is_pgp_file(entity)
+    if not (texty or pgp_file):
+        state.plain_leaves += 0 if protected else 1
+        return None
+    try:
+        body = entity.decoded_body()
+    except mime.MimeError:
+        state.plain_leaves += 0 if protected else 1
+        return None
+    spans = openpgp.find_armor(body)
+    if spans:
+        state.found(PGP_INLINE)
+        state.protected_leaves += 1
+        if pgp_file and not texty and len(spans) == 1 and spans[0].kind == "MESSAGE":
+            return _attachment(entity, openpgp.dearmor(body[spans[0].start:spans[0].end]).data, state, where, whole)
+        return _inline_text(entity, body, spans, state, where, whole)
+    if pgp_file and openpgp.looks_binary_openpgp(body):
+        state.found(PGP_INLINE)
+        state.protected_leaves += 1
+        return _attachment(entity, body, state, where, whole)
+    state.plain_leaves += 0 if protected else 1
+    return None
+
+
+def _attachment(entity: mime.Entity, data: bytes, state: _State, where: str, whole: bool) -> bytes | None:
+    """An ``.asc``/``.pgp``/``.gpg`` attachment: replaced by its plaintext as a file of its own."""
+    opened = state.open(data)
+    report = state.record_opened(opened, where, "attachment")
+    if opened.plaintext is None:
+        return None
+    if not state.may_replace(entity, whole):
+        state.withheld = True
+        report["action"] = "withheld"
+        return None
+    report["action"] = "replaced"
+    return _rewrite_leaf(entity, opened.plaintext, as_text=False)
+
+
+# --------------------------------------------------------------------------- walk
+
+
+def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool, protected: bool) -> bytes | None:
+    """New raw bytes for ``entity`` when something in it was replaced, else None."""
+    state.ctx.check_deadline()
+    ctype, protocol = entity.content_type, entity.params.get("protocol", "").lower()
+    if ctype == "multipart/encrypted" and protocol == ENCRYPTED_PROTOCOL:
+        return _pgp_mime_encrypted(entity, state, where, whole)
+    if ctype == "multipart/signed" and protocol == SIGNATURE_PROTOCOL:
+        return _pgp_mime_signed(entity, state, where, whole)
+    if entity.is_multipart:
+        replacements = [
+            _walk(part, state, f"{where}.{i}", whole=False, protected=protected)
+            for i, part in enumerate(entity.parts, start=1)
+        ]
+        if all(r is None for r in replacements):
+            return None
+        return _rebuild_multipart(entity, replacements)
+    return _leaf(entity, state, where, whole, protected)
+
+
+# --------------------------------------------------------------------------- harvesting
+
+
+def _harvest(data: bytes, state: _State, where: str) -> None:
+    """Store a public key sent to an internal recipient (never trusted by that)."""
+    settings = state.ctx.settings
+    if not (state.ctx.internal and settings.harvest_pgp_keys and state.ctx.store is not None):
+        return
+    try:
+        added = state.ctx.store.add_harvested_pgp_key(data)
+    except Exception as exc:  # the store refuses what it cannot parse: that is the sender's problem
+        state.harvested.append(f"{where}: refused ({type(exc).__name__})")
+        return
+    state.harvested.append(f"{where}: {'added' if added else 'known'}")
+
+
+def _harvest_autocrypt(message: mime.Entity, state: _State) -> None:
+    """Autocrypt headers (Autocrypt 1.1 section 2.1) carry the sender's key as base64 ``keydata``."""
+    for header in message.headers:
+        if header.name.lower() != "autocrypt":
+            continue
+        match = _AUTOCRYPT_KEYDATA.search(header.value)
+        if not match:
+            continue
+        try:
+            data = base64.b64decode(re.sub(r"\s", "", match.group(1)), validate=True)
+        except binascii.Error:
+            state.harvested.append("Autocrypt: corrupt keydata")
+            continue
+        _harvest(data, state, "Autocrypt")
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _info(state: _State) -> InfoHeaders:
+    info = InfoHeaders()
+    info.add("PGP-Encoding", state.encodings[0])
+    if state.encrypted:
+        info.flag("PGP-Encrypted")
+    if state.ciphers:
+        info.add("PGP-Encryption-Algorithm", ", ".join(state.ciphers))
+    if state.key_not_found:
+        info.flag("PGP-Decryption-Key-Not-Found")
+    for failure in dict.fromkeys(state.failures):
+        info.add("PGP-Decryption-Failed", failure)
+    if state.signatures:
+        _signature_info(info, state)
+    if state.protected_leaves and (state.plain_leaves or state.text_around_blocks):
+        info.flag("PGP-Mixed-Content")
+    if state.withheld:
+        info.add("PGP-Decryption-Withheld", WITHHELD)
+    return info
+
+
+def _signature_info(info: InfoHeaders, state: _State) -> None:
+    signatures = state.signatures
+    info.flag("PGP-Signed")
+    info.add("PGP-Signer-KeyID", ", ".join(dict.fromkeys(s.keyid for s in signatures)))
+    valid = all(s.valid for s in signatures)
+    info.boolean("PGP-Signature-Valid", valid)
+    if not valid:
+        info.add("PGP-Signature-Failure", ", ".join(dict.fromkeys(s.reason for s in signatures if s.reason)))
+    emails = list(dict.fromkeys(e for s in signatures for e in s.emails))
+    if emails:
+        info.add("PGP-Signer-Email", ", ".join(emails))
+    known = [s for s in signatures if s.key_found]
+    if known and state.ctx.from_address not in emails:
+        info.flag("PGP-Signer-Mismatch")
+
+
+def _as_entity(raw: bytes, max_depth: int) -> bytes:
+    """The content headers and body of the new message content (other headers stay as received)."""
+    entity = mime.parse(raw, max_depth)
+    if entity.params.get("protected-headers"):  # the core restores RFC 9788 headers from these
+        return raw
+    headers = [h.raw for h in entity.headers if h.name.lower().startswith("content-")]
+    return b"\r\n".join(headers) + b"\r\n\r\n" + entity.body
 
 
 def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
-    return None
+    """Find, open and (where safe) replace OpenPGP content; None when the message has none."""
+    html_leaves = [e for e in message.walk() if e.content_type == "text/html" and not e.is_multipart]
+    state = _State(ctx=ctx, keyring=openpgp.keyring_for(ctx.store), html_leaves=html_leaves)
+    _harvest_autocrypt(message, state)
+    new_raw = _walk(message, state, "0", whole=True, protected=False)
+    report = {
+        "encoding": state.encodings,
+        "blocks": state.blocks,
+        "signatures": [_signature_report(s) for s in state.signatures],
+        "harvested": state.harvested,
+    }
+    if not state.encodings:
+        return HandlerResult(report={"openpgp": report}) if state.harvested else None
+    entity = _as_entity(new_raw, ctx.settings.limits.max_mime_depth) if new_raw is not None else None
+    return HandlerResult(info=_info(state), entity=entity, report={"openpgp": report})

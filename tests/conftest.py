@@ -34,3 +34,67 @@ def case_message(case: dict) -> bytes:
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     return CORPUS
+
+
+# ---------------------------------------------------------------------------- key store
+
+# Recipient domains of the corpus messages that the milter serves (ours and the third-party cases').
+CORPUS_INTERNAL_DOMAINS = ("corp-pub.example", "openpgp.example", "example.com")
+
+
+def corpus_key_files() -> list[Path]:
+    """Every key and certificate file of the corpus outside keys/trust."""
+    keys = CORPUS / "keys"
+    return sorted(p for p in keys.rglob("*") if p.is_file() and p.suffix in (".pem", ".p12", ".asc")
+                  and p.parent.name != "trust")
+
+
+def corpus_secrets() -> tuple[dict[str, bytes], dict[str, str]]:
+    """(PKCS#12 password, OpenPGP passphrase) per corpus-relative key path, from index.json and the cases."""
+    index = corpus_index()
+    passwords: dict[str, bytes] = {}
+    for case in corpus_cases(lambda c: c.get("p12_password")):
+        for key in case["keys"]:
+            if key.endswith(".p12"):
+                passwords[key] = case["p12_password"].encode()
+    for path in (CORPUS / "keys").rglob("*.p12"):
+        passwords.setdefault(str(path.relative_to(CORPUS)), index["p12_password"].encode())
+    passphrases = {key: value for key, value in index["pgp_passphrases"].items() if value}
+    return passwords, passphrases
+
+
+def import_corpus_keys(store) -> dict[str, str]:
+    """Import every corpus key file and trust anchor into ``store``; returns {file: error} of refused files."""
+    from ciphermilter.keyimport import parse
+    from ciphermilter.store import StoreError
+
+    passwords, passphrases = corpus_secrets()
+    refused = {}
+    for path in corpus_key_files():
+        relative = str(path.relative_to(CORPUS))
+        try:
+            store.import_file(path.read_bytes(), filename=relative, password=passwords.get(relative),
+                              passphrase=passphrases.get(relative))
+        except StoreError as exc:
+            refused[relative] = str(exc)
+    for path in sorted((CORPUS / "keys" / "trust").iterdir()):
+        for der in parse(path.read_bytes()).certificates:
+            store.add_trust_anchor(der)
+    for domain in CORPUS_INTERNAL_DOMAINS:
+        store.add_domain(domain)
+    return refused
+
+
+@pytest.fixture(scope="session")
+def corpus_store(tmp_path_factory):
+    """A KeyStore holding every corpus key, the trust anchors of keys/trust and the internal domains.
+
+    The RFC 9580 (v6) OpenPGP key files are the only ones refused: pgpy cannot read them.
+    """
+    from ciphermilter.store import KeyStore
+
+    store = KeyStore.create(tmp_path_factory.mktemp("corpus-store") / "ciphermilter.db")
+    refused = import_corpus_keys(store)
+    assert all("v6" in path for path in refused), refused
+    yield store
+    store.close()

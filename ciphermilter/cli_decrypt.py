@@ -1,0 +1,60 @@
+"""``ciphermilter decrypt``: the milter's pipeline, offline, on one message.
+
+Admins use it to answer "why was this message not decrypted?": it runs
+exactly what the daemon runs and writes the resulting message to stdout and,
+with ``--explain``, a JSON report of what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ciphermilter import core
+from ciphermilter.cli import fail, main, open_settings, open_store
+from ciphermilter.plan import apply_plan
+
+
+def as_smtp_lines(message: bytes) -> bytes:
+    """Give a file saved with LF line ends the CRLF form Postfix hands a milter.
+
+    A file that already holds CRLF is left alone: it may carry binary
+    (``Content-Transfer-Encoding: binary``) bytes that must not change.
+    """
+    if b"\r\n" in message:
+        return message
+    return message.replace(b"\n", b"\r\n")
+
+
+@main.command("decrypt")
+@click.option("--rcpt", "recipients", multiple=True, metavar="ADDR",
+              help="Envelope recipient (repeatable). Without one, the message is treated as internal.")
+@click.option("--explain", is_flag=True, help="Write a JSON report of what was found to stderr.")
+@click.option("--explain-file", type=click.File("w"), metavar="FILE", help="Write the JSON report to FILE instead.")
+@click.argument("message_file", type=click.File("rb"), metavar="FILE|-")
+@click.pass_context
+def decrypt(ctx, recipients, explain, explain_file, message_file):
+    """Run the milter's pipeline on FILE and write the resulting message to stdout.
+
+    \b
+    Examples:
+      ciphermilter decrypt --explain message.eml > decrypted.eml
+      ciphermilter decrypt --rcpt bob@example.com - < message.eml
+    """
+    store = open_store(ctx)
+    settings = open_settings(ctx)
+    try:
+        message = as_smtp_lines(message_file.read())
+    except OSError as exc:
+        fail(f"cannot read {message_file.name}: {exc.strerror}")
+    outcome = core.process(message, core.Envelope(recipients=list(recipients)), store, settings)
+    sys.stdout.buffer.write(apply_plan(message, outcome.plan))
+    sys.stdout.buffer.flush()
+    if explain or explain_file:
+        report = {"headers": outcome.info.as_dict(), "error": outcome.error, **outcome.report}
+        text = json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
+        (explain_file or sys.stderr).write(text)
+    if outcome.error:
+        sys.exit(1)

@@ -1,0 +1,403 @@
+"""Key management commands: ``store``, ``keys``, ``trust`` and ``domains``.
+
+Each command runs as one store transaction: on any error it prints one line
+on stderr, exits non-zero and leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ciphermilter import keyimport
+from ciphermilter.cli import echo_json, fail, open_store
+from ciphermilter.store import ImportResult, KeyStore, StoreError
+
+# ---------------------------------------------------------------------------- secrets from options
+
+
+def _secret_options(name: str, what: str):
+    """``--NAME TEXT`` and ``--NAME-file FILE`` (first line of the file)."""
+    def decorate(command):
+        command = click.option(f"--{name}-file", f"{name}_file", type=click.File("r", encoding="utf-8"),
+                               help=f"Read the {what} from the first line of this file.")(command)
+        return click.option(f"--{name}", name, metavar="TEXT",
+                            help=f"The {what} (visible in the process list: prefer --{name}-file).")(command)
+    return decorate
+
+
+def _secret(value: str | None, file) -> str | None:
+    if value is not None and file is not None:
+        fail("give the secret as a value or as a file, not both")
+    if file is not None:
+        return file.readline().rstrip("\r\n")
+    return value
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _required_secret(value: str | None, file, what: str) -> str:
+    """A password that must be there: the option, else a prompt (interactive only), else an error."""
+    secret = _secret(value, file)
+    if secret is None and _interactive():
+        secret = click.prompt(what.capitalize(), hide_input=True, confirmation_prompt=True)
+    if not secret:
+        fail(f"give the {what} (--password or --password-file)")
+    return secret
+
+
+def _report(result: ImportResult) -> None:
+    for line in result.added:
+        click.echo(f"added: {line}")
+    for line in result.already_present:
+        click.echo(f"already present: {line}")
+    for line in result.warnings:
+        click.echo(f"warning: {line}", err=True)
+
+
+def _store(ctx: click.Context) -> KeyStore:
+    store = open_store(ctx)
+    ctx.call_on_close(store.close)
+    return store
+
+
+def _write_private_file(path: str, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        fail(f"{path} exists already; refusing to overwrite it")
+    except OSError as exc:
+        fail(f"cannot create {path}: {exc.strerror}")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+# ---------------------------------------------------------------------------- store
+
+
+@click.group("store")
+def store_group():
+    """Create, inspect, back up and move the key store."""
+
+
+@store_group.command("init")
+@click.pass_context
+def store_init(ctx):
+    """Create a new store and its master key (refuses to touch an existing one)."""
+    store = open_store(ctx, create=True)
+    ctx.call_on_close(store.close)
+    key_path = ctx.obj["resolved_master_key_path"]
+    click.echo(f"created store {store.path}")
+    click.echo(f"master key {key_path}: keep a copy apart from the store; without it no private key can be read")
+
+
+@store_group.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def store_info(ctx, as_json):
+    """Show the store's location, schema version and contents."""
+    store = _store(ctx)
+    info = {**store.info(), "master_key": ctx.obj["resolved_master_key_path"],
+            "integrity": store.integrity_check() or "ok"}
+    if as_json:
+        echo_json(info)
+        return
+    for name, value in info.items():
+        if name == "counts":
+            for table, count in value.items():
+                click.echo(f"{table}: {count}")
+        else:
+            click.echo(f"{name}: {value}")
+
+
+@store_group.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+def store_backup(ctx, file):
+    """Write a consistent copy of the store to FILE (safe while the milter runs)."""
+    store = _store(ctx)
+    try:
+        store.backup(file)
+    except StoreError as exc:
+        fail(str(exc))
+    click.echo(f"backup written to {file}")
+    click.echo(f"it holds the private keys sealed with {ctx.obj['resolved_master_key_path']}; that master key"
+               " is NOT in the backup: keep a copy of it apart, you need it to restore")
+
+
+@store_group.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace the contents of an existing store.")
+@click.pass_context
+def store_restore(ctx, file, force):
+    """Replace the store with the backup FILE (the master key must be the one it was made with)."""
+    store_path, key_path = ctx.obj["resolved_store_path"], ctx.obj["resolved_master_key_path"]
+    if os.path.exists(store_path) and not force:
+        fail(f"store {store_path} exists: give --force to replace its contents with the backup")
+    try:
+        KeyStore.restore(file, store_path, key_path).close()
+    except StoreError as exc:
+        fail(str(exc))
+    click.echo(f"restored {store_path} from {file}")
+
+
+@store_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_secret_options("password", "password that protects the exported private keys")
+@click.pass_context
+def store_export(ctx, file, password, password_file):
+    """Write every key, certificate, trust anchor and domain to FILE (JSON, private keys under a password)."""
+    password = _required_secret(password, password_file, "export password")
+    store = _store(ctx)
+    try:
+        data = store.export_all(password)
+    except StoreError as exc:
+        fail(str(exc))
+    _write_private_file(file, data)
+    click.echo(f"exported to {file}")
+
+
+@store_group.command("import")
+@click.argument("file", type=click.File("rb"))
+@_secret_options("password", "export password")
+@click.pass_context
+def store_import(ctx, file, password, password_file):
+    """Read back a file written by 'store export'."""
+    password = _secret(password, password_file)
+    data = file.read()
+    if password is None and _interactive():
+        password = click.prompt("Export password", hide_input=True)
+    store = _store(ctx)
+    try:
+        _report(store.import_export(data, password))
+    except StoreError as exc:
+        fail(f"{file.name}: {exc}")
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+@click.group("keys")
+def keys_group():
+    """Import, list, show, export and remove certificates and keys."""
+
+
+def _parse_with_prompts(name: str, data: bytes, password: str | None, passphrase: str | None):
+    """Parse one file, asking for a missing password or passphrase when a person is at the terminal."""
+    while True:
+        try:
+            return keyimport.parse(data, password=password.encode("utf-8") if password is not None else None,
+                                   passphrase=passphrase), password, passphrase
+        except keyimport.SecretNeeded as exc:
+            if not _interactive():
+                fail(f"{name}: {exc} (--{exc.kind} or --{exc.kind}-file)")
+            answer = click.prompt(f"{name}: {exc.kind}", hide_input=True, err=True)
+            password, passphrase = (answer, passphrase) if exc.kind == "password" else (password, answer)
+        except keyimport.KeyFormatError as exc:
+            fail(f"{name}: {exc}")
+
+
+@keys_group.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.File("rb"))
+@_secret_options("password", "PKCS#12 or private key password")
+@_secret_options("passphrase", "OpenPGP secret key passphrase")
+@click.pass_context
+def keys_import(ctx, files, password, password_file, passphrase, passphrase_file):
+    """Import certificates and keys: PKCS#12, PEM/DER certificates and keys, OpenPGP keys.
+
+    All FILES are imported together or not at all; a private key needs its
+    certificate in the same import or already in the store.
+    """
+    password, passphrase = _secret(password, password_file), _secret(passphrase, passphrase_file)
+    store = _store(ctx)
+    named = []
+    for file in files:
+        bundle, password, passphrase = _parse_with_prompts(file.name, file.read(), password, passphrase)
+        named.append((file.name, bundle))
+    try:
+        _report(store.import_bundles(named))
+    except StoreError as exc:
+        fail(str(exc))
+
+
+def _key_summary(key: dict) -> str:
+    if key["type"] == "x509":
+        flags = "private key" if key["private_key"] else key["origin"]
+        return f"{key['id'][:16]}  x509     {', '.join(key['emails']) or '-'}  [{flags}]  {key['subject']}"
+    flags = "secret" if key["secret"] else key["origin"]
+    return f"{key['id'][:16]}  openpgp  {', '.join(key['emails']) or '-'}  [{flags}]  {key['id']}"
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def keys_list(ctx, as_json):
+    """List certificates and OpenPGP keys (ID, type, e-mail addresses, what we hold)."""
+    keys = _store(ctx).list_keys()
+    if as_json:
+        echo_json(keys)
+        return
+    for key in keys:
+        click.echo(_key_summary(key))
+
+
+@keys_group.command("show")
+@click.argument("ident")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def keys_show(ctx, ident, as_json):
+    """Show one certificate or OpenPGP key (ID: 8 or more hex digits, or an OpenPGP key ID)."""
+    try:
+        key = _store(ctx).show_key(ident)
+    except StoreError as exc:
+        fail(str(exc))
+    if key is None:
+        fail(f"no key {ident}")
+    if as_json:
+        echo_json(key)
+        return
+    for name, value in key.items():
+        click.echo(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+@keys_group.command("remove")
+@click.argument("ident")
+@click.pass_context
+def keys_remove(ctx, ident):
+    """Remove a certificate (with its private key) or an OpenPGP key."""
+    try:
+        removed = _store(ctx).remove_key(ident)
+    except StoreError as exc:
+        fail(str(exc))
+    if not removed:
+        fail(f"no key {ident}")
+    click.echo(f"removed {ident}")
+
+
+@keys_group.command("export")
+@click.argument("ident")
+@click.option("--format", "fmt", type=click.Choice(["p12", "pem", "openpgp"]), required=True)
+@click.option("--secret", is_flag=True, help="Include the private key (always so for p12).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+@_secret_options("password", "password that protects the exported private key")
+@click.pass_context
+def keys_export(ctx, ident, fmt, secret, output, password, password_file):
+    """Export one key: certificate PEM, PKCS#12, or armored OpenPGP key."""
+    password = _secret(password, password_file)
+    if fmt == "p12" and password is None:
+        password = _required_secret(None, None, "PKCS#12 password")
+    try:
+        data = _store(ctx).export_key(ident, fmt, secret=secret, password=password)
+    except StoreError as exc:
+        fail(str(exc))
+    if output:
+        _write_private_file(output, data)
+    elif fmt == "p12" and sys.stdout.isatty():
+        fail("PKCS#12 is binary: give -o FILE")
+    else:
+        click.get_binary_stream("stdout").write(data)
+
+
+# ---------------------------------------------------------------------------- trust anchors
+
+
+@click.group("trust")
+def trust_group():
+    """S/MIME trust anchors (root certificates)."""
+
+
+@trust_group.command("add")
+@click.argument("file", type=click.File("rb"))
+@click.pass_context
+def trust_add(ctx, file):
+    """Trust every certificate in FILE (PEM or DER) as a root for S/MIME signatures."""
+    try:
+        bundle = keyimport.parse(file.read())
+    except keyimport.KeyFormatError as exc:
+        fail(f"{file.name}: {exc}")
+    if bundle.private_keys or bundle.pgp_keys or not bundle.certificates:
+        fail(f"{file.name}: a trust anchor file holds certificates only")
+    try:
+        added = _store(ctx).add_trust_anchors(bundle.certificates)
+    except StoreError as exc:
+        fail(f"{file.name}: {exc}")
+    for subject, is_new in added:
+        click.echo(f"{'added' if is_new else 'already present'}: trust anchor {subject}")
+
+
+@trust_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def trust_list(ctx, as_json):
+    """List the trust anchors."""
+    anchors = _store(ctx).list_trust_anchors()
+    if as_json:
+        echo_json(anchors)
+        return
+    for anchor in anchors:
+        click.echo(f"{anchor['id'][:16]}  {anchor['subject']}  (until {anchor['not_after']})")
+
+
+@trust_group.command("remove")
+@click.argument("ident")
+@click.pass_context
+def trust_remove(ctx, ident):
+    """Stop trusting an anchor (ID: 8 or more hex digits of its SHA-256 thumbprint)."""
+    try:
+        removed = _store(ctx).remove_trust_anchor(ident)
+    except StoreError as exc:
+        fail(str(exc))
+    if not removed:
+        fail(f"no trust anchor {ident}")
+    click.echo(f"removed trust anchor {ident}")
+
+
+# ---------------------------------------------------------------------------- internal domains
+
+
+@click.group("domains")
+def domains_group():
+    """Internal domains: mail to them is decrypted (example.com or *.example.com)."""
+
+
+@domains_group.command("add")
+@click.argument("domain")
+@click.pass_context
+def domains_add(ctx, domain):
+    """Add an internal domain; *.example.com covers every subdomain of example.com."""
+    try:
+        added = _store(ctx).add_domain(domain)
+    except StoreError as exc:
+        fail(str(exc))
+    click.echo(f"{'added' if added else 'already present'}: {domain}")
+
+
+@domains_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def domains_list(ctx, as_json):
+    """List the internal domains."""
+    patterns = _store(ctx).list_domains()
+    if as_json:
+        echo_json(patterns)
+        return
+    for pattern in patterns:
+        click.echo(pattern)
+
+
+@domains_group.command("remove")
+@click.argument("domain")
+@click.pass_context
+def domains_remove(ctx, domain):
+    """Remove an internal domain."""
+    try:
+        removed = _store(ctx).remove_domain(domain)
+    except StoreError as exc:
+        fail(str(exc))
+    if not removed:
+        fail(f"no domain {domain}")
+    click.echo(f"removed {domain}")

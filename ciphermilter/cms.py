@@ -1,0 +1,564 @@
+"""The CMS engine (RFC 5652): open, decrypt and verify S/MIME structures. No MIME here.
+
+Parsing is asn1crypto's; every primitive is the ``cryptography`` package's.
+Keys and certificates come in through callables, so the engine never knows
+where they are stored.
+
+Failure reasons are short, stable strings: they end up in header values that
+Sieve rules match. Every failure of a key that was actually tried gives the
+same reason, ``decryption failed``, whatever broke (RSA padding, key unwrap,
+content padding, GCM tag): a sender who could tell these apart would have a
+padding oracle (Bleichenbacher, RFC 3218).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from asn1crypto import algos, cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import exceptions as crypto_exceptions
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import hashes, keywrap, padding
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from ciphermilter import ids
+
+ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+SIGNED_DATA = "1.2.840.113549.1.7.2"
+AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
+DATA = "1.2.840.113549.1.7.1"
+
+DECRYPTION_FAILED = "decryption failed"
+MALFORMED = "malformed CMS"
+
+# Content ciphers: OID -> (spec name, key length, mode). Only those with a mode are implemented.
+_CONTENT_CIPHERS = {
+    "2.16.840.1.101.3.4.1.2": ("AES-128-CBC", 16, "cbc"),
+    "2.16.840.1.101.3.4.1.22": ("AES-192-CBC", 24, "cbc"),
+    "2.16.840.1.101.3.4.1.42": ("AES-256-CBC", 32, "cbc"),
+    "2.16.840.1.101.3.4.1.6": ("AES-128-GCM", 16, "gcm"),
+    "2.16.840.1.101.3.4.1.26": ("AES-192-GCM", 24, "gcm"),
+    "2.16.840.1.101.3.4.1.46": ("AES-256-GCM", 32, "gcm"),
+    "1.2.840.113549.3.7": ("DES-EDE3-CBC", 24, "3des"),
+    "1.2.840.113549.3.2": ("RC2-CBC", None, None),
+    "1.3.14.3.2.7": ("DES-CBC", None, None),
+}
+_HASHES = {
+    "1.3.14.3.2.26": hashes.SHA1,
+    "2.16.840.1.101.3.4.2.4": hashes.SHA224,
+    "2.16.840.1.101.3.4.2.1": hashes.SHA256,
+    "2.16.840.1.101.3.4.2.2": hashes.SHA384,
+    "2.16.840.1.101.3.4.2.3": hashes.SHA512,
+}
+_HASH_BY_NAME = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
+                 "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+# RFC 5753 / RFC 8418 key agreement schemes: OID -> KDF hash. For the NIST
+# prime curves the cofactor is 1, so cofactor ECDH equals standard ECDH.
+_ECDH_SCHEMES = {
+    "1.3.133.16.840.63.0.2": hashes.SHA1,  # dhSinglePass-stdDH-sha1kdf-scheme
+    "1.3.132.1.11.0": hashes.SHA224,
+    "1.3.132.1.11.1": hashes.SHA256,
+    "1.3.132.1.11.2": hashes.SHA384,
+    "1.3.132.1.11.3": hashes.SHA512,
+    "1.3.133.16.840.63.0.3": hashes.SHA1,  # dhSinglePass-cofactorDH-sha1kdf-scheme
+    "1.3.132.1.14.0": hashes.SHA224,
+    "1.3.132.1.14.1": hashes.SHA256,
+    "1.3.132.1.14.2": hashes.SHA384,
+    "1.3.132.1.14.3": hashes.SHA512,
+}
+_KEY_WRAPS = {"2.16.840.1.101.3.4.1.5": 16, "2.16.840.1.101.3.4.1.25": 24, "2.16.840.1.101.3.4.1.45": 32}
+_RSA_PKCS1 = "1.2.840.113549.1.1.1"
+_RSA_OAEP = "1.2.840.113549.1.1.7"
+_MGF1 = "1.2.840.113549.1.1.8"
+MICALG = {"sha1": "sha-1", "sha224": "sha-224", "sha256": "sha-256", "sha384": "sha-384", "sha512": "sha-512"}
+
+
+class CmsError(Exception):
+    """A CMS structure cannot be used; ``reason`` is the short stable text for the reason header."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MalformedCms(CmsError):
+    def __init__(self, reason: str = MALFORMED):
+        super().__init__(reason)
+
+
+class UnsupportedAlgorithm(CmsError):
+    pass
+
+
+class KeyNotFound(CmsError):
+    def __init__(self):
+        super().__init__("no private key for any recipient")
+
+
+class DecryptionFailed(CmsError):
+    def __init__(self):
+        super().__init__(DECRYPTION_FAILED)
+
+
+class TooMany(CmsError):
+    """More RecipientInfos or SignerInfos than the limits allow."""
+
+
+# asn1crypto parses lazily and reports broken input as one of these.
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+
+
+def load(der: bytes) -> cms.ContentInfo:
+    """Parse the outer ContentInfo; truncation or trailing junk shows here.
+
+    The inside is parsed lazily, field by field, by whoever reads it: a full
+    parse would refuse real signatures for an attribute asn1crypto does not
+    know (Thunderbird's encryption key preference).
+    """
+    try:
+        info = cms.ContentInfo.load(der, strict=True)
+        info["content"]  # noqa: B018  parses the content's outer structure
+        return info
+    except _PARSE_ERRORS:
+        raise MalformedCms() from None
+
+
+def content_type(info: cms.ContentInfo) -> str:
+    return info["content_type"].dotted
+
+
+# ---------------------------------------------------------------- recipients
+
+
+@dataclass
+class Recipient:
+    """One key that may open an enveloped layer: a RecipientInfo, or one RecipientEncryptedKey of a kari."""
+
+    index: int  # position among the layer's recipients, for the INDEX of the headers
+    kind: str  # ktri, kari, kekri, pwri, ori
+    text: str  # the spec's identifier text
+    algorithm: str  # key encryption algorithm, dotted OID
+    issuer_key: str | None = None
+    serial: int | None = None
+    ski: bytes | None = None
+    _info: object = field(default=None, repr=False)  # the RecipientInfo
+    _encrypted_key: bytes = field(default=b"", repr=False)
+
+    @property
+    def lookup(self) -> dict:
+        """Keyword arguments for the key store's lookups."""
+        if self.ski is not None:
+            return {"ski": self.ski}
+        if self.issuer_key is not None:
+            return {"issuer_key": self.issuer_key, "serial": self.serial}
+        return {}
+
+
+def _identify(rid) -> dict:
+    """Identifier fields of an issuerAndSerialNumber or subjectKeyIdentifier choice."""
+    if rid.name == "issuer_and_serial_number":
+        issuer, serial = rid.chosen["issuer"], rid.chosen["serial_number"].native
+        return {"text": ids.issuer_serial_id(issuer, serial), "issuer_key": ids.name_key(issuer), "serial": serial}
+    if rid.name == "r_key_id":
+        ski = rid.chosen["subject_key_identifier"].native
+    else:
+        ski = rid.chosen.native
+    return {"text": ids.ski_id(ski), "ski": ski}
+
+
+def _recipients(recipient_infos, limit: int) -> list[Recipient]:
+    out: list[Recipient] = []
+    for info in recipient_infos:
+        chosen = info.chosen
+        if info.name == "ktri":
+            out.append(Recipient(len(out), "ktri", algorithm=chosen["key_encryption_algorithm"]["algorithm"].dotted,
+                                 _info=chosen, _encrypted_key=chosen["encrypted_key"].native,
+                                 **_identify(chosen["rid"])))
+        elif info.name == "kari":
+            for rek in chosen["recipient_encrypted_keys"]:
+                out.append(Recipient(len(out), "kari", algorithm=chosen["key_encryption_algorithm"]["algorithm"].dotted,
+                                     _info=chosen, _encrypted_key=rek["encrypted_key"].native, **_identify(rek["rid"])))
+        elif info.name == "kekri":
+            kek_id = chosen["kekid"]["key_identifier"].native
+            out.append(Recipient(len(out), "kekri", f"kek={kek_id.hex().upper()}", "kek"))
+        elif info.name == "pwri":
+            out.append(Recipient(len(out), "pwri", "password", "password"))
+        else:
+            out.append(Recipient(len(out), "ori", f"other={chosen['ori_type'].dotted}", "other"))
+        if len(out) > limit:
+            raise TooMany(f"more than {limit} recipients in one layer")
+    return out
+
+
+# ---------------------------------------------------------------- enveloped data
+
+
+@dataclass
+class EnvelopedLayer:
+    authenticated: bool  # AuthEnvelopedData (RFC 5083)
+    cipher: str  # the spec's name of the content cipher, or its dotted OID
+    recipients: list[Recipient]
+    _data: object = field(repr=False)
+
+
+def open_enveloped(info: cms.ContentInfo, *, max_recipients: int) -> EnvelopedLayer:
+    """Describe an EnvelopedData or AuthEnvelopedData without touching any key."""
+    ctype = content_type(info)
+    if ctype not in (ENVELOPED_DATA, AUTH_ENVELOPED_DATA):
+        raise UnsupportedAlgorithm(f"not enveloped data: {ctype}")
+    try:
+        data = info["content"]
+        if ctype == AUTH_ENVELOPED_DATA:
+            encrypted = data["auth_encrypted_content_info"]
+        else:
+            encrypted = data["encrypted_content_info"]
+        oid = encrypted["content_encryption_algorithm"]["algorithm"].dotted
+        recipients = _recipients(data["recipient_infos"], max_recipients)
+    except _PARSE_ERRORS:
+        raise MalformedCms() from None
+    cipher = _CONTENT_CIPHERS.get(oid, (oid,))[0]
+    return EnvelopedLayer(ctype == AUTH_ENVELOPED_DATA, cipher, recipients, data)
+
+
+KeyFinder = Callable[[Recipient], list]  # -> [(certificate DER, private key)]
+
+
+def decrypt(layer: EnvelopedLayer, find_keys: KeyFinder) -> tuple[bytes, Recipient]:
+    """Decrypt with the first key that works; returns the content and the recipient it matched.
+
+    Raises :class:`UnsupportedAlgorithm` before any key is used when the
+    content cipher is not implemented, :class:`KeyNotFound` when no key
+    matches a recipient, :class:`DecryptionFailed` when keys matched but none
+    opened the content.
+    """
+    try:
+        encrypted = layer._data["auth_encrypted_content_info" if layer.authenticated else "encrypted_content_info"]
+        oid = encrypted["content_encryption_algorithm"]["algorithm"].dotted
+    except _PARSE_ERRORS:
+        raise MalformedCms() from None
+    name, key_size, mode = _CONTENT_CIPHERS.get(oid, (oid, None, None))
+    if mode is None or (mode == "gcm") != layer.authenticated:
+        raise UnsupportedAlgorithm(f"unsupported content cipher {name}")
+    tried = False
+    unsupported = None
+    for recipient in layer.recipients:
+        if recipient.kind not in ("ktri", "kari"):
+            continue
+        for _cert, key in find_keys(recipient):
+            try:
+                cek = _unwrap_cek(recipient, key, key_size)
+            except UnsupportedAlgorithm as exc:
+                unsupported = exc
+                continue
+            except Exception:  # noqa: BLE001  any failure of a real key looks the same (no oracle)
+                tried = True
+                continue
+            tried = True
+            try:
+                return _decrypt_content(layer, encrypted, mode, cek), recipient
+            except Exception:  # noqa: BLE001  same outcome as a failed unwrap, on purpose
+                continue
+    if tried:
+        raise DecryptionFailed()
+    if unsupported is not None:
+        raise unsupported
+    raise KeyNotFound()
+
+
+def _unwrap_cek(recipient: Recipient, key, key_size: int) -> bytes:
+    if recipient.kind == "ktri":
+        return _key_transport(recipient, key)
+    return _key_agreement(recipient, key, key_size)
+
+
+def _key_transport(recipient: Recipient, key) -> bytes:
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise UnsupportedAlgorithm("key is not an RSA key")
+    algorithm = recipient._info["key_encryption_algorithm"]
+    if recipient.algorithm == _RSA_PKCS1:
+        # With OpenSSL >= 3.2 this returns random bytes instead of raising on
+        # bad padding (implicit rejection); the content decryption then fails
+        # the same way a wrong key does.
+        return key.decrypt(recipient._encrypted_key, asym_padding.PKCS1v15())
+    if recipient.algorithm == _RSA_OAEP:
+        return key.decrypt(recipient._encrypted_key, _oaep_padding(algorithm["parameters"]))
+    raise UnsupportedAlgorithm(f"unsupported key transport {recipient.algorithm}")
+
+
+def _oaep_padding(params) -> asym_padding.OAEP:
+    """RSAES-OAEP-params (RFC 4055); absent fields mean SHA-1 and MGF1-SHA-1."""
+    if params.native is None or not isinstance(params, algos.RSAESOAEPParams):
+        return asym_padding.OAEP(asym_padding.MGF1(hashes.SHA1()), hashes.SHA1(), None)
+    digest = _hash_named(params["hash_algorithm"]["algorithm"].native)
+    mgf = params["mask_gen_algorithm"]
+    if mgf["algorithm"].dotted != _MGF1:
+        raise UnsupportedAlgorithm("unsupported OAEP mask generation")
+    mgf_digest = _hash_named(mgf["parameters"]["algorithm"].native)
+    label = params["p_source_algorithm"]["parameters"].native or None
+    return asym_padding.OAEP(asym_padding.MGF1(mgf_digest), digest, label)
+
+
+def _hash_named(name: str) -> hashes.HashAlgorithm:
+    try:
+        return _HASH_BY_NAME[name]()
+    except KeyError:
+        raise UnsupportedAlgorithm(f"unsupported digest {name}") from None
+
+
+class _SharedInfo(core.Sequence):
+    """ECC-CMS-SharedInfo (RFC 5753 section 7.2)."""
+
+    _fields = [
+        ("key_info", core.Any),
+        ("entity_u_info", core.OctetString, {"explicit": 0, "optional": True}),
+        ("supp_pub_info", core.OctetString, {"explicit": 2}),
+    ]
+
+
+def _key_agreement(recipient: Recipient, key, key_size: int) -> bytes:
+    kari = recipient._info
+    kdf_hash = _ECDH_SCHEMES.get(recipient.algorithm)
+    if kdf_hash is None or not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise UnsupportedAlgorithm(f"unsupported key agreement {recipient.algorithm}")
+    wrap = kari["key_encryption_algorithm"]["parameters"]
+    wrap_info = algos.AlgorithmIdentifier.load(wrap.dump())
+    kek_size = _KEY_WRAPS.get(wrap_info["algorithm"].dotted)
+    if kek_size is None:
+        raise UnsupportedAlgorithm(f"unsupported key wrap {wrap_info['algorithm'].dotted}")
+    originator = kari["originator"]
+    if originator.name != "originator_key":
+        raise UnsupportedAlgorithm("static-static ECDH is not supported")
+    point = originator.chosen["public_key"].native
+    peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, point)
+    shared = key.exchange(ec.ECDH(), peer)
+    ukm = kari["ukm"].native
+    shared_info = _SharedInfo({
+        "key_info": core.Any.load(wrap.dump()),
+        "entity_u_info": ukm,
+        "supp_pub_info": (kek_size * 8).to_bytes(4, "big"),
+    }).dump()
+    kek = X963KDF(kdf_hash(), kek_size, shared_info).derive(shared)
+    return keywrap.aes_key_unwrap(kek, recipient._encrypted_key)
+
+
+class _GcmParameters(core.Sequence):
+    """GCMParameters (RFC 5084 section 3.2)."""
+
+    _fields = [("nonce", core.OctetString), ("icv_len", core.Integer, {"default": 12})]
+
+
+def _decrypt_content(layer: EnvelopedLayer, encrypted, mode: str, cek: bytes) -> bytes:
+    ciphertext = encrypted["encrypted_content"].native
+    if ciphertext is None:
+        raise MalformedCms("detached encrypted content")
+    params = encrypted["content_encryption_algorithm"]["parameters"]
+    if mode == "gcm":
+        gcm = _GcmParameters.load(params.dump())
+        tag = layer._data["mac"].native
+        if len(tag) != gcm["icv_len"].native:
+            raise ValueError("tag length")
+        auth_attrs = layer._data["auth_attrs"]
+        # RFC 5083 section 2.1: the AAD is the DER of the authAttrs as a SET OF.
+        aad = b"\x31" + auth_attrs.dump()[1:] if auth_attrs.contents else b""
+        return AESGCM(cek).decrypt(gcm["nonce"].native, ciphertext + tag, aad)
+    iv = core.OctetString.load(params.dump()).native
+    algorithm = TripleDES(cek) if mode == "3des" else algorithms.AES(cek)
+    if mode != "3des" and len(cek) * 8 not in (128, 192, 256):
+        raise ValueError("content key size")
+    decryptor = Cipher(algorithm, modes.CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(algorithm.block_size).unpadder()
+    return unpadder.update(padded) + unpadder.finalize()
+
+
+# ---------------------------------------------------------------- signed data
+
+
+@dataclass
+class Signer:
+    """The outcome for one SignerInfo."""
+
+    index: int
+    text: str  # the spec's signer identifier
+    digest: str  # digest algorithm name (sha256, ...)
+    signature_algorithm: str
+    certificate: bytes | None  # DER of the signer certificate, when found in the message or the store
+    verified: bool
+    reason: str | None  # why not verified
+
+
+@dataclass
+class SignedLayer:
+    content: bytes | None  # the encapsulated content (opaque signing), None when detached
+    certificates: list[bytes]  # DER of the certificates the message carries
+    _info: object = field(repr=False)
+
+    @property
+    def signer_infos(self):
+        return self._info["content"]["signer_infos"]
+
+
+def open_signed(info: cms.ContentInfo, *, max_signers: int) -> SignedLayer:
+    if content_type(info) != SIGNED_DATA:
+        raise UnsupportedAlgorithm(f"not signed data: {content_type(info)}")
+    try:
+        data = info["content"]
+        if len(data["signer_infos"]) > max_signers:
+            raise TooMany(f"more than {max_signers} signers in one layer")
+        encap = data["encap_content_info"]["content"]
+        content = None if isinstance(encap, core.Void) else _encapsulated_bytes(encap)
+        certificates = [c.chosen.dump() for c in data["certificates"] if c.name == "certificate"]
+    except _PARSE_ERRORS:
+        raise MalformedCms() from None
+    return SignedLayer(content, certificates, info)
+
+
+def _encapsulated_bytes(encap) -> bytes:
+    """The eContent octets, with the chunks of a BER constructed OCTET STRING joined."""
+    return bytes(encap)
+
+
+CertFinder = Callable[[dict], list]  # store lookup kwargs -> [certificate DER]
+
+
+def verify(layer: SignedLayer, content: bytes, find_certificates: CertFinder) -> list[Signer]:
+    """Check every SignerInfo over ``content`` (the exact signed bytes)."""
+    try:
+        econtent_type = layer._info["content"]["encap_content_info"]["content_type"].dotted
+    except _PARSE_ERRORS:
+        raise MalformedCms() from None
+    return [_verify_signer(index, signer_info, content, econtent_type, layer.certificates, find_certificates)
+            for index, signer_info in enumerate(layer.signer_infos)]
+
+
+def _verify_signer(index, signer_info, content, econtent_type, message_certs, find_certificates) -> Signer:
+    try:
+        sid = _identify(signer_info["sid"])
+        digest_oid = signer_info["digest_algorithm"]["algorithm"].dotted
+        digest_name = signer_info["digest_algorithm"]["algorithm"].native
+        sig_name = signer_info["signature_algorithm"]["algorithm"].native
+    except _PARSE_ERRORS:
+        return Signer(index, "unknown", "unknown", "unknown", None, False, MALFORMED)
+    certificate = _find_signer_certificate(sid, message_certs, find_certificates)
+    signer = Signer(index, sid["text"], digest_name, sig_name, certificate, False, None)
+    hash_cls = _HASHES.get(digest_oid)
+    if hash_cls is None:
+        signer.reason = f"unsupported digest {digest_name}"
+        return signer
+    if certificate is None:
+        signer.reason = "signer certificate not found"
+        return signer
+    try:
+        signed_bytes = _signed_bytes(signer_info, content, econtent_type, hash_cls)
+        public_key = asn1_x509.Certificate.load(certificate).public_key
+        _check_signature(public_key.dump(), signer_info, signed_bytes, hash_cls)
+    except CmsError as exc:
+        signer.reason = exc.reason
+        return signer
+    except crypto_exceptions.InvalidSignature:
+        signer.reason = "bad signature"
+        return signer
+    except _PARSE_ERRORS:
+        signer.reason = MALFORMED
+        return signer
+    signer.verified = True
+    return signer
+
+
+def _find_signer_certificate(sid: dict, message_certs: list[bytes], find_certificates: CertFinder) -> bytes | None:
+    for der in message_certs:
+        if _certificate_matches(der, sid):
+            return der
+    lookup = {"ski": sid["ski"]} if "ski" in sid else {"issuer_key": sid["issuer_key"], "serial": sid["serial"]}
+    for der in find_certificates(lookup):
+        if _certificate_matches(der, sid):
+            return der
+    return None
+
+
+def _certificate_matches(der: bytes, sid: dict) -> bool:
+    try:
+        cert = asn1_x509.Certificate.load(der)
+        if "ski" in sid:
+            return cert.key_identifier == sid["ski"]
+        return cert.serial_number == sid["serial"] and ids.name_key(cert.issuer) == sid["issuer_key"]
+    except _PARSE_ERRORS:
+        return False
+
+
+def _signed_bytes(signer_info, content: bytes, econtent_type: str, hash_cls) -> bytes:
+    """What the signature covers: the signed attributes (after checking them) or the content itself."""
+    attrs = signer_info["signed_attrs"]
+    if not attrs.contents:
+        return content
+    values = {attr["type"].dotted: attr["values"] for attr in attrs}
+    message_digest = values.get("1.2.840.113549.1.9.4")
+    content_type_attr = values.get("1.2.840.113549.1.9.3")
+    if message_digest is None or len(message_digest) != 1:
+        raise CmsError("message digest attribute missing")
+    if content_type_attr is None or len(content_type_attr) != 1:
+        raise CmsError("content type attribute missing")
+    if content_type_attr[0].dotted != econtent_type:
+        raise CmsError("content type mismatch")
+    digest = hashes.Hash(hash_cls())
+    digest.update(content)
+    if digest.finalize() != message_digest[0].native:
+        raise CmsError("message digest mismatch")
+    # RFC 5652 section 5.4: the signature is over the attributes as an explicit SET OF.
+    return b"\x31" + attrs.dump()[1:]
+
+
+def _check_signature(public_key_der: bytes, signer_info, data: bytes, hash_cls) -> None:
+    public_key = load_der_public_key(public_key_der)
+    algorithm = signer_info["signature_algorithm"]
+    signature = signer_info["signature"].native
+    kind = algorithm.signature_algo
+    if isinstance(public_key, rsa.RSAPublicKey) and kind == "rsassa_pkcs1v15":
+        public_key.verify(signature, data, asym_padding.PKCS1v15(), _signature_hash(algorithm, hash_cls))
+    elif isinstance(public_key, rsa.RSAPublicKey) and kind == "rsassa_pss":
+        params = algorithm["parameters"]
+        pss_hash = _hash_named(params["hash_algorithm"]["algorithm"].native)
+        mgf_hash = _hash_named(params["mask_gen_algorithm"]["parameters"]["algorithm"].native)
+        pss = asym_padding.PSS(asym_padding.MGF1(mgf_hash), params["salt_length"].native)
+        public_key.verify(signature, data, pss, pss_hash)
+    elif isinstance(public_key, ec.EllipticCurvePublicKey) and kind == "ecdsa":
+        public_key.verify(signature, data, ec.ECDSA(_signature_hash(algorithm, hash_cls)))
+    elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)) and kind in ("ed25519", "ed448"):
+        public_key.verify(signature, data)
+    else:
+        raise UnsupportedAlgorithm(f"unsupported signature algorithm {algorithm['algorithm'].native}")
+
+
+def _signature_hash(algorithm, hash_cls) -> hashes.HashAlgorithm:
+    """The hash named by sha256WithRSAEncryption and friends, else the SignerInfo's digest algorithm."""
+    try:
+        return _hash_named(algorithm.hash_algo)
+    except (ValueError, UnsupportedAlgorithm):
+        return hash_cls()
+
+
+def detached_signature(layer: SignedLayer) -> bytes:
+    """The same SignedData without its eContent: a detached signature with the very same SignerInfos."""
+    data = layer._info["content"].copy()
+    encap = data["encap_content_info"]
+    # PKCS#7 v1 SignedData holds a ContentInfo here, CMS an EncapsulatedContentInfo: keep the class.
+    data["encap_content_info"] = type(encap)({"content_type": encap["content_type"].dotted})
+    return cms.ContentInfo({"content_type": SIGNED_DATA, "content": data}).dump(force=True)
+
+
+def micalg(signers: list[Signer]) -> str:
+    """The multipart/signed micalg parameter (RFC 8551 section 3.5.3) for these signers' digests."""
+    names = sorted({MICALG.get(s.digest, "unknown") for s in signers})
+    return ",".join(names) or "sha-256"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,229 @@
+"""``ciphermilter run``: the milter daemon.
+
+Start-up order matters: read the configuration (refusing mistakes before
+anything else happens), set up logging, open the key store, create the
+socket directory and the pid file, set the umask, drop root privileges, and
+only then serve. libmilter owns the signals (SIGTERM, SIGINT and SIGHUP all
+stop it), so changes to the store are picked up without a restart by
+:class:`StoreHolder`, not by a reload signal.
+"""
+
+from __future__ import annotations
+
+import grp
+import logging
+import logging.handlers
+import os
+import pwd
+import sys
+import threading
+
+import click
+import milter as libmilter
+import Milter
+
+from ciphermilter import milter
+from ciphermilter.cli import fail
+from ciphermilter.config import ConfigError, DaemonConfig
+from ciphermilter.config import load as load_config
+
+log = logging.getLogger("ciphermilter.daemon")
+SYSLOG_SOCKET = "/dev/log"
+MILTER_NAME = "ciphermilter"
+
+
+class StoreHolder:
+    """Hands out the open key store, reopening it when it was replaced on disk or came back.
+
+    Called once per message. The store itself drops its caches when
+    ``PRAGMA data_version`` moves (another process, such as the admin's CLI,
+    committed), so new keys and domains take effect on the next message
+    without a reopen. What a long-lived connection does not notice is the file
+    being replaced (a restored backup) or removed: the holder compares the
+    file's identity on every call, and uses ``data_version()`` as a cheap
+    health check. While the store is missing, locked or corrupt every call
+    raises :class:`milter.StoreUnavailable` with the reason (and the on_error
+    policy applies); the next call tries again, so service recovers by itself.
+    One store object serves every connection thread (it locks internally).
+    """
+
+    def __init__(self, path: str, master_key_path: str, opener=None):
+        self.path = path
+        self.master_key_path = master_key_path
+        self._opener = opener or _open_key_store
+        self._lock = threading.Lock()
+        self._store = None
+        self._file_id = None
+        self._last_error: str | None = None
+
+    def current(self):
+        with self._lock:
+            try:
+                file_id = self._file_identity()
+                if self._store is None or file_id != self._file_id:
+                    self._reopen(file_id)
+                self._store.data_version()
+            except milter.StoreUnavailable as exc:
+                self._drop(str(exc))
+                raise
+            except Exception as exc:  # StoreError, sqlite3.DatabaseError, ...: all mean "not usable now"
+                reason = str(exc) or type(exc).__name__
+                self._drop(reason)
+                raise milter.StoreUnavailable(reason) from None
+            return self._store
+
+    def _file_identity(self) -> tuple[int, int]:
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise milter.StoreUnavailable(f"key store {self.path}: {exc.strerror}") from None
+        return st.st_dev, st.st_ino
+
+    def _reopen(self, file_id) -> None:
+        self._close()
+        self._store = self._opener(self.path, self.master_key_path)
+        self._file_id = file_id
+        if self._last_error is not None:
+            log.warning("key store %s is usable again", self.path)
+            self._last_error = None
+
+    def _drop(self, reason: str) -> None:
+        """Forget the broken store; log the reason once, not once per message."""
+        self._close()
+        if reason != self._last_error:
+            log.error("key store unavailable, on_error policy applies: %s", reason)
+            self._last_error = reason
+
+    def _close(self) -> None:
+        if self._store is not None:
+            try:
+                self._store.close()
+            except Exception:  # closing a broken store must not hide why it broke
+                log.debug("closing the key store failed", exc_info=True)
+        self._store = None
+
+
+def _open_key_store(path: str, master_key_path: str):
+    from ciphermilter.store import KeyStore  # imported late: only the daemon and the CLI need it
+
+    return KeyStore.open(path, master_key_path)
+
+
+def setup_logging(level: str, stderr: bool) -> None:
+    """Syslog facility mail (where Postfix logs too) and, in the foreground, stderr; tracebacks included."""
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(level.upper())
+    if os.path.exists(SYSLOG_SOCKET):
+        syslog = logging.handlers.SysLogHandler(SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+        syslog.setFormatter(logging.Formatter(f"{MILTER_NAME}[%(process)d]: %(levelname)s %(message)s"))
+        root.addHandler(syslog)
+    if stderr or not root.handlers:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root.addHandler(console)
+
+
+def unix_socket_path(spec: str) -> str | None:
+    """The file of a ``unix:``/``local:`` socket spec, None for inet."""
+    kind, _, rest = spec.partition(":")
+    return rest if kind in ("unix", "local") else None
+
+
+def account(config: DaemonConfig) -> tuple[int, int] | None:
+    """uid and gid to drop to, or None when no user is configured."""
+    if not config.user:
+        return None
+    try:
+        user = pwd.getpwnam(config.user)
+        gid = grp.getgrnam(config.group).gr_gid if config.group else user.pw_gid
+    except KeyError as exc:
+        raise ConfigError(f"unknown user or group: {exc.args[0]}") from None
+    return user.pw_uid, gid
+
+
+def prepare_socket_dir(path: str, ids: tuple[int, int] | None) -> None:
+    """Create the socket's directory (mode 0750, owned by the milter user) when it does not exist.
+
+    An existing directory is left as it is: it may be shared (/run) and its
+    owner chose its mode. Postfix's user reaches the socket through the group.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(directory):
+        return
+    os.makedirs(directory, mode=0o750)
+    if ids is not None and os.geteuid() == 0:
+        os.chown(directory, *ids)
+
+
+def write_pid_file(path: str, ids: tuple[int, int] | None) -> None:
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write(f"{os.getpid()}\n")
+    if ids is not None and os.geteuid() == 0:
+        os.chown(path, *ids)  # so that the unprivileged daemon can remove it at exit
+
+
+def drop_privileges(ids: tuple[int, int] | None, user: str | None) -> None:
+    if os.geteuid() != 0:
+        return
+    if ids is None:
+        log.warning("running as root: set user (and group) in the configuration file")
+        return
+    uid, gid = ids
+    os.setgroups([])
+    os.initgroups(user, gid)
+    os.setgid(gid)
+    os.setuid(uid)
+    log.info("running as uid %d gid %d", uid, gid)
+
+
+def serve(config: DaemonConfig, stderr: bool) -> None:
+    setup_logging(config.log_level, stderr)
+    ids = account(config)
+    holder = StoreHolder(config.store, config.master_key_path)
+    try:
+        holder.current()
+        log.info("key store %s opened", config.store)
+    except milter.StoreUnavailable:
+        pass  # logged by the holder; we serve anyway and recover when the store is back
+    socket_path = unix_socket_path(config.socket)
+    if socket_path:
+        prepare_socket_dir(socket_path, ids)
+    if config.pid_file:
+        write_pid_file(config.pid_file, ids)
+    os.umask(config.umask)
+    drop_privileges(ids, config.user)
+    milter.CipherMilter.runtime = milter.Runtime(config=config, stores=holder)
+    Milter.factory = milter.CipherMilter
+    log.info("listening on %s", config.socket)
+    try:
+        Milter.runmilter(MILTER_NAME, config.socket, timeout=config.milter_timeout)
+    finally:
+        if config.pid_file:
+            try:
+                os.unlink(config.pid_file)
+            except OSError as exc:
+                log.warning("cannot remove pid file %s: %s", config.pid_file, exc.strerror)
+        log.info("stopped")
+
+
+@click.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="TOML configuration file (default: the global --config, else built-in defaults).")
+@click.option("--stderr/--no-stderr", default=True, show_default=True,
+              help="Log to stderr as well as to syslog (turn off under a supervisor that keeps stderr).")
+@click.pass_context
+def run(ctx: click.Context, config_path, stderr):
+    """Run the milter daemon until SIGTERM."""
+    options = ctx.obj or {}
+    try:
+        config = load_config(config_path or options.get("config_path"))
+        if options.get("store_path"):
+            config.store = options["store_path"]
+        if options.get("master_key_path"):
+            config.master_key = options["master_key_path"]
+        serve(config, stderr)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except libmilter.error as exc:
+        fail(f"cannot serve on {config.socket}: {exc}")

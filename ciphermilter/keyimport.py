@@ -1,0 +1,527 @@
+"""Recognise and parse the key and certificate files an admin imports.
+
+Accepted: PKCS#12 (password), PEM or DER X.509 certificates (one or a chain,
+also PKCS#7 certificate bundles), PEM or DER private keys (PKCS#8, encrypted
+PKCS#8, traditional RSA/EC), and armored or binary OpenPGP public or secret
+keys (one or a keyring). :func:`parse` turns a file into a :class:`Bundle` or
+raises :class:`KeyFormatError` with one line that tells the admin what is wrong.
+
+OpenPGP keys go through pgpy, which knows only version 4 keys: a version 6
+(RFC 9580) key is refused with a clear message rather than stored half
+understood. Passphrase-protected secret keys are unlocked here and handed on
+unprotected, because the store protects them with its master key and the milter
+must never need a passphrase.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import pgpy
+from asn1crypto import core as asn1_core
+from asn1crypto import pkcs12 as asn1_pkcs12
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
+from pgpy.errors import PGPDecryptionError, PGPError
+from pgpy.packet.fields import String2Key
+
+
+class KeyFormatError(ValueError):
+    """The file is not something we can import; ``str()`` is one line for the admin."""
+
+
+class SecretNeeded(KeyFormatError):
+    """The file is protected and no password (``kind == "password"``) or passphrase was given."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class Bundle:
+    certificates: list[bytes] = field(default_factory=list)  # DER
+    private_keys: list = field(default_factory=list)  # cryptography private key objects
+    pgp_keys: list[pgpy.PGPKey] = field(default_factory=list)  # secret keys unprotected
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def parse(data: bytes, *, password: bytes | None = None, passphrase: str | None = None) -> Bundle:
+    if not data.strip():
+        raise KeyFormatError("empty file")
+    bundle = _parse_any(data, password, passphrase)
+    if not (bundle.certificates or bundle.private_keys or bundle.pgp_keys):
+        raise KeyFormatError("no key or certificate found")
+    return bundle
+
+
+def _parse_any(data: bytes, password: bytes | None, passphrase: str | None) -> Bundle:
+    if b"-----BEGIN PGP " in data:
+        return _parse_openpgp(_dearmor(data), passphrase)
+    if b"-----BEGIN " in data:
+        return _parse_pem(data, password)
+    if _looks_like_openpgp(data):
+        return _parse_openpgp([data], passphrase)
+    return _parse_der(data, password)
+
+
+# ---------------------------------------------------------------------------- X.509 / PKCS
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.S)
+_CERTIFICATE_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
+_KEY_LABELS = {b"PRIVATE KEY", b"ENCRYPTED PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
+_PKCS7_LABELS = {b"PKCS7", b"CMS"}
+
+
+def _parse_pem(data: bytes, password: bytes | None) -> Bundle:
+    bundle = Bundle()
+    blocks = list(_PEM_BLOCK.finditer(data))
+    if not blocks:
+        raise KeyFormatError("PEM data without a complete BEGIN/END block (truncated?)")
+    for block in blocks:
+        label, text = block.group(1), block.group(0)
+        name = label.decode("ascii")
+        if label in _CERTIFICATE_LABELS:
+            bundle.certificates.append(_pem_certificate(text, name))
+        elif label in _KEY_LABELS:
+            bundle.private_keys.append(_private_key(text, password, serialization.load_pem_private_key, name))
+        elif label in _PKCS7_LABELS:
+            bundle.certificates.extend(_pkcs7(text, pkcs7.load_pem_pkcs7_certificates))
+        else:
+            raise KeyFormatError(f"unsupported PEM block '{name}'")
+    return bundle
+
+
+def _pem_certificate(text: bytes, name: str) -> bytes:
+    # TRUSTED CERTIFICATE (OpenSSL's cert + trust settings) is a certificate followed by extra DER
+    body = base64.b64decode(b"".join(text.splitlines()[1:-1]), validate=False)
+    der = _first_der_element(body) if name == "TRUSTED CERTIFICATE" else body
+    return _certificate_der(der, f"corrupt PEM block '{name}'")
+
+
+def _certificate_der(der: bytes, error: str) -> bytes:
+    try:
+        x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise KeyFormatError(f"{error}: {exc}") from None
+    return der
+
+
+def _private_key(data: bytes, password: bytes | None, loader, name: str):
+    try:
+        return loader(data, password=password)
+    except TypeError:  # cryptography's way to say "password missing" or "not encrypted"
+        if password is None:
+            raise SecretNeeded("the private key is encrypted: give its password", "password") from None
+        # the password was meant for another file of the same command (a PKCS#12): not needed here
+        return _private_key(data, None, loader, name)
+    except ValueError as exc:
+        if password is not None and "ENCRYPTED" in name.upper():
+            raise KeyFormatError("wrong password for the encrypted private key") from None
+        raise KeyFormatError(f"corrupt or unsupported private key ({name}): {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - unsupported algorithms surface as UnsupportedAlgorithm
+        raise KeyFormatError(f"unsupported private key ({name}): {exc}") from None
+
+
+def _pkcs7(data: bytes, loader) -> list[bytes]:
+    try:
+        certs = loader(data)
+    except ValueError as exc:
+        raise KeyFormatError(f"corrupt PKCS#7 certificate bundle: {exc}") from None
+    return [cert.public_bytes(serialization.Encoding.DER) for cert in certs]
+
+
+def _first_der_element(data: bytes) -> bytes:
+    """The first complete DER element of ``data``; KeyFormatError when it is cut short."""
+    try:
+        element = asn1_core.Asn1Value.load(data, strict=False)
+        return element.dump()
+    except (ValueError, TypeError) as exc:
+        raise KeyFormatError(f"truncated or corrupt DER data: {exc}") from None
+
+
+def _der_is_complete(data: bytes) -> bool:
+    try:
+        asn1_core.Asn1Value.load(data, strict=True)
+        return True
+    except (ValueError, TypeError):
+        return False
+
+
+def _is_pkcs12(data: bytes) -> bool:
+    try:
+        pfx = asn1_pkcs12.Pfx.load(data)
+        return pfx["version"].native == "v3" and pfx["auth_safe"]["content_type"].native in ("data", "signed_data")
+    except (ValueError, TypeError, KeyError):
+        return False
+
+
+def _parse_der(data: bytes, password: bytes | None) -> Bundle:
+    if data[:1] != b"\x30":
+        raise KeyFormatError("unknown format (not PKCS#12, PEM, DER or OpenPGP)")
+    if not _der_is_complete(data):
+        raise KeyFormatError("truncated or corrupt DER data")
+    if _is_pkcs12(data):
+        return _parse_pkcs12(data, password)
+    try:
+        return Bundle(certificates=[x509.load_der_x509_certificate(data).public_bytes(serialization.Encoding.DER)])
+    except ValueError:
+        pass
+    try:
+        return Bundle(private_keys=[_private_key(data, password, serialization.load_der_private_key, "DER")])
+    except SecretNeeded:
+        raise
+    except KeyFormatError:
+        pass
+    try:
+        return Bundle(certificates=_pkcs7(data, pkcs7.load_der_pkcs7_certificates))
+    except KeyFormatError:
+        pass
+    raise KeyFormatError("unknown DER structure (not a certificate, private key, PKCS#12 or PKCS#7)")
+
+
+def _parse_pkcs12(data: bytes, password: bytes | None) -> Bundle:
+    # Try no password, then the empty one, when the admin gave none: some tools write those.
+    attempts = [password] if password is not None else [None, b""]
+    for attempt in attempts:
+        try:
+            with warnings.catch_warnings():  # BER-encoded files (NSS) work but warn
+                warnings.simplefilter("ignore")
+                loaded = pkcs12.load_pkcs12(data, attempt)
+            break
+        except ValueError:
+            continue
+    else:
+        if password is None:
+            raise SecretNeeded("the PKCS#12 file is password protected: give its password", "password")
+        raise KeyFormatError("wrong PKCS#12 password (or corrupt PKCS#12 file)")
+    bundle = Bundle()
+    if loaded.cert is not None:
+        bundle.certificates.append(loaded.cert.certificate.public_bytes(serialization.Encoding.DER))
+    bundle.certificates.extend(c.certificate.public_bytes(serialization.Encoding.DER) for c in loaded.additional_certs)
+    if loaded.key is not None:
+        bundle.private_keys.append(loaded.key)
+    if not bundle.certificates and not bundle.private_keys:
+        raise KeyFormatError("the PKCS#12 file holds neither a certificate nor a key")
+    return bundle
+
+
+# ---------------------------------------------------------------------------- OpenPGP
+
+_ARMOR = re.compile(
+    rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----\r?\n(.*?)^-----END PGP \1-----", re.S | re.M
+)
+_KEY_TAGS = {5: "secret", 6: "public"}
+_SIGNATURE_TAG = 2
+_SUBKEY_TAGS = {7, 14}
+# Signature subpackets (RFC 9580 5.2.3.7): features, and the AEAD preferences of draft 4880bis / RFC 9580.
+_FEATURES_SUBPACKET = 30
+_AEAD_PREFERENCE_SUBPACKETS = {34, 39}
+_FEATURE_AEAD_V5 = 0x02  # 4880bis AEAD Encrypted Data packet
+_FEATURE_SEIPD_V2 = 0x08  # RFC 9580 SEIPD version 2
+
+
+def _dearmor(data: bytes) -> list[bytes]:
+    blobs = []
+    for block in _ARMOR.finditer(data):
+        kind = block.group(1).decode("ascii")
+        if kind not in ("PUBLIC KEY BLOCK", "PRIVATE KEY BLOCK"):
+            raise KeyFormatError(f"armored OpenPGP '{kind}' is not a key")
+        lines = [line.strip() for line in _armor_payload(block.group(2).replace(b"\r", b"").split(b"\n"))]
+        lines = [line for line in lines if line and not line.startswith(b"=")]  # "=" starts the CRC line
+        try:
+            blobs.append(base64.b64decode(b"".join(lines), validate=True))
+        except binascii.Error:
+            raise KeyFormatError("corrupt armored OpenPGP key (bad base64)") from None
+    if not blobs:
+        raise KeyFormatError("armored OpenPGP data without a complete BEGIN/END block (truncated?)")
+    return blobs
+
+
+def _armor_payload(lines: list[bytes]) -> list[bytes]:
+    """The base64 lines after the armor headers ("Key: value" lines up to a blank line)."""
+    for pos, line in enumerate(lines):
+        if not line.strip():
+            return lines[pos + 1:]
+        if b": " not in line:
+            return lines[pos:]  # some writers omit both the headers and the blank line
+    return lines
+
+
+def _looks_like_openpgp(data: bytes) -> bool:
+    first = data[0]
+    if not first & 0x80:
+        return False
+    tag = first & 0x3F if first & 0x40 else (first >> 2) & 0x0F
+    return tag in _KEY_TAGS
+
+
+def _packets(data: bytes):
+    """(tag, body, start, end) of every packet; KeyFormatError when one is cut short."""
+    pos = 0
+    while pos < len(data):
+        start, first = pos, data[pos]
+        if not first & 0x80:
+            raise KeyFormatError("corrupt OpenPGP data (bad packet header)")
+        if first & 0x40:  # new format
+            tag, length, pos = first & 0x3F, *_new_length(data, pos + 1)
+        else:
+            tag, kind = (first >> 2) & 0x0F, first & 0x03
+            if kind == 3:
+                raise KeyFormatError("corrupt OpenPGP data (indeterminate length in a key)")
+            size = 1 << kind
+            if pos + 1 + size > len(data):
+                raise KeyFormatError("truncated OpenPGP data")
+            length, pos = int.from_bytes(data[pos + 1:pos + 1 + size], "big"), pos + 1 + size
+        if pos + length > len(data):
+            raise KeyFormatError("truncated OpenPGP data")
+        yield tag, data[pos:pos + length], start, pos + length
+        pos += length
+
+
+def _new_length(data: bytes, pos: int) -> tuple[int, int]:
+    if pos >= len(data):
+        raise KeyFormatError("truncated OpenPGP data")
+    first = data[pos]
+    if first < 192:
+        return first, pos + 1
+    if first < 224:
+        if pos + 1 >= len(data):
+            raise KeyFormatError("truncated OpenPGP data")
+        return ((first - 192) << 8) + data[pos + 1] + 192, pos + 2
+    if first == 255:
+        if pos + 5 > len(data):
+            raise KeyFormatError("truncated OpenPGP data")
+        return int.from_bytes(data[pos + 1:pos + 5], "big"), pos + 5
+    raise KeyFormatError("corrupt OpenPGP data (partial length in a key)")
+
+
+def _split_keys(blob: bytes) -> list[tuple[bytes, list[tuple[int, bytes]]]]:
+    """Split a keyring into transferable keys: (bytes, [(tag, body), ...]) each."""
+    starts: list[int] = []
+    packets: list[list[tuple[int, bytes]]] = []
+    for tag, body, start, _end in _packets(blob):
+        if tag in _KEY_TAGS:
+            starts.append(start)
+            packets.append([])
+        elif not starts:
+            raise KeyFormatError("OpenPGP data does not start with a key packet")
+        packets[-1].append((tag, body))
+    bounds = starts + [len(blob)]
+    return [(blob[bounds[i]:bounds[i + 1]], packets[i]) for i in range(len(starts))]
+
+
+def _parse_openpgp(blobs: list[bytes], passphrase: str | None) -> Bundle:
+    bundle = Bundle()
+    for blob in blobs:
+        for raw, packets in _split_keys(blob):
+            version = packets[0][1][:1]
+            if version != b"\x04":
+                label = "v6 (RFC 9580)" if version == b"\x06" else f"version {version.hex() or '?'}"
+                raise KeyFormatError(f"OpenPGP {label} key: not supported (pgpy reads version 4 keys only)")
+            key = _load_pgp_key(raw)
+            bundle.warnings.extend(_feature_warnings(key, packets))
+            if not key.is_public:
+                key = _unprotected(key, passphrase)
+            bundle.pgp_keys.append(key)
+    return bundle
+
+
+def _load_pgp_key(raw: bytes) -> pgpy.PGPKey:
+    key = pgpy.PGPKey()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            key.parse(bytearray(raw))
+    except (PGPError, ValueError, TypeError, NotImplementedError, IndexError) as exc:
+        raise KeyFormatError(f"OpenPGP key not usable: {exc or type(exc).__name__}") from None
+    if key.fingerprint is None:
+        raise KeyFormatError("corrupt OpenPGP key")
+    return key
+
+
+def _unprotected(key: pgpy.PGPKey, passphrase: str | None) -> pgpy.PGPKey:
+    """The same secret key without passphrase protection (s2k usage 0, RFC 9580 5.5.3).
+
+    pgpy has no "remove protection" call: inside ``unlock`` the secret MPIs are
+    in the clear, so we reset each key packet's S2K and checksum and serialise
+    the result, which parses back as an unprotected key.
+    """
+    if not key.is_protected:
+        return key
+    if passphrase is None:
+        raise SecretNeeded(f"OpenPGP secret key {key.fingerprint} is passphrase protected: give its passphrase",
+                           "passphrase")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with key.unlock(passphrase):
+                for part in itertools.chain([key], key.subkeys.values()):
+                    material = part._key.keymaterial
+                    material.s2k = String2Key()
+                    material.encbytes = bytearray()
+                    material._compute_chksum()
+                    part._key.update_hlen()
+                raw = bytes(key)
+    except PGPDecryptionError:
+        raise KeyFormatError(f"wrong passphrase for OpenPGP secret key {key.fingerprint}") from None
+    return _load_pgp_key(raw)
+
+
+def _feature_warnings(key: pgpy.PGPKey, packets: list[tuple[int, bytes]]) -> list[str]:
+    """Warn when the key invites senders to use formats that pgpy cannot decrypt."""
+    invites = set()
+    for tag, body in packets:
+        if tag != _SIGNATURE_TAG:
+            continue
+        for subtype, value in _hashed_subpackets(body):
+            if subtype == _FEATURES_SUBPACKET and value[:1] and value[0] & _FEATURE_SEIPD_V2:
+                invites.add("SEIPDv2 (RFC 9580 AEAD)")
+            if subtype == _FEATURES_SUBPACKET and value[:1] and value[0] & _FEATURE_AEAD_V5:
+                invites.add("AEAD encrypted data (draft 4880bis)")
+            if subtype in _AEAD_PREFERENCE_SUBPACKETS:
+                invites.add("AEAD algorithms")
+    if not invites:
+        return []
+    return [f"OpenPGP key {key.fingerprint} advertises {', '.join(sorted(invites))}: senders may use"
+            " formats this milter (pgpy) cannot decrypt; consider removing these features from the key"]
+
+
+def _hashed_subpackets(body: bytes):
+    """(type, value) of a v4 signature's hashed subpackets; nothing for other versions."""
+    if len(body) < 6 or body[0] != 4:
+        return
+    length = int.from_bytes(body[4:6], "big")
+    area, pos = body[6:6 + length], 0
+    while pos < len(area):
+        first = area[pos]
+        if first < 192:
+            size, pos = first, pos + 1
+        elif first < 255:
+            size, pos = ((first - 192) << 8) + area[pos + 1] + 192 if pos + 1 < len(area) else 0, pos + 2
+        else:
+            size, pos = int.from_bytes(area[pos + 1:pos + 5], "big"), pos + 5
+        if size == 0 or pos + size > len(area):
+            return
+        yield area[pos] & 0x7F, area[pos + 1:pos + size]
+        pos += size
+
+
+# ---------------------------------------------------------------------------- export container
+#
+# ``ciphermilter store export`` writes one JSON document (UTF-8) so that an admin can move every key to a
+# new gateway and read it with ordinary tools:
+#
+#   {"format": "ciphermilter-export", "version": 1, "created": "<ISO 8601>",
+#    "certificates":  [{"pem": "<PEM certificate>", "origin": "imported" | "harvested"}, ...],
+#    "smime_keys":    ["<base64 PKCS#12: one private key with its certificate, under the export password>", ...],
+#    "openpgp_keys":  [{"armored": "<armored key>", "secret": true | false, "origin": "..."}, ...],
+#    "trust_anchors": ["<PEM certificate>", ...],
+#    "domains":       ["example.com", "*.example.org", ...]}
+#
+# Secret OpenPGP keys are protected with the export password (AES-256, iterated and salted S2K).
+
+EXPORT_FORMAT = "ciphermilter-export"
+EXPORT_VERSION = 1
+
+
+@dataclass
+class ExportContents:
+    certificates: list[tuple[bytes, str]] = field(default_factory=list)  # (DER, origin)
+    private_keys: list = field(default_factory=list)
+    pgp_keys: list[tuple[pgpy.PGPKey, str]] = field(default_factory=list)  # (key, origin)
+    trust_anchors: list[bytes] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def certificate_pem(der: bytes) -> str:
+    body = base64.encodebytes(der).decode("ascii").replace("\n", "")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+def protected_pgp_key(key: pgpy.PGPKey, password: str) -> pgpy.PGPKey:
+    """A passphrase-protected copy of an unprotected secret key (the argument stays as it was)."""
+    copy = pgpy.PGPKey()
+    copy.parse(bytearray(bytes(key)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copy.protect(password, SymmetricKeyAlgorithm.AES256, HashAlgorithm.SHA256)
+    return copy
+
+
+def pkcs12_bytes(der: bytes, private_key, password: bytes | None, name: bytes | None = None) -> bytes:
+    encryption = (serialization.BestAvailableEncryption(password) if password
+                  else serialization.NoEncryption())
+    return pkcs12.serialize_key_and_certificates(name, private_key, x509.load_der_x509_certificate(der), None,
+                                                 encryption)
+
+
+def write_export(contents: ExportContents, password: str, created: str) -> bytes:
+    if not password:
+        raise KeyFormatError("an export needs a password to protect its private keys")
+    document = {
+        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "created": created,
+        "certificates": [{"pem": certificate_pem(der), "origin": origin} for der, origin in contents.certificates],
+        "smime_keys": [base64.b64encode(pkcs12_bytes(der, key, password.encode("utf-8"))).decode("ascii")
+                       for der, key in contents.private_keys],
+        "openpgp_keys": [{"armored": str(key if key.is_public else protected_pgp_key(key, password)),
+                          "secret": not key.is_public, "origin": origin} for key, origin in contents.pgp_keys],
+        "trust_anchors": [certificate_pem(der) for der in contents.trust_anchors],
+        "domains": list(contents.domains),
+    }
+    return json.dumps(document, indent=1).encode("utf-8")
+
+
+def is_export(data: bytes) -> bool:
+    return data.lstrip()[:1] == b"{" and EXPORT_FORMAT.encode() in data[:200]
+
+
+def read_export(data: bytes, password: str | None) -> ExportContents:
+    try:
+        document = json.loads(data.decode("utf-8"))
+        if document.get("format") != EXPORT_FORMAT:
+            raise KeyFormatError("not a ciphermilter export")
+        if document.get("version") != EXPORT_VERSION:
+            raise KeyFormatError(f"export version {document.get('version')} is not supported")
+        return _export_contents(document, password)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise KeyFormatError("corrupt or truncated export file (not valid JSON)") from None
+    except (KeyError, TypeError, AttributeError, binascii.Error):
+        raise KeyFormatError("corrupt export file (unexpected structure)") from None
+
+
+def _export_contents(document: dict, password: str | None) -> ExportContents:
+    needs_password = document["smime_keys"] or any(item["secret"] for item in document["openpgp_keys"])
+    if needs_password and not password:
+        raise KeyFormatError("the export holds private keys: give its password")
+    contents = ExportContents(domains=[str(domain) for domain in document["domains"]])
+    for item in document["certificates"]:
+        contents.certificates.extend((der, str(item["origin"])) for der in _parse_pem(item["pem"].encode(), None).certificates)
+    for anchor in document["trust_anchors"]:
+        contents.trust_anchors.extend(_parse_pem(anchor.encode(), None).certificates)
+    for blob in document["smime_keys"]:
+        try:
+            bundle = _parse_pkcs12(base64.b64decode(blob, validate=True), password.encode("utf-8"))
+        except KeyFormatError as exc:
+            raise KeyFormatError(str(exc).replace("PKCS#12 password", "export password")) from None
+        contents.certificates.extend((der, "imported") for der in bundle.certificates)
+        contents.private_keys.extend(bundle.private_keys)
+    for item in document["openpgp_keys"]:
+        bundle = _parse_openpgp(_dearmor(item["armored"].encode("ascii")), password)
+        contents.pgp_keys.extend((key, str(item["origin"])) for key in bundle.pgp_keys)
+        contents.warnings.extend(bundle.warnings)
+    return contents

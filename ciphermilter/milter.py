@@ -1,0 +1,344 @@
+"""The pymilter glue: collect one message per SMTP transaction, hand it to the core, replay the EditPlan.
+
+No crypto and no decisions about content live here; :func:`core.process`
+makes them. This module only turns libmilter callbacks into message bytes
+and an :class:`~ciphermilter.core.Envelope`, and the core's
+:class:`~ciphermilter.plan.EditPlan` back into ``chgheader``/``addheader``/
+``replacebody`` calls.
+
+Header reconstruction: we negotiate ``SMFIP_HDR_LEADSPC`` so that the MTA
+passes each header value exactly as it travelled (the white space after the
+colon included), which makes ``name + ":" + value`` the original field byte for
+byte. The price is that the MTA then also writes our values verbatim, so every
+value we send gets its leading space back (:meth:`CipherMilter._wire_value`).
+
+Skipping the body: the body is only needed when the core could decrypt or
+verify something, which takes a recipient in an internal domain *and* a
+top-level Content-Type that can carry S/MIME or OpenPGP. Inline PGP can hide in
+any text part at any depth of a multipart, and armored blocks or CMS files in
+``application/*`` attachments, so the only types ruled out from the headers
+are the discrete binary media types (:data:`CRYPTO_FREE_TYPES`). When the body
+is not needed and the sender forged no reserved header we answer ACCEPT at
+end of headers (the MTA then sends us nothing more for this message); when
+forged headers must still be deleted we answer SKIP to the first body chunk
+and strip them at end of message.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import Milter
+
+from ciphermilter import core, mime
+from ciphermilter.config import DaemonConfig
+from ciphermilter.headers import InfoHeaders, is_reserved
+from ciphermilter.plan import EditPlan, HeaderAdd
+
+log = logging.getLogger("ciphermilter.milter")
+
+CRLF = b"\r\n"
+REPLACEBODY_CHUNK = 65535  # libmilter's MILTER_CHUNK_SIZE: larger replacebody calls are split anyway
+# Discrete media types that are binary by nature: no armored block, no CMS structure the core looks for.
+CRYPTO_FREE_TYPES = ("image/", "audio/", "video/", "font/", "model/")
+# Actions we may take: delete/change headers (forged results, content headers), add info headers, new body.
+ACTIONS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.MODBODY
+# Protocol steps we ask the MTA to leave out (connect, HELO, unknown commands and DATA are of no
+# use to us) and replies it need not wait for (MAIL, RCPT and each header always continue).
+SKIPPED_STEPS = Milter.P_NOCONNECT | Milter.P_NOHELO | Milter.P_NOUNKNOWN | Milter.P_NODATA
+NO_REPLY_STEPS = Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_HDR
+# Features we use when the MTA offers them: exact header values, and SKIP for the body.
+FEATURES = Milter.P_HDR_LEADSPC | Milter.P_SKIP
+TEMPFAIL_REPLY = ("451", "4.3.0", "Message could not be processed now, please try again later")
+
+
+class StoreUnavailable(Exception):
+    """The key store cannot be opened or read; the message is handled by the on_error policy."""
+
+
+def may_carry_crypto(content_type: str) -> bool:
+    """False only for top-level types that cannot hold S/MIME or OpenPGP content (see module docstring)."""
+    return not content_type.startswith(CRYPTO_FREE_TYPES)
+
+
+def unprocessed_outcome(header_block: bytes, reason: str, envelope: core.Envelope, error: str | None) -> core.Outcome:
+    """The outcome for a message the core did not look at: forged headers stripped, a reason header added."""
+    headers, _ = mime.split_headers(header_block + CRLF)
+    info = InfoHeaders()
+    info.add(core.NOT_PROCESSED, reason)
+    plan = EditPlan(
+        deletions=core.forged_header_deletions(headers),
+        additions=[HeaderAdd(name, value) for name, value in info],
+    )
+    return core.Outcome(plan=plan, info=info, report={"queue_id": envelope.queue_id, "skipped": reason}, error=error)
+
+
+@dataclass
+class Runtime:
+    """What every connection shares: the configuration and the key store provider.
+
+    ``stores`` has a ``current()`` method that returns an open, up-to-date
+    key store or raises :class:`StoreUnavailable` (see ``daemon.StoreHolder``).
+    """
+
+    config: DaemonConfig
+    stores: object
+
+
+@dataclass
+class MessageState:
+    """One SMTP transaction: reset at MAIL FROM, because one connection carries many messages."""
+
+    mail_from: str
+    spool_memory: int
+    recipients: list[str] = field(default_factory=list)
+    header_fields: list[bytes] = field(default_factory=list)  # each field as received, CRLF inside folds
+    forged: int = 0
+    needs_body: bool = True
+    store: object | None = None
+    store_error: str | None = None
+    header_size: int = 0
+    body_size: int = 0
+    oversized: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self):
+        # Mode 0600 on disk (tempfile's default); in memory up to spool_memory bytes.
+        self.body = tempfile.SpooledTemporaryFile(max_size=self.spool_memory, prefix="ciphermilter-")
+
+    def header_block(self) -> bytes:
+        return b"".join(f + CRLF for f in self.header_fields)
+
+    def content_type(self) -> str:
+        headers, _ = mime.split_headers(self.header_block() + CRLF)
+        value = next((h.value for h in headers if h.name.lower() == "content-type"), None)
+        return mime.parse_content_type(value)[0]
+
+    def close(self):
+        self.body.close()
+
+
+class CipherMilter(Milter.Base):
+    """One instance per MTA connection (libmilter runs each connection in its own thread)."""
+
+    runtime: Runtime  # set on the class by the daemon before serving
+
+    def __init__(self):
+        self.msg: MessageState | None = None
+        self.leading_space = False
+
+    # --- negotiation --------------------------------------------------------------------------
+
+    def negotiate(self, opts):
+        """Ask only for the actions and protocol steps we use (pymilter ignores set_flags())."""
+        offered_actions, offered_protocol, _, _ = opts
+        self._actions = offered_actions & ACTIONS
+        if self._actions != ACTIONS:
+            log.warning("the MTA does not offer every action we need (offered 0x%x): plans may be incomplete",
+                        offered_actions)
+        self._protocol = offered_protocol & (SKIPPED_STEPS | NO_REPLY_STEPS | FEATURES)
+        self.leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
+        opts[0], opts[1], opts[2], opts[3] = self._actions, self._protocol, 0, 0
+        return Milter.CONTINUE
+
+    def _continue(self, no_reply_bit: int):
+        """CONTINUE, or NOREPLY when the MTA agreed not to wait for this step's reply."""
+        return Milter.NOREPLY if self._protocol & no_reply_bit else Milter.CONTINUE
+
+    # --- per-message callbacks ----------------------------------------------------------------
+
+    @Milter.decode("bytes")
+    def envfrom(self, mail_from, *params):
+        self._reset()
+        self.msg = MessageState(_text(mail_from), self.runtime.config.spool_memory)
+        return self._continue(Milter.P_NR_MAIL)
+
+    @Milter.decode("bytes")
+    def envrcpt(self, recipient, *params):
+        if self.msg is not None:
+            self.msg.recipients.append(_text(recipient))
+        return self._continue(Milter.P_NR_RCPT)
+
+    @Milter.decode("bytes")
+    def header(self, name, value):
+        """Keep the field as raw bytes: non-ASCII and non-UTF-8 headers must survive untouched."""
+        if self.msg is not None:
+            name_bytes = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else name
+            if not self.leading_space:
+                value = b" " + value  # the MTA dropped the white space after the colon; put back the usual one
+            value = value.replace(CRLF, b"\n").replace(b"\n", CRLF)
+            self.msg.header_fields.append(name_bytes + b":" + value)
+            if is_reserved(name_bytes.decode("ascii", "replace")):
+                self.msg.forged += 1
+        return self._continue(Milter.P_NR_HDR)
+
+    def eoh(self):
+        if self.msg is None:
+            return Milter.CONTINUE
+        self.msg.header_size = len(self.msg.header_block())
+        try:
+            self.msg.needs_body = self._needs_body()
+        except Exception:  # never let a bug of ours turn into the MTA's 451 for this callback
+            log.exception("end of headers: cannot decide, reading the body")
+            self.msg.needs_body = True
+        if not self.msg.needs_body and not self.msg.forged:
+            self._log_summary("accepted at end of headers: nothing to decrypt or strip", None)
+            self._reset()
+            return Milter.ACCEPT
+        return Milter.CONTINUE
+
+    def body(self, chunk):
+        msg = self.msg
+        if msg is None or not msg.needs_body or msg.oversized:
+            return self._skip_body()
+        msg.body_size += len(chunk)
+        if msg.header_size + msg.body_size > self.runtime.config.settings.limits.max_message_size:
+            msg.oversized = True
+            msg.body.close()  # stop spooling: the message passes untouched apart from stripping
+            return self._skip_body()
+        try:
+            msg.body.write(chunk)
+        except OSError as exc:  # spool disk full: process what we have is wrong, so treat as oversized
+            log.error("cannot spool the body: %s", exc)
+            msg.oversized = True
+            return self._skip_body()
+        return Milter.CONTINUE
+
+    def eom(self):
+        msg = self.msg
+        if msg is None:
+            return Milter.CONTINUE
+        try:
+            return self._end_of_message(msg)
+        except Exception:
+            log.exception("queue %s: end of message failed", self._queue_id())
+            return self._on_error_verdict("internal error in the milter glue")
+        finally:
+            self._reset()
+
+    def abort(self):
+        self._reset()
+        return Milter.CONTINUE
+
+    def close(self):
+        self._reset()
+        return Milter.CONTINUE
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _reset(self):
+        if self.msg is not None:
+            self.msg.close()
+            self.msg = None
+
+    def _skip_body(self):
+        return Milter.SKIP if self._protocol & Milter.P_SKIP else Milter.CONTINUE
+
+    def _envelope(self) -> core.Envelope:
+        return core.Envelope(mail_from=self.msg.mail_from, recipients=list(self.msg.recipients),
+                             queue_id=self._queue_id())
+
+    def _queue_id(self) -> str | None:
+        try:
+            return self.getsymval("i")
+        except Exception:  # outside a callback context (tests) there are no macros
+            return None
+
+    def _open_store(self):
+        try:
+            self.msg.store = self.runtime.stores.current()
+        except StoreUnavailable as exc:
+            self.msg.store_error = str(exc)
+
+    def _needs_body(self) -> bool:
+        """True unless the headers show the core has nothing to decrypt or verify (module docstring)."""
+        self._open_store()
+        if self.msg.store_error:
+            return True  # the on_error policy decides at end of message
+        settings = self.runtime.config.settings
+        internal = core.is_internal(self._envelope(), self.msg.store, settings)
+        return internal and may_carry_crypto(self.msg.content_type())
+
+    def _outcome(self, msg: MessageState) -> core.Outcome:
+        envelope = self._envelope()
+        settings = self.runtime.config.settings
+        head = msg.header_block()
+        if msg.store_error:
+            return unprocessed_outcome(head, "key store unavailable", envelope, msg.store_error)
+        if msg.oversized:
+            limit = settings.limits.max_message_size
+            return unprocessed_outcome(head, f"message larger than {limit} bytes", envelope, None)
+        body = b""
+        if msg.needs_body:
+            msg.body.seek(0)
+            body = msg.body.read()
+        return core.process(head + CRLF + body, envelope, msg.store, settings, progress=self.progress)
+
+    def _end_of_message(self, msg: MessageState):
+        outcome = self._outcome(msg)
+        if outcome.error and self.runtime.config.settings.on_error == "tempfail":
+            self._log_summary(f"tempfail: {outcome.error}", outcome)
+            return self._tempfail()
+        self._apply(outcome.plan)
+        self._log_summary(outcome.error and f"passed on error: {outcome.error}", outcome)
+        return Milter.CONTINUE
+
+    def _on_error_verdict(self, reason: str):
+        if self.runtime.config.settings.on_error == "tempfail":
+            return self._tempfail()
+        log.error("queue %s: %s; message passed as it is", self._queue_id(), reason)
+        return Milter.CONTINUE
+
+    def _tempfail(self):
+        self.setreply(*TEMPFAIL_REPLY)
+        return Milter.TEMPFAIL
+
+    def _wire_value(self, value: str) -> str:
+        """A plan value as the MTA must receive it: with HDR_LEADSPC it writes the value verbatim."""
+        return " " + value if self.leading_space else value
+
+    def _apply(self, plan: EditPlan) -> None:
+        """Replay the plan: deletions (highest index first), changes, additions, then the whole body."""
+        for deletion in plan.deletions:
+            self.chgheader(deletion.name, deletion.index, None)
+        for change in plan.changes:
+            self._edit(self.chgheader, change.name, change.index, self._wire_value(change.value))
+        for addition in plan.additions:
+            self._edit(self.addheader, addition.name, self._wire_value(addition.value))
+        if plan.body is not None:
+            for start in range(0, len(plan.body), REPLACEBODY_CHUNK):
+                self.replacebody(plan.body[start:start + REPLACEBODY_CHUNK])
+
+    def _edit(self, action, name: str, *args) -> None:
+        """One header edit; a value libmilter cannot carry (not UTF-8) is left out with a log line."""
+        try:
+            args[-1].encode("utf-8")
+        except UnicodeEncodeError:
+            log.warning("queue %s: header %s not written: its value is not UTF-8", self._queue_id(), name)
+            return
+        action(name, *args)
+
+    def _log_summary(self, note: str | None, outcome: core.Outcome | None) -> None:
+        msg = self.msg
+        elapsed = (time.monotonic() - msg.started) * 1000
+        parts = [f"queue {self._queue_id() or '-'}:", f"from=<{msg.mail_from.strip('<>')}>",
+                 f"rcpts={len(msg.recipients)}", f"size={msg.header_size + msg.body_size}"]
+        if outcome is not None:
+            plan = outcome.plan
+            found = ",".join(name.removeprefix("X-CipherMail-Info-") for name, _ in outcome.info) or "nothing"
+            parts += [f"found={found}", f"deleted={len(plan.deletions)}", f"changed={len(plan.changes)}",
+                      f"added={len(plan.additions)}", f"body={'replaced' if plan.body is not None else 'kept'}"]
+            if outcome.report.get("skipped"):
+                parts.append(f"skipped=\"{outcome.report['skipped']}\"")
+        if note:
+            parts.append(f"note=\"{note}\"")
+        parts.append(f"time={elapsed:.1f}ms")
+        log.info(" ".join(parts))
+
+
+def _text(value) -> str:
+    """An envelope address as text: undecodable bytes kept as surrogates, like the core expects."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value

@@ -1,0 +1,1 @@
+"""End-to-end tests: a real Postfix chain on loopback (see conftest.py)."""

@@ -1,0 +1,339 @@
+"""A private mail chain on loopback: Postfix -> ciphermilter -> clamav-milter (+clamd) -> rspamd -> SMTP sink.
+
+Everything runs from one temporary directory, listens on 127.0.0.1 or unix
+sockets, and is stopped by PID at the end of the session. Binaries are the
+Debian packages' (``postfix``, ``clamav-daemon``, ``clamav-milter``,
+``rspamd``); :data:`BINARIES` names the paths the fixtures use.
+
+The tests run as root (Postfix's master must), so the services drop to their
+own users: Postfix to ``postfix``, rspamd to ``_rspamd``, clamd and
+clamav-milter to ``clamav``, and ciphermilter to ``nobody`` with the group
+``postfix`` (so that Postfix can reach its socket through the group, as in
+the documented setup).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, import_corpus_keys
+from e2e.sink import Sink
+
+BINARIES = {
+    "postfix": "/usr/sbin/postfix",
+    "postconf": "/usr/sbin/postconf",
+    "clamd": "/usr/sbin/clamd",
+    "clamav-milter": "/usr/sbin/clamav-milter",
+    "rspamd": "/usr/bin/rspamd",
+    "openssl": "/usr/bin/openssl",
+}
+DAEMON_DIRECTORY = "/usr/lib/postfix/sbin"
+RSPAMD_CONFIG = "/etc/rspamd/rspamd.conf"
+# The string our private ClamAV signature matches: a stand-in for a virus, written only in tests.
+VIRUS_MARKER = b"CIPHERMILTER-E2E-TEST-VIRUS-4f1d2c9a-SIGNATURE"
+# rspamd's built-in test pattern (GTUBE): any message carrying it gets the reject action.
+GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+# rspamd keeps its compiled regexp cache here between runs: the first start takes ~7 s, later ones <0.5 s.
+RSPAMD_CACHE = Path(tempfile.gettempdir()) / "ciphermilter-e2e-rspamd-cache"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition, timeout: float, what: str, log: Path | None = None) -> None:
+    """Poll ``condition`` until it is true; fail the setup with ``what`` (and the log's tail) otherwise."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what} did not come up within {timeout} s\n{tail}")
+        time.sleep(0.05)
+
+
+def is_listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def chown(path: Path, user: str, group: str | None = None) -> None:
+    os.chown(path, pwd.getpwnam(user).pw_uid, grp.getgrnam(group or user).gr_gid)
+
+
+@dataclass
+class Service:
+    """A process we started; stopped by its PID, never by name."""
+
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(name: str, argv: list[str], workdir: Path, env: dict | None = None) -> Service:
+    log = workdir / f"{name}.out"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=workdir, env=env)
+    return Service(name, process, log)
+
+
+@pytest.fixture(scope="session")
+def e2e_dir():
+    """World-traversable (0755) so that the services' users reach their sockets; removed at the end."""
+    path = Path(tempfile.mkdtemp(prefix="ciphermilter-e2e-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sink():
+    server = Sink()
+    yield server
+    server.stop()
+
+
+# --- ciphermilter ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def key_store_file(e2e_dir):
+    """A store on disk with every corpus key, the trust anchors and the internal domains.
+
+    Owned by the user the daemon drops to (0600 files), as the documented setup has it.
+    """
+    from ciphermilter.store import KeyStore
+
+    directory = e2e_dir / "store"
+    directory.mkdir(mode=0o700)
+    path = directory / "ciphermilter.db"
+    with KeyStore.create(str(path)) as store:
+        import_corpus_keys(store)
+    for item in [directory, *directory.iterdir()]:
+        chown(item, "nobody", "postfix")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ciphermilter_socket(e2e_dir, key_store_file):
+    socket_path = e2e_dir / "ciphermilter" / "ciphermilter.sock"
+    config = e2e_dir / "ciphermilter.toml"
+    config.write_text(
+        f'socket = "unix:{socket_path}"\n'
+        f'store = "{key_store_file}"\n'
+        'user = "nobody"\n'
+        'group = "postfix"\n'
+        'umask = "0007"\n'
+        f'pid_file = "{e2e_dir / "ciphermilter.pid"}"\n'
+        'log_level = "debug"\n'
+    )
+    service = start("ciphermilter", [sys.executable, "-m", "ciphermilter", "run", "--config", str(config)],
+                    e2e_dir, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wait_until(lambda: socket_path.exists() or service.process.poll() is not None, START_TIMEOUT,
+               "ciphermilter", service.log)
+    if service.process.poll() is not None:
+        raise RuntimeError(f"ciphermilter exited:\n{service.log.read_text()}")
+    yield socket_path
+    service.stop()
+
+
+# --- ClamAV -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def clamav_milter_socket(e2e_dir):
+    """clamd with a one-signature private database (no download, no freshclam), and clamav-milter."""
+    work = e2e_dir / "clamav"
+    (work / "db").mkdir(parents=True)
+    (work / "tmp").mkdir()
+    # .ndb: Name:TargetType:Offset:HexSignature; target 0 = any file, offset * = anywhere.
+    (work / "db" / "ciphermilter-e2e.ndb").write_text(f"CipherMilter.E2E.TestVirus:0:*:{VIRUS_MARKER.hex()}\n")
+    clamd_socket = work / "clamd.sock"
+    milter_socket = work / "clamav-milter.sock"
+    (work / "clamd.conf").write_text(
+        f"LocalSocket {clamd_socket}\nLocalSocketMode 660\nDatabaseDirectory {work / 'db'}\n"
+        f"TemporaryDirectory {work / 'tmp'}\nLogFile {work / 'clamd.log'}\nForeground yes\nUser clamav\n"
+    )
+    (work / "clamav-milter.conf").write_text(
+        f"MilterSocket unix:{milter_socket}\nMilterSocketMode 666\nClamdSocket unix:{clamd_socket}\n"
+        f"LogFile {work / 'clamav-milter.log'}\nForeground yes\nUser clamav\n"
+        "OnInfected Reject\nOnFail Defer\nAddHeader No\nRejectMsg Virus found: %v\n"
+    )
+    for path in [work, *work.rglob("*")]:
+        chown(path, "clamav")
+    clamd = start("clamd", [BINARIES["clamd"], "--config-file", str(work / "clamd.conf")], work)
+    wait_until(lambda: is_listening(clamd_socket), START_TIMEOUT, "clamd", clamd.log)
+    clamav_milter = start("clamav-milter", [BINARIES["clamav-milter"], "--config-file",
+                                            str(work / "clamav-milter.conf")], work)
+    wait_until(lambda: is_listening(milter_socket), START_TIMEOUT, "clamav-milter", clamav_milter.log)
+    yield milter_socket
+    clamav_milter.stop()
+    clamd.stop()
+
+
+# --- rspamd -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def rspamd_socket(e2e_dir):
+    """rspamd as a milter (proxy worker scanning itself), DNS pointed at a dead loopback port."""
+    work = e2e_dir / "rspamd"
+    local = work / "local.d"
+    local.mkdir(parents=True)
+    RSPAMD_CACHE.mkdir(mode=0o700, exist_ok=True)
+    milter_socket = work / "rspamd-milter.sock"
+    (local / "worker-proxy.inc").write_text(
+        f'bind_socket = "{milter_socket} mode=0666";\nmilter = yes;\ntimeout = 120s;\n'
+        "upstream \"local\" {\n  default = yes;\n  self_scan = yes;\n}\n"
+    )
+    (local / "worker-normal.inc").write_text("enabled = false;\n")
+    (local / "worker-controller.inc").write_text(f'bind_socket = "{work / "controller.sock"} mode=0600";\n')
+    (local / "worker-fuzzy.inc").write_text("enabled = false;\n")
+    (local / "options.inc").write_text(
+        'dns {\n  nameserver = ["127.0.0.1:9"];\n  timeout = 0.1s;\n  retransmits = 1;\n}\n'
+        f'hs_cache_dir = "{RSPAMD_CACHE}";\n'
+    )
+    (local / "logging.inc").write_text(f'type = "file";\nfilename = "{work / "rspamd.log"}";\nlevel = "info";\n')
+    (local / "redis.conf").write_text("")
+    for path in [work, *work.rglob("*"), RSPAMD_CACHE]:
+        chown(path, "_rspamd")
+    argv = [BINARIES["rspamd"], "-f", "-u", "_rspamd", "-g", "_rspamd", "-c", RSPAMD_CONFIG,
+            "--var", f"LOCAL_CONFDIR={work}", "--var", f"DBDIR={work}", "--var", f"RUNDIR={work}",
+            "--var", f"LOGDIR={work}"]
+    service = start("rspamd", argv, work)
+    wait_until(lambda: is_listening(milter_socket), START_TIMEOUT, "rspamd", work / "rspamd.log")
+    yield milter_socket
+    service.stop()
+
+
+# --- Postfix ------------------------------------------------------------------------------------------
+
+@dataclass
+class Postfix:
+    config_dir: Path
+    queue_dir: Path
+    port: int  # the chain with every milter
+    dead_milter_port: int  # the same chain, but ciphermilter's socket has no daemon behind it
+    maillog: Path
+
+    def queued(self) -> list[str]:
+        """Files in the queue (incoming, active, deferred, hold, maildrop): empty when nothing is pending."""
+        return [str(p.relative_to(self.queue_dir)) for name in ("maildrop", "incoming", "active", "deferred", "hold")
+                for p in (self.queue_dir / name).rglob("*") if p.is_file()]
+
+
+def milter_entry(path: Path) -> str:
+    """One smtpd_milters entry with its own failure policy (Postfix 3.x syntax)."""
+    return f"{{ unix:{path}, default_action=tempfail }}"
+
+
+MASTER_CF = """\
+{port} inet n - n - - smtpd
+{dead_port} inet n - n - - smtpd
+  -o {{smtpd_milters={dead_milters}}}
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+smtp unix - - n - - smtp
+relay unix - - n - - smtp
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+"""
+
+
+@pytest.fixture(scope="session")
+def postfix(e2e_dir, sink, ciphermilter_socket, clamav_milter_socket, rspamd_socket):
+    config_dir = e2e_dir / "postfix"
+    queue_dir = e2e_dir / "postfix-queue"
+    data_dir = e2e_dir / "postfix-data"
+    config_dir.mkdir()
+    port, dead_port = free_port(), free_port()
+    milters = [ciphermilter_socket, clamav_milter_socket, rspamd_socket]
+    dead = [e2e_dir / "not-running" / "ciphermilter.sock", clamav_milter_socket, rspamd_socket]
+    maillog = e2e_dir / "postfix.log"
+    settings = {
+        # maillog_file first: without it, errors of "postfix check" go to syslog and are lost to the test.
+        "maillog_file": maillog,
+        "maillog_file_prefixes": e2e_dir,
+        "compatibility_level": "3.6",
+        "queue_directory": queue_dir,
+        "data_directory": data_dir,
+        "daemon_directory": DAEMON_DIRECTORY,
+        "mail_owner": "postfix",
+        "setgid_group": "postdrop",
+        "inet_interfaces": "127.0.0.1",
+        "inet_protocols": "ipv4",
+        "myhostname": "mx.e2e.test",
+        "mydestination": "",
+        "mynetworks": "127.0.0.0/8",
+        "relayhost": f"[127.0.0.1]:{sink.port}",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject",
+        "local_header_rewrite_clients": "",  # deliver headers as sent: no rewriting for any client
+        "smtp_dns_support_level": "disabled",
+        "disable_mime_output_conversion": "yes",
+        "smtputf8_enable": "yes",
+        "biff": "no",
+        "milter_protocol": "6",
+        "milter_default_action": "tempfail",
+        "smtpd_milters": ", ".join(milter_entry(p) for p in milters),
+        "non_smtpd_milters": "",
+        "message_size_limit": str(100 * 1024 * 1024),
+    }
+    (config_dir / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    (config_dir / "master.cf").write_text(MASTER_CF.format(
+        port=port, dead_port=dead_port, dead_milters=", ".join(milter_entry(p) for p in dead)))
+    subprocess.run([BINARIES["postfix"], "-c", str(config_dir), "start"], check=True, capture_output=True)
+    instance = Postfix(config_dir, queue_dir, port, dead_port, maillog)
+    for listening_port in (port, dead_port):
+        wait_until(lambda: _accepts(listening_port), START_TIMEOUT, "postfix smtpd", maillog)
+    yield instance
+    pid = int((queue_dir / "pid" / "master.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGTERM)  # what "postfix stop" does, by PID
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), STOP_TIMEOUT, "postfix stop")
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,181 @@
+"""The whole chain on loopback: Postfix -> ciphermilter -> clamav-milter -> rspamd -> sink.
+
+Each case asserts the SMTP reply the sending client gets and what reached the
+sink (or that nothing did and nothing waits in Postfix's queue).
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+from conftest import CORPUS, case_message, corpus_cases
+from e2e.conftest import BINARIES, GTUBE, VIRUS_MARKER
+
+DELIVERY_TIMEOUT = 60.0
+SENDER = "alice@sender-pub.example"
+INTERNAL_RECIPIENT = "bob@corp-pub.example"
+EXTERNAL_RECIPIENT = "zed@elsewhere-pub.example"
+BOB_CERT = CORPUS / "keys" / "smime" / "pub-bob.cert.pem"
+RESERVED = re.compile(rb"^(x-ciphermail-|x-djigzo-)", re.IGNORECASE)
+
+
+@dataclass
+class Reply:
+    code: int
+    text: str
+    queue_id: str | None  # Postfix's queue ID when the message was accepted
+
+
+def submit(port: int, message: bytes, recipients: list[str], sender: str = SENDER) -> Reply:
+    """Send one message; the first reply that is not a success ends the transaction and is returned."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
+        client.ehlo("client.e2e.test")
+        code, text = client.mail(sender)
+        if code >= 400:
+            return Reply(code, text.decode(), None)
+        for recipient in recipients:
+            code, text = client.rcpt(recipient)
+            if code >= 400:
+                return Reply(code, text.decode(), None)
+        code, text = client.data(message)
+    found = re.search(rb"queued as (\w+)", text)
+    return Reply(code, text.decode(), found.group(1).decode() if found else None)
+
+
+def delivered(sink, reply: Reply):
+    """What the sink received for the message Postfix accepted with ``reply`` (its Received: names the queue ID)."""
+    assert reply.code == 250, reply
+    marker = f"id {reply.queue_id}".encode()
+    delivery = sink.mailbox.wait_for(lambda d: marker in d.split()[0], DELIVERY_TIMEOUT)
+    assert delivery is not None, f"queue ID {reply.queue_id} never reached the sink"
+    return delivery
+
+
+def header_fields(head: bytes) -> list[bytes]:
+    """Header fields of a header block, each with its folding."""
+    return [f for f in re.split(rb"\r\n(?![ \t])", head) if f]
+
+
+def without_trace(fields: list[bytes]) -> list[bytes]:
+    """Drop the Received: field Postfix prepends, which is not part of what we sent."""
+    return [f for f in fields if not f.lower().startswith(b"received:")]
+
+
+def smime_encrypt(content: bytes, tmp_path) -> bytes:
+    """An S/MIME message for bob, made with the real openssl (content: a MIME entity, CRLF)."""
+    source = tmp_path / "content.eml"
+    source.write_bytes(content)
+    result = subprocess.run(
+        [BINARIES["openssl"], "cms", "-encrypt", "-aes256", "-in", str(source), "-binary",
+         "-from", SENDER, "-to", INTERNAL_RECIPIENT, "-subject", "e2e", str(BOB_CERT)],
+        check=True, capture_output=True)
+    return result.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def plain_entity(text: bytes) -> bytes:
+    return b"Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n" + text
+
+
+def assert_nothing_queued(postfix):
+    assert postfix.queued() == []
+
+
+# --- the cases ------------------------------------------------------------------------------------
+
+def test_encrypted_virus_is_rejected_by_clamav_after_decryption(postfix, sink, tmp_path):
+    message = smime_encrypt(plain_entity(b"Hello,\r\n" + VIRUS_MARKER + b"\r\n"), tmp_path)
+    assert VIRUS_MARKER not in message
+
+    reply = submit(postfix.port, message, [INTERNAL_RECIPIENT])
+
+    assert reply.code == 550 and "Virus found: CipherMilter.E2E.TestVirus" in reply.text, reply
+    assert_nothing_queued(postfix)
+
+
+def test_encrypted_gtube_is_rejected_by_rspamd_after_decryption(postfix, sink, tmp_path):
+    message = smime_encrypt(plain_entity(b"Buy now\r\n" + GTUBE + b"\r\n"), tmp_path)
+
+    reply = submit(postfix.port, message, [INTERNAL_RECIPIENT])
+
+    assert 500 <= reply.code < 600 and reply.queue_id is None, reply
+    assert_nothing_queued(postfix)
+
+
+def test_clean_encrypted_message_is_delivered_decrypted(postfix, sink, tmp_path):
+    entity = plain_entity(b"Quarterly numbers attached.\r\nNothing else.\r\n")
+    message = smime_encrypt(entity, tmp_path)
+
+    reply = submit(postfix.port, message, [INTERNAL_RECIPIENT])
+
+    head, body = delivered(sink, reply).split()
+    assert body == entity.partition(b"\r\n\r\n")[2]
+    assert b"\r\nX-CipherMail-Info-SMIME-Encrypted: True" in head
+    assert b"Content-Type: text/plain; charset=us-ascii" in head
+
+
+FORGED = [
+    b"X-CipherMail-Info-SMIME-Signed: True",
+    b"x-ciphermail-info-signer-verified-0-0: True",
+    b"X-CIPHERMAIL-INFO-SMIME-ENCRYPTED: True",
+    b"X-CipherMail-Info-Signer-Email-0-0:\r\n\tceo@corp-pub.example",
+    b"X-Djigzo-Info-Signer-Verified: True",
+    b"X-CipherMail-Info-SMIME-Signed: True",
+]
+
+
+@pytest.mark.parametrize("recipient", [INTERNAL_RECIPIENT, EXTERNAL_RECIPIENT], ids=["internal", "external"])
+def test_forged_result_headers_are_gone_on_delivery(postfix, sink, recipient):
+    message = (b"From: " + SENDER.encode() + b"\r\nTo: " + recipient.encode() + b"\r\n"
+               + b"\r\n".join(FORGED[:3]) + b"\r\nSubject: forged\r\n" + b"\r\n".join(FORGED[3:])
+               + b"\r\n\r\nplain text\r\n")
+
+    head, body = delivered(sink, submit(postfix.port, message, [recipient])).split()
+
+    assert [f for f in header_fields(head) if RESERVED.match(f)] == []
+    assert without_trace(header_fields(head)) == [
+        b"From: " + SENDER.encode(), b"To: " + recipient.encode(), b"Subject: forged"]
+    assert body == b"plain text\r\n"
+
+
+def test_external_recipient_gets_the_message_untouched(postfix, sink, tmp_path):
+    message = smime_encrypt(plain_entity(b"for someone else\r\n"), tmp_path)
+
+    head, body = delivered(sink, submit(postfix.port, message, [EXTERNAL_RECIPIENT])).split()
+
+    sent_head, _, sent_body = message.partition(b"\r\n\r\n")
+    assert without_trace(header_fields(head)) == header_fields(sent_head)
+    assert body == sent_body
+
+
+def test_ciphermilter_not_running_tempfails_and_keeps_nothing(postfix, sink, tmp_path):
+    message = smime_encrypt(plain_entity(b"try again later\r\n"), tmp_path)
+
+    reply = submit(postfix.dead_milter_port, message, [INTERNAL_RECIPIENT])
+
+    assert 400 <= reply.code < 500 and reply.queue_id is None, reply
+    assert_nothing_queued(postfix)
+
+
+MALFORMED = corpus_cases(lambda case: case.get("malformed"))
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=[c["id"] for c in MALFORMED])
+def test_malformed_message_is_delivered_unchanged(postfix, sink, case):
+    message = case_message(case)
+    sent_head, _, sent_body = message.partition(b"\r\n\r\n")
+
+    head, body = delivered(sink, submit(postfix.port, message, [INTERNAL_RECIPIENT])).split()
+
+    assert body == sent_body
+    received = without_trace(header_fields(head))
+    kept = [f for f in header_fields(sent_head) if not RESERVED.match(f)]
+    assert [f for f in received if not RESERVED.match(f)] == kept
+    ours = [f for f in received if RESERVED.match(f)]
+    assert not set(ours) & set(header_fields(sent_head)), "a forged header survived"
+    if case["family"] != "malformed-spoofed-headers":  # the only one with nothing to inspect
+        assert ours, "no reason header on a message that could not be processed"
