@@ -57,3 +57,41 @@ def open_settings(ctx: click.Context):
 from ciphermilter.daemon import run  # noqa: E402  (at the end: the daemon module imports fail() from here)
 
 main.add_command(run)
+
+
+def store_paths(ctx: click.Context) -> tuple[str, str]:
+    """(store, master key): --store / --master-key or their environment variables, else the config file's, else
+    ./var/ciphermilter.db and the store path plus .key."""
+    from ciphermilter import config
+    from ciphermilter.masterkey import default_path
+
+    obj = ctx.find_root().obj
+    configured = config.DaemonConfig()
+    if obj.get("config_path"):
+        try:
+            configured = config.load(obj["config_path"])
+        except config.ConfigError as exc:
+            fail(str(exc))
+    if obj.get("store_path"):  # a store named on the command line comes with its own default key path
+        store_path, default_key = obj["store_path"], default_path(obj["store_path"])
+    else:
+        store_path, default_key = configured.store, configured.master_key_path
+    return store_path, obj.get("master_key_path") or default_key
+
+
+def open_store(ctx: click.Context, create: bool = False):
+    """The KeyStore the command line names (a new one with ``create``); one clear line and exit 1 on failure."""
+    from ciphermilter.store import KeyStore, StoreError
+
+    store_path, key_path = store_paths(ctx)
+    try:
+        return KeyStore.create(store_path, key_path) if create else KeyStore.open(store_path, key_path)
+    except StoreError as exc:
+        fail(str(exc))
+
+
+from ciphermilter import cli_store  # noqa: E402  (the commands register themselves on main)
+
+for _group in (cli_store.store_group, cli_store.keys_group, cli_store.trust_group, cli_store.domains_group):
+    main.add_command(_group)
+from ciphermilter import cli_decrypt  # noqa: E402,F401  (registers "decrypt" on main)

@@ -12,7 +12,7 @@ import sys
 import click
 
 from ciphermilter import keyimport
-from ciphermilter.cli import echo_json, fail, open_store
+from ciphermilter.cli import echo_json, fail, open_store, store_paths
 from ciphermilter.store import ImportResult, KeyStore, StoreError
 
 # ---------------------------------------------------------------------------- secrets from options
@@ -90,7 +90,7 @@ def store_init(ctx):
     """Create a new store and its master key (refuses to touch an existing one)."""
     store = open_store(ctx, create=True)
     ctx.call_on_close(store.close)
-    key_path = ctx.obj["resolved_master_key_path"]
+    key_path = store_paths(ctx)[1]
     click.echo(f"created store {store.path}")
     click.echo(f"master key {key_path}: keep a copy apart from the store; without it no private key can be read")
 
@@ -101,7 +101,7 @@ def store_init(ctx):
 def store_info(ctx, as_json):
     """Show the store's location, schema version and contents."""
     store = _store(ctx)
-    info = {**store.info(), "master_key": ctx.obj["resolved_master_key_path"],
+    info = {**store.info(), "master_key": store_paths(ctx)[1],
             "integrity": store.integrity_check() or "ok"}
     if as_json:
         echo_json(info)
@@ -125,7 +125,7 @@ def store_backup(ctx, file):
     except StoreError as exc:
         fail(str(exc))
     click.echo(f"backup written to {file}")
-    click.echo(f"it holds the private keys sealed with {ctx.obj['resolved_master_key_path']}; that master key"
+    click.echo(f"it holds the private keys sealed with {store_paths(ctx)[1]}; that master key"
                " is NOT in the backup: keep a copy of it apart, you need it to restore")
 
 
@@ -135,7 +135,7 @@ def store_backup(ctx, file):
 @click.pass_context
 def store_restore(ctx, file, force):
     """Replace the store with the backup FILE (the master key must be the one it was made with)."""
-    store_path, key_path = ctx.obj["resolved_store_path"], ctx.obj["resolved_master_key_path"]
+    store_path, key_path = store_paths(ctx)
     if os.path.exists(store_path) and not force:
         fail(f"store {store_path} exists: give --force to replace its contents with the backup")
     try:

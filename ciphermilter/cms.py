@@ -34,7 +34,6 @@ from ciphermilter import ids
 ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 SIGNED_DATA = "1.2.840.113549.1.7.2"
 AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
-DATA = "1.2.840.113549.1.7.1"
 
 DECRYPTION_FAILED = "decryption failed"
 MALFORMED = "malformed CMS"
@@ -51,13 +50,7 @@ _CONTENT_CIPHERS = {
     "1.2.840.113549.3.2": ("RC2-CBC", None, None),
     "1.3.14.3.2.7": ("DES-CBC", None, None),
 }
-_HASHES = {
-    "1.3.14.3.2.26": hashes.SHA1,
-    "2.16.840.1.101.3.4.2.4": hashes.SHA224,
-    "2.16.840.1.101.3.4.2.1": hashes.SHA256,
-    "2.16.840.1.101.3.4.2.2": hashes.SHA384,
-    "2.16.840.1.101.3.4.2.3": hashes.SHA512,
-}
+# Digests by asn1crypto's name for their OID; MD5 and the like are refused.
 _HASH_BY_NAME = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
                  "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 # RFC 5753 / RFC 8418 key agreement schemes: OID -> KDF hash. For the NIST
@@ -74,7 +67,15 @@ _ECDH_SCHEMES = {
     "1.3.132.1.14.2": hashes.SHA384,
     "1.3.132.1.14.3": hashes.SHA512,
 }
-_KEY_WRAPS = {"2.16.840.1.101.3.4.1.5": 16, "2.16.840.1.101.3.4.1.25": 24, "2.16.840.1.101.3.4.1.45": 32}
+# AES key wraps: OID -> (KEK size, RFC 5649 padding); without padding it is RFC 3394.
+_KEY_WRAPS = {
+    "2.16.840.1.101.3.4.1.5": (16, False),
+    "2.16.840.1.101.3.4.1.25": (24, False),
+    "2.16.840.1.101.3.4.1.45": (32, False),
+    "2.16.840.1.101.3.4.1.8": (16, True),
+    "2.16.840.1.101.3.4.1.28": (24, True),
+    "2.16.840.1.101.3.4.1.48": (32, True),
+}
 _RSA_PKCS1 = "1.2.840.113549.1.1.1"
 _RSA_OAEP = "1.2.840.113549.1.1.7"
 _MGF1 = "1.2.840.113549.1.1.8"
@@ -178,14 +179,13 @@ def _recipients(recipient_infos, limit: int) -> list[Recipient]:
     out: list[Recipient] = []
     for info in recipient_infos:
         chosen = info.chosen
-        if info.name == "ktri":
-            out.append(Recipient(len(out), "ktri", algorithm=chosen["key_encryption_algorithm"]["algorithm"].dotted,
-                                 _info=chosen, _encrypted_key=chosen["encrypted_key"].native,
-                                 **_identify(chosen["rid"])))
-        elif info.name == "kari":
-            for rek in chosen["recipient_encrypted_keys"]:
-                out.append(Recipient(len(out), "kari", algorithm=chosen["key_encryption_algorithm"]["algorithm"].dotted,
-                                     _info=chosen, _encrypted_key=rek["encrypted_key"].native, **_identify(rek["rid"])))
+        if info.name in ("ktri", "kari"):
+            algorithm = chosen["key_encryption_algorithm"]["algorithm"].dotted
+            # A kari carries one RecipientEncryptedKey per recipient; a ktri is its own.
+            keyed = chosen["recipient_encrypted_keys"] if info.name == "kari" else [chosen]
+            for item in keyed:
+                out.append(Recipient(len(out), info.name, algorithm=algorithm, _info=chosen,
+                                     _encrypted_key=item["encrypted_key"].native, **_identify(item["rid"])))
         elif info.name == "kekri":
             kek_id = chosen["kekid"]["key_identifier"].native
             out.append(Recipient(len(out), "kekri", f"kek={kek_id.hex().upper()}", "kek"))
@@ -206,7 +206,8 @@ class EnvelopedLayer:
     authenticated: bool  # AuthEnvelopedData (RFC 5083)
     cipher: str  # the spec's name of the content cipher, or its dotted OID
     recipients: list[Recipient]
-    _data: object = field(repr=False)
+    _data: object = field(repr=False)  # the (Auth)EnvelopedData
+    _encrypted: object = field(repr=False)  # its EncryptedContentInfo
 
 
 def open_enveloped(info: cms.ContentInfo, *, max_recipients: int) -> EnvelopedLayer:
@@ -225,7 +226,7 @@ def open_enveloped(info: cms.ContentInfo, *, max_recipients: int) -> EnvelopedLa
     except _PARSE_ERRORS:
         raise MalformedCms() from None
     cipher = _CONTENT_CIPHERS.get(oid, (oid,))[0]
-    return EnvelopedLayer(ctype == AUTH_ENVELOPED_DATA, cipher, recipients, data)
+    return EnvelopedLayer(ctype == AUTH_ENVELOPED_DATA, cipher, recipients, data, encrypted)
 
 
 KeyFinder = Callable[[Recipient], list]  # -> [(certificate DER, private key)]
@@ -239,11 +240,7 @@ def decrypt(layer: EnvelopedLayer, find_keys: KeyFinder) -> tuple[bytes, Recipie
     matches a recipient, :class:`DecryptionFailed` when keys matched but none
     opened the content.
     """
-    try:
-        encrypted = layer._data["auth_encrypted_content_info" if layer.authenticated else "encrypted_content_info"]
-        oid = encrypted["content_encryption_algorithm"]["algorithm"].dotted
-    except _PARSE_ERRORS:
-        raise MalformedCms() from None
+    oid = layer._encrypted["content_encryption_algorithm"]["algorithm"].dotted
     name, key_size, mode = _CONTENT_CIPHERS.get(oid, (oid, None, None))
     if mode is None or (mode == "gcm") != layer.authenticated:
         raise UnsupportedAlgorithm(f"unsupported content cipher {name}")
@@ -254,18 +251,11 @@ def decrypt(layer: EnvelopedLayer, find_keys: KeyFinder) -> tuple[bytes, Recipie
             continue
         for _cert, key in find_keys(recipient):
             try:
-                cek = _unwrap_cek(recipient, key, key_size)
-            except UnsupportedAlgorithm as exc:
+                return _decrypt_content(layer, mode, _unwrap_cek(recipient, key, key_size)), recipient
+            except UnsupportedAlgorithm as exc:  # the key does not fit the scheme: no attempt was made
                 unsupported = exc
-                continue
             except Exception:  # noqa: BLE001  any failure of a real key looks the same (no oracle)
                 tried = True
-                continue
-            tried = True
-            try:
-                return _decrypt_content(layer, encrypted, mode, cek), recipient
-            except Exception:  # noqa: BLE001  same outcome as a failed unwrap, on purpose
-                continue
     if tried:
         raise DecryptionFailed()
     if unsupported is not None:
@@ -330,9 +320,10 @@ def _key_agreement(recipient: Recipient, key, key_size: int) -> bytes:
         raise UnsupportedAlgorithm(f"unsupported key agreement {recipient.algorithm}")
     wrap = kari["key_encryption_algorithm"]["parameters"]
     wrap_info = algos.AlgorithmIdentifier.load(wrap.dump())
-    kek_size = _KEY_WRAPS.get(wrap_info["algorithm"].dotted)
-    if kek_size is None:
-        raise UnsupportedAlgorithm(f"unsupported key wrap {wrap_info['algorithm'].dotted}")
+    wrap_oid = wrap_info["algorithm"].dotted
+    if wrap_oid not in _KEY_WRAPS:
+        raise UnsupportedAlgorithm(f"unsupported key wrap {wrap_oid}")
+    kek_size, padded = _KEY_WRAPS[wrap_oid]
     originator = kari["originator"]
     if originator.name != "originator_key":
         raise UnsupportedAlgorithm("static-static ECDH is not supported")
@@ -346,6 +337,8 @@ def _key_agreement(recipient: Recipient, key, key_size: int) -> bytes:
         "supp_pub_info": (kek_size * 8).to_bytes(4, "big"),
     }).dump()
     kek = X963KDF(kdf_hash(), kek_size, shared_info).derive(shared)
+    if padded:
+        return keywrap.aes_key_unwrap_with_padding(kek, recipient._encrypted_key)
     return keywrap.aes_key_unwrap(kek, recipient._encrypted_key)
 
 
@@ -355,7 +348,8 @@ class _GcmParameters(core.Sequence):
     _fields = [("nonce", core.OctetString), ("icv_len", core.Integer, {"default": 12})]
 
 
-def _decrypt_content(layer: EnvelopedLayer, encrypted, mode: str, cek: bytes) -> bytes:
+def _decrypt_content(layer: EnvelopedLayer, mode: str, cek: bytes) -> bytes:
+    encrypted = layer._encrypted
     ciphertext = encrypted["encrypted_content"].native
     if ciphertext is None:
         raise MalformedCms("detached encrypted content")
@@ -414,42 +408,44 @@ def open_signed(info: cms.ContentInfo, *, max_signers: int) -> SignedLayer:
         if len(data["signer_infos"]) > max_signers:
             raise TooMany(f"more than {max_signers} signers in one layer")
         encap = data["encap_content_info"]["content"]
-        content = None if isinstance(encap, core.Void) else _encapsulated_bytes(encap)
+        # bytes() joins the chunks of a BER constructed OCTET STRING (NSS writes those).
+        content = None if isinstance(encap, core.Void) else bytes(encap)
         certificates = [c.chosen.dump() for c in data["certificates"] if c.name == "certificate"]
     except _PARSE_ERRORS:
         raise MalformedCms() from None
     return SignedLayer(content, certificates, info)
 
 
-def _encapsulated_bytes(encap) -> bytes:
-    """The eContent octets, with the chunks of a BER constructed OCTET STRING joined."""
-    return bytes(encap)
-
-
 CertFinder = Callable[[dict], list]  # store lookup kwargs -> [certificate DER]
 
 
-def verify(layer: SignedLayer, content: bytes, find_certificates: CertFinder) -> list[Signer]:
-    """Check every SignerInfo over ``content`` (the exact signed bytes)."""
+def verify(layer: SignedLayer, content: bytes, find_certificates: CertFinder, *,
+           max_rsa_bits: int = 16384) -> list[Signer]:
+    """Check every SignerInfo over ``content`` (the exact signed bytes).
+
+    An RSA key above ``max_rsa_bits`` is refused unchecked: the sender picks
+    the certificate, and a huge modulus is a cheap way to burn our CPU.
+    """
     try:
         econtent_type = layer._info["content"]["encap_content_info"]["content_type"].dotted
+        signer_infos = list(layer.signer_infos)
     except _PARSE_ERRORS:
         raise MalformedCms() from None
-    return [_verify_signer(index, signer_info, content, econtent_type, layer.certificates, find_certificates)
-            for index, signer_info in enumerate(layer.signer_infos)]
+    return [_verify_signer(index, signer_info, content, econtent_type, layer.certificates, find_certificates,
+                           max_rsa_bits) for index, signer_info in enumerate(signer_infos)]
 
 
-def _verify_signer(index, signer_info, content, econtent_type, message_certs, find_certificates) -> Signer:
+def _verify_signer(index, signer_info, content, econtent_type, message_certs, find_certificates,
+                   max_rsa_bits) -> Signer:
     try:
         sid = _identify(signer_info["sid"])
-        digest_oid = signer_info["digest_algorithm"]["algorithm"].dotted
         digest_name = signer_info["digest_algorithm"]["algorithm"].native
         sig_name = signer_info["signature_algorithm"]["algorithm"].native
     except _PARSE_ERRORS:
         return Signer(index, "unknown", "unknown", "unknown", None, False, MALFORMED)
     certificate = _find_signer_certificate(sid, message_certs, find_certificates)
     signer = Signer(index, sid["text"], digest_name, sig_name, certificate, False, None)
-    hash_cls = _HASHES.get(digest_oid)
+    hash_cls = _HASH_BY_NAME.get(digest_name)
     if hash_cls is None:
         signer.reason = f"unsupported digest {digest_name}"
         return signer
@@ -457,14 +453,19 @@ def _verify_signer(index, signer_info, content, econtent_type, message_certs, fi
         signer.reason = "signer certificate not found"
         return signer
     try:
+        public_key = load_der_public_key(asn1_x509.Certificate.load(certificate).public_key.dump())
+        if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size > max_rsa_bits:
+            raise CmsError("RSA key too large")
         signed_bytes = _signed_bytes(signer_info, content, econtent_type, hash_cls)
-        public_key = asn1_x509.Certificate.load(certificate).public_key
-        _check_signature(public_key.dump(), signer_info, signed_bytes, hash_cls)
+        _check_signature(public_key, signer_info, signed_bytes, hash_cls)
     except CmsError as exc:
         signer.reason = exc.reason
         return signer
     except crypto_exceptions.InvalidSignature:
         signer.reason = "bad signature"
+        return signer
+    except crypto_exceptions.UnsupportedAlgorithm:
+        signer.reason = "unsupported public key"
         return signer
     except _PARSE_ERRORS:
         signer.reason = MALFORMED
@@ -516,8 +517,7 @@ def _signed_bytes(signer_info, content: bytes, econtent_type: str, hash_cls) -> 
     return b"\x31" + attrs.dump()[1:]
 
 
-def _check_signature(public_key_der: bytes, signer_info, data: bytes, hash_cls) -> None:
-    public_key = load_der_public_key(public_key_der)
+def _check_signature(public_key, signer_info, data: bytes, hash_cls) -> None:
     algorithm = signer_info["signature_algorithm"]
     signature = signer_info["signature"].native
     kind = algorithm.signature_algo
@@ -546,12 +546,19 @@ def _signature_hash(algorithm, hash_cls) -> hashes.HashAlgorithm:
 
 
 def detached_signature(layer: SignedLayer) -> bytes:
-    """The same SignedData without its eContent: a detached signature with the very same SignerInfos."""
-    data = layer._info["content"].copy()
-    encap = data["encap_content_info"]
-    # PKCS#7 v1 SignedData holds a ContentInfo here, CMS an EncapsulatedContentInfo: keep the class.
-    data["encap_content_info"] = type(encap)({"content_type": encap["content_type"].dotted})
-    return cms.ContentInfo({"content_type": SIGNED_DATA, "content": data}).dump(force=True)
+    """The same SignedData without its eContent: a detached signature with the very same SignerInfos.
+
+    Only the changed field is re-encoded; the SignerInfos and certificates
+    keep their received bytes, so a BER-encoded signature (NSS) stays valid.
+    """
+    try:
+        data = layer._info["content"].copy()
+        encap = data["encap_content_info"]
+        # PKCS#7 v1 SignedData holds a ContentInfo here, CMS an EncapsulatedContentInfo: keep the class.
+        data["encap_content_info"] = type(encap)({"content_type": encap["content_type"].dotted})
+        return cms.ContentInfo({"content_type": SIGNED_DATA, "content": data}).dump()
+    except _PARSE_ERRORS:
+        raise MalformedCms() from None
 
 
 def micalg(signers: list[Signer]) -> str:

@@ -26,6 +26,7 @@ from ciphermilter import milter
 from ciphermilter.cli import fail
 from ciphermilter.config import ConfigError, DaemonConfig
 from ciphermilter.config import load as load_config
+from ciphermilter.store import KeyStore
 
 log = logging.getLogger("ciphermilter.daemon")
 SYSLOG_SOCKET = "/dev/log"
@@ -44,13 +45,13 @@ class StoreHolder:
     health check. While the store is missing, locked or corrupt every call
     raises :class:`milter.StoreUnavailable` with the reason (and the on_error
     policy applies); the next call tries again, so service recovers by itself.
-    One store object serves every connection thread (it locks internally).
+    One store object serves every connection thread (it locks internally);
+    a replaced one is dropped, not closed, so that messages in flight finish.
     """
 
-    def __init__(self, path: str, master_key_path: str, opener=None):
+    def __init__(self, path: str, master_key_path: str):
         self.path = path
         self.master_key_path = master_key_path
-        self._opener = opener or _open_key_store
         self._lock = threading.Lock()
         self._store = None
         self._file_id = None
@@ -80,33 +81,22 @@ class StoreHolder:
         return st.st_dev, st.st_ino
 
     def _reopen(self, file_id) -> None:
-        self._close()
-        self._store = self._opener(self.path, self.master_key_path)
+        self._store = KeyStore.open(self.path, self.master_key_path)
         self._file_id = file_id
         if self._last_error is not None:
             log.warning("key store %s is usable again", self.path)
             self._last_error = None
 
     def _drop(self, reason: str) -> None:
-        """Forget the broken store; log the reason once, not once per message."""
-        self._close()
+        """Forget the broken store; log the reason once, not once per message.
+
+        The old store object is not closed here: another connection's thread
+        may still be using it for its message; it closes when the last one lets go.
+        """
+        self._store = None
         if reason != self._last_error:
             log.error("key store unavailable, on_error policy applies: %s", reason)
             self._last_error = reason
-
-    def _close(self) -> None:
-        if self._store is not None:
-            try:
-                self._store.close()
-            except Exception:  # closing a broken store must not hide why it broke
-                log.debug("closing the key store failed", exc_info=True)
-        self._store = None
-
-
-def _open_key_store(path: str, master_key_path: str):
-    from ciphermilter.store import KeyStore  # imported late: only the daemon and the CLI need it
-
-    return KeyStore.open(path, master_key_path)
 
 
 def setup_logging(level: str, stderr: bool) -> None:
@@ -142,8 +132,8 @@ def account(config: DaemonConfig) -> tuple[int, int] | None:
     return user.pw_uid, gid
 
 
-def prepare_socket_dir(path: str, ids: tuple[int, int] | None) -> None:
-    """Create the socket's directory (mode 0750, owned by the milter user) when it does not exist.
+def prepare_directory(path: str, ids: tuple[int, int] | None) -> None:
+    """Create the directory of the socket or pid file (mode 0750, owned by the milter user) if missing.
 
     An existing directory is left as it is: it may be shared (/run) and its
     owner chose its mode. Postfix's user reaches the socket through the group.
@@ -157,6 +147,7 @@ def prepare_socket_dir(path: str, ids: tuple[int, int] | None) -> None:
 
 
 def write_pid_file(path: str, ids: tuple[int, int] | None) -> None:
+    prepare_directory(path, ids)
     with open(path, "w", encoding="ascii") as fh:
         fh.write(f"{os.getpid()}\n")
     if ids is not None and os.geteuid() == 0:
@@ -188,7 +179,7 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
         pass  # logged by the holder; we serve anyway and recover when the store is back
     socket_path = unix_socket_path(config.socket)
     if socket_path:
-        prepare_socket_dir(socket_path, ids)
+        prepare_directory(socket_path, ids)
     if config.pid_file:
         write_pid_file(config.pid_file, ids)
     os.umask(config.umask)
@@ -199,11 +190,12 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
     try:
         Milter.runmilter(MILTER_NAME, config.socket, timeout=config.milter_timeout)
     finally:
-        if config.pid_file:
-            try:
-                os.unlink(config.pid_file)
-            except OSError as exc:
-                log.warning("cannot remove pid file %s: %s", config.pid_file, exc.strerror)
+        for leftover in (config.pid_file, socket_path):
+            if leftover:
+                try:
+                    os.unlink(leftover)
+                except OSError as exc:
+                    log.warning("cannot remove %s: %s", leftover, exc.strerror)
         log.info("stopped")
 
 

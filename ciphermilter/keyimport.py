@@ -27,6 +27,7 @@ import pgpy
 from asn1crypto import core as asn1_core
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
@@ -67,6 +68,8 @@ def parse(data: bytes, *, password: bytes | None = None, passphrase: str | None 
 
 
 def _parse_any(data: bytes, password: bytes | None, passphrase: str | None) -> Bundle:
+    if is_export(data):
+        raise KeyFormatError("this is a ciphermilter export: read it with 'ciphermilter store import'")
     if b"-----BEGIN PGP " in data:
         return _parse_openpgp(_dearmor(data), passphrase)
     if b"-----BEGIN " in data:
@@ -106,7 +109,10 @@ def _parse_pem(data: bytes, password: bytes | None) -> Bundle:
 
 def _pem_certificate(text: bytes, name: str) -> bytes:
     # TRUSTED CERTIFICATE (OpenSSL's cert + trust settings) is a certificate followed by extra DER
-    body = base64.b64decode(b"".join(text.splitlines()[1:-1]), validate=False)
+    try:
+        body = base64.b64decode(b"".join(text.splitlines()[1:-1]))
+    except binascii.Error:
+        raise KeyFormatError(f"corrupt PEM block '{name}' (bad base64)") from None
     der = _first_der_element(body) if name == "TRUSTED CERTIFICATE" else body
     return _certificate_der(der, f"corrupt PEM block '{name}'")
 
@@ -131,13 +137,15 @@ def _private_key(data: bytes, password: bytes | None, loader, name: str):
         if password is not None and "ENCRYPTED" in name.upper():
             raise KeyFormatError("wrong password for the encrypted private key") from None
         raise KeyFormatError(f"corrupt or unsupported private key ({name}): {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - unsupported algorithms surface as UnsupportedAlgorithm
+    except UnsupportedAlgorithm as exc:
         raise KeyFormatError(f"unsupported private key ({name}): {exc}") from None
 
 
 def _pkcs7(data: bytes, loader) -> list[bytes]:
     try:
-        certs = loader(data)
+        with warnings.catch_warnings():  # bundles with unsorted SETs (openssl's) parse as BER, with a warning
+            warnings.simplefilter("ignore")
+            certs = loader(data)
     except ValueError as exc:
         raise KeyFormatError(f"corrupt PKCS#7 certificate bundle: {exc}") from None
     return [cert.public_bytes(serialization.Encoding.DER) for cert in certs]
@@ -203,6 +211,8 @@ def _parse_pkcs12(data: bytes, password: bytes | None) -> Bundle:
             break
         except ValueError:
             continue
+        except UnsupportedAlgorithm as exc:
+            raise KeyFormatError(f"unsupported PKCS#12 protection: {exc}") from None
     else:
         if password is None:
             raise SecretNeeded("the PKCS#12 file is password protected: give its password", "password")
@@ -223,9 +233,8 @@ def _parse_pkcs12(data: bytes, password: bytes | None) -> Bundle:
 _ARMOR = re.compile(
     rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----\r?\n(.*?)^-----END PGP \1-----", re.S | re.M
 )
-_KEY_TAGS = {5: "secret", 6: "public"}
+_KEY_TAGS = {5, 6}  # secret key, public key: the packets that start a transferable key
 _SIGNATURE_TAG = 2
-_SUBKEY_TAGS = {7, 14}
 # Signature subpackets (RFC 9580 5.2.3.7): features, and the AEAD preferences of draft 4880bis / RFC 9580.
 _FEATURES_SUBPACKET = 30
 _AEAD_PREFERENCE_SUBPACKETS = {34, 39}
@@ -269,7 +278,7 @@ def _looks_like_openpgp(data: bytes) -> bool:
 
 
 def _packets(data: bytes):
-    """(tag, body, start, end) of every packet; KeyFormatError when one is cut short."""
+    """(tag, body, start) of every packet; KeyFormatError when one is cut short."""
     pos = 0
     while pos < len(data):
         start, first = pos, data[pos]
@@ -287,8 +296,13 @@ def _packets(data: bytes):
             length, pos = int.from_bytes(data[pos + 1:pos + 1 + size], "big"), pos + 1 + size
         if pos + length > len(data):
             raise KeyFormatError("truncated OpenPGP data")
-        yield tag, data[pos:pos + length], start, pos + length
+        yield tag, data[pos:pos + length], start
         pos += length
+
+
+def packet_contents(data: bytes) -> set[tuple[int, bytes]]:
+    """(tag, body) of every packet: equal for the same key however its packet headers were written."""
+    return {(tag, body) for tag, body, _ in _packets(data)}
 
 
 def _new_length(data: bytes, pos: int) -> tuple[int, int]:
@@ -312,7 +326,7 @@ def _split_keys(blob: bytes) -> list[tuple[bytes, list[tuple[int, bytes]]]]:
     """Split a keyring into transferable keys: (bytes, [(tag, body), ...]) each."""
     starts: list[int] = []
     packets: list[list[tuple[int, bytes]]] = []
-    for tag, body, start, _end in _packets(blob):
+    for tag, body, start in _packets(blob):
         if tag in _KEY_TAGS:
             starts.append(start)
             packets.append([])

@@ -26,6 +26,7 @@ and strip them at end of message.
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import time
@@ -59,6 +60,27 @@ class StoreUnavailable(Exception):
     """The key store cannot be opened or read; the message is handled by the on_error policy."""
 
 
+def guarded(no_reply_bit: int = 0):
+    """No exception may escape a callback: pymilter would answer 451 4.3.0 for the whole message.
+
+    A failure is logged with its traceback and remembered; end of message
+    then applies the on_error policy (tempfail, or pass with forged headers
+    stripped and a reason header).
+    """
+    def decorate(callback):
+        @functools.wraps(callback)
+        def wrapper(self, *args):
+            try:
+                return callback(self, *args)
+            except Exception:
+                log.exception("queue %s: %s callback failed", self._queue_id() or "-", callback.__name__)
+                if self.msg is not None:
+                    self.msg.failed = "internal error"
+                return self._continue(no_reply_bit)
+        return wrapper
+    return decorate
+
+
 def may_carry_crypto(content_type: str) -> bool:
     """False only for top-level types that cannot hold S/MIME or OpenPGP content (see module docstring)."""
     return not content_type.startswith(CRYPTO_FREE_TYPES)
@@ -74,6 +96,21 @@ def unprocessed_outcome(header_block: bytes, reason: str, envelope: core.Envelop
         additions=[HeaderAdd(name, value) for name, value in info],
     )
     return core.Outcome(plan=plan, info=info, report={"queue_id": envelope.queue_id, "skipped": reason}, error=error)
+
+
+def non_utf8_header(plan: EditPlan) -> str | None:
+    """Name of a header value libmilter cannot carry, or None.
+
+    pymilter passes values as UTF-8 text, so raw 8-bit bytes from a decrypted
+    entity (kept as surrogates) cannot reach the MTA as they are; sending the
+    rest without them would leave headers that no longer describe the body.
+    """
+    for edit in (*plan.changes, *plan.additions):
+        try:
+            edit.value.encode("utf-8")
+        except UnicodeEncodeError:
+            return edit.name
+    return None
 
 
 @dataclass
@@ -103,6 +140,8 @@ class MessageState:
     header_size: int = 0
     body_size: int = 0
     oversized: bool = False
+    edits_sent: bool = False  # after a failure halfway through, indexes no longer match: send no more
+    failed: str | None = None  # why a callback failed: the message gets the on_error policy
     started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self):
@@ -118,7 +157,10 @@ class MessageState:
         return mime.parse_content_type(value)[0]
 
     def close(self):
-        self.body.close()
+        try:
+            self.body.close()
+        except OSError:  # a spool that could not be written may fail to flush too: nothing in it matters now
+            pass
 
 
 class CipherMilter(Milter.Base):
@@ -151,18 +193,21 @@ class CipherMilter(Milter.Base):
     # --- per-message callbacks ----------------------------------------------------------------
 
     @Milter.decode("bytes")
+    @guarded(Milter.P_NR_MAIL)
     def envfrom(self, mail_from, *params):
         self._reset()
         self.msg = MessageState(_text(mail_from), self.runtime.config.spool_memory)
         return self._continue(Milter.P_NR_MAIL)
 
     @Milter.decode("bytes")
+    @guarded(Milter.P_NR_RCPT)
     def envrcpt(self, recipient, *params):
         if self.msg is not None:
             self.msg.recipients.append(_text(recipient))
         return self._continue(Milter.P_NR_RCPT)
 
     @Milter.decode("bytes")
+    @guarded(Milter.P_NR_HDR)
     def header(self, name, value):
         """Keep the field as raw bytes: non-ASCII and non-UTF-8 headers must survive untouched."""
         if self.msg is not None:
@@ -175,6 +220,7 @@ class CipherMilter(Milter.Base):
                 self.msg.forged += 1
         return self._continue(Milter.P_NR_HDR)
 
+    @guarded()
     def eoh(self):
         if self.msg is None:
             return Milter.CONTINUE
@@ -190,9 +236,10 @@ class CipherMilter(Milter.Base):
             return Milter.ACCEPT
         return Milter.CONTINUE
 
+    @guarded()
     def body(self, chunk):
         msg = self.msg
-        if msg is None or not msg.needs_body or msg.oversized:
+        if msg is None or not msg.needs_body or msg.oversized or msg.failed:
             return self._skip_body()
         msg.body_size += len(chunk)
         if msg.header_size + msg.body_size > self.runtime.config.settings.limits.max_message_size:
@@ -201,9 +248,9 @@ class CipherMilter(Milter.Base):
             return self._skip_body()
         try:
             msg.body.write(chunk)
-        except OSError as exc:  # spool disk full: process what we have is wrong, so treat as oversized
-            log.error("cannot spool the body: %s", exc)
-            msg.oversized = True
+        except OSError as exc:  # spool disk full or unwritable: the on_error policy applies
+            log.error("queue %s: cannot spool the body: %s", self._queue_id() or "-", exc)
+            msg.failed = "cannot spool the message"
             return self._skip_body()
         return Milter.CONTINUE
 
@@ -212,10 +259,12 @@ class CipherMilter(Milter.Base):
         if msg is None:
             return Milter.CONTINUE
         try:
+            if msg.failed:
+                return self._fail_safe(msg)
             return self._end_of_message(msg)
         except Exception:
             log.exception("queue %s: end of message failed", self._queue_id())
-            return self._on_error_verdict("internal error in the milter glue")
+            return self._fail_safe(msg)
         finally:
             self._reset()
 
@@ -279,6 +328,10 @@ class CipherMilter(Milter.Base):
 
     def _end_of_message(self, msg: MessageState):
         outcome = self._outcome(msg)
+        unsendable = non_utf8_header(outcome.plan)
+        if unsendable:
+            reason = f"header {unsendable} of the decrypted content is not UTF-8"
+            outcome = unprocessed_outcome(msg.header_block(), reason, self._envelope(), reason)
         if outcome.error and self.runtime.config.settings.on_error == "tempfail":
             self._log_summary(f"tempfail: {outcome.error}", outcome)
             return self._tempfail()
@@ -286,10 +339,17 @@ class CipherMilter(Milter.Base):
         self._log_summary(outcome.error and f"passed on error: {outcome.error}", outcome)
         return Milter.CONTINUE
 
-    def _on_error_verdict(self, reason: str):
+    def _fail_safe(self, msg: MessageState):
+        """After a failure: tempfail, or pass with forged headers stripped (unless edits were already sent)."""
+        reason = msg.failed or "internal error"
+        self._log_summary(f"failed: {reason}", None)
         if self.runtime.config.settings.on_error == "tempfail":
             return self._tempfail()
-        log.error("queue %s: %s; message passed as it is", self._queue_id(), reason)
+        if not msg.edits_sent:
+            try:
+                self._apply(unprocessed_outcome(msg.header_block(), reason, self._envelope(), None).plan)
+            except Exception:
+                log.exception("queue %s: cannot even strip forged headers", self._queue_id())
         return Milter.CONTINUE
 
     def _tempfail(self):
@@ -302,24 +362,16 @@ class CipherMilter(Milter.Base):
 
     def _apply(self, plan: EditPlan) -> None:
         """Replay the plan: deletions (highest index first), changes, additions, then the whole body."""
+        self.msg.edits_sent = True
         for deletion in plan.deletions:
             self.chgheader(deletion.name, deletion.index, None)
         for change in plan.changes:
-            self._edit(self.chgheader, change.name, change.index, self._wire_value(change.value))
+            self.chgheader(change.name, change.index, self._wire_value(change.value))
         for addition in plan.additions:
-            self._edit(self.addheader, addition.name, self._wire_value(addition.value))
+            self.addheader(addition.name, self._wire_value(addition.value))
         if plan.body is not None:
             for start in range(0, len(plan.body), REPLACEBODY_CHUNK):
                 self.replacebody(plan.body[start:start + REPLACEBODY_CHUNK])
-
-    def _edit(self, action, name: str, *args) -> None:
-        """One header edit; a value libmilter cannot carry (not UTF-8) is left out with a log line."""
-        try:
-            args[-1].encode("utf-8")
-        except UnicodeEncodeError:
-            log.warning("queue %s: header %s not written: its value is not UTF-8", self._queue_id(), name)
-            return
-        action(name, *args)
 
     def _log_summary(self, note: str | None, outcome: core.Outcome | None) -> None:
         msg = self.msg
@@ -329,7 +381,7 @@ class CipherMilter(Milter.Base):
         if outcome is not None:
             plan = outcome.plan
             found = ",".join(name.removeprefix("X-CipherMail-Info-") for name, _ in outcome.info) or "nothing"
-            parts += [f"found={found}", f"deleted={len(plan.deletions)}", f"changed={len(plan.changes)}",
+            parts += [f"info={found}", f"deleted={len(plan.deletions)}", f"changed={len(plan.changes)}",
                       f"added={len(plan.additions)}", f"body={'replaced' if plan.body is not None else 'kept'}"]
             if outcome.report.get("skipped"):
                 parts.append(f"skipped=\"{outcome.report['skipped']}\"")

@@ -183,12 +183,18 @@ def multipart_spans(body: bytes, boundary: str) -> list[tuple[int, int]]:
     precedes the next delimiter; that line break belongs to the delimiter.
     """
     delimiter = re.escape(b"--" + boundary.encode("utf-8", "surrogateescape"))
-    pattern = re.compile(rb"(?:\A|\r?\n)" + delimiter + rb"(--)?[ \t]*(?:\r?\n|\Z)")
+    # A pattern that starts with a literal lets re jump between candidates with a fast
+    # search (an "\A or \r?\n" start made it step byte by byte); the CR and the \A case
+    # are checked by hand.
+    rest = delimiter + rb"(--)?[ \t]*(?:\r?\n|\Z)"
+    first = re.compile(rest).match(body)
+    matches = ([first] if first else []) + list(re.compile(rb"\n" + rest).finditer(body, first.end() if first else 0))
     spans = []
     start = None
-    for match in pattern.finditer(body):
+    for match in matches:
+        line_break = match.start() - (match.start() > 0 and body[match.start() - 1:match.start()] == b"\r")
         if start is not None:
-            spans.append((start, match.start()))
+            spans.append((start, line_break))
         if match.group(1):
             return spans
         start = match.end()

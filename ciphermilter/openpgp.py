@@ -28,10 +28,13 @@ from dataclasses import dataclass, field
 import pgpy
 from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
-from pgpy.constants import EllipticCurveOID, PubKeyAlgorithm
+from pgpy.constants import EllipticCurveOID
+from pyasn1.codec.der import encoder
 
 from ciphermilter.handler import LimitExceeded
 
@@ -49,22 +52,23 @@ CIPHERS = {
     8: ("AES-192", algorithms.AES, 24),
     9: ("AES-256", algorithms.AES, 32),
     10: ("Twofish", None, 32),
-    11: ("Camellia-128", algorithms.Camellia, 16),
-    12: ("Camellia-192", algorithms.Camellia, 24),
-    13: ("Camellia-256", algorithms.Camellia, 32),
+    11: ("Camellia-128", decrepit.Camellia, 16),
+    12: ("Camellia-192", decrepit.Camellia, 24),
+    13: ("Camellia-256", decrepit.Camellia, 32),
 }
 COMPRESSION = {0: "uncompressed", 1: "ZIP", 2: "ZLIB", 3: "BZIP2"}
 
 TAG_PKESK, TAG_SIGNATURE, TAG_SKESK, TAG_ONE_PASS = 1, 2, 3, 4
 TAG_COMPRESSED, TAG_SED, TAG_MARKER, TAG_LITERAL = 8, 9, 10, 11
-TAG_SEIPD, TAG_MDC, TAG_OCB_AEAD, TAG_PADDING = 18, 19, 20, 21
+TAG_SEIPD, TAG_OCB_AEAD, TAG_PADDING = 18, 20, 21
 RSA_ALGORITHMS = (1, 2)
 ELGAMAL_ALGORITHMS = (16, 20)
 ECDH_ALGORITHM = 18
 MDC_LENGTH = 22  # 0xD3 0x14 + SHA-1
 
-_ARMOR_BEGIN = re.compile(rb"^-----BEGIN PGP ([A-Z ,/0-9]+)-----[ \t]*\r?$", re.MULTILINE)
-_ARMOR_CHECKSUM = re.compile(rb"^=([A-Za-z0-9+/]{4})\s*$")
+_BEGIN = b"-----BEGIN PGP "
+_ARMOR_HEADER_LINE = re.compile(rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----")
+_ARMOR_CHECKSUM = re.compile(rb"=[A-Za-z0-9+/]{4}")
 
 
 class OpenPGPError(ValueError):
@@ -90,7 +94,7 @@ class Armor:
 class ArmorSpan:
     kind: str  # as in Armor, plus "SIGNED MESSAGE" for cleartext signatures
     start: int
-    end: int  # just past the END line (its line break excluded)
+    end: int  # just past the END line's line break
 
 
 def _crc24_table() -> list[int]:
@@ -117,24 +121,39 @@ def crc24(data: bytes) -> int:
     return crc
 
 
+def _at_line_start(text: bytes, pos: int) -> bool:
+    return pos == 0 or text[pos - 1:pos] == b"\n"
+
+
+def _line_end(text: bytes, pos: int) -> int:
+    end = text.find(b"\n", pos)
+    return len(text) if end == -1 else end
+
+
 def find_armor(text: bytes) -> list[ArmorSpan]:
-    """Every armored block in ``text``, in order; a block without its END line runs to the end."""
+    """Every armored block in ``text``, in order; a block without its END line runs to the end.
+
+    Plain ``bytes.find`` for the markers: regular expressions anchored at line
+    starts scan a 20 KB part byte by byte.
+    """
     spans = []
     pos = 0
-    while True:
-        begin = _ARMOR_BEGIN.search(text, pos)
-        if begin is None:
-            return spans
-        kind = begin.group(1).decode("ascii")
+    while (start := text.find(_BEGIN, pos)) != -1:
+        header_end = _line_end(text, start)
+        match = _ARMOR_HEADER_LINE.fullmatch(text[start:header_end].rstrip())
+        if not match or not _at_line_start(text, start):
+            pos = start + 1
+            continue
+        kind = match.group(1)
         # A cleartext-signed message ends with its signature block's END line.
-        end_kind = b"SIGNATURE" if kind == "SIGNED MESSAGE" else begin.group(1)
-        end = re.compile(rb"^-----END PGP " + re.escape(end_kind) + rb"-----[ \t]*$", re.MULTILINE)
-        found = end.search(text, begin.end())
-        stop = found.end() if found else len(text)
-        if found and text[found.end() - 1:found.end()] == b"\r":
-            stop -= 1
-        spans.append(ArmorSpan(kind, begin.start(), stop))
+        marker = b"-----END PGP " + (b"SIGNATURE" if kind == b"SIGNED MESSAGE" else kind) + b"-----"
+        found = text.find(marker, header_end)
+        while found != -1 and not _at_line_start(text, found):
+            found = text.find(marker, found + 1)
+        stop = _line_end(text, found) + 1 if found != -1 else len(text)  # the END line with its line break
+        spans.append(ArmorSpan(kind.decode("ascii"), start, stop))
         pos = stop
+    return spans
 
 
 def dearmor(block: bytes) -> Armor:
@@ -144,34 +163,38 @@ def dearmor(block: bytes) -> Armor:
     its own integrity (MDC, signature), and RFC 9580 makes the checksum
     optional. :func:`checksum_mismatch` explains a failure afterwards.
     """
-    lines = block.replace(b"\r\n", b"\n").split(b"\n")
-    first = next((i for i, line in enumerate(lines) if line.startswith(b"-----BEGIN PGP ")), None)
-    if first is None:
+    text = block  # CR before LF is stripped with the white space of each line, and skipped by a2b_base64
+    start = text.find(_BEGIN)
+    while start != -1 and not _at_line_start(text, start):
+        start = text.find(_BEGIN, start + 1)
+    header_end = _line_end(text, start) if start != -1 else -1
+    match = _ARMOR_HEADER_LINE.fullmatch(text[start:header_end].rstrip()) if start != -1 else None
+    if match is None:
         raise OpenPGPError("no armor header line")
-    kind = lines[first].strip()[len(b"-----BEGIN PGP "):-5].decode("ascii", "replace")
     headers: dict[str, str] = {}
-    index = first + 1
-    while index < len(lines) and lines[index].strip():
-        name, sep, value = lines[index].partition(b":")
+    pos = header_end + 1
+    while pos < len(text):
+        eol = _line_end(text, pos)
+        name, sep, value = text[pos:eol].strip().partition(b":")
+        if not name:  # the blank line: the body follows
+            pos = eol + 1
+            break
         if not sep:  # no blank line after the header line: the body starts here
             break
         headers[name.strip().decode("ascii", "replace")] = value.strip().decode("utf-8", "replace")
-        index += 1
-    body, checksum = [], None
-    for line in lines[index:]:
-        line = line.strip()
-        if line.startswith(b"-----END PGP "):
-            break
-        match = _ARMOR_CHECKSUM.match(line)
-        if match and len(line) == 5:
-            checksum = binascii.a2b_base64(match.group(1))
-            continue
-        body.append(line)
+        pos = eol + 1
+    end = text.find(b"\n-----END PGP ", pos - 1)
+    body = text[pos:end if end != -1 else len(text)].rstrip()
+    last_line_start = body.rfind(b"\n") + 1
+    checksum = None
+    if _ARMOR_CHECKSUM.fullmatch(body[last_line_start:].strip()):
+        checksum = binascii.a2b_base64(body[last_line_start:].strip()[1:])
+        body = body[:last_line_start]
     try:
-        data = binascii.a2b_base64(b"".join(body))
+        data = binascii.a2b_base64(body)  # skips the line breaks
     except binascii.Error as exc:
         raise OpenPGPError(f"corrupt armor: {exc}") from None
-    return Armor(kind, headers, data, checksum)
+    return Armor(match.group(1).decode("ascii"), headers, data, checksum)
 
 
 def checksum_mismatch(armor: Armor) -> bool:
@@ -251,23 +274,19 @@ def packets(data: bytes):
         yield Packet(tag, body)
 
 
-def _mpi(data: bytes, pos: int) -> tuple[int, int]:
-    """An MPI at ``pos``: (value, next position)."""
+def _mpi_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The octets of an MPI at ``pos`` (RFC 4880 section 3.2): (octets, next position)."""
     if pos + 2 > len(data):
         raise OpenPGPError("truncated MPI")
-    bits = int.from_bytes(data[pos:pos + 2], "big")
-    end = pos + 2 + (bits + 7) // 8
-    if end > len(data):
-        raise OpenPGPError("truncated MPI")
-    return int.from_bytes(data[pos + 2:end], "big"), end
-
-
-def _mpi_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
-    bits = int.from_bytes(data[pos:pos + 2], "big")
-    end = pos + 2 + (bits + 7) // 8
+    end = pos + 2 + (int.from_bytes(data[pos:pos + 2], "big") + 7) // 8
     if end > len(data):
         raise OpenPGPError("truncated MPI")
     return data[pos + 2:end], end
+
+
+def _mpi(data: bytes, pos: int) -> tuple[int, int]:
+    octets, end = _mpi_bytes(data, pos)
+    return int.from_bytes(octets, "big"), end
 
 
 @dataclass
@@ -319,8 +338,21 @@ class SecretSubkey:
     keyid: str
     fingerprint: bytes
     algorithm: int
-    material: object  # pgpy key material (for the ECDH curve and KDF parameters, the ElGamal group)
+    material: object  # pgpy key material (for the ECDH curve, the ElGamal group)
     private: object  # cryptography private key (RSA, X25519, EC) or the ElGamal exponent
+    kdf: tuple | None = None  # ECDH: (hash algorithm, key length, KDF "Param" of RFC 6637 section 8)
+
+
+def _ecdh_kdf(material, fingerprint: bytes) -> tuple:
+    """The parts of the ECDH key derivation that depend only on the key, computed once per key."""
+    kdf = material.kdf
+    param = (
+        encoder.encode(material.oid.value)[1:]  # the curve OID with its length octet, without the tag
+        + bytes([ECDH_ALGORITHM, 3, 1, int(kdf.halg), int(kdf.encalg)])
+        + b"Anonymous Sender    "
+        + fingerprint
+    )
+    return getattr(hashes, kdf.halg.name), kdf.encalg.key_size // 8, param
 
 
 def _algorithm_family(algorithm: int) -> int:
@@ -344,7 +376,8 @@ def _secret_subkeys(key: pgpy.PGPKey) -> list[SecretSubkey]:
         else:
             private = material.__privkey__()  # the expensive step (RSA validation): cached by the Keyring
         fingerprint = bytes.fromhex(str(part.fingerprint).replace(" ", ""))
-        found.append(SecretSubkey(part.fingerprint.keyid.upper(), fingerprint, algorithm, material, private))
+        kdf = _ecdh_kdf(material, fingerprint) if algorithm == ECDH_ALGORITHM else None
+        found.append(SecretSubkey(part.fingerprint.keyid.upper(), fingerprint, algorithm, material, private, kdf))
     return found
 
 
@@ -386,11 +419,29 @@ class Keyring:
         return self.source.pgp_public_keys(keyid)
 
 
+class _NoKeys:
+    """The key source of a run without a key store: nothing to decrypt or verify with."""
+
+    def pgp_secret_keys(self, keyid: str) -> list:
+        return []
+
+    def all_pgp_secret_keys(self) -> list:
+        return []
+
+    def pgp_public_keys(self, keyid: str) -> list:
+        return []
+
+    def data_version(self) -> int:
+        return 0
+
+
+_NO_KEYS = _NoKeys()
 _KEYRINGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def keyring_for(source) -> Keyring:
-    """The long-lived :class:`Keyring` of a key store, so its cache outlives one message."""
+    """The long-lived :class:`Keyring` of a key store (or of no store), so its cache outlives one message."""
+    source = _NO_KEYS if source is None else source
     keyring = _KEYRINGS.get(source)
     if keyring is None:
         keyring = _KEYRINGS[source] = Keyring(source)
@@ -420,8 +471,8 @@ def _ecdh_shared_secret(subkey: SecretSubkey, point: bytes) -> bytes:
 
 def _unwrap_ecdh(subkey: SecretSubkey, point: bytes, wrapped: bytes) -> bytes | None:
     """RFC 6637 section 8: shared point -> KDF -> AES key unwrap -> PKCS#5 unpadding."""
-    shared = _ecdh_shared_secret(subkey, point)
-    kek = subkey.material.kdf.derive_key(shared, subkey.material.oid, PubKeyAlgorithm.ECDH, subkey.fingerprint.hex())
+    hash_algorithm, length, param = subkey.kdf
+    kek = ConcatKDFHash(hash_algorithm(), length, param).derive(_ecdh_shared_secret(subkey, point))
     try:
         padded = aes_key_unwrap(kek, wrapped)
     except InvalidUnwrap:
@@ -681,7 +732,7 @@ def open_message(
                 plain = _decrypt(esks, packet, keyring, opened, check)
                 if plain is None:
                     return opened
-                _unwrap(plain, opened, signatures, budget, 1, check)
+                _unwrap(plain, opened, signatures, budget, 0, check)
                 break
             elif packet.tag == TAG_OCB_AEAD:
                 opened.encrypted = True
@@ -695,9 +746,10 @@ def open_message(
                 break
     except OpenPGPError as exc:
         opened.failure = str(exc)
+        opened.plaintext = None  # never hand on part of a message that failed
         return opened
-    if opened.encrypted and opened.plaintext is None and opened.failure is None:
-        opened.failure = "no encrypted data packet"
+    if opened.plaintext is None and opened.failure is None:
+        opened.failure = "no encrypted data packet" if opened.encrypted else "no OpenPGP message in the data"
     if opened.plaintext is not None:
         opened.signatures = [verify(opened.plaintext, sig, keyring) for sig in signatures]
     return opened
@@ -740,9 +792,9 @@ def verify(data: bytes, packet_body: bytes, keyring: Keyring) -> SignatureResult
     """Verify one signature packet over ``data`` (pgpy canonicalises line endings for text signatures)."""
     try:
         signature = _parse_signature(packet_body)
+        keyid = (signature.signer or WILDCARD_KEYID).upper()  # pgpy parses the subpackets lazily
     except Exception as exc:  # pgpy raises assorted errors on what it does not support
         return SignatureResult(WILDCARD_KEYID, False, f"unreadable signature ({type(exc).__name__})")
-    keyid = (signature.signer or WILDCARD_KEYID).upper()
     keys = keyring.public_keys(keyid)
     if not keys:
         return SignatureResult(keyid, False, "public key not found")
@@ -772,7 +824,7 @@ def verify_detached(data: bytes, signature_data: bytes, keyring: Keyring) -> lis
 
 @dataclass
 class Cleartext:
-    text: bytes  # the signed text as gpg outputs it: dash-unescaped lines without trailing white space, each ending in LF
+    text: bytes  # as gpg outputs it: dash-unescaped lines without trailing white space, each ending in LF
     canonical: bytes  # what the signature covers (RFC 4880 section 7.1)
     signatures: list[SignatureResult]
 

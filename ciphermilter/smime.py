@@ -17,7 +17,8 @@ Headers of our own (all under ``X-CipherMail-Info-``):
   encrypted although it was found (``malformed CMS``, ``decryption failed``,
   ``unsupported content cipher <name>``, ...).
 * ``SMIME-Not-Decrypted-<LEVEL>``: ``encrypted part beside other parts``
-  (EFAIL protection left it encrypted).
+  (EFAIL protection left it encrypted) or ``plaintext contains the boundary
+  of its parent`` (decrypted in place it would break the message structure).
 * ``SMIME-Signature-Failed-<LEVEL>``: a signature layer that could not be
   read at all (``malformed CMS``, ``malformed multipart/signed``).
 * ``SMIME-Unsupported-<LEVEL>``: a CMS content type this handler does not
@@ -37,6 +38,7 @@ from ciphermilter.headers import InfoHeaders
 PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 EMBEDDED = "encrypted part beside other parts"
+BOUNDARY_CLASH = "plaintext contains the boundary of its parent"
 _BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 
@@ -89,24 +91,27 @@ class _Walker:
         return None
 
     def _multipart(self, entity: mime.Entity, *, whole: bool) -> bytes | None:
-        """Walk the parts; a lone part is as whole as its parent, parts side by side are not."""
+        """Walk the parts in order; a lone part is as whole as its parent, parts side by side are not."""
         parts = entity.parts
         if len(parts) > self.limits.max_mime_parts:
             raise LimitExceeded(f"more than {self.limits.max_mime_parts} MIME parts")
-        spans = mime.multipart_spans(entity.body, entity.params["boundary"])
         delimiter = b"--" + entity.params["boundary"].encode("utf-8", "surrogateescape")
-        body = entity.body
-        changed = False
-        for part, (start, end) in reversed(list(zip(parts, spans))):
+        replacements = []
+        for part, span in zip(parts, mime.multipart_spans(entity.body, entity.params["boundary"])):
+            first_level = len(self.layers)
             new = self.unwrap(part, whole=whole and len(parts) == 1)
             if new is None:
                 continue
             if delimiter in new:  # the plaintext would break its parent's structure: keep the part as it was
-                self.layers[-1]["kept"] = "plaintext contains the parent's boundary"
+                self.info.add("SMIME-Not-Decrypted", BOUNDARY_CLASH, level=first_level)
                 continue
+            replacements.append((span, new))
+        if not replacements:
+            return None
+        body = entity.body
+        for (start, end), new in reversed(replacements):  # from the end, so earlier offsets stay valid
             body = body[:start] + new + body[end:]
-            changed = True
-        return entity.header_bytes + body if changed else None
+        return entity.header_bytes + body
 
     def _next_level(self) -> int:
         level = len(self.layers)
@@ -255,16 +260,28 @@ class _Walker:
         inner = self.unwrap(mime.parse(layer.content, self.limits.max_mime_depth), whole=True)
         if inner is not None:
             return inner
-        if self.ctx.settings.opaque_to_detached:
-            return as_multipart_signed(layer.content, cms.detached_signature(layer), cms.micalg(signers))
-        return None
+        if signers is None or not self.ctx.settings.opaque_to_detached:
+            return None
+        try:
+            signature = cms.detached_signature(layer)
+        except cms.CmsError as exc:
+            self.layers[level]["not_converted"] = exc.reason
+            return None
+        self.layers[level]["converted_to"] = "multipart/signed"
+        return as_multipart_signed(layer.content, signature, cms.micalg(signers))
 
-    def _verify(self, layer: cms.SignedLayer, content: bytes, level: int) -> list[cms.Signer]:
+    def _verify(self, layer: cms.SignedLayer, content: bytes, level: int) -> list[cms.Signer] | None:
+        """Report every signer of the layer; None (and a reason header) when the SignedData is unreadable."""
         self.signed = True
         self.info.flag("SMIME-Signed")
         report = self.layers[level]
         report["content_sha256"] = cms.sha256_hex(content)
-        signers = cms.verify(layer, content, lambda lookup: self.ctx.store.certificates(**lookup))
+        try:
+            signers = cms.verify(layer, content, lambda lookup: self.ctx.store.certificates(**lookup),
+                                 max_rsa_bits=self.limits.max_rsa_bits)
+        except cms.CmsError as exc:
+            self._signature_failed(level, exc.reason)
+            return None
         report["signers"] = [self._report_signer(signer, layer, level) for signer in signers]
         return signers
 

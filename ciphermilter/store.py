@@ -45,6 +45,7 @@ import pgpy
 import sqlite_utils
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from ciphermilter import domains, ids, keyimport, masterkey
@@ -52,6 +53,10 @@ from ciphermilter import domains, ids, keyimport, masterkey
 BUSY_TIMEOUT_MS = 10_000
 
 log = logging.getLogger(__name__)
+
+
+# Lookups list the certificate that expires last first: a renewed certificate before the one it replaces.
+_NEWEST_FIRST = " ORDER BY c.not_after DESC, c.thumbprint"
 
 
 class StoreError(Exception):
@@ -97,9 +102,9 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
     db.create_table("domains", {"pattern": str, "added": str}, pk="pattern")
 
 
-# Index i brings the schema from version i to i + 1. Append, never edit a released step.
+# Index i brings the schema from version i to i + 1; the current version is their number.
+# Append, never edit a released step.
 _MIGRATIONS = [_schema_v1]
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 # ---------------------------------------------------------------------------- certificate facts
@@ -125,7 +130,7 @@ def _spki_sha256_of_cert(der: bytes, cert: asn1_x509.Certificate) -> str:
     try:
         spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         spki = cert["tbs_certificate"]["subject_public_key_info"].dump()
     return hashlib.sha256(spki).hexdigest()
 
@@ -281,7 +286,7 @@ class KeyStore:
     def open(cls, path, master_key_path=None) -> "KeyStore":
         """Open an existing store, running forward migrations; refuses a missing or wrong master key."""
         store, version = cls._open_checked(*_paths(path, master_key_path), read_only=False)
-        if version < SCHEMA_VERSION:
+        if version < len(_MIGRATIONS):
             with store._write():
                 store._migrate(version)
         return store
@@ -306,9 +311,9 @@ class KeyStore:
             version = cls._schema_version(conn)
             if version == 0:
                 raise StoreError(f"{path} is not a ciphermilter store")
-            if version > SCHEMA_VERSION:
+            if version > len(_MIGRATIONS):
                 raise StoreError(f"store {path} has schema version {version}, newer than this ciphermilter"
-                                 f" supports ({SCHEMA_VERSION}); upgrade ciphermilter")
+                                 f" supports ({len(_MIGRATIONS)}); upgrade ciphermilter")
             check = conn.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
             if check is None or not sealer.matches(check[0]):
                 raise StoreError(f"master key {key_path} does not belong to store {path}")
@@ -336,7 +341,7 @@ class KeyStore:
             self._conn.execute("INSERT INTO schema_version (version) VALUES (0)")
         for step in _MIGRATIONS[version:]:
             step(self._db)
-        self._conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        self._conn.execute("UPDATE schema_version SET version = ?", (len(_MIGRATIONS),))
 
     def close(self) -> None:
         with self._lock:
@@ -355,6 +360,7 @@ class KeyStore:
     def _write(self):
         """One all-or-nothing write transaction."""
         with self._lock:
+            changes = self._conn.total_changes
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -362,8 +368,9 @@ class KeyStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-            self._own_writes += 1
-            self._cache.clear()
+            if self._conn.total_changes != changes:  # a harvest of a known certificate keeps the caches warm
+                self._own_writes += 1
+                self._cache.clear()
 
     def data_version(self) -> int:
         """Changes whenever this or another connection committed a change to the store."""
@@ -452,32 +459,43 @@ class KeyStore:
         result.added.append(label)
 
     def _import_pgp_key(self, key: pgpy.PGPKey, origin: str, result: ImportResult | None) -> bool:
+        """Insert a key, or (admin imports only) bring a known one up to date: the secret half of a key
+        we knew as public, or new subkeys, user IDs or signatures. Harvesting never changes a known key."""
         fingerprint = _pgp_fingerprint(key)
         label = f"OpenPGP {'public' if key.is_public else 'secret'} key {fingerprint} {', '.join(_pgp_user_ids(key))}"
-        present = self._conn.execute("SELECT sealed_secret IS NOT NULL AS secret FROM pgp_keys WHERE fingerprint = ?",
+        present = self._conn.execute("SELECT public_key, sealed_secret FROM pgp_keys WHERE fingerprint = ?",
                                      (fingerprint,)).fetchone()
-        sealed = None if key.is_public else self._sealer.seal(bytes(key), _pgp_aad(fingerprint))
-        if present is not None:
-            if sealed is not None and not present["secret"]:  # the secret half of a key we knew as public
-                self._conn.execute("UPDATE pgp_keys SET sealed_secret = ?, origin = 'imported' WHERE fingerprint = ?",
-                                   (sealed, fingerprint))
-                if result is not None:
-                    result.added.append(label)
-                return True
+        public = _public_bytes(key)
+        gains_secret = not key.is_public and (present is None or present["sealed_secret"] is None)
+        gains_packets = present is not None and not (
+            keyimport.packet_contents(public) <= keyimport.packet_contents(present["public_key"]))
+        if present is not None and (origin == "harvested" or not (gains_secret or gains_packets)):
             if result is not None:
                 result.already_present.append(label)
             return False
-        self._conn.execute(
-            "INSERT INTO pgp_keys (fingerprint, public_key, sealed_secret, user_ids, origin, added)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (fingerprint, _public_bytes(key), sealed, json.dumps(_pgp_user_ids(key)), origin, _now()))
-        self._conn.executemany("INSERT OR IGNORE INTO pgp_key_ids (keyid, fingerprint, is_primary) VALUES (?, ?, ?)",
-                               [(keyid, fingerprint, primary) for keyid, primary in _pgp_key_ids(key)])
-        self._conn.executemany("INSERT OR IGNORE INTO pgp_emails (email, fingerprint) VALUES (?, ?)",
-                               [(email, fingerprint) for email in _pgp_emails(key)])
+        if present is None or gains_packets:
+            self._write_pgp_public(key, fingerprint, public, origin)
+        if gains_secret:
+            self._conn.execute("UPDATE pgp_keys SET sealed_secret = ? WHERE fingerprint = ?",
+                               (self._sealer.seal(bytes(key), _pgp_aad(fingerprint)), fingerprint))
+        if present is not None:
+            self._conn.execute("UPDATE pgp_keys SET origin = 'imported' WHERE fingerprint = ?", (fingerprint,))
         if result is not None:
-            result.added.append(label)
+            result.added.append(label if present is None else f"{label} (updated)")
         return True
+
+    def _write_pgp_public(self, key: pgpy.PGPKey, fingerprint: str, public: bytes, origin: str) -> None:
+        """(Re)write the public half of a key and its key ID and e-mail indexes; a held secret stays."""
+        for table in ("pgp_key_ids", "pgp_emails"):
+            self._conn.execute(f"DELETE FROM {table} WHERE fingerprint = ?", (fingerprint,))
+        self._conn.execute(
+            "INSERT INTO pgp_keys (fingerprint, public_key, user_ids, origin, added) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (fingerprint) DO UPDATE SET public_key = excluded.public_key, user_ids = excluded.user_ids",
+            (fingerprint, public, json.dumps(_pgp_user_ids(key)), origin, _now()))
+        self._conn.executemany("INSERT INTO pgp_key_ids (keyid, fingerprint, is_primary) VALUES (?, ?, ?)",
+                               [(keyid, fingerprint, primary) for keyid, primary in _pgp_key_ids(key)])
+        self._conn.executemany("INSERT INTO pgp_emails (email, fingerprint) VALUES (?, ?)",
+                               [(email, fingerprint) for email in _pgp_emails(key)])
 
     def add_harvested_certificate(self, der: bytes) -> bool:
         """Remember a sender's certificate seen in a message; never makes it a trust anchor."""
@@ -512,6 +530,12 @@ class KeyStore:
             "INSERT OR IGNORE INTO trust_anchors (thumbprint, der, subject, not_after, added) VALUES (?, ?, ?, ?, ?)",
             (row["thumbprint"], row["der"], row["subject"], row["not_after"], row["added"]))
         return cursor.rowcount == 1
+
+    def add_trust_anchors(self, ders: list[bytes]) -> list[tuple[str, bool]]:
+        """Add several anchors in one transaction: (subject, newly added) for each."""
+        rows = [_certificate_row(der, "imported")[0] for der in ders]
+        with self._write():
+            return [(row["subject"], self._insert_trust_anchor(row)) for row in rows]
 
     def remove_trust_anchor(self, ident: str) -> bool:
         thumbprint = self._resolve(ident, "SELECT thumbprint FROM trust_anchors WHERE thumbprint LIKE ?")
@@ -571,8 +595,9 @@ class KeyStore:
         if thumbprint:
             found.append(("x509", thumbprint))
         fingerprint = self._resolve(ident, "SELECT fingerprint FROM pgp_keys WHERE fingerprint LIKE ?")
-        if fingerprint is None and len(ident.replace(" ", "")) == 16:  # a key ID (of the primary or a subkey)
-            rows = self._rows("SELECT DISTINCT fingerprint FROM pgp_key_ids WHERE keyid = ?", (ident.upper(),))
+        keyid = ident.replace(" ", "").upper()
+        if fingerprint is None and len(keyid) == 16:  # a key ID (of the primary or a subkey)
+            rows = self._rows("SELECT DISTINCT fingerprint FROM pgp_key_ids WHERE keyid = ?", (keyid,))
             fingerprint = rows[0][0] if len(rows) == 1 else None
         if fingerprint:
             found.append(("openpgp", fingerprint))
@@ -638,7 +663,7 @@ class KeyStore:
     def certificates(self, *, issuer_key=None, serial=None, ski=None, email=None, subject_key=None) -> list[bytes]:
         """DER of every certificate matching all the given criteria (all certificates when none)."""
         where, params = self._certificate_filter(issuer_key, serial, ski, email, subject_key)
-        sql = "SELECT der FROM certificates c" + where
+        sql = "SELECT der FROM certificates c" + where + _NEWEST_FIRST
         return [row["der"] for row in self._rows(sql, params)]
 
     @staticmethod
@@ -674,14 +699,17 @@ class KeyStore:
 
     def _smime_pairs(self, where: str, params: list) -> list[tuple[bytes, object]]:
         rows = self._rows("SELECT c.der, k.spki_sha256, k.sealed FROM certificates c"
-                          " JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256" + where, params)
+                          " JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256" + where + _NEWEST_FIRST, params)
         pairs = [(row["der"], self._private_key(row["spki_sha256"], row["sealed"])) for row in rows]
         return [(der, key) for der, key in pairs if key is not None]
 
     def _private_key(self, spki_sha256: str, sealed: bytes):
         def unseal():
             pkcs8 = self._unseal(sealed, _smime_aad(spki_sha256), f"S/MIME key {spki_sha256}")
-            return None if pkcs8 is None else serialization.load_der_private_key(pkcs8, password=None)
+            if pkcs8 is None:
+                return None
+            # validated when imported, authenticated by AES-GCM since: the slow RSA check can be skipped
+            return serialization.load_der_private_key(pkcs8, password=None, unsafe_skip_rsa_key_validation=True)
         return self._cached(("smime-key", spki_sha256), unseal)
 
     def _unseal(self, sealed: bytes, aad: bytes, label: str) -> bytes | None:

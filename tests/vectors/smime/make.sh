@@ -22,6 +22,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout root.key.pem -out root.cert.pe
 issue() {  # issue NAME KEYSPEC ISSUER EXTFILE SUBJECT
     case "$2" in
         rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1.key.pem" 2>/dev/null ;;
+        ed25519) openssl genpkey -algorithm ED25519 -out "$1.key.pem" ;;
         P-*) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:"$2" -out "$1.key.pem" 2>/dev/null ;;
     esac
     openssl req -new -key "$1.key.pem" -subj "$5" -out "$1.csr" 2>/dev/null
@@ -35,6 +36,7 @@ issue other rsa inter leaf.ext "/O=Vector Org/CN=Otto Other/emailAddress=otto@ve
 issue p256 P-256 inter leaf.ext "/O=Vector Org/CN=Pia P256/emailAddress=pia@vector.example"
 issue p384 P-384 inter leaf.ext "/O=Vector Org/CN=Per P384/emailAddress=per@vector.example"
 issue p521 P-521 inter leaf.ext "/O=Vector Org/CN=Pam P521/emailAddress=pam@vector.example"
+issue ed25519 ed25519 inter leaf.ext "/O=Vector Org/CN=Eda Ed25519/emailAddress=eda@vector.example"
 issue server rsa inter server.ext "/O=Vector Org/CN=Sid Server/emailAddress=sid@vector.example"
 issue notca rsa inter notca.ext "/O=Vector Org/CN=Nora NotCA"
 issue undernotca rsa notca leaf.ext "/O=Vector Org/CN=Ulf Under/emailAddress=ulf@vector.example"
@@ -58,11 +60,16 @@ enc ecdh-p256 p256 -aes-128-cbc
 enc ecdh-p384 p384 -aes-256-cbc -keyopt ecdh_kdf_md:sha384
 enc ecdh-p521 p521 -aes-256-cbc -keyopt ecdh_kdf_md:sha512
 enc ecdh-p256-cofactor p256 -aes-128-cbc -keyopt ecdh_cofactor_mode:1
+enc ecdh-p256-wrap256 p256 -aes-128-cbc -wrap id-aes256-wrap
+enc ecdh-p384-wrap-pad p384 -aes-256-cbc -wrap id-aes192-wrap-pad
 # --- AuthEnvelopedData
 enc gcm-aes128 rsa -aes-128-gcm
 enc gcm-aes256 p256 -aes-256-gcm
 # --- two recipients: one we hold, one we do not
 enc two-recipients other -aes-256-cbc -recip rsa.cert.pem
+# --- a plaintext that holds the "--efail" delimiter of the multipart tests/test_smime.py wraps it in
+printf 'Content-Type: text/plain\r\n\r\n--efail\r\nboundary clash\r\n' > clash.txt
+openssl cms -encrypt -binary -in clash.txt -recip rsa.cert.pem -aes-128-cbc -outform DER -out env-clash.der
 # --- legacy ciphers the engine refuses
 enc rc2 rsa -rc2-cbc -provider legacy -provider default
 enc des rsa -des-cbc -provider legacy -provider default
@@ -80,6 +87,9 @@ sig ecdsa-p256-sha384 p256 -md sha384
 sig ecdsa-p521-sha512 p521 -md sha512
 sig rsa-noattr rsa -md sha256 -noattr
 sig rsa-opaque rsa -md sha256 -nodetach
+sig rsa-keyid rsa -md sha256 -keyid
 sig server server -md sha256
 sig undernotca undernotca -md sha256 -certfile notca.cert.pem
+# OpenSSL 3.0 cannot sign CMS with Ed25519: this vector is assembled by a short script (asn1crypto + cryptography).
+../../../.venv/bin/python make_ed25519.py
 rm -f ./*.ext

@@ -1,0 +1,342 @@
+"""The CMS engine on vectors made by ``openssl cms`` (tests/vectors/smime/make.sh)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms as asn1_cms
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ciphermilter import cms, ids
+
+VECTORS = Path(__file__).parent / "vectors" / "smime"
+CONTENT = (VECTORS / "content.txt").read_bytes()
+KEY_NAMES = ("rsa", "other", "p256", "p384", "p521")
+
+# Vector -> content cipher the engine must name.
+ENVELOPED = {
+    "env-rsa15-aes128": "AES-128-CBC",
+    "env-rsa15-aes192": "AES-192-CBC",
+    "env-rsa15-des3": "DES-EDE3-CBC",
+    "env-rsa15-ski": "AES-256-CBC",
+    "env-oaep-sha1": "AES-256-CBC",
+    "env-oaep-sha256": "AES-256-CBC",
+    "env-oaep-sha384": "AES-256-CBC",
+    "env-oaep-sha512": "AES-256-CBC",
+    "env-oaep-sha256-mgf1-sha1": "AES-256-CBC",
+    "env-ecdh-p256": "AES-128-CBC",
+    "env-ecdh-p384": "AES-256-CBC",
+    "env-ecdh-p521": "AES-256-CBC",
+    "env-ecdh-p256-cofactor": "AES-128-CBC",
+    "env-ecdh-p256-wrap256": "AES-128-CBC",
+    "env-ecdh-p384-wrap-pad": "AES-256-CBC",
+    "env-gcm-aes128": "AES-128-GCM",
+    "env-gcm-aes256": "AES-256-GCM",
+    "env-two-recipients": "AES-256-CBC",
+}
+# Vector -> digest algorithm of its SignerInfo. sig-ed25519 is assembled by make_ed25519.py (RFC 8419),
+# since OpenSSL 3.0 can neither make nor check Ed25519 CMS signatures.
+SIGNED = {
+    "sig-rsa-sha256": "sha256",
+    "sig-rsa-sha1": "sha1",
+    "sig-rsa-sha512": "sha512",
+    "sig-rsa-pss": "sha256",
+    "sig-ecdsa-p256-sha384": "sha384",
+    "sig-ecdsa-p521-sha512": "sha512",
+    "sig-ed25519": "sha512",
+    "sig-rsa-noattr": "sha256",
+    "sig-rsa-opaque": "sha256",
+    "sig-rsa-keyid": "sha256",
+    "sig-server": "sha256",
+    "sig-undernotca": "sha256",
+}
+
+
+def der(name: str) -> bytes:
+    return (VECTORS / f"{name}.der").read_bytes()
+
+
+def certificate_der(name: str) -> bytes:
+    return x509.load_pem_x509_certificate((VECTORS / f"{name}.cert.pem").read_bytes()).public_bytes(
+        serialization.Encoding.DER)
+
+
+def private_key(name: str):
+    return serialization.load_pem_private_key((VECTORS / f"{name}.key.pem").read_bytes(), None)
+
+
+class PemKeys:
+    """A tiny key store of the vector files: the engine only sees its callables."""
+
+    def __init__(self, names=KEY_NAMES):
+        self.pairs = [(certificate_der(n), private_key(n)) for n in names]
+        self.asked: list[cms.Recipient] = []
+
+    def find(self, recipient: cms.Recipient) -> list:
+        self.asked.append(recipient)
+        return [(cert, key) for cert, key in self.pairs if _matches(cert, recipient)]
+
+
+def _matches(cert_der: bytes, recipient: cms.Recipient) -> bool:
+    cert = asn1_x509.Certificate.load(cert_der)
+    if recipient.ski is not None:
+        return cert.key_identifier == recipient.ski
+    return ids.name_key(cert.issuer) == recipient.issuer_key and cert.serial_number == recipient.serial
+
+
+def open_layer(data: bytes) -> cms.EnvelopedLayer:
+    return cms.open_enveloped(cms.load(data), max_recipients=10)
+
+
+def with_recipient_change(data: bytes, change) -> bytes:
+    """The vector re-encoded after ``change(first RecipientInfo)``: a damaged but well-formed structure."""
+    info = asn1_cms.ContentInfo.load(data)
+    change(info["content"]["recipient_infos"][0].chosen)
+    return info.dump(force=True)
+
+
+@pytest.mark.parametrize("name", sorted(ENVELOPED), ids=sorted(ENVELOPED))
+def test_enveloped_vector_decrypts(name):
+    layer = open_layer(der(name))
+    content, recipient = cms.decrypt(layer, PemKeys().find)
+    assert content == CONTENT
+    assert layer.cipher == ENVELOPED[name]
+    assert layer.authenticated == ("gcm" in name)
+    assert recipient.kind == ("kari" if "ecdh" in name or name == "env-gcm-aes256" else "ktri")
+
+
+def test_recipient_identifiers_follow_the_spec():
+    ski_layer = open_layer(der("env-rsa15-ski"))
+    ski = asn1_x509.Certificate.load(certificate_der("rsa")).key_identifier
+    assert [r.text for r in ski_layer.recipients] == [f"ski={ski.hex().upper()}"]
+    two = open_layer(der("env-two-recipients"))
+    serials = [asn1_x509.Certificate.load(certificate_der(n)).serial_number for n in ("other", "rsa")]
+    # RecipientInfos is a SET OF: the DER order, not the command line order, is the CMS order.
+    assert sorted(r.text for r in two.recipients) == sorted(
+        f"issuer=CN=Vector Issuing CA,O=Vector Org; serial={format(s, 'X')}" for s in serials)
+    assert [r.index for r in two.recipients] == [0, 1]
+
+
+def test_every_recipient_is_tried_until_one_key_works():
+    layer = open_layer(der("env-two-recipients"))
+    second = next(n for n in ("other", "rsa") if _matches(certificate_der(n), layer.recipients[1]))
+    keys = PemKeys(names=(second,))  # the key of the second recipient only
+    content, recipient = cms.decrypt(layer, keys.find)
+    assert content == CONTENT
+    assert recipient.index == 1
+    assert [r.index for r in keys.asked] == [0, 1]
+
+
+def test_no_matching_key_is_key_not_found():
+    with pytest.raises(cms.KeyNotFound):
+        cms.decrypt(open_layer(der("env-rsa15-aes128")), PemKeys(names=("other",)).find)
+
+
+@pytest.mark.parametrize("name, cipher", [("env-rc2", "RC2-CBC"), ("env-des", "DES-CBC")], ids=["rc2", "des"])
+def test_legacy_cipher_is_refused_before_any_key_is_used(name, cipher):
+    keys = PemKeys()
+    layer = open_layer(der(name))
+    assert layer.cipher == cipher
+    with pytest.raises(cms.UnsupportedAlgorithm) as raised:
+        cms.decrypt(layer, keys.find)
+    assert raised.value.reason == f"unsupported content cipher {cipher}"
+    assert keys.asked == []
+
+
+def _wrong_key_failure(data: bytes) -> cms.CmsError:
+    """Decrypt with the certificate of the recipient but the private key of someone else."""
+    other = private_key("other")
+    with pytest.raises(cms.CmsError) as raised:
+        cms.decrypt(open_layer(data), lambda recipient: [(b"", other)])
+    return raised.value
+
+
+def _right_key_failure(data: bytes) -> cms.CmsError:
+    with pytest.raises(cms.CmsError) as raised:
+        cms.decrypt(open_layer(data), PemKeys().find)
+    return raised.value
+
+
+def _raw_rsa(block: bytes) -> bytes:
+    """RSA-encrypt ``block`` for the rsa vector key with no padding of our own."""
+    public = private_key("rsa").public_key().public_numbers()
+    value = pow(int.from_bytes(block, "big"), public.e, public.n)
+    return value.to_bytes(256, "big")
+
+
+BAD_KEY_TRANSPORT = {
+    # Not a PKCS#1 v1.5 block at all.
+    "bad-padding": b"\x00\x07" + b"\x55" * 254,
+    # Valid PKCS#1 v1.5 padding around a 5-byte key: the AES key size check fails.
+    "short-key": b"\x00\x02" + b"\x11" * 244 + b"\x00" + b"\x22" * 9,
+}
+
+
+@pytest.mark.parametrize("damage", sorted(BAD_KEY_TRANSPORT), ids=sorted(BAD_KEY_TRANSPORT))
+def test_bad_padding_and_wrong_key_give_one_identical_outcome(damage):
+    vector = der("env-rsa15-aes128")
+    wrong_key = _wrong_key_failure(vector)
+
+    def replace_key(ktri):
+        ktri["encrypted_key"] = _raw_rsa(BAD_KEY_TRANSPORT[damage])
+
+    damaged = _right_key_failure(with_recipient_change(vector, replace_key))
+    assert type(damaged) is type(wrong_key) is cms.DecryptionFailed
+    assert damaged.reason == wrong_key.reason == "decryption failed"
+
+
+def test_corrupt_oaep_block_is_the_same_failure():
+    def flip(ktri):
+        key = bytearray(ktri["encrypted_key"].native)
+        key[10] ^= 1
+        ktri["encrypted_key"] = bytes(key)
+
+    assert _right_key_failure(with_recipient_change(der("env-oaep-sha256"), flip)).reason == "decryption failed"
+
+
+def _flip_gcm(data: bytes, field: str) -> bytes:
+    info = asn1_cms.ContentInfo.load(data)
+    content = info["content"]
+    if field == "mac":
+        mac = bytearray(content["mac"].native)
+        mac[0] ^= 1
+        content["mac"] = bytes(mac)
+    else:
+        encrypted = content["auth_encrypted_content_info"]
+        body = bytearray(encrypted["encrypted_content"].native)
+        body[0] ^= 1
+        encrypted["encrypted_content"] = bytes(body)
+    return info.dump(force=True)
+
+
+@pytest.mark.parametrize("field", ["mac", "ciphertext"])
+def test_gcm_tag_failure(field):
+    damaged = _flip_gcm(der("env-gcm-aes128"), field)
+    failure = _right_key_failure(damaged)
+    assert isinstance(failure, cms.DecryptionFailed)
+    assert failure.reason == _wrong_key_failure(der("env-gcm-aes128")).reason
+
+
+@pytest.mark.parametrize("name", ["env-ecdh-p256", "env-ecdh-p384", "env-ecdh-p521"])
+def test_ecdh_with_another_key_of_the_curve_fails_cleanly(name):
+    curve = private_key(name.rsplit("-", 1)[1]).curve
+    stranger = ec.generate_private_key(curve)
+    with pytest.raises(cms.DecryptionFailed):
+        cms.decrypt(open_layer(der(name)), lambda recipient: [(b"", stranger)])
+
+
+def test_rsa_key_for_an_ecdh_recipient_is_unsupported_not_failed():
+    with pytest.raises(cms.UnsupportedAlgorithm):
+        cms.decrypt(open_layer(der("env-ecdh-p256")), lambda recipient: [(b"", private_key("rsa"))])
+
+
+@pytest.mark.parametrize("cut", [1, 20, 200])
+def test_truncated_structure_is_malformed(cut):
+    with pytest.raises(cms.MalformedCms):
+        cms.load(der("env-rsa15-aes128")[:-cut])
+
+
+def test_junk_is_malformed():
+    with pytest.raises(cms.MalformedCms):
+        cms.load(b"\x30\x03\x02\x01")
+    with pytest.raises(cms.MalformedCms):
+        cms.load(der("env-rsa15-aes128") + b"\x00")
+
+
+def test_recipient_limit():
+    with pytest.raises(cms.TooMany):
+        cms.open_enveloped(cms.load(der("env-two-recipients")), max_recipients=1)
+
+
+# ---------------------------------------------------------------- signatures
+
+
+def open_signature(name: str) -> cms.SignedLayer:
+    return cms.open_signed(cms.load(der(name)), max_signers=5)
+
+
+def no_store(lookup: dict) -> list:
+    return []
+
+
+@pytest.mark.parametrize("name", sorted(SIGNED), ids=sorted(SIGNED))
+def test_signature_vector_verifies(name):
+    layer = open_signature(name)
+    assert layer.content == (CONTENT if name == "sig-rsa-opaque" else None)
+    (signer,) = cms.verify(layer, CONTENT, no_store)
+    assert signer.verified, signer.reason
+    assert signer.reason is None
+    assert signer.certificate in layer.certificates
+    assert signer.digest == SIGNED[name]
+
+
+@pytest.mark.parametrize("name", sorted(SIGNED), ids=sorted(SIGNED))
+def test_changed_content_fails_with_a_stable_reason(name):
+    (signer,) = cms.verify(open_signature(name), CONTENT + b"x", no_store)
+    assert not signer.verified
+    assert signer.reason == ("bad signature" if name == "sig-rsa-noattr" else "message digest mismatch")
+
+
+def test_signer_identifiers_follow_the_spec():
+    rita = asn1_x509.Certificate.load(certificate_der("rsa"))
+    (by_serial,) = cms.verify(open_signature("sig-rsa-sha256"), CONTENT, no_store)
+    (by_ski,) = cms.verify(open_signature("sig-rsa-keyid"), CONTENT, no_store)
+    assert by_serial.text == f"issuer=CN=Vector Issuing CA,O=Vector Org; serial={format(rita.serial_number, 'X')}"
+    assert by_ski.text == f"ski={rita.key_identifier.hex().upper()}"
+
+
+def test_signature_algorithms_are_named():
+    assert cms.verify(open_signature("sig-rsa-pss"), CONTENT, no_store)[0].signature_algorithm == "rsassa_pss"
+    assert cms.verify(open_signature("sig-ecdsa-p256-sha384"), CONTENT, no_store)[0].signature_algorithm.startswith(
+        "sha384_ecdsa")
+    assert cms.verify(open_signature("sig-ed25519"), CONTENT, no_store)[0].signature_algorithm == "ed25519"
+
+
+def test_oversized_rsa_key_is_refused_unchecked():
+    (signer,) = cms.verify(open_signature("sig-rsa-sha256"), CONTENT, no_store, max_rsa_bits=1024)
+    assert (signer.verified, signer.reason) == (False, "RSA key too large")
+
+
+def test_signer_certificate_comes_from_the_store_when_the_message_lacks_it():
+    layer = open_signature("sig-rsa-sha256")
+    layer.certificates = []
+    (missing,) = cms.verify(layer, CONTENT, no_store)
+    assert (missing.verified, missing.reason) == (False, "signer certificate not found")
+    rita = certificate_der("rsa")
+    lookups = []
+    (found,) = cms.verify(layer, CONTENT, lambda lookup: lookups.append(lookup) or [rita])
+    assert found.verified and found.certificate == rita
+    assert lookups[0]["serial"] == asn1_x509.Certificate.load(rita).serial_number
+
+
+def test_certificate_of_another_signer_does_not_verify():
+    layer = open_signature("sig-rsa-sha256")
+    other = certificate_der("other")
+    layer.certificates = [other]
+    (signer,) = cms.verify(layer, CONTENT, lambda lookup: [other])
+    assert signer.reason == "signer certificate not found"
+
+
+def test_opaque_signature_rebuilt_as_detached_verifies_over_the_same_content():
+    opaque = open_signature("sig-rsa-opaque")
+    detached = cms.open_signed(cms.load(cms.detached_signature(opaque)), max_signers=5)
+    assert detached.content is None
+    assert detached.certificates == opaque.certificates
+    assert detached.signer_infos.dump() == opaque.signer_infos.dump()
+    (signer,) = cms.verify(detached, CONTENT, no_store)
+    assert signer.verified
+    assert cms.micalg([signer]) == "sha-256"
+
+
+def test_signer_limit():
+    with pytest.raises(cms.TooMany):
+        cms.open_signed(cms.load(der("sig-rsa-sha256")), max_signers=0)
+
+
+def test_enveloped_data_is_not_signed_data():
+    with pytest.raises(cms.UnsupportedAlgorithm):
+        cms.open_signed(cms.load(der("env-rsa15-aes128")), max_signers=5)

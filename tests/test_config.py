@@ -1,0 +1,95 @@
+"""The daemon's TOML file: every key known, every mistake refused with file, line and reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+
+import pytest
+
+from ciphermilter.config import ConfigError, DaemonConfig, Limits, Settings, load
+from conftest import ROOT
+
+EXAMPLE = ROOT / "postfix" / "ciphermilter.toml.example"
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "ciphermilter.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_no_file_gives_the_embedded_defaults():
+    config = load(None)
+
+    assert config == DaemonConfig()
+    assert config.socket == "unix:./var/ciphermilter.sock"
+    assert config.master_key_path == "var/ciphermilter.db.key"
+
+
+def test_example_file_names_every_key_with_its_default():
+    with open(EXAMPLE, "rb") as fh:
+        data = tomllib.load(fh)
+    daemon_keys = {f.name for f in dataclasses.fields(DaemonConfig)} - {"settings"}
+    settings_keys = {f.name for f in dataclasses.fields(Settings)} - {"limits"}
+
+    assert set(data) - {"limits"} == daemon_keys | settings_keys
+    assert set(data["limits"]) == {f.name for f in dataclasses.fields(Limits)}
+    assert load(str(EXAMPLE)).settings == Settings()
+
+
+def test_values_are_read_and_normalised(tmp_path):
+    config = load(write(tmp_path, (
+        'socket = "inet:8891@127.0.0.1"\nstore = "/srv/keys.db"\nuser = "ciphermilter"\numask = "0027"\n'
+        'internal_domains = ["Corp.Example.", "*.sub.example"]\non_error = "tempfail"\n'
+        'harvest_pgp_keys = false\n[limits]\ndeadline_seconds = 5\nmax_mime_depth = 12\n')))
+
+    assert (config.socket, config.store, config.user, config.umask) == (
+        "inet:8891@127.0.0.1", "/srv/keys.db", "ciphermilter", 0o027)
+    assert config.master_key_path == "/srv/keys.db.key"
+    assert config.settings.internal_domains == ["corp.example", "*.sub.example"]
+    assert (config.settings.on_error, config.settings.harvest_pgp_keys) == ("tempfail", False)
+    assert config.settings.limits.deadline_seconds == 5.0
+    assert isinstance(config.settings.limits.deadline_seconds, float)
+    assert config.settings.limits.max_mime_depth == 12
+
+
+REFUSED = [
+    ("foo = 1\n", 1, "foo: unknown key"),
+    ("log_level = 'info'\n\n[limits]\nnope = 3\n", 4, "limits.nope: unknown key"),
+    ("# comment\n\n[limits]\n  max_mime_depth = 0\n", 4, "limits.max_mime_depth: must be a positive integer"),
+    ("[limits]\ndeadline_seconds = -1.5\n", 2, "limits.deadline_seconds: must be a positive number"),
+    ('on_error = "drop"\n', 1, "on_error: must be one of pass, tempfail"),
+    ('log_level = "info"\nsocket = "tcp:25"\n', 2, "socket: must be unix:/path/to/socket or inet:PORT@HOST"),
+    ('socket = "inet:70000@localhost"\n', 1, "socket: must be unix:/path/to/socket or inet:PORT@HOST"),
+    ('umask = "0999"\n', 1, 'umask: must be an octal mode such as "0007" or 0o007'),
+    ('internal_domains = ["ok.example", "bad domain"]\n', 1, "internal_domains: not a domain name: 'bad domain'"),
+    ('internal_domains = "corp.example"\n', 1, "internal_domains: must be a list of domain names"),
+    ('header_protection = "yes"\n', 1, "header_protection: must be true or false"),
+    ("limits = 3\n", 1, "limits: must be a table: [limits]"),
+    ("store = 'x'\n[extra]\nx = 1\n", 2, "extra: unknown key"),
+    ('user = "root; rm"\n', 1, "user: must be a user or group name"),
+]
+
+
+@pytest.mark.parametrize("text,line,reason", REFUSED, ids=[r[2] for r in REFUSED])
+def test_mistakes_are_refused_with_file_line_and_reason(tmp_path, text, line, reason):
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as refused:
+        load(path)
+
+    assert str(refused.value) == f"{path}:{line}: {reason}"
+
+
+def test_syntax_error_names_the_position(tmp_path):
+    path = write(tmp_path, 'socket = "unix:/x"\nstore = \n')
+
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: ") + r".*line 2"):
+        load(path)
+
+
+def test_unreadable_file_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(str(tmp_path / "absent.toml"))

@@ -1,0 +1,135 @@
+"""The daemon's start-up pieces and the store holder, with real stores on disk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from ciphermilter.cli import main
+from ciphermilter.config import ConfigError, DaemonConfig
+from ciphermilter.daemon import StoreHolder, account, prepare_directory, unix_socket_path, write_pid_file
+from ciphermilter.milter import StoreUnavailable
+from ciphermilter.store import KeyStore
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    path = tmp_path / "store" / "ciphermilter.db"
+    path.parent.mkdir()
+    with KeyStore.create(str(path)) as store:
+        store.add_domain("corp-pub.example")
+    return path
+
+
+def holder_for(path) -> StoreHolder:
+    return StoreHolder(str(path), str(path) + ".key")
+
+
+def test_missing_store_is_unavailable_with_the_reason(tmp_path):
+    holder = holder_for(tmp_path / "absent.db")
+
+    with pytest.raises(StoreUnavailable, match="absent.db: No such file or directory"):
+        holder.current()
+
+
+def test_the_same_store_serves_message_after_message(store_path):
+    holder = holder_for(store_path)
+
+    first = holder.current()
+
+    assert holder.current() is first
+    assert first.is_internal_domain("corp-pub.example")
+
+
+def test_changes_by_another_process_are_seen_without_reopening(store_path):
+    holder = holder_for(store_path)
+    store = holder.current()
+    with KeyStore.open(str(store_path)) as admin:
+        admin.add_domain("new.example")
+
+    assert holder.current() is store
+    assert store.is_internal_domain("new.example")
+
+
+def test_a_replaced_store_file_is_reopened(store_path, tmp_path):
+    holder = holder_for(store_path)
+    old = holder.current()
+    replacement = tmp_path / "replacement.db"
+    shutil.copyfile(store_path, replacement)
+    with KeyStore.open(str(replacement), str(store_path) + ".key") as restored:
+        restored.add_domain("restored.example")
+    os.replace(replacement, store_path)
+
+    new = holder.current()
+
+    assert new is not old
+    assert new.is_internal_domain("restored.example")
+
+
+def test_a_corrupt_store_is_unavailable_and_service_recovers(store_path, tmp_path):
+    holder = holder_for(store_path)
+    holder.current()
+    backup = tmp_path / "backup.db"
+    shutil.copyfile(store_path, backup)
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"this is not an SQLite database" * 100)
+    os.replace(corrupt, store_path)
+
+    with pytest.raises(StoreUnavailable, match="not a usable ciphermilter store"):
+        holder.current()
+    os.replace(backup, store_path)
+
+    assert holder.current().is_internal_domain("corp-pub.example")
+
+
+def test_unix_socket_path():
+    assert unix_socket_path("unix:/run/x/m.sock") == "/run/x/m.sock"
+    assert unix_socket_path("local:rel/m.sock") == "rel/m.sock"
+    assert unix_socket_path("inet:8891@127.0.0.1") is None
+
+
+def test_unknown_user_is_a_configuration_error():
+    with pytest.raises(ConfigError, match="no-such-user-here"):
+        account(DaemonConfig(user="no-such-user-here"))
+    assert account(DaemonConfig()) is None
+
+
+def test_account_defaults_to_the_users_primary_group():
+    assert account(DaemonConfig(user="nobody")) == (65534, 65534)
+    assert account(DaemonConfig(user="nobody", group="postfix"))[1] != 65534
+
+
+def test_missing_directories_are_created_for_the_user_and_existing_ones_left_alone(tmp_path):
+    existing = tmp_path / "shared"
+    existing.mkdir(mode=0o1777)
+    existing.chmod(0o1777)
+
+    prepare_directory(str(tmp_path / "run" / "m.sock"), (65534, 65534))
+    prepare_directory(str(existing / "m.sock"), (65534, 65534))
+
+    created = (tmp_path / "run").stat()
+    assert (stat.S_IMODE(created.st_mode), created.st_uid, created.st_gid) == (0o750, 65534, 65534)
+    assert (stat.S_IMODE(existing.stat().st_mode), existing.stat().st_uid) == (0o1777, os.getuid())
+
+
+def test_pid_file_belongs_to_the_user_so_it_can_remove_it(tmp_path):
+    pid_file = tmp_path / "run" / "ciphermilter.pid"
+
+    write_pid_file(str(pid_file), (65534, 65534))
+
+    assert pid_file.read_text() == f"{os.getpid()}\n"
+    assert pid_file.stat().st_uid == 65534
+
+
+def test_run_refuses_a_bad_configuration_before_doing_anything(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('socket = "unix:/x"\non_error = "maybe"\n')
+
+    result = CliRunner().invoke(main, ["run", "--config", str(config)])
+
+    assert result.exit_code == 2
+    assert result.output == f"ciphermilter: {config}:2: on_error: must be one of pass, tempfail\n"

@@ -1,0 +1,168 @@
+"""Format detection of key files, with files written by openssl and gpg, and damaged input."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ciphermilter import keyimport
+from ciphermilter.store import KeyStore, StoreError
+from conftest import CORPUS
+
+SMIME = CORPUS / "keys" / "smime"
+BOB_CERT, BOB_KEY = SMIME / "pub-bob.cert.pem", SMIME / "pub-bob.key.pem"
+ERIN_KEY = SMIME / "pub-erin-p256.key.pem"
+
+
+def openssl(*args: str, data: bytes | None = None) -> bytes:
+    return subprocess.run(["openssl", *args], input=data, check=True, capture_output=True).stdout
+
+
+def public_der(private_key) -> bytes:
+    return private_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def reference_key():
+    return serialization.load_pem_private_key(BOB_KEY.read_bytes(), None)
+
+
+# (name, openssl arguments producing the file from pub-bob's key or certificate, password for parse)
+OPENSSL_FORMATS = [
+    ("PKCS#8 encrypted PEM", ["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:s3cret", "-in", str(BOB_KEY)],
+     b"s3cret"),
+    ("PKCS#8 encrypted DER", ["pkcs8", "-topk8", "-v2", "aes-128-cbc", "-passout", "pass:s3cret", "-outform", "DER",
+                              "-in", str(BOB_KEY)], b"s3cret"),
+    ("PKCS#8 DER", ["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in", str(BOB_KEY)], None),
+    ("traditional RSA PEM", ["rsa", "-traditional", "-in", str(BOB_KEY)], None),
+    ("traditional RSA DER", ["rsa", "-traditional", "-outform", "DER", "-in", str(BOB_KEY)], None),
+]
+
+
+@pytest.mark.parametrize("name, args, password", OPENSSL_FORMATS, ids=[f[0] for f in OPENSSL_FORMATS])
+def test_private_key_formats(name, args, password):
+    bundle = keyimport.parse(openssl(*args), password=password)
+    (key,) = bundle.private_keys
+    assert public_der(key) == public_der(reference_key()) and bundle.certificates == []
+
+
+def test_traditional_ec_key():
+    bundle = keyimport.parse(openssl("ec", "-in", str(ERIN_KEY)))
+    erin = serialization.load_pem_private_key(ERIN_KEY.read_bytes(), None)
+    assert public_der(bundle.private_keys[0]) == public_der(erin)
+
+
+def test_encrypted_key_needs_its_password():
+    data = openssl(*OPENSSL_FORMATS[0][1])
+    with pytest.raises(keyimport.SecretNeeded, match="give its password") as raised:
+        keyimport.parse(data)
+    assert raised.value.kind == "password"
+    with pytest.raises(keyimport.KeyFormatError, match="wrong password"):
+        keyimport.parse(data, password=b"wrong")
+
+
+def test_certificate_chain_der_and_pkcs7():
+    chain = BOB_CERT.read_bytes() + (SMIME / "pub-intermediate-ca.cert.pem").read_bytes()
+    expected = [x509.load_pem_x509_certificate(block).public_bytes(serialization.Encoding.DER)
+                for block in (BOB_CERT.read_bytes(), (SMIME / "pub-intermediate-ca.cert.pem").read_bytes())]
+    assert keyimport.parse(chain).certificates == expected
+    assert keyimport.parse(openssl("x509", "-outform", "DER", "-in", str(BOB_CERT))).certificates == expected[:1]
+    p7 = openssl("crl2pkcs7", "-nocrl", "-certfile", str(BOB_CERT), "-certfile",
+                 str(SMIME / "pub-intermediate-ca.cert.pem"))
+    assert sorted(keyimport.parse(p7).certificates) == sorted(expected)
+    p7_der = openssl("pkcs7", "-outform", "DER", data=p7)
+    assert sorted(keyimport.parse(p7_der).certificates) == sorted(expected)
+
+
+def test_pkcs12_written_by_openssl_without_password():
+    p12 = openssl("pkcs12", "-export", "-inkey", str(BOB_KEY), "-in", str(BOB_CERT), "-passout", "pass:")
+    bundle = keyimport.parse(p12)
+    assert len(bundle.certificates) == 1 and len(bundle.private_keys) == 1
+
+
+def test_binary_openpgp_keyring(tmp_path):
+    """Two keys dearmored by gpg into one binary keyring: both are found."""
+    armored = [CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.pub.asc", CORPUS / "keys/pgp/pub-pgp-alice-ed25519.pub.asc"]
+    binary = b"".join(subprocess.run(["gpg", "--dearmor"], input=path.read_bytes(), check=True,
+                                     capture_output=True).stdout for path in armored)
+    keys = keyimport.parse(binary).pgp_keys
+    assert [k.fingerprint.keyid for k in keys] == ["7135474EBE209041", "7D04AB6FAAA290C6"]
+    # the same two as one armored text of two blocks
+    both = b"".join(path.read_bytes() for path in armored)
+    assert [k.fingerprint.keyid for k in keyimport.parse(both).pgp_keys] == ["7135474EBE209041", "7D04AB6FAAA290C6"]
+
+
+def test_unprotected_copy_is_accepted_by_gpg(tmp_path):
+    """The unprotected secret key built for the store is a valid OpenPGP key for GnuPG too."""
+    path = CORPUS / "keys/pgp/pub-pgp-erin-cv25519.sec.asc"
+    (key,) = keyimport.parse(path.read_bytes(), passphrase="correct horse battery staple").pgp_keys
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    done = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback",
+                           "--passphrase", "", "--import"], input=bytes(key), capture_output=True)
+    assert done.returncode == 0, done.stderr
+    listing = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--with-colons", "--list-secret-keys"],
+                             check=True, capture_output=True, text=True).stdout
+    assert "D6A4B878E48E7C9C2433D03BEF6ED1366E98B114" in listing
+
+
+# ---------------------------------------------------------------------------- damaged input never crashes
+
+
+def _samples() -> list[bytes]:
+    samples = [path.read_bytes() for path in sorted((CORPUS / "keys").rglob("*"))
+               if path.suffix in (".pem", ".p12", ".asc") and "v6" not in path.name]
+    samples += keyimport._dearmor((CORPUS / "keys/pgp/pub-pgp-gus-sq-cv25519.sec.asc").read_bytes())
+    return samples
+
+
+SAMPLES = _samples()
+
+
+@st.composite
+def damaged(draw) -> bytes:
+    data = bytearray(SAMPLES[draw(st.integers(0, len(SAMPLES) - 1))])
+    for _ in range(draw(st.integers(1, 3))):
+        position = draw(st.integers(0, len(data) - 1))
+        action = draw(st.sampled_from(["cut", "flip", "drop"]))
+        if action == "cut":
+            data = data[:position]
+        elif action == "flip":
+            data[position] = draw(st.integers(0, 255))
+        else:
+            del data[position:position + draw(st.integers(1, 40))]
+        if not data:
+            break
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def fuzz_store(tmp_path_factory):
+    with KeyStore.create(tmp_path_factory.mktemp("fuzz") / "f.db") as store:
+        yield store
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=damaged())
+def test_damaged_files_give_a_clear_error_or_a_key(fuzz_store, data):
+    try:
+        result = fuzz_store.import_file(data, filename="x", password=b"corpus-public",
+                                        passphrase="correct horse battery staple")
+    except StoreError as exc:
+        assert str(exc).startswith("x: ") and "\n" not in str(exc)
+    else:
+        assert result.added or result.already_present
+    assert fuzz_store.integrity_check() == []
+
+
+def test_fingerprint_of_what_was_read_is_the_file_s():
+    """Parsing does not alter certificates: the DER read from a PEM is byte for byte the file's."""
+    der = keyimport.parse(BOB_CERT.read_bytes()).certificates[0]
+    expected = x509.load_pem_x509_certificate(BOB_CERT.read_bytes()).fingerprint(hashes.SHA256())
+    assert hashlib.sha256(der).digest() == expected

@@ -1,0 +1,458 @@
+"""The milter glue at the protocol level: the real daemon on a temp unix socket, driven by ``miltertest``.
+
+The test plays the MTA, honouring what was negotiated (no reply for MAIL,
+RCPT and headers; SKIP ends the body), and asserts the exact replies. For
+every corpus case the end-of-message actions must be exactly the core's
+EditPlan in the documented order, so what the daemon does is what
+``ciphermilter decrypt`` shows offline.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import miltertest
+import pytest
+from miltertest import codec
+
+from ciphermilter import core, mime
+from ciphermilter.config import load
+from ciphermilter.milter import (ACTIONS, FEATURES, NO_REPLY_STEPS, SKIPPED_STEPS, TEMPFAIL_REPLY, may_carry_crypto,
+                                 non_utf8_header)
+from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange
+from ciphermilter.store import KeyStore
+from conftest import CORPUS, ROOT, case_message, corpus_cases, import_corpus_keys
+
+SENDER = "<alice@sender-pub.example>"
+INTERNAL = "<bob@corp-pub.example>"
+EXTERNAL = "<zed@elsewhere-pub.example>"
+QUEUE_ID = "4TESTQ1D"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+CONFIG = """\
+socket = "unix:{socket}"
+store = "{store}"
+log_level = "debug"
+harvest_certificates = false  # the offline comparison must see the same store the daemon saw
+harvest_pgp_keys = false
+{extra}
+"""
+PLAIN = b"From: alice@sender-pub.example\r\nSubject: hello\r\n\r\nhello\r\n"
+
+
+def _encode_str(value: str) -> bytes:
+    return value.encode("utf-8", "surrogateescape") + b"\0"
+
+
+def _decode_str(data: bytes) -> tuple[str, bytes]:
+    if b"\0" not in data:
+        raise codec.MilterNotEnough("short string")
+    value, rest = data.split(b"\0", 1)
+    return value.decode("utf-8", "surrogateescape"), rest
+
+
+@pytest.fixture(autouse=True)
+def bytes_on_the_wire(monkeypatch):
+    """Let miltertest carry bytes: bodies as they are, header values with non-UTF-8 bytes as surrogates.
+
+    miltertest encodes buffers and strings as strict UTF-8, which cannot send a
+    binary body or a Latin-1 header, and the daemon must handle exactly those.
+    """
+    monkeypatch.setitem(codec.codectypes, "buf", (lambda value: value, lambda data: (data, b"")))
+    monkeypatch.setitem(codec.codectypes, "str", (_encode_str, _decode_str))
+
+
+# --- the daemon -------------------------------------------------------------------------------------
+
+@dataclass
+class Daemon:
+    socket: Path
+    config: Path
+    process: subprocess.Popen
+    log: Path
+
+    def settings(self):
+        return load(str(self.config)).settings
+
+
+def start_daemon(directory: Path, store: Path, extra: str = "", max_file_size: int | None = None) -> Daemon:
+    """The daemon as ``ciphermilter run`` starts it; ``max_file_size`` caps what it may write (RLIMIT_FSIZE)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sock = directory / "milter.sock"
+    config = directory / "ciphermilter.toml"
+    config.write_text(CONFIG.format(socket=sock, store=store, extra=extra))
+    log = directory / "daemon.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "ciphermilter", "run", "--config", str(config)],
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=directory, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                   preexec_fn=max_file_size and (lambda: resource.setrlimit(
+                                       resource.RLIMIT_FSIZE, (max_file_size, max_file_size))))
+    deadline = time.monotonic() + START_TIMEOUT
+    while not sock.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"daemon did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return Daemon(sock, config, process, log)
+
+
+def stop_daemons(daemons: list[Daemon]) -> None:
+    """SIGTERM to all first: libmilter takes seconds to wind down, in parallel that is paid once."""
+    for daemon in daemons:
+        daemon.process.send_signal(signal.SIGTERM)
+    for daemon in daemons:
+        try:
+            daemon.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            daemon.process.kill()
+            daemon.process.wait()
+
+
+@pytest.fixture(scope="module")
+def store_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "ciphermilter.db"
+    with KeyStore.create(str(path)) as store:
+        import_corpus_keys(store)
+    return path
+
+
+@pytest.fixture(scope="module")
+def daemons(tmp_path_factory):
+    started: list[Daemon] = []
+
+    def start(name: str, store: Path, extra: str = "", max_file_size: int | None = None) -> Daemon:
+        daemon = start_daemon(tmp_path_factory.mktemp(name), store, extra, max_file_size)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    stop_daemons(started)
+
+
+@pytest.fixture(scope="module")
+def daemon(daemons, store_file) -> Daemon:
+    return daemons("main", store_file)
+
+
+# --- the MTA side ----------------------------------------------------------------------------------
+
+class Mta:
+    """One milter connection, seen from the MTA; honours the negotiated no-reply and skip bits."""
+
+    def __init__(self, path: Path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(120)
+        self.sock.connect(str(path))
+        self.conn = miltertest.MilterConnection(self.sock)
+        self.actions, self.protocol = self.conn.optneg_mta()
+
+    def close(self):
+        self.sock.close()
+
+    def _step(self, no_reply_bit: int, command: str, **args):
+        """Send a command; its reply, or None when the milter negotiated not to send one."""
+        if self.protocol & no_reply_bit:
+            self.conn._send(command, **args)
+            return None
+        return self.conn.send_get(command, **args)
+
+    def envelope(self, sender: str, recipients: list[str]):
+        replies = [self._step(miltertest.SMFIP_NR_MAIL, miltertest.SMFIC_MAIL, args=[sender])]
+        replies += [self._step(miltertest.SMFIP_NR_RCPT, miltertest.SMFIC_RCPT, args=[r]) for r in recipients]
+        return replies
+
+    def headers(self, header_block: bytes):
+        """Each field as name and value, the value with its leading space when HDR_LEADSPC was negotiated."""
+        replies = []
+        for header in mime.split_headers(header_block + b"\r\n")[0]:
+            name, _, value = header.raw.partition(b":")
+            if not self.protocol & miltertest.SMFIP_HDR_LEADSPC:
+                value = value.lstrip(b" \t")
+            value = value.replace(b"\r\n", b"\n").decode("utf-8", "surrogateescape")
+            replies.append(self._step(miltertest.SMFIP_NR_HDR, miltertest.SMFIC_HEADER,
+                                      name=name.decode("ascii"), value=value))
+        return replies
+
+    def eoh(self):
+        return self.conn.send_get(miltertest.SMFIC_EOH)
+
+    def body(self, body: bytes) -> list:
+        """Body chunks until the milter answers SKIP (or something else than CONTINUE)."""
+        replies = []
+        for start in range(0, len(body), miltertest.MILTER_CHUNK_SIZE):
+            reply = self.conn.send_get(miltertest.SMFIC_BODY, buf=body[start:start + miltertest.MILTER_CHUNK_SIZE])
+            replies.append(reply)
+            if reply[0] != miltertest.SMFIR_CONTINUE:
+                break
+        return replies
+
+    def eom(self):
+        self.conn.send_macro(miltertest.SMFIC_BODYEOB, i=QUEUE_ID)
+        return self.conn.send_eom()
+
+    def message(self, message: bytes, recipients: list[str], sender: str = SENDER):
+        """A whole transaction: the replies to end of headers, to the body chunks and to end of message."""
+        head, _, body = message.partition(b"\r\n\r\n")
+        self.envelope(sender, recipients)
+        self.headers(head)
+        eoh = self.eoh()
+        if eoh[0] != miltertest.SMFIR_CONTINUE:
+            return eoh, [], []
+        body_replies = self.body(body)
+        return eoh, body_replies, self.eom()
+
+
+@pytest.fixture
+def mta(daemon):
+    client = Mta(daemon.socket)
+    yield client
+    client.close()
+
+
+def expected_eom(outcome: core.Outcome) -> list:
+    """The end-of-message replies the plan must give, in order, values with their leading space back."""
+    plan = outcome.plan
+    replies = [(miltertest.SMFIR_CHGHEADER, {"index": d.index, "name": d.name, "value": ""})
+               for d in plan.deletions]
+    replies += [(miltertest.SMFIR_CHGHEADER, {"index": c.index, "name": c.name, "value": " " + c.value})
+                for c in plan.changes]
+    replies += [(miltertest.SMFIR_ADDHEADER, {"name": a.name, "value": " " + a.value}) for a in plan.additions]
+    if plan.body is not None:
+        replies += [(miltertest.SMFIR_REPLBODY, {"buf": plan.body[start:start + 65535]})
+                    for start in range(0, len(plan.body), 65535)]
+    return replies + [(miltertest.SMFIR_CONTINUE, {})]
+
+
+def add_header(name: str, value: str):
+    return (miltertest.SMFIR_ADDHEADER, {"name": name, "value": " " + value})
+
+
+# --- negotiation ------------------------------------------------------------------------------------
+
+def test_negotiates_only_the_actions_and_steps_it_uses(mta):
+    assert mta.actions == ACTIONS == (miltertest.SMFIF_ADDHDRS | miltertest.SMFIF_CHGHDRS | miltertest.SMFIF_CHGBODY)
+    assert mta.protocol == SKIPPED_STEPS | NO_REPLY_STEPS | FEATURES == (
+        miltertest.SMFIP_NOCONNECT | miltertest.SMFIP_NOHELO | miltertest.SMFIP_NOUNKNOWN | miltertest.SMFIP_NODATA
+        | miltertest.SMFIP_NR_MAIL | miltertest.SMFIP_NR_RCPT | miltertest.SMFIP_NR_HDR
+        | miltertest.SMFIP_HDR_LEADSPC | miltertest.SMFIP_SKIP)
+
+
+def test_mta_without_no_reply_options_gets_a_reply_to_every_command(daemon):
+    """An MTA that can leave steps out but offers no NR_* bits, SKIP or leading spaces (milter protocol 2)."""
+    client = Mta.__new__(Mta)
+    client.sock = socket.socket(socket.AF_UNIX)
+    client.sock.connect(str(daemon.socket))
+    client.conn = miltertest.MilterConnection(client.sock)
+    client.actions, client.protocol = client.conn.optneg_mta(protocol=SKIPPED_STEPS)
+    try:
+        assert client.protocol == SKIPPED_STEPS
+        assert client.envelope(SENDER, [EXTERNAL]) == [(miltertest.SMFIR_CONTINUE, {})] * 2
+        assert client.headers(b"Subject: hi") == [(miltertest.SMFIR_CONTINUE, {})]
+        assert client.eoh() == (miltertest.SMFIR_ACCEPT, {})
+    finally:
+        client.close()
+
+
+# --- every corpus case: the replies are the core's plan -------------------------------------------
+
+CASES = corpus_cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_corpus_case_end_of_message_replays_the_core_plan(daemon, store_file, case):
+    message = case_message(case)
+    with KeyStore.open(str(store_file)) as store:
+        outcome = core.process(message, core.Envelope(SENDER, [INTERNAL], QUEUE_ID), store, daemon.settings())
+    client = Mta(daemon.socket)
+    try:
+        eoh, body_replies, eom = client.message(message, [INTERNAL])
+    finally:
+        client.close()
+
+    assert eoh == (miltertest.SMFIR_CONTINUE, {})
+    assert {reply[0] for reply in body_replies} == {miltertest.SMFIR_CONTINUE}
+    assert eom == expected_eom(outcome)
+
+
+# --- skipping what is not needed --------------------------------------------------------------------
+
+def test_external_recipient_without_forged_headers_is_accepted_at_end_of_headers(mta):
+    message = case_message(corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0])
+    head = message.partition(b"\r\n\r\n")[0]
+
+    assert mta.envelope(SENDER, [EXTERNAL]) == [None, None]
+    assert mta.headers(head) == [None] * len(mime.split_headers(head + b"\r\n")[0])
+    assert mta.eoh() == (miltertest.SMFIR_ACCEPT, {})
+
+
+def test_binary_media_type_for_an_internal_recipient_is_accepted_at_end_of_headers(mta):
+    mta.envelope(SENDER, [INTERNAL])
+    mta.headers(b"From: alice@sender-pub.example\r\nContent-Type: image/png")
+
+    assert mta.eoh() == (miltertest.SMFIR_ACCEPT, {})
+
+
+def test_forged_headers_for_an_external_recipient_skip_the_body_and_are_deleted(mta):
+    message = (b"From: alice@sender-pub.example\r\nX-CipherMail-Info-SMIME-Signed: True\r\n"
+               b"x-ciphermail-info-smime-signed: True\r\nX-Djigzo-Info-Signer-Verified:\r\n True\r\n\r\n"
+               b"text\r\n")
+
+    eoh, body_replies, eom = mta.message(message, [EXTERNAL])
+
+    assert eoh == (miltertest.SMFIR_CONTINUE, {})
+    assert body_replies == [(miltertest.SMFIR_SKIP, {})]
+    assert eom == [
+        (miltertest.SMFIR_CHGHEADER, {"index": 2, "name": "x-ciphermail-info-smime-signed", "value": ""}),
+        (miltertest.SMFIR_CHGHEADER, {"index": 1, "name": "X-CipherMail-Info-SMIME-Signed", "value": ""}),
+        (miltertest.SMFIR_CHGHEADER, {"index": 1, "name": "X-Djigzo-Info-Signer-Verified", "value": ""}),
+        (miltertest.SMFIR_CONTINUE, {}),
+    ]
+
+
+def test_one_connection_carries_several_messages_with_their_own_state(mta):
+    encrypted = case_message(corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0])
+
+    first = mta.message(encrypted, [INTERNAL])
+    second = mta.message(b"Subject: second\r\nX-CipherMail-Info-PGP-Signed: True\r\n\r\nplain\r\n", [EXTERNAL])
+
+    assert (miltertest.SMFIR_REPLBODY in {reply[0] for reply in first[2]})
+    assert second[2] == [
+        (miltertest.SMFIR_CHGHEADER, {"index": 1, "name": "X-CipherMail-Info-PGP-Signed", "value": ""}),
+        (miltertest.SMFIR_CONTINUE, {}),
+    ]
+
+
+def test_non_utf8_headers_survive_and_keep_their_indexes(mta):
+    message = (b"Subject: caf\xe9 cr\xe8me\r\nX-CipherMail-Info-Forged: caf\xe9\r\nFrom: a@sender-pub.example\r\n"
+               b"X-CIPHERMAIL-INFO-FORGED: again\r\n\r\nbody\r\n")
+
+    eoh, body_replies, eom = mta.message(message, [EXTERNAL])
+
+    assert eom == [
+        (miltertest.SMFIR_CHGHEADER, {"index": 2, "name": "X-CIPHERMAIL-INFO-FORGED", "value": ""}),
+        (miltertest.SMFIR_CHGHEADER, {"index": 1, "name": "X-CipherMail-Info-Forged", "value": ""}),
+        (miltertest.SMFIR_CONTINUE, {}),
+    ]
+
+
+def test_abort_drops_the_message_and_the_connection_goes_on(mta):
+    mta.envelope(SENDER, [INTERNAL])
+    mta.headers(b"X-CipherMail-Info-Forged: yes")
+    mta.conn._send(miltertest.SMFIC_ABORT)
+
+    eoh, body_replies, eom = mta.message(PLAIN, [INTERNAL])
+
+    assert eom == [(miltertest.SMFIR_CONTINUE, {})]
+
+
+# --- limits and failures ------------------------------------------------------------------------------
+
+def test_oversized_message_stops_spooling_and_passes_with_a_reason(daemons, store_file):
+    small = daemons("small", store_file, "[limits]\nmax_message_size = 4096\n")
+    message = case_message(corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0])
+    head, _, body = message.partition(b"\r\n\r\n")
+    big = head + b"\r\nX-CipherMail-Info-Forged: yes\r\n\r\n" + body + b"\r\n" * 70000
+    client = Mta(small.socket)
+    try:
+        eoh, body_replies, eom = client.message(big, [INTERNAL])
+    finally:
+        client.close()
+
+    assert body_replies == [(miltertest.SMFIR_SKIP, {})]
+    assert eom == [
+        (miltertest.SMFIR_CHGHEADER, {"index": 1, "name": "X-CipherMail-Info-Forged", "value": ""}),
+        add_header("X-CipherMail-Info-Not-Processed", "message larger than 4096 bytes"),
+        (miltertest.SMFIR_CONTINUE, {}),
+    ]
+
+
+def test_spool_that_cannot_be_written_passes_the_message_with_a_reason(daemons, store_file):
+    """A real write failure: the daemon may not write files beyond 64 KiB (Python ignores SIGXFSZ: EFBIG)."""
+    cramped = daemons("cramped", store_file, "spool_memory = 1024\n", max_file_size=65536)
+    message = b"X-CipherMail-Info-PGP-Encrypted: True\r\nSubject: big\r\n\r\n" + (b"y" * 78 + b"\r\n") * 2000
+    client = Mta(cramped.socket)
+    try:
+        eoh, body_replies, eom = client.message(message, [INTERNAL])
+    finally:
+        client.close()
+
+    assert body_replies == [(miltertest.SMFIR_CONTINUE, {}), (miltertest.SMFIR_SKIP, {})]
+    assert eom == [
+        (miltertest.SMFIR_CHGHEADER, {"index": 1, "name": "X-CipherMail-Info-PGP-Encrypted", "value": ""}),
+        add_header("X-CipherMail-Info-Not-Processed", "cannot spool the message"),
+        (miltertest.SMFIR_CONTINUE, {}),
+    ]
+
+
+def test_missing_store_with_tempfail_policy_tempfails(daemons, tmp_path):
+    daemon = daemons("tempfail", tmp_path / "absent.db", 'on_error = "tempfail"\n')
+    client = Mta(daemon.socket)
+    try:
+        eoh, body_replies, eom = client.message(PLAIN, [INTERNAL])
+    finally:
+        client.close()
+
+    code, xcode, text = TEMPFAIL_REPLY
+    assert eom == [(miltertest.SMFIR_REPLYCODE, {"smtpcode": code, "space": " ", "text": f"{xcode} {text}"})]
+
+
+def test_store_changes_take_effect_without_a_restart(daemons, tmp_path):
+    """Missing store: passed with a reason; created empty: key not found; key imported: decrypted."""
+    store_path = tmp_path / "later.db"
+    daemon = daemons("later", store_path)
+    case = corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0]
+    message = case_message(case)
+
+    def end_of_message():
+        client = Mta(daemon.socket)
+        try:
+            return client.message(message, [INTERNAL])[2]
+        finally:
+            client.close()
+
+    assert end_of_message() == [add_header("X-CipherMail-Info-Not-Processed", "key store unavailable"),
+                                (miltertest.SMFIR_CONTINUE, {})]
+
+    with KeyStore.create(str(store_path)) as store:
+        store.add_domain("corp-pub.example")
+    assert add_header("X-CipherMail-Info-SMIME-Decryption-Key-Not-Found", "True") in end_of_message()
+
+    with KeyStore.open(str(store_path)) as store:
+        store.import_file((CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
+    replies = end_of_message()
+    assert miltertest.SMFIR_REPLBODY in {reply[0] for reply in replies}
+    assert add_header("X-CipherMail-Info-SMIME-Decryption-Key-Not-Found", "True") not in replies
+
+
+def test_summary_line_names_the_queue_id(daemon, mta):
+    mta.message(PLAIN, [INTERNAL])
+
+    # The line is written before the end-of-message reply leaves the daemon.
+    assert f"queue {QUEUE_ID}: from=<alice@sender-pub.example> rcpts=1" in daemon.log.read_text()
+
+
+# --- pure helpers -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content_type,carries", [
+    ("image/png", False), ("audio/ogg", False), ("video/mp4", False), ("font/woff2", False), ("model/gltf", False),
+    ("text/plain", True), ("text/html", True), ("multipart/mixed", True), ("multipart/signed", True),
+    ("application/pkcs7-mime", True), ("application/octet-stream", True), ("message/rfc822", True),
+], ids=lambda value: str(value))
+def test_only_binary_media_types_are_ruled_out_from_the_headers(content_type, carries):
+    assert may_carry_crypto(content_type) is carries
+
+
+def test_a_header_value_libmilter_cannot_carry_is_named():
+    latin1 = "attachment; filename=\"caf\udce9.pdf\""  # a raw 0xE9 byte kept as a surrogate
+
+    assert non_utf8_header(EditPlan(changes=[HeaderChange("Content-Disposition", 1, latin1)])) == "Content-Disposition"
+    assert non_utf8_header(EditPlan(additions=[HeaderAdd("Subject", "caf\u00e9")])) is None
