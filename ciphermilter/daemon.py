@@ -99,13 +99,13 @@ class StoreHolder:
             self._last_error = reason
 
 
-def setup_logging(level: str, stderr: bool) -> None:
+def setup_logging(level: str, stderr: bool, syslog_socket: str = SYSLOG_SOCKET) -> None:
     """Syslog facility mail (where Postfix logs too) and, in the foreground, stderr; tracebacks included."""
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(level.upper())
-    if os.path.exists(SYSLOG_SOCKET):
-        syslog = logging.handlers.SysLogHandler(SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+    if os.path.exists(syslog_socket):
+        syslog = logging.handlers.SysLogHandler(syslog_socket, facility=logging.handlers.SysLogHandler.LOG_MAIL)
         syslog.setFormatter(logging.Formatter(f"{MILTER_NAME}[%(process)d]: %(levelname)s %(message)s"))
         root.addHandler(syslog)
     if stderr or not root.handlers:

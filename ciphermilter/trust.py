@@ -23,6 +23,7 @@ from ciphermilter import ids
 
 _EMAIL_ADDRESS_OID = "1.2.840.113549.1.9.1"
 _ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
+SIGNATURE_CHECKS_PER_LEVEL = 16  # issuer candidates tried per allowed chain level
 
 
 class Certificate:
@@ -123,32 +124,49 @@ def evaluate(
 
 
 def _build_chain(signer, anchors, pool, find_issuers, max_length):
-    """Depth-first search for a path signer -> ... -> anchor; returns (chain, None) or (None, reason)."""
-    reason = "no trust anchor"
+    """Search a path signer -> ... -> anchor; returns (chain, None) or (None, reason)."""
+    search = _ChainSearch(anchors, pool, find_issuers, max_length)
+    chain = search.extend([signer])
+    return (chain, None) if chain is not None else (None, search.reason)
 
-    def extend(path: list[Certificate]):
-        nonlocal reason
+
+class _ChainSearch:
+    """Depth-first path building that expands each certificate once and checks a bounded number of signatures.
+
+    The certificates come from the sender: many self-issued CA certificates
+    under one name would otherwise make the search exponential.
+    """
+
+    def __init__(self, anchors, pool, find_issuers, max_length: int):
+        self.anchors, self.pool, self.find_issuers, self.max_length = anchors, pool, find_issuers, max_length
+        self.reason = "no trust anchor"
+        self.expanded: set[bytes] = set()
+        self.checks_left = SIGNATURE_CHECKS_PER_LEVEL * max_length
+
+    def extend(self, path: list[Certificate]) -> list[Certificate] | None:
         current = path[-1]
-        if any(current.same_key_and_subject(anchor) for anchor in anchors):
+        if any(current.same_key_and_subject(anchor) for anchor in self.anchors):
             return path
-        if len(path) >= max_length:
-            reason = "chain too long"
+        if len(path) >= self.max_length:
+            self.reason = "chain too long"
             return None
-        for issuer in _issuer_candidates(current, anchors, pool, find_issuers):
-            if any(issuer.der == seen.der for seen in path):
-                continue  # a loop of cross-signed certificates
+        if current.der in self.expanded:  # a loop, or a dead end met before
+            return None
+        self.expanded.add(current.der)
+        for issuer in _issuer_candidates(current, self.anchors, self.pool, self.find_issuers):
+            if self.checks_left == 0:
+                self.reason = "chain search limit reached"
+                return None
+            self.checks_left -= 1
             if not _issued_by(current, issuer):
                 continue
-            if not _may_sign_certificates(issuer, anchors):
-                reason = "issuer is not a CA"
+            if not _may_sign_certificates(issuer, self.anchors):
+                self.reason = "issuer is not a CA"
                 continue
-            found = extend(path + [issuer])
+            found = self.extend(path + [issuer])
             if found is not None:
                 return found
         return None
-
-    chain = extend([signer])
-    return (chain, None) if chain is not None else (None, reason)
 
 
 def _issuer_candidates(cert: Certificate, anchors, pool, find_issuers) -> list[Certificate]:

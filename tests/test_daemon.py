@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import socket
 import stat
 
 import pytest
@@ -11,7 +13,8 @@ from click.testing import CliRunner
 
 from ciphermilter.cli import main
 from ciphermilter.config import ConfigError, DaemonConfig
-from ciphermilter.daemon import StoreHolder, account, prepare_directory, unix_socket_path, write_pid_file
+from ciphermilter.daemon import (StoreHolder, account, prepare_directory, setup_logging, unix_socket_path,
+                                 write_pid_file)
 from ciphermilter.milter import StoreUnavailable
 from ciphermilter.store import KeyStore
 
@@ -133,3 +136,31 @@ def test_run_refuses_a_bad_configuration_before_doing_anything(tmp_path):
 
     assert result.exit_code == 2
     assert result.output == f"ciphermilter: {config}:2: on_error: must be one of pass, tempfail\n"
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    yield
+    for handler in root.handlers:
+        handler.close()
+    root.handlers[:], root.level = saved[0], saved[1]
+
+
+def test_log_lines_go_to_syslog_facility_mail(tmp_path, restore_logging):
+    dev_log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dev_log.bind(str(tmp_path / "log"))
+    dev_log.settimeout(10)
+    try:
+        setup_logging("info", stderr=False, syslog_socket=str(tmp_path / "log"))
+        logging.getLogger("ciphermilter.milter").info("queue 4ABC: hello")
+        logging.getLogger("ciphermilter.milter").debug("not at level info")
+
+        facility_mail_info = (2 << 3) | 6
+        assert dev_log.recv(4096) == f"<{facility_mail_info}>ciphermilter[{os.getpid()}]: INFO queue 4ABC: hello\0".encode()
+        dev_log.setblocking(False)  # emitting is synchronous: a debug line would be waiting already
+        with pytest.raises(BlockingIOError):
+            dev_log.recv(4096)
+    finally:
+        dev_log.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from ciphermilter import trust
 
@@ -91,6 +93,28 @@ def test_ca_certificate_may_not_sign_mail():
 def test_certificate_signed_by_another_key_is_no_issuer():
     # "other" has the same issuer name as "rsa" but is no CA certificate of it: it cannot stand in for "inter".
     assert evaluate("rsa", message=("other",)).reason == "no trust anchor"
+
+
+def _self_issued_cas(count: int) -> list[bytes]:
+    """``count`` CA certificates named "Loop CA", each issued by "Loop CA" with one key: all issue each other."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Loop CA")])
+    certificates = []
+    for serial in range(1, count + 1):
+        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(serial).not_valid_before(NOW - timedelta(days=1))
+                   .not_valid_after(NOW + timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True))
+        certificates.append(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    return certificates
+
+
+def test_a_crowd_of_cross_issuing_cas_is_searched_in_bounded_work():
+    loop = _self_issued_cas(40)
+    for max_chain_length, reason in ((10, "chain search limit reached"), (100, "no trust anchor")):
+        verdict = trust.evaluate(loop[0], message_certificates=loop[1:], find_issuers=no_store,
+                                 anchors=[cert("root")], now=NOW, max_chain_length=max_chain_length)
+        assert (verdict.trusted, verdict.reason) == (False, reason)
 
 
 def test_unreadable_certificate():
