@@ -393,6 +393,37 @@ def test_spool_that_cannot_be_written_passes_the_message_with_a_reason(daemons, 
     ]
 
 
+def test_deadline_from_the_configuration_reaches_the_core(daemons, store_file):
+    hurried = daemons("hurried", store_file, "[limits]\ndeadline_seconds = 0.000001\n")
+    message = case_message(corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0])
+    client = Mta(hurried.socket)
+    try:
+        eoh, body_replies, eom = client.message(message, [INTERNAL])
+    finally:
+        client.close()
+
+    assert eom == [add_header("X-CipherMail-Info-Not-Processed", "processing deadline exceeded"),
+                   (miltertest.SMFIR_CONTINUE, {})]
+
+
+def test_progress_reaches_the_mta_while_the_core_works(mta):
+    """miltertest's recv() hides SMFIR_PROGRESS; read the raw replies to see them."""
+    message = case_message(corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0])
+    head, _, body = message.partition(b"\r\n\r\n")
+    mta.envelope(SENDER, [INTERNAL])
+    mta.headers(head)
+    mta.eoh()
+    mta.body(body)
+    mta.conn._send(miltertest.SMFIC_BODYEOB)
+
+    replies = []
+    while not replies or replies[-1][0] not in miltertest.DISPOSITION_REPLIES:
+        replies.append(mta.conn._recv())
+
+    first_edit = next(i for i, reply in enumerate(replies) if reply[0] != miltertest.SMFIR_PROGRESS)
+    assert first_edit > 0 and replies[0] == (miltertest.SMFIR_PROGRESS, {})
+
+
 def test_missing_store_with_tempfail_policy_tempfails(daemons, tmp_path):
     daemon = daemons("tempfail", tmp_path / "absent.db", 'on_error = "tempfail"\n')
     client = Mta(daemon.socket)
