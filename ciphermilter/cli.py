@@ -95,3 +95,7 @@ from ciphermilter import cli_store  # noqa: E402  (the commands register themsel
 for _group in (cli_store.store_group, cli_store.keys_group, cli_store.trust_group, cli_store.domains_group):
     main.add_command(_group)
 from ciphermilter import cli_decrypt  # noqa: E402,F401  (registers "decrypt" on main)
+from ciphermilter.stats import stats_command  # noqa: E402
+main.add_command(stats_command)
+from ciphermilter.check import check  # noqa: E402
+main.add_command(check)

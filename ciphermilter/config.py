@@ -68,6 +68,10 @@ class DaemonConfig:
     log_level: str = "info"
     spool_memory: int = 1024 * 1024  # bytes of body kept in memory before spooling to a 0600 temp file
     milter_timeout: int = 600  # seconds libmilter waits on a silent MTA before dropping the connection
+    stats_file: str | None = None  # counters for `ciphermilter stats`; default: beside the store
+    stats_interval: float = 10.0  # seconds between two writes of the stats file
+    prometheus_textfile: str | None = None  # also write the counters here (node_exporter's textfile collector)
+    metrics_port: int | None = None  # also serve /metrics on 127.0.0.1:PORT
     settings: Settings = field(default_factory=Settings)
 
     @property
@@ -75,7 +79,6 @@ class DaemonConfig:
         return self.master_key or self.store + ".key"
 
 
-# Keys of the file that are not Settings fields, with the check each value must pass.
 def _check_socket(value) -> str:
     match = _SOCKET.match(value) if isinstance(value, str) else None
     if not match or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
@@ -117,6 +120,19 @@ def _check_positive_int(value) -> int:
     return value
 
 
+def _check_positive_number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError("must be a positive number")
+    return float(value)
+
+
+def _check_port(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError("must be a TCP port (1-65535)")
+    return value
+
+
+# Keys of the file that are not Settings fields, with the check each value must pass.
 DAEMON_KEYS = {
     "socket": _check_socket,
     "store": _check_path,
@@ -128,6 +144,10 @@ DAEMON_KEYS = {
     "log_level": _check_choice(LOG_LEVELS),
     "spool_memory": _check_positive_int,
     "milter_timeout": _check_positive_int,
+    "stats_file": _check_path,
+    "stats_interval": _check_positive_number,
+    "prometheus_textfile": _check_path,
+    "metrics_port": _check_port,
 }
 
 
@@ -149,9 +169,7 @@ def _check_setting(name: str, value, default):
     if isinstance(default, int):
         return _check_positive_int(value)
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError("must be a positive number")
-        return float(value)
+        return _check_positive_number(value)
     raise ValueError(f"unsupported setting {name}")  # a new Settings field needs a check here
 
 

@@ -127,20 +127,35 @@ def _restorable_protected_headers(entity: mime.Entity, report: dict) -> list[mim
     for header in entity.headers:
         if header.name.lower() not in (n.lower() for n in RESTORABLE_HEADERS):
             continue
-        try:
-            check_header_value(_milter_value(header))
-        except PlanError as exc:
-            report.setdefault("protected_headers_refused", []).append(f"{header.name}: {exc}")
-            continue
-        if any(len(line) > MAX_RESTORED_LINE for line in header.raw.split(b"\r\n")):
-            report.setdefault("protected_headers_refused", []).append(f"{header.name}: line too long")
+        reason = _unsafe_reason(header)
+        if reason:
+            report.setdefault("protected_headers_refused", []).append(f"{header.name}: {reason}")
             continue
         safe.append(header)
     return safe
 
 
+def _unsafe_reason(header: mime.Header) -> str | None:
+    """Why a header of decrypted content must not be copied into the message, or None when it may."""
+    try:
+        check_header_value(_milter_value(header))
+    except PlanError as exc:
+        return str(exc)
+    if any(len(line) > MAX_RESTORED_LINE for line in header.raw.split(b"\r\n")):
+        return "line too long"
+    return None
+
+
+def _check_content_headers(entity: mime.Entity) -> None:
+    """The decrypted body cannot go out without the headers that describe it: a bad one leaves it encrypted."""
+    for header in entity.headers:
+        if header.name.lower() in (n.lower() for n in CONTENT_HEADERS) and _unsafe_reason(header):
+            raise mime.MimeError(f"decrypted content has an invalid {header.name} header")
+
+
 def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], new_entity: bytes, settings: Settings, report: dict):
     entity = mime.parse(new_entity, settings.limits.max_mime_depth)
+    _check_content_headers(entity)
     _replace_headers(outer, entity.headers, CONTENT_HEADERS, plan, drop_missing=True)
     if settings.header_protection:
         protected = _restorable_protected_headers(entity, report)
@@ -148,6 +163,13 @@ def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], new_entity: byte
         if protected:
             report["protected_headers_restored"] = [h.name for h in protected]
     plan.body = entity.body
+
+
+def _check_part_count(message: mime.Entity, limit: int) -> None:
+    """Bound the parts of the whole message once, whatever handler walks it (the parts are parsed once, cached)."""
+    for count, _ in enumerate(message.walk()):
+        if count > limit:
+            raise LimitExceeded(f"more than {limit} MIME parts")
 
 
 def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[InfoHeaders, bytes | None]:
@@ -204,6 +226,7 @@ def process(
             progress=progress,
         )
         try:
+            _check_part_count(entity, settings.limits.max_mime_parts)
             info, new_entity = _run_handlers(entity, ctx, report)
             if new_entity is not None:
                 _apply_new_entity(plan, headers, new_entity, settings, report)

@@ -22,7 +22,7 @@ import click
 import milter as libmilter
 import Milter
 
-from ciphermilter import milter
+from ciphermilter import milter, stats
 from ciphermilter.cli import fail
 from ciphermilter.config import ConfigError, DaemonConfig
 from ciphermilter.config import load as load_config
@@ -168,6 +168,18 @@ def drop_privileges(ids: tuple[int, int] | None, user: str | None) -> None:
     log.info("running as uid %d gid %d", uid, gid)
 
 
+def start_exporter(config: DaemonConfig) -> stats.Exporter | None:
+    """Write the counters for ``ciphermilter stats`` (as the milter user); a failure here never stops the mail."""
+    exporter = stats.Exporter(stats.COUNTERS_OF_THIS_PROCESS, config.stats_file or stats.default_stats_file(config.store),
+                              config.stats_interval, config.prometheus_textfile, config.metrics_port)
+    try:
+        exporter.start()
+    except OSError as exc:
+        log.error("statistics are not exported: %s", exc)
+        return None
+    return exporter
+
+
 def serve(config: DaemonConfig, stderr: bool) -> None:
     setup_logging(config.log_level, stderr)
     ids = account(config)
@@ -184,12 +196,15 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
         write_pid_file(config.pid_file, ids)
     os.umask(config.umask)
     drop_privileges(ids, config.user)
+    exporter = start_exporter(config)
     milter.CipherMilter.runtime = milter.Runtime(config=config, stores=holder)
     Milter.factory = milter.CipherMilter
     log.info("listening on %s", config.socket)
     try:
         Milter.runmilter(MILTER_NAME, config.socket, timeout=config.milter_timeout)
     finally:
+        if exporter is not None:
+            exporter.stop()
         for leftover in (config.pid_file, socket_path):
             if leftover:
                 try:

@@ -1,7 +1,8 @@
 """The pymilter glue: collect one message per SMTP transaction, hand it to the core, replay the EditPlan.
 
-No crypto and no decisions about content live here; :func:`core.process`
-makes them. This module only turns libmilter callbacks into message bytes
+No crypto lives here, and the only judgement about content is whether the
+body is needed at all (below); :func:`core.process` makes every other
+decision. This module turns libmilter callbacks into message bytes
 and an :class:`~ciphermilter.core.Envelope`, and the core's
 :class:`~ciphermilter.plan.EditPlan` back into ``chgheader``/``addheader``/
 ``replacebody`` calls.
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 
 import Milter
 
-from ciphermilter import core, mime
+from ciphermilter import core, mime, stats
 from ciphermilter.config import DaemonConfig
 from ciphermilter.headers import InfoHeaders, is_reserved
 from ciphermilter.plan import EditPlan, HeaderAdd
@@ -135,6 +136,7 @@ class MessageState:
     header_fields: list[bytes] = field(default_factory=list)  # each field as received, CRLF inside folds
     forged: int = 0
     needs_body: bool = True
+    internal: bool = True  # a recipient is in an internal domain (decided at end of headers)
     store: object | None = None
     store_error: str | None = None
     header_size: int = 0
@@ -231,7 +233,9 @@ class CipherMilter(Milter.Base):
             log.exception("end of headers: cannot decide, reading the body")
             self.msg.needs_body = True
         if not self.msg.needs_body and not self.msg.forged:
-            self._log_summary("accepted at end of headers: nothing to decrypt or strip", None)
+            skipped = stats.NOT_INTERNAL if not self.msg.internal else "no content type that can be protected"
+            outcome = core.Outcome(EditPlan(), InfoHeaders(), {"skipped": skipped})
+            self._summarise(outcome, "accepted at end of headers")
             self._reset()
             return Milter.ACCEPT
         return Milter.CONTINUE
@@ -308,8 +312,8 @@ class CipherMilter(Milter.Base):
         if self.msg.store_error:
             return True  # the on_error policy decides at end of message
         settings = self.runtime.config.settings
-        internal = core.is_internal(self._envelope(), self.msg.store, settings)
-        return internal and may_carry_crypto(self.msg.content_type())
+        self.msg.internal = core.is_internal(self._envelope(), self.msg.store, settings)
+        return self.msg.internal and may_carry_crypto(self.msg.content_type())
 
     def _outcome(self, msg: MessageState) -> core.Outcome:
         envelope = self._envelope()
@@ -333,21 +337,22 @@ class CipherMilter(Milter.Base):
             reason = f"header {unsendable} of the decrypted content is not UTF-8"
             outcome = unprocessed_outcome(msg.header_block(), reason, self._envelope(), reason)
         if outcome.error and self.runtime.config.settings.on_error == "tempfail":
-            self._log_summary(f"tempfail: {outcome.error}", outcome)
+            self._summarise(outcome, f"tempfail: {outcome.error}")
             return self._tempfail()
         self._apply(outcome.plan)
-        self._log_summary(outcome.error and f"passed on error: {outcome.error}", outcome)
+        self._summarise(outcome, outcome.error and f"passed on error: {outcome.error}")
         return Milter.CONTINUE
 
     def _fail_safe(self, msg: MessageState):
         """After a failure: tempfail, or pass with forged headers stripped (unless edits were already sent)."""
         reason = msg.failed or "internal error"
-        self._log_summary(f"failed: {reason}", None)
+        outcome = unprocessed_outcome(msg.header_block(), reason, self._envelope(), reason)
+        self._summarise(outcome, f"failed: {reason}")
         if self.runtime.config.settings.on_error == "tempfail":
             return self._tempfail()
         if not msg.edits_sent:
             try:
-                self._apply(unprocessed_outcome(msg.header_block(), reason, self._envelope(), None).plan)
+                self._apply(outcome.plan)
             except Exception:
                 log.exception("queue %s: cannot even strip forged headers", self._queue_id())
         return Milter.CONTINUE
@@ -373,21 +378,22 @@ class CipherMilter(Milter.Base):
             for start in range(0, len(plan.body), REPLACEBODY_CHUNK):
                 self.replacebody(plan.body[start:start + REPLACEBODY_CHUNK])
 
-    def _log_summary(self, note: str | None, outcome: core.Outcome | None) -> None:
+    def _summarise(self, outcome: core.Outcome, note: str | None) -> None:
+        """The one log line per message, and the message counted for ``ciphermilter stats``."""
         msg = self.msg
-        elapsed = (time.monotonic() - msg.started) * 1000
+        elapsed = time.monotonic() - msg.started
+        stats.record(outcome, elapsed)
+        plan = outcome.plan
+        found = ",".join(name.removeprefix("X-CipherMail-Info-") for name, _ in outcome.info) or "nothing"
         parts = [f"queue {self._queue_id() or '-'}:", f"from=<{msg.mail_from.strip('<>')}>",
-                 f"rcpts={len(msg.recipients)}", f"size={msg.header_size + msg.body_size}"]
-        if outcome is not None:
-            plan = outcome.plan
-            found = ",".join(name.removeprefix("X-CipherMail-Info-") for name, _ in outcome.info) or "nothing"
-            parts += [f"info={found}", f"deleted={len(plan.deletions)}", f"changed={len(plan.changes)}",
-                      f"added={len(plan.additions)}", f"body={'replaced' if plan.body is not None else 'kept'}"]
-            if outcome.report.get("skipped"):
-                parts.append(f"skipped=\"{outcome.report['skipped']}\"")
+                 f"rcpts={len(msg.recipients)}", f"size={msg.header_size + msg.body_size}", f"info={found}",
+                 f"deleted={len(plan.deletions)}", f"changed={len(plan.changes)}", f"added={len(plan.additions)}",
+                 f"body={'replaced' if plan.body is not None else 'kept'}"]
+        if outcome.report.get("skipped"):
+            parts.append(f"skipped=\"{outcome.report['skipped']}\"")
         if note:
             parts.append(f"note=\"{note}\"")
-        parts.append(f"time={elapsed:.1f}ms")
+        parts.append(f"time={elapsed * 1000:.1f}ms")
         log.info(" ".join(parts))
 
 

@@ -29,12 +29,15 @@ def test_no_file_gives_the_embedded_defaults():
 
 
 def test_example_file_names_every_key_with_its_default():
-    with open(EXAMPLE, "rb") as fh:
-        data = tomllib.load(fh)
+    """Keys without a default value (None) appear commented out; the others are set to their default."""
+    text = EXAMPLE.read_text()
+    data = tomllib.loads(text)
+    commented = set(re.findall(r"^# (\w+) = ", text, re.MULTILINE))
     daemon_keys = {f.name for f in dataclasses.fields(DaemonConfig)} - {"settings"}
     settings_keys = {f.name for f in dataclasses.fields(Settings)} - {"limits"}
 
-    assert set(data) - {"limits"} == daemon_keys | settings_keys
+    assert (set(data) - {"limits"}) | commented == daemon_keys | settings_keys
+    assert not set(data) & commented
     assert set(data["limits"]) == {f.name for f in dataclasses.fields(Limits)}
     assert load(str(EXAMPLE)).settings == Settings()
 
@@ -70,6 +73,8 @@ REFUSED = [
     ("limits = 3\n", 1, "limits: must be a table: [limits]"),
     ("store = 'x'\n[extra]\nx = 1\n", 2, "extra: unknown key"),
     ('user = "root; rm"\n', 1, "user: must be a user or group name"),
+    ("metrics_port = 0\n", 1, "metrics_port: must be a TCP port (1-65535)"),
+    ("stats_interval = false\n", 1, "stats_interval: must be a positive number"),
 ]
 
 

@@ -9,6 +9,7 @@ EditPlan in the documented order, so what the daemon does is what
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import signal
@@ -23,13 +24,14 @@ import miltertest
 import pytest
 from miltertest import codec
 
-from ciphermilter import core, mime
+from ciphermilter import core, mime, stats
 from ciphermilter.config import load
 from ciphermilter.milter import (ACTIONS, FEATURES, NO_REPLY_STEPS, SKIPPED_STEPS, TEMPFAIL_REPLY, may_carry_crypto,
                                  non_utf8_header)
 from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange
 from ciphermilter.store import KeyStore
 from conftest import CORPUS, ROOT, case_message, corpus_cases, import_corpus_keys
+from e2e.messages import plain_entity, smime_encrypt
 
 SENDER = "<alice@sender-pub.example>"
 INTERNAL = "<bob@corp-pub.example>"
@@ -40,6 +42,8 @@ STOP_TIMEOUT = 30.0
 CONFIG = """\
 socket = "unix:{socket}"
 store = "{store}"
+stats_file = "{stats}"
+stats_interval = 0.1
 log_level = "debug"
 harvest_certificates = false  # the offline comparison must see the same store the daemon saw
 harvest_pgp_keys = false
@@ -78,6 +82,7 @@ class Daemon:
     config: Path
     process: subprocess.Popen
     log: Path
+    stats_file: Path
 
     def settings(self):
         return load(str(self.config)).settings
@@ -88,21 +93,22 @@ def start_daemon(directory: Path, store: Path, extra: str = "", max_file_size: i
     directory.mkdir(parents=True, exist_ok=True)
     sock = directory / "milter.sock"
     config = directory / "ciphermilter.toml"
-    config.write_text(CONFIG.format(socket=sock, store=store, extra=extra))
+    stats_file = directory / "ciphermilter.stats.json"
+    config.write_text(CONFIG.format(socket=sock, store=store, stats=stats_file, extra=extra))
     log = directory / "daemon.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "ciphermilter", "run", "--config", str(config)],
                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=directory, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                   preexec_fn=max_file_size and (lambda: resource.setrlimit(
-                                       resource.RLIMIT_FSIZE, (max_file_size, max_file_size))))
+                                   preexec_fn=max_file_size and functools.partial(
+                                       resource.setrlimit, resource.RLIMIT_FSIZE, (max_file_size, max_file_size)))
     deadline = time.monotonic() + START_TIMEOUT
     while not sock.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"daemon did not start:\n{log.read_text()}")
         time.sleep(0.05)
-    return Daemon(sock, config, process, log)
+    return Daemon(sock, config, process, log, stats_file)
 
 
 def stop_daemons(daemons: list[Daemon]) -> None:
@@ -115,6 +121,12 @@ def stop_daemons(daemons: list[Daemon]) -> None:
         except subprocess.TimeoutExpired:
             daemon.process.kill()
             daemon.process.wait()
+
+
+@pytest.fixture(scope="module")
+def encrypted(tmp_path_factory) -> bytes:
+    """An S/MIME message to bob (whose key the store holds), made with openssl."""
+    return smime_encrypt(plain_entity(b"hello bob\r\n"), tmp_path_factory.mktemp("openssl"))
 
 
 @pytest.fixture(scope="module")
@@ -285,8 +297,8 @@ def test_corpus_case_end_of_message_replays_the_core_plan(daemon, store_file, ca
 
 # --- skipping what is not needed --------------------------------------------------------------------
 
-def test_external_recipient_without_forged_headers_is_accepted_at_end_of_headers(mta):
-    message = case_message(corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0])
+def test_external_recipient_without_forged_headers_is_accepted_at_end_of_headers(mta, encrypted):
+    message = encrypted
     head = message.partition(b"\r\n\r\n")[0]
 
     assert mta.envelope(SENDER, [EXTERNAL]) == [None, None]
@@ -318,9 +330,7 @@ def test_forged_headers_for_an_external_recipient_skip_the_body_and_are_deleted(
     ]
 
 
-def test_one_connection_carries_several_messages_with_their_own_state(mta):
-    encrypted = case_message(corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0])
-
+def test_one_connection_carries_several_messages_with_their_own_state(mta, encrypted):
     first = mta.message(encrypted, [INTERNAL])
     second = mta.message(b"Subject: second\r\nX-CipherMail-Info-PGP-Signed: True\r\n\r\nplain\r\n", [EXTERNAL])
 
@@ -356,9 +366,9 @@ def test_abort_drops_the_message_and_the_connection_goes_on(mta):
 
 # --- limits and failures ------------------------------------------------------------------------------
 
-def test_oversized_message_stops_spooling_and_passes_with_a_reason(daemons, store_file):
+def test_oversized_message_stops_spooling_and_passes_with_a_reason(daemons, store_file, encrypted):
     small = daemons("small", store_file, "[limits]\nmax_message_size = 4096\n")
-    message = case_message(corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0])
+    message = encrypted
     head, _, body = message.partition(b"\r\n\r\n")
     big = head + b"\r\nX-CipherMail-Info-Forged: yes\r\n\r\n" + body + b"\r\n" * 70000
     client = Mta(small.socket)
@@ -393,9 +403,9 @@ def test_spool_that_cannot_be_written_passes_the_message_with_a_reason(daemons, 
     ]
 
 
-def test_deadline_from_the_configuration_reaches_the_core(daemons, store_file):
+def test_deadline_from_the_configuration_reaches_the_core(daemons, store_file, encrypted):
     hurried = daemons("hurried", store_file, "[limits]\ndeadline_seconds = 0.000001\n")
-    message = case_message(corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0])
+    message = encrypted
     client = Mta(hurried.socket)
     try:
         eoh, body_replies, eom = client.message(message, [INTERNAL])
@@ -406,9 +416,9 @@ def test_deadline_from_the_configuration_reaches_the_core(daemons, store_file):
                    (miltertest.SMFIR_CONTINUE, {})]
 
 
-def test_progress_reaches_the_mta_while_the_core_works(mta):
+def test_progress_reaches_the_mta_while_the_core_works(mta, encrypted):
     """miltertest's recv() hides SMFIR_PROGRESS; read the raw replies to see them."""
-    message = case_message(corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0])
+    message = encrypted
     head, _, body = message.partition(b"\r\n\r\n")
     mta.envelope(SENDER, [INTERNAL])
     mta.headers(head)
@@ -436,12 +446,11 @@ def test_missing_store_with_tempfail_policy_tempfails(daemons, tmp_path):
     assert eom == [(miltertest.SMFIR_REPLYCODE, {"smtpcode": code, "space": " ", "text": f"{xcode} {text}"})]
 
 
-def test_store_changes_take_effect_without_a_restart(daemons, tmp_path):
+def test_store_changes_take_effect_without_a_restart(daemons, tmp_path, encrypted):
     """Missing store: passed with a reason; created empty: key not found; key imported: decrypted."""
     store_path = tmp_path / "later.db"
     daemon = daemons("later", store_path)
-    case = corpus_cases(lambda c: c["id"] == "smime-env-rsa15-aes128-cbc")[0]
-    message = case_message(case)
+    message = encrypted
 
     def end_of_message():
         client = Mta(daemon.socket)
@@ -462,6 +471,23 @@ def test_store_changes_take_effect_without_a_restart(daemons, tmp_path):
     replies = end_of_message()
     assert miltertest.SMFIR_REPLBODY in {reply[0] for reply in replies}
     assert add_header("X-CipherMail-Info-SMIME-Decryption-Key-Not-Found", "True") not in replies
+
+
+def test_messages_are_counted_for_the_stats_command(daemons, store_file, encrypted):
+    counted = daemons("counted", store_file)
+    client = Mta(counted.socket)
+    try:
+        client.message(encrypted, [INTERNAL])
+        client.message(PLAIN, [EXTERNAL])
+    finally:
+        client.close()
+
+    deadline = time.monotonic() + 30  # the exporter writes every 0.1 s; wait for the snapshot with both
+    while stats.read_stats_file(str(counted.stats_file))["counters"]["messages"] < 2:
+        assert time.monotonic() < deadline, "the stats file never counted both messages"
+        time.sleep(0.05)
+    counters = stats.read_stats_file(str(counted.stats_file))["counters"]
+    assert (counters["messages"], counters["smime_decrypted"], counters["not_internal"]) == (2, 1, 1)
 
 
 def test_summary_line_names_the_queue_id(daemon, mta):

@@ -38,7 +38,6 @@ BINARIES = {
     "clamd": "/usr/sbin/clamd",
     "clamav-milter": "/usr/sbin/clamav-milter",
     "rspamd": "/usr/bin/rspamd",
-    "openssl": "/usr/bin/openssl",
 }
 DAEMON_DIRECTORY = "/usr/lib/postfix/sbin"
 RSPAMD_CONFIG = "/etc/rspamd/rspamd.conf"

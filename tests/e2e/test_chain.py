@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import re
 import smtplib
-import subprocess
 from dataclasses import dataclass
 
 import pytest
 
-from conftest import CORPUS, case_message, corpus_cases
-from e2e.conftest import BINARIES, GTUBE, VIRUS_MARKER
+from conftest import case_message, corpus_cases
+from e2e.conftest import GTUBE, VIRUS_MARKER
+from e2e.messages import INTERNAL_RECIPIENT, SENDER, plain_entity, smime_encrypt
 
 DELIVERY_TIMEOUT = 60.0
-SENDER = "alice@sender-pub.example"
-INTERNAL_RECIPIENT = "bob@corp-pub.example"
 EXTERNAL_RECIPIENT = "zed@elsewhere-pub.example"
-BOB_CERT = CORPUS / "keys" / "smime" / "pub-bob.cert.pem"
 RESERVED = re.compile(rb"^(x-ciphermail-|x-djigzo-)", re.IGNORECASE)
 
 
@@ -64,21 +61,6 @@ def header_fields(head: bytes) -> list[bytes]:
 def without_trace(fields: list[bytes]) -> list[bytes]:
     """Drop the Received: field Postfix prepends, which is not part of what we sent."""
     return [f for f in fields if not f.lower().startswith(b"received:")]
-
-
-def smime_encrypt(content: bytes, tmp_path) -> bytes:
-    """An S/MIME message for bob, made with the real openssl (content: a MIME entity, CRLF)."""
-    source = tmp_path / "content.eml"
-    source.write_bytes(content)
-    result = subprocess.run(
-        [BINARIES["openssl"], "cms", "-encrypt", "-aes256", "-in", str(source), "-binary",
-         "-from", SENDER, "-to", INTERNAL_RECIPIENT, "-subject", "e2e", str(BOB_CERT)],
-        check=True, capture_output=True)
-    return result.stdout.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def plain_entity(text: bytes) -> bytes:
-    return b"Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n" + text
 
 
 def assert_nothing_queued(postfix):

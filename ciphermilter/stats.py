@@ -1,0 +1,403 @@
+"""Statistics: what the daemon counts, the file ``ciphermilter stats`` reads, and the Prometheus exposition.
+
+The daemon calls :func:`record` once per message with the core's outcome.
+Counting reads only the info header *names* (and the failure reasons in
+their values), never the message, so it costs microseconds and cannot
+disagree with what the message says about itself.
+
+Counters live in memory (one lock, held only to add) and an
+:class:`Exporter` thread writes a snapshot atomically every few seconds to
+the stats file and, when configured, a Prometheus textfile (for
+node_exporter's textfile collector); it can also serve ``/metrics`` on a
+loopback port. Nothing is exported unless the daemon starts an exporter.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections import deque
+
+import click
+
+from ciphermilter.headers import INFO_PREFIX
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+STATS_FILE_NAME = "ciphermilter.stats.json"
+TIMING_WINDOW = 10_000  # the most recent messages the percentiles are computed from
+PERCENTILES = (0.5, 0.9, 0.99)
+MAX_REASONS = 200  # distinct failure reasons kept; more are counted under OTHER_REASON (bounded label set)
+OTHER_REASON = "other"
+LOOPBACK = "127.0.0.1"
+
+# name -> help text; the order is the order of `ciphermilter stats` and of the exposition.
+COUNTERS = {
+    "messages": "Messages the milter handled.",
+    "not_internal": "Messages with no recipient in an internal domain (only forged headers stripped).",
+    "not_processed": "Messages passed on unprocessed (a limit, broken MIME, store unavailable, an internal error).",
+    "errors": "Messages whose processing failed for a reason of ours (the on_error policy applied).",
+    "smime_encrypted": "Messages with an S/MIME encrypted layer.",
+    "smime_decrypted": "Messages whose S/MIME encryption was removed.",
+    "smime_key_not_found": "S/MIME encrypted messages for which no private key is in the store.",
+    "smime_signed": "Messages with an S/MIME signature.",
+    "smime_verified": "S/MIME signed messages whose every signature verified.",
+    "smime_trusted": "S/MIME signed messages whose every signer chains to a trust anchor.",
+    "pgp_encrypted": "Messages with OpenPGP encrypted content.",
+    "pgp_decrypted": "Messages whose OpenPGP encryption was removed.",
+    "pgp_key_not_found": "OpenPGP encrypted messages for which no secret key is in the store.",
+    "pgp_signed": "Messages with an OpenPGP signature.",
+    "pgp_verified": "OpenPGP signed messages whose every signature verified.",
+}
+
+# Info headers whose value is a reason something failed: counted by (header, reason).
+FAILURE_HEADERS = (
+    "Not-Processed",
+    "SMIME-Decryption-Failed",
+    "SMIME-Not-Decrypted",
+    "SMIME-Signature-Failed",
+    "SMIME-Unsupported",
+    "Signer-Verification-Info",
+    "Signer-Trusted-Info",
+    "PGP-Decryption-Failed",
+    "PGP-Decryption-Withheld",
+    "PGP-Signature-Failure",
+)
+SMIME_UNDECRYPTED = ("SMIME-Decryption-Key-Not-Found", "SMIME-Decryption-Failed", "SMIME-Not-Decrypted")
+PGP_UNDECRYPTED = ("PGP-Decryption-Key-Not-Found", "PGP-Decryption-Failed", "PGP-Decryption-Withheld")
+NOT_INTERNAL = "no recipient in an internal domain"  # core.process's report["skipped"] for external mail
+_SUFFIX = re.compile(r"(?:-\d+)+\Z")
+
+
+def base_name(header_name: str) -> str:
+    """``X-CipherMail-Info-Signer-Verified-0-1`` -> ``Signer-Verified``: the name without prefix, INDEX and LEVEL."""
+    return _SUFFIX.sub("", header_name[len(INFO_PREFIX):])
+
+
+def findings(outcome) -> tuple[set[str], list[tuple[str, str]]]:
+    """(the counters one message adds 1 to, its (header, reason) failures), from the outcome alone."""
+    values: dict[str, list[str]] = {}
+    for name, value in outcome.info:
+        values.setdefault(base_name(name), []).append(value.replace("\n", ""))
+    found = {"messages"}
+
+    def flagged(*names):
+        return any(name in values for name in names)
+
+    def all_true(name):
+        return name in values and all(v == "True" for v in values[name])
+
+    if outcome.report.get("skipped") == NOT_INTERNAL:
+        found.add("not_internal")
+    if flagged("Not-Processed"):
+        found.add("not_processed")
+    if outcome.error:
+        found.add("errors")
+    if flagged("SMIME-Encrypted"):
+        found.add("smime_encrypted")
+        if flagged("SMIME-Decryption-Key-Not-Found"):
+            found.add("smime_key_not_found")
+        if not flagged(*SMIME_UNDECRYPTED):
+            found.add("smime_decrypted")
+    if flagged("SMIME-Signed"):
+        found.add("smime_signed")
+        if all_true("Signer-Verified") and not flagged("SMIME-Signature-Failed"):
+            found.add("smime_verified")
+        if all_true("Signer-Trusted") and not flagged("SMIME-Signature-Failed"):
+            found.add("smime_trusted")
+    if flagged("PGP-Encrypted"):
+        found.add("pgp_encrypted")
+        if flagged("PGP-Decryption-Key-Not-Found"):
+            found.add("pgp_key_not_found")
+        if not flagged(*PGP_UNDECRYPTED):
+            found.add("pgp_decrypted")
+    if flagged("PGP-Signed"):
+        found.add("pgp_signed")
+        if all_true("PGP-Signature-Valid"):
+            found.add("pgp_verified")
+    failures = [(name, value) for name in FAILURE_HEADERS for value in values.get(name, ())]
+    if outcome.error and not failures:
+        failures.append(("error", outcome.error))
+    return found, failures
+
+
+class Counters:
+    """The daemon's counters; every connection thread records into the same instance."""
+
+    def __init__(self, now: datetime.datetime | None = None):
+        self._lock = threading.Lock()
+        self.started = now or _utcnow()
+        self.counts = dict.fromkeys(COUNTERS, 0)
+        self.failures: dict[str, dict[str, int]] = {}
+        self.times: deque[float] = deque(maxlen=TIMING_WINDOW)
+        self.time_sum = 0.0
+        self._reasons = 0
+
+    def record(self, outcome, elapsed_s: float) -> None:
+        found, failures = findings(outcome)
+        with self._lock:
+            for name in found:
+                self.counts[name] += 1
+            for header, reason in failures:
+                self._count_failure(header, reason)
+            self.times.append(elapsed_s)
+            self.time_sum += elapsed_s
+
+    def _count_failure(self, header: str, reason: str) -> None:
+        reasons = self.failures.setdefault(header, {})
+        if reason not in reasons:
+            if self._reasons >= MAX_REASONS:
+                reason = OTHER_REASON
+            else:
+                self._reasons += 1
+        reasons[reason] = reasons.get(reason, 0) + 1
+
+    def snapshot(self, now: datetime.datetime | None = None) -> dict:
+        """Everything ``ciphermilter stats`` shows, as JSON-ready data."""
+        with self._lock:
+            counts = dict(self.counts)
+            failures = {header: dict(reasons) for header, reasons in self.failures.items()}
+            times = sorted(self.times)
+            time_sum = self.time_sum
+        timing = {"count": counts["messages"], "sum": round(time_sum, 6), "window": len(times),
+                  "quantiles": {f"{q:g}": round(_quantile(times, q), 6) for q in PERCENTILES} if times else {},
+                  "max": round(times[-1], 6) if times else None}
+        return {"version": FORMAT_VERSION, "pid": os.getpid(), "started": _iso(self.started),
+                "updated": _iso(now or _utcnow()), "counters": counts, "failures": failures,
+                "processing_seconds": timing}
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Nearest-rank quantile of a sorted, non-empty list."""
+    rank = max(1, -(-len(ordered) * q // 1))  # ceil without floats drifting past the end
+    return ordered[int(rank) - 1]
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _iso(moment: datetime.datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- Prometheus text format
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the text exposition format requires."""
+    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+
+
+def prometheus(snapshot: dict) -> str:
+    """The snapshot in the Prometheus text exposition format (version 0.0.4)."""
+    lines = []
+    for name, help_text in COUNTERS.items():
+        metric = f"ciphermilter_{name}_total"
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter",
+                  f"{metric} {snapshot['counters'].get(name, 0)}"]
+    lines += ["# HELP ciphermilter_failures_total Failures by info header and reason.",
+              "# TYPE ciphermilter_failures_total counter"]
+    for header, reasons in sorted(snapshot["failures"].items()):
+        for reason, count in sorted(reasons.items()):
+            lines.append(f'ciphermilter_failures_total{{header="{_label(header)}",reason="{_label(reason)}"}} {count}')
+    timing = snapshot["processing_seconds"]
+    lines += ["# HELP ciphermilter_processing_seconds Time to process one message"
+              f" (quantiles over the last {TIMING_WINDOW} messages).",
+              "# TYPE ciphermilter_processing_seconds summary"]
+    for quantile, value in timing["quantiles"].items():
+        lines.append(f'ciphermilter_processing_seconds{{quantile="{quantile}"}} {value}')
+    lines += [f"ciphermilter_processing_seconds_sum {timing['sum']}",
+              f"ciphermilter_processing_seconds_count {timing['count']}"]
+    started = datetime.datetime.fromisoformat(snapshot["started"]).timestamp()
+    lines += ["# HELP ciphermilter_start_time_seconds When the daemon started (Unix time).",
+              "# TYPE ciphermilter_start_time_seconds gauge", f"ciphermilter_start_time_seconds {started:.0f}"]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- files and the exporter
+
+
+def default_stats_file(store_path: str) -> str:
+    """Beside the store: ``var/ciphermilter.db`` -> ``var/ciphermilter.stats.json``."""
+    return os.path.join(os.path.dirname(store_path), STATS_FILE_NAME)
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Readers see the old file or the new one, never half of one: write a temporary file, then rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".stats-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(temporary, 0o644)  # counts only, no secrets: monitoring agents may read them
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def read_stats_file(path: str) -> dict:
+    """The snapshot the daemon last wrote; ValueError with one clear line when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"no statistics at {path}: is the daemon running with this stats_file?") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not a statistics file: {exc}") from None
+    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path} is not a statistics file of this ciphermilter version")
+    return data
+
+
+class _MetricsHandler(http.server.BaseHTTPRequestHandler):
+    counters: Counters  # set on the subclass the exporter makes
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        if self.path.split("?")[0] != "/metrics":
+            self.send_error(404, "only /metrics is served here")
+            return
+        body = prometheus(self.counters.snapshot()).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):  # noqa: A002  scrapes every few seconds must not flood the mail log
+        pass
+
+
+class Exporter:
+    """Writes the counters to the stats file (and a Prometheus textfile) every ``interval`` seconds,
+    and serves ``/metrics`` on ``127.0.0.1:port`` when a port is given."""
+
+    def __init__(self, counters: Counters, stats_file: str, interval: float,
+                 textfile: str | None = None, port: int | None = None):
+        self.counters = counters
+        self.stats_file = stats_file
+        self.interval = interval
+        self.textfile = textfile
+        self.port = port
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self.server: http.server.ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        if self.port is not None:
+            handler = type("MetricsHandler", (_MetricsHandler,), {"counters": self.counters})
+            self.server = http.server.ThreadingHTTPServer((LOOPBACK, self.port), handler)
+            self.server.daemon_threads = True
+            threading.Thread(target=self.server.serve_forever, name="stats-http", daemon=True).start()
+        self.write()
+        self._writer = threading.Thread(target=self._run, name="stats-writer", daemon=True)
+        self._writer.start()
+
+    def write(self) -> None:
+        snapshot = self.counters.snapshot()
+        write_atomically(self.stats_file, json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
+        if self.textfile:
+            write_atomically(self.textfile, prometheus(snapshot))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.write()
+            except OSError as exc:  # a full disk must not stop the milter; the next round tries again
+                log.warning("cannot write statistics: %s", exc)
+
+    def stop(self) -> None:
+        """Write a last snapshot and stop serving."""
+        self._stop.set()
+        if self._writer is not None:
+            self._writer.join()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        self.write()
+
+
+# The daemon's counters: one per process, shared by every connection thread.
+COUNTERS_OF_THIS_PROCESS = Counters()
+
+
+def record(outcome, elapsed_s: float) -> None:
+    """Count one message the daemon handled (call once per message, at end of message)."""
+    COUNTERS_OF_THIS_PROCESS.record(outcome, elapsed_s)
+
+
+# --------------------------------------------------------------------------- the stats command
+
+
+def _stats_file_of(ctx: click.Context) -> str:
+    """The daemon's stats_file: from --config when it sets one, else beside the store."""
+    from ciphermilter import config
+    from ciphermilter.cli import fail, store_paths
+
+    path = ctx.find_root().obj.get("config_path")
+    if path:
+        try:
+            configured = getattr(config.load(path), "stats_file", None)
+        except config.ConfigError as exc:
+            fail(str(exc))
+        if configured:
+            return configured
+    return default_stats_file(store_paths(ctx)[0])
+
+
+def _human(snapshot: dict) -> list[str]:
+    lines = [f"started: {snapshot['started']}  updated: {snapshot['updated']}  pid: {snapshot['pid']}"]
+    width = max(map(len, COUNTERS))
+    lines += [f"{name:<{width}}  {snapshot['counters'].get(name, 0)}" for name in COUNTERS]
+    timing = snapshot["processing_seconds"]
+    if timing["quantiles"]:
+        quantiles = "  ".join(f"p{float(q) * 100:g}={v * 1000:.1f}ms" for q, v in timing["quantiles"].items())
+        lines.append(f"processing time: {quantiles}  max={timing['max'] * 1000:.1f}ms"
+                     f" (last {timing['window']} messages)")
+    for header, reasons in sorted(snapshot["failures"].items()):
+        lines += [f"failure {header}: {reason}: {count}" for reason, count in sorted(reasons.items())]
+    return lines
+
+
+# Registered on the CLI group by cli.py; the CLI is imported only when the command runs, because the
+# daemon's milter module imports this one for record() and must not pull the command line in.
+@click.command("stats")
+@click.option("--file", "stats_file", type=click.Path(dir_okay=False),
+              help="Statistics file the daemon writes (default: stats_file of --config, else beside the store).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--prometheus", "as_prometheus", is_flag=True, help="Prometheus text exposition format.")
+@click.pass_context
+def stats_command(ctx, stats_file, as_json, as_prometheus):
+    """Show the running daemon's counters: messages, decrypted, verified, failures, processing time.
+
+    \b
+    Examples:
+      ciphermilter --config /etc/ciphermilter/ciphermilter.toml stats
+      ciphermilter stats --json | jq .counters.smime_decrypted
+      ciphermilter stats --file /var/lib/ciphermilter/ciphermilter.stats.json --prometheus
+    """
+    from ciphermilter.cli import echo_json, fail
+
+    if as_json and as_prometheus:
+        fail("give --json or --prometheus, not both")
+    try:
+        snapshot = read_stats_file(stats_file or _stats_file_of(ctx))
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        echo_json(snapshot)
+    elif as_prometheus:
+        click.echo(prometheus(snapshot), nl=False)
+    else:
+        for line in _human(snapshot):
+            click.echo(line)

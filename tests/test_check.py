@@ -1,0 +1,195 @@
+"""``ciphermilter check`` against real stores and real private Postfix configuration directories (postconf -c)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from ciphermilter import check
+from ciphermilter.cli import main
+from ciphermilter.keyimport import parse
+from ciphermilter.store import KeyStore
+from conftest import CORPUS
+
+SOCKET = "unix:/var/spool/postfix/ciphermilter/ciphermilter.sock"
+OPENDKIM = "{ unix:opendkim/opendkim.sock, default_action = accept }"
+CIPHERMILTER = "{ unix:ciphermilter/ciphermilter.sock, default_action = tempfail }"
+CLAMAV = "{ unix:clamav/clamav-milter.sock, default_action = tempfail }"
+RSPAMD = "inet:127.0.0.1:11332"
+UTC = datetime.timezone.utc
+
+
+@pytest.fixture
+def full_store(corpus_store) -> str:
+    """The path of a store with every corpus key, the corpus trust anchors and internal domains."""
+    return str(corpus_store.path)
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory) -> str:
+    """A store that passes every store check quickly: an internal domain and a trust anchor, no keys."""
+    path = str(tmp_path_factory.mktemp("check-store") / "ciphermilter.db")
+    with KeyStore.create(path) as store:
+        store.add_domain("example.com")
+        store.add_trust_anchors(parse((CORPUS / "keys" / "trust" / "pub-root-ca.cert.pem").read_bytes()).certificates)
+    return path
+
+
+def postfix_dir(tmp_path, milters: str, extra: str = "") -> str:
+    """A Postfix configuration directory as `postconf -c` reads it (main.cf and master.cf)."""
+    directory = tmp_path / "postfix"
+    directory.mkdir()
+    (directory / "main.cf").write_text(f"myhostname = mx.example.com\nqueue_directory = /var/spool/postfix\n"
+                                         f"smtpd_milters = {milters}\n{extra}")
+    (directory / "master.cf").write_text("smtp inet n - y - - smtpd\n")
+    return str(directory)
+
+
+def config_file(tmp_path, store: str, socket: str = SOCKET, extra: str = "") -> str:
+    path = tmp_path / "ciphermilter.toml"
+    path.write_text(f'socket = "{socket}"\nstore = "{store}"\n{extra}')
+    return str(path)
+
+
+def run_check(config: str, *args: str):
+    return CliRunner().invoke(main, ["--config", config, "check", *args])
+
+
+def test_a_sound_installation_passes(tmp_path, full_store):
+    directory = postfix_dir(tmp_path, f"{OPENDKIM}, {CIPHERMILTER}, {CLAMAV}, {RSPAMD}",
+                            "milter_default_action = tempfail\n")
+    result = run_check(config_file(tmp_path, full_store), "--postfix-config", directory)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("all is well: configuration ")
+    assert f"Postfix ({directory})" in result.output
+
+
+@pytest.mark.parametrize("milters, extra, expected", [
+    (f"{CLAMAV}, {CIPHERMILTER}", "", "error: postfix: clamav (unix:clamav/clamav-milter.sock) runs before"
+                                      " ciphermilter and scans ciphertext"),
+    (f"{RSPAMD} {CIPHERMILTER}", "", "error: postfix: rspamd (inet:127.0.0.1:11332) runs before ciphermilter"),
+    (f"{CIPHERMILTER}, {OPENDKIM}", "", "error: postfix: opendkim (unix:opendkim/opendkim.sock) runs after"
+                                        " ciphermilter"),
+    (f"{OPENDKIM}, {CLAMAV}", "", "error: postfix: ciphermilter (unix:ciphermilter/ciphermilter.sock) is not in"
+                                  " smtpd_milters"),
+    ("{ unix:ciphermilter/ciphermilter.sock, default_action = accept }", "",
+     "error: postfix: its default_action is 'accept'"),
+    ("unix:ciphermilter/ciphermilter.sock", "milter_default_action = accept\n",
+     "error: postfix: milter_default_action is 'accept'"),
+    (CIPHERMILTER, "milter_protocol = 2\n", "error: postfix: milter_protocol = 2: ciphermilter needs 6"),
+], ids=["scanner-first", "rspamd-first-no-comma", "dkim-after", "missing", "accept-per-milter",
+        "accept-global", "old-protocol"])
+def test_a_bad_postfix_chain_is_one_clear_line(tmp_path, small_store, milters, extra, expected):
+    result = run_check(config_file(tmp_path, small_store), "--postfix-config", postfix_dir(tmp_path, milters, extra))
+    assert result.exit_code == 1
+    assert [line for line in result.output.splitlines() if line.startswith(expected)], result.output
+    assert len(result.output.splitlines()) == 1
+
+
+def test_per_milter_tempfail_overrides_a_global_accept(tmp_path, small_store):
+    directory = postfix_dir(tmp_path, CIPHERMILTER, "milter_default_action = accept\n")
+    assert run_check(config_file(tmp_path, small_store), "--postfix-config", directory).exit_code == 0
+
+
+@pytest.mark.parametrize("socket, milters", [
+    ("inet:8891@127.0.0.1", "inet:127.0.0.1:8891"),
+    (SOCKET, "unix:/var/spool/postfix/ciphermilter/ciphermilter.sock"),
+    (SOCKET, "$cm"),
+], ids=["inet", "absolute-unix", "expanded-variable"])
+def test_postfix_spellings_of_the_same_socket_match(tmp_path, small_store, socket, milters):
+    directory = postfix_dir(tmp_path, milters, "cm = unix:ciphermilter/ciphermilter.sock\n"
+                                               "milter_default_action = tempfail\n")
+    result = run_check(config_file(tmp_path, small_store, socket=socket), "--postfix-config", directory)
+    assert result.exit_code == 0, result.output
+
+
+def test_an_unreadable_postfix_configuration_is_reported(tmp_path, small_store):
+    result = run_check(config_file(tmp_path, small_store), "--postfix-config", str(tmp_path / "nowhere"))
+    assert result.exit_code == 1
+    assert result.output.startswith("error: postfix: cannot read Postfix's settings: ")
+    assert "postconf: fatal: open" in result.output
+    assert "--no-postfix" in result.output
+
+
+def test_json_output(tmp_path, small_store):
+    directory = postfix_dir(tmp_path, f"{CLAMAV}, {CIPHERMILTER}")
+    result = run_check(config_file(tmp_path, small_store), "--postfix-config", directory, "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert data["ok"] is False
+    assert [(f["severity"], f["area"]) for f in data["findings"]] == [("error", "postfix")]
+    assert "private keys" in data["checked"]
+
+
+def test_empty_store_lacks_domains_and_trust_anchors(tmp_path):
+    store = str(tmp_path / "empty.db")
+    KeyStore.create(store).close()
+    result = run_check(config_file(tmp_path, store), "--no-postfix")
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "warning: trust: no S/MIME trust anchors: every signature will be reported Signer-Trusted: False;"
+        " add your CAs' roots with 'ciphermilter trust add ROOT.pem'",
+        "error: domains: no internal domain: no message will be decrypted; add yours with"
+        " 'ciphermilter domains add example.com' (or internal_domains in the configuration)",
+    ]
+
+
+def test_internal_domains_of_the_configuration_count(tmp_path):
+    store = str(tmp_path / "empty.db")
+    KeyStore.create(store).close()
+    result = run_check(config_file(tmp_path, store, extra='internal_domains = ["example.com"]\n'), "--no-postfix")
+    assert "domains" not in result.output
+
+
+def test_a_wrong_master_key_is_an_error(tmp_path, full_store):
+    other = str(tmp_path / "other.db")
+    KeyStore.create(other).close()
+    result = run_check(config_file(tmp_path, full_store, extra=f'master_key = "{other}.key"\n'), "--no-postfix")
+    assert result.exit_code == 1
+    assert f"error: store: master key {other}.key does not belong to store {full_store}" in result.output
+
+
+def test_a_missing_store_and_a_bad_configuration_are_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('store = "/nonexistent/ciphermilter.db"\nlog_level = "loud"\n')
+    result = run_check(str(bad), "--no-postfix")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"error: config: {bad}:2: log_level: must be one of debug, info, warning, error")
+    assert lines[1].startswith("error: store: store var/ciphermilter.db not found")  # the defaults stand in
+
+
+def test_a_world_readable_master_key_is_a_warning(tmp_path, full_store):
+    os.chmod(full_store + ".key", 0o644)
+    try:
+        result = run_check(config_file(tmp_path, full_store), "--no-postfix")
+    finally:
+        os.chmod(full_store + ".key", 0o600)
+    assert result.exit_code == 1
+    assert f"warning: store: master key {full_store}.key is readable by others (mode 0644)" in result.output
+
+
+def test_own_keys_near_or_past_their_expiry_are_reported(full_store):
+    with KeyStore.open(full_store) as store:
+        own = [k for k in store.list_keys() if k["type"] == "x509" and k["private_key"]]
+    expiry = min(datetime.datetime.fromisoformat(k["not_after"]) for k in own)
+    soon = check.run_checks(None, full_store, None, None, False, now=expiry - datetime.timedelta(days=10))
+    lines = [f.line() for f in soon.findings]
+    assert any(line.startswith("warning: keys: S/MIME certificate ") and
+               f"expires on {expiry.date()}: get it renewed" in line for line in lines), lines
+    later = check.run_checks(None, full_store, None, None, False, now=expiry + datetime.timedelta(days=1))
+    assert any(f.line().startswith("error: keys: S/MIME certificate ") and f"expired on {expiry.date()}" in f.line()
+               for f in later.findings)
+    fine = check.run_checks(None, full_store, None, None, False,
+                            now=expiry - datetime.timedelta(days=check.EXPIRY_WARNING_DAYS + 1))
+    assert not [f for f in fine.findings if f.area == "keys" and str(expiry.date()) in f.message]
+
+
+def test_parse_milters_reads_braces_commas_and_blanks():
+    entries = check.parse_milters("{ unix:a.sock, default_action = accept }, inet:h:1 unix:b.sock,{inet:c:2}")
+    assert [(e.socket, e.default_action) for e in entries] == [
+        ("unix:a.sock", "accept"), ("inet:h:1", None), ("unix:b.sock", None), ("inet:c:2", None)]

@@ -1,0 +1,32 @@
+"""A bounded run of the coverage-guided harness (tests/fuzz/fuzz_core.py) over the core.
+
+The run is deterministic (fixed libFuzzer seed) and short; the long runs and
+their numbers are in fuzz/README.rst.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import corpus_cases
+
+HARNESS = Path(__file__).resolve().parent / "fuzz" / "fuzz_core.py"
+RUNS = 2000
+
+
+def test_bounded_fuzz_run_finds_nothing(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(HARNESS), f"-runs={RUNS}", "-seed=1", "-timeout=30",
+         f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    output = done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert re.search(r"seed corpus: files: (\d+)", output).group(1) == str(len(corpus_cases()))
+    executed = int(re.search(r"stat::number_of_executed_units:\s+(\d+)", output).group(1))
+    assert executed >= RUNS
+    assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("timeout-*"))
+

@@ -1,0 +1,206 @@
+"""Statistics: counting real outcomes of the corpus, the stats file, the Prometheus exposition, the command."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+from ciphermilter import core, stats
+from ciphermilter.cli import main
+from ciphermilter.headers import InfoHeaders
+from ciphermilter.plan import EditPlan
+from conftest import case_message, corpus_cases
+
+INTERNAL_RECIPIENT = "bob@corp-pub.example"
+# One line of the text exposition format: a comment, or name{labels} value.
+SAMPLE = re.compile(r'[a-z_]+(\{[a-z_]+="(?:[^"\\\n]|\\["\\n])*"(,[a-z_]+="(?:[^"\\\n]|\\["\\n])*")*\})? [0-9.e+-]+\Z')
+COMMENT = re.compile(r"# (HELP [a-z_]+ .+|TYPE [a-z_]+ (counter|gauge|summary))\Z")
+
+
+def outcome_with(*headers: tuple[str, str], report=None, error=None) -> core.Outcome:
+    """An outcome carrying these info headers, built through the real InfoHeaders builder."""
+    info = InfoHeaders()
+    for name, value in headers:
+        info.add(name, value)
+    return core.Outcome(plan=EditPlan(), info=info, report=report or {}, error=error)
+
+
+@pytest.mark.parametrize("case", corpus_cases(), ids=lambda case: case["id"])
+def test_counts_agree_with_what_the_corpus_says_of_each_message(case, corpus_store):
+    outcome = core.process(case_message(case), core.Envelope(recipients=[INTERNAL_RECIPIENT]), corpus_store)
+    found, failures = stats.findings(outcome)
+    assert "messages" in found
+    if "not_processed" in found:
+        assert failures and failures[0][0] == "Not-Processed"
+        assert not {name for name in found if name.startswith(("smime_", "pgp_"))}
+        return
+    kind = case["smime_or_pgp"]
+    for other in {"smime", "pgp"} - {kind}:
+        assert not {name for name in found if name.startswith(other + "_")}
+    if kind == "none":
+        return
+    assert (f"{kind}_encrypted" in found) == bool(case["encrypted"])
+    assert (f"{kind}_signed" in found) == bool(case["signed"])
+    if f"{kind}_decrypted" in found or f"{kind}_key_not_found" in found:
+        assert (f"{kind}_decrypted" in found) == bool(case["decryptable_with_our_keys"])
+    if case["encrypted"] and case["decryptable_with_our_keys"] and not failures:
+        assert f"{kind}_decrypted" in found
+    if case["signed"] and case["signature_should_verify"] is not None:
+        verified = {"smime": {"smime_verified", "smime_trusted"}, "pgp": {"pgp_verified"}}[kind]
+        assert verified <= found if case["signature_should_verify"] else not verified <= found
+
+
+def test_external_mail_counts_as_not_internal_and_nothing_else(corpus_store):
+    case = corpus_cases(lambda c: c["family"] == "smime-enveloped")[0]
+    outcome = core.process(case_message(case), core.Envelope(recipients=["zed@elsewhere.example"]), corpus_store)
+    assert stats.findings(outcome) == ({"messages", "not_internal"}, [])
+
+
+def test_an_internal_error_counts_with_its_reason():
+    outcome = outcome_with(("Not-Processed", "internal error: KeyError"), error="internal error: KeyError")
+    found, failures = stats.findings(outcome)
+    assert found == {"messages", "not_processed", "errors"}
+    assert failures == [("Not-Processed", "internal error: KeyError")]
+
+
+def test_base_name_drops_index_and_level_only():
+    assert stats.base_name("X-CipherMail-Info-Signer-Verified-0-1") == "Signer-Verified"
+    assert stats.base_name("X-CipherMail-Info-Encryption-Algorithm-2") == "Encryption-Algorithm"
+    assert stats.base_name("X-CipherMail-Info-PGP-Signer-KeyID") == "PGP-Signer-KeyID"
+
+
+def test_percentiles_are_nearest_rank_over_the_window():
+    counters = stats.Counters()
+    for millis in range(1, 101):
+        counters.record(outcome_with(), millis / 1000)
+    timing = counters.snapshot()["processing_seconds"]
+    assert timing["quantiles"] == {"0.5": 0.05, "0.9": 0.09, "0.99": 0.099}
+    assert timing["max"] == 0.1 and timing["count"] == 100 and timing["sum"] == pytest.approx(5.05)
+
+
+def test_concurrent_records_lose_no_count():
+    counters = stats.Counters()
+    outcome = outcome_with(("PGP-Encrypted", "True"), ("PGP-Decryption-Failed", "bad session key"))
+
+    def work():
+        for _ in range(500):
+            counters.record(outcome, 0.001)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    snapshot = counters.snapshot()
+    assert snapshot["counters"]["messages"] == 4000
+    assert snapshot["counters"]["pgp_encrypted"] == 4000
+    assert snapshot["counters"]["pgp_decrypted"] == 0
+    assert snapshot["failures"] == {"PGP-Decryption-Failed": {"bad session key": 4000}}
+
+
+def test_distinct_failure_reasons_are_bounded():
+    counters = stats.Counters()
+    for number in range(stats.MAX_REASONS + 5):
+        counters.record(outcome_with(("Not-Processed", f"reason {number}")), 0.001)
+    reasons = counters.snapshot()["failures"]["Not-Processed"]
+    assert len(reasons) == stats.MAX_REASONS + 1
+    assert reasons[stats.OTHER_REASON] == 5
+
+
+def test_prometheus_exposition_is_well_formed_and_escapes_labels():
+    counters = stats.Counters()
+    counters.record(outcome_with(("SMIME-Encrypted", "True"), ("SMIME-Decryption-Failed", 'bad "pad" \\ here')), 0.25)
+    text = stats.prometheus(counters.snapshot())
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        assert COMMENT.match(line) or SAMPLE.match(line), line
+    assert "ciphermilter_messages_total 1\n" in text
+    assert "ciphermilter_smime_encrypted_total 1\n" in text
+    assert "ciphermilter_smime_decrypted_total 0\n" in text
+    assert ('ciphermilter_failures_total{header="SMIME-Decryption-Failed",reason="bad \\"pad\\" \\\\ here"} 1\n'
+            in text)
+    assert 'ciphermilter_processing_seconds{quantile="0.5"} 0.25\n' in text
+    assert "ciphermilter_processing_seconds_count 1\n" in text
+
+
+def test_exporter_writes_both_files_and_serves_metrics_on_loopback(tmp_path):
+    counters = stats.Counters()
+    counters.record(outcome_with(("PGP-Signed", "True"), ("PGP-Signature-Valid", "True")), 0.002)
+    stats_file, textfile = tmp_path / "ciphermilter.stats.json", tmp_path / "ciphermilter.prom"
+    exporter = stats.Exporter(counters, str(stats_file), interval=3600, textfile=str(textfile), port=0)
+    exporter.start()
+    try:
+        host, port = exporter.server.server_address
+        assert host == "127.0.0.1"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert "ciphermilter_pgp_verified_total 1\n" in response.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/")
+        assert error.value.code == 404
+        counters.record(outcome_with(), 0.001)
+    finally:
+        exporter.stop()
+    assert stats.read_stats_file(str(stats_file))["counters"]["messages"] == 2  # stop() wrote the last state
+    assert "ciphermilter_messages_total 2\n" in textfile.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ciphermilter.prom", "ciphermilter.stats.json"]
+
+
+def test_default_stats_file_sits_beside_the_store():
+    assert stats.default_stats_file("var/ciphermilter.db") == "var/ciphermilter.stats.json"
+    assert stats.default_stats_file("/var/lib/ciphermilter/keys.db") == "/var/lib/ciphermilter/ciphermilter.stats.json"
+
+
+@pytest.fixture
+def stats_file(tmp_path):
+    counters = stats.Counters()
+    counters.record(outcome_with(("SMIME-Encrypted", "True"), ("Encryption-Algorithm", "AES-256-CBC")), 0.004)
+    counters.record(outcome_with(("Not-Processed", "MIME nesting deeper than 50")), 0.001)
+    path = tmp_path / "ciphermilter.stats.json"
+    stats.Exporter(counters, str(path), interval=60).write()
+    return path
+
+
+def test_stats_command_json(stats_file):
+    result = CliRunner().invoke(main, ["stats", "--file", str(stats_file), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["counters"]["messages"] == 2 and data["counters"]["smime_decrypted"] == 1
+    assert data["failures"] == {"Not-Processed": {"MIME nesting deeper than 50": 1}}
+
+
+def test_stats_command_human_and_prometheus(stats_file):
+    human = CliRunner().invoke(main, ["stats", "--file", str(stats_file)])
+    assert human.exit_code == 0, human.output
+    assert re.search(r"^smime_decrypted +1$", human.output, re.M)
+    assert "failure Not-Processed: MIME nesting deeper than 50: 1" in human.output
+    assert "p50=" in human.output
+    exposition = CliRunner().invoke(main, ["stats", "--file", str(stats_file), "--prometheus"])
+    assert exposition.exit_code == 0
+    assert "ciphermilter_not_processed_total 1\n" in exposition.output
+
+
+def test_stats_command_finds_the_file_beside_the_store(stats_file):
+    result = CliRunner().invoke(main, ["--store", str(stats_file.parent / "ciphermilter.db"), "stats", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["counters"]["messages"] == 2
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no statistics at"),
+    ("{not json", "is not a statistics file"),
+    ('{"version": 99}', "is not a statistics file of this ciphermilter version"),
+], ids=["missing", "garbage", "other-version"])
+def test_stats_command_refuses_a_bad_file_in_one_line(tmp_path, content, message):
+    path = tmp_path / "stats.json"
+    if content is not None:
+        path.write_text(content)
+    result = CliRunner().invoke(main, ["stats", "--file", str(path)])
+    assert result.exit_code == 1
+    assert message in result.output and result.output.count("\n") == 1
