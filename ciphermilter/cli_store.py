@@ -6,6 +6,7 @@ on stderr, exits non-zero and leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -48,6 +49,16 @@ def _required_secret(value: str | None, file, what: str) -> str:
     if not secret:
         fail(f"give the {what} (--password or --password-file)")
     return secret
+
+
+PROGRESS_MIN_FILES = 5  # fewer files read too fast for a progress bar to help
+
+
+def _progress(files):
+    """A progress bar over many files, only for a person at a terminal: scripts get the same clean output."""
+    if len(files) < PROGRESS_MIN_FILES or not sys.stderr.isatty():
+        return contextlib.nullcontext(files)
+    return click.progressbar(files, label="Reading keys", file=sys.stderr, item_show_func=lambda f: f and f.name)
 
 
 def _report(result: ImportResult) -> None:
@@ -215,9 +226,10 @@ def keys_import(ctx, files, password, password_file, passphrase, passphrase_file
     password, passphrase = _secret(password, password_file), _secret(passphrase, passphrase_file)
     store = _store(ctx)
     named = []
-    for file in files:
-        bundle, password, passphrase = _parse_with_prompts(file.name, file.read(), password, passphrase)
-        named.append((file.name, bundle))
+    with _progress(files) as progress:
+        for file in progress:
+            bundle, password, passphrase = _parse_with_prompts(file.name, file.read(), password, passphrase)
+            named.append((file.name, bundle))
     try:
         _report(store.import_bundles(named))
     except StoreError as exc:

@@ -202,21 +202,26 @@ def process(
     Never raises for anything the message contains: a limit, a parse error or
     a bug of ours gives a plan that only strips forged headers and adds a
     ``Not-Processed`` reason, with ``Outcome.error`` set for the daemon's
-    ``on_error`` policy.
+    ``on_error`` policy when the fault is ours.
     """
     settings = settings or Settings()
     started = time.monotonic()
-    report: dict = {"queue_id": envelope.queue_id}
     headers, _ = mime.split_headers(message)
-    plan = EditPlan(deletions=forged_header_deletions(headers))
-    info = InfoHeaders()
-    error = None
     if len(message) > settings.limits.max_message_size:
-        report["skipped"] = f"message larger than {settings.limits.max_message_size} bytes"
-        info.add(NOT_PROCESSED, report["skipped"])
-    elif envelope.recipients and not is_internal(envelope, store, settings):
-        report["skipped"] = "no recipient in an internal domain"
+        outcome = not_processed(headers, f"message larger than {settings.limits.max_message_size} bytes", envelope)
     else:
+        outcome = _inspect(message, headers, envelope, store, settings, progress, started)
+    outcome.report["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)
+    return outcome
+
+
+def _inspect(message, headers, envelope: Envelope, store, settings: Settings, progress, started: float) -> Outcome:
+    report: dict = {"queue_id": envelope.queue_id}
+    plan = EditPlan(deletions=forged_header_deletions(headers))
+    if envelope.recipients and not is_internal(envelope, store, settings):
+        report["skipped"] = "no recipient in an internal domain"
+        return Outcome(plan=plan, info=InfoHeaders(), report=report)
+    try:
         entity = mime.parse(message, settings.limits.max_mime_depth)
         ctx = Context(
             store=store,
@@ -225,26 +230,27 @@ def process(
             deadline=started + settings.limits.deadline_seconds,
             progress=progress,
         )
-        try:
-            _check_part_count(entity, settings.limits.max_mime_parts)
-            info, new_entity = _run_handlers(entity, ctx, report)
-            if new_entity is not None:
-                _apply_new_entity(plan, headers, new_entity, settings, report)
-        except (LimitExceeded, mime.MimeError) as exc:
-            info, plan = _not_processed(headers, str(exc), report)
-        except Exception as exc:  # a bug of ours must never lose or reject the message
-            log.exception("queue %s: processing failed", envelope.queue_id or "-")
-            error = f"internal error: {type(exc).__name__}"
-            info, plan = _not_processed(headers, error, report)
+        _check_part_count(entity, settings.limits.max_mime_parts)
+        info, new_entity = _run_handlers(entity, ctx, report)
+        if new_entity is not None:
+            _apply_new_entity(plan, headers, new_entity, settings, report)
+    except (LimitExceeded, mime.MimeError) as exc:
+        return not_processed(headers, str(exc), envelope, report=report)
+    except Exception as exc:  # a bug of ours must never lose or reject the message
+        log.exception("queue %s: processing failed", envelope.queue_id or "-")
+        error = f"internal error: {type(exc).__name__}"
+        return not_processed(headers, error, envelope, error, report)
     plan.deletions.sort(key=lambda d: (d.name.lower(), -d.index))
     plan.additions.extend(HeaderAdd(name, value) for name, value in info)
-    report["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)
-    return Outcome(plan=plan, info=info, report=report, error=error)
+    return Outcome(plan=plan, info=info, report=report)
 
 
-def _not_processed(headers: list[mime.Header], reason: str, report: dict) -> tuple[InfoHeaders, EditPlan]:
-    """A fresh plan that only strips forged headers and says why nothing else was done."""
-    report["skipped"] = reason
+def not_processed(
+    headers: list[mime.Header], reason: str, envelope: Envelope, error: str | None = None, report: dict | None = None
+) -> Outcome:
+    """The outcome for a message passed on as received: forged headers stripped, the reason added."""
     info = InfoHeaders()
     info.add(NOT_PROCESSED, reason)
-    return info, EditPlan(deletions=forged_header_deletions(headers))
+    plan = EditPlan(deletions=forged_header_deletions(headers), additions=[HeaderAdd(n, v) for n, v in info])
+    report = {**(report or {}), "queue_id": envelope.queue_id, "skipped": reason}
+    return Outcome(plan=plan, info=info, report=report, error=error)

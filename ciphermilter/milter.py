@@ -38,7 +38,7 @@ import Milter
 from ciphermilter import core, mime, stats
 from ciphermilter.config import DaemonConfig
 from ciphermilter.headers import InfoHeaders, is_reserved
-from ciphermilter.plan import EditPlan, HeaderAdd
+from ciphermilter.plan import EditPlan
 
 log = logging.getLogger("ciphermilter.milter")
 
@@ -90,13 +90,7 @@ def may_carry_crypto(content_type: str) -> bool:
 def unprocessed_outcome(header_block: bytes, reason: str, envelope: core.Envelope, error: str | None) -> core.Outcome:
     """The outcome for a message the core did not look at: forged headers stripped, a reason header added."""
     headers, _ = mime.split_headers(header_block + CRLF)
-    info = InfoHeaders()
-    info.add(core.NOT_PROCESSED, reason)
-    plan = EditPlan(
-        deletions=core.forged_header_deletions(headers),
-        additions=[HeaderAdd(name, value) for name, value in info],
-    )
-    return core.Outcome(plan=plan, info=info, report={"queue_id": envelope.queue_id, "skipped": reason}, error=error)
+    return core.not_processed(headers, reason, envelope, error)
 
 
 def non_utf8_header(plan: EditPlan) -> str | None:

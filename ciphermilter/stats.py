@@ -294,12 +294,14 @@ class Exporter:
         self.server: http.server.ThreadingHTTPServer | None = None
 
     def start(self) -> None:
+        """Start exporting; OSError only when the port cannot be bound (a file that cannot be written is
+        logged and tried again every interval: statistics must never stop the mail)."""
         if self.port is not None:
             handler = type("MetricsHandler", (_MetricsHandler,), {"counters": self.counters})
             self.server = http.server.ThreadingHTTPServer((LOOPBACK, self.port), handler)
             self.server.daemon_threads = True
             threading.Thread(target=self.server.serve_forever, name="stats-http", daemon=True).start()
-        self.write()
+        self._write_logged()
         self._writer = threading.Thread(target=self._run, name="stats-writer", daemon=True)
         self._writer.start()
 
@@ -309,12 +311,15 @@ class Exporter:
         if self.textfile:
             write_atomically(self.textfile, prometheus(snapshot))
 
+    def _write_logged(self) -> None:
+        try:
+            self.write()
+        except OSError as exc:  # a full disk or a wrong path must not stop the milter
+            log.warning("cannot write statistics: %s", exc)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.write()
-            except OSError as exc:  # a full disk must not stop the milter; the next round tries again
-                log.warning("cannot write statistics: %s", exc)
+            self._write_logged()
 
     def stop(self) -> None:
         """Write a last snapshot and stop serving."""
@@ -324,7 +329,7 @@ class Exporter:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
-        self.write()
+        self._write_logged()
 
 
 # The daemon's counters: one per process, shared by every connection thread.
@@ -347,7 +352,7 @@ def _stats_file_of(ctx: click.Context) -> str:
     path = ctx.find_root().obj.get("config_path")
     if path:
         try:
-            configured = getattr(config.load(path), "stats_file", None)
+            configured = config.load(path).stats_file
         except config.ConfigError as exc:
             fail(str(exc))
         if configured:

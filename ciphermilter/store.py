@@ -130,7 +130,7 @@ def _spki_sha256_of_cert(der: bytes, cert: asn1_x509.Certificate) -> str:
     try:
         spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         spki = cert["tbs_certificate"]["subject_public_key_info"].dump()
     return hashlib.sha256(spki).hexdigest()
 

@@ -325,3 +325,19 @@ def test_prompts_for_a_missing_passphrase_on_a_terminal(tmp_path):
     assert code == 0, output
     assert b"added: OpenPGP secret key D6A4B878E48E7C9C2433D03BEF6ED1366E98B114" in output
     assert b"correct horse" not in output  # the answer is not echoed
+
+
+def test_a_progress_bar_shows_for_many_files_on_a_terminal_only(tmp_path):
+    env = {**os.environ, "CIPHERMILTER_STORE": str(tmp_path / "s.db")}
+    command = str(ROOT / ".venv" / "bin" / "ciphermilter")
+    subprocess.run([command, "store", "init"], env=env, check=True, capture_output=True)
+    files = sorted(str(p) for p in (CORPUS / "keys" / "pgp").glob("*.pub.asc") if "v6" not in p.name)
+    assert len(files) >= 5
+    code, output = run_on_terminal([command, "keys", "import", *files], env, {})
+    assert code == 0, output
+    assert b"Reading keys" in output and output.count(b"added: OpenPGP public key") == len(files)
+    piped = subprocess.run([command, "--store", str(tmp_path / "t.db"), "store", "init"], env=env, capture_output=True)
+    assert piped.returncode == 0
+    piped = subprocess.run([command, "--store", str(tmp_path / "t.db"), "keys", "import", *files], env=env,
+                           capture_output=True, text=True)
+    assert piped.returncode == 0 and "Reading keys" not in piped.stdout + piped.stderr

@@ -204,3 +204,11 @@ def test_stats_command_refuses_a_bad_file_in_one_line(tmp_path, content, message
     result = CliRunner().invoke(main, ["stats", "--file", str(path)])
     assert result.exit_code == 1
     assert message in result.output and result.output.count("\n") == 1
+
+
+def test_an_unwritable_stats_file_is_logged_and_never_raises(tmp_path, caplog):
+    exporter = stats.Exporter(stats.Counters(), str(tmp_path / "missing-dir" / "stats.json"), interval=3600)
+    exporter.start()
+    exporter.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ciphermilter.stats"]
+    assert len(warnings) == 2 and all(w.startswith("cannot write statistics: ") for w in warnings)

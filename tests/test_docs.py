@@ -1,0 +1,235 @@
+"""The documentation cannot drift: man pages lint clean and name every config key, CLI command and
+option and info header; the systemd unit verifies; the man pages are installed with the package."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import click
+import pytest
+
+from ciphermilter import config
+from ciphermilter.cli import main
+from conftest import ROOT
+
+MAN = ROOT / "man"
+MAN_PAGES = sorted(MAN.glob("man?/*.?"))
+SYSTEMD = ROOT / "systemd"
+SPEC = ROOT.parent / "shared" / "spec" / "info-headers.md"
+VENV_CIPHERMILTER = ROOT / ".venv" / "bin" / "ciphermilter"
+# info.add("Name", ...), self.info.flag("Name"), info.boolean(NAME_CONSTANT, ...)
+INFO_CALL = re.compile(r"\binfo\.(?:add|flag|boolean)\(\s*(?:\"([A-Za-z0-9-]+)\"|([A-Za-z_][A-Za-z0-9_.]*))")
+
+
+def rendered(page: Path) -> str:
+    """The page as man(1) shows it, wide enough that no name is broken across lines, without overstrikes."""
+    text = subprocess.run(["mandoc", "-Tascii", "-O", "width=200", str(page)], capture_output=True, check=True,
+                          text=True).stdout
+    return re.sub(".\b", "", text)
+
+
+def section(text: str, title: str) -> str:
+    """The lines of one top-level section (``NAME``, ``OPTIONS``, ...) of a rendered page."""
+    match = re.search(rf"^{re.escape(title)}\n(.*?)(?=^\S)", text, re.S | re.M)
+    assert match, f"no section {title}"
+    return match.group(1)
+
+
+def page(name: str) -> Path:
+    return next(p for p in MAN_PAGES if p.name == name)
+
+
+# --------------------------------------------------------------------------- lint
+
+
+def test_there_is_a_page_for_each_part():
+    assert [p.relative_to(MAN).as_posix() for p in MAN_PAGES] == [
+        "man1/ciphermilter.1", "man5/ciphermilter.conf.5", "man7/ciphermilter-headers.7", "man8/ciphermilter.8"]
+
+
+@pytest.mark.parametrize("man_page", MAN_PAGES, ids=lambda p: p.name)
+def test_mandoc_lint_is_clean(man_page):
+    result = subprocess.run(["mandoc", "-Tlint", "-W", "all", str(man_page)], capture_output=True, text=True)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("man_page", MAN_PAGES, ids=lambda p: p.name)
+def test_groff_has_no_warning(man_page):
+    result = subprocess.run(["groff", "-ww", "-z", "-man", str(man_page)], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_pages_install_with_the_package():
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        data_files = tomllib.load(fh)["tool"]["setuptools"]["data-files"]
+    installed = sorted(f for files in data_files.values() for f in files)
+    assert installed == [p.relative_to(ROOT).as_posix() for p in MAN_PAGES]
+    for target, files in data_files.items():
+        assert all(target == f"share/man/{Path(f).parent.name}" for f in files)
+
+
+# --------------------------------------------------------------------------- configuration keys
+
+
+def config_keys() -> list[str]:
+    daemon = [f.name for f in dataclasses.fields(config.DaemonConfig) if f.name != "settings"]
+    settings = [f.name for f in dataclasses.fields(config.Settings) if f.name != "limits"]
+    return daemon + settings + [f.name for f in dataclasses.fields(config.Limits)]
+
+
+@pytest.mark.parametrize("key", config_keys())
+def test_every_config_key_has_its_entry(key):
+    source = page("ciphermilter.conf.5").read_text()
+    entry = re.search(rf"^\.TP\n\.B {re.escape(key)}\n(.*?)(?=^\.(?:TP|SH)\b)", source, re.S | re.M)
+    assert entry, f"no .TP entry for {key} in ciphermilter.conf.5"
+    assert re.search(r"default", entry.group(1), re.I), f"the entry for {key} gives no default"
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def leaf_commands(group: click.Group = main, path: tuple[str, ...] = ()):
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, (*path, name))
+        else:
+            yield " ".join((*path, name)), command
+
+
+def long_options(command: click.Command) -> list[str]:
+    names = []
+    for param in command.params:
+        if isinstance(param, click.Option):
+            names += [o for o in (*param.opts, *param.secondary_opts) if o.startswith("--") and o != "--help"]
+    return names
+
+
+def command_entry(text: str, command: str) -> str:
+    """The .TP entry of ``command`` in the rendered COMMANDS section: its tag line and its text."""
+    commands = section(text, "COMMANDS")
+    match = re.search(rf"^ {{7}}{re.escape(command)}\b.*?(?=^ {{3,7}}\S|\Z)", commands, re.S | re.M)
+    assert match, f"no entry for '{command}' in ciphermilter.1"
+    return match.group(0)
+
+
+@pytest.mark.parametrize("command", [name for name, _ in leaf_commands()])
+def test_every_command_and_option_is_in_ciphermilter_1(command):
+    entry = command_entry(rendered(page("ciphermilter.1")), command)
+    missing = [option for option in long_options(dict(leaf_commands())[command]) if option not in entry]
+    assert not missing, f"'{command}' entry lacks {missing}"
+
+
+def test_global_options_are_in_ciphermilter_1_and_8():
+    global_options = section(rendered(page("ciphermilter.1")), "GLOBAL OPTIONS")
+    daemon_options = section(rendered(page("ciphermilter.8")), "OPTIONS")
+    for option in long_options(main):
+        assert option in global_options and option in daemon_options
+
+
+def test_run_options_are_in_ciphermilter_8():
+    daemon_options = section(rendered(page("ciphermilter.8")), "OPTIONS")
+    assert all(option in daemon_options for option in long_options(main.commands["run"]))
+
+
+def test_every_command_shows_examples_in_its_help():
+    for name, command in leaf_commands():
+        if name.startswith(("check", "stats", "decrypt")):
+            assert "Examples:" in command.help, name
+
+
+def test_shell_completion_is_documented_as_click_provides_it():
+    completion = section(rendered(page("ciphermilter.1")), "SHELL COMPLETION")
+    assert 'eval "$(_CIPHERMILTER_COMPLETE=bash_source ciphermilter)"' in completion
+    script = subprocess.run([str(VENV_CIPHERMILTER)], env={**os.environ, "_CIPHERMILTER_COMPLETE": "bash_source"},
+                            capture_output=True, text=True, check=True).stdout
+    assert "_ciphermilter_completion" in script
+
+
+# --------------------------------------------------------------------------- info headers
+
+
+def spec_headers() -> set[str]:
+    """Every header name in the tables of the info header contract."""
+    return set(re.findall(r"^\| ([A-Z][A-Za-z0-9-]+) \|", SPEC.read_text(), re.M)) - {"header"}
+
+
+def source_headers() -> set[str]:
+    """Every header name the code passes to InfoHeaders, constants resolved through their module."""
+    import importlib
+
+    names = set()
+    for path in sorted((ROOT / "ciphermilter").glob("*.py")):
+        for literal, constant in INFO_CALL.findall(path.read_text()):
+            if literal:
+                names.add(literal)
+            else:
+                value = importlib.import_module(f"ciphermilter.{path.stem}")
+                for attribute in constant.split("."):
+                    value = getattr(value, attribute)
+                names.add(value)
+    return names
+
+
+def test_the_header_lists_are_complete():
+    assert len(spec_headers()) == 24  # the contract's two tables
+    assert {"Not-Processed", "PGP-Decryption-Failed", "PGP-Decryption-Withheld"} <= source_headers()
+
+
+@pytest.mark.parametrize("name", sorted(spec_headers() | source_headers()))
+def test_every_info_header_is_documented(name):
+    text = rendered(page("ciphermilter-headers.7"))
+    assert re.search(rf"^ {{7}}X-CipherMail-Info-{re.escape(name)}(-INDEX)?(-LEVEL)?$", text, re.M), name
+
+
+# --------------------------------------------------------------------------- systemd
+
+
+def unit_for_this_checkout(tmp_path) -> Path:
+    """The unit with ExecStart pointing at this checkout's virtualenv (verify checks that it exists)."""
+    text = (SYSTEMD / "ciphermilter.service").read_text()
+    text, count = re.subn(r"^ExecStart=\S+", f"ExecStart={VENV_CIPHERMILTER}", text, flags=re.M)
+    assert count == 1
+    unit = tmp_path / "ciphermilter.service"
+    unit.write_text(text)
+    return unit
+
+
+def verify(unit: Path) -> subprocess.CompletedProcess:
+    # MANPATH makes the Documentation= man pages resolve from this checkout's man/
+    return subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
+                          env={**os.environ, "MANPATH": str(MAN)})
+
+
+def test_systemd_unit_verifies(tmp_path):
+    result = verify(unit_for_this_checkout(tmp_path))
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_systemd_verify_catches_a_missing_man_page(tmp_path):
+    unit = unit_for_this_checkout(tmp_path)
+    unit.write_text(unit.read_text().replace("man:ciphermilter(8)", "man:ciphermilter-nonexistent(8)"))
+    result = verify(unit)
+    assert result.returncode != 0 and "ciphermilter-nonexistent(8)" in result.stderr
+
+
+def test_unit_user_directories_and_example_configuration_agree():
+    unit = (SYSTEMD / "ciphermilter.service").read_text()
+    sysusers = (SYSTEMD / "ciphermilter.sysusers").read_text()
+    tmpfiles = (SYSTEMD / "ciphermilter.tmpfiles").read_text()
+    example = tomllib.loads((ROOT / "postfix" / "ciphermilter.toml.example").read_text())
+    user = re.search(r"^User=(\S+)$", unit, re.M).group(1)
+    assert re.search(rf"^u {user} ", sysusers, re.M)
+    socket_dir = os.path.dirname(example["socket"].removeprefix("unix:"))
+    assert re.search(rf"^d {socket_dir} 0750 {user} {user} -$", tmpfiles, re.M)
+    assert f"ReadWritePaths={socket_dir}" in unit
+    state = "/var/lib/" + re.search(r"^StateDirectory=(\S+)$", unit, re.M).group(1)
+    runtime = "/run/" + re.search(r"^RuntimeDirectory=(\S+)$", unit, re.M).group(1)
+    assert os.path.dirname(example["store"]) == state
+    assert os.path.dirname(example["pid_file"]) == runtime
+    documentation = re.search(r"^Documentation=(.*)$", unit, re.M).group(1).split()
+    assert sorted(documentation) == sorted(f"man:{p.stem}({p.suffix[1:]})" for p in MAN_PAGES)
