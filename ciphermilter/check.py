@@ -75,27 +75,26 @@ def load_config(path: str | None, report: Report) -> config.DaemonConfig:
 
 def open_store(store_path: str, key_path: str, report: Report) -> KeyStore | None:
     """The store opened read-only (schema version and master key checked by the store), or None."""
-    report.checked.append(f"store {store_path}")
     try:
         store = KeyStore.open_read_only(store_path, key_path)
-    except StoreError as exc:
+    except StoreError as exc:  # missing, not a store, a newer schema, the wrong master key
+        report.checked.append(f"store {store_path}")
         report.error("store", f"{exc}")
         return None
+    report.checked.append(f"store {store_path} (schema version {store.info()['schema_version']})")
     problems = store.integrity_check()
     if problems:
         report.error("store", f"{store_path} is damaged ({problems[0]}): restore it from a backup"
                               " ('ciphermilter store restore FILE --force')")
-    check_private_mode(key_path, "master key", report)
+    check_master_key_mode(key_path, report)
     return store
 
 
-def check_private_mode(path: str, what: str, report: Report) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return  # the store has already said why it could not be opened
+def check_master_key_mode(path: str, report: Report) -> None:
+    mode = os.stat(path).st_mode  # the store opened with it, so it is there
     if mode & PRIVATE_MODE_BITS:
-        report.warning("store", f"{what} {path} is readable by others (mode {mode & 0o777:04o}): chmod 600 {path}")
+        report.warning("store", f"master key {path} is readable by others (mode {mode & 0o777:04o}):"
+                                f" chmod 600 {path}")
 
 
 def _utc(moment: datetime.datetime) -> datetime.datetime:
@@ -115,11 +114,24 @@ def check_expiry(what: str, expires: datetime.datetime | None, now: datetime.dat
                                " ('ciphermilter keys import')")
 
 
+def subkey_expiry(subkey) -> datetime.datetime | None:
+    """When an OpenPGP subkey expires: pgpy's ``expires_at`` reads only user ID self-signatures, which a
+    subkey has none of; its expiry is in its binding signature (RFC 4880 section 5.2.3.6)."""
+    expirations = [sig.key_expiration for sig in subkey.self_signatures if sig.key_expiration is not None]
+    return subkey.created + expirations[-1] if expirations else None
+
+
 def check_keys(store: KeyStore, settings: config.Settings, now: datetime.datetime, report: Report) -> None:
     """Our own keys (the ones we hold the private half of): expiry, and S/MIME trust chains."""
     report.checked.append("private keys")
+    held = store.list_keys()
+    smime_keys, pgp_keys = store.all_smime_private_keys(), store.all_pgp_secret_keys()
+    sealed = (sum(1 for k in held if k.get("private_key")), sum(1 for k in held if k.get("secret")))
+    if sealed != (len(smime_keys), len(pgp_keys)):
+        report.error("keys", f"{sum(sealed) - len(smime_keys) - len(pgp_keys)} private key(s) do not open with the"
+                             " master key (altered in the store?): the log names them; import them again")
     anchors = store.trust_anchors()
-    for der, _ in store.all_smime_private_keys():
+    for der, _ in smime_keys:
         cert = trust.parse(der)
         if cert is None:
             continue
@@ -131,10 +143,10 @@ def check_keys(store: KeyStore, settings: config.Settings, now: datetime.datetim
         if anchors and not verdict.trusted and verdict.reason != "certificate expired":
             report.warning("trust", f"{who} is not trusted ({verdict.reason}): add the root of its CA with"
                                     " 'ciphermilter trust add ROOT.pem' so that replies signed with it verify")
-    for key in store.all_pgp_secret_keys():
+    for key in pgp_keys:
         check_expiry(f"OpenPGP key {key.fingerprint.replace(' ', '')}", key.expires_at, now, report)
         for keyid, subkey in key.subkeys.items():
-            check_expiry(f"OpenPGP subkey {keyid} of {key.fingerprint.keyid}", subkey.expires_at, now, report)
+            check_expiry(f"OpenPGP subkey {keyid} of {key.fingerprint.keyid}", subkey_expiry(subkey), now, report)
 
 
 def check_trust_anchors(store: KeyStore, now: datetime.datetime, report: Report) -> None:
@@ -219,7 +231,7 @@ def postconf(config_dir: str | None, names: list[str]) -> dict[str, str]:
     if result.returncode != 0 or len(lines) != len(names):
         fatal = [line for line in result.stderr.splitlines() if "fatal" in line] or result.stderr.splitlines()
         raise ValueError(fatal[-1] if fatal else f"postconf exited with status {result.returncode}")
-    return dict(zip(names, (line.strip() for line in lines)))
+    return dict(zip(names, (line.strip() for line in lines), strict=True))
 
 
 def check_postfix(config_dir: str | None, milter_socket: str, report: Report) -> None:

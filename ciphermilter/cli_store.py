@@ -98,7 +98,13 @@ def store_group():
 @store_group.command("init")
 @click.pass_context
 def store_init(ctx):
-    """Create a new store and its master key (refuses to touch an existing one)."""
+    """Create a new store and its master key (refuses to touch an existing one).
+
+    \b
+    Examples:
+      ciphermilter store init
+      ciphermilter --store /var/lib/ciphermilter/ciphermilter.db store init
+    """
     store = open_store(ctx, create=True)
     ctx.call_on_close(store.close)
     key_path = store_paths(ctx)[1]
@@ -110,7 +116,13 @@ def store_init(ctx):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def store_info(ctx, as_json):
-    """Show the store's location, schema version and contents."""
+    """Show the store's location, schema version and contents.
+
+    \b
+    Examples:
+      ciphermilter store info
+      ciphermilter store info --json
+    """
     store = _store(ctx)
     info = {**store.info(), "master_key": store_paths(ctx)[1],
             "integrity": store.integrity_check() or "ok"}
@@ -129,7 +141,12 @@ def store_info(ctx, as_json):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.pass_context
 def store_backup(ctx, file):
-    """Write a consistent copy of the store to FILE (safe while the milter runs)."""
+    """Write a consistent copy of the store to FILE (safe while the milter runs).
+
+    \b
+    Examples:
+      ciphermilter store backup /var/backups/ciphermilter.db
+    """
     store = _store(ctx)
     try:
         store.backup(file)
@@ -145,7 +162,12 @@ def store_backup(ctx, file):
 @click.option("--force", is_flag=True, help="Replace the contents of an existing store.")
 @click.pass_context
 def store_restore(ctx, file, force):
-    """Replace the store with the backup FILE (the master key must be the one it was made with)."""
+    """Replace the store with the backup FILE (the master key must be the one it was made with).
+
+    \b
+    Examples:
+      ciphermilter store restore /var/backups/ciphermilter.db --force
+    """
     store_path, key_path = store_paths(ctx)
     if os.path.exists(store_path) and not force:
         fail(f"store {store_path} exists: give --force to replace its contents with the backup")
@@ -161,7 +183,12 @@ def store_restore(ctx, file, force):
 @_secret_options("password", "password that protects the exported private keys")
 @click.pass_context
 def store_export(ctx, file, password, password_file):
-    """Write every key, certificate, trust anchor and domain to FILE (JSON, private keys under a password)."""
+    """Write every key, certificate, trust anchor and domain to FILE (JSON, private keys under a password).
+
+    \b
+    Examples:
+      ciphermilter store export --password-file export.pass keys.json
+    """
     password = _required_secret(password, password_file, "export password")
     store = _store(ctx)
     try:
@@ -177,7 +204,12 @@ def store_export(ctx, file, password, password_file):
 @_secret_options("password", "export password")
 @click.pass_context
 def store_import(ctx, file, password, password_file):
-    """Read back a file written by 'store export'."""
+    """Read back a file written by 'store export'.
+
+    \b
+    Examples:
+      ciphermilter store import --password-file export.pass keys.json
+    """
     password = _secret(password, password_file)
     data = file.read()
     if password is None and _interactive():
@@ -222,6 +254,12 @@ def keys_import(ctx, files, password, password_file, passphrase, passphrase_file
 
     All FILES are imported together or not at all; a private key needs its
     certificate in the same import or already in the store.
+
+    \b
+    Examples:
+      ciphermilter keys import bob.p12 --password-file bob.pass
+      ciphermilter keys import bob.cert.pem bob.key.pem
+      ciphermilter keys import bob.sec.asc --passphrase-file bob.pp
     """
     password, passphrase = _secret(password, password_file), _secret(passphrase, passphrase_file)
     store = _store(ctx)
@@ -248,7 +286,13 @@ def _key_summary(key: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def keys_list(ctx, as_json):
-    """List certificates and OpenPGP keys (ID, type, e-mail addresses, what we hold)."""
+    """List certificates and OpenPGP keys (ID, type, e-mail addresses, what we hold).
+
+    \b
+    Examples:
+      ciphermilter keys list
+      ciphermilter keys list --json
+    """
     keys = _store(ctx).list_keys()
     if as_json:
         echo_json(keys)
@@ -262,7 +306,13 @@ def keys_list(ctx, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def keys_show(ctx, ident, as_json):
-    """Show one certificate or OpenPGP key (ID: 8 or more hex digits, or an OpenPGP key ID)."""
+    """Show one certificate or OpenPGP key (ID: 8 or more hex digits, or an OpenPGP key ID).
+
+    \b
+    Examples:
+      ciphermilter keys show 84386E32596E0994
+      ciphermilter keys show 8A351CCB200DA75B --json
+    """
     try:
         key = _store(ctx).show_key(ident)
     except StoreError as exc:
@@ -280,7 +330,12 @@ def keys_show(ctx, ident, as_json):
 @click.argument("ident")
 @click.pass_context
 def keys_remove(ctx, ident):
-    """Remove a certificate (with its private key) or an OpenPGP key."""
+    """Remove a certificate (with its private key) or an OpenPGP key.
+
+    \b
+    Examples:
+      ciphermilter keys remove 84386E32596E0994
+    """
     try:
         removed = _store(ctx).remove_key(ident)
     except StoreError as exc:
@@ -298,7 +353,13 @@ def keys_remove(ctx, ident):
 @_secret_options("password", "password that protects the exported private key")
 @click.pass_context
 def keys_export(ctx, ident, fmt, secret, output, password, password_file):
-    """Export one key: certificate PEM, PKCS#12, or armored OpenPGP key."""
+    """Export one key: certificate PEM, PKCS#12, or armored OpenPGP key.
+
+    \b
+    Examples:
+      ciphermilter keys export 84386E32596E0994 --format pem > bob.pem
+      ciphermilter keys export 84386E32596E0994 --format p12 --password-file p12.pass -o bob.p12
+    """
     password = _secret(password, password_file)
     if fmt == "p12" and password is None:
         password = _required_secret(None, None, "PKCS#12 password")
@@ -326,7 +387,12 @@ def trust_group():
 @click.argument("file", type=click.File("rb"))
 @click.pass_context
 def trust_add(ctx, file):
-    """Trust every certificate in FILE (PEM or DER) as a root for S/MIME signatures."""
+    """Trust every certificate in FILE (PEM or DER) as a root for S/MIME signatures.
+
+    \b
+    Examples:
+      ciphermilter trust add root-ca.pem
+    """
     try:
         bundle = keyimport.parse(file.read())
     except keyimport.KeyFormatError as exc:
@@ -345,7 +411,12 @@ def trust_add(ctx, file):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def trust_list(ctx, as_json):
-    """List the trust anchors."""
+    """List the trust anchors.
+
+    \b
+    Examples:
+      ciphermilter trust list --json
+    """
     anchors = _store(ctx).list_trust_anchors()
     if as_json:
         echo_json(anchors)
@@ -358,7 +429,12 @@ def trust_list(ctx, as_json):
 @click.argument("ident")
 @click.pass_context
 def trust_remove(ctx, ident):
-    """Stop trusting an anchor (ID: 8 or more hex digits of its SHA-256 thumbprint)."""
+    """Stop trusting an anchor (ID: 8 or more hex digits of its SHA-256 thumbprint).
+
+    \b
+    Examples:
+      ciphermilter trust remove 3F2A9C10
+    """
     try:
         removed = _store(ctx).remove_trust_anchor(ident)
     except StoreError as exc:
@@ -380,7 +456,13 @@ def domains_group():
 @click.argument("domain")
 @click.pass_context
 def domains_add(ctx, domain):
-    """Add an internal domain; *.example.com covers every subdomain of example.com."""
+    """Add an internal domain; *.example.com covers every subdomain of example.com.
+
+    \b
+    Examples:
+      ciphermilter domains add example.com
+      ciphermilter domains add '*.example.com'
+    """
     try:
         added = _store(ctx).add_domain(domain)
     except StoreError as exc:
@@ -392,7 +474,12 @@ def domains_add(ctx, domain):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def domains_list(ctx, as_json):
-    """List the internal domains."""
+    """List the internal domains.
+
+    \b
+    Examples:
+      ciphermilter domains list --json
+    """
     patterns = _store(ctx).list_domains()
     if as_json:
         echo_json(patterns)
@@ -405,7 +492,12 @@ def domains_list(ctx, as_json):
 @click.argument("domain")
 @click.pass_context
 def domains_remove(ctx, domain):
-    """Remove an internal domain."""
+    """Remove an internal domain.
+
+    \b
+    Examples:
+      ciphermilter domains remove example.com
+    """
     try:
         removed = _store(ctx).remove_domain(domain)
     except StoreError as exc:

@@ -221,7 +221,13 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
               help="Log to stderr as well as to syslog (turn off under a supervisor that keeps stderr).")
 @click.pass_context
 def run(ctx: click.Context, config_path, stderr):
-    """Run the milter daemon until SIGTERM."""
+    """Run the milter daemon until SIGTERM.
+
+    \b
+    Examples:
+      ciphermilter --config /etc/ciphermilter/ciphermilter.toml run --no-stderr
+      ciphermilter --store var/ciphermilter.db run
+    """
     options = ctx.obj or {}
     try:
         config = load_config(config_path or options.get("config_path"))

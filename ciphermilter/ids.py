@@ -9,6 +9,7 @@ the same DN match, as RFC 5280 section 7.1 asks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from asn1crypto import x509 as asn1_x509
@@ -30,7 +31,14 @@ _SPECIAL = set('"+,;<>\\')
 
 def name_key(name: asn1_x509.Name) -> str:
     """Stable lookup key of a distinguished name (hex SHA-256 of its normalised form)."""
-    return hashlib.sha256(name.hashable.encode("utf-8")).hexdigest()
+    return _name_key_of_der(name.dump())
+
+
+# Memoised by the name's DER: the same few issuers come back on every message, and asn1crypto's
+# normalisation (stringprep) and the RFC 4514 text cost more than the RSA operation of a small message.
+@functools.lru_cache(maxsize=4096)
+def _name_key_of_der(der: bytes) -> str:
+    return hashlib.sha256(asn1_x509.Name.load(der).hashable.encode("utf-8")).hexdigest()
 
 
 def _escape_value(text: str) -> str:
@@ -60,7 +68,12 @@ def _attribute(type_and_value) -> str:
 
 def rfc4514(name: asn1_x509.Name) -> str:
     """RFC 4514 string of ``name``: last RDN first, ASCII only (``\\XX`` escapes)."""
-    rdns = name.chosen
+    return _rfc4514_of_der(name.dump())
+
+
+@functools.lru_cache(maxsize=4096)
+def _rfc4514_of_der(der: bytes) -> str:
+    rdns = asn1_x509.Name.load(der).chosen
     return ",".join("+".join(_attribute(atv) for atv in rdn) for rdn in reversed(list(rdns)))
 
 

@@ -23,6 +23,8 @@ _PARAM = re.compile(
     r';\s*(' + _TOKEN + r')\s*=\s*("(?:[^"\\]|\\.)*"|' + _TOKEN + r')', re.DOTALL
 )
 DEFAULT_MAX_DEPTH = 50
+# Every byte outside the base64 alphabet: bytes.translate deletes them several times faster than a regex.
+_NOT_BASE64 = bytes(sorted(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")))
 
 
 class MimeError(ValueError):
@@ -103,7 +105,7 @@ def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
 def decode_transfer_encoding(body: bytes, cte: str) -> bytes:
     """Decode a body by its Content-Transfer-Encoding; unknown encodings return the bytes as they are."""
     if cte == "base64":
-        cleaned = re.sub(rb"[^A-Za-z0-9+/=]", b"", body)
+        cleaned = body.translate(None, _NOT_BASE64)
         cleaned = cleaned.split(b"=")[0]
         cleaned += b"=" * (-len(cleaned) % 4)
         try:

@@ -18,6 +18,7 @@ import datetime
 import http.server
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -131,9 +132,9 @@ def findings(outcome) -> tuple[set[str], list[tuple[str, str]]]:
 class Counters:
     """The daemon's counters; every connection thread records into the same instance."""
 
-    def __init__(self, now: datetime.datetime | None = None):
+    def __init__(self):
         self._lock = threading.Lock()
-        self.started = now or _utcnow()
+        self.started = _utcnow()
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.failures: dict[str, dict[str, int]] = {}
         self.times: deque[float] = deque(maxlen=TIMING_WINDOW)
@@ -159,7 +160,7 @@ class Counters:
                 self._reasons += 1
         reasons[reason] = reasons.get(reason, 0) + 1
 
-    def snapshot(self, now: datetime.datetime | None = None) -> dict:
+    def snapshot(self) -> dict:
         """Everything ``ciphermilter stats`` shows, as JSON-ready data."""
         with self._lock:
             counts = dict(self.counts)
@@ -170,14 +171,14 @@ class Counters:
                   "quantiles": {f"{q:g}": round(_quantile(times, q), 6) for q in PERCENTILES} if times else {},
                   "max": round(times[-1], 6) if times else None}
         return {"version": FORMAT_VERSION, "pid": os.getpid(), "started": _iso(self.started),
-                "updated": _iso(now or _utcnow()), "counters": counts, "failures": failures,
+                "updated": _iso(_utcnow()), "counters": counts, "failures": failures,
                 "processing_seconds": timing}
 
 
 def _quantile(ordered: list[float], q: float) -> float:
     """Nearest-rank quantile of a sorted, non-empty list."""
-    rank = max(1, -(-len(ordered) * q // 1))  # ceil without floats drifting past the end
-    return ordered[int(rank) - 1]
+    rank = math.ceil(round(len(ordered) * q, 9))  # rounded first: 0.07 * 100 is 7.000000000000001
+    return ordered[max(rank, 1) - 1]
 
 
 def _utcnow() -> datetime.datetime:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sqlite3
+import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -13,7 +15,7 @@ from ciphermilter import check
 from ciphermilter.cli import main
 from ciphermilter.keyimport import parse
 from ciphermilter.store import KeyStore
-from conftest import CORPUS
+from conftest import CORPUS, ROOT
 
 SOCKET = "unix:/var/spool/postfix/ciphermilter/ciphermilter.sock"
 OPENDKIM = "{ unix:opendkim/opendkim.sock, default_action = accept }"
@@ -195,3 +197,60 @@ def test_parse_milters_reads_braces_commas_and_blanks():
     entries = check.parse_milters("{ unix:a.sock, default_action = accept }, inet:h:1 unix:b.sock,{inet:c:2}")
     assert [(e.socket, e.default_action) for e in entries] == [
         ("unix:a.sock", "accept"), ("inet:h:1", None), ("unix:b.sock", None), ("inet:c:2", None)]
+
+
+def gpg_key_with_expiry(home, primary_expiry: str, subkey_expiry: str) -> bytes:
+    """An ed25519 key with a cv25519 subkey, each with its own expiry date, made by GnuPG."""
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    home.mkdir(mode=0o700)
+    subprocess.run([*gpg, "--quick-gen-key", "Expiring <exp@example.com>", "ed25519", "sign", primary_expiry],
+                   check=True, capture_output=True)
+    listing = subprocess.run([*gpg, "--with-colons", "--list-keys"], check=True, capture_output=True, text=True)
+    fingerprint = next(line.split(":")[9] for line in listing.stdout.splitlines() if line.startswith("fpr:"))
+    subprocess.run([*gpg, "--quick-add-key", fingerprint, "cv25519", "encr", subkey_expiry],
+                   check=True, capture_output=True)
+    return subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True, capture_output=True).stdout
+
+
+def test_openpgp_key_and_subkey_expiry_are_reported(tmp_path):
+    store_path = str(tmp_path / "ciphermilter.db")
+    with KeyStore.create(store_path) as store:
+        store.import_file(gpg_key_with_expiry(tmp_path / "gnupg", "2031-01-01", "2030-06-01"))
+        store.add_domain("example.com")
+    report = check.run_checks(None, store_path, None, None, False,
+                              now=datetime.datetime(2030, 5, 20, tzinfo=UTC))
+    keys = [f.line() for f in report.findings if f.area == "keys"]
+    assert len(keys) == 1 and keys[0].startswith("warning: keys: OpenPGP subkey ")
+    assert "expires on 2030-06-01" in keys[0]
+    report = check.run_checks(None, store_path, None, None, False,
+                              now=datetime.datetime(2031, 1, 2, tzinfo=UTC))
+    keys = [f.line() for f in report.findings if f.area == "keys"]
+    assert len(keys) == 2 and all(" expired on " in line for line in keys)
+    assert keys[0].startswith("error: keys: OpenPGP key ") and "expired on 2031-01-01" in keys[0]
+
+
+def test_a_private_key_the_master_key_cannot_open_is_an_error(tmp_path):
+    store_path = str(tmp_path / "ciphermilter.db")
+    with KeyStore.create(store_path) as store:
+        store.import_file((CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
+        store.add_domain("example.com")
+    with sqlite3.connect(store_path) as conn:  # what a tampered or half-restored row looks like
+        conn.execute("UPDATE smime_keys SET sealed = zeroblob(64)")
+    conn.close()
+    lines = [f.line() for f in check.run_checks(None, store_path, None, None, False).findings]
+    assert "error: keys: 1 private key(s) do not open with the master key (altered in the store?): the log names" \
+           " them; import them again" in lines
+
+
+def test_findings_are_coloured_on_a_terminal_only(tmp_path, small_store):
+    command = [str(ROOT / ".venv" / "bin" / "ciphermilter"), "--config", config_file(tmp_path, small_store),
+               "check", "--postfix-config", postfix_dir(tmp_path, f"{CLAMAV}, {CIPHERMILTER}")]
+    primary, secondary = os.openpty()
+    with subprocess.Popen(command, stdout=secondary, stderr=subprocess.PIPE) as process:
+        os.close(secondary)
+        assert process.wait() == 1
+    on_terminal = os.read(primary, 65536)
+    os.close(primary)
+    assert on_terminal.startswith(b"\x1b[31merror\x1b[0m: postfix: ")
+    piped = subprocess.run(command, capture_output=True)
+    assert piped.returncode == 1 and piped.stdout.startswith(b"error: postfix: ")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from ciphermilter import config
 from ciphermilter.cli import main
@@ -136,10 +137,17 @@ def test_run_options_are_in_ciphermilter_8():
     assert all(option in daemon_options for option in long_options(main.commands["run"]))
 
 
-def test_every_command_shows_examples_in_its_help():
-    for name, command in leaf_commands():
-        if name.startswith(("check", "stats", "decrypt")):
-            assert "Examples:" in command.help, name
+def test_every_listing_offers_json():
+    listings = [name for name, _ in leaf_commands() if name.split()[-1] in ("list", "show", "info", "check", "stats")]
+    assert len(listings) == 7
+    assert all("--json" in long_options(dict(leaf_commands())[name]) for name in listings)
+
+
+@pytest.mark.parametrize("command", [name for name, _ in leaf_commands()])
+def test_every_command_shows_examples_in_its_help(command):
+    help_text = CliRunner().invoke(main, [*command.split(), "--help"]).output
+    examples = help_text.partition("Examples:\n")[2].partition("\n\n")[0].splitlines()
+    assert examples and all(line.strip().startswith("ciphermilter ") for line in examples), help_text
 
 
 def test_shell_completion_is_documented_as_click_provides_it():

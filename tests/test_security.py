@@ -14,6 +14,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pgpy
 import pytest
 from asn1crypto import cms as asn1_cms
 from asn1crypto import x509 as asn1_x509
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ciphermilter import core, mime
 from ciphermilter.cli import main
@@ -288,6 +290,78 @@ def test_bad_padding_and_a_wrong_key_look_the_same(corpus_store):
         results.append((variant, outcome.info.items, layer["reason"], outcome.plan.changes, outcome.plan.deletions))
     first = results[0][1:]
     assert dict(first[0])[INFO_PREFIX + "SMIME-Decryption-Failed-0"] == "decryption failed"
+    for variant, *rest in results:
+        assert tuple(rest) == first, variant
+
+
+def _first_packet(data: bytes) -> tuple[bytes, int]:
+    """The body of the first OpenPGP packet of ``data`` and where it ends (gpg writes the PKESK first)."""
+    if data[0] & 0x40:  # new format: one- or two-octet length is all a PKESK needs
+        first = data[1]
+        start, length = (2, first) if first < 192 else (3, ((first - 192) << 8) + data[2] + 192)
+    else:
+        size = 1 << (data[0] & 0x03)
+        start, length = 1 + size, int.from_bytes(data[1:1 + size], "big")
+    return data[start:start + length], start + length
+
+
+def _rsa_pkesk(keyid: bytes, ciphertext: int) -> bytes:
+    """A version 3 RSA PKESK packet (RFC 4880 section 5.1) with a new-format header."""
+    body = b"\x03" + keyid + b"\x01" + ciphertext.bit_length().to_bytes(2, "big") + ciphertext.to_bytes(
+        (ciphertext.bit_length() + 7) // 8, "big")
+    assert 192 <= len(body) < 8384
+    return b"\xc1" + bytes([((len(body) - 192) >> 8) + 192, (len(body) - 192) & 0xFF]) + body
+
+
+def _session_block(key: bytes, algorithm: int = 9) -> bytes:
+    """``algorithm || key || checksum`` (RFC 4880 section 5.1); 9 is AES-256."""
+    return bytes([algorithm]) + key + (sum(key) & 0xFFFF).to_bytes(2, "big")
+
+
+def _pgp_padding_variants(gpg_home: Path) -> list[tuple[str, bytes]]:
+    """(id, binary OpenPGP message for bob) whose RSA session key layer goes wrong in different ways."""
+    message = subprocess.run(["gpg", "--homedir", str(gpg_home), "--batch", "--trust-model", "always",
+                              "--recipient", PGP_BOB_UID, "--encrypt"], input=b"never shown\n",
+                             check=True, capture_output=True).stdout
+    pkesk, end = _first_packet(message)
+    keyid = pkesk[1:9]
+    key, _ = pgpy.PGPKey.from_file(str(PGP_BOB))
+    (material,) = [sub._key.keymaterial for sub in key.subkeys.values() if sub.fingerprint.keyid == keyid.hex().upper()]
+    n, e = int(material.n), int(material.e)
+    size = (n.bit_length() + 7) // 8
+    public_key = rsa.RSAPublicNumbers(e, n).public_key()
+
+    def raw(block: bytes) -> bytes:  # textbook RSA: the test chooses the padding bob's key will find
+        return _rsa_pkesk(keyid, pow(int.from_bytes(block, "big"), e, n)) + message[end:]
+
+    def padded(block: bytes) -> bytes:
+        return _rsa_pkesk(keyid, int.from_bytes(public_key.encrypt(block, asym_padding.PKCS1v15()), "big")) + message[end:]
+
+    wrong_key = bytes(range(32))
+    return [
+        ("no-zero-separator", raw(b"\x00\x02" + b"\x11" * (size - 2))),
+        ("block-type-1", raw(b"\x00\x01" + b"\xff" * (size - 38) + b"\x00" + _session_block(wrong_key))),
+        ("bad-checksum", padded(_session_block(wrong_key)[:-1] + b"\x00")),
+        ("unknown-cipher", padded(_session_block(wrong_key, algorithm=99))),
+        ("short-key", padded(_session_block(wrong_key[:16]))),
+        ("wrong-session-key", padded(_session_block(wrong_key))),
+    ]
+
+
+def test_openpgp_bad_padding_and_a_wrong_session_key_look_the_same(corpus_store, gpg_home):
+    results = []
+    for variant, data in _pgp_padding_variants(gpg_home):
+        armored = (b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(data).replace(b"\n", b"\r\n"))
+        message = OUTER + b"MIME-Version: 1.0\r\n" + pgp_mime_part(b"").replace(
+            b'name="encrypted.asc"\r\n\r\n', b'name="encrypted.pgp"\r\n' + armored)
+        outcome, out = run(message, corpus_store)
+        assert outcome.error is None, variant
+        assert out == apply_plan(message, outcome.plan) and outcome.plan.body is None, variant
+        failures = [block["failure"] for block in outcome.report["openpgp"]["blocks"]]
+        results.append((variant, outcome.info.items, failures))
+    first = results[0][1:]
+    assert dict(first[0])[INFO_PREFIX + "PGP-Decryption-Failed"].replace("\n", "") == (
+        "no key in the store decrypts the session key")
     for variant, *rest in results:
         assert tuple(rest) == first, variant
 

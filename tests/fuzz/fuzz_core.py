@@ -39,8 +39,8 @@ with atheris.instrument_imports(include=["ciphermilter"]):
     from ciphermilter import core
     from ciphermilter.config import Settings
 
-from conftest import CORPUS, case_message, corpus_cases, import_corpus_keys  # noqa: E402
-from fuzz.invariants import check_output  # noqa: E402
+from conftest import CORPUS, case_message, corpus_cases, import_corpus_keys
+from fuzz.invariants import check_output
 
 warnings.filterwarnings("ignore", module="pgpy")  # pgpy's TODO notes on every key use drown libFuzzer's output
 ENVELOPE = core.Envelope(mail_from="sender@sender-pub.example", recipients=["bob@corp-pub.example"])

@@ -1,0 +1,102 @@
+"""The ciphermilter daemon as ``ciphermilter run`` starts it, for the benchmark: optionally pinned to CPUs.
+
+Started by PID and stopped by PID. Its peak resident set (``VmHWM`` of
+/proc/PID/status) is what the memory measurement reads.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _listening(spec: str) -> bool:
+    kind, _, rest = spec.partition(":")
+    probe = socket.socket(socket.AF_UNIX) if kind == "unix" else socket.socket()
+    try:
+        probe.connect(rest if kind == "unix" else ("127.0.0.1", int(rest.partition("@")[0])))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+@dataclass
+class Daemon:
+    socket: str  # as the client connects: unix:/path or inet:PORT@127.0.0.1
+    process: subprocess.Popen
+    log: Path
+
+    def peak_rss(self) -> int:
+        """Bytes: the highest resident set size the process has had (VmHWM)."""
+        return _status_kb(self.process.pid, "VmHWM") * 1024
+
+    def rss(self) -> int:
+        return _status_kb(self.process.pid, "VmRSS") * 1024
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def start(work: Path, name: str, store: Path, inet: bool = False, cpus: str | None = None,
+          max_message_size: int | None = None) -> Daemon:
+    """A daemon on a unix socket (mode 0666: Postfix's user must reach it) or on an inet port on loopback.
+
+    ``cpus`` pins it with taskset (e.g. "0" for one core); ``max_message_size``
+    raises the limit for the memory measurement's 50 MB attachment.
+    """
+    directory = work / name
+    directory.mkdir()
+    directory.chmod(0o755)
+    spec = f"inet:{free_port()}@127.0.0.1" if inet else f"unix:{directory / 'milter.sock'}"
+    limits = f"\n[limits]\nmax_message_size = {max_message_size}\n" if max_message_size else ""
+    config = directory / "ciphermilter.toml"
+    config.write_text(
+        f'socket = "{spec}"\nstore = "{store}"\numask = "0000"\nlog_level = "warning"\n'
+        f'stats_file = "{directory / "stats.json"}"\n' + limits
+    )
+    log = directory / "daemon.log"
+    argv = [sys.executable, "-m", "ciphermilter", "run", "--config", str(config)]
+    if cpus is not None:
+        argv = ["taskset", "-c", cpus, *argv]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=directory, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _listening(spec):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"ciphermilter did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
+    return Daemon(spec, process, log)
