@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import click
 
 from ciphermilter import config, trust
+from ciphermilter.cli_common import echo_json
 from ciphermilter.masterkey import default_path
 from ciphermilter.store import KeyStore, StoreError
 
@@ -332,8 +333,6 @@ def check(ctx, postfix_dir, with_postfix, as_json):
       ciphermilter check --postfix-config /etc/postfix-in --json
       ciphermilter --store var/ciphermilter.db check --no-postfix
     """
-    from ciphermilter.cli import echo_json  # not at the top: cli.py imports this module to register it
-
     options = ctx.find_root().obj
     report = run_checks(options.get("config_path"), options.get("store_path"), options.get("master_key_path"),
                         postfix_dir, with_postfix)

@@ -13,7 +13,7 @@ import sys
 import click
 
 from ciphermilter import core
-from ciphermilter.cli import fail, main, open_settings, open_store
+from ciphermilter.cli_common import fail, open_settings, open_store
 from ciphermilter.plan import apply_plan
 
 
@@ -28,7 +28,7 @@ def as_smtp_lines(message: bytes) -> bytes:
     return message.replace(b"\n", b"\r\n")
 
 
-@main.command("decrypt")
+@click.command("decrypt")
 @click.option("--rcpt", "recipients", multiple=True, metavar="ADDR",
               help="Envelope recipient (repeatable). Without one, the message is treated as internal.")
 @click.option("--explain", is_flag=True, help="Write a JSON report of what was found to stderr.")

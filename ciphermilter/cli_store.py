@@ -13,7 +13,7 @@ import sys
 import click
 
 from ciphermilter import keyimport
-from ciphermilter.cli import echo_json, fail, open_store, store_paths
+from ciphermilter.cli_common import echo_json, fail, open_store, reported, store_paths
 from ciphermilter.store import ImportResult, KeyStore, StoreError
 
 # ---------------------------------------------------------------------------- secrets from options
@@ -148,10 +148,8 @@ def store_backup(ctx, file):
       ciphermilter store backup /var/backups/ciphermilter.db
     """
     store = _store(ctx)
-    try:
+    with reported(StoreError):
         store.backup(file)
-    except StoreError as exc:
-        fail(str(exc))
     click.echo(f"backup written to {file}")
     click.echo(f"it holds the private keys sealed with {store_paths(ctx)[1]}; that master key"
                " is NOT in the backup: keep a copy of it apart, you need it to restore")
@@ -171,10 +169,8 @@ def store_restore(ctx, file, force):
     store_path, key_path = store_paths(ctx)
     if os.path.exists(store_path) and not force:
         fail(f"store {store_path} exists: give --force to replace its contents with the backup")
-    try:
+    with reported(StoreError):
         KeyStore.restore(file, store_path, key_path).close()
-    except StoreError as exc:
-        fail(str(exc))
     click.echo(f"restored {store_path} from {file}")
 
 
@@ -191,10 +187,8 @@ def store_export(ctx, file, password, password_file):
     """
     password = _required_secret(password, password_file, "export password")
     store = _store(ctx)
-    try:
+    with reported(StoreError):
         data = store.export_all(password)
-    except StoreError as exc:
-        fail(str(exc))
     _write_private_file(file, data)
     click.echo(f"exported to {file}")
 
@@ -215,10 +209,8 @@ def store_import(ctx, file, password, password_file):
     if password is None and _interactive():
         password = click.prompt("Export password", hide_input=True)
     store = _store(ctx)
-    try:
+    with reported(StoreError, prefix=f"{file.name}: "):
         _report(store.import_export(data, password))
-    except StoreError as exc:
-        fail(f"{file.name}: {exc}")
 
 
 # ---------------------------------------------------------------------------- keys
@@ -268,10 +260,8 @@ def keys_import(ctx, files, password, password_file, passphrase, passphrase_file
         for file in progress:
             bundle, password, passphrase = _parse_with_prompts(file.name, file.read(), password, passphrase)
             named.append((file.name, bundle))
-    try:
+    with reported(StoreError):
         _report(store.import_bundles(named))
-    except StoreError as exc:
-        fail(str(exc))
 
 
 def _key_summary(key: dict) -> str:
@@ -313,10 +303,8 @@ def keys_show(ctx, ident, as_json):
       ciphermilter keys show 84386E32596E0994
       ciphermilter keys show 8A351CCB200DA75B --json
     """
-    try:
+    with reported(StoreError):
         key = _store(ctx).show_key(ident)
-    except StoreError as exc:
-        fail(str(exc))
     if key is None:
         fail(f"no key {ident}")
     if as_json:
@@ -336,10 +324,8 @@ def keys_remove(ctx, ident):
     Examples:
       ciphermilter keys remove 84386E32596E0994
     """
-    try:
+    with reported(StoreError):
         removed = _store(ctx).remove_key(ident)
-    except StoreError as exc:
-        fail(str(exc))
     if not removed:
         fail(f"no key {ident}")
     click.echo(f"removed {ident}")
@@ -363,10 +349,8 @@ def keys_export(ctx, ident, fmt, secret, output, password, password_file):
     password = _secret(password, password_file)
     if fmt == "p12" and password is None:
         password = _required_secret(None, None, "PKCS#12 password")
-    try:
+    with reported(StoreError):
         data = _store(ctx).export_key(ident, fmt, secret=secret, password=password)
-    except StoreError as exc:
-        fail(str(exc))
     if output:
         _write_private_file(output, data)
     elif fmt == "p12" and sys.stdout.isatty():
@@ -393,16 +377,12 @@ def trust_add(ctx, file):
     Examples:
       ciphermilter trust add root-ca.pem
     """
-    try:
+    with reported(keyimport.KeyFormatError, prefix=f"{file.name}: "):
         bundle = keyimport.parse(file.read())
-    except keyimport.KeyFormatError as exc:
-        fail(f"{file.name}: {exc}")
     if bundle.private_keys or bundle.pgp_keys or not bundle.certificates:
         fail(f"{file.name}: a trust anchor file holds certificates only")
-    try:
+    with reported(StoreError, prefix=f"{file.name}: "):
         added = _store(ctx).add_trust_anchors(bundle.certificates)
-    except StoreError as exc:
-        fail(f"{file.name}: {exc}")
     for subject, is_new in added:
         click.echo(f"{'added' if is_new else 'already present'}: trust anchor {subject}")
 
@@ -435,10 +415,8 @@ def trust_remove(ctx, ident):
     Examples:
       ciphermilter trust remove 3F2A9C10
     """
-    try:
+    with reported(StoreError):
         removed = _store(ctx).remove_trust_anchor(ident)
-    except StoreError as exc:
-        fail(str(exc))
     if not removed:
         fail(f"no trust anchor {ident}")
     click.echo(f"removed trust anchor {ident}")
@@ -463,10 +441,8 @@ def domains_add(ctx, domain):
       ciphermilter domains add example.com
       ciphermilter domains add '*.example.com'
     """
-    try:
+    with reported(StoreError):
         added = _store(ctx).add_domain(domain)
-    except StoreError as exc:
-        fail(str(exc))
     click.echo(f"{'added' if added else 'already present'}: {domain}")
 
 
@@ -498,10 +474,8 @@ def domains_remove(ctx, domain):
     Examples:
       ciphermilter domains remove example.com
     """
-    try:
+    with reported(StoreError):
         removed = _store(ctx).remove_domain(domain)
-    except StoreError as exc:
-        fail(str(exc))
     if not removed:
         fail(f"no domain {domain}")
     click.echo(f"removed {domain}")

@@ -23,7 +23,7 @@ import milter as libmilter
 import Milter
 
 from ciphermilter import milter, stats
-from ciphermilter.cli import fail
+from ciphermilter.cli_common import fail
 from ciphermilter.config import ConfigError, DaemonConfig
 from ciphermilter.config import load as load_config
 from ciphermilter.store import KeyStore

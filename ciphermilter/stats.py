@@ -25,7 +25,6 @@ import tempfile
 import threading
 from collections import deque
 
-import click
 
 from ciphermilter.headers import INFO_PREFIX
 
@@ -340,70 +339,3 @@ COUNTERS_OF_THIS_PROCESS = Counters()
 def record(outcome, elapsed_s: float) -> None:
     """Count one message the daemon handled (call once per message, at end of message)."""
     COUNTERS_OF_THIS_PROCESS.record(outcome, elapsed_s)
-
-
-# --------------------------------------------------------------------------- the stats command
-
-
-def _stats_file_of(ctx: click.Context) -> str:
-    """The daemon's stats_file: from --config when it sets one, else beside the store."""
-    from ciphermilter import config
-    from ciphermilter.cli import fail, store_paths
-
-    path = ctx.find_root().obj.get("config_path")
-    if path:
-        try:
-            configured = config.load(path).stats_file
-        except config.ConfigError as exc:
-            fail(str(exc))
-        if configured:
-            return configured
-    return default_stats_file(store_paths(ctx)[0])
-
-
-def _human(snapshot: dict) -> list[str]:
-    lines = [f"started: {snapshot['started']}  updated: {snapshot['updated']}  pid: {snapshot['pid']}"]
-    width = max(map(len, COUNTERS))
-    lines += [f"{name:<{width}}  {snapshot['counters'].get(name, 0)}" for name in COUNTERS]
-    timing = snapshot["processing_seconds"]
-    if timing["quantiles"]:
-        quantiles = "  ".join(f"p{float(q) * 100:g}={v * 1000:.1f}ms" for q, v in timing["quantiles"].items())
-        lines.append(f"processing time: {quantiles}  max={timing['max'] * 1000:.1f}ms"
-                     f" (last {timing['window']} messages)")
-    for header, reasons in sorted(snapshot["failures"].items()):
-        lines += [f"failure {header}: {reason}: {count}" for reason, count in sorted(reasons.items())]
-    return lines
-
-
-# Registered on the CLI group by cli.py; the CLI is imported only when the command runs, because the
-# daemon's milter module imports this one for record() and must not pull the command line in.
-@click.command("stats")
-@click.option("--file", "stats_file", type=click.Path(dir_okay=False),
-              help="Statistics file the daemon writes (default: stats_file of --config, else beside the store).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--prometheus", "as_prometheus", is_flag=True, help="Prometheus text exposition format.")
-@click.pass_context
-def stats_command(ctx, stats_file, as_json, as_prometheus):
-    """Show the running daemon's counters: messages, decrypted, verified, failures, processing time.
-
-    \b
-    Examples:
-      ciphermilter --config /etc/ciphermilter/ciphermilter.toml stats
-      ciphermilter stats --json | jq .counters.smime_decrypted
-      ciphermilter stats --file /var/lib/ciphermilter/ciphermilter.stats.json --prometheus
-    """
-    from ciphermilter.cli import echo_json, fail
-
-    if as_json and as_prometheus:
-        fail("give --json or --prometheus, not both")
-    try:
-        snapshot = read_stats_file(stats_file or _stats_file_of(ctx))
-    except ValueError as exc:
-        fail(str(exc))
-    if as_json:
-        echo_json(snapshot)
-    elif as_prometheus:
-        click.echo(prometheus(snapshot), nl=False)
-    else:
-        for line in _human(snapshot):
-            click.echo(line)

@@ -1,0 +1,73 @@
+"""What every command shares: one-line errors, JSON output, and finding the store and settings.
+
+Order of precedence for the store: ``--store`` / ``--master-key`` (or their
+environment variables), then the ``--config`` file's ``store`` and
+``master_key``, then the embedded default ``./var/ciphermilter.db`` with its
+key beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+
+import click
+
+from ciphermilter import config
+from ciphermilter.masterkey import default_path
+from ciphermilter.store import KeyStore, StoreError
+
+
+def fail(message: str, code: int = 1):
+    """One clear line on stderr and a non-zero exit."""
+    click.echo(f"ciphermilter: {message}", err=True)
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def reported(*errors: type[Exception], prefix: str = ""):
+    """Turn ``errors`` raised in the block into one clear line on stderr and exit status 1."""
+    try:
+        yield
+    except errors as exc:
+        fail(f"{prefix}{exc}")
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _options(ctx: click.Context) -> dict:
+    return ctx.find_root().obj or {}
+
+
+def load_config(ctx: click.Context) -> config.DaemonConfig:
+    """The ``--config`` file (refused with file, line and reason when wrong), else the defaults."""
+    path = _options(ctx).get("config_path")
+    if not path:
+        return config.DaemonConfig()
+    with reported(config.ConfigError):
+        return config.load(path)
+
+
+def open_settings(ctx: click.Context) -> config.Settings:
+    return load_config(ctx).settings
+
+
+def store_paths(ctx: click.Context) -> tuple[str, str]:
+    """(store, master key) by the order of precedence in the module docstring."""
+    options = _options(ctx)
+    if options.get("store_path"):  # a store named on the command line comes with its own default key path
+        store_path, default_key = options["store_path"], default_path(options["store_path"])
+    else:
+        configured = load_config(ctx)
+        store_path, default_key = configured.store, configured.master_key_path
+    return store_path, options.get("master_key_path") or default_key
+
+
+def open_store(ctx: click.Context, create: bool = False) -> KeyStore:
+    """The KeyStore the command line names (a new one with ``create``); one clear line and exit 1 on failure."""
+    store_path, key_path = store_paths(ctx)
+    with reported(StoreError):
+        return KeyStore.create(store_path, key_path) if create else KeyStore.open(store_path, key_path)

@@ -1,0 +1,56 @@
+"""``ciphermilter stats``: the running daemon's counters, as text, JSON or Prometheus exposition."""
+
+from __future__ import annotations
+
+import click
+
+from ciphermilter.cli_common import echo_json, fail, load_config, store_paths
+from ciphermilter.stats import COUNTERS, default_stats_file, prometheus, read_stats_file
+
+def _stats_file_of(ctx: click.Context) -> str:
+    """The daemon's stats_file: from --config when it sets one, else beside the store."""
+    return load_config(ctx).stats_file or default_stats_file(store_paths(ctx)[0])
+
+
+def _human(snapshot: dict) -> list[str]:
+    lines = [f"started: {snapshot['started']}  updated: {snapshot['updated']}  pid: {snapshot['pid']}"]
+    width = max(map(len, COUNTERS))
+    lines += [f"{name:<{width}}  {snapshot['counters'].get(name, 0)}" for name in COUNTERS]
+    timing = snapshot["processing_seconds"]
+    if timing["quantiles"]:
+        quantiles = "  ".join(f"p{float(q) * 100:g}={v * 1000:.1f}ms" for q, v in timing["quantiles"].items())
+        lines.append(f"processing time: {quantiles}  max={timing['max'] * 1000:.1f}ms"
+                     f" (last {timing['window']} messages)")
+    for header, reasons in sorted(snapshot["failures"].items()):
+        lines += [f"failure {header}: {reason}: {count}" for reason, count in sorted(reasons.items())]
+    return lines
+
+
+@click.command("stats")
+@click.option("--file", "stats_file", type=click.Path(dir_okay=False),
+              help="Statistics file the daemon writes (default: stats_file of --config, else beside the store).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--prometheus", "as_prometheus", is_flag=True, help="Prometheus text exposition format.")
+@click.pass_context
+def stats_command(ctx, stats_file, as_json, as_prometheus):
+    """Show the running daemon's counters: messages, decrypted, verified, failures, processing time.
+
+    \b
+    Examples:
+      ciphermilter --config /etc/ciphermilter/ciphermilter.toml stats
+      ciphermilter stats --json | jq .counters.smime_decrypted
+      ciphermilter stats --file /var/lib/ciphermilter/ciphermilter.stats.json --prometheus
+    """
+    if as_json and as_prometheus:
+        fail("give --json or --prometheus, not both")
+    try:
+        snapshot = read_stats_file(stats_file or _stats_file_of(ctx))
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        echo_json(snapshot)
+    elif as_prometheus:
+        click.echo(prometheus(snapshot), nl=False)
+    else:
+        for line in _human(snapshot):
+            click.echo(line)
