@@ -4,7 +4,7 @@
 body; a benchmark client must cost next to nothing, so each message is
 encoded into its packets once (:class:`EncodedMessage`) and replayed as it
 is on every connection. Like Postfix, the client honours what the milter
-negotiated: no reply is awaited for MAIL, RCPT and headers when it asked for
+negotiated (as Postfix 3.x, it offers every action and protocol step): no reply is awaited for MAIL, RCPT and headers when it asked for
 that, an ACCEPT at end of headers ends the message, and SKIP ends the body.
 """
 
@@ -16,14 +16,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+from miltertest.constants import (MILTER_CHUNK_SIZE, SMFI_V6_ACTS, SMFI_V6_PROT, SMFIP_HDR_LEADSPC, SMFIP_NR_HDR,
+                                  SMFIP_NR_MAIL, SMFIP_NR_RCPT)
+
 from ciphermilter import mime
 
 MILTER_VERSION = 6
-CHUNK = 65535  # libmilter's MILTER_CHUNK_SIZE, the largest body packet Postfix sends
-# What we offer, as Postfix 3.x does: every action, every protocol step and no-reply bit.
-OFFERED_ACTIONS = 0x1FF
-OFFERED_PROTOCOL = 0x1FFFFF
-P_NR_MAIL, P_NR_RCPT, P_NR_HDR, P_HDR_LEADSPC = 0x10000, 0x20000, 0x80, 0x100000
 # Replies that end a command (progress and modifications do not).
 FINAL_REPLIES = frozenset(b"acrtsdy")
 
@@ -70,7 +68,8 @@ class EncodedMessage:
             fields.append((name, stripped.replace(b"\r\n", b"\n")))
             spaces.append(value[:len(value) - len(stripped)])
         body = message[offset:]
-        chunks = [packet(b"B", body[start:start + CHUNK]) for start in range(0, len(body), CHUNK)]
+        chunks = [packet(b"B", body[start:start + MILTER_CHUNK_SIZE])
+                  for start in range(0, len(body), MILTER_CHUNK_SIZE)]
         return cls(sender.encode(), [r.encode() for r in recipients], fields, spaces, chunks)
 
     def size(self) -> int:
@@ -83,7 +82,7 @@ class Connection:
     def __init__(self, spec: str):
         self.sock = connect(spec)
         self.buffer = bytearray()
-        self.sock.sendall(packet(b"O", struct.pack("!III", MILTER_VERSION, OFFERED_ACTIONS, OFFERED_PROTOCOL)))
+        self.sock.sendall(packet(b"O", struct.pack("!III", MILTER_VERSION, SMFI_V6_ACTS, SMFI_V6_PROT)))
         command, data = self._read()
         if command != b"O":
             raise ConnectionError(f"milter answered {command!r} to option negotiation")
@@ -98,13 +97,13 @@ class Connection:
 
     def send(self, message: EncodedMessage) -> bytes:
         """Run one transaction; the reply that ended it (``c`` continue, ``a`` accept, ``t`` tempfail ...)."""
-        self._step(P_NR_MAIL, packet(b"M", strings(b"<" + message.sender + b">")))
+        self._step(SMFIP_NR_MAIL, packet(b"M", strings(b"<" + message.sender + b">")))
         for recipient in message.recipients:
-            self._step(P_NR_RCPT, packet(b"R", strings(b"<" + recipient + b">")))
-        leading = self.protocol & P_HDR_LEADSPC
+            self._step(SMFIP_NR_RCPT, packet(b"R", strings(b"<" + recipient + b">")))
+        leading = self.protocol & SMFIP_HDR_LEADSPC
         headers = [packet(b"L", strings(name, (space if leading else b"") + value))
                    for (name, value), space in zip(message.fields, message.leading_space)]
-        if self.protocol & P_NR_HDR:
+        if self.protocol & SMFIP_NR_HDR:
             self.sock.sendall(b"".join(headers))
         else:
             for header in headers:
