@@ -6,7 +6,13 @@ Measures, side by side in one run on one machine:
 * the per-message subprocess peers that content-filter scripts use
   (``openssl cms -decrypt``, ``gpg --decrypt``, one process per message);
 * the raw in-process ceiling: cryptography's own PKCS#7 decrypt of the same
-  S/MIME message in a loop.
+  S/MIME message in a loop;
+* the daemon through the milter protocol (unix and inet socket, 1, 4 and 16
+  concurrent connections; pinned to one core and to two) with the client of
+  ``milter_client.py``;
+* a private Postfix relaying to ``smtp-sink``, with and without ciphermilter,
+  loaded by ``smtp-source`` (``postfix_instance.py``);
+* the daemon's peak resident set for a 50 MB encrypted message.
 
 Writes ``bench/results/latest.json`` and ``bench/results/latest.md``. Ratios
 within one run are what counts: these machines are noisy, absolute times are
@@ -33,6 +39,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+import milter_daemon
+import milter_client
+import postfix_instance
 from ciphermilter import core
 from ciphermilter.config import Settings
 from ciphermilter.store import KeyStore
@@ -40,7 +49,14 @@ from ciphermilter.store import KeyStore
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ROOT.parent / "shared" / "corpus" / "keys"
 RECIPIENT = "bob@corp-pub.example"
+EXTERNAL_RECIPIENT = "zed@elsewhere-pub.example"
+SENDER = "alice@sender-pub.example"
 SIZES = {"20KB": 20 * 1024, "2MB": 2 * 1024 * 1024}
+# Through the daemon and Postfix: the everyday message size, one scenario per engine and the pass-through.
+PROTOCOL_SCENARIOS = ("S/MIME RSA-2048 AES-256-CBC", "OpenPGP RSA-3072", "plain")
+CONCURRENCY = (1, 4, 16)
+POSTFIX_SESSIONS = 4
+MEMORY_MESSAGE = 50 * 1024 * 1024
 
 
 @dataclass
@@ -198,9 +214,141 @@ def bench_peers(sample: Sample, work: Path, seconds: float, min_runs: int) -> di
     return {}
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def protocol_samples(all_samples: list[Sample]) -> dict[str, Sample]:
+    """The smallest size of each scenario that goes through the daemon and Postfix."""
+    smallest = all_samples[0].size
+    return {s.name: s for s in all_samples if s.size == smallest and s.name in PROTOCOL_SCENARIOS}
+
+
+def bench_milter(work: Path, store_path: Path, chosen: dict[str, Sample], seconds: float, min_runs: int) -> dict:
+    """Part 2: the daemon through the milter protocol, unix vs inet socket, 1/4/16 connections, 1 vs 2 cores.
+
+    The ceiling and the gpg peer are measured again right before, so that the
+    targets compare figures taken under the same load from other work.
+    """
+    rows = []
+    reference = {name: bench_peers(chosen[name], work, seconds, min_runs)
+                 for name in ("S/MIME RSA-2048 AES-256-CBC", "OpenPGP RSA-3072")}
+    messages = {name: milter_client.EncodedMessage.of(s.message, SENDER, [RECIPIENT]) for name, s in chosen.items()}
+    # Plain mail to an outside recipient: the daemon accepts at end of headers and never sees the body.
+    messages["plain, external recipient"] = milter_client.EncodedMessage.of(
+        chosen["plain"].message, SENDER, [EXTERNAL_RECIPIENT])
+    for transport in ("unix", "inet"):
+        served = milter_daemon.start(work, f"milter-{transport}", store_path, inet=transport == "inet")
+        try:
+            for name, message in messages.items():
+                for connections in CONCURRENCY:
+                    figures = milter_client.load(served.socket, message, connections, seconds, min_runs)
+                    rows.append({"scenario": name, "size": chosen["plain"].size, "socket": transport, **figures})
+                    print(f"milter {transport:4} {name:32} x{connections:<2} {figures['msgs_per_s']:>9} msg/s",
+                          file=sys.stderr)
+        finally:
+            served.stop()
+    cores = {}
+    smime = messages["S/MIME RSA-2048 AES-256-CBC"]
+    for label, cpus in (("1 core", "0"), ("2 cores", "0,1")):
+        served = milter_daemon.start(work, f"milter-cpus-{cpus.replace(',', '-')}", store_path, cpus=cpus)
+        try:
+            cores[label] = milter_client.load(served.socket, smime, max(CONCURRENCY), seconds, min_runs)
+        finally:
+            served.stop()
+    return {"rows": rows, "cores": cores, "reference": reference, "load_average": load_average()}
+
+
+def bench_postfix(work: Path, store_path: Path, chosen: dict[str, Sample], count: int) -> dict:
+    """Part 3: Postfix alone vs Postfix with ciphermilter, smtp-source at the same concurrency."""
+    served = milter_daemon.start(work, "milter-postfix", store_path)
+    relay = postfix_instance.start(work, served.socket)
+    rows = []
+    try:
+        for name in ("S/MIME RSA-2048 AES-256-CBC", "plain"):
+            message_file = work / "smtp-source.eml"
+            message_file.write_bytes(chosen[name].message.replace(b"\r\n", b"\n"))  # smtp-source adds the CRs
+            alone = relay.send(relay.plain_port, message_file, SENDER, RECIPIENT, POSTFIX_SESSIONS, count)
+            milter = relay.send(relay.milter_port, message_file, SENDER, RECIPIENT, POSTFIX_SESSIONS, count)
+            rows.append({"scenario": name, "size": chosen[name].size, "postfix_alone": alone,
+                         "postfix_with_ciphermilter": milter,
+                         "ratio": round(milter["msgs_per_s"] / alone["msgs_per_s"], 3)})
+            print(f"postfix {name:32} {alone['msgs_per_s']:>8} vs {milter['msgs_per_s']:>8} msg/s", file=sys.stderr)
+        relay.drain()
+    finally:
+        relay.stop()
+        served.stop()
+    return {"rows": rows, "sessions": POSTFIX_SESSIONS, "load_average": load_average()}
+
+
+def attachment_message(work: Path, size: int) -> bytes:
+    """An S/MIME message of about ``size`` bytes: text plus a random binary attachment, encrypted to bob."""
+    raw = os.urandom(size * 100 // 187)  # base64 twice (attachment, then the CMS) makes ~1.87x
+    attachment = base64.encodebytes(raw).replace(b"\n", b"\r\n")
+    entity = (b"Content-Type: multipart/mixed; boundary=\"bench-mixed\"\r\n\r\n--bench-mixed\r\n"
+              b"Content-Type: text/plain\r\n\r\nThe data is attached.\r\n--bench-mixed\r\n"
+              b"Content-Type: application/octet-stream; name=\"data.bin\"\r\n"
+              b"Content-Transfer-Encoding: base64\r\n\r\n" + attachment + b"--bench-mixed--\r\n")
+    return openssl_message(entity, work, ["-encrypt", "-aes256", "-recip", str(KEYS / "smime" / "pub-bob.cert.pem")])
+
+
+def bench_memory(work: Path, store_path: Path, size: int) -> dict:
+    """Part 5: the daemon's peak RSS for one large encrypted message through the milter protocol."""
+    message = attachment_message(work, size)
+    served = milter_daemon.start(work, "milter-memory", store_path)
+    try:
+        idle = served.rss()
+        connection = milter_client.Connection(served.socket)
+        reply = connection.send(milter_client.EncodedMessage.of(message, SENDER, [RECIPIENT]))
+        connection.close()
+        peak = served.peak_rss()
+    finally:
+        served.stop()
+    mib = 1024 * 1024
+    return {"message_mib": round(len(message) / mib, 1), "reply": reply.decode(),
+            "decrypted_mib": round(connection.body_replaced / mib, 1), "idle_rss_mib": round(idle / mib, 1),
+            "peak_rss_mib": round(peak / mib, 1), "limit_mib": round((3 * len(message) + 60 * mib) / mib, 1)}
+
+
+def targets(results: dict) -> list[dict]:
+    """The issue's targets, each as a ratio measured in this run."""
+    core_rows = {(r["scenario"], r["size"]): r for r in results["rows"]}
+    size = results["milter"]["rows"][0]["size"]
+    pgp = core_rows[("OpenPGP RSA-3072", size)]
+    milter_rows = results["milter"]["rows"]
+
+    def best(name):
+        return max(r["msgs_per_s"] for r in milter_rows if r["scenario"] == name and r["socket"] == "unix")
+
+    reference = results["milter"]["reference"]
+    ceiling = reference["S/MIME RSA-2048 AES-256-CBC"]["cryptography pkcs7_decrypt_der (ceiling)"]["msgs_per_s"]
+    gpg_beside_milter = reference["OpenPGP RSA-3072"]["gpg --decrypt per message"]["msgs_per_s"]
+    gpg = pgp["peers"]["gpg --decrypt per message"]["msgs_per_s"]
+    cores = results["milter"]["cores"]
+    postfix_rows = {r["scenario"]: r for r in results["postfix"]["rows"]}
+    memory = results["memory"]
+    checks = [
+        ("S/MIME through the milter protocol ÷ in-process ceiling", best("S/MIME RSA-2048 AES-256-CBC") / ceiling, 0.6),
+        ("OpenPGP RSA-3072 core ÷ gpg --decrypt per message", pgp["core"]["msgs_per_s"] / gpg, 10.0),
+        ("OpenPGP RSA-3072 through the milter protocol ÷ gpg --decrypt", best("OpenPGP RSA-3072") / gpg_beside_milter,
+         10.0),
+        ("Postfix with ciphermilter ÷ Postfix alone, S/MIME", postfix_rows["S/MIME RSA-2048 AES-256-CBC"]["ratio"], 0.8),
+        ("Postfix with ciphermilter ÷ Postfix alone, plain mail", postfix_rows["plain"]["ratio"], 0.8),
+        ("two cores ÷ one core (S/MIME, 16 connections)",
+         cores["2 cores"]["msgs_per_s"] / cores["1 core"]["msgs_per_s"], 1.6),
+    ]
+    out = [{"target": name, "measured": round(value, 2), "wanted": f">= {wanted}", "met": value >= wanted}
+           for name, value, wanted in checks]
+    out.append({"target": f"peak RSS for a {memory['message_mib']} MiB message (MiB)", "measured": memory["peak_rss_mib"],
+                "wanted": f"<= {memory['limit_mib']}", "met": memory["peak_rss_mib"] <= memory["limit_mib"]})
+    return out
+
+
 def markdown(results: dict) -> str:
     lines = [
-        f"Machine: {results['machine']}; Python {results['python']}; {results['date']}",
+        f"Machine: {results['machine']}; Python {results['python']}; {results['date']}; "
+        f"load average {results['load_average']['start']} at start, "
+        f"{results['load_average']['after core and peers']} after the core and peers",
         "",
         "| scenario | size | ciphermilter core msg/s | p50 ms | p99 ms | peer | peer msg/s | core ÷ peer |",
         "|---|---|---:|---:|---:|---|---:|---:|",
@@ -213,6 +361,32 @@ def markdown(results: dict) -> str:
             ratio = f"{ours['msgs_per_s'] / rate:.2f}" if rate else "—"
             lines.append(f"| {row['scenario']} | {row['size']} | {ours['msgs_per_s']} | {ours['p50_ms']} | "
                          f"{ours['p99_ms']} | {peer} | {rate if rate else '—'} | {ratio} |")
+    milter, relay, memory = results["milter"], results["postfix"], results["memory"]
+    lines += [
+        "", f"Daemon through the milter protocol (load average {milter['load_average']}):", "",
+        "| scenario | size | socket | connections | msg/s | p50 ms | p99 ms |", "|---|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {r['scenario']} | {r['size']} | {r['socket']} | {r['connections']} | {r['msgs_per_s']} | "
+              f"{r['p50_ms']} | {r['p99_ms']} |" for r in milter["rows"]]
+    lines += ["", "Measured right before the daemon, for the targets:", "", "| scenario | reference | msg/s |",
+              "|---|---|---:|"]
+    lines += [f"| {name} | {peer} | {figures['msgs_per_s']} |"
+              for name, peers in milter["reference"].items() for peer, figures in peers.items()]
+    lines += ["", "| S/MIME RSA-2048 AES-256-CBC, 16 connections | msg/s |", "|---|---:|"]
+    lines += [f"| daemon on {label} (taskset) | {figures['msgs_per_s']} |" for label, figures in milter["cores"].items()]
+    lines += [
+        "", f"Postfix relaying to smtp-sink, smtp-source with {relay['sessions']} sessions "
+        f"(load average {relay['load_average']}):", "",
+        "| scenario | size | Postfix alone msg/s | with ciphermilter msg/s | ratio |", "|---|---|---:|---:|---:|",
+    ]
+    lines += [f"| {r['scenario']} | {r['size']} | {r['postfix_alone']['msgs_per_s']} | "
+              f"{r['postfix_with_ciphermilter']['msgs_per_s']} | {r['ratio']} |" for r in relay["rows"]]
+    lines += ["", f"Memory: {memory['message_mib']} MiB encrypted message through the milter protocol: "
+              f"daemon idle {memory['idle_rss_mib']} MiB, peak RSS {memory['peak_rss_mib']} MiB "
+              f"(target <= {memory['limit_mib']} MiB).", "",
+              "| target | measured | wanted | met |", "|---|---:|---|---|"]
+    lines += [f"| {t['target']} | {t['measured']} | {t['wanted']} | {'yes' if t['met'] else 'NO'} |"
+              for t in results["targets"]]
     return "\n".join(lines) + "\n"
 
 
@@ -220,16 +394,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--min-runs", type=int, default=5)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes and one run each (what the tests run)")
+    parser.add_argument("--postfix-messages", type=int, default=400, help="messages per Postfix measurement")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes and one run each, every part included (what the tests run)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     sizes = {"2KB": 2048} if args.smoke else SIZES
     seconds, min_runs = (0.0, 1) if args.smoke else (args.seconds, args.min_runs)
+    postfix_count = 4 if args.smoke else args.postfix_messages
+    memory_size = 1024 * 1024 if args.smoke else MEMORY_MESSAGE
     work = Path(tempfile.mkdtemp(prefix="ciphermilter-bench-"))
+    work.chmod(0o755)  # Postfix's and smtp-sink's users reach their files and the milter socket below it
     try:
         store = build_store(work)
+        store_path = work / "bench.db"
+        load_at_start = load_average()
         rows = []
-        for sample in samples(work, sizes):
+        all_samples = samples(work, sizes)
+        for sample in all_samples:
             rows.append({
                 "scenario": sample.name,
                 "size": sample.size,
@@ -237,12 +419,19 @@ def main(argv=None) -> int:
                 "peers": bench_peers(sample, work, seconds, min_runs),
             })
             print(f"{sample.name:32} {sample.size:5} {rows[-1]['core']['msgs_per_s']:>9} msg/s", file=sys.stderr)
+        load_after_core = load_average()
+        chosen = protocol_samples(all_samples)
         results = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
             "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average": {"start": load_at_start, "after core and peers": load_after_core},
             "rows": rows,
+            "milter": bench_milter(work, store_path, chosen, seconds, min_runs),
+            "postfix": bench_postfix(work, store_path, chosen, postfix_count),
+            "memory": bench_memory(work, store_path, memory_size),
         }
+        results["targets"] = targets(results)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / "latest.md").write_text(markdown(results))

@@ -21,7 +21,7 @@ from asn1crypto import algos, cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import exceptions as crypto_exceptions
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives import hashes, keywrap, padding
+from cryptography.hazmat.primitives import hashes, keywrap
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -251,7 +251,10 @@ def decrypt(layer: EnvelopedLayer, find_keys: KeyFinder) -> tuple[bytes, Recipie
             continue
         for _cert, key in find_keys(recipient):
             try:
-                return _decrypt_content(layer, mode, _unwrap_cek(recipient, key, key_size)), recipient
+                cek = _unwrap_cek(recipient, key, key_size)
+                if len(cek) != key_size:  # a key of another size runs another cipher than the one reported
+                    raise ValueError("content key size")
+                return _decrypt_content(layer, mode, cek), recipient
             except UnsupportedAlgorithm as exc:  # the key does not fit the scheme: no attempt was made
                 unsupported = exc
             except Exception:  # noqa: BLE001  any failure of a real key looks the same (no oracle)
@@ -369,8 +372,20 @@ def _decrypt_content(layer: EnvelopedLayer, mode: str, cek: bytes) -> bytes:
         raise ValueError("content key size")
     decryptor = Cipher(algorithm, modes.CBC(iv)).decryptor()
     padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(algorithm.block_size).unpadder()
-    return unpadder.update(padded) + unpadder.finalize()
+    return _strip_pkcs7_padding(padded, algorithm.block_size // 8)
+
+
+def _strip_pkcs7_padding(padded: bytes, block_bytes: int) -> bytes:
+    """The content without its RFC 5652 section 6.3 padding.
+
+    By hand rather than with cryptography's unpadder, whose update/finalize
+    pair makes two more copies of the whole content, all alive at once at the
+    peak; a bad pad raises ValueError like the unpadder does.
+    """
+    pad = padded[-1] if padded else 0
+    if not 1 <= pad <= block_bytes or len(padded) % block_bytes or padded[-pad:] != bytes([pad]) * pad:
+        raise ValueError("invalid padding")
+    return padded[:-pad]
 
 
 # ---------------------------------------------------------------- signed data

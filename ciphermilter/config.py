@@ -7,6 +7,7 @@ lives here too, so that the CLI and the daemon refuse the same mistakes.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -68,11 +69,17 @@ class DaemonConfig:
     log_level: str = "info"
     spool_memory: int = 1024 * 1024  # bytes of body kept in memory before spooling to a 0600 temp file
     milter_timeout: int = 600  # seconds libmilter waits on a silent MTA before dropping the connection
+    workers: int | None = None  # processes that decrypt (past the GIL); default one per CPU core
     stats_file: str | None = None  # counters for `ciphermilter stats`; default: beside the store
     stats_interval: float = 10.0  # seconds between two writes of the stats file
     prometheus_textfile: str | None = None  # also write the counters here (node_exporter's textfile collector)
     metrics_port: int | None = None  # also serve /metrics on 127.0.0.1:PORT
     settings: Settings = field(default_factory=Settings)
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, else one per CPU this process may run on (taskset and cgroups narrow that)."""
+        return self.workers or len(os.sched_getaffinity(0))
 
     @property
     def master_key_path(self) -> str:
@@ -144,6 +151,7 @@ DAEMON_KEYS = {
     "log_level": _check_choice(LOG_LEVELS),
     "spool_memory": _check_positive_int,
     "milter_timeout": _check_positive_int,
+    "workers": _check_positive_int,
     "stats_file": _check_path,
     "stats_interval": _check_positive_number,
     "prometheus_textfile": _check_path,

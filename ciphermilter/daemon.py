@@ -22,7 +22,7 @@ import click
 import milter as libmilter
 import Milter
 
-from ciphermilter import milter, stats
+from ciphermilter import milter, stats, workers
 from ciphermilter.cli_common import fail
 from ciphermilter.config import ConfigError, DaemonConfig
 from ciphermilter.config import load as load_config
@@ -197,12 +197,15 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
     os.umask(config.umask)
     drop_privileges(ids, config.user)
     exporter = start_exporter(config)
-    milter.CipherMilter.runtime = milter.Runtime(config=config, stores=holder)
+    # After the privilege drop: the workers run as the milter user too.
+    pool = workers.Workers(config.worker_count, config.store, config.master_key_path)
+    milter.CipherMilter.runtime = milter.Runtime(config=config, stores=holder, workers=pool)
     Milter.factory = milter.CipherMilter
-    log.info("listening on %s", config.socket)
+    log.info("listening on %s with %d worker processes", config.socket, pool.count)
     try:
         Milter.runmilter(MILTER_NAME, config.socket, timeout=config.milter_timeout)
     finally:
+        pool.close()
         if exporter is not None:
             exporter.stop()
         for leftover in (config.pid_file, socket_path):

@@ -114,10 +114,14 @@ class Runtime:
 
     ``stores`` has a ``current()`` method that returns an open, up-to-date
     key store or raises :class:`StoreUnavailable` (see ``daemon.StoreHolder``).
+    ``workers`` (a :class:`~ciphermilter.workers.Workers` pool) runs the core
+    in other processes, past the GIL; without it the core runs in the
+    connection's own thread.
     """
 
     config: DaemonConfig
     stores: object
+    workers: object | None = None
 
 
 @dataclass
@@ -318,11 +322,18 @@ class CipherMilter(Milter.Base):
         if msg.oversized:
             limit = settings.limits.max_message_size
             return unprocessed_outcome(head, f"message larger than {limit} bytes", envelope, None)
-        body = b""
+        message = head + CRLF
         if msg.needs_body:
             msg.body.seek(0)
-            body = msg.body.read()
-        return core.process(head + CRLF + body, envelope, msg.store, settings, progress=self.progress)
+            # Joined in one step, so the spool's copy is freed at once instead of living beside the
+            # message through the whole decryption (50 MB less peak RSS for a 50 MB message).
+            message += msg.body.read()
+        if self.runtime.workers is None:
+            return core.process(message, envelope, msg.store, settings, progress=self.progress)
+        try:
+            return self.runtime.workers.process(message, envelope, settings, self.progress)
+        except StoreUnavailable as exc:  # the worker's own store connection failed
+            return unprocessed_outcome(head, "key store unavailable", envelope, str(exc))
 
     def _end_of_message(self, msg: MessageState):
         outcome = self._outcome(msg)

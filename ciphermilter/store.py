@@ -498,12 +498,22 @@ class KeyStore:
                                [(email, fingerprint) for email in _pgp_emails(key)])
 
     def add_harvested_certificate(self, der: bytes) -> bool:
-        """Remember a sender's certificate seen in a message; never makes it a trust anchor."""
+        """Remember a sender's certificate seen in a message; never makes it a trust anchor.
+
+        Best effort, called while a message waits: a certificate already known
+        needs no write transaction (so no lock), and a store that another
+        process keeps locked costs the message its harvest, never its result.
+        """
         try:
+            if self._rows("SELECT 1 FROM certificates WHERE thumbprint = ?", (_thumbprint(der),)):
+                return False
             with self._write():
                 return self._import_certificate(der, "harvested", None)
         except StoreError:
             return False  # unparseable input from a message: nothing to remember
+        except sqlite3.OperationalError as exc:  # locked beyond the busy timeout
+            log.warning("key store %s: signer certificate not harvested: %s", self.path, exc)
+            return False
 
     def add_harvested_pgp_key(self, data: bytes) -> bool:
         """Remember a sender's OpenPGP public key (armored or binary); secret parts are never kept."""

@@ -68,7 +68,7 @@ def emails(der: bytes) -> list[str]:
     try:
         names = cert.x509.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         found = [address.lower() for address in names.get_values_for_type(x509.RFC822Name)]
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, x509.UnsupportedGeneralNameType, ValueError):
         found = []
     if not found:
         found = _subject_emails(cert)
@@ -118,7 +118,8 @@ def evaluate(
         if chain is None:
             return Verdict(False, reason, [signer_der])
         problem = _validity_problem(chain, now) or _usage_problem(signer)
-    except ValueError:  # cryptography parses extensions lazily and refuses broken ones here
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        # cryptography parses extensions lazily and refuses broken ones here (not all as ValueError)
         return Verdict(False, "unreadable certificate", [signer_der])
     return Verdict(problem is None, problem, [c.der for c in chain])
 

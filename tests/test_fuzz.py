@@ -30,3 +30,12 @@ def test_bounded_fuzz_run_finds_nothing(tmp_path):
     assert executed >= RUNS
     assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("timeout-*"))
 
+
+
+def test_every_finding_so_far_now_passes(tmp_path):
+    """The inputs behind the crashes the fuzzer found (tests/fuzz/README.rst), replayed once each."""
+    findings = sorted((HARNESS.parent / "regressions").glob("*.eml"))
+    done = subprocess.run([sys.executable, str(HARNESS), *map(str, findings)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(re.findall(r"^Executed .* in \d+ ms$", done.stderr, re.MULTILINE)) == len(findings) == 4

@@ -48,9 +48,9 @@ FIELD_NAME = re.compile(rb"[!-9;-~]+\Z")  # RFC 5322 section 3.6.8
 # ---------------------------------------------------------------------------- building messages
 
 
-def smime_encrypt(content: bytes, cert: Path = BOB_CERT) -> bytes:
+def smime_encrypt(content: bytes, cert: Path = BOB_CERT, cipher: str = "-aes256") -> bytes:
     """EnvelopedData (DER) of ``content`` exactly as given (``-binary``) for the certificate's key."""
-    return subprocess.run(["openssl", "cms", "-encrypt", "-binary", "-aes256", "-outform", "DER", "-recip", str(cert)],
+    return subprocess.run(["openssl", "cms", "-encrypt", "-binary", cipher, "-outform", "DER", "-recip", str(cert)],
                           input=content, check=True, capture_output=True).stdout
 
 
@@ -260,12 +260,18 @@ def _with_encrypted_key(der: bytes, encrypted_key: bytes | None = None, rid_from
     return info.dump(force=True)
 
 
-def _padding_variants() -> list[tuple[str, bytes]]:
-    """(id, EnvelopedData for bob) whose RSA layer goes wrong in different ways."""
+def _padding_variants() -> tuple[bytes, list[tuple[str, bytes]]]:
+    """AuthEnvelopedData for bob, and (id, the same) whose RSA layer goes wrong in different ways.
+
+    The content is AES-GCM so that every wrong content key fails for sure; with
+    CBC one wrong key in about 256 unpads by chance into garbage, whatever the
+    RSA layer did, which would make this test flaky without telling anything
+    about the RSA padding.
+    """
     content = b"Content-Type: text/plain\r\n\r\nnever shown\r\n"
     size = (_bob_public_numbers().n.bit_length() + 7) // 8
-    good = smime_encrypt(content)
-    return [
+    good = smime_encrypt(content, cipher="-aes-256-gcm")
+    return good, [
         ("no-zero-separator", _with_encrypted_key(good, _raw_rsa(b"\x00\x02" + b"\x11" * (size - 2)))),
         ("block-type-1", _with_encrypted_key(good, _raw_rsa(b"\x00\x01" + b"\xff" * (size - 35) + b"\x00" + b"k" * 32))),
         ("leading-byte-not-zero", _with_encrypted_key(good, _raw_rsa(b"\x01\x02" + b"\x22" * (size - 35) + b"\x00"
@@ -274,14 +280,17 @@ def _padding_variants() -> list[tuple[str, bytes]]:
                                                                     + b"k" * (size - 7)))),
         ("wrong-key-length", _with_encrypted_key(good, _pkcs1(b"k" * 16))),
         ("wrong-key-right-length", _with_encrypted_key(good, _pkcs1(bytes(range(32))))),
-        ("made-for-another-key", _with_encrypted_key(smime_encrypt(content, ZED_CERT), rid_from=BOB_CERT)),
+        ("made-for-another-key", _with_encrypted_key(smime_encrypt(content, ZED_CERT, "-aes-256-gcm"),
+                                                     rid_from=BOB_CERT)),
     ]
 
 
 def test_bad_padding_and_a_wrong_key_look_the_same(corpus_store):
     """Bleichenbacher (RFC 3218): whatever breaks in the RSA layer, the sender sees one and the same result."""
+    good, variants = _padding_variants()
+    assert run(OUTER + smime_part(good), corpus_store)[1].endswith(b"never shown\r\n")  # only the surgery breaks it
     results = []
-    for variant, der in _padding_variants():
+    for variant, der in variants:
         message = OUTER + b"MIME-Version: 1.0\r\n" + smime_part(der)
         outcome, out = run(message, corpus_store)
         assert outcome.error is None, variant
@@ -292,6 +301,18 @@ def test_bad_padding_and_a_wrong_key_look_the_same(corpus_store):
     assert dict(first[0])[INFO_PREFIX + "SMIME-Decryption-Failed-0"] == "decryption failed"
     for variant, *rest in results:
         assert tuple(rest) == first, variant
+
+
+def test_a_content_key_of_another_size_than_the_cipher_is_refused(corpus_store):
+    """AES-128 data labelled AES-256-CBC must not decrypt: the header would report a cipher that was not used."""
+    der = smime_encrypt(b"Content-Type: text/plain\r\n\r\nweak\r\n", cipher="-aes128")
+    info = asn1_cms.ContentInfo.load(der)
+    info["content"]["encrypted_content_info"]["content_encryption_algorithm"]["algorithm"] = "2.16.840.1.101.3.4.1.42"
+    message = OUTER + smime_part(info.dump(force=True))
+    outcome, out = run(message, corpus_store)
+    assert outcome.plan.body is None and b"weak" not in out
+    assert outcome.info.as_dict()[INFO_PREFIX + "SMIME-Decryption-Failed-0"] == "decryption failed"
+    assert run(OUTER + smime_part(der), corpus_store)[1].endswith(b"weak\r\n")  # unlabelled, it decrypts
 
 
 def _first_packet(data: bytes) -> tuple[bytes, int]:
@@ -318,8 +339,8 @@ def _session_block(key: bytes, algorithm: int = 9) -> bytes:
     return bytes([algorithm]) + key + (sum(key) & 0xFFFF).to_bytes(2, "big")
 
 
-def _pgp_padding_variants(gpg_home: Path) -> list[tuple[str, bytes]]:
-    """(id, binary OpenPGP message for bob) whose RSA session key layer goes wrong in different ways."""
+def _pgp_padding_variants(gpg_home: Path) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """A binary OpenPGP message for bob, and (id, the same) whose RSA session key layer goes wrong in different ways."""
     message = subprocess.run(["gpg", "--homedir", str(gpg_home), "--batch", "--trust-model", "always",
                               "--recipient", PGP_BOB_UID, "--encrypt"], input=b"never shown\n",
                              check=True, capture_output=True).stdout
@@ -338,7 +359,7 @@ def _pgp_padding_variants(gpg_home: Path) -> list[tuple[str, bytes]]:
         return _rsa_pkesk(keyid, int.from_bytes(public_key.encrypt(block, asym_padding.PKCS1v15()), "big")) + message[end:]
 
     wrong_key = bytes(range(32))
-    return [
+    return message, [
         ("no-zero-separator", raw(b"\x00\x02" + b"\x11" * (size - 2))),
         ("block-type-1", raw(b"\x00\x01" + b"\xff" * (size - 38) + b"\x00" + _session_block(wrong_key))),
         ("bad-checksum", padded(_session_block(wrong_key)[:-1] + b"\x00")),
@@ -349,11 +370,16 @@ def _pgp_padding_variants(gpg_home: Path) -> list[tuple[str, bytes]]:
 
 
 def test_openpgp_bad_padding_and_a_wrong_session_key_look_the_same(corpus_store, gpg_home):
+    def as_message(data: bytes) -> bytes:
+        encoded = b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(data).replace(b"\n", b"\r\n")
+        return OUTER + b"MIME-Version: 1.0\r\n" + pgp_mime_part(b"").replace(
+            b'name="encrypted.asc"\r\n\r\n', b'name="encrypted.pgp"\r\n' + encoded)
+
+    good, variants = _pgp_padding_variants(gpg_home)
+    assert b"never shown" in run(as_message(good), corpus_store)[1]  # only the surgery breaks it
     results = []
-    for variant, data in _pgp_padding_variants(gpg_home):
-        armored = (b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(data).replace(b"\n", b"\r\n"))
-        message = OUTER + b"MIME-Version: 1.0\r\n" + pgp_mime_part(b"").replace(
-            b'name="encrypted.asc"\r\n\r\n', b'name="encrypted.pgp"\r\n' + armored)
+    for variant, data in variants:
+        message = as_message(data)
         outcome, out = run(message, corpus_store)
         assert outcome.error is None, variant
         assert out == apply_plan(message, outcome.plan) and outcome.plan.body is None, variant

@@ -148,26 +148,38 @@ def queue_dir(e2e_dir):
     return path
 
 
+def ciphermilter_config(path: Path, socket_path: Path, store: Path, pid_file: Path, extra: str = "") -> Path:
+    """The documented daemon setup (user nobody, group postfix, umask 0007), plus ``extra`` TOML lines."""
+    path.write_text(
+        f'socket = "unix:{socket_path}"\n'
+        f'store = "{store}"\n'
+        'user = "nobody"\n'
+        'group = "postfix"\n'
+        'umask = "0007"\n'
+        f'pid_file = "{pid_file}"\n'
+        'log_level = "debug"\n' + extra
+    )
+    return path
+
+
+def start_ciphermilter(name: str, config: Path, socket_path: Path, workdir: Path, env: dict | None = None) -> Service:
+    """``ciphermilter run`` (this checkout), returned once its socket exists; it creates the socket's directory."""
+    service = start(name, [sys.executable, "-m", "ciphermilter", "run", "--config", str(config)],
+                    workdir, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    wait_until(lambda: is_listening(socket_path) or service.process.poll() is not None, START_TIMEOUT,
+               name, service.log)
+    if service.process.poll() is not None:
+        raise RuntimeError(f"{name} exited:\n{service.log.read_text()}")
+    return service
+
+
 @pytest.fixture(scope="session")
 def ciphermilter_socket(queue_dir, e2e_dir, key_store_file):
     """The daemon creates its socket directory (0750 nobody:postfix) inside the queue directory."""
     socket_path = queue_dir / "ciphermilter" / "ciphermilter.sock"
-    config = e2e_dir / "ciphermilter.toml"
-    config.write_text(
-        f'socket = "unix:{socket_path}"\n'
-        f'store = "{key_store_file}"\n'
-        'user = "nobody"\n'
-        'group = "postfix"\n'
-        'umask = "0007"\n'
-        f'pid_file = "{e2e_dir / "run" / "ciphermilter.pid"}"\n'
-        'log_level = "debug"\n'
-    )
-    service = start("ciphermilter", [sys.executable, "-m", "ciphermilter", "run", "--config", str(config)],
-                    e2e_dir, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    wait_until(lambda: socket_path.exists() or service.process.poll() is not None, START_TIMEOUT,
-               "ciphermilter", service.log)
-    if service.process.poll() is not None:
-        raise RuntimeError(f"ciphermilter exited:\n{service.log.read_text()}")
+    config = ciphermilter_config(e2e_dir / "ciphermilter.toml", socket_path, key_store_file,
+                                 e2e_dir / "run" / "ciphermilter.pid")
+    service = start_ciphermilter("ciphermilter", config, socket_path, e2e_dir)
     yield socket_path
     service.stop()
 
@@ -250,12 +262,17 @@ class Postfix:
     queue_dir: Path
     port: int  # the chain with every milter
     dead_milter_port: int  # the same chain, but ciphermilter's socket has no daemon behind it
+    fault_port: int  # ciphermilter alone, at FAULT_SOCKET: the fault tests start, kill and restart that daemon
     maillog: Path
 
     def queued(self) -> list[str]:
         """Files in the queue (incoming, active, deferred, hold, maildrop): empty when nothing is pending."""
         return [str(p.relative_to(self.queue_dir)) for name in ("maildrop", "incoming", "active", "deferred", "hold")
                 for p in (self.queue_dir / name).rglob("*") if p.is_file()]
+
+
+# Relative to Postfix's queue directory, like the session daemon's socket.
+FAULT_SOCKET = "ciphermilter-faults/ciphermilter.sock"
 
 
 def milter_entry(spec: str) -> str:
@@ -267,6 +284,8 @@ MASTER_CF = """\
 {port} inet n - n - - smtpd
 {dead_port} inet n - n - - smtpd
   -o {{smtpd_milters={dead_milters}}}
+{fault_port} inet n - n - - smtpd
+  -o {{smtpd_milters={fault_milter}}}
 pickup unix n - n 60 1 pickup
 cleanup unix n - n - 0 cleanup
 qmgr unix n - n 300 1 qmgr
@@ -294,7 +313,7 @@ def postfix(e2e_dir, queue_dir, sink, ciphermilter_socket, clamav_milter_socket,
     config_dir = e2e_dir / "postfix"
     data_dir = e2e_dir / "postfix-data"
     config_dir.mkdir()
-    port, dead_port = free_port(), free_port()
+    port, dead_port, fault_port = free_port(), free_port(), free_port()
     # ciphermilter's socket relative to the queue directory, as in postfix/main.cf.snippet: the same
     # path works for a chrooted and a plain smtpd/cleanup.
     ciphermilter = f"unix:{ciphermilter_socket.relative_to(queue_dir)}"
@@ -331,13 +350,14 @@ def postfix(e2e_dir, queue_dir, sink, ciphermilter_socket, clamav_milter_socket,
     }
     (config_dir / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
     (config_dir / "master.cf").write_text(MASTER_CF.format(
-        port=port, dead_port=dead_port, dead_milters=", ".join(milter_entry(p) for p in dead)))
+        port=port, dead_port=dead_port, dead_milters=", ".join(milter_entry(p) for p in dead),
+        fault_port=fault_port, fault_milter=milter_entry(f"unix:{FAULT_SOCKET}")))
     started = subprocess.run([BINARIES["postfix"], "-c", str(config_dir), "start"], capture_output=True, text=True)
     if started.returncode:
         log = maillog.read_text(errors="replace") if maillog.exists() else ""
         raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}{log}")
-    instance = Postfix(config_dir, queue_dir, port, dead_port, maillog)
-    for listening_port in (port, dead_port):
+    instance = Postfix(config_dir, queue_dir, port, dead_port, fault_port, maillog)
+    for listening_port in (port, dead_port, fault_port):
         wait_until(lambda: _accepts(listening_port), START_TIMEOUT, "postfix smtpd", maillog)
     yield instance
     pid = int((queue_dir / "pid" / "master.pid").read_text().split()[0])
@@ -351,3 +371,7 @@ def _accepts(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+# The fault and soak tests' daemon fixtures; imported last because e2e.faulty builds on this module.
+from e2e.faulty import milter_under_test, template_store  # noqa: E402,F401

@@ -1,7 +1,8 @@
 """The ciphermilter daemon as ``ciphermilter run`` starts it, for the benchmark: optionally pinned to CPUs.
 
 Started by PID and stopped by PID. Its peak resident set (``VmHWM`` of
-/proc/PID/status) is what the memory measurement reads.
+/proc/PID/status, summed over the daemon and its worker processes) is what
+the memory measurement reads.
 """
 
 from __future__ import annotations
@@ -45,11 +46,29 @@ class Daemon:
     log: Path
 
     def peak_rss(self) -> int:
-        """Bytes: the highest resident set size the process has had (VmHWM)."""
-        return _status_kb(self.process.pid, "VmHWM") * 1024
+        """Bytes: the sum of the highest resident set each process of the daemon has had (VmHWM).
+
+        The daemon and its worker processes: each peaks on its own, so the
+        sum is an upper bound of what the daemon held at any one moment.
+        """
+        return sum(_status_kb(pid, "VmHWM") for pid in self.pids()) * 1024
 
     def rss(self) -> int:
-        return _status_kb(self.process.pid, "VmRSS") * 1024
+        return sum(_status_kb(pid, "VmRSS") for pid in self.pids()) * 1024
+
+    def pids(self) -> list[int]:
+        """The daemon's process and all its descendants (worker processes, multiprocessing's helpers)."""
+        parents = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended while we looked
+                continue
+            parents[int(stat.parent.name)] = int(fields[1])
+        family = [self.process.pid]
+        for pid in family:
+            family.extend(child for child, parent in parents.items() if parent == pid)
+        return family
 
     def stop(self) -> None:
         if self.process.poll() is None:

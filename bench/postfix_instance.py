@@ -1,0 +1,165 @@
+"""A private Postfix on loopback relaying to Postfix's own ``smtp-sink``, loaded by ``smtp-source``.
+
+Two smtpd listeners share one instance: one without milters, one with
+ciphermilter in ``smtpd_milters``, so that both throughputs come from the
+same queue, the same cleanup and the same delivery agents. Everything lives
+in one work directory and is stopped by PID. ``smtp-source -F`` sends a
+file's header and body as they are (it adds CRLF to each line and stuffs
+leading dots), so the benchmark's real encrypted messages go through it
+unchanged; no SMTP client of our own is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+POSTFIX = "/usr/sbin/postfix"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+SMTP_SINK = "/usr/sbin/smtp-sink"
+DAEMON_DIRECTORY = "/usr/lib/postfix/sbin"
+START_TIMEOUT = 60.0
+DRAIN_TIMEOUT = 300.0
+QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
+
+MASTER_CF = """\
+{plain_port} inet n - n - - smtpd
+{milter_port} inet n - n - - smtpd
+  -o {{smtpd_milters={milter}}}
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+smtp unix - - n - - smtp
+relay unix - - n - - smtp
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} within {timeout} s")
+        time.sleep(0.05)
+
+
+@dataclass
+class Postfix:
+    directory: Path
+    plain_port: int  # no milter
+    milter_port: int  # ciphermilter in smtpd_milters
+    sink: subprocess.Popen
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.directory / "queue"
+
+    def queued(self) -> int:
+        return sum(1 for name in QUEUES for p in (self.queue_dir / name).rglob("*") if p.is_file())
+
+    def drain(self) -> None:
+        """Wait until every message was relayed: a backlog would slow down the next measurement."""
+        _wait(lambda: self.queued() == 0, DRAIN_TIMEOUT, "the Postfix queue did not drain")
+
+    def send(self, port: int, message_file: Path, sender: str, recipient: str, sessions: int, count: int) -> dict:
+        """``count`` messages over ``sessions`` parallel SMTP sessions (each reused, -d); the rate."""
+        self.drain()
+        argv = [SMTP_SOURCE, "-d", "-s", str(sessions), "-m", str(count), "-f", sender, "-t", recipient,
+                "-M", "bench.test", "-F", str(message_file), f"127.0.0.1:{port}"]
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, timeout=DRAIN_TIMEOUT)
+        wall = time.perf_counter() - started
+        return {"sessions": sessions, "messages": count, "msgs_per_s": round(count / wall, 1)}
+
+    def stop(self) -> None:
+        pid_file = self.queue_dir / "pid" / "master.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text().split()[0])
+            os.kill(pid, signal.SIGTERM)  # what "postfix stop" does, by PID
+            _wait(lambda: not Path(f"/proc/{pid}").exists(), START_TIMEOUT, "postfix did not stop")
+        if self.sink.poll() is None:
+            self.sink.terminate()
+            self.sink.wait()
+
+
+def start(work: Path, milter_socket: str) -> Postfix:
+    """Postfix with both listeners, relaying everything to a fresh smtp-sink."""
+    directory = work / "postfix"
+    (directory / "config").mkdir(parents=True)
+    (directory / "queue").mkdir()
+    for path in (directory, directory / "queue"):
+        path.chmod(0o755)
+    sink_port, plain_port, milter_port = free_port(), free_port(), free_port()
+    sink = subprocess.Popen([SMTP_SINK, "-u", "postfix", f"127.0.0.1:{sink_port}", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    settings = {
+        "maillog_file": directory / "maillog",
+        "maillog_file_prefixes": directory,
+        "compatibility_level": "3.6",
+        "queue_directory": directory / "queue",
+        "data_directory": directory / "data",
+        "daemon_directory": DAEMON_DIRECTORY,
+        "mail_owner": "postfix",
+        "setgid_group": "postdrop",
+        "inet_interfaces": "127.0.0.1",
+        "inet_protocols": "ipv4",
+        "myhostname": "mx.bench.test",
+        "mydestination": "",
+        "mynetworks": "127.0.0.0/8",
+        "relayhost": f"[127.0.0.1]:{sink_port}",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject",
+        "smtp_dns_support_level": "disabled",
+        "disable_mime_output_conversion": "yes",
+        "biff": "no",
+        "milter_protocol": "6",
+        "milter_default_action": "tempfail",
+        "non_smtpd_milters": "",
+        "message_size_limit": str(200 * 1024 * 1024),
+        "default_process_limit": "200",
+    }
+    config = directory / "config"
+    (config / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    (config / "master.cf").write_text(MASTER_CF.format(plain_port=plain_port, milter_port=milter_port,
+                                                       milter=milter_socket))
+    instance = Postfix(directory, plain_port, milter_port, sink)
+    started = subprocess.run([POSTFIX, "-c", str(config), "start"], capture_output=True, text=True)
+    if started.returncode:
+        instance.stop()
+        log = settings["maillog_file"]
+        raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}"
+                           f"{log.read_text(errors='replace') if log.exists() else ''}")
+    for port in (plain_port, milter_port, sink_port):
+        _wait(lambda: _accepts(port), START_TIMEOUT, f"nothing listens on port {port}")
+    return instance
