@@ -1,4 +1,4 @@
-"""Faults end to end: the daemon killed under load, the key store broken, the spool disk full.
+"""Faults end to end: the daemon or a worker killed under load, the key store broken or locked, the spool full.
 
 Every case goes through the private Postfix (its fault port: ciphermilter alone,
 ``default_action=tempfail``) to the sink, and checks the sender's SMTP replies
@@ -193,6 +193,8 @@ def store_missing(store: Path):
 
 
 def store_corrupt(store: Path):
+    """Garbage in place of the file. Written as a new file: garbage over the pages of a store the daemon
+    has open in WAL mode goes unseen while its pages come from the WAL and the cache."""
     good = store.read_bytes()
     replace_file(store, os.urandom(len(good)))
     return lambda: replace_file(store, good)
