@@ -45,7 +45,7 @@ def fold(name: str, value: str, width: int = FOLD_WIDTH) -> str:
     for word in value.split(" "):
         if line is None:
             line = word
-        elif len(line) + 1 + len(word) > room and line:
+        elif len(line) + 1 + len(word) > room and line and word:  # a fold before an empty word leaves a blank line
             lines.append(line)
             line, room = word, width - 1
         else:

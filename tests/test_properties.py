@@ -62,7 +62,12 @@ def mutated(draw, data: bytes) -> bytes:
 corpus_message = st.sampled_from(ALL).map(case_message)
 header_name = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.", min_size=1, max_size=20)
 word = st.text("abcdefghijklmnopqrstuvwxyz0123456789=;,.<>@\"'()", min_size=1, max_size=30)
-printable_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=300)
+printable_text = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=300),
+    # words of up to 40 characters and runs of spaces (empty words), where folding has choices to make
+    st.lists(st.one_of(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e), min_size=1, max_size=40),
+                       st.just("")), max_size=60).map(" ".join),
+)
 
 
 @st.composite
@@ -144,9 +149,11 @@ def test_mime_parse_of_anything_gives_slices_or_a_mime_error(data):
 def test_folded_info_value_unfolds_to_the_original(name, value):
     folded = fold(INFO_PREFIX + name, value)
     assert folded.replace("\n", "") == value
+    assert all(line.strip() for line in folded.split("\n")[1:])  # RFC 5322 3.2.2: no line of white space only
     for number, line in enumerate(folded.split("\n")):
         room = 78 - (len(INFO_PREFIX + name) + 2 if number == 0 else 0)
-        assert len(line) <= room or " " not in line.strip(" ")  # only a word longer than the line stays long
+        # only a word longer than the line, or spaces that have no word after them to fold before, run over
+        assert len(line.rstrip(" ")) <= room or " " not in line.strip(" ")
 
 
 @PROPERTY
