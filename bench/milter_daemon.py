@@ -16,15 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from postfix_instance import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _listening(spec: str) -> bool:

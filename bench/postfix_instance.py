@@ -27,10 +27,9 @@ START_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 300.0
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 
-MASTER_CF = """\
-{plain_port} inet n - n - - smtpd
-{milter_port} inet n - n - - smtpd
-  -o {{smtpd_milters={milter}}}
+# The services every private Postfix instance here needs (chroot "n" throughout); the tests
+# (tests/e2e/conftest.py) use the same list with their own smtpd lines in front.
+POSTFIX_SERVICES = """\
 pickup unix n - n 60 1 pickup
 cleanup unix n - n - 0 cleanup
 qmgr unix n - n 300 1 qmgr
@@ -51,6 +50,12 @@ anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
 postlog unix-dgram n - n - 1 postlogd
 """
+
+MASTER_CF = """\
+{plain_port} inet n - n - - smtpd
+{milter_port} inet n - n - - smtpd
+  -o {{smtpd_milters={milter}}}
+""" + POSTFIX_SERVICES
 
 
 def free_port() -> int:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
+# The benchmark's helpers (a private Postfix instance, free loopback ports) serve the end-to-end
+# fixtures too; bench/ is a folder of scripts, so make its modules importable here as there.
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def corpus_index() -> dict:

@@ -32,6 +32,7 @@ import pytest
 from ciphermilter.store import KeyStore
 from conftest import ROOT, import_corpus_keys
 from e2e.sink import Sink
+from postfix_instance import POSTFIX_SERVICES, free_port
 
 BINARIES = {
     "postfix": "/usr/sbin/postfix",
@@ -49,12 +50,6 @@ GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 RSPAMD_CACHE = Path(tempfile.gettempdir()) / "ciphermilter-e2e-rspamd-cache"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(condition, timeout: float, what: str, log: Path | None = None) -> None:
@@ -286,26 +281,7 @@ MASTER_CF = """\
   -o {{smtpd_milters={dead_milters}}}
 {fault_port} inet n - n - - smtpd
   -o {{smtpd_milters={fault_milter}}}
-pickup unix n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-smtp unix - - n - - smtp
-relay unix - - n - - smtp
-showq unix n - n - - showq
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-"""
+""" + POSTFIX_SERVICES
 
 
 @pytest.fixture(scope="session")
