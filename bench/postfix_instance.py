@@ -64,12 +64,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
+    """Something accepts TCP connections on 127.0.0.1:port."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except OSError:
         return False
     return True
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM to the process we started (by its PID), SIGKILL if it has not exited within ``timeout``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _wait(condition, timeout: float, what: str) -> None:
@@ -166,5 +178,5 @@ def start(work: Path, milter_socket: str) -> Postfix:
         raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}"
                            f"{log.read_text(errors='replace') if log.exists() else ''}")
     for port in (plain_port, milter_port, sink_port):
-        _wait(lambda: _accepts(port), START_TIMEOUT, f"nothing listens on port {port}")
+        _wait(lambda: accepts(port), START_TIMEOUT, f"nothing listens on port {port}")
     return instance

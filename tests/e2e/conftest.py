@@ -32,7 +32,7 @@ import pytest
 from ciphermilter.store import KeyStore
 from conftest import ROOT, import_corpus_keys
 from e2e.sink import Sink
-from postfix_instance import POSTFIX_SERVICES, free_port
+from postfix_instance import POSTFIX_SERVICES, accepts, free_port, stop_process
 
 BINARIES = {
     "postfix": "/usr/sbin/postfix",
@@ -84,13 +84,7 @@ class Service:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, STOP_TIMEOUT)
 
 
 def start(name: str, argv: list[str], workdir: Path, env: dict | None = None) -> Service:
@@ -334,19 +328,11 @@ def postfix(e2e_dir, queue_dir, sink, ciphermilter_socket, clamav_milter_socket,
         raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}{log}")
     instance = Postfix(config_dir, queue_dir, port, dead_port, fault_port, maillog)
     for listening_port in (port, dead_port, fault_port):
-        wait_until(lambda: _accepts(listening_port), START_TIMEOUT, "postfix smtpd", maillog)
+        wait_until(lambda: accepts(listening_port), START_TIMEOUT, "postfix smtpd", maillog)
     yield instance
     pid = int((queue_dir / "pid" / "master.pid").read_text().split()[0])
     os.kill(pid, signal.SIGTERM)  # what "postfix stop" does, by PID
     wait_until(lambda: not Path(f"/proc/{pid}").exists(), STOP_TIMEOUT, "postfix stop")
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 # The fault and soak tests' daemon fixtures; imported last because e2e.faulty builds on this module.
