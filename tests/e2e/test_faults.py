@@ -7,6 +7,7 @@ against what arrived: no message is lost, none is duplicated, none is cut.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -261,22 +262,27 @@ def test_exclusively_locked_store_keeps_serving(postfix, sink, milter_under_test
     entity, template = encrypted
     daemon = milter_under_test(policy_config("tempfail"))
     tally = Tally(sink.mailbox)
-    locker = subprocess.Popen(["sqlite3", str(daemon.store)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+    with locked_by_another_process(daemon.store):
+        reply, name = deliver_one(postfix, template, "store-locked")
+
+        assert reply.accepted, reply
+        assert_decrypted(delivered_message(sink, tally, name), entity)
+    assert "key store unavailable" not in daemon.log_text()
+
+
+@contextlib.contextmanager
+def locked_by_another_process(store: Path):
+    """An admin's sqlite3 shell holding an exclusive write transaction on the store for the block."""
+    locker = subprocess.Popen(["sqlite3", str(store)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         # The write makes the lock real (a reserved+pending lock on the database); "locked" shows it is held.
         locker.stdin.write("BEGIN EXCLUSIVE;\nDELETE FROM domains;\nSELECT 'locked';\n")
         locker.stdin.flush()
         assert locker.stdout.readline().strip() == "locked"
-
-        reply, name = deliver_one(postfix, template, "store-locked")
-
-        assert reply.accepted, reply
-        assert_decrypted(delivered_message(sink, tally, name), entity)
+        yield
     finally:
         locker.stdin.close()  # end of input: the shell exits and its transaction is rolled back
         locker.wait(START_TIMEOUT)
-    assert "key store unavailable" not in daemon.log_text()
 
 
 def smime_sign(content: bytes, workdir: Path) -> bytes:
@@ -296,21 +302,12 @@ def test_locked_store_does_not_stall_or_fail_signed_mail(postfix, sink, milter_u
     daemon = milter_under_test(policy_config("tempfail"))
     tally = Tally(sink.mailbox)
     signed = smime_sign(plain_entity(b"Signed while the admin holds the store.\r\n"), tmp_path)
-    locker = subprocess.Popen(["sqlite3", str(daemon.store)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        locker.stdin.write("BEGIN EXCLUSIVE;\nDELETE FROM domains;\nSELECT 'locked';\n")
-        locker.stdin.flush()
-        assert locker.stdout.readline().strip() == "locked"
-
+    with locked_by_another_process(daemon.store):
         reply, name = deliver_one(postfix, signed, "signed-locked")
 
         assert reply.accepted, reply
         head = delivered_message(sink, tally, name).partition(b"\r\n\r\n")[0].split(b"\r\n")
         assert b"X-CipherMail-Info-Signer-Verified-0-0: True" in head, head
-    finally:
-        locker.stdin.close()
-        locker.wait(START_TIMEOUT)
     assert "database is locked" not in daemon.log_text()
 
 
