@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -29,6 +30,15 @@ def corpus_cases(predicate=lambda case: True) -> list[dict]:
         if predicate(case):
             cases.append(case)
     return cases
+
+
+def dump(path) -> list[str]:
+    """Every row of a store, through a separate connection: compares the state before and after."""
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
 
 
 def case_message(case: dict) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import sqlite3
 import stat
 import subprocess
 
@@ -13,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from ciphermilter.cli import main
-from conftest import CORPUS, ROOT, corpus_key_files, corpus_secrets
+from conftest import CORPUS, ROOT, corpus_key_files, corpus_secrets, dump
 
 PASSWORDS, PASSPHRASES = corpus_secrets()
 V6_FILES = {"keys/pgp/pub-pgp-wes-v6.pub.asc", "keys/pgp/pub-pgp-wes-v6.sec.asc"}
@@ -33,14 +32,6 @@ class Admin:
 
     def keys(self, store: str | None = None) -> list[dict]:
         return json.loads(self("keys", "list", "--json", store=store).stdout)
-
-
-def dump(path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def secret_args(relative: str) -> list[str]:

@@ -27,7 +27,7 @@ from ciphermilter import ids, keyimport
 from ciphermilter import store as store_module
 from ciphermilter.store import KeyStore, StoreError
 from conftest import (CORPUS, CORPUS_INTERNAL_DOMAINS, ROOT, case_message, corpus_cases, corpus_key_files,
-                      corpus_secrets, import_corpus_keys)
+                      corpus_secrets, dump, import_corpus_keys)
 
 PASSWORDS, PASSPHRASES = corpus_secrets()
 
@@ -51,15 +51,6 @@ def parse_file(path: Path) -> keyimport.Bundle:
     relative = str(path.relative_to(CORPUS))
     passphrase = PASSPHRASES.get(relative)
     return keyimport.parse(path.read_bytes(), password=PASSWORDS.get(relative), passphrase=passphrase)
-
-
-def dump(path) -> list[str]:
-    """Every row of the store, through a separate connection: compares the state before and after."""
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def secret_files() -> list[Path]:
