@@ -99,6 +99,16 @@ def import_corpus_keys(store) -> dict[str, str]:
     return refused
 
 
+def corpus_store_file(directory: Path) -> Path:
+    """A closed store file in ``directory`` with every corpus key, for a daemon (or a copy) to open."""
+    from ciphermilter.store import KeyStore
+
+    path = directory / "ciphermilter.db"
+    with KeyStore.create(str(path)) as store:
+        import_corpus_keys(store)
+    return path
+
+
 @pytest.fixture(scope="session")
 def corpus_store(tmp_path_factory):
     """A KeyStore holding every corpus key, the trust anchors of keys/trust and the internal domains.

@@ -30,7 +30,7 @@ from ciphermilter.milter import (ACTIONS, FEATURES, NO_REPLY_STEPS, SKIPPED_STEP
                                  non_utf8_header)
 from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange
 from ciphermilter.store import KeyStore
-from conftest import CORPUS, ROOT, case_message, corpus_cases, import_corpus_keys
+from conftest import CORPUS, ROOT, case_message, corpus_cases, corpus_store_file
 from e2e.messages import plain_entity, smime_encrypt
 
 SENDER = "<alice@sender-pub.example>"
@@ -131,10 +131,7 @@ def encrypted(tmp_path_factory) -> bytes:
 
 @pytest.fixture(scope="module")
 def store_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("store") / "ciphermilter.db"
-    with KeyStore.create(str(path)) as store:
-        import_corpus_keys(store)
-    return path
+    return corpus_store_file(tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from ciphermilter.config import Settings
 from ciphermilter.milter import StoreUnavailable
 from ciphermilter.store import KeyStore
 from ciphermilter.workers import WorkerDied, Workers
-from conftest import import_corpus_keys
+from conftest import corpus_store_file
 from e2e.messages import INTERNAL_RECIPIENT, plain_entity, smime_encrypt
 
 ENVELOPE = core.Envelope(mail_from="alice@sender-pub.example", recipients=[INTERNAL_RECIPIENT])
@@ -21,10 +21,7 @@ SETTINGS = Settings(harvest_certificates=False, harvest_pgp_keys=False)
 
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("store") / "ciphermilter.db"
-    with KeyStore.create(str(path)) as store:
-        import_corpus_keys(store)
-    return path
+    return corpus_store_file(tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture(scope="module")

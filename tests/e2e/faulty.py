@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ciphermilter.store import KeyStore
-from conftest import import_corpus_keys
+from conftest import corpus_store_file
 from e2e.conftest import (
     FAULT_SOCKET,
     Service,
@@ -134,10 +133,7 @@ class MilterUnderTest:
 @pytest.fixture(scope="session")
 def template_store(tmp_path_factory) -> Path:
     """A closed store with every corpus key (checkpointed: one file plus its master key), to copy from."""
-    path = tmp_path_factory.mktemp("template-store") / "ciphermilter.db"
-    with KeyStore.create(str(path)) as store:
-        import_corpus_keys(store)
-    return path
+    return corpus_store_file(tmp_path_factory.mktemp("template-store"))
 
 
 _numbers = itertools.count()
