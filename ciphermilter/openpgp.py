@@ -40,6 +40,7 @@ from ciphermilter.handler import LimitExceeded
 
 WILDCARD_KEYID = "0" * 16
 DEFAULT_MAX_NESTING = 8
+DEFAULT_MAX_RECIPIENTS = 100  # PKESK packets: each one may cost a private-key operation per secret key
 
 # Symmetric algorithm number -> (header name, cipher class, key bytes).
 # Twofish has no implementation in cryptography: it is named in reports but not decrypted.
@@ -699,6 +700,7 @@ def open_message(
     *,
     max_output: int,
     max_nesting: int = DEFAULT_MAX_NESTING,
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS,
     check=lambda: None,
 ) -> Opened:
     """Open a binary OpenPGP message: decrypt it when it is encrypted, unwrap compression, verify signatures.
@@ -715,6 +717,8 @@ def open_message(
         for packet in packets(data):
             if packet.tag == TAG_PKESK:
                 opened.encrypted = True
+                if len(esks) >= max_recipients:
+                    raise LimitExceeded(f"more than {max_recipients} recipients in one layer")
                 esk = parse_pkesk(packet.body)
                 esks.append(esk)
                 opened.recipients.append(esk.keyid)

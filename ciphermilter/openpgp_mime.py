@@ -96,6 +96,7 @@ class _State:
             self.keyring,
             max_output=limits.max_decompressed_size,
             max_nesting=limits.max_pgp_nesting,
+            max_recipients=limits.max_recipient_infos,
             check=self.ctx.check_deadline,
         )
 

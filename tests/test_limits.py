@@ -140,6 +140,19 @@ def test_recipient_infos(corpus_store, case):
                          f"more than {count - 1} recipients in one layer")
 
 
+PGP_ENCRYPTED = corpus_cases(lambda c: c["smime_or_pgp"] == "pgp" and c["encrypted"] and not c["malformed"])
+
+
+@pytest.mark.parametrize("case", PGP_ENCRYPTED, ids=ids(PGP_ENCRYPTED))
+def test_pgp_recipients(corpus_store, case):
+    """Each PKESK may cost a private-key operation per secret key (hidden recipients): bounded like RecipientInfos."""
+    count = len(case["recipients"])
+    assert count >= 1
+    assert_same(process(case, corpus_store, max_recipient_infos=count), baseline(case, corpus_store))
+    assert_not_processed(case, process(case, corpus_store, max_recipient_infos=count - 1),
+                         f"more than {count - 1} recipients in one layer")
+
+
 SIGNED = [c for c in SMIME if c["signed"]]
 
 
