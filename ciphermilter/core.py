@@ -240,7 +240,6 @@ def _inspect(message, headers, envelope: Envelope, store, settings: Settings, pr
         log.exception("queue %s: processing failed", envelope.queue_id or "-")
         error = f"internal error: {type(exc).__name__}"
         return not_processed(headers, error, envelope, error, report)
-    plan.deletions.sort(key=lambda d: (d.name.lower(), -d.index))
     plan.additions.extend(HeaderAdd(name, value) for name, value in info)
     return Outcome(plan=plan, info=info, report=report)
 

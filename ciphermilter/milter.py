@@ -373,7 +373,7 @@ class CipherMilter(Milter.Base):
     def _apply(self, plan: EditPlan) -> None:
         """Replay the plan: deletions (highest index first), changes, additions, then the whole body."""
         self.msg.edits_sent = True
-        for deletion in plan.deletions:
+        for deletion in plan.replay_deletions():
             self.chgheader(deletion.name, deletion.index, None)
         for change in plan.changes:
             self.chgheader(change.name, change.index, self._wire_value(change.value))

@@ -86,8 +86,7 @@ class HeaderAdd:
 class EditPlan:
     """Header deletions, changes and additions, and a new body or ``None``.
 
-    Replay order is fixed: deletions (already sorted highest index first per
-    name, so that a deletion never shifts the index of a later one), then
+    Replay order is fixed: deletions (in :meth:`replay_deletions` order), then
     changes, then additions, then the body.
     """
 
@@ -96,8 +95,9 @@ class EditPlan:
     additions: list[HeaderAdd] = field(default_factory=list)
     body: bytes | None = None
 
-    def __post_init__(self):
-        self.deletions.sort(key=lambda d: (d.name.lower(), -d.index))
+    def replay_deletions(self) -> list[HeaderDelete]:
+        """Deletions highest index first per name, so that none shifts the index of a later one."""
+        return sorted(self.deletions, key=lambda d: (d.name.lower(), -d.index))
 
     def is_empty(self) -> bool:
         return not (self.deletions or self.changes or self.additions) and self.body is None
@@ -122,7 +122,7 @@ def apply_plan(message: bytes, plan: EditPlan) -> bytes:
     """Replay ``plan`` on ``message`` exactly as Postfix would, returning the new message."""
     headers, body_offset = mime.split_headers(message)
     headers = list(headers)
-    for deletion in plan.deletions:
+    for deletion in plan.replay_deletions():
         pos = _occurrence(headers, deletion.name, deletion.index)
         if pos is not None:
             del headers[pos]

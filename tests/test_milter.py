@@ -231,7 +231,7 @@ def expected_eom(outcome: core.Outcome) -> list:
     """The end-of-message replies the plan must give, in order, values with their leading space back."""
     plan = outcome.plan
     replies = [(miltertest.SMFIR_CHGHEADER, {"index": d.index, "name": d.name, "value": ""})
-               for d in plan.deletions]
+               for d in plan.replay_deletions()]
     replies += [(miltertest.SMFIR_CHGHEADER, {"index": c.index, "name": c.name, "value": " " + c.value})
                 for c in plan.changes]
     replies += [(miltertest.SMFIR_ADDHEADER, {"name": a.name, "value": " " + a.value}) for a in plan.additions]

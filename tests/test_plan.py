@@ -36,7 +36,7 @@ def test_index_must_be_positive():
 
 def test_deletions_are_sorted_highest_index_first():
     plan = EditPlan(deletions=[HeaderDelete("X-Test", 1), HeaderDelete("X-Test", 3), HeaderDelete("X-Test", 2)])
-    assert [d.index for d in plan.deletions] == [3, 2, 1]
+    assert [d.index for d in plan.replay_deletions()] == [3, 2, 1]
 
 
 def test_apply_deletes_by_case_insensitive_index_and_keeps_order():
