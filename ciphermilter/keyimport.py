@@ -117,10 +117,14 @@ def _pem_certificate(text: bytes, name: str) -> bytes:
     return _certificate_der(der, f"corrupt PEM block '{name}'")
 
 
+# cryptography raises InvalidVersion (not a ValueError) for a certificate whose version field is damaged.
+_BAD_CERTIFICATE = (ValueError, x509.InvalidVersion)
+
+
 def _certificate_der(der: bytes, error: str) -> bytes:
     try:
         x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except _BAD_CERTIFICATE as exc:
         raise KeyFormatError(f"{error}: {exc}") from None
     return der
 
@@ -185,7 +189,7 @@ def _parse_der(data: bytes, password: bytes | None) -> Bundle:
         return _parse_pkcs12(data, password)
     try:
         return Bundle(certificates=[x509.load_der_x509_certificate(data).public_bytes(serialization.Encoding.DER)])
-    except ValueError:
+    except _BAD_CERTIFICATE:
         pass
     try:
         return Bundle(private_keys=[_private_key(data, password, serialization.load_der_private_key, "DER")])
