@@ -25,11 +25,10 @@ from cryptography.hazmat.primitives import hashes, keywrap
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from ciphermilter import ids
+from ciphermilter import ber, ids
 
 ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -117,19 +116,33 @@ class TooMany(CmsError):
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
 
 
+class _ContentInfo(cms.ContentInfo):
+    """A ContentInfo that may come with its encrypted content held outside it (see :mod:`ciphermilter.ber`)."""
+
+    encrypted_content: list | None = None  # pieces of the ciphertext, views of the decoded message
+
+
+# The contents octets of the OIDs whose encrypted content is lifted out before asn1crypto parses.
+_LIFTED_TYPES = tuple(core.ObjectIdentifier(oid).contents for oid in (ENVELOPED_DATA, AUTH_ENVELOPED_DATA))
+
+
 def load(der: bytes) -> cms.ContentInfo:
     """Parse the outer ContentInfo; truncation or trailing junk shows here.
 
     The inside is parsed lazily, field by field, by whoever reads it: a full
     parse would refuse real signatures for an attribute asn1crypto does not
-    know (Thunderbird's encryption key preference).
+    know (Thunderbird's encryption key preference). An enveloped structure's
+    ciphertext is lifted out first, so it is never copied.
     """
+    lifted = ber.lift_encrypted_content(der, _LIFTED_TYPES)
     try:
-        info = cms.ContentInfo.load(der, strict=True)
+        info = _ContentInfo.load(der if lifted is None else lifted[0], strict=True)
         info["content"]  # noqa: B018  parses the content's outer structure
-        return info
     except _PARSE_ERRORS:
         raise MalformedCms() from None
+    if lifted is not None:
+        info.encrypted_content = lifted[1]
+    return info
 
 
 def content_type(info: cms.ContentInfo) -> str:
@@ -208,6 +221,7 @@ class EnvelopedLayer:
     recipients: list[Recipient]
     _data: object = field(repr=False)  # the (Auth)EnvelopedData
     _encrypted: object = field(repr=False)  # its EncryptedContentInfo
+    _ciphertext: list | None = field(repr=False)  # the encrypted content in pieces; None when detached
 
 
 def open_enveloped(info: cms.ContentInfo, *, max_recipients: int) -> EnvelopedLayer:
@@ -223,17 +237,23 @@ def open_enveloped(info: cms.ContentInfo, *, max_recipients: int) -> EnvelopedLa
             encrypted = data["encrypted_content_info"]
         oid = encrypted["content_encryption_algorithm"]["algorithm"].dotted
         recipients = _recipients(data["recipient_infos"], max_recipients)
+        ciphertext = getattr(info, "encrypted_content", None)
+        if ciphertext is None and encrypted["encrypted_content"].native is not None:
+            ciphertext = [encrypted["encrypted_content"].native]
     except _PARSE_ERRORS:
         raise MalformedCms() from None
     cipher = _CONTENT_CIPHERS.get(oid, (oid,))[0]
-    return EnvelopedLayer(ctype == AUTH_ENVELOPED_DATA, cipher, recipients, data, encrypted)
+    return EnvelopedLayer(ctype == AUTH_ENVELOPED_DATA, cipher, recipients, data, encrypted, ciphertext)
 
 
 KeyFinder = Callable[[Recipient], list]  # -> [(certificate DER, private key)]
 
 
-def decrypt(layer: EnvelopedLayer, find_keys: KeyFinder) -> tuple[bytes, Recipient]:
+def decrypt(layer: EnvelopedLayer, find_keys: KeyFinder) -> tuple[bytearray, Recipient]:
     """Decrypt with the first key that works; returns the content and the recipient it matched.
+
+    The content is a bytearray, decrypted in place: the caller drops the
+    layer (and with it the ciphertext) before it makes bytes of it.
 
     Raises :class:`UnsupportedAlgorithm` before any key is used when the
     content cipher is not implemented, :class:`KeyNotFound` when no key
@@ -351,10 +371,9 @@ class _GcmParameters(core.Sequence):
     _fields = [("nonce", core.OctetString), ("icv_len", core.Integer, {"default": 12})]
 
 
-def _decrypt_content(layer: EnvelopedLayer, mode: str, cek: bytes) -> bytes:
+def _decrypt_content(layer: EnvelopedLayer, mode: str, cek: bytes) -> bytearray:
     encrypted = layer._encrypted
-    ciphertext = encrypted["encrypted_content"].native
-    if ciphertext is None:
+    if layer._ciphertext is None:
         raise MalformedCms("detached encrypted content")
     params = encrypted["content_encryption_algorithm"]["parameters"]
     if mode == "gcm":
@@ -363,29 +382,42 @@ def _decrypt_content(layer: EnvelopedLayer, mode: str, cek: bytes) -> bytes:
         if len(tag) != gcm["icv_len"].native:
             raise ValueError("tag length")
         auth_attrs = layer._data["auth_attrs"]
+        decryptor = Cipher(algorithms.AES(cek), modes.GCM(gcm["nonce"].native, tag, min_tag_length=len(tag))).decryptor()
         # RFC 5083 section 2.1: the AAD is the DER of the authAttrs as a SET OF.
-        aad = b"\x31" + auth_attrs.dump()[1:] if auth_attrs.contents else b""
-        return AESGCM(cek).decrypt(gcm["nonce"].native, ciphertext + tag, aad)
+        if auth_attrs.contents:
+            decryptor.authenticate_additional_data(b"\x31" + auth_attrs.dump()[1:])
+        return _decrypt_pieces(decryptor, layer._ciphertext)
     iv = core.OctetString.load(params.dump()).native
     algorithm = TripleDES(cek) if mode == "3des" else algorithms.AES(cek)
     if mode != "3des" and len(cek) * 8 not in (128, 192, 256):
         raise ValueError("content key size")
-    decryptor = Cipher(algorithm, modes.CBC(iv)).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    return _strip_pkcs7_padding(padded, algorithm.block_size // 8)
+    padded = _decrypt_pieces(Cipher(algorithm, modes.CBC(iv)).decryptor(), layer._ciphertext)
+    _strip_pkcs7_padding(padded, algorithm.block_size // 8)
+    return padded
 
 
-def _strip_pkcs7_padding(padded: bytes, block_bytes: int) -> bytes:
-    """The content without its RFC 5652 section 6.3 padding.
+def _decrypt_pieces(decryptor, pieces: list) -> bytearray:
+    """Decrypt the ciphertext pieces into one buffer: no joined copy of the ciphertext, no per-piece copies.
 
-    By hand rather than with cryptography's unpadder, whose update/finalize
-    pair makes two more copies of the whole content, all alive at once at the
-    peak; a bad pad raises ValueError like the unpadder does.
+    The GCM tag is checked by ``finalize()``, before anything is returned.
     """
+    plaintext = bytearray(sum(len(piece) for piece in pieces) + 16)  # update_into wants a block of room
+    done = 0
+    with memoryview(plaintext) as out:
+        for piece in pieces:
+            done += decryptor.update_into(piece, out[done:])
+    tail = decryptor.finalize()  # nothing for CBC without padding and for GCM
+    del plaintext[done:]
+    plaintext += tail
+    return plaintext
+
+
+def _strip_pkcs7_padding(padded: bytearray, block_bytes: int) -> None:
+    """Remove the RFC 5652 section 6.3 padding in place (the content is not copied); ValueError if bad."""
     pad = padded[-1] if padded else 0
     if not 1 <= pad <= block_bytes or len(padded) % block_bytes or padded[-pad:] != bytes([pad]) * pad:
         raise ValueError("invalid padding")
-    return padded[:-pad]
+    del padded[-pad:]
 
 
 # ---------------------------------------------------------------- signed data

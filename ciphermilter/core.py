@@ -11,6 +11,7 @@ import email.utils
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from ciphermilter import domains, mime, openpgp_mime, smime
 from ciphermilter.config import Settings
@@ -153,8 +154,7 @@ def _check_content_headers(entity: mime.Entity) -> None:
             raise mime.MimeError(f"decrypted content has an invalid {header.name} header")
 
 
-def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], new_entity: bytes, settings: Settings, report: dict):
-    entity = mime.parse(new_entity, settings.limits.max_mime_depth)
+def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Entity, settings: Settings, report: dict):
     _check_content_headers(entity)
     _replace_headers(outer, entity.headers, CONTENT_HEADERS, plan, drop_missing=True)
     if settings.header_protection:
@@ -172,10 +172,10 @@ def _check_part_count(message: mime.Entity, limit: int) -> None:
             raise LimitExceeded(f"more than {limit} MIME parts")
 
 
-def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[InfoHeaders, bytes | None]:
+def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[InfoHeaders, mime.Entity | None]:
+    """Run every handler on the message as the previous one left it; the new entity, or None if unchanged."""
     info = InfoHeaders()
     current = message
-    new_entity = None
     for handle in HANDLERS:
         ctx.check_deadline()
         result: HandlerResult | None = handle(current, ctx)
@@ -184,13 +184,12 @@ def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[Inf
         info.extend(result.info)
         report.update(result.report)
         if result.entity is not None:
-            new_entity = result.entity
-            current = mime.parse(new_entity, ctx.settings.limits.max_mime_depth)
-    return info, new_entity
+            current = mime.parse(result.entity, ctx.settings.limits.max_mime_depth)
+    return info, (None if current is message else current)
 
 
 def process(
-    message: bytes,
+    message: bytes | BinaryIO,
     envelope: Envelope,
     store,
     settings: Settings | None = None,
@@ -199,6 +198,10 @@ def process(
 ) -> Outcome:
     """Inspect ``message`` and return the edits that decrypt it and report on it.
 
+    ``message`` is the whole message as bytes, or a seekable binary file that
+    holds it (the daemon's spool: a large body is then decoded from the file
+    instead of being held twice in memory).
+
     Never raises for anything the message contains: a limit, a parse error or
     a bug of ours gives a plan that only strips forged headers and adds a
     ``Not-Processed`` reason, with ``Outcome.error`` set for the daemon's
@@ -206,23 +209,24 @@ def process(
     """
     settings = settings or Settings()
     started = time.monotonic()
-    headers, _ = mime.split_headers(message)
-    if len(message) > settings.limits.max_message_size:
-        outcome = not_processed(headers, f"message larger than {settings.limits.max_message_size} bytes", envelope)
+    entity = mime.parse(message, settings.limits.max_mime_depth)
+    if entity.size > settings.limits.max_message_size:
+        outcome = not_processed(entity.headers, f"message larger than {settings.limits.max_message_size} bytes",
+                                envelope)
     else:
-        outcome = _inspect(message, headers, envelope, store, settings, progress, started)
+        outcome = _inspect(entity, envelope, store, settings, progress, started)
     outcome.report["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)
     return outcome
 
 
-def _inspect(message, headers, envelope: Envelope, store, settings: Settings, progress, started: float) -> Outcome:
+def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings, progress, started: float) -> Outcome:
     report: dict = {"queue_id": envelope.queue_id}
+    headers = entity.headers
     plan = EditPlan(deletions=forged_header_deletions(headers))
     if envelope.recipients and not is_internal(envelope, store, settings):
         report["skipped"] = "no recipient in an internal domain"
         return Outcome(plan=plan, info=InfoHeaders(), report=report)
     try:
-        entity = mime.parse(message, settings.limits.max_mime_depth)
         ctx = Context(
             store=store,
             settings=settings,

@@ -148,6 +148,17 @@ class MessageState:
         # Mode 0600 on disk (tempfile's default); in memory up to spool_memory bytes.
         self.body = tempfile.SpooledTemporaryFile(max_size=self.spool_memory, prefix="ciphermilter-")
 
+    def spooled_message(self):
+        """The whole message: bytes when the spool is still in memory, else the spool file itself.
+
+        A message too large for memory goes to the core (and to a worker
+        process) as the file, so it is never read whole into this process.
+        """
+        self.body.seek(0)
+        if self.header_size + self.body_size <= self.spool_memory:
+            return self.body.read()
+        return self.body
+
     def header_block(self) -> bytes:
         return b"".join(f + CRLF for f in self.header_fields)
 
@@ -236,6 +247,8 @@ class CipherMilter(Milter.Base):
             self._summarise(outcome, "accepted at end of headers")
             self._reset()
             return Milter.ACCEPT
+        if self.msg.needs_body:
+            self._spool(self.msg.header_block() + CRLF)  # the spool holds the whole message, as the core reads it
         return Milter.CONTINUE
 
     @guarded()
@@ -248,11 +261,7 @@ class CipherMilter(Milter.Base):
             msg.oversized = True
             msg.body.close()  # stop spooling: the message passes untouched apart from stripping
             return self._skip_body()
-        try:
-            msg.body.write(chunk)
-        except OSError as exc:  # spool disk full or unwritable: the on_error policy applies
-            log.error("queue %s: cannot spool the body: %s", self._queue_id() or "-", exc)
-            msg.failed = "cannot spool the message"
+        if not self._spool(chunk):
             return self._skip_body()
         return Milter.CONTINUE
 
@@ -284,6 +293,16 @@ class CipherMilter(Milter.Base):
         if self.msg is not None:
             self.msg.close()
             self.msg = None
+
+    def _spool(self, data: bytes) -> bool:
+        """Append to the message's spool; on failure (disk full, unwritable) the on_error policy applies."""
+        try:
+            self.msg.body.write(data)
+        except OSError as exc:
+            log.error("queue %s: cannot spool the message: %s", self._queue_id() or "-", exc)
+            self.msg.failed = "cannot spool the message"
+            return False
+        return True
 
     def _skip_body(self):
         return Milter.SKIP if self._protocol & Milter.P_SKIP else Milter.CONTINUE
@@ -322,12 +341,7 @@ class CipherMilter(Milter.Base):
         if msg.oversized:
             limit = settings.limits.max_message_size
             return unprocessed_outcome(head, f"message larger than {limit} bytes", envelope, None)
-        message = head + CRLF
-        if msg.needs_body:
-            msg.body.seek(0)
-            # Joined in one step, so the spool's copy is freed at once instead of living beside the
-            # message through the whole decryption (50 MB less peak RSS for a 50 MB message).
-            message += msg.body.read()
+        message = msg.spooled_message() if msg.needs_body else head + CRLF
         if self.runtime.workers is None:
             return core.process(message, envelope, msg.store, settings, progress=self.progress)
         try:
@@ -380,8 +394,8 @@ class CipherMilter(Milter.Base):
         for addition in plan.additions:
             self.addheader(addition.name, self._wire_value(addition.value))
         if plan.body is not None:
-            for start in range(0, len(plan.body), REPLACEBODY_CHUNK):
-                self.replacebody(plan.body[start:start + REPLACEBODY_CHUNK])
+            for chunk in _body_chunks(plan.body):
+                self.replacebody(chunk)
 
     def _summarise(self, outcome: core.Outcome, note: str | None) -> None:
         """The one log line per message, and the message counted for ``ciphermilter stats``."""
@@ -400,6 +414,15 @@ class CipherMilter(Milter.Base):
             parts.append(f"note=\"{note}\"")
         parts.append(f"time={elapsed * 1000:.1f}ms")
         log.info(" ".join(parts))
+
+
+def _body_chunks(body):
+    """A new body in replacebody-sized pieces, from bytes or from a worker's body file (closed at the end)."""
+    if isinstance(body, bytes):
+        yield from (body[start:start + REPLACEBODY_CHUNK] for start in range(0, len(body), REPLACEBODY_CHUNK))
+        return
+    with body:
+        yield from iter(lambda: body.read(REPLACEBODY_CHUNK), b"")
 
 
 def _text(value) -> str:

@@ -127,13 +127,13 @@ def _is_pgp_file(entity: mime.Entity) -> bool:
 
 def _rebuild_multipart(entity: mime.Entity, replacements: list[bytes | None]) -> bytes:
     """The multipart with some parts replaced; delimiters, preamble and epilogue stay byte-exact."""
-    spans = mime.multipart_spans(entity.body, entity.params["boundary"])
+    body = entity.body
     out, pos = [entity.header_bytes], 0
-    for (start, end), new in zip(spans, replacements):
-        out.append(entity.body[pos:start])
-        out.append(new if new is not None else entity.body[start:end])
+    for (start, end), new in zip(entity.part_spans, replacements):
+        out.append(body[pos:start])
+        out.append(new if new is not None else body[start:end])
         pos = end
-    out.append(entity.body[pos:])
+    out.append(body[pos:])
     return b"".join(out)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from ciphermilter import mime
 
@@ -87,13 +88,15 @@ class EditPlan:
     """Header deletions, changes and additions, and a new body or ``None``.
 
     Replay order is fixed: deletions (in :meth:`replay_deletions` order), then
-    changes, then additions, then the body.
+    changes, then additions, then the body. The core gives the body as bytes;
+    the daemon's worker processes hand a large one over as an open binary file
+    (see :mod:`ciphermilter.workers`).
     """
 
     deletions: list[HeaderDelete] = field(default_factory=list)
     changes: list[HeaderChange] = field(default_factory=list)
     additions: list[HeaderAdd] = field(default_factory=list)
-    body: bytes | None = None
+    body: bytes | BinaryIO | None = None
 
     def replay_deletions(self) -> list[HeaderDelete]:
         """Deletions highest index first per name, so that none shifts the index of a later one."""

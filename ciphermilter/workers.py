@@ -20,7 +20,10 @@ slot starts a new worker for the next message.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
+import tempfile
+from multiprocessing import reduction
 from dataclasses import dataclass
 
 from ciphermilter import core
@@ -28,6 +31,8 @@ from ciphermilter.config import Settings
 
 PROGRESS_INTERVAL = 10.0  # seconds between progress reports to the MTA while a worker decrypts
 STOP_TIMEOUT = 10.0
+# New bodies larger than this come back as a file passed over the pipe, not as a pickled copy.
+FILE_THRESHOLD = 1 << 20
 
 
 class WorkerDied(Exception):
@@ -41,14 +46,42 @@ def _serve(conn, store_path: str, master_key_path: str) -> None:
     while True:
         try:
             message, envelope, settings = conn.recv()
+            if message is None:  # the message comes as its spool file
+                message = os.fdopen(reduction.recv_handle(conn), "rb")
         except EOFError:
             return
         try:
             reply = (True, core.process(message, envelope, holder.current(), settings))
         except Exception as exc:  # milter.StoreUnavailable (core.process itself never raises): the daemon decides
             reply = (False, exc)
+        if not isinstance(message, bytes):
+            message.close()
         del message  # a large message must not stay alive until the next one arrives
+        _send_outcome(conn, reply)
+
+
+def _send_outcome(conn, reply) -> None:
+    """Send the reply; a large new body follows it as a file, not inside the pickle."""
+    ok, outcome = reply
+    body = outcome.plan.body if ok else None
+    if body is None or len(body) <= FILE_THRESHOLD:
         conn.send(reply)
+        return
+    with tempfile.TemporaryFile(prefix="ciphermilter-body-") as file:
+        file.write(body)
+        file.seek(0)  # the daemon's copy of the descriptor shares this offset
+        outcome.plan.body = None
+        del body
+        conn.send((ok, outcome, True))
+        reduction.send_handle(conn, file.fileno(), os.getppid())
+
+
+def _receive_outcome(conn):
+    """The worker's reply; a new body sent as a file becomes the plan's body (an open file)."""
+    ok, value, *body_file = conn.recv()
+    if body_file:
+        value.plan.body = os.fdopen(reduction.recv_handle(conn), "rb")
+    return ok, value
 
 
 @dataclass
@@ -62,6 +95,15 @@ class _Worker:
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
+
+
+def _send_message(worker: _Worker, message, envelope: core.Envelope, settings: Settings) -> None:
+    """Bytes go inside the pickle; a spool file goes as its descriptor, so the message is not copied."""
+    if isinstance(message, bytes):
+        worker.conn.send((message, envelope, settings))
+        return
+    worker.conn.send((None, envelope, settings))
+    reduction.send_handle(worker.conn, message.fileno(), worker.process.pid)
 
 
 class Workers:
@@ -83,8 +125,11 @@ class Workers:
         child_end.close()
         return _Worker(process, parent_end)
 
-    def process(self, message: bytes, envelope: core.Envelope, settings: Settings, progress) -> core.Outcome:
+    def process(self, message, envelope: core.Envelope, settings: Settings, progress) -> core.Outcome:
         """:func:`core.process` in a worker; ``progress()`` is called at once and every PROGRESS_INTERVAL.
+
+        ``message`` is bytes or the spool file (its descriptor is passed). A
+        large new body comes back as an open file in ``plan.body``.
 
         Raises :class:`WorkerDied`, or what the worker raised (milter.StoreUnavailable).
         """
@@ -92,12 +137,12 @@ class Workers:
         try:
             if worker is None:
                 worker = self._start()
-            worker.conn.send((message, envelope, settings))
+            _send_message(worker, message, envelope, settings)
             while True:
                 progress()  # at hand-off, then every interval: the MTA knows the message is being worked on
                 if worker.conn.poll(PROGRESS_INTERVAL):
                     break
-            ok, value = worker.conn.recv()
+            ok, value = _receive_outcome(worker.conn)
         except (EOFError, OSError):
             worker.stop()
             worker = None

@@ -66,7 +66,8 @@ def test_content_headers_follow_the_new_entity():
     )
     plan = EditPlan()
     report = {}
-    core._apply_new_entity(plan, outer, b"Content-Type: text/plain;\r\n charset=utf-8\r\n\r\nhi\r\n", Settings(), report)
+    new_entity = mime.parse(b"Content-Type: text/plain;\r\n charset=utf-8\r\n\r\nhi\r\n")
+    core._apply_new_entity(plan, outer, new_entity, Settings(), report)
     assert [(c.name, c.index, c.value) for c in plan.changes] == [("Content-Type", 1, "text/plain;\n charset=utf-8")]
     assert sorted((d.name, d.index) for d in plan.deletions) == [("Content-Disposition", 1),
                                                                   ("Content-Transfer-Encoding", 1)]
@@ -81,7 +82,7 @@ def test_protected_headers_are_restored_but_not_identity_headers():
     )
     plan = EditPlan()
     report = {}
-    core._apply_new_entity(plan, mime.split_headers(message)[0], entity, Settings(), report)
+    core._apply_new_entity(plan, mime.split_headers(message)[0], mime.parse(entity), Settings(), report)
     out = apply_plan(message, plan)
     assert out == (
         b"Subject: =?utf-8?q?Real_subject?=\r\nFrom: a@x.example\r\n"
@@ -93,6 +94,6 @@ def test_protected_headers_are_restored_but_not_identity_headers():
 def test_header_protection_can_be_turned_off():
     entity = b'Content-Type: text/plain; protected-headers="v1"\r\nSubject: real\r\n\r\nhello\r\n'
     plan = EditPlan()
-    core._apply_new_entity(plan, mime.split_headers(b"Subject: ...\r\n\r\n")[0], entity,
+    core._apply_new_entity(plan, mime.split_headers(b"Subject: ...\r\n\r\n")[0], mime.parse(entity),
                            Settings(header_protection=False), {})
     assert [c.name for c in plan.changes] == [] and [a.name for a in plan.additions] == ["Content-Type"]

@@ -392,7 +392,8 @@ def test_spool_that_cannot_be_written_passes_the_message_with_a_reason(daemons, 
     finally:
         client.close()
 
-    assert body_replies == [(miltertest.SMFIR_CONTINUE, {}), (miltertest.SMFIR_SKIP, {})]
+    # The spool holds the headers before the body, so the first 64 KiB body chunk already fails.
+    assert body_replies == [(miltertest.SMFIR_SKIP, {})]
     assert eom == [
         (miltertest.SMFIR_CHGHEADER, {"index": 1, "name": "X-CipherMail-Info-PGP-Encrypted", "value": ""}),
         add_header("X-CipherMail-Info-Not-Processed", "cannot spool the message"),

@@ -1,0 +1,168 @@
+"""Just enough BER reading to lift the ciphertext out of a CMS (Auth)EnvelopedData without copying it.
+
+asn1crypto slices its input at every nesting level it parses, so the
+ciphertext of a 50 MB message would exist several times over before
+decryption started. Instead the encrypted content is found by its offsets,
+the structure around it is rebuilt without it (a few hundred bytes, which
+asn1crypto then parses and checks as usual), and the ciphertext goes to the
+cipher as views of the decoded message.
+
+Only the path to the encrypted content is read here; anything unexpected on
+it returns None, and asn1crypto's full parse of the original decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SEQUENCE = 0x30
+SET = 0x31
+EXPLICIT_0 = 0xA0  # [0] constructed: ContentInfo's content, or an encryptedContent in pieces
+IMPLICIT_0 = 0x80  # [0] primitive: an encryptedContent in one piece
+OCTET_STRING = 0x04
+OBJECT_IDENTIFIER = 0x06
+CONSTRUCTED = 0x20
+EMPTY_CONTENT = bytes([IMPLICIT_0, 0])  # what the encrypted content is replaced with in the rebuilt structure
+
+
+class BerError(ValueError):
+    """The bytes are not the BER this module expects."""
+
+
+@dataclass(frozen=True)
+class Tlv:
+    """One BER element by its offsets; with indefinite length, ``end`` is where its end-of-contents starts."""
+
+    start: int
+    tag: int  # the first identifier octet
+    length_at: int  # where the length octets start (the identifier may take several octets)
+    content: int
+    end: int
+    indefinite: bool
+
+    @property
+    def next(self) -> int:
+        """Offset of whatever follows this element."""
+        return self.end + 2 if self.indefinite else self.end
+
+
+def read(buf: memoryview, pos: int, limit: int) -> Tlv:
+    """The element that starts at ``pos`` and must end by ``limit``."""
+    if pos >= limit:
+        raise BerError("element expected")
+    tag = buf[pos]
+    length_at = pos + 1
+    if tag & 0x1F == 0x1F:  # high tag number: base-128 octets follow
+        while length_at < limit and buf[length_at] & 0x80:
+            length_at += 1
+        length_at += 1
+    if length_at >= limit:
+        raise BerError("truncated identifier")
+    first = buf[length_at]
+    content = length_at + 1
+    if first == 0x80:
+        if not tag & CONSTRUCTED:
+            raise BerError("indefinite length on a primitive element")
+        return Tlv(pos, tag, length_at, content, _end_of_contents(buf, content, limit), True)
+    if first & 0x80:
+        count = first & 0x7F
+        if count > 8 or content + count > limit:
+            raise BerError("bad length")
+        length = int.from_bytes(buf[content:content + count], "big")
+        content += count
+    else:
+        length = first
+    if content + length > limit:
+        raise BerError("element runs past its parent")
+    return Tlv(pos, tag, length_at, content, content + length, False)
+
+
+def _end_of_contents(buf: memoryview, pos: int, limit: int) -> int:
+    while pos + 2 <= limit:
+        if buf[pos] == 0 and buf[pos + 1] == 0:
+            return pos
+        pos = read(buf, pos, limit).next
+    raise BerError("missing end-of-contents")
+
+
+def children(buf: memoryview, parent: Tlv):
+    pos = parent.content
+    while pos < parent.end:
+        child = read(buf, pos, parent.end)
+        yield child
+        pos = child.next
+
+
+def octets(buf: memoryview, element: Tlv) -> list[memoryview]:
+    """The pieces of an OCTET STRING (or an implicitly tagged one), primitive or constructed, in order."""
+    if not element.tag & CONSTRUCTED:
+        return [buf[element.content:element.end]]
+    pieces = []
+    for child in children(buf, element):
+        if child.tag & ~CONSTRUCTED != OCTET_STRING:
+            raise BerError("constructed OCTET STRING with a piece of another type")
+        pieces += octets(buf, child)
+    return pieces
+
+
+def _encode_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    octets_ = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets_)]) + octets_
+
+
+def rebuild(buf: memoryview, path: list[Tlv], replacement: bytes) -> bytes:
+    """The whole input with ``path[-1]`` replaced, every element on ``path`` re-encoded around it."""
+    new = replacement
+    for outer, inner in reversed(list(zip(path, path[1:]))):
+        content = bytes(buf[outer.content:inner.start]) + new + bytes(buf[inner.next:outer.end])
+        identifier = bytes(buf[outer.start:outer.length_at])
+        if outer.indefinite:
+            new = identifier + b"\x80" + content + b"\x00\x00"
+        else:
+            new = identifier + _encode_length(len(content)) + content
+    return bytes(buf[:path[0].start]) + new + bytes(buf[path[0].next:])
+
+
+def _encrypted_content_path(buf: memoryview, content_types: tuple[bytes, ...]) -> list[Tlv] | None:
+    """ContentInfo, its [0], the (Auth)EnvelopedData, its EncryptedContentInfo and the encryptedContent."""
+    info = read(buf, 0, len(buf))
+    if info.tag != SEQUENCE:
+        return None
+    fields = list(children(buf, info))
+    if len(fields) != 2 or fields[0].tag != OBJECT_IDENTIFIER or fields[1].tag != EXPLICIT_0:
+        return None
+    if bytes(buf[fields[0].content:fields[0].end]) not in content_types:
+        return None
+    wrapper = fields[1]
+    data = read(buf, wrapper.content, wrapper.end)
+    if data.tag != SEQUENCE:
+        return None
+    # version, [0] originatorInfo (optional), recipientInfos (a SET), then the EncryptedContentInfo
+    members = list(children(buf, data))
+    after_set = [m for i, m in enumerate(members) if i and members[i - 1].tag == SET]
+    if not after_set or after_set[0].tag != SEQUENCE:
+        return None
+    encrypted_info = after_set[0]
+    parts = list(children(buf, encrypted_info))  # contentType, contentEncryptionAlgorithm, encryptedContent
+    if len(parts) < 3 or parts[2].tag not in (IMPLICIT_0, EXPLICIT_0):
+        return None
+    return [info, wrapper, data, encrypted_info, parts[2]]
+
+
+def lift_encrypted_content(der, content_types: tuple[bytes, ...]) -> tuple[bytes, list[memoryview]] | None:
+    """The structure without its encrypted content, and that content as views of ``der``.
+
+    ``content_types`` are the encoded OIDs (contents octets) of the ContentInfo
+    types to lift from. None when ``der`` is not such a structure with its
+    encrypted content inside, or not one this reader follows.
+    """
+    buf = memoryview(der)
+    try:
+        path = _encrypted_content_path(buf, content_types)
+        if path is None:
+            return None
+        return rebuild(buf, path, EMPTY_CONTENT), octets(buf, path[-1])
+    except (BerError, RecursionError):  # hostile nesting of indefinite lengths included
+        return None
