@@ -88,6 +88,7 @@ class Connection:
             raise ConnectionError(f"milter answered {command!r} to option negotiation")
         _, self.actions, self.protocol = struct.unpack("!III", data[:12])
         self.body_replaced = 0  # bytes of replacement body received, over all transactions
+        self.pending: list[bytes] = []  # packets that need no reply, sent with the next one that does
 
     def close(self) -> None:
         try:
@@ -104,7 +105,7 @@ class Connection:
         headers = [packet(b"L", strings(name, (space if leading else b"") + value))
                    for (name, value), space in zip(message.fields, message.leading_space)]
         if self.protocol & SMFIP_NR_HDR:
-            self.sock.sendall(b"".join(headers))
+            self.pending += headers
         else:
             for header in headers:
                 self._ask(header)
@@ -117,18 +118,26 @@ class Connection:
                 break
             if reply != b"c":
                 return reply
-        self.sock.sendall(packet(b"D", b"E" + strings(b"i", b"BENCH0001")))
+        self.pending.append(packet(b"D", b"E" + strings(b"i", b"BENCH0001")))
         return self._ask(packet(b"E"))
 
     def _step(self, no_reply_bit: int, data: bytes) -> None:
         if self.protocol & no_reply_bit:
-            self.sock.sendall(data)
+            self.pending.append(data)
         else:
             self._ask(data)
 
     def _ask(self, data: bytes) -> bytes:
-        """Send a packet and read replies up to the final one (modifications before it are counted)."""
-        self.sock.sendall(data)
+        """Send a packet (after those that need no reply) and read replies up to the final one.
+
+        Packets that need no reply go out with the next one that does, in one
+        write: the client shares the CPUs with the daemon it measures, so its
+        own system calls are kept few (modifications before the final reply
+        are counted).
+        """
+        self.pending.append(data)
+        self.sock.sendall(b"".join(self.pending))
+        self.pending.clear()
         while True:
             command, payload = self._read()
             if command == b"b":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -37,6 +38,13 @@ CONTENT_HEADERS = (
 RESTORABLE_HEADERS = ("Subject", "To", "Cc", "Reply-To", "In-Reply-To", "References", "Keywords", "Comments")
 MAX_RESTORED_LINE = 998  # RFC 5322 section 2.1.1
 NOT_PROCESSED = "Not-Processed"
+# Words found in every message the handlers act on: CMS types and file names, PGP armor, types and
+# headers, signed and encrypted multiparts, and base64, which can wrap any of them.
+_HEAVY_MARKERS = re.compile(rb"pkcs7|\.p7[mcs]|pgp|multipart/signed|multipart/encrypted|autocrypt|base64", re.I)
+LIGHT_SIZE = 256 * 1024  # bytes; larger messages always go to a worker, whatever they hold
+# A From value that is only "Display Name <local@domain>" or "local@domain" (no quotes, comments, groups).
+_ADDR_PART = r'[^<>"()\[\]\s,;:@\\]+'
+_SIMPLE_FROM = re.compile(rf'\s*(?:[^<>"()\[\],;:@\\]*<({_ADDR_PART}@{_ADDR_PART})>|({_ADDR_PART}@{_ADDR_PART}))\s*')
 
 HANDLERS = (smime.handle, openpgp_mime.handle)
 
@@ -81,12 +89,36 @@ def is_internal(envelope: Envelope, ctx_store, settings: Settings) -> bool:
     return False
 
 
+def is_light(message: bytes) -> bool:
+    """True when a small ``message`` shows no sign of S/MIME, OpenPGP or key material anywhere in it.
+
+    Such a message is only parsed and scanned, which costs the daemon less in
+    the connection's own thread than the hop to a worker process (measured in
+    bench/README.md). It is a hint about where to run :func:`process`, never
+    about what it does: a light message that does hold protected content
+    (say, inline PGP behind quoted-printable) is decrypted all the same.
+    """
+    return len(message) <= LIGHT_SIZE and _HEAVY_MARKERS.search(message) is None
+
+
 def from_address(entity: mime.Entity) -> str | None:
     value = entity.get("From")
     if not value:
         return None
-    address = email.utils.parseaddr(value)[1]
+    # The usual "Name <addr>" and bare "addr" forms directly: email.utils.parseaddr costs more than
+    # the AES decryption of a 20 KB message. Quotes, comments and groups still go to parseaddr.
+    simple = _SIMPLE_FROM.fullmatch(value)
+    address = simple.group(1) or simple.group(2) if simple else email.utils.parseaddr(value)[1]
     return address.lower() or None
+
+
+def _counts(headers: list[mime.Header]) -> dict[str, int]:
+    """How many fields each lower-case header name has."""
+    counts: dict[str, int] = {}
+    for header in headers:
+        key = header.name.lower()
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _milter_value(header: mime.Header) -> str:
@@ -95,19 +127,19 @@ def _milter_value(header: mime.Header) -> str:
     return raw_value.replace(b"\r\n", b"\n").decode("utf-8", "surrogateescape")
 
 
-def _count(headers: list[mime.Header], name: str) -> int:
-    return sum(1 for h in headers if h.name.lower() == name.lower())
-
-
 def _replace_headers(outer: list[mime.Header], inner: list[mime.Header], names, plan: EditPlan, *, drop_missing: bool):
     """Make each of ``names`` in ``outer`` equal the first one in ``inner``.
 
     With ``drop_missing``, an outer header the inner side lacks is removed.
     Extra outer copies are removed so exactly one value stays.
     """
+    outer_counts = _counts(outer)
+    first_inner: dict[str, mime.Header] = {}
+    for header in inner:
+        first_inner.setdefault(header.name.lower(), header)
     for name in names:
-        outer_count = _count(outer, name)
-        source = next((h for h in inner if h.name.lower() == name.lower()), None)
+        outer_count = outer_counts.get(name.lower(), 0)
+        source = first_inner.get(name.lower())
         if source is None:
             if drop_missing:
                 plan.deletions.extend(HeaderDelete(name, i) for i in range(1, outer_count + 1))

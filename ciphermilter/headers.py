@@ -7,6 +7,8 @@ test for headers a sender may have forged.
 
 from __future__ import annotations
 
+import functools
+
 from ciphermilter.plan import check_header_name, check_header_value
 
 INFO_PREFIX = "X-CipherMail-Info-"
@@ -24,6 +26,8 @@ def is_reserved(name: str) -> bool:
 
 def printable(text: str) -> str:
     """Make ``text`` printable ASCII: other characters become ``\\XX`` per UTF-8 byte (RFC 4514 style)."""
+    if text.isascii() and text.isprintable():  # the usual case, at C speed
+        return text
     out = []
     for char in text:
         if " " <= char <= "~":
@@ -39,9 +43,11 @@ def fold(name: str, value: str, width: int = FOLD_WIDTH) -> str:
     Unfolding (removing the LF) gives back ``value`` exactly; a word longer
     than the width stays whole, because a value is never cut.
     """
+    room = width - len(name) - 2  # the first line also holds "Name: "
+    if len(value) <= room:
+        return value
     lines: list[str] = []
     line: str | None = None
-    room = width - len(name) - 2  # the first line also holds "Name: "
     for word in value.split(" "):
         if line is None:
             line = word
@@ -54,6 +60,7 @@ def fold(name: str, value: str, width: int = FOLD_WIDTH) -> str:
     return "\n ".join(lines)
 
 
+@functools.lru_cache(maxsize=1024)  # the same few names on every message; checking them is a regex each
 def info_name(name: str, index: int | None = None, level: int | None = None) -> str:
     parts = [INFO_PREFIX + name]
     parts += [str(n) for n in (index, level) if n is not None]

@@ -115,8 +115,9 @@ class Runtime:
     ``stores`` has a ``current()`` method that returns an open, up-to-date
     key store or raises :class:`StoreUnavailable` (see ``daemon.StoreHolder``).
     ``workers`` (a :class:`~ciphermilter.workers.Workers` pool) runs the core
-    in other processes, past the GIL; without it the core runs in the
-    connection's own thread.
+    in other processes, past the GIL; without it, and for light messages
+    (:func:`core.is_light`: nothing to decrypt or verify, only a scan), the
+    core runs in the connection's own thread.
     """
 
     config: DaemonConfig
@@ -144,9 +145,11 @@ class MessageState:
     failed: str | None = None  # why a callback failed: the message gets the on_error policy
     started: float = field(default_factory=time.monotonic)
 
-    def __post_init__(self):
-        # Mode 0600 on disk (tempfile's default); in memory up to spool_memory bytes.
-        self.body = tempfile.SpooledTemporaryFile(max_size=self.spool_memory, prefix="ciphermilter-")
+    spool: tempfile.SpooledTemporaryFile | None = None  # made at end of headers, only when the body is read
+
+    def open_spool(self) -> None:
+        """The spool for the message: in memory up to spool_memory bytes, then a mode 0600 temp file."""
+        self.spool = tempfile.SpooledTemporaryFile(max_size=self.spool_memory, prefix="ciphermilter-")
 
     def spooled_message(self):
         """The whole message: bytes when the spool is still in memory, else the spool file itself.
@@ -154,10 +157,10 @@ class MessageState:
         A message too large for memory goes to the core (and to a worker
         process) as the file, so it is never read whole into this process.
         """
-        self.body.seek(0)
+        self.spool.seek(0)
         if self.header_size + self.body_size <= self.spool_memory:
-            return self.body.read()
-        return self.body
+            return self.spool.read()
+        return self.spool
 
     def header_block(self) -> bytes:
         return b"".join(f + CRLF for f in self.header_fields)
@@ -168,8 +171,10 @@ class MessageState:
         return mime.parse_content_type(value)[0]
 
     def close(self):
+        if self.spool is None:
+            return
         try:
-            self.body.close()
+            self.spool.close()
         except OSError:  # a spool that could not be written may fail to flush too: nothing in it matters now
             pass
 
@@ -248,6 +253,7 @@ class CipherMilter(Milter.Base):
             self._reset()
             return Milter.ACCEPT
         if self.msg.needs_body:
+            self.msg.open_spool()
             self._spool(self.msg.header_block() + CRLF)  # the spool holds the whole message, as the core reads it
         return Milter.CONTINUE
 
@@ -259,7 +265,7 @@ class CipherMilter(Milter.Base):
         msg.body_size += len(chunk)
         if msg.header_size + msg.body_size > self.runtime.config.settings.limits.max_message_size:
             msg.oversized = True
-            msg.body.close()  # stop spooling: the message passes untouched apart from stripping
+            msg.close()  # stop spooling: the message passes untouched apart from stripping
             return self._skip_body()
         if not self._spool(chunk):
             return self._skip_body()
@@ -297,7 +303,7 @@ class CipherMilter(Milter.Base):
     def _spool(self, data: bytes) -> bool:
         """Append to the message's spool; on failure (disk full, unwritable) the on_error policy applies."""
         try:
-            self.msg.body.write(data)
+            self.msg.spool.write(data)
         except OSError as exc:
             log.error("queue %s: cannot spool the message: %s", self._queue_id() or "-", exc)
             self.msg.failed = "cannot spool the message"
@@ -342,7 +348,7 @@ class CipherMilter(Milter.Base):
             limit = settings.limits.max_message_size
             return unprocessed_outcome(head, f"message larger than {limit} bytes", envelope, None)
         message = msg.spooled_message() if msg.needs_body else head + CRLF
-        if self.runtime.workers is None:
+        if self.runtime.workers is None or (isinstance(message, bytes) and core.is_light(message)):
             return core.process(message, envelope, msg.store, settings, progress=self.progress)
         try:
             return self.runtime.workers.process(message, envelope, settings, self.progress)

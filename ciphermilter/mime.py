@@ -122,7 +122,7 @@ def decode_base64_chunks(chunks) -> bytes:
     Decoding a piece at a time, four characters to a group, means a large
     body never has a cleaned copy of itself in memory beside the result.
     """
-    decoded = bytearray()
+    decoded = []
     carry = b""
     for chunk in chunks:
         cleaned = carry + bytes(chunk).translate(None, _NOT_BASE64)
@@ -131,13 +131,13 @@ def decode_base64_chunks(chunks) -> bytes:
             carry = cleaned[:end]
             break
         whole_groups = len(cleaned) - len(cleaned) % 4
-        decoded += binascii.a2b_base64(cleaned[:whole_groups])
+        decoded.append(binascii.a2b_base64(cleaned[:whole_groups]))
         carry = cleaned[whole_groups:]
     try:
-        decoded += binascii.a2b_base64(carry + b"=" * (-len(carry) % 4))
+        decoded.append(binascii.a2b_base64(carry + b"=" * (-len(carry) % 4)))
     except binascii.Error as exc:
         raise MimeError(f"corrupt base64: {exc}") from None
-    return bytes(decoded)
+    return b"".join(piece for piece in decoded if piece)  # one piece is returned as it is, not copied
 
 
 class Entity:
