@@ -48,6 +48,10 @@ class Daemon:
         """
         return sum(_status_kb(pid, "VmHWM") for pid in self.pids()) * 1024
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time used so far by the daemon and its worker processes."""
+        return sum(process_cpu_seconds(pid) for pid in self.pids())
+
     def rss(self) -> int:
         return sum(_status_kb(pid, "VmRSS") for pid in self.pids()) * 1024
 
@@ -67,6 +71,14 @@ class Daemon:
 
     def stop(self) -> None:
         stop_process(self.process, STOP_TIMEOUT)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it ended: what it used is no longer ours to count
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _status_kb(pid: int, field: str) -> int:
