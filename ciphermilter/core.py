@@ -38,9 +38,12 @@ CONTENT_HEADERS = (
 RESTORABLE_HEADERS = ("Subject", "To", "Cc", "Reply-To", "In-Reply-To", "References", "Keywords", "Comments")
 MAX_RESTORED_LINE = 998  # RFC 5322 section 2.1.1
 NOT_PROCESSED = "Not-Processed"
-# Words found in every message the handlers act on: CMS types and file names, PGP armor, types and
-# headers, signed and encrypted multiparts, and base64, which can wrap any of them.
-_HEAVY_MARKERS = re.compile(rb"pkcs7|\.p7[mcs]|pgp|multipart/signed|multipart/encrypted|autocrypt|base64", re.I)
+# Words found (in lower case) in every message the handlers act on: CMS types and file names, PGP
+# armor, types and headers, signed and encrypted multiparts, and base64, which can wrap any of them.
+# Searched one by one in a lower-cased copy: a case-insensitive regex alternation stepped through
+# the message byte by byte, ten times slower than processing a plain message.
+_HEAVY_MARKERS = (b"pkcs7", b".p7m", b".p7c", b".p7s", b"pgp", b"multipart/signed", b"multipart/encrypted",
+                  b"autocrypt", b"base64")
 LIGHT_SIZE = 256 * 1024  # bytes; larger messages always go to a worker, whatever they hold
 # A From value that is only "Display Name <local@domain>" or "local@domain" (no quotes, comments, groups).
 _ADDR_PART = r'[^<>"()\[\]\s,;:@\\]+'
@@ -98,7 +101,10 @@ def is_light(message: bytes) -> bool:
     about what it does: a light message that does hold protected content
     (say, inline PGP behind quoted-printable) is decrypted all the same.
     """
-    return len(message) <= LIGHT_SIZE and _HEAVY_MARKERS.search(message) is None
+    if len(message) > LIGHT_SIZE:
+        return False
+    lowered = message.lower()
+    return not any(marker in lowered for marker in _HEAVY_MARKERS)
 
 
 def from_address(entity: mime.Entity) -> str | None:

@@ -348,8 +348,10 @@ class CipherMilter(Milter.Base):
             limit = settings.limits.max_message_size
             return unprocessed_outcome(head, f"message larger than {limit} bytes", envelope, None)
         message = msg.spooled_message() if msg.needs_body else head + CRLF
-        if self.runtime.workers is None or (isinstance(message, bytes) and core.is_light(message)):
+        if self.runtime.workers is None:
             return core.process(message, envelope, msg.store, settings, progress=self.progress)
+        if isinstance(message, bytes) and core.is_light(message):  # a parse and a scan: too quick for progress reports
+            return core.process(message, envelope, msg.store, settings)
         try:
             return self.runtime.workers.process(message, envelope, settings, self.progress)
         except StoreUnavailable as exc:  # the worker's own store connection failed
