@@ -179,11 +179,12 @@ def check_domains(store: KeyStore | None, settings: config.Settings, report: Rep
 class MilterEntry:
     socket: str
     default_action: str | None  # the entry's own default_action, None when it inherits milter_default_action
+    spaced_options: bool = False  # "name = value": smtpd splits options at white space and refuses the entry
 
 
 def parse_milters(value: str) -> list[MilterEntry]:
     """Postfix's milter list: sockets separated by commas or white space, each optionally
-    ``{ socket, name = value, ... }`` (Postfix 3.0+)."""
+    ``{ socket, name=value, ... }`` (Postfix 3.0+)."""
     entries = []
     for braced, plain in re.findall(r"\{([^}]*)\}|([^\s,{}]+)", value):
         if plain:
@@ -194,7 +195,8 @@ def parse_milters(value: str) -> list[MilterEntry]:
             continue
         options = dict(part.partition("=")[::2] for part in parts[1:])
         options = {name.strip(): option.strip() for name, option in options.items()}
-        entries.append(MilterEntry(parts[0], options.get("default_action")))
+        spaced = any(re.search(r"\s", part) for part in parts[1:])
+        entries.append(MilterEntry(parts[0], options.get("default_action"), spaced))
     return entries
 
 
@@ -251,10 +253,15 @@ def check_postfix(config_dir: str | None, milter_socket: str, report: Report) ->
                     None)
     if position is None:
         report.error("postfix", f"ciphermilter ({expected}) is not in smtpd_milters: add"
-                                f" '{{ {expected}, default_action = tempfail }}' before the content scanners")
+                                f" '{{ {expected}, default_action=tempfail }}' before the content scanners")
     else:
         check_order(entries, position, report)
         check_default_action(entries[position], values["milter_default_action"], report)
+    for entry in entries:
+        if entry.spaced_options:
+            report.error("postfix", f"smtpd_milters entry {entry.socket}: write its options as name=value without"
+                                    " spaces; Postfix splits them at white space and smtpd then refuses every"
+                                    " connection (fatal: malformed option)")
     if values["milter_protocol"].isdigit() and int(values["milter_protocol"]) < REQUIRED_MILTER_PROTOCOL:
         report.error("postfix", f"milter_protocol = {values['milter_protocol']}: ciphermilter needs"
                                 f" {REQUIRED_MILTER_PROTOCOL}; set milter_protocol = {REQUIRED_MILTER_PROTOCOL}")
@@ -285,7 +292,7 @@ def check_default_action(entry: MilterEntry, global_action: str, report: Report)
     if action not in SAFE_DEFAULT_ACTIONS:
         source = "its default_action" if entry.default_action else "milter_default_action"
         report.error("postfix", f"{source} is '{action}': while ciphermilter is down, mail passes encrypted"
-                                f" past the scanners; write '{{ {entry.socket}, default_action = tempfail }}'")
+                                f" past the scanners; write '{{ {entry.socket}, default_action=tempfail }}'")
 
 
 # --------------------------------------------------------------------------- the command

@@ -264,6 +264,8 @@ def decrypt(layer: EnvelopedLayer, find_keys: KeyFinder) -> tuple[bytearray, Rec
     name, key_size, mode = _CONTENT_CIPHERS.get(oid, (oid, None, None))
     if mode is None or (mode == "gcm") != layer.authenticated:
         raise UnsupportedAlgorithm(f"unsupported content cipher {name}")
+    if layer._ciphertext is None:
+        raise MalformedCms("detached encrypted content")  # before any key: no key could open what is not there
     tried = False
     unsupported = None
     for recipient in layer.recipients:
@@ -373,8 +375,6 @@ class _GcmParameters(core.Sequence):
 
 def _decrypt_content(layer: EnvelopedLayer, mode: str, cek: bytes) -> bytearray:
     encrypted = layer._encrypted
-    if layer._ciphertext is None:
-        raise MalformedCms("detached encrypted content")
     params = encrypted["content_encryption_algorithm"]["parameters"]
     if mode == "gcm":
         gcm = _GcmParameters.load(params.dump())

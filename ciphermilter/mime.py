@@ -304,6 +304,6 @@ def _read_header_block(file) -> bytes:
 
 def parse(data, max_depth: int = DEFAULT_MAX_DEPTH) -> Entity:
     """An entity from bytes, or from a binary file holding a whole message (see :class:`SpooledEntity`)."""
-    if isinstance(data, bytes):
-        return Entity(data, max_depth=max_depth)
-    return SpooledEntity(data, max_depth)
+    if hasattr(data, "read"):
+        return SpooledEntity(data, max_depth)
+    return Entity(bytes(data), max_depth=max_depth)  # bytes stay as they are; a bytearray becomes bytes

@@ -370,10 +370,15 @@ def has_illegal_chars(entity: mime.Entity) -> bool:
 
 
 def has_bare_line_end(data: bytes) -> bool:
-    """A CR or LF outside a CRLF pair. Counting runs at memchr speed; a look-around regex over a
-    multi-megabyte body cost more than the RSA operation (profile in bench/README.md)."""
-    pairs = data.count(b"\r\n")
-    return data.count(b"\r") != pairs or data.count(b"\n") != pairs
+    """A CR or LF outside a CRLF pair: one left once the pairs are removed.
+
+    A look-around regex over a multi-megabyte body cost more than the RSA
+    operation, and counting single bytes is no memchr in CPython (4.5 ms per
+    2 MB, three counts 10 ms); removing the pairs and searching what is left
+    takes 2.2 ms (profiles in bench/README.md).
+    """
+    rest = data.replace(b"\r\n", b"")
+    return b"\r" in rest or b"\n" in rest
 
 
 def as_multipart_signed(content: bytes, signature: bytes, micalg: str) -> bytes:

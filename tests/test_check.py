@@ -18,9 +18,9 @@ from ciphermilter.store import KeyStore
 from conftest import CORPUS, ROOT
 
 SOCKET = "unix:/var/spool/postfix/ciphermilter/ciphermilter.sock"
-OPENDKIM = "{ unix:opendkim/opendkim.sock, default_action = accept }"
-CIPHERMILTER = "{ unix:ciphermilter/ciphermilter.sock, default_action = tempfail }"
-CLAMAV = "{ unix:clamav/clamav-milter.sock, default_action = tempfail }"
+OPENDKIM = "{ unix:opendkim/opendkim.sock, default_action=accept }"
+CIPHERMILTER = "{ unix:ciphermilter/ciphermilter.sock, default_action=tempfail }"
+CLAMAV = "{ unix:clamav/clamav-milter.sock, default_action=tempfail }"
 RSPAMD = "inet:127.0.0.1:11332"
 UTC = datetime.timezone.utc
 
@@ -80,13 +80,16 @@ def test_a_sound_installation_passes(tmp_path, full_store):
                                         " ciphermilter"),
     (f"{OPENDKIM}, {CLAMAV}", "", "error: postfix: ciphermilter (unix:ciphermilter/ciphermilter.sock) is not in"
                                   " smtpd_milters"),
-    ("{ unix:ciphermilter/ciphermilter.sock, default_action = accept }", "",
+    ("{ unix:ciphermilter/ciphermilter.sock, default_action=accept }", "",
      "error: postfix: its default_action is 'accept'"),
     ("unix:ciphermilter/ciphermilter.sock", "milter_default_action = accept\n",
      "error: postfix: milter_default_action is 'accept'"),
     (CIPHERMILTER, "milter_protocol = 2\n", "error: postfix: milter_protocol = 2: ciphermilter needs 6"),
+    ("{ unix:ciphermilter/ciphermilter.sock, default_action = tempfail }", "",
+     "error: postfix: smtpd_milters entry unix:ciphermilter/ciphermilter.sock: write its options as name=value"
+     " without spaces"),
 ], ids=["scanner-first", "rspamd-first-no-comma", "dkim-after", "missing", "accept-per-milter",
-        "accept-global", "old-protocol"])
+        "accept-global", "old-protocol", "spaced-option"])
 def test_a_bad_postfix_chain_is_one_clear_line(tmp_path, small_store, milters, extra, expected):
     result = run_check(config_file(tmp_path, small_store), "--postfix-config", postfix_dir(tmp_path, milters, extra))
     assert result.exit_code == 1

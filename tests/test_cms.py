@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 from asn1crypto import cms as asn1_cms
+from asn1crypto import core as asn1_core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ciphermilter import cms, ids
+from ciphermilter import ber, cms, ids, mime, smime
+from conftest import case_message, corpus_cases
 
+ENVELOPED_OID_TLVS = tuple(asn1_core.ObjectIdentifier(oid).dump() for oid in (cms.ENVELOPED_DATA,
+                                                                               cms.AUTH_ENVELOPED_DATA))
 VECTORS = Path(__file__).parent / "vectors" / "smime"
 CONTENT = (VECTORS / "content.txt").read_bytes()
 KEY_NAMES = ("rsa", "other", "p256", "p384", "p521")
@@ -340,3 +345,92 @@ def test_signer_limit():
 def test_enveloped_data_is_not_signed_data():
     with pytest.raises(cms.UnsupportedAlgorithm):
         cms.open_signed(cms.load(der("env-rsa15-aes128")), max_signers=5)
+
+
+# --- the CMS structures of a message, found as the S/MIME handler finds them -----------------------
+
+def pkcs7_ders(message: bytes) -> list[bytes]:
+    """The decoded body of every pkcs7-mime part, also inside opaque signed data; a message too deep has none."""
+    found = []
+    try:
+        for part in mime.parse(message).walk():
+            if not smime.is_pkcs7_mime(part):
+                continue
+            try:
+                data = part.decoded_body()
+            except mime.MimeError:  # the handler reports "corrupt transfer encoding": no CMS to read
+                continue
+            found.append(data)
+            found += pkcs7_ders(_opaque_content(data))
+    except mime.DepthLimitExceeded:
+        return []
+    return found
+
+
+def _opaque_content(data: bytes) -> bytes:
+    """The content an opaque SignedData carries, or nothing."""
+    try:
+        info = asn1_cms.ContentInfo.load(data, strict=True)
+        if info["content_type"].native == "signed_data":
+            return info["content"]["encap_content_info"]["content"].native or b""
+    except (ValueError, TypeError, KeyError):
+        pass
+    return b""
+
+
+def is_enveloped(data: bytes) -> bool:
+    """The ContentInfo's contentType (the first OID, a few bytes in) is (Auth)EnvelopedData: read by hand,
+    since a truncated structure must count too."""
+    return any(tlv in data[:24] for tlv in ENVELOPED_OID_TLVS)
+
+
+def enveloped_ders(case: dict) -> list[bytes]:
+    return [data for data in pkcs7_ders(case_message(case)) if is_enveloped(data)]
+
+
+# Every corpus case with an (Auth)EnvelopedData somewhere, broken ones included.
+ENVELOPED_CASES = corpus_cases(lambda case: bool(enveloped_ders(case)))
+
+
+def corpus_decryption(data: bytes, store) -> tuple:
+    """("plaintext", bytes, lifted?) with the corpus store's keys, or (error type, reason, lifted?)."""
+    def find_keys(recipient):
+        return store.smime_private_keys(**recipient.lookup) if recipient.lookup else []
+
+    lifted = None
+    try:
+        info = cms.load(data)
+        lifted = info.encrypted_content is not None
+        content, _ = cms.decrypt(cms.open_enveloped(info, max_recipients=10), find_keys)
+    except cms.CmsError as exc:
+        return type(exc).__name__, exc.reason, lifted
+    return "plaintext", bytes(content), lifted
+
+
+@pytest.mark.parametrize("case", ENVELOPED_CASES, ids=[case["id"] for case in ENVELOPED_CASES])
+def test_corpus_plaintext_is_the_same_with_the_ciphertext_lifted_or_parsed(case, corpus_store, monkeypatch):
+    structures = enveloped_ders(case)
+    lifted = [corpus_decryption(data, corpus_store) for data in structures]
+    # asn1crypto's full parse alone: the path taken when the BER reader gives up.
+    monkeypatch.setattr(ber, "lift_encrypted_content", lambda data, content_types: None)
+    parsed = [corpus_decryption(data, corpus_store) for data in structures]
+
+    assert [result[:2] for result in lifted] == [result[:2] for result in parsed]
+    assert all(result[2] is not True for result in parsed)
+    assert all(result[2] is not False for result in lifted)  # every structure that loads was lifted
+    if case["decryptable_with_our_keys"]:
+        plaintexts = [result[1] for result in lifted if result[0] == "plaintext"]
+        assert hashlib.sha256(plaintexts[0]).hexdigest() == case["expected_plaintext_sha256"]
+
+
+@pytest.mark.parametrize("name", sorted(ENVELOPED), ids=sorted(ENVELOPED))
+def test_vector_plaintext_is_the_same_with_the_ciphertext_lifted_or_parsed(name, monkeypatch):
+    lifted_layer = open_layer(der(name))
+    monkeypatch.setattr(ber, "lift_encrypted_content", lambda data, content_types: None)
+    parsed_layer = open_layer(der(name))
+
+    assert len(lifted_layer._ciphertext) == 1 and isinstance(lifted_layer._ciphertext[0], memoryview)
+    assert parsed_layer._ciphertext == [bytes(lifted_layer._ciphertext[0])]
+    lifted, _ = cms.decrypt(lifted_layer, PemKeys().find)
+    parsed, _ = cms.decrypt(parsed_layer, PemKeys().find)
+    assert isinstance(lifted, bytearray) and lifted == parsed == CONTENT

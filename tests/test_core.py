@@ -1,3 +1,10 @@
+import email.utils
+import tempfile
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ciphermilter import core, mime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.headers import is_reserved
@@ -97,3 +104,77 @@ def test_header_protection_can_be_turned_off():
     core._apply_new_entity(plan, mime.split_headers(b"Subject: ...\r\n\r\n")[0], mime.parse(entity),
                            Settings(header_protection=False), {})
     assert [c.name for c in plan.changes] == [] and [a.name for a in plan.additions] == ["Content-Type"]
+
+
+CASES = corpus_cases()
+BOB = core.Envelope(mail_from="alice@sender-pub.example", recipients=["<bob@corp-pub.example>"], queue_id="Q1")
+# Harvesting would let the first run change the store the second one reads.
+NO_HARVEST = Settings(harvest_certificates=False, harvest_pgp_keys=False)
+
+
+def comparable(outcome: core.Outcome) -> tuple:
+    report = {key: value for key, value in outcome.report.items() if key != "elapsed_ms"}
+    return outcome.plan, list(outcome.info), report, outcome.error
+
+
+def spool_file(message: bytes):
+    file = tempfile.TemporaryFile()
+    file.write(message)
+    return file
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_a_message_in_a_file_gives_the_plan_its_bytes_give(case, corpus_store):
+    message = case_message(case)
+    with spool_file(message) as file:
+        from_file = core.process(file, BOB, corpus_store, NO_HARVEST)
+    from_bytes = core.process(message, BOB, corpus_store, NO_HARVEST)
+    assert from_bytes.report.get("skipped") != "no recipient in an internal domain"
+    assert comparable(from_file) == comparable(from_bytes)
+    assert isinstance(from_file.plan.body, (bytes, type(None)))
+
+
+def test_an_oversized_message_in_a_file_passes_with_a_reason():
+    message = b"Subject: big\r\nX-CipherMail-Info-Forged: 1\r\n\r\n" + b"x" * 200
+    settings = Settings(internal_domains=["corp-pub.example"], limits=Limits(max_message_size=100))
+    with spool_file(message) as file:
+        outcome = core.process(file, core.Envelope(recipients=["bob@corp-pub.example"]), None, settings)
+    assert outcome.info.as_dict() == {"X-CipherMail-Info-Not-Processed": "message larger than 100 bytes"}
+    assert apply_plan(message, outcome.plan) == (
+        b"Subject: big\r\nX-CipherMail-Info-Not-Processed: message larger than 100 bytes\r\n\r\n" + b"x" * 200)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_a_message_the_handlers_act_on_is_never_light(case, corpus_store):
+    """The daemon runs light messages in the connection's thread: every corpus message with protected
+    content must go to a worker (a wrong answer would cost speed, not correctness, but no marker may rot)."""
+    message = case_message(case)
+    outcome = core.process(message, BOB, corpus_store, NO_HARVEST)
+    findings = [name for name, _ in outcome.info if name != "X-CipherMail-Info-" + core.NOT_PROCESSED]
+    acted_on = bool(findings) or outcome.plan.body is not None  # a limit reached is no content acted on
+    assert not (acted_on and core.is_light(message)), outcome.info.as_dict()
+
+
+@pytest.mark.parametrize("marker", [b"application/PKCS7-mime", b'name="x.P7M"', b"-----BEGIN PGP MESSAGE-----",
+                                    b"multipart/Signed", b"multipart/encrypted", b"Autocrypt: addr=a@b",
+                                    b"Content-Transfer-Encoding: BASE64"])
+def test_any_sign_of_protected_content_makes_a_message_heavy(marker):
+    plain = b"Subject: hello\r\nContent-Type: text/plain\r\n\r\nJust text.\r\n"
+    assert core.is_light(plain)
+    assert not core.is_light(plain + marker + b"\r\n")
+
+
+def test_a_large_message_is_never_light():
+    head = b"Subject: hello\r\n\r\n"
+    assert core.is_light(head + b"x" * (core.LIGHT_SIZE - len(head)))
+    assert not core.is_light(head + b"x" * (core.LIGHT_SIZE - len(head) + 1))
+
+
+@settings(max_examples=3000, deadline=None, derandomize=True)
+@given(st.text(alphabet=st.sampled_from('ab.@<> "\',;:()[]\\=?\t-+_!#$%&*/^`{|}~é'), max_size=24))
+def test_from_address_reads_what_parseaddr_reads(value):
+    """The fast path for plain "Name <addr>" and "addr" values must agree with email.utils everywhere."""
+    entity = mime.parse(b"From: " + value.encode() + b"\r\n\r\n")
+    header = entity.get("From")
+    expected = (email.utils.parseaddr(header)[1].lower() or None) if header else None
+    assert core.from_address(entity) == expected

@@ -30,8 +30,10 @@ from ciphermilter.milter import (ACTIONS, FEATURES, NO_REPLY_STEPS, SKIPPED_STEP
                                  non_utf8_header)
 from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange
 from ciphermilter.store import KeyStore
+from ciphermilter.workers import FILE_THRESHOLD
 from conftest import CORPUS, ROOT, case_message, corpus_cases, corpus_store_file
 from e2e.messages import plain_entity, smime_encrypt
+from test_workers import large_plaintext, large_smime_message
 
 SENDER = "<alice@sender-pub.example>"
 INTERNAL = "<bob@corp-pub.example>"
@@ -511,3 +513,26 @@ def test_a_header_value_libmilter_cannot_carry_is_named():
 
     assert non_utf8_header(EditPlan(changes=[HeaderChange("Content-Disposition", 1, latin1)])) == "Content-Disposition"
     assert non_utf8_header(EditPlan(additions=[HeaderAdd("Subject", "caf\u00e9")])) is None
+
+
+# --- a large message: spooled to a file, decrypted by a worker, its new body sent from a file -------------
+
+def test_a_large_encrypted_message_is_replaced_by_its_plaintext_byte_for_byte(daemons, store_file, tmp_path):
+    small_spool = daemons("small-spool", store_file, "spool_memory = 65536\n")
+    size = 1536 * 1024
+    message = large_smime_message(tmp_path, size)
+    plaintext = mime.parse(large_plaintext(size))
+    assert len(message) > 2 * 1024 * 1024 and len(plaintext.body) > FILE_THRESHOLD
+    with KeyStore.open(str(store_file)) as store:
+        outcome = core.process(message, core.Envelope(SENDER, [INTERNAL], QUEUE_ID), store, small_spool.settings())
+    client = Mta(small_spool.socket)
+    try:
+        eoh, body_replies, eom = client.message(message, [INTERNAL])
+    finally:
+        client.close()
+
+    assert {reply[0] for reply in body_replies} == {miltertest.SMFIR_CONTINUE}
+    new_body = b"".join(reply[1]["buf"] for reply in eom if reply[0] == miltertest.SMFIR_REPLBODY)
+    assert new_body == plaintext.body
+    assert eom == expected_eom(outcome)
+    assert add_header("X-CipherMail-Info-SMIME-Encrypted", "True") in eom

@@ -1,6 +1,13 @@
+import base64
+import re
+import tempfile
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ciphermilter import mime
+from conftest import case_message, corpus_cases
 
 
 def test_split_headers_keeps_raw_folding_and_non_ascii():
@@ -82,3 +89,177 @@ def test_depth_limit():
 )
 def test_decode_transfer_encoding(body, cte, expected):
     assert mime.decode_transfer_encoding(body, cte) == expected
+
+
+# --- one shared buffer, a spooled message, base64 in chunks --------------------------------------
+
+CASES = corpus_cases()
+
+
+def spooled(message: bytes):
+    """``message`` in an anonymous temporary file, as the daemon's spool holds it."""
+    file = tempfile.TemporaryFile()
+    file.write(message)
+    file.flush()
+    return file
+
+
+def outcome_of(call):
+    """What ``call()`` returns, or the type of the MimeError it raises: both parsers must agree on either."""
+    try:
+        return call()
+    except mime.MimeError as exc:
+        return type(exc)
+
+
+def described(entity: mime.Entity) -> dict:
+    return {"headers": [(h.name, h.raw) for h in entity.headers], "header_bytes": entity.header_bytes,
+            "body": entity.body, "raw": entity.raw, "size": entity.size,
+            "decoded": outcome_of(entity.decoded_body),
+            "parts": outcome_of(lambda: [(p.content_type, p.raw, p.depth) for p in entity.walk()])}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_a_spooled_message_parses_as_its_bytes_do(case):
+    message = case_message(case)
+    with spooled(message) as file:
+        from_file = mime.parse(file)
+        assert isinstance(from_file, mime.SpooledEntity)
+        decoded_first = outcome_of(from_file.decoded_body)  # from the file, before anything loads it whole
+        assert described(from_file) == described(mime.parse(message))
+        assert decoded_first == outcome_of(mime.parse(message).decoded_body)
+    assert from_file.size == len(message)
+
+
+@pytest.mark.parametrize("line_end", [b"\r\n", b"\n"], ids=["crlf", "lf"])
+@pytest.mark.parametrize("offset", range(-2, 4))
+def test_headers_ending_at_a_read_boundary_are_found(line_end, offset):
+    """The header block (its blank line included) is HEADER_CHUNK + ``offset`` long: the blank line straddles reads."""
+    length = mime.HEADER_CHUNK + offset
+    filler = length - len(b"Subject: ") - len(b"Content-Transfer-Encoding: base64") - 3 * len(line_end)
+    head = (b"Content-Transfer-Encoding: base64" + line_end + b"Subject: " + b"s" * filler + line_end + line_end)
+    assert len(head) == length
+    data = bytes(range(256)) * 1024  # a body of several reads
+    message = head + base64.encodebytes(data).replace(b"\n", line_end)
+    with spooled(message) as file:
+        entity = mime.parse(file)
+        assert file.tell() <= length + mime.HEADER_CHUNK  # the reads stopped at the blank line, not at the end
+        assert entity.header_bytes == head
+        assert [h.name for h in entity.headers] == ["Content-Transfer-Encoding", "Subject"]
+        assert entity.decoded_body() == data
+        assert described(entity) == described(mime.parse(message))
+
+
+@pytest.mark.parametrize("size", [10, mime.HEADER_CHUNK, 3 * mime.HEADER_CHUNK + 5])
+def test_a_spooled_message_without_a_blank_line_is_all_headers(size):
+    message = b"Subject: " + b"x" * (size - len(b"Subject: \r\nA: 1\r\n")) + b"\r\nA: 1\r\n"
+    with spooled(message) as file:
+        entity = mime.parse(file)
+        assert entity.header_bytes == message and entity.body == b""
+        assert described(entity) == described(mime.parse(message))
+
+
+def lenient_reference(text: bytes) -> bytes:
+    """What mail readers make of base64 text: alphabet only, up to the first ``=``, padding added."""
+    cleaned = re.sub(rb"[^A-Za-z0-9+/=]", b"", text).split(b"=")[0]
+    return base64.b64decode(cleaned + b"=" * (-len(cleaned) % 4))
+
+
+@st.composite
+def base64_text(draw, corrupt=False):
+    """(text, data): ``data`` in base64, wrapped at random widths, with stray bytes and line breaks sown in."""
+    data = draw(st.binary(max_size=600))
+    encoded = base64.b64encode(data)
+    if corrupt:  # one character more than whole groups: no padding can make that decode
+        encoded = encoded.rstrip(b"=")
+        encoded += b"A" * ((1 - len(encoded)) % 4)
+    stray = st.sampled_from([b"\r\n", b"\n", b" ", b"\t", b"*", b"\x00", b"\xff", b"-", b"."])
+    out, pos = [], 0
+    while pos < len(encoded):
+        width = draw(st.integers(1, 80))
+        out.append(encoded[pos:pos + width])
+        out.append(draw(stray))
+        pos += width
+    return b"".join(out), data
+
+
+def chunked(draw, text: bytes) -> list:
+    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=12)))
+    return [memoryview(text)[start:end] for start, end in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_base64_in_any_chunks_decodes_as_the_whole_text_does(data):
+    text, original = data.draw(base64_text())
+    chunks = chunked(data.draw, text)
+    assert mime.decode_base64_chunks(chunks) == mime.decode_transfer_encoding(text, "base64") == original
+    assert lenient_reference(text) == original
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_base64_with_an_impossible_length_fails_in_any_chunks(data):
+    text, _ = data.draw(base64_text(corrupt=True))
+    chunks = chunked(data.draw, text)
+    with pytest.raises(mime.MimeError):
+        mime.decode_base64_chunks(chunks)
+    with pytest.raises(mime.MimeError):
+        mime.decode_transfer_encoding(text, "base64")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.data())
+def test_arbitrary_bytes_decode_alike_in_chunks_and_whole(text, data):
+    chunks = chunked(data.draw, text)
+    assert outcome_of(lambda: mime.decode_base64_chunks(chunks)) == outcome_of(
+        lambda: mime.decode_transfer_encoding(text, "base64"))
+
+
+def nested(depth: int, leaf: bytes) -> tuple[bytes, list[bytes]]:
+    """A multipart ``depth`` levels deep, each level with a preamble, a text sibling and an epilogue;
+    and the raw bytes of the innermost entity at each level, outermost first, built by hand."""
+    entity = leaf
+    raws = [leaf]
+    for level in reversed(range(depth)):
+        boundary = b"level%d" % level
+        entity = (b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\npreamble ' + boundary
+                  + b"\r\n--" + boundary + b"\r\nContent-Type: text/plain\r\n\r\nsibling " + boundary
+                  + b"\r\n--" + boundary + b"\r\n" + entity + b"\r\n--" + boundary + b"--\r\nepilogue\r\n")
+        raws.insert(0, entity)
+    return entity, raws
+
+
+def test_parts_deep_down_are_the_bytes_they_were_built_from():
+    message, raws = nested(5, b"Content-Type: text/plain\r\n\r\nthe leaf\r\n")
+    entity = mime.parse(message)
+    for level, expected in enumerate(raws):
+        assert entity.raw == expected
+        assert entity.depth == level
+        assert message[entity._start:entity._end] == expected  # offsets into the one shared buffer
+        if level < len(raws) - 1:
+            sibling, entity = entity.parts
+            assert sibling.body == b"sibling level%d" % level
+    assert entity.body == b"the leaf\r\n"
+
+
+def test_multipart_spans_inside_a_larger_buffer_match_the_body_alone():
+    message, raws = nested(4, b"\r\nleaf")
+    entity = mime.parse(message)
+    for level in range(3):
+        entity = entity.parts[1]
+        body = entity.body
+        boundary = entity.params["boundary"]
+        inside = mime.multipart_spans(message, boundary, entity._body_start, entity._end)
+        assert inside == mime.multipart_spans(body, boundary) == entity.part_spans
+        assert [body[start:end] for start, end in inside][1] == raws[level + 2]
+
+
+def test_parse_takes_any_bytes_like_value_and_a_file():
+    message = b"Subject: s\r\n\r\nbody\r\n"
+    for data in (message, bytearray(message), memoryview(message)):
+        entity = mime.parse(data)
+        assert type(entity) is mime.Entity and entity.raw == message and entity.body == b"body\r\n"
+    with tempfile.TemporaryFile() as file:
+        file.write(message)
+        assert isinstance(mime.parse(file), mime.SpooledEntity) and mime.parse(file).body == b"body\r\n"

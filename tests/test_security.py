@@ -487,10 +487,11 @@ def test_spool_file_is_0600(tmp_path):
     old = os.umask(0)
     try:
         state = MessageState(mail_from="a@sender-pub.example", spool_memory=16)
-        state.body.write(SECRET * 4)
-        state.body.rollover()
-        mode = stat.S_IMODE(os.fstat(state.body.fileno()).st_mode)
+        state.open_spool()
+        state.spool.write(SECRET * 4)
+        state.spool.rollover()
+        mode = stat.S_IMODE(os.fstat(state.spool.fileno()).st_mode)
     finally:
         os.umask(old)
-        state.body.close()
+        state.close()
     assert mode == 0o600

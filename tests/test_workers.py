@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import multiprocessing
 import os
+import random
 import signal
+import tempfile
+
 import pytest
 
-from ciphermilter import core
+from ciphermilter import core, workers
 from ciphermilter.config import Settings
 from ciphermilter.milter import StoreUnavailable
 from ciphermilter.store import KeyStore
@@ -66,3 +71,65 @@ def test_a_worker_without_its_store_says_so(tmp_path, encrypted):
             workers.process(encrypted, ENVELOPE, SETTINGS, lambda: None)
     finally:
         workers.close()
+
+
+# --- large messages: the spool file goes to the worker, a large new body comes back as a file ---------
+
+def large_plaintext(size: int) -> bytes:
+    """A text/plain entity of about ``size`` bytes: base64 lines of seeded random bytes, so 7bit text."""
+    lines = base64.encodebytes(random.Random(size).randbytes(size * 3 // 4)).replace(b"\n", b"\r\n")
+    return plain_entity(lines)
+
+
+def large_smime_message(workdir, size: int = 1536 * 1024) -> bytes:
+    """An S/MIME message to bob (openssl, AES-256-CBC) whose decrypted body is ``size`` bytes (~1.4x on the wire)."""
+    return smime_encrypt(large_plaintext(size), workdir)
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory) -> bytes:
+    return large_smime_message(tmp_path_factory.mktemp("openssl-large"))
+
+
+def spool_of(message: bytes, spool_memory: int = 1024):
+    """The message in a spool like the daemon's, rolled over to disk."""
+    spool = tempfile.SpooledTemporaryFile(max_size=spool_memory, prefix="ciphermilter-")
+    spool.write(message)
+    assert spool._rolled
+    return spool
+
+
+def in_process(message: bytes, store_path) -> core.Outcome:
+    with KeyStore.open(str(store_path)) as store:
+        return core.process(message, ENVELOPE, store, SETTINGS)
+
+
+@pytest.mark.parametrize("as_file", [True, False], ids=["spool-file", "bytes"])
+def test_a_large_new_body_comes_back_as_an_open_file(pool, store_path, large, as_file):
+    expected = in_process(large, store_path)
+    assert len(large) > 2 * 1024 * 1024 and len(expected.plan.body) > workers.FILE_THRESHOLD
+
+    with spool_of(large) if as_file else contextlib.nullcontext(large) as message:
+        outcome = pool.process(message, ENVELOPE, SETTINGS, lambda: None)
+    body = outcome.plan.body
+    try:
+        assert not isinstance(body, bytes) and not body.closed
+        assert body.read() == expected.plan.body
+    finally:
+        body.close()
+    outcome.plan.body = expected.plan.body
+    assert outcome.plan == expected.plan
+    assert list(outcome.info) == list(expected.info)
+
+
+def test_a_small_message_from_a_spool_file_comes_back_as_bytes(pool, encrypted):
+    with spool_of(encrypted, spool_memory=16) as spool:
+        outcome = pool.process(spool, ENVELOPE, SETTINGS, lambda: None)
+        assert not spool.closed  # the worker closes its own descriptor, not the daemon's spool
+    assert outcome.plan.body == b"hello bob\r\n"
+
+
+def test_the_pool_goes_on_after_a_large_message(pool, store_path, large, encrypted):
+    with spool_of(large) as spool:
+        pool.process(spool, ENVELOPE, SETTINGS, lambda: None).plan.body.close()
+    assert pool.process(encrypted, ENVELOPE, SETTINGS, lambda: None).plan.body == b"hello bob\r\n"

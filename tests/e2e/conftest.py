@@ -15,6 +15,7 @@ the documented setup).
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
 import pwd
 import shutil
@@ -44,6 +45,9 @@ DAEMON_DIRECTORY = "/usr/lib/postfix/sbin"
 RSPAMD_CONFIG = "/etc/rspamd/rspamd.conf"
 # The string our private ClamAV signature matches: a stand-in for a virus, written only in tests.
 VIRUS_MARKER = b"CIPHERMILTER-E2E-TEST-VIRUS-4f1d2c9a-SIGNATURE"
+# The EICAR anti-virus test file, and the name our private ClamAV database gives it.
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+EICAR_NAME = "CipherMilter.E2E.EICAR"
 # rspamd's built-in test pattern (GTUBE): any message carrying it gets the reject action.
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 # rspamd keeps its compiled regexp cache here between runs: the first start takes ~7 s, later ones <0.5 s.
@@ -176,34 +180,45 @@ def ciphermilter_socket(queue_dir, e2e_dir, key_store_file):
 # --- ClamAV -----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def clamav_milter_socket(e2e_dir):
-    """clamd with a one-signature private database (no download, no freshclam), and clamav-milter."""
+def clamd_socket(e2e_dir):
+    """clamd with a private database (no download, no freshclam): our marker, and EICAR as real databases have it."""
     work = e2e_dir / "clamav"
     (work / "db").mkdir(parents=True)
     (work / "tmp").mkdir()
     # .ndb: Name:TargetType:Offset:HexSignature; target 0 = any file, offset * = anywhere.
     (work / "db" / "ciphermilter-e2e.ndb").write_text(f"CipherMilter.E2E.TestVirus:0:*:{VIRUS_MARKER.hex()}\n")
+    # .hdb: MD5:Size:Name of a whole file, the form of ClamAV's own EICAR signature (Win.Test.EICAR_HDB-1).
+    # The README walkthrough attaches the EICAR file and relies on the admin's clamd to know it.
+    (work / "db" / "ciphermilter-e2e.hdb").write_text(f"{hashlib.md5(EICAR).hexdigest()}:{len(EICAR)}:{EICAR_NAME}\n")
     clamd_socket = work / "clamd.sock"
-    milter_socket = work / "clamav-milter.sock"
     (work / "clamd.conf").write_text(
         f"LocalSocket {clamd_socket}\nLocalSocketMode 660\nDatabaseDirectory {work / 'db'}\n"
         f"TemporaryDirectory {work / 'tmp'}\nLogFile {work / 'clamd.log'}\nForeground yes\nUser clamav\n"
-    )
-    (work / "clamav-milter.conf").write_text(
-        f"MilterSocket unix:{milter_socket}\nMilterSocketMode 666\nClamdSocket unix:{clamd_socket}\n"
-        f"LogFile {work / 'clamav-milter.log'}\nForeground yes\nUser clamav\n"
-        "OnInfected Reject\nOnFail Defer\nAddHeader No\nRejectMsg Virus found: %v\n"
     )
     for path in [work, *work.rglob("*")]:
         chown(path, "clamav")
     clamd = start("clamd", [BINARIES["clamd"], "--config-file", str(work / "clamd.conf")], work)
     wait_until(lambda: is_listening(clamd_socket), START_TIMEOUT, "clamd", clamd.log)
-    clamav_milter = start("clamav-milter", [BINARIES["clamav-milter"], "--config-file",
-                                            str(work / "clamav-milter.conf")], work)
+    yield clamd_socket
+    clamd.stop()
+
+
+@pytest.fixture(scope="session")
+def clamav_milter_socket(clamd_socket):
+    """clamav-milter in front of the private clamd."""
+    work = clamd_socket.parent
+    milter_socket = work / "clamav-milter.sock"
+    config = work / "clamav-milter.conf"
+    config.write_text(
+        f"MilterSocket unix:{milter_socket}\nMilterSocketMode 666\nClamdSocket unix:{clamd_socket}\n"
+        f"LogFile {work / 'clamav-milter.log'}\nForeground yes\nUser clamav\n"
+        "OnInfected Reject\nOnFail Defer\nAddHeader No\nRejectMsg Virus found: %v\n"
+    )
+    chown(config, "clamav")
+    clamav_milter = start("clamav-milter", [BINARIES["clamav-milter"], "--config-file", str(config)], work)
     wait_until(lambda: is_listening(milter_socket), START_TIMEOUT, "clamav-milter", clamav_milter.log)
     yield milter_socket
     clamav_milter.stop()
-    clamd.stop()
 
 
 # --- rspamd -----------------------------------------------------------------------------------------

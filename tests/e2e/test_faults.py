@@ -346,7 +346,7 @@ def test_spool_disk_full_never_passes_a_truncated_message(postfix, sink, tiny_sp
 
     reply, name = deliver_one(postfix, big, f"spool-{policy}")
 
-    daemon.wait_for_log(r"cannot spool the body: \[Errno 28\] No space left on device")
+    daemon.wait_for_log(r"cannot spool the message: \[Errno 28\] No space left on device")
     if policy == "pass":
         assert reply.accepted, reply
         assert_passed_unchanged(delivered_message(sink, tally, name), tagged(big, name), "cannot spool the message")

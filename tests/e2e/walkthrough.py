@@ -1,0 +1,150 @@
+"""What the README walkthrough test needs besides the README: its script, a Debian-like Postfix, and clean-up.
+
+The walkthrough ("Walkthrough: an encrypted test virus rejected in the SMTP
+session" in README.rst) is the shell text an admin pastes on a test box. The
+test runs that very text, never a copy: :func:`walkthrough_script` extracts
+every ``.. code-block:: sh`` that an RST comment ``.. walkthrough`` marks.
+
+What an admin's box already has, the test provides privately: Postfix as
+Debian's "Internet Site" leaves it (taking mail for ``localhost`` into
+``mail_spool_directory``), here with its own config, queue and spool
+directories under a temporary directory, ``chroot = n``, listening on
+127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from e2e.conftest import BINARIES, DAEMON_DIRECTORY, STOP_TIMEOUT
+from postfix_instance import POSTFIX_SERVICES, QUEUES
+
+MARKER = ".. walkthrough\n"
+# The marker, then a sh code block whose lines are indented by three spaces (blank lines included).
+MARKED_BLOCK = re.compile(rf"^{re.escape(MARKER)}\.\. code-block:: sh\n\n((?:(?:   .*)?\n)+)", re.M)
+
+
+class WalkthroughError(ValueError):
+    pass
+
+
+def walkthrough_script(readme: str) -> str:
+    """The marked blocks of ``readme``, dedented and joined in their order: the script the admin pastes.
+
+    A marker not directly followed by a sh code block would drop a step without a trace, so it is an error.
+    """
+    blocks = MARKED_BLOCK.findall(readme)
+    markers = len(re.findall(rf"^{re.escape(MARKER)}", readme, re.M))
+    if not blocks or len(blocks) != markers:
+        raise WalkthroughError(f"{markers} '.. walkthrough' markers, but {len(blocks)} sh code blocks right after one")
+    return "\n".join(re.sub(r"^   ", "", block, flags=re.M).strip("\n") + "\n" for block in blocks)
+
+
+@dataclass
+class Postfix:
+    config_dir: Path
+    queue_dir: Path
+    mail_spool: Path
+    maillog: Path
+
+    def queued(self) -> list[str]:
+        """Files in the queue (incoming, active, deferred, hold, maildrop): empty when nothing is pending."""
+        return [str(p.relative_to(self.queue_dir)) for name in QUEUES
+                for p in (self.queue_dir / name).rglob("*") if p.is_file()]
+
+    def master_pid(self) -> int | None:
+        return pid_from_file(self.queue_dir / "pid" / "master.pid")
+
+
+def start_postfix(directory: Path, port: int) -> Postfix:
+    """Postfix as Debian's "Internet Site" configures it (mail for localhost to the spool), but private."""
+    config_dir, queue_dir, mail_spool = directory / "config", directory / "queue", directory / "mail"
+    config_dir.mkdir(parents=True)
+    queue_dir.mkdir(mode=0o755)
+    mail_spool.mkdir()
+    # Debian's /var/mail: root:mail, group-writable, setgid.
+    os.chown(mail_spool, 0, grp.getgrnam("mail").gr_gid)
+    mail_spool.chmod(0o2775)
+    maillog = directory / "postfix.log"
+    settings = {
+        "maillog_file": maillog,  # first: without it, errors of "postfix check" go to syslog and are lost
+        "maillog_file_prefixes": directory,
+        "compatibility_level": "3.6",
+        "queue_directory": queue_dir,
+        "data_directory": directory / "data",
+        "daemon_directory": DAEMON_DIRECTORY,
+        "mail_owner": "postfix",
+        "setgid_group": "postdrop",
+        "inet_interfaces": "127.0.0.1",
+        "inet_protocols": "ipv4",
+        "myhostname": "mx.walkthrough.test",
+        "mydestination": "localhost",
+        "mynetworks": "127.0.0.0/8",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject",
+        "mail_spool_directory": mail_spool,
+        "alias_maps": "",  # root is not aliased: its mail goes to the spool's "root"
+        "alias_database": "",
+        "smtp_dns_support_level": "disabled",
+        "biff": "no",
+    }
+    (config_dir / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    (config_dir / "master.cf").write_text(f"{port} inet n - n - - smtpd\n" + POSTFIX_SERVICES
+                                          + "local unix - n n - - local\n")
+    started = subprocess.run([BINARIES["postfix"], "-c", str(config_dir), "start"], capture_output=True, text=True)
+    if started.returncode:
+        log = maillog.read_text(errors="replace") if maillog.exists() else ""
+        raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}{log}")
+    return Postfix(config_dir, queue_dir, mail_spool, maillog)
+
+
+def pid_from_file(path: Path) -> int | None:
+    return int(path.read_text().split()[0]) if path.exists() else None
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (ciphermilter's workers), read from /proc before it is stopped."""
+    try:
+        children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for c in (task / "children").read_text().split()]
+    except OSError:
+        return []  # already gone
+    return [pid] + [d for child in children for d in descendants(child)]
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop(pids: list[int]) -> None:
+    """SIGTERM to each process (by PID); SIGKILL to any still running after STOP_TIMEOUT."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+# Local delivery writes "From <sender> <date>", the message (LF line ends, ">From " quoted), a blank line.
+MBOX_MESSAGE = re.compile(rb"^From [^\n]*\n(.*?\n)\n(?=From |\Z)", re.S | re.M)
+
+
+def mbox_messages(mailbox: bytes) -> list[bytes]:
+    """The messages of an mbox file as local(8) writes them, without the separator lines."""
+    return MBOX_MESSAGE.findall(mailbox)
