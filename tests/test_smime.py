@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import re
 import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ciphermilter import core, mime, smime
 from ciphermilter.config import Limits, Settings
@@ -374,3 +377,16 @@ def test_illegal_chars(entity, illegal):
 def test_message_without_smime_gives_no_result(corpus_store):
     message = mime.parse(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\ntext\r\n--b--\r\n")
     assert smime.handle(message, Context(store=corpus_store, settings=Settings())) is None
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(data=st.binary(max_size=64).map(lambda b: bytes(b"ab\r\n"[x % 4] for x in b)), window=st.integers(0, 9))
+def test_bare_line_ends_are_found_across_every_window(data, window):
+    """The windowed search agrees with the definition (a CR not before LF, a LF not after CR) at any window size."""
+    expected = re.search(rb"\r(?!\n)|(?<!\r)\n", data) is not None
+    saved = smime._LINE_WINDOW
+    smime._LINE_WINDOW = window
+    try:
+        assert smime.has_bare_line_end(data) == expected
+    finally:
+        smime._LINE_WINDOW = saved
