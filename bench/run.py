@@ -8,8 +8,8 @@ Measures, side by side in one run on one machine:
 * the raw in-process ceiling: cryptography's own PKCS#7 decrypt of the same
   S/MIME message in a loop;
 * the daemon through the milter protocol (unix and inet socket, 1, 4 and 16
-  concurrent connections; pinned to one core and to two) with the client of
-  ``milter_client.py``;
+  concurrent connections; daemon and client pinned to one core, then to two)
+  with the client of ``milter_client.py``;
 * a private Postfix relaying to ``smtp-sink``, with and without ciphermilter,
   loaded by ``smtp-source`` (``postfix_instance.py``);
 * the daemon's peak resident set for a 50 MB encrypted message.
@@ -252,16 +252,33 @@ def bench_milter(work: Path, store_path: Path, chosen: dict[str, Sample], second
         finally:
             served.stop()
     smime = messages["S/MIME RSA-2048 AES-256-CBC"]
+    core_sets = {"1 core": "0", "2 cores": "0,1"}
     pinned = {label: milter_daemon.start(work, f"milter-cpus-{cpus.replace(',', '-')}", store_path, cpus=cpus)
-              for label, cpus in (("1 core", "0"), ("2 cores", "0,1"))}
+              for label, cpus in core_sets.items()}
     try:
-        cores = alternate({label: functools.partial(milter_client.load, served.socket, smime, max(CONCURRENCY),
-                                                    seconds, min_runs)
+        cores = alternate({label: functools.partial(load_on_cpus, core_sets[label], served.socket, smime,
+                                                    max(CONCURRENCY), seconds, min_runs)
                            for label, served in pinned.items()}, rounds)
     finally:
         for served in pinned.values():
             served.stop()
     return {"rows": rows, "cores": cores, "reference": reference, "load_average": load_average()}
+
+
+def load_on_cpus(cpus: str, *load_args) -> dict:
+    """``milter_client.load`` with the client on the same CPUs as the daemon it measures.
+
+    A client left free would have the second core to itself while the daemon
+    is pinned to one, and share both with it otherwise: the one-core run would
+    get a core more than the two-core run. Threads inherit the affinity of the
+    thread that starts them, so setting this thread's covers the client's.
+    """
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(cpu) for cpu in cpus.split(",")})
+    try:
+        return milter_client.load(*load_args)
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def alternate(measurements: dict, rounds: int) -> dict:
@@ -422,7 +439,8 @@ def markdown(results: dict) -> str:
               for name, peers in milter["reference"].items() for peer, figures in peers.items()]
     lines += ["", "| S/MIME RSA-2048 AES-256-CBC, 16 connections (median of alternated rounds) | msg/s |",
               "|---|---:|"]
-    lines += [f"| daemon on {label} (taskset) | {figures['msgs_per_s']} |" for label, figures in milter["cores"].items()]
+    lines += [f"| daemon and client on {label} (taskset) | {figures['msgs_per_s']} |"
+              for label, figures in milter["cores"].items()]
     lines += [
         "", f"Postfix relaying to smtp-sink, smtp-source with {relay['sessions']} sessions, alone and with "
         "ciphermilter alternated, median round "
