@@ -10,6 +10,9 @@ opened and kept fresh by the same :class:`StoreHolder` logic the daemon uses.
 
 A milter thread borrows an idle worker, hands it the message over the
 worker's own pipe and waits, reporting progress to the MTA, for the outcome.
+A message larger than ``spool_memory`` goes as its spool file's descriptor
+and a new body over 1 MiB comes back as a file, so neither is ever pickled
+(a 50 MB message peaks at 194 MB over all processes, see bench/README.md).
 This costs one round trip; ``concurrent.futures`` added two more thread hops
 (its feeder and result threads), measured at 0.55 ms per message, three
 times the core's own cost for plain mail. A worker that dies (killed, out
