@@ -118,6 +118,32 @@ def test_clean_encrypted_message_is_delivered_decrypted(postfix, sink, e2e_dir, 
     assert len(summary) == 1 and "body=replaced" in summary[0], summary
 
 
+# Larger than the daemon's spool_memory (1 MiB) and than a body the worker returns in its reply
+# (1 MiB): the message reaches the worker as its spool file and comes back as a body file.
+LARGE_TEXT = b"".join(b"line %07d of a report too long to keep in memory twice\r\n" % n for n in range(60_000))
+
+
+def test_large_encrypted_virus_is_rejected_by_clamav_after_decryption(postfix, sink, tmp_path):
+    message = smime_encrypt(plain_entity(LARGE_TEXT + VIRUS_MARKER + b"\r\n"), tmp_path)
+    assert len(message) > 4 * 1024 * 1024 and VIRUS_MARKER not in message
+
+    reply = submit(postfix.port, message, [INTERNAL_RECIPIENT])
+
+    assert reply.code == 550 and "Virus found: CipherMilter.E2E.TestVirus" in reply.text, reply
+    assert_nothing_queued(postfix)
+
+
+def test_large_clean_encrypted_message_is_delivered_decrypted_byte_for_byte(postfix, sink, tmp_path):
+    entity = plain_entity(LARGE_TEXT)
+    message = smime_encrypt(entity, tmp_path)
+
+    reply = submit(postfix.port, message, [INTERNAL_RECIPIENT])
+
+    head, body = delivered(sink, reply).split()
+    assert body == LARGE_TEXT
+    assert b"X-CipherMail-Info-SMIME-Encrypted: True" in header_fields(head)
+
+
 FORGED = [
     b"X-CipherMail-Info-SMIME-Signed: True",
     b"x-ciphermail-info-signer-verified-0-0: True",
