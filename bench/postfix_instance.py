@@ -131,6 +131,42 @@ class Postfix:
             self.sink.wait()
 
 
+def private_settings(directory: Path, queue_dir: Path, data_dir: Path, hostname: str) -> dict:
+    """main.cf settings every private Postfix here shares: its own directories and log, loopback only, no DNS.
+
+    The log comes first: without it, errors of "postfix check" go to syslog
+    and are lost to whoever started the instance.
+    """
+    return {
+        "maillog_file": directory / "postfix.log",
+        "maillog_file_prefixes": directory,
+        "compatibility_level": "3.6",
+        "queue_directory": queue_dir,
+        "data_directory": data_dir,
+        "daemon_directory": DAEMON_DIRECTORY,
+        "mail_owner": "postfix",
+        "setgid_group": "postdrop",
+        "inet_interfaces": "127.0.0.1",
+        "inet_protocols": "ipv4",
+        "myhostname": hostname,
+        "mynetworks": "127.0.0.0/8",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject",
+        "smtp_dns_support_level": "disabled",
+        "biff": "no",
+    }
+
+
+def start_private(config_dir: Path, settings: dict, master_cf: str) -> None:
+    """Write main.cf and master.cf to ``config_dir`` and start Postfix; RuntimeError with its log if it fails."""
+    (config_dir / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    (config_dir / "master.cf").write_text(master_cf)
+    started = subprocess.run([POSTFIX, "-c", str(config_dir), "start"], capture_output=True, text=True)
+    if started.returncode:
+        log = settings["maillog_file"]
+        raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}"
+                           f"{log.read_text(errors='replace') if log.exists() else ''}")
+
+
 def start(work: Path, milter_socket: str) -> Postfix:
     """Postfix with both listeners, relaying everything to a fresh smtp-sink."""
     directory = work / "postfix"
@@ -142,41 +178,23 @@ def start(work: Path, milter_socket: str) -> Postfix:
     sink = subprocess.Popen([SMTP_SINK, "-u", "postfix", f"127.0.0.1:{sink_port}", "256"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     settings = {
-        "maillog_file": directory / "maillog",
-        "maillog_file_prefixes": directory,
-        "compatibility_level": "3.6",
-        "queue_directory": directory / "queue",
-        "data_directory": directory / "data",
-        "daemon_directory": DAEMON_DIRECTORY,
-        "mail_owner": "postfix",
-        "setgid_group": "postdrop",
-        "inet_interfaces": "127.0.0.1",
-        "inet_protocols": "ipv4",
-        "myhostname": "mx.bench.test",
+        **private_settings(directory, directory / "queue", directory / "data", "mx.bench.test"),
         "mydestination": "",
-        "mynetworks": "127.0.0.0/8",
         "relayhost": f"[127.0.0.1]:{sink_port}",
-        "smtpd_relay_restrictions": "permit_mynetworks, reject",
-        "smtp_dns_support_level": "disabled",
         "disable_mime_output_conversion": "yes",
-        "biff": "no",
         "milter_protocol": "6",
         "milter_default_action": "tempfail",
         "non_smtpd_milters": "",
         "message_size_limit": str(200 * 1024 * 1024),
         "default_process_limit": "200",
     }
-    config = directory / "config"
-    (config / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
-    (config / "master.cf").write_text(MASTER_CF.format(plain_port=plain_port, milter_port=milter_port,
-                                                       milter=milter_socket))
     instance = Postfix(directory, plain_port, milter_port, sink)
-    started = subprocess.run([POSTFIX, "-c", str(config), "start"], capture_output=True, text=True)
-    if started.returncode:
+    try:
+        start_private(directory / "config", settings,
+                      MASTER_CF.format(plain_port=plain_port, milter_port=milter_port, milter=milter_socket))
+    except RuntimeError:
         instance.stop()
-        log = settings["maillog_file"]
-        raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}"
-                           f"{log.read_text(errors='replace') if log.exists() else ''}")
+        raise
     for port in (plain_port, milter_port, sink_port):
         _wait(lambda: accepts(port), START_TIMEOUT, f"nothing listens on port {port}")
     return instance

@@ -33,7 +33,7 @@ import pytest
 from ciphermilter.store import KeyStore
 from conftest import ROOT, import_corpus_keys
 from e2e.sink import Sink
-from postfix_instance import POSTFIX_SERVICES, accepts, free_port, stop_process
+from postfix_instance import POSTFIX_SERVICES, accepts, free_port, private_settings, start_private, stop_process
 
 BINARIES = {
     "postfix": "/usr/sbin/postfix",
@@ -41,7 +41,6 @@ BINARIES = {
     "clamav-milter": "/usr/sbin/clamav-milter",
     "rspamd": "/usr/bin/rspamd",
 }
-DAEMON_DIRECTORY = "/usr/lib/postfix/sbin"
 RSPAMD_CONFIG = "/etc/rspamd/rspamd.conf"
 # The string our private ClamAV signature matches: a stand-in for a virus, written only in tests.
 VIRUS_MARKER = b"CIPHERMILTER-E2E-TEST-VIRUS-4f1d2c9a-SIGNATURE"
@@ -304,43 +303,23 @@ def postfix(e2e_dir, queue_dir, sink, ciphermilter_socket, clamav_milter_socket,
     ciphermilter = f"unix:{ciphermilter_socket.relative_to(queue_dir)}"
     milters = [ciphermilter, f"unix:{clamav_milter_socket}", f"unix:{rspamd_socket}"]
     dead = ["unix:not-running/ciphermilter.sock", *milters[1:]]
-    maillog = e2e_dir / "postfix.log"
     settings = {
-        # maillog_file first: without it, errors of "postfix check" go to syslog and are lost to the test.
-        "maillog_file": maillog,
-        "maillog_file_prefixes": e2e_dir,
-        "compatibility_level": "3.6",
-        "queue_directory": queue_dir,
-        "data_directory": data_dir,
-        "daemon_directory": DAEMON_DIRECTORY,
-        "mail_owner": "postfix",
-        "setgid_group": "postdrop",
-        "inet_interfaces": "127.0.0.1",
-        "inet_protocols": "ipv4",
-        "myhostname": "mx.e2e.test",
+        **private_settings(e2e_dir, queue_dir, data_dir, "mx.e2e.test"),
         "mydestination": "",
-        "mynetworks": "127.0.0.0/8",
         "relayhost": f"[127.0.0.1]:{sink.port}",
-        "smtpd_relay_restrictions": "permit_mynetworks, reject",
         "local_header_rewrite_clients": "",  # deliver headers as sent: no rewriting for any client
-        "smtp_dns_support_level": "disabled",
         "disable_mime_output_conversion": "yes",
         "smtputf8_enable": "yes",
-        "biff": "no",
         "milter_protocol": "6",
         "milter_default_action": "tempfail",
         "smtpd_milters": ", ".join(milter_entry(p) for p in milters),
         "non_smtpd_milters": "",
         "message_size_limit": str(100 * 1024 * 1024),
     }
-    (config_dir / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
-    (config_dir / "master.cf").write_text(MASTER_CF.format(
+    start_private(config_dir, settings, MASTER_CF.format(
         port=port, dead_port=dead_port, dead_milters=", ".join(milter_entry(p) for p in dead),
         fault_port=fault_port, fault_milter=milter_entry(f"unix:{FAULT_SOCKET}")))
-    started = subprocess.run([BINARIES["postfix"], "-c", str(config_dir), "start"], capture_output=True, text=True)
-    if started.returncode:
-        log = maillog.read_text(errors="replace") if maillog.exists() else ""
-        raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}{log}")
+    maillog = settings["maillog_file"]
     instance = Postfix(config_dir, queue_dir, port, dead_port, fault_port, maillog)
     for listening_port in (port, dead_port, fault_port):
         wait_until(lambda: accepts(listening_port), START_TIMEOUT, "postfix smtpd", maillog)

@@ -18,13 +18,12 @@ import grp
 import os
 import re
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.conftest import BINARIES, DAEMON_DIRECTORY, STOP_TIMEOUT
-from postfix_instance import POSTFIX_SERVICES, QUEUES
+from e2e.conftest import STOP_TIMEOUT
+from postfix_instance import POSTFIX_SERVICES, QUEUES, private_settings, start_private
 
 MARKER = ".. walkthrough\n"
 # The marker, then a sh code block whose lines are indented by three spaces (blank lines included).
@@ -72,35 +71,16 @@ def start_postfix(directory: Path, port: int) -> Postfix:
     # Debian's /var/mail: root:mail, group-writable, setgid.
     os.chown(mail_spool, 0, grp.getgrnam("mail").gr_gid)
     mail_spool.chmod(0o2775)
-    maillog = directory / "postfix.log"
     settings = {
-        "maillog_file": maillog,  # first: without it, errors of "postfix check" go to syslog and are lost
-        "maillog_file_prefixes": directory,
-        "compatibility_level": "3.6",
-        "queue_directory": queue_dir,
-        "data_directory": directory / "data",
-        "daemon_directory": DAEMON_DIRECTORY,
-        "mail_owner": "postfix",
-        "setgid_group": "postdrop",
-        "inet_interfaces": "127.0.0.1",
-        "inet_protocols": "ipv4",
-        "myhostname": "mx.walkthrough.test",
+        **private_settings(directory, queue_dir, directory / "data", "mx.walkthrough.test"),
         "mydestination": "localhost",
-        "mynetworks": "127.0.0.0/8",
-        "smtpd_relay_restrictions": "permit_mynetworks, reject",
         "mail_spool_directory": mail_spool,
         "alias_maps": "",  # root is not aliased: its mail goes to the spool's "root"
         "alias_database": "",
-        "smtp_dns_support_level": "disabled",
-        "biff": "no",
     }
-    (config_dir / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
-    (config_dir / "master.cf").write_text(f"{port} inet n - n - - smtpd\n" + POSTFIX_SERVICES
-                                          + "local unix - n n - - local\n")
-    started = subprocess.run([BINARIES["postfix"], "-c", str(config_dir), "start"], capture_output=True, text=True)
-    if started.returncode:
-        log = maillog.read_text(errors="replace") if maillog.exists() else ""
-        raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}{log}")
+    start_private(config_dir, settings, f"{port} inet n - n - - smtpd\n" + POSTFIX_SERVICES
+                  + "local unix - n n - - local\n")
+    maillog = settings["maillog_file"]
     return Postfix(config_dir, queue_dir, mail_spool, maillog)
 
 
