@@ -243,6 +243,17 @@ def expected_eom(outcome: core.Outcome) -> list:
     return replies + [(miltertest.SMFIR_CONTINUE, {})]
 
 
+def core_and_daemon(daemon: Daemon, store_file: Path, message: bytes):
+    """The core's outcome for ``message`` to an internal recipient, and the daemon's replies to the same."""
+    with KeyStore.open(str(store_file)) as store:
+        outcome = core.process(message, core.Envelope(SENDER, [INTERNAL], QUEUE_ID), store, daemon.settings())
+    client = Mta(daemon.socket)
+    try:
+        return outcome, client.message(message, [INTERNAL])
+    finally:
+        client.close()
+
+
 def add_header(name: str, value: str):
     return (miltertest.SMFIR_ADDHEADER, {"name": name, "value": " " + value})
 
@@ -280,14 +291,7 @@ CASES = corpus_cases()
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_corpus_case_end_of_message_replays_the_core_plan(daemon, store_file, case):
-    message = case_message(case)
-    with KeyStore.open(str(store_file)) as store:
-        outcome = core.process(message, core.Envelope(SENDER, [INTERNAL], QUEUE_ID), store, daemon.settings())
-    client = Mta(daemon.socket)
-    try:
-        eoh, body_replies, eom = client.message(message, [INTERNAL])
-    finally:
-        client.close()
+    outcome, (eoh, body_replies, eom) = core_and_daemon(daemon, store_file, case_message(case))
 
     assert eoh == (miltertest.SMFIR_CONTINUE, {})
     assert {reply[0] for reply in body_replies} == {miltertest.SMFIR_CONTINUE}
@@ -523,13 +527,7 @@ def test_a_large_encrypted_message_is_replaced_by_its_plaintext_byte_for_byte(da
     message = large_smime_message(tmp_path, size)
     plaintext = mime.parse(large_plaintext(size))
     assert len(message) > 2 * 1024 * 1024 and len(plaintext.body) > FILE_THRESHOLD
-    with KeyStore.open(str(store_file)) as store:
-        outcome = core.process(message, core.Envelope(SENDER, [INTERNAL], QUEUE_ID), store, small_spool.settings())
-    client = Mta(small_spool.socket)
-    try:
-        eoh, body_replies, eom = client.message(message, [INTERNAL])
-    finally:
-        client.close()
+    outcome, (eoh, body_replies, eom) = core_and_daemon(small_spool, store_file, message)
 
     assert {reply[0] for reply in body_replies} == {miltertest.SMFIR_CONTINUE}
     new_body = b"".join(reply[1]["buf"] for reply in eom if reply[0] == miltertest.SMFIR_REPLBODY)
