@@ -100,6 +100,18 @@ def started_processes(env: dict[str, str]) -> list[int]:
     return [p for pid in filter(None, map(pid_from_file, pid_files)) for p in descendants(pid)]
 
 
+def diagnosis(transcript: str, postfix, work: Path) -> str:
+    """What a failed or hung walkthrough leaves to read: its output, the logs, and its processes' states.
+
+    A hang shows only as the timeout; the wait channel of each process still
+    running names the step (clamav-milter's forking start once sat in wait4).
+    """
+    logs = "".join(f"\n--- {log.name}\n{log.read_text(errors='replace')}" for log in sorted(work.glob("*.log")))
+    processes = subprocess.run(["ps", "-e", "-o", "pid,ppid,stat,wchan:24,args"], capture_output=True, text=True).stdout
+    ours = "\n".join(line for line in processes.splitlines() if "walkthrough" in line or "swaks" in line)
+    return f"{transcript}\n--- postfix.log\n{postfix.maillog.read_text(errors='replace')}{logs}\n--- processes\n{ours}"
+
+
 def test_the_readme_walkthrough_rejects_the_encrypted_virus_and_delivers_the_clean_message(e2e_dir, clamd_socket):
     directory = e2e_dir / "walkthrough"
     directory.mkdir(mode=0o755)
@@ -111,7 +123,7 @@ def test_the_readme_walkthrough_rejects_the_encrypted_virus_and_delivers_the_cle
     try:
         returncode, transcript = run_walkthrough(directory, env)
         processes = started_processes(env)
-        assert returncode == 0, transcript + postfix.maillog.read_text(errors="replace")
+        assert returncode == 0, diagnosis(transcript, postfix, work)
 
         # The virus: clamav-milter's reject, in the SMTP session, after ciphermilter decrypted it.
         virus_session = (work / "virus.swaks").read_text()
