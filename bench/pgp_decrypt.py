@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from ciphermilter import core  # noqa: E402
 from ciphermilter.store import KeyStore  # noqa: E402
+from shared import SHARED  # noqa: E402  (this script's own folder is on the path)
 
-KEYS = ROOT.parent / "shared" / "corpus" / "keys" / "pgp"
+KEYS = SHARED / "corpus" / "keys" / "pgp"
 RECIPIENTS = {
     "RSA-3072": "pub-pgp-bob-rsa3072",
     "Curve25519": "pub-pgp-gus-sq-cv25519",

@@ -44,12 +44,13 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 import milter_daemon
 import milter_client
 import postfix_instance
+from shared import SHARED
 from ciphermilter import core
 from ciphermilter.config import Settings
 from ciphermilter.store import KeyStore
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ROOT.parent / "shared" / "corpus" / "keys"
+KEYS = SHARED / "corpus" / "keys"
 RECIPIENT = "bob@corp-pub.example"
 EXTERNAL_RECIPIENT = "zed@elsewhere-pub.example"
 SENDER = "alice@sender-pub.example"

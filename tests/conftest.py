@@ -1,4 +1,4 @@
-"""Shared fixtures: the corpus of real messages in ../shared/corpus."""
+"""Shared fixtures: the corpus of real messages in shared/corpus (found by bench/shared.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
-# The benchmark's helpers (a private Postfix instance, free loopback ports) serve the end-to-end
-# fixtures too; bench/ is a folder of scripts, so make its modules importable here as there.
+# The benchmark's helpers (where the shared corpus is, a private Postfix instance, free loopback
+# ports) serve the tests too; bench/ is a folder of scripts, so make its modules importable here as there.
 sys.path.insert(0, str(ROOT / "bench"))
+
+from shared import SHARED  # noqa: E402  (bench/ is on the path only from here on)
+
+CORPUS = SHARED / "corpus"
 
 
 def corpus_index() -> dict:

@@ -17,11 +17,12 @@ from click.testing import CliRunner
 from ciphermilter import config
 from ciphermilter.cli import main
 from conftest import ROOT
+from shared import SHARED
 
 MAN = ROOT / "man"
 MAN_PAGES = sorted(MAN.glob("man?/*.?"))
 SYSTEMD = ROOT / "systemd"
-SPEC = ROOT.parent / "shared" / "spec" / "info-headers.md"
+SPEC = SHARED / "spec" / "info-headers.md"
 VENV_CIPHERMILTER = ROOT / ".venv" / "bin" / "ciphermilter"
 # info.add("Name", ...), self.info.flag("Name"), info.boolean(NAME_CONSTANT, ...)
 INFO_CALL = re.compile(r"\binfo\.(?:add|flag|boolean)\(\s*(?:\"([A-Za-z0-9-]+)\"|([A-Za-z_][A-Za-z0-9_.]*))")
