@@ -38,6 +38,15 @@ def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def echo_listing(items: list, as_json: bool, line) -> None:
+    """A listing: all of it as JSON with --json, else ``line(item)`` for each item."""
+    if as_json:
+        echo_json(items)
+        return
+    for item in items:
+        click.echo(line(item))
+
+
 def _options(ctx: click.Context) -> dict:
     return ctx.find_root().obj or {}
 

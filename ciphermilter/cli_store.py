@@ -13,7 +13,7 @@ import sys
 import click
 
 from ciphermilter import keyimport
-from ciphermilter.cli_common import echo_json, fail, open_store, reported, store_paths
+from ciphermilter.cli_common import echo_json, echo_listing, fail, open_store, reported, store_paths
 from ciphermilter.store import ImportResult, KeyStore, StoreError
 
 # ---------------------------------------------------------------------------- secrets from options
@@ -283,12 +283,7 @@ def keys_list(ctx, as_json):
       ciphermilter keys list
       ciphermilter keys list --json
     """
-    keys = _store(ctx).list_keys()
-    if as_json:
-        echo_json(keys)
-        return
-    for key in keys:
-        click.echo(_key_summary(key))
+    echo_listing(_store(ctx).list_keys(), as_json, _key_summary)
 
 
 @keys_group.command("show")
@@ -397,12 +392,8 @@ def trust_list(ctx, as_json):
     Examples:
       ciphermilter trust list --json
     """
-    anchors = _store(ctx).list_trust_anchors()
-    if as_json:
-        echo_json(anchors)
-        return
-    for anchor in anchors:
-        click.echo(f"{anchor['id'][:16]}  {anchor['subject']}  (until {anchor['not_after']})")
+    echo_listing(_store(ctx).list_trust_anchors(), as_json,
+                 lambda anchor: f"{anchor['id'][:16]}  {anchor['subject']}  (until {anchor['not_after']})")
 
 
 @trust_group.command("remove")
@@ -456,12 +447,7 @@ def domains_list(ctx, as_json):
     Examples:
       ciphermilter domains list --json
     """
-    patterns = _store(ctx).list_domains()
-    if as_json:
-        echo_json(patterns)
-        return
-    for pattern in patterns:
-        click.echo(pattern)
+    echo_listing(_store(ctx).list_domains(), as_json, str)
 
 
 @domains_group.command("remove")

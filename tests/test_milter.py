@@ -243,15 +243,21 @@ def expected_eom(outcome: core.Outcome) -> list:
     return replies + [(miltertest.SMFIR_CONTINUE, {})]
 
 
+def one_message(daemon: Daemon, message: bytes):
+    """The daemon's replies (end of headers, body chunks, end of message) to ``message`` for an internal recipient,
+    on a connection of its own."""
+    client = Mta(daemon.socket)
+    try:
+        return client.message(message, [INTERNAL])
+    finally:
+        client.close()
+
+
 def core_and_daemon(daemon: Daemon, store_file: Path, message: bytes):
     """The core's outcome for ``message`` to an internal recipient, and the daemon's replies to the same."""
     with KeyStore.open(str(store_file)) as store:
         outcome = core.process(message, core.Envelope(SENDER, [INTERNAL], QUEUE_ID), store, daemon.settings())
-    client = Mta(daemon.socket)
-    try:
-        return outcome, client.message(message, [INTERNAL])
-    finally:
-        client.close()
+    return outcome, one_message(daemon, message)
 
 
 def add_header(name: str, value: str):
@@ -374,11 +380,7 @@ def test_oversized_message_stops_spooling_and_passes_with_a_reason(daemons, stor
     message = encrypted
     head, _, body = message.partition(b"\r\n\r\n")
     big = head + b"\r\nX-CipherMail-Info-Forged: yes\r\n\r\n" + body + b"\r\n" * 70000
-    client = Mta(small.socket)
-    try:
-        eoh, body_replies, eom = client.message(big, [INTERNAL])
-    finally:
-        client.close()
+    eoh, body_replies, eom = one_message(small, big)
 
     assert body_replies == [(miltertest.SMFIR_SKIP, {})]
     assert eom == [
@@ -392,11 +394,7 @@ def test_spool_that_cannot_be_written_passes_the_message_with_a_reason(daemons, 
     """A real write failure: the daemon may not write files beyond 64 KiB (Python ignores SIGXFSZ: EFBIG)."""
     cramped = daemons("cramped", store_file, "spool_memory = 1024\n", max_file_size=65536)
     message = b"X-CipherMail-Info-PGP-Encrypted: True\r\nSubject: big\r\n\r\n" + (b"y" * 78 + b"\r\n") * 2000
-    client = Mta(cramped.socket)
-    try:
-        eoh, body_replies, eom = client.message(message, [INTERNAL])
-    finally:
-        client.close()
+    eoh, body_replies, eom = one_message(cramped, message)
 
     # The spool holds the headers before the body, so the first 64 KiB body chunk already fails.
     assert body_replies == [(miltertest.SMFIR_SKIP, {})]
@@ -410,11 +408,7 @@ def test_spool_that_cannot_be_written_passes_the_message_with_a_reason(daemons, 
 def test_deadline_from_the_configuration_reaches_the_core(daemons, store_file, encrypted):
     hurried = daemons("hurried", store_file, "[limits]\ndeadline_seconds = 0.000001\n")
     message = encrypted
-    client = Mta(hurried.socket)
-    try:
-        eoh, body_replies, eom = client.message(message, [INTERNAL])
-    finally:
-        client.close()
+    eoh, body_replies, eom = one_message(hurried, message)
 
     assert eom == [add_header("X-CipherMail-Info-Not-Processed", "processing deadline exceeded"),
                    (miltertest.SMFIR_CONTINUE, {})]
@@ -440,11 +434,7 @@ def test_progress_reaches_the_mta_while_the_core_works(mta, encrypted):
 
 def test_missing_store_with_tempfail_policy_tempfails(daemons, tmp_path):
     daemon = daemons("tempfail", tmp_path / "absent.db", 'on_error = "tempfail"\n')
-    client = Mta(daemon.socket)
-    try:
-        eoh, body_replies, eom = client.message(PLAIN, [INTERNAL])
-    finally:
-        client.close()
+    eoh, body_replies, eom = one_message(daemon, PLAIN)
 
     code, xcode, text = TEMPFAIL_REPLY
     assert eom == [(miltertest.SMFIR_REPLYCODE, {"smtpcode": code, "space": " ", "text": f"{xcode} {text}"})]
@@ -457,11 +447,7 @@ def test_store_changes_take_effect_without_a_restart(daemons, tmp_path, encrypte
     message = encrypted
 
     def end_of_message():
-        client = Mta(daemon.socket)
-        try:
-            return client.message(message, [INTERNAL])[2]
-        finally:
-            client.close()
+        return one_message(daemon, message)[2]
 
     assert end_of_message() == [add_header("X-CipherMail-Info-Not-Processed", "key store unavailable"),
                                 (miltertest.SMFIR_CONTINUE, {})]
