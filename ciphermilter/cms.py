@@ -13,7 +13,6 @@ padding oracle (Bleichenbacher, RFC 3218).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -614,5 +613,3 @@ def micalg(signers: list[Signer]) -> str:
     return ",".join(names) or "sha-256"
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -27,7 +27,6 @@ class Context:
     store: "KeyStore"
     settings: Settings
     from_address: str | None = None  # lower-case addr-spec of From:, for the signer mismatch checks
-    internal: bool = True  # a recipient is in an internal domain: harvesting is allowed
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     deadline: float | None = None  # time.monotonic() value after which work stops
     progress: "callable | None" = None  # called during long work so the MTA does not time out

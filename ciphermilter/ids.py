@@ -90,3 +90,8 @@ def serial_hex(serial: int) -> str:
 
 def ski_id(ski: bytes) -> str:
     return f"ski={ski.hex().upper()}"
+
+
+def sha256_hex(data: bytes) -> str:
+    """How reports identify content (plaintext, certificates) without holding it."""
+    return hashlib.sha256(data).hexdigest()

@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-CRLF = b"\r\n"
 _LINE_END = re.compile(rb"\r?\n")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _TOKEN = r"[^\s()<>@,;:\\\"/\[\]?=]+"

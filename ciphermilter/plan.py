@@ -102,9 +102,6 @@ class EditPlan:
         """Deletions highest index first per name, so that none shifts the index of a later one."""
         return sorted(self.deletions, key=lambda d: (d.name.lower(), -d.index))
 
-    def is_empty(self) -> bool:
-        return not (self.deletions or self.changes or self.additions) and self.body is None
-
 
 def _occurrence(headers: list[mime.Header], name: str, index: int) -> int | None:
     """Position in ``headers`` of the index-th header called ``name``, or None."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from ciphermilter import cms, mime, trust
+from ciphermilter import cms, ids, mime, trust
 from ciphermilter.handler import Context, HandlerResult, LimitExceeded
 from ciphermilter.headers import InfoHeaders
 
@@ -204,7 +204,7 @@ class _Walker:
             self.info.add("SMIME-Decryption-Failed", exc.reason, level=level)
             return None
         report["decrypted_with"] = used.text
-        report["content_sha256"] = cms.sha256_hex(content)
+        report["content_sha256"] = ids.sha256_hex(content)
         return content
 
     def _decrypted(self, content: bytes) -> bytes:
@@ -284,7 +284,7 @@ class _Walker:
         self.signed = True
         self.info.flag("SMIME-Signed")
         report = self.layers[level]
-        report["content_sha256"] = cms.sha256_hex(content)
+        report["content_sha256"] = ids.sha256_hex(content)
         try:
             signers = cms.verify(layer, content, lambda lookup: self.ctx.store.certificates(**lookup),
                                  max_rsa_bits=self.limits.max_rsa_bits)
@@ -320,7 +320,7 @@ class _Walker:
             "reason": signer.reason,
             "trusted": verdict.trusted,
             "trust_reason": verdict.reason,
-            "chain_sha256": [cms.sha256_hex(der) for der in verdict.chain],
+            "chain_sha256": [ids.sha256_hex(der) for der in verdict.chain],
         }
 
     def _trust(self, signer: cms.Signer, layer: cms.SignedLayer) -> trust.Verdict:
@@ -338,7 +338,7 @@ class _Walker:
 
     def _harvest(self, certificate: bytes | None) -> None:
         """Remember a verified signer's certificate for replies (never trusted by that)."""
-        if certificate and self.ctx.internal and self.ctx.settings.harvest_certificates:
+        if certificate and self.ctx.settings.harvest_certificates:
             self.ctx.store.add_harvested_certificate(certificate)
 
     # ------------------------------------------------------------ end

@@ -48,7 +48,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from ciphermilter import domains, ids, keyimport, masterkey
+from ciphermilter import domains, ids, keyimport, masterkey, trust
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -135,16 +135,9 @@ def _spki_sha256_of_cert(der: bytes, cert: asn1_x509.Certificate) -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
-def certificate_emails(cert: asn1_x509.Certificate) -> list[str]:
-    """subjectAltName rfc822Name addresses, else the subject's emailAddress; lower case."""
-    found = []
-    san = cert.subject_alt_name_value
-    if san is not None:
-        found = [name.native for name in san if name.name == "rfc822_name"]
-    if not found:
-        for rdn in cert.subject.chosen:
-            found.extend(atv["value"].native for atv in rdn if atv["type"].dotted == "1.2.840.113549.1.9.1")
-    return sorted({str(address).strip().lower() for address in found if address})
+def certificate_emails(der: bytes) -> list[str]:
+    """The addresses :func:`trust.emails` reads (the rule Signer-Email uses), as the store indexes them: sorted."""
+    return sorted({address.strip() for address in trust.emails(der) if address.strip()})
 
 
 def _certificate_row(der: bytes, origin: str) -> tuple[dict, list[str]]:
@@ -163,7 +156,7 @@ def _certificate_row(der: bytes, origin: str) -> tuple[dict, list[str]]:
             "not_after": validity["not_after"].native.isoformat(),
             "origin": origin, "added": _now(),
         }
-        return row, certificate_emails(cert)
+        return row, certificate_emails(der)
     except (ValueError, TypeError, KeyError) as exc:
         raise StoreError(f"certificate not usable: {exc}") from None
 

@@ -10,6 +10,7 @@ protection. Chain candidates come from the message and from the store
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
@@ -52,6 +53,7 @@ class Certificate:
             return False
 
 
+@functools.lru_cache(maxsize=512)  # anchors and issuers recur on every signed message; a Certificate never changes
 def parse(der: bytes) -> Certificate | None:
     """A :class:`Certificate`, or None for bytes that are no valid certificate."""
     try:

@@ -104,12 +104,13 @@ def test_final_message_carries_the_new_entity(case, corpus_store):
     assert final.get("From") == mime.parse(message).get("From")
 
 
-@pytest.mark.parametrize("case", ENCRYPTED, ids=ids(ENCRYPTED))
+LISTED = [c for c in ENCRYPTED if c.get("recipients")]  # the broken cases have nothing readable to list
+
+
+@pytest.mark.parametrize("case", LISTED, ids=ids(LISTED))
 def test_recipients_are_listed_in_cms_order(case, corpus_store):
     outcome = run(case, corpus_store)
     info = info_of(outcome)
-    if not case.get("recipients"):  # the broken cases: nothing readable to list
-        return
     level = encryption_level(outcome)
     for index, recipient in enumerate(case["recipients"]):
         value = info[f"Encryption-Recipient-{index}-{level}"]
@@ -190,8 +191,9 @@ def test_signer_certificate_is_harvested_only_when_allowed(case, tmp_path):
         internal = ["corp-pub.example"]
         run(case, store, Settings(internal_domains=internal, harvest_certificates=False))
         assert store.certificates(email=email) == []
-        external = Context(store=store, settings=Settings(), internal=False)
-        smime.handle(mime.parse(case_message(case)), external)
+        # Mail for outside recipients never reaches the handlers (the core stops at the envelope).
+        core.process(case_message(case), core.Envelope(recipients=["zed@elsewhere-pub.example"]), store,
+                     Settings(internal_domains=internal))
         assert store.certificates(email=email) == []
         outcome = run(case, store, Settings(internal_domains=internal))
         verified = info_of(outcome)["Signer-Verified-0-0"] == "True"
@@ -219,8 +221,10 @@ def test_opaque_signature_becomes_detached_and_openssl_still_verifies(case, corp
 @pytest.mark.parametrize("case", OPAQUE, ids=ids(OPAQUE))
 def test_opaque_signature_stays_when_conversion_is_off(case, corpus_store):
     entity = handler_entity(case, corpus_store, opaque_to_detached=False)
-    if entity is not None:  # inside an encrypted layer: the decrypted opaque entity itself
-        assert mime.parse(entity).params["smime-type"] == "signed-data"
+    # The whole message was the opaque signature: no new entity. Inside an encrypted layer: the decrypted
+    # opaque entity itself. Either way the content stays the signed-data it was.
+    unchanged = mime.parse(case_message(case) if entity is None else entity)
+    assert (unchanged.content_type, unchanged.params["smime-type"]) == ("application/pkcs7-mime", "signed-data")
 
 
 def embed_beside_text(message: bytes, copies: int = 1) -> bytes:
