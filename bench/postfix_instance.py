@@ -126,9 +126,7 @@ class Postfix:
             pid = int(pid_file.read_text().split()[0])
             os.kill(pid, signal.SIGTERM)  # what "postfix stop" does, by PID
             _wait(lambda: not Path(f"/proc/{pid}").exists(), START_TIMEOUT, "postfix did not stop")
-        if self.sink.poll() is None:
-            self.sink.terminate()
-            self.sink.wait()
+        stop_process(self.sink)
 
 
 def private_settings(directory: Path, queue_dir: Path, data_dir: Path, hostname: str) -> dict:

@@ -29,7 +29,6 @@ import os
 import platform
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -168,14 +167,8 @@ def measure(fn, seconds: float, min_runs: int) -> dict:
         t0 = time.perf_counter()
         fn()
         latencies.append(time.perf_counter() - t0)
-    total = sum(latencies)
-    latencies.sort()
-    return {
-        "runs": len(latencies),
-        "msgs_per_s": round(len(latencies) / total, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 3),
-        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 3),
-    }
+    return {"runs": len(latencies), "msgs_per_s": round(len(latencies) / sum(latencies), 1),
+            **milter_client.percentiles(latencies)}
 
 
 def bench_core(store: KeyStore, sample: Sample, seconds: float, min_runs: int) -> dict:

@@ -34,8 +34,13 @@ def reported(*errors: type[Exception], prefix: str = ""):
         fail(f"{prefix}{exc}")
 
 
+def to_json(data) -> str:
+    """The JSON every ``--json`` and report of the CLI writes: indented, keys sorted, the rest as text."""
+    return json.dumps(data, indent=2, sort_keys=True, default=str)
+
+
 def echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    click.echo(to_json(data))
 
 
 def echo_listing(items: list, as_json: bool, line) -> None:

@@ -7,13 +7,12 @@ with ``--explain``, a JSON report of what was found.
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from ciphermilter import core
-from ciphermilter.cli_common import fail, open_settings, open_store
+from ciphermilter.cli_common import fail, open_settings, open_store, to_json
 from ciphermilter.plan import apply_plan
 
 
@@ -54,7 +53,7 @@ def decrypt(ctx, recipients, explain, explain_file, message_file):
     sys.stdout.buffer.flush()
     if explain or explain_file:
         report = {"headers": outcome.info.as_dict(), "error": outcome.error, **outcome.report}
-        text = json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
+        text = to_json(report) + "\n"
         (explain_file or sys.stderr).write(text)
     if outcome.error:
         sys.exit(1)

@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 
-from ciphermilter import domains
+from ciphermilter import domains, masterkey
 
 
 @dataclass
@@ -83,7 +83,7 @@ class DaemonConfig:
 
     @property
     def master_key_path(self) -> str:
-        return self.master_key or self.store + ".key"
+        return self.master_key or masterkey.default_path(self.store)
 
 
 def _check_socket(value) -> str:

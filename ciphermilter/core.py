@@ -19,6 +19,7 @@ from ciphermilter.config import Settings
 from ciphermilter.handler import Context, HandlerResult, LimitExceeded
 from ciphermilter.headers import InfoHeaders, is_reserved
 from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
+from ciphermilter.stats import NOT_INTERNAL
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
     headers = entity.headers
     plan = EditPlan(deletions=forged_header_deletions(headers))
     if envelope.recipients and not is_internal(envelope, store, settings):
-        report["skipped"] = "no recipient in an internal domain"
+        report["skipped"] = NOT_INTERNAL
         return Outcome(plan=plan, info=InfoHeaders(), report=report)
     try:
         ctx = Context(

@@ -37,7 +37,7 @@ import Milter
 
 from ciphermilter import core, mime, stats
 from ciphermilter.config import DaemonConfig
-from ciphermilter.headers import InfoHeaders, is_reserved
+from ciphermilter.headers import INFO_PREFIX, InfoHeaders, is_reserved
 from ciphermilter.plan import EditPlan
 
 log = logging.getLogger("ciphermilter.milter")
@@ -138,7 +138,7 @@ class MessageState:
     internal: bool = True  # a recipient is in an internal domain (decided at end of headers)
     store: object | None = None
     store_error: str | None = None
-    header_size: int = 0
+    head: bytes = b""  # the header block, fixed at end of headers
     body_size: int = 0
     oversized: bool = False
     edits_sent: bool = False  # after a failure halfway through, indexes no longer match: send no more
@@ -165,10 +165,14 @@ class MessageState:
     def header_block(self) -> bytes:
         return b"".join(f + CRLF for f in self.header_fields)
 
+    @property
+    def header_size(self) -> int:
+        return len(self.head)
+
     def content_type(self) -> str:
-        headers, _ = mime.split_headers(self.header_block() + CRLF)
-        value = next((h.value for h in headers if h.name.lower() == "content-type"), None)
-        return mime.parse_content_type(value)[0]
+        field = next((h for h in map(mime.Header.from_raw, self.header_fields) if h.name.lower() == "content-type"),
+                     None)
+        return mime.parse_content_type(field.value if field else None)[0]
 
     def close(self):
         if self.spool is None:
@@ -193,13 +197,13 @@ class CipherMilter(Milter.Base):
     def negotiate(self, opts):
         """Ask only for the actions and protocol steps we use (pymilter ignores set_flags())."""
         offered_actions, offered_protocol, _, _ = opts
-        self._actions = offered_actions & ACTIONS
-        if self._actions != ACTIONS:
+        actions = offered_actions & ACTIONS
+        if actions != ACTIONS:
             log.warning("the MTA does not offer every action we need (offered 0x%x): plans may be incomplete",
                         offered_actions)
         self._protocol = offered_protocol & (SKIPPED_STEPS | NO_REPLY_STEPS | FEATURES)
         self.leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
-        opts[0], opts[1], opts[2], opts[3] = self._actions, self._protocol, 0, 0
+        opts[0], opts[1], opts[2], opts[3] = actions, self._protocol, 0, 0
         return Milter.CONTINUE
 
     def _continue(self, no_reply_bit: int):
@@ -240,7 +244,7 @@ class CipherMilter(Milter.Base):
     def eoh(self):
         if self.msg is None:
             return Milter.CONTINUE
-        self.msg.header_size = len(self.msg.header_block())
+        self.msg.head = self.msg.header_block()
         try:
             self.msg.needs_body = self._needs_body()
         except Exception:  # never let a bug of ours turn into the MTA's 451 for this callback
@@ -254,7 +258,7 @@ class CipherMilter(Milter.Base):
             return Milter.ACCEPT
         if self.msg.needs_body:
             self.msg.open_spool()
-            self._spool(self.msg.header_block() + CRLF)  # the spool holds the whole message, as the core reads it
+            self._spool(self.msg.head + CRLF)  # the spool holds the whole message, as the core reads it
         return Milter.CONTINUE
 
     @guarded()
@@ -341,7 +345,7 @@ class CipherMilter(Milter.Base):
     def _outcome(self, msg: MessageState) -> core.Outcome:
         envelope = self._envelope()
         settings = self.runtime.config.settings
-        head = msg.header_block()
+        head = msg.head
         if msg.store_error:
             return unprocessed_outcome(head, "key store unavailable", envelope, msg.store_error)
         if msg.oversized:
@@ -362,7 +366,7 @@ class CipherMilter(Milter.Base):
         unsendable = non_utf8_header(outcome.plan)
         if unsendable:
             reason = f"header {unsendable} of the decrypted content is not UTF-8"
-            outcome = unprocessed_outcome(msg.header_block(), reason, self._envelope(), reason)
+            outcome = unprocessed_outcome(msg.head, reason, self._envelope(), reason)
         if outcome.error and self.runtime.config.settings.on_error == "tempfail":
             self._summarise(outcome, f"tempfail: {outcome.error}")
             return self._tempfail()
@@ -411,7 +415,7 @@ class CipherMilter(Milter.Base):
         elapsed = time.monotonic() - msg.started
         stats.record(outcome, elapsed)
         plan = outcome.plan
-        found = ",".join(name.removeprefix("X-CipherMail-Info-") for name, _ in outcome.info) or "nothing"
+        found = ",".join(name.removeprefix(INFO_PREFIX) for name, _ in outcome.info) or "nothing"
         parts = [f"queue {self._queue_id() or '-'}:", f"from=<{msg.mail_from.strip('<>')}>",
                  f"rcpts={len(msg.recipients)}", f"size={msg.header_size + msg.body_size}", f"info={found}",
                  f"deleted={len(plan.deletions)}", f"changed={len(plan.changes)}", f"added={len(plan.additions)}",
