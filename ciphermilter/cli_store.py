@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from ciphermilter import keyimport
+from ciphermilter import keyimport, masterkey
 from ciphermilter.cli_common import echo_json, echo_listing, fail, open_store, reported, store_paths
 from ciphermilter.store import ImportResult, KeyStore, StoreError
 
@@ -78,13 +78,11 @@ def _store(ctx: click.Context) -> KeyStore:
 
 def _write_private_file(path: str, data: bytes) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        masterkey.write_private_file(path, data)
     except FileExistsError:
         fail(f"{path} exists already; refusing to overwrite it")
     except OSError as exc:
         fail(f"cannot create {path}: {exc.strerror}")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
 
 
 # ---------------------------------------------------------------------------- store

@@ -33,15 +33,24 @@ def default_path(store_path: str | os.PathLike) -> str:
     return os.fspath(store_path) + ".key"
 
 
+def write_private_file(path: str | os.PathLike, data: bytes = b"") -> None:
+    """Create ``path`` with mode 0600 holding ``data``; FileExistsError rather than replace a file.
+
+    The one way ciphermilter writes secrets to disk: the master key, a new
+    store, a backup, an exported private key.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
 def generate(path: str | os.PathLike) -> bytes:
     """Write a new random key to ``path`` (mode 0600); refuses to replace an existing file."""
     key = os.urandom(KEY_SIZE)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private_file(path, key)
     except FileExistsError:
         raise MasterKeyError(f"master key file {os.fspath(path)} exists already; refusing to overwrite it") from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
     return key
 
 

@@ -483,15 +483,6 @@ def _signature_info(info: InfoHeaders, state: _State) -> None:
         info.flag("PGP-Signer-Mismatch")
 
 
-def _as_entity(raw: bytes, max_depth: int) -> bytes:
-    """The content headers and body of the new message content (other headers stay as received)."""
-    entity = mime.parse(raw, max_depth)
-    if entity.params.get("protected-headers"):  # the core restores RFC 9788 headers from these
-        return raw
-    headers = [h.raw for h in entity.headers if h.name.lower().startswith("content-")]
-    return b"\r\n".join(headers) + b"\r\n\r\n" + entity.body
-
-
 def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
     """Find, open and (where safe) replace OpenPGP content; None when the message has none."""
     html_leaves = [e for e in message.walk() if e.content_type == "text/html" and not e.is_multipart]
@@ -506,5 +497,5 @@ def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
     }
     if not state.encodings:
         return HandlerResult(report={"openpgp": report}) if state.harvested else None
-    entity = _as_entity(new_raw, ctx.settings.limits.max_mime_depth) if new_raw is not None else None
-    return HandlerResult(info=_info(state), entity=entity, report={"openpgp": report})
+    # The whole rewritten message: the core takes only its content headers (and RFC 9788 protected ones).
+    return HandlerResult(info=_info(state), entity=new_raw, report={"openpgp": report})

@@ -48,7 +48,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from ciphermilter import domains, ids, keyimport, masterkey, trust
+from ciphermilter import domains, ids, keyimport, masterkey, openpgp, trust
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -178,10 +178,6 @@ def _pgp_key_ids(key: pgpy.PGPKey) -> list[tuple[str, int]]:
 
 def _pgp_user_ids(key: pgpy.PGPKey) -> list[str]:
     return [uid.userid for uid in key.userids if uid.is_uid]
-
-
-def _pgp_emails(key: pgpy.PGPKey) -> list[str]:
-    return sorted({uid.email.strip().lower() for uid in key.userids if uid.is_uid and uid.email})
 
 
 def _public_bytes(key: pgpy.PGPKey) -> bytes:
@@ -488,7 +484,7 @@ class KeyStore:
         self._conn.executemany("INSERT INTO pgp_key_ids (keyid, fingerprint, is_primary) VALUES (?, ?, ?)",
                                [(keyid, fingerprint, primary) for keyid, primary in _pgp_key_ids(key)])
         self._conn.executemany("INSERT INTO pgp_emails (email, fingerprint) VALUES (?, ?)",
-                               [(email, fingerprint) for email in _pgp_emails(key)])
+                               [(email, fingerprint) for email in sorted(openpgp.key_emails(key))])
 
     def add_harvested_certificate(self, der: bytes) -> bool:
         """Remember a sender's certificate seen in a message; never makes it a trust anchor.
@@ -509,14 +505,23 @@ class KeyStore:
             return False
 
     def add_harvested_pgp_key(self, data: bytes) -> bool:
-        """Remember a sender's OpenPGP public key (armored or binary); secret parts are never kept."""
+        """Remember a sender's OpenPGP public key (armored or binary); secret parts are never kept.
+
+        Harvesting never changes a known key, so keys already stored need no
+        write transaction: an Autocrypt header on every message of a
+        correspondent costs a lookup, not the store's write lock.
+        """
         try:
             bundle = keyimport.parse(data)
         except keyimport.KeyFormatError:
             return False
+        unknown = [key for key in bundle.pgp_keys
+                   if not self._rows("SELECT 1 FROM pgp_keys WHERE fingerprint = ?", (_pgp_fingerprint(key),))]
+        if not unknown:
+            return False
         added = False
         with self._write():
-            for key in bundle.pgp_keys:
+            for key in unknown:
                 public = key if key.is_public else _load_pgp(_public_bytes(key))
                 added = self._import_pgp_key(public, "harvested", None) or added
         return added
@@ -910,7 +915,7 @@ def _create_private_file(path: str) -> None:
     """An empty file only its owner can read; refuses to replace an existing one."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        masterkey.write_private_file(path)
     except FileExistsError:
         raise StoreError(f"{path} exists already; refusing to overwrite it") from None
     except OSError as exc:
