@@ -84,11 +84,13 @@ def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
             process.wait()
 
 
-def _wait(condition, timeout: float, what: str) -> None:
+def wait_until(condition, timeout: float, what: str, log: Path | None = None) -> None:
+    """Poll ``condition`` until it is true; RuntimeError naming ``what`` (and the log's tail) otherwise."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} within {timeout} s")
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"waited {timeout} s in vain for: {what}\n{tail}")
         time.sleep(0.05)
 
 
@@ -108,7 +110,7 @@ class Postfix:
 
     def drain(self) -> None:
         """Wait until every message was relayed: a backlog would slow down the next measurement."""
-        _wait(lambda: self.queued() == 0, DRAIN_TIMEOUT, "the Postfix queue did not drain")
+        wait_until(lambda: self.queued() == 0, DRAIN_TIMEOUT, "the Postfix queue to drain")
 
     def send(self, port: int, message_file: Path, sender: str, recipient: str, sessions: int, count: int) -> dict:
         """``count`` messages over ``sessions`` parallel SMTP sessions (each reused, -d); the rate."""
@@ -125,7 +127,7 @@ class Postfix:
         if pid_file.exists():
             pid = int(pid_file.read_text().split()[0])
             os.kill(pid, signal.SIGTERM)  # what "postfix stop" does, by PID
-            _wait(lambda: not Path(f"/proc/{pid}").exists(), START_TIMEOUT, "postfix did not stop")
+            wait_until(lambda: not Path(f"/proc/{pid}").exists(), START_TIMEOUT, "postfix to stop")
         stop_process(self.sink)
 
 
@@ -194,5 +196,5 @@ def start(work: Path, milter_socket: str) -> Postfix:
         instance.stop()
         raise
     for port in (plain_port, milter_port, sink_port):
-        _wait(lambda: accepts(port), START_TIMEOUT, f"nothing listens on port {port}")
+        wait_until(lambda: accepts(port), START_TIMEOUT, f"a listener on port {port}")
     return instance

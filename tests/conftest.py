@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+from ciphermilter import core
+from ciphermilter.headers import INFO_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 # The benchmark's helpers (where the shared corpus is, a private Postfix instance, free loopback
@@ -17,6 +21,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from shared import SHARED  # noqa: E402  (bench/ is on the path only from here on)
 
 CORPUS = SHARED / "corpus"
+# Every property test is derandomized and keeps no example database: CI draws the same examples on
+# every run, so a failure is reproducible and never a flake. Tests set only how many examples they need.
+settings.register_profile("ciphermilter", derandomize=True, database=None, deadline=None)
+settings.load_profile("ciphermilter")
 
 
 def corpus_index() -> dict:
@@ -125,3 +133,19 @@ def corpus_store(tmp_path_factory):
     assert all("v6" in path for path in refused), refused
     yield store
     store.close()
+
+
+# --- what the decryption tests share ------------------------------------------------------------------
+
+# A message to the corpus's internal recipient, as the tests of the handlers and the core send it.
+BOB = core.Envelope(recipients=["bob@corp-pub.example"])
+
+
+def ids(cases: list[dict]) -> list[str]:
+    """pytest IDs for parametrized corpus cases."""
+    return [case["id"] for case in cases]
+
+
+def info_of(outcome) -> dict[str, str]:
+    """An outcome's info headers by their names without the X-CipherMail-Info- prefix, values unfolded."""
+    return {name[len(INFO_PREFIX):]: value for name, value in outcome.info.as_dict().items()}

@@ -149,9 +149,7 @@ def fuzz_store(tmp_path_factory):
         yield store
 
 
-# Derandomized: CI runs the same 300 damaged files every time (a failure is reproducible, never flaky).
-@settings(max_examples=300, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=damaged())
 def test_damaged_files_give_a_clear_error_or_a_key(fuzz_store, data):
     try:

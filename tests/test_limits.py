@@ -21,9 +21,8 @@ from ciphermilter import core, mime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.headers import INFO_PREFIX
 from ciphermilter.plan import apply_plan
-from conftest import case_message, corpus_cases
+from conftest import BOB, case_message, corpus_cases, ids
 
-BOB = core.Envelope(recipients=["bob@corp-pub.example"])
 NOT_PROCESSED = INFO_PREFIX + "Not-Processed"
 # Far above anything in the corpus but its two malformed cases (200 nested parts, a 1 GiB bzip2 bomb).
 UNLIMITED = Limits(max_mime_depth=10_000, max_decompressed_size=16 * 1024 * 1024)
@@ -31,10 +30,6 @@ ALL = corpus_cases()
 SMIME = corpus_cases(lambda c: c["smime_or_pgp"] == "smime")
 PGP_COMPRESSED = corpus_cases(lambda c: c["smime_or_pgp"] == "pgp" and c.get("compression") not in (None, "uncompressed")
                               and c["decryptable_with_our_keys"] and not c["family"].startswith("malformed"))
-
-
-def ids(cases):
-    return [c["id"] for c in cases]
 
 
 def process(case, store, **limits):

@@ -188,7 +188,7 @@ def chunked(draw, text: bytes) -> list:
     return [memoryview(text)[start:end] for start, end in zip([0, *cuts], [*cuts, len(text)], strict=True)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.data())
 def test_base64_in_any_chunks_decodes_as_the_whole_text_does(data):
     text, original = data.draw(base64_text())
@@ -197,7 +197,7 @@ def test_base64_in_any_chunks_decodes_as_the_whole_text_does(data):
     assert lenient_reference(text) == original
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(st.data())
 def test_base64_with_an_impossible_length_fails_in_any_chunks(data):
     text, _ = data.draw(base64_text(corrupt=True))
@@ -208,7 +208,7 @@ def test_base64_with_an_impossible_length_fails_in_any_chunks(data):
         mime.decode_transfer_encoding(text, "base64")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.binary(max_size=300), st.data())
 def test_arbitrary_bytes_decode_alike_in_chunks_and_whole(text, data):
     chunks = chunked(data.draw, text)

@@ -11,7 +11,7 @@ import pytest
 from ciphermilter import mime, openpgp
 from ciphermilter.handler import LimitExceeded
 from ciphermilter.store import KeyStore
-from conftest import case_message, corpus_cases
+from conftest import case_message, corpus_cases, ids
 
 VECTORS = Path(__file__).parent / "vectors" / "pgp"
 PLAIN = (VECTORS / "plain.txt").read_bytes()
@@ -25,10 +25,6 @@ BOMBS = corpus_cases(lambda c: c["family"] == "malformed-pgp-compression-bomb")
 NOT_OURS = [c for c in PGP_CASES if c["encrypted"] and c["decryptable_with_our_keys"] is False]
 RFC9580 = [c for c in PGP_CASES if c.get("expect_pgpy_supported") is False]
 SIGNED_MIME = corpus_cases(lambda c: c["family"] == "pgp-mime-signed")
-
-
-def ids(cases):
-    return [c["id"] for c in cases]
 
 
 def armored_blocks(case) -> list[bytes]:

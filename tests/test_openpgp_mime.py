@@ -12,13 +12,11 @@ import pytest
 from ciphermilter import core, mime, openpgp, openpgp_mime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.handler import Context
-from ciphermilter.headers import INFO_PREFIX
 from ciphermilter.plan import apply_plan
 from ciphermilter.store import KeyStore
-from conftest import CORPUS, case_message, corpus_cases
+from conftest import BOB, CORPUS, case_message, corpus_cases, ids, info_of
 
 VECTORS = Path(__file__).parent / "vectors" / "pgp"
-BOB = core.Envelope(recipients=["bob@corp-pub.example"])
 PGP_CASES = corpus_cases(lambda c: c["smime_or_pgp"] == "pgp")
 BOMBS = [c for c in PGP_CASES if c["family"] == "malformed-pgp-compression-bomb"]
 READABLE = [c for c in PGP_CASES if c not in BOMBS]
@@ -37,16 +35,8 @@ MIXED_FAMILIES = ("pgp-inline-mixed", "pgp-attachment")
 MIB = 1 << 20
 
 
-def ids(cases):
-    return [c["id"] for c in cases]
-
-
-def info_of(outcome) -> dict[str, str]:
-    return {name[len(INFO_PREFIX):]: value for name, value in outcome.info.as_dict().items()}
-
-
 def run(message: bytes, store, settings=None, envelope=BOB):
-    outcome = core.process(message, envelope, store, settings or Settings())
+    outcome = core.process(message, envelope, store, settings)
     assert outcome.error is None
     return outcome
 

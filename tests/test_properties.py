@@ -17,13 +17,11 @@ from ciphermilter.config import Settings
 from ciphermilter.headers import INFO_PREFIX, InfoHeaders, fold, is_reserved, printable
 from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, apply_plan
 from ciphermilter.store import KeyStore
-from conftest import case_message, corpus_cases, import_corpus_keys
+from conftest import BOB, case_message, corpus_cases, import_corpus_keys
 from fuzz.invariants import check_output
 
-PROPERTY = settings(derandomize=True, database=None, deadline=None, max_examples=100,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SLOW_PROPERTY = settings(PROPERTY, max_examples=150)
-BOB = core.Envelope(recipients=["bob@corp-pub.example"])
 ALL = corpus_cases()
 SMIME = corpus_cases(lambda c: c["smime_or_pgp"] == "smime" and not c["malformed"])
 

@@ -31,7 +31,7 @@ from ciphermilter.headers import INFO_PREFIX, is_reserved
 from ciphermilter.milter import MessageState
 from ciphermilter.plan import apply_plan
 from ciphermilter.store import KeyStore
-from conftest import CORPUS, case_message, corpus_cases
+from conftest import BOB, CORPUS, case_message, corpus_cases
 
 KEYS = CORPUS / "keys"
 BOB_CERT = KEYS / "smime" / "pub-bob.cert.pem"
@@ -39,7 +39,6 @@ BOB_KEY = KEYS / "smime" / "pub-bob.key.pem"
 ZED_CERT = KEYS / "foreign" / "pub-zed-foreign.cert.pem"
 PGP_BOB = KEYS / "pgp" / "pub-pgp-bob-rsa3072.pub.asc"
 PGP_BOB_UID = "bob.pgp@corp-pub.example"
-BOB = core.Envelope(recipients=["bob@corp-pub.example"])
 OUTER = b"From: alice@sender-pub.example\r\nTo: bob@corp-pub.example\r\nSubject: outer subject\r\n"
 SECRET = b"launch code 0451 for EFAIL"
 FIELD_NAME = re.compile(rb"[!-9;-~]+\Z")  # RFC 5322 section 3.6.8
@@ -92,7 +91,7 @@ def encrypted_message(kind: str, content: bytes, gpg_home: Path) -> bytes:
 
 
 def run(message: bytes, store, settings: Settings | None = None):
-    outcome = core.process(message, BOB, store, settings or Settings())
+    outcome = core.process(message, BOB, store, settings)
     return outcome, apply_plan(message, outcome.plan)
 
 

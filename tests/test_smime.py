@@ -18,12 +18,10 @@ from hypothesis import strategies as st
 from ciphermilter import core, mime, smime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.handler import Context, DeadlineExceeded
-from ciphermilter.headers import INFO_PREFIX
 from ciphermilter.plan import apply_plan
 from ciphermilter.smime import EMBEDDED
-from conftest import CORPUS, case_message, corpus_cases
+from conftest import BOB, CORPUS, case_message, corpus_cases, ids, info_of
 
-BOB = core.Envelope(recipients=["bob@corp-pub.example"])
 SMIME_CASES = corpus_cases(
     lambda c: c["smime_or_pgp"] == "smime"
     or c["family"].startswith("malformed-smime")
@@ -42,16 +40,8 @@ NESTED = [c for c in SMIME_CASES if c.get("layers")]
 MULTI_RECIPIENT = [c for c in DECRYPTABLE if len(c.get("recipients") or []) > 1]
 
 
-def ids(cases):
-    return [c["id"] for c in cases]
-
-
-def info_of(outcome) -> dict[str, str]:
-    return {name[len(INFO_PREFIX):]: value for name, value in outcome.info.as_dict().items()}
-
-
 def run(case, store, settings=None):
-    outcome = core.process(case_message(case), BOB, store, settings or Settings())
+    outcome = core.process(case_message(case), BOB, store, settings)
     assert outcome.error is None
     assert "skipped" not in outcome.report
     return outcome
@@ -385,7 +375,7 @@ def test_message_without_smime_gives_no_result(corpus_store):
     assert smime.handle(message, Context(store=corpus_store, settings=Settings())) is None
 
 
-@settings(max_examples=500, deadline=None, derandomize=True)
+@settings(max_examples=500)
 @given(data=st.binary(max_size=64).map(lambda b: bytes(b"ab\r\n"[x % 4] for x in b)), window=st.integers(0, 9))
 def test_bare_line_ends_are_found_across_every_window(data, window):
     """The windowed search agrees with the definition (a CR not before LF, a LF not after CR) at any window size."""

@@ -24,16 +24,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ciphermilter.store import KeyStore
-from conftest import ROOT, import_corpus_keys
+from conftest import ROOT, corpus_store_file
 from e2e.sink import Sink
-from postfix_instance import POSTFIX_SERVICES, accepts, free_port, private_settings, start_private, stop_process
+from postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, start_private, stop_process,
+                              wait_until)
 
 BINARIES = {
     "postfix": "/usr/sbin/postfix",
@@ -53,16 +52,6 @@ GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 RSPAMD_CACHE = Path(tempfile.gettempdir()) / "ciphermilter-e2e-rspamd-cache"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-
-
-def wait_until(condition, timeout: float, what: str, log: Path | None = None) -> None:
-    """Poll ``condition`` until it is true; fail the setup with ``what`` (and the log's tail) otherwise."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"{what} did not come up within {timeout} s\n{tail}")
-        time.sleep(0.05)
 
 
 def is_listening(path: Path) -> bool:
@@ -124,9 +113,7 @@ def key_store_file(e2e_dir):
     """
     directory = e2e_dir / "store"
     directory.mkdir(mode=0o700)
-    path = directory / "ciphermilter.db"
-    with KeyStore.create(str(path)) as store:
-        import_corpus_keys(store)
+    path = corpus_store_file(directory)
     for item in [directory, *directory.iterdir()]:
         chown(item, "nobody", "postfix")
     return path
