@@ -20,7 +20,6 @@ import click
 
 from ciphermilter import config, trust
 from ciphermilter.cli_common import echo_json
-from ciphermilter.masterkey import default_path
 from ciphermilter.store import KeyStore, StoreError
 
 EXPIRY_WARNING_DAYS = 30
@@ -303,10 +302,8 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
     report = Report()
     now = now or datetime.datetime.now(datetime.timezone.utc)
     configured = load_config(config_path, report)
-    store_path = store_override or configured.store
-    # as everywhere in the CLI: a store named on the command line comes with its own default key path
-    key_path = key_override or (default_path(store_override) if store_override else configured.master_key_path)
-    store = open_store(store_path, key_path, report)
+    resolved = configured.with_store(store_override, key_override)
+    store = open_store(resolved.store, resolved.master_key_path, report)
     if store is not None:
         try:
             check_keys(store, configured.settings, now, report)

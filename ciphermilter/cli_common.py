@@ -15,7 +15,6 @@ import sys
 import click
 
 from ciphermilter import config
-from ciphermilter.masterkey import default_path
 from ciphermilter.store import KeyStore, StoreError
 
 
@@ -57,12 +56,12 @@ def _options(ctx: click.Context) -> dict:
 
 
 def load_config(ctx: click.Context) -> config.DaemonConfig:
-    """The ``--config`` file (refused with file, line and reason when wrong), else the defaults."""
-    path = _options(ctx).get("config_path")
-    if not path:
-        return config.DaemonConfig()
-    with reported(config.ConfigError):
-        return config.load(path)
+    """The ``--config`` file (refused with file, line and reason when wrong), else the defaults; read once."""
+    options = _options(ctx)
+    if "config" not in options:
+        with reported(config.ConfigError):
+            options["config"] = config.load(options.get("config_path"))
+    return options["config"]
 
 
 def open_settings(ctx: click.Context) -> config.Settings:
@@ -72,12 +71,8 @@ def open_settings(ctx: click.Context) -> config.Settings:
 def store_paths(ctx: click.Context) -> tuple[str, str]:
     """(store, master key) by the order of precedence in the module docstring."""
     options = _options(ctx)
-    if options.get("store_path"):  # a store named on the command line comes with its own default key path
-        store_path, default_key = options["store_path"], default_path(options["store_path"])
-    else:
-        configured = load_config(ctx)
-        store_path, default_key = configured.store, configured.master_key_path
-    return store_path, options.get("master_key_path") or default_key
+    resolved = load_config(ctx).with_store(options.get("store_path"), options.get("master_key_path"))
+    return resolved.store, resolved.master_key_path
 
 
 def open_store(ctx: click.Context, create: bool = False) -> KeyStore:

@@ -7,6 +7,7 @@ lives here too, so that the CLI and the daemon refuse the same mistakes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -84,6 +85,20 @@ class DaemonConfig:
     @property
     def master_key_path(self) -> str:
         return self.master_key or masterkey.default_path(self.store)
+
+    def with_store(self, store: str | None, master_key: str | None) -> "DaemonConfig":
+        """This configuration with the store and master key named on the command line, where they are.
+
+        A store named there comes with its own key beside it (STORE.key):
+        the configured ``master_key`` belongs to the configured store. Every
+        command, the daemon included, resolves the two paths this one way.
+        """
+        overridden = dataclasses.replace(self)
+        if store:
+            overridden.store, overridden.master_key = store, None
+        if master_key:
+            overridden.master_key = master_key
+        return overridden
 
 
 def _check_socket(value) -> str:

@@ -36,13 +36,13 @@ MILTER_NAME = "ciphermilter"
 class StoreHolder:
     """Hands out the open key store, reopening it when it was replaced on disk or came back.
 
-    Called once per message. The store itself drops its caches when
-    ``PRAGMA data_version`` moves (another process, such as the admin's CLI,
-    committed), so new keys and domains take effect on the next message
-    without a reopen. What a long-lived connection does not notice is the file
-    being replaced (a restored backup) or removed: the holder compares the
-    file's identity on every call, and uses ``data_version()`` as a cheap
-    health check. While the store is missing, locked or corrupt every call
+    Called once per message. Each call refreshes the store, which drops its
+    caches when ``PRAGMA data_version`` moved (another process, such as the
+    admin's CLI, committed), so new keys and domains take effect on the next
+    message without a reopen; the refresh is also a cheap health check. What
+    a long-lived connection does not notice is the file being replaced (a
+    restored backup) or removed: the holder compares the file's identity on
+    every call. While the store is missing, locked or corrupt every call
     raises :class:`milter.StoreUnavailable` with the reason (and the on_error
     policy applies); the next call tries again, so service recovers by itself.
     One store object serves every connection thread (it locks internally);
@@ -63,7 +63,7 @@ class StoreHolder:
                 file_id = self._file_identity()
                 if self._store is None or file_id != self._file_id:
                     self._reopen(file_id)
-                self._store.data_version()
+                self._store.refresh()
             except milter.StoreUnavailable as exc:
                 self._drop(str(exc))
                 raise
@@ -234,10 +234,7 @@ def run(ctx: click.Context, config_path, stderr):
     options = ctx.obj or {}
     try:
         config = load_config(config_path or options.get("config_path"))
-        if options.get("store_path"):
-            config.store = options["store_path"]
-        if options.get("master_key_path"):
-            config.master_key = options["master_key_path"]
+        config = config.with_store(options.get("store_path"), options.get("master_key_path"))
         serve(config, stderr)
     except ConfigError as exc:
         fail(str(exc), 2)

@@ -8,6 +8,7 @@ import tomllib
 
 import pytest
 
+from ciphermilter import masterkey
 from ciphermilter.config import ConfigError, DaemonConfig, Limits, Settings, load
 from conftest import ROOT
 
@@ -98,3 +99,14 @@ def test_syntax_error_names_the_position(tmp_path):
 def test_unreadable_file_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load(str(tmp_path / "absent.toml"))
+
+
+def test_a_store_named_on_the_command_line_comes_with_its_own_master_key():
+    configured = DaemonConfig(store="/srv/a.db", master_key="/etc/ciphermilter/a.key")
+    assert configured.with_store("/srv/b.db", None).master_key_path == masterkey.default_path("/srv/b.db")
+    assert configured.with_store("/srv/b.db", "/k").master_key_path == "/k"
+    both_kept = configured.with_store(None, None)
+    assert (both_kept.store, both_kept.master_key_path) == ("/srv/a.db", "/etc/ciphermilter/a.key")
+    key_only = configured.with_store(None, "/k")
+    assert (key_only.store, key_only.master_key_path) == ("/srv/a.db", "/k")
+    assert configured.master_key == "/etc/ciphermilter/a.key"  # the loaded configuration is left as it was
