@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ciphermilter import domains, mime, openpgp_mime, smime
+from ciphermilter import domains, mime, openpgp, openpgp_mime, smime
 from ciphermilter.config import Settings
 from ciphermilter.handler import Context, HandlerResult, LimitExceeded
 from ciphermilter.headers import InfoHeaders, is_reserved
@@ -39,12 +39,14 @@ CONTENT_HEADERS = (
 RESTORABLE_HEADERS = ("Subject", "To", "Cc", "Reply-To", "In-Reply-To", "References", "Keywords", "Comments")
 MAX_RESTORED_LINE = 998  # RFC 5322 section 2.1.1
 NOT_PROCESSED = "Not-Processed"
-# Words found (in lower case) in every message the handlers act on: CMS types and file names, PGP
-# armor, types and headers, signed and encrypted multiparts, and base64, which can wrap any of them.
-# Searched one by one in a lower-cased copy: a case-insensitive regex alternation stepped through
-# the message byte by byte, ten times slower than processing a plain message.
+# Words found (in lower case) in the header block of every entity the handlers act on: CMS types and
+# file names, PGP types and headers, signed and encrypted multiparts, and base64, which can wrap any
+# of them. Searched one by one in a lower-cased copy: a case-insensitive regex alternation stepped
+# through the message byte by byte, ten times slower than processing a plain message.
 _HEAVY_MARKERS = (b"pkcs7", b".p7m", b".p7c", b".p7s", b"pgp", b"multipart/signed", b"multipart/encrypted",
                   b"autocrypt", b"base64")
+# A multipart body holds header blocks of its own, which the handlers read too.
+_NESTED_HEADERS = b"multipart/"
 LIGHT_SIZE = 256 * 1024  # bytes; larger messages always go to a worker, whatever they hold
 # A From value that is only "Display Name <local@domain>" or "local@domain" (no quotes, comments, groups).
 _ADDR_PART = r'[^<>"()\[\]\s,;:@\\]+'
@@ -94,7 +96,10 @@ def is_internal(envelope: Envelope, ctx_store, settings: Settings) -> bool:
 
 
 def is_light(message: bytes) -> bool:
-    """True when a small ``message`` shows no sign of S/MIME, OpenPGP or key material anywhere in it.
+    """True when a small ``message`` shows no sign of S/MIME, OpenPGP or key material.
+
+    The signs are words in a header block (the message's, and every part's
+    when it is a multipart) and an armored block in the body.
 
     Such a message is only parsed and scanned, which costs the daemon less in
     the connection's own thread than the hop to a worker process (measured in
@@ -104,8 +109,18 @@ def is_light(message: bytes) -> bool:
     """
     if len(message) > LIGHT_SIZE:
         return False
-    lowered = message.lower()
-    return not any(marker in lowered for marker in _HEAVY_MARKERS)
+    end = message.find(b"\r\n\r\n")
+    head = (message if end == -1 else message[:end]).lower()
+    if _has_marker(head):
+        return False
+    if _NESTED_HEADERS in head:
+        return not _has_marker(message.lower())
+    # A single part: the handlers find nothing in its body but an armored block, which is case-sensitive.
+    return message.find(openpgp.ARMOR_BEGIN, max(end, 0)) == -1
+
+
+def _has_marker(lowered: bytes) -> bool:
+    return any(marker in lowered for marker in _HEAVY_MARKERS)
 
 
 def from_address(entity: mime.Entity) -> str | None:

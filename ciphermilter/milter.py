@@ -170,9 +170,8 @@ class MessageState:
         return len(self.head)
 
     def content_type(self) -> str:
-        field = next((h for h in map(mime.Header.from_raw, self.header_fields) if h.name.lower() == "content-type"),
-                     None)
-        return mime.parse_content_type(field.value if field else None)[0]
+        field = next((f for f in self.header_fields if f.partition(b":")[0].strip().lower() == b"content-type"), None)
+        return mime.parse_content_type(mime.Header.from_raw(field).value if field else None)[0]
 
     def close(self):
         if self.spool is None:

@@ -68,7 +68,7 @@ ELGAMAL_ALGORITHMS = (16, 20)
 ECDH_ALGORITHM = 18
 MDC_LENGTH = 22  # 0xD3 0x14 + SHA-1
 
-_BEGIN = b"-----BEGIN PGP "
+ARMOR_BEGIN = b"-----BEGIN PGP "  # every armor line starts so (RFC 9580 section 6.2)
 _ARMOR_HEADER_LINE = re.compile(rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----")
 _ARMOR_CHECKSUM = re.compile(rb"=[A-Za-z0-9+/]{4}")
 
@@ -140,7 +140,7 @@ def find_armor(text: bytes) -> list[ArmorSpan]:
     """
     spans = []
     pos = 0
-    while (start := text.find(_BEGIN, pos)) != -1:
+    while (start := text.find(ARMOR_BEGIN, pos)) != -1:
         header_end = _line_end(text, start)
         match = _ARMOR_HEADER_LINE.fullmatch(text[start:header_end].rstrip())
         if not match or not _at_line_start(text, start):
@@ -166,9 +166,9 @@ def dearmor(block: bytes) -> Armor:
     optional. :func:`checksum_mismatch` explains a failure afterwards.
     """
     text = block  # CR before LF is stripped with the white space of each line, and skipped by a2b_base64
-    start = text.find(_BEGIN)
+    start = text.find(ARMOR_BEGIN)
     while start != -1 and not _at_line_start(text, start):
-        start = text.find(_BEGIN, start + 1)
+        start = text.find(ARMOR_BEGIN, start + 1)
     header_end = _line_end(text, start) if start != -1 else -1
     match = _ARMOR_HEADER_LINE.fullmatch(text[start:header_end].rstrip()) if start != -1 else None
     if match is None:

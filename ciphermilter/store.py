@@ -22,9 +22,10 @@ backup hold no private key in the clear.
 
 One :class:`KeyStore` serves all milter threads (a lock around one
 connection). Lookups on the hot path are indexed and decrypted keys are
-cached in memory until :meth:`KeyStore.data_version` changes, which it does
-whenever any process commits a change, so that a running daemon sees keys an
-admin imports without a restart.
+cached in memory until the store changes: at once for its own writes, and at
+the next :meth:`KeyStore.refresh` (once per message in the daemon) for any
+other process's, so that a running daemon sees keys an admin imports without
+a restart.
 """
 
 from __future__ import annotations
@@ -359,20 +360,33 @@ class KeyStore:
             self._conn.execute("COMMIT")
             if self._conn.total_changes != changes:  # a harvest of a known certificate keeps the caches warm
                 self._own_writes += 1
-                self._cache.clear()
+                self.refresh()
 
-    def data_version(self) -> int:
-        """Changes whenever this or another connection committed a change to the store."""
-        with self._lock:
-            return self._conn.execute("PRAGMA data_version").fetchone()[0] + self._own_writes
+    def refresh(self) -> int:
+        """Drop the caches if any connection committed a change since they were filled; the store's version.
 
-    def _cached(self, key, compute):
-        """``compute()`` once per store version; other processes' writes invalidate it too."""
+        The daemon calls this once per message (``StoreHolder.current``), so
+        a key or domain an admin adds takes effect on the next message, and
+        the lookups for one message cost no query each to check it. It is
+        also the daemon's health check: a damaged or vanished database
+        raises here.
+        """
         with self._lock:
-            version = self.data_version()
+            # data_version moves on other connections' commits only; our own are counted apart.
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0] + self._own_writes
             if version != self._cache_version:
                 self._cache.clear()
                 self._cache_version = version
+            return version
+
+    def data_version(self) -> int:
+        """The version the caches hold: moved by our writes at once, by other processes' at :meth:`refresh`."""
+        with self._lock:
+            return self.refresh() if self._cache_version is None else self._cache_version
+
+    def _cached(self, key, compute):
+        """``compute()`` once until the store changes (other processes' changes show at :meth:`refresh`)."""
+        with self._lock:
             if key not in self._cache:
                 self._cache[key] = compute()
             return self._cache[key]

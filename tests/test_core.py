@@ -155,13 +155,28 @@ def test_a_message_the_handlers_act_on_is_never_light(case, corpus_store):
     assert not (acted_on and core.is_light(message)), outcome.info.as_dict()
 
 
-@pytest.mark.parametrize("marker", [b"application/PKCS7-mime", b'name="x.P7M"', b"-----BEGIN PGP MESSAGE-----",
-                                    b"multipart/Signed", b"multipart/encrypted", b"Autocrypt: addr=a@b",
-                                    b"Content-Transfer-Encoding: BASE64"])
-def test_any_sign_of_protected_content_makes_a_message_heavy(marker):
-    plain = b"Subject: hello\r\nContent-Type: text/plain\r\n\r\nJust text.\r\n"
-    assert core.is_light(plain)
-    assert not core.is_light(plain + marker + b"\r\n")
+HEADER_SIGNS = [b"Content-Type: application/PKCS7-mime", b'Content-Type: application/octet-stream; name="x.P7M"',
+                b"Content-Type: multipart/Signed", b"Content-Type: multipart/encrypted", b"Autocrypt: addr=a@b",
+                b"Content-Type: application/PGP-keys", b"Content-Transfer-Encoding: BASE64"]
+
+
+@pytest.mark.parametrize("sign", HEADER_SIGNS)
+def test_a_sign_in_the_header_block_makes_a_message_heavy(sign):
+    assert core.is_light(b"Subject: hello\r\n\r\nJust text.\r\n")
+    assert not core.is_light(b"Subject: hello\r\n" + sign + b"\r\n\r\nJust text.\r\n")
+
+
+@pytest.mark.parametrize("sign", HEADER_SIGNS)
+def test_a_sign_in_a_parts_header_block_makes_a_multipart_heavy(sign):
+    mixed = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\n"
+    assert core.is_light(mixed + b"\r\nsome data\r\n--b--\r\n")
+    assert not core.is_light(mixed + sign + b"\r\n\r\nsome data\r\n--b--\r\n")
+
+
+def test_an_armored_block_makes_a_single_part_heavy_and_other_words_in_its_body_do_not():
+    plain = b"Subject: hello\r\nContent-Type: text/plain\r\n\r\n"
+    assert core.is_light(plain + b"See application/pkcs7-mime, pgp and base64 in RFC 8551.\r\n")
+    assert not core.is_light(plain + b"-----BEGIN PGP MESSAGE-----\r\n")
 
 
 def test_a_large_message_is_never_light():

@@ -486,6 +486,8 @@ def test_changes_by_another_process_reach_the_caches(imported, tmp_path):
             other.add_domain("late.example")
     """)
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)
+    assert store.data_version() == version  # the daemon refreshes once per message, not on every lookup
+    assert store.refresh() != version
     assert store.data_version() != version
     assert store.is_internal_domain("late.example")
     store.remove_domain("late.example")
