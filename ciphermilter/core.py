@@ -220,7 +220,7 @@ def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Ent
 
 
 def _check_part_count(message: mime.Entity, limit: int) -> None:
-    """Bound the parts of the whole message once, whatever handler walks it (the parts are parsed once, cached)."""
+    """Bound the parts of a whole message, as received and as a handler left it (parts are parsed once, cached)."""
     for count, _ in enumerate(message.walk()):
         if count > limit:
             raise LimitExceeded(f"more than {limit} MIME parts")
@@ -239,6 +239,7 @@ def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[Inf
         report.update(result.report)
         if result.entity is not None:
             current = mime.parse(result.entity, ctx.settings.limits.max_mime_depth)
+            _check_part_count(current, ctx.settings.limits.max_mime_parts)  # decrypted content is bounded too
     return info, (None if current is message else current)
 
 
