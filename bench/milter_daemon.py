@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from postfix_instance import free_port, stop_process
+from postfix_instance import descendants, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0
@@ -57,17 +57,7 @@ class Daemon:
 
     def pids(self) -> list[int]:
         """The daemon's process and all its descendants (worker processes, multiprocessing's helpers)."""
-        parents = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the process ended while we looked
-                continue
-            parents[int(stat.parent.name)] = int(fields[1])
-        family = [self.process.pid]
-        for pid in family:
-            family.extend(child for child, parent in parents.items() if parent == pid)
-        return family
+        return descendants(self.process.pid)
 
     def stop(self) -> None:
         stop_process(self.process, STOP_TIMEOUT)

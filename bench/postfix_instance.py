@@ -84,6 +84,20 @@ def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
             process.wait()
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, read from /proc (libmilter threads start children, so per thread)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                pending.extend(int(child) for child in children.read_text().split())
+            except OSError:  # the thread or the process ended meanwhile
+                pass
+    return found
+
+
 def wait_until(condition, timeout: float, what: str, log: Path | None = None) -> None:
     """Poll ``condition`` until it is true; RuntimeError naming ``what`` (and the log's tail) otherwise."""
     deadline = time.monotonic() + timeout

@@ -27,22 +27,9 @@ from e2e.conftest import (
     start_ciphermilter,
     wait_until,
 )
+from postfix_instance import descendants
 
 _RSS = re.compile(r"^VmRSS:\s+(\d+) kB$", re.MULTILINE)
-
-
-def descendants(pid: int) -> list[int]:
-    """``pid`` and all processes below it; children are listed per thread, and libmilter threads start them."""
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        for children in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                pending.extend(int(child) for child in children.read_text().split())
-            except OSError:  # the thread or the process ended meanwhile
-                pass
-    return found
 
 
 def _cmdline(pid: int) -> bytes:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 SMTP_TIMEOUT = 120.0
+_QUEUED_AS = re.compile(r"queued as (\w+)")
 NO_REPLY = 0  # the connection broke before the server answered: the outcome is unknown to the client
 _FIELD = re.compile(rb"\r\n(?![ \t])")
 _MESSAGE_ID = re.compile(rb"^message-id:\s*<([^>\s]+)>", re.IGNORECASE)
@@ -31,6 +32,12 @@ class Reply:
     @property
     def accepted(self) -> bool:
         return self.code == 250
+
+    @property
+    def queue_id(self) -> str | None:
+        """Postfix's queue ID when it accepted the message ("250 2.0.0 Ok: queued as ID")."""
+        found = _QUEUED_AS.search(self.text)
+        return found.group(1) if found else None
 
     @property
     def tempfailed(self) -> bool:

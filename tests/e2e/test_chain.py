@@ -7,13 +7,12 @@ sink (or that nothing did and nothing waits in Postfix's queue).
 from __future__ import annotations
 
 import re
-import smtplib
-from dataclasses import dataclass
 
 import pytest
 
 from conftest import case_message, corpus_cases
 from e2e.conftest import GTUBE, VIRUS_MARKER
+from e2e.load import Reply, send
 from e2e.messages import INTERNAL_RECIPIENT, SENDER, plain_entity, smime_encrypt
 
 DELIVERY_TIMEOUT = 60.0
@@ -21,27 +20,9 @@ EXTERNAL_RECIPIENT = "zed@elsewhere-pub.example"
 RESERVED = re.compile(rb"^(x-ciphermail-|x-djigzo-)", re.IGNORECASE)
 
 
-@dataclass
-class Reply:
-    code: int
-    text: str
-    queue_id: str | None  # Postfix's queue ID when the message was accepted
-
-
 def submit(port: int, message: bytes, recipients: list[str], sender: str = SENDER) -> Reply:
-    """Send one message; the first reply that is not a success ends the transaction and is returned."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
-        client.ehlo("client.e2e.test")
-        code, text = client.mail(sender)
-        if code >= 400:
-            return Reply(code, text.decode(), None)
-        for recipient in recipients:
-            code, text = client.rcpt(recipient)
-            if code >= 400:
-                return Reply(code, text.decode(), None)
-        code, text = client.data(message)
-    found = re.search(rb"queued as (\w+)", text)
-    return Reply(code, text.decode(), found.group(1).decode() if found else None)
+    """One message, from the e2e sender unless told otherwise (see ``load.send`` for the reply)."""
+    return send(port, message, recipients, sender)
 
 
 def delivered(sink, reply: Reply):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from e2e.messages import INTERNAL_RECIPIENT, SENDER
 from e2e.test_chain import delivered, submit
+from postfix_instance import descendants
 
 
 def _ids(pid: int) -> tuple[list[int], list[int]]:
@@ -16,25 +17,12 @@ def _ids(pid: int) -> tuple[list[int], list[int]]:
     return [int(x) for x in fields["Uid"].split()], [int(x) for x in fields["Gid"].split()]
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines())
-            except OSError:
-                continue
-            if int(fields["PPid"]) == pid and "State" in fields and "Z" not in fields["State"]:
-                found.append(int(entry.name))
-    return found
-
-
 def test_daemon_and_its_workers_run_unprivileged_after_handling_mail(postfix, sink, e2e_dir):
     reply = submit(postfix.port, b"Subject: hello\r\n\r\nplain text\r\n", [INTERNAL_RECIPIENT], SENDER)
     delivered(sink, reply)
     pid = int((e2e_dir / "run" / "ciphermilter.pid").read_text())
     nobody, postfix_gid = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("postfix").gr_gid
-    workers = _children(pid)
+    workers = descendants(pid)[1:]
     assert workers, "the message went through a worker process"
     for process in [pid, *workers]:
         uids, gids = _ids(process)

@@ -88,16 +88,6 @@ def pid_from_file(path: Path) -> int | None:
     return int(path.read_text().split()[0]) if path.exists() else None
 
 
-def descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (ciphermilter's workers), read from /proc before it is stopped."""
-    try:
-        children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
-                    for c in (task / "children").read_text().split()]
-    except OSError:
-        return []  # already gone
-    return [pid] + [d for child in children for d in descendants(child)]
-
-
 def alive(pid: int) -> bool:
     """Running, not a zombie waiting for its parent."""
     try:
