@@ -34,6 +34,8 @@ from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
 from pgpy.errors import PGPDecryptionError, PGPError
 from pgpy.packet.fields import String2Key
 
+from ciphermilter import openpgp
+
 
 class KeyFormatError(ValueError):
     """The file is not something we can import; ``str()`` is one line for the admin."""
@@ -282,48 +284,19 @@ def _looks_like_openpgp(data: bytes) -> bool:
 
 
 def _packets(data: bytes):
-    """(tag, body, start) of every packet; KeyFormatError when one is cut short."""
-    pos = 0
-    while pos < len(data):
-        start, first = pos, data[pos]
-        if not first & 0x80:
-            raise KeyFormatError("corrupt OpenPGP data (bad packet header)")
-        if first & 0x40:  # new format
-            tag, length, pos = first & 0x3F, *_new_length(data, pos + 1)
-        else:
-            tag, kind = (first >> 2) & 0x0F, first & 0x03
-            if kind == 3:
-                raise KeyFormatError("corrupt OpenPGP data (indeterminate length in a key)")
-            size = 1 << kind
-            if pos + 1 + size > len(data):
-                raise KeyFormatError("truncated OpenPGP data")
-            length, pos = int.from_bytes(data[pos + 1:pos + 1 + size], "big"), pos + 1 + size
-        if pos + length > len(data):
-            raise KeyFormatError("truncated OpenPGP data")
-        yield tag, data[pos:pos + length], start
-        pos += length
+    """(tag, body, start) of every packet of a key; KeyFormatError when one is cut short or streamed."""
+    try:
+        for packet in openpgp.packets(data):
+            if packet.streamed:
+                raise KeyFormatError("corrupt OpenPGP data (a partial or indeterminate length in a key)")
+            yield packet.tag, packet.body, packet.start
+    except openpgp.OpenPGPError as exc:
+        raise KeyFormatError(f"truncated or corrupt OpenPGP data ({exc})") from None
 
 
 def packet_contents(data: bytes) -> set[tuple[int, bytes]]:
     """(tag, body) of every packet: equal for the same key however its packet headers were written."""
     return {(tag, body) for tag, body, _ in _packets(data)}
-
-
-def _new_length(data: bytes, pos: int) -> tuple[int, int]:
-    if pos >= len(data):
-        raise KeyFormatError("truncated OpenPGP data")
-    first = data[pos]
-    if first < 192:
-        return first, pos + 1
-    if first < 224:
-        if pos + 1 >= len(data):
-            raise KeyFormatError("truncated OpenPGP data")
-        return ((first - 192) << 8) + data[pos + 1] + 192, pos + 2
-    if first == 255:
-        if pos + 5 > len(data):
-            raise KeyFormatError("truncated OpenPGP data")
-        return int.from_bytes(data[pos + 1:pos + 5], "big"), pos + 5
-    raise KeyFormatError("corrupt OpenPGP data (partial length in a key)")
 
 
 def _split_keys(blob: bytes) -> list[tuple[bytes, list[tuple[int, bytes]]]]:

@@ -219,6 +219,8 @@ def looks_binary_openpgp(data: bytes) -> bool:
 class Packet:
     tag: int
     body: bytes
+    start: int = 0  # offset of its header in the data
+    streamed: bool = False  # partial or indeterminate length: fine in a message, never in a key
 
 
 def _new_length(data: bytes, pos: int) -> tuple[int, int, bool]:
@@ -241,7 +243,7 @@ def packets(data: bytes):
     """Yield the packets of ``data`` (RFC 4880 section 4.2), joining partial body lengths."""
     pos = 0
     while pos < len(data):
-        header = data[pos]
+        start, header = pos, data[pos]
         if not header & 0x80:
             raise OpenPGPError("not an OpenPGP packet")
         if header & 0x40:
@@ -250,6 +252,7 @@ def packets(data: bytes):
                 raise OpenPGPError("truncated packet header")
             chunks = []
             length, pos, partial = _new_length(data, pos + 1)
+            streamed = partial
             while partial:
                 chunks.append(data[pos:pos + length])
                 pos += length
@@ -262,18 +265,21 @@ def packets(data: bytes):
             body = b"".join(chunks)
         else:
             tag, length_type = (header >> 2) & 0x0F, header & 0x03
-            if length_type == 3:  # indeterminate: to the end of the data
+            streamed = length_type == 3
+            if streamed:  # indeterminate: to the end of the data
                 body, length = data[pos + 1:], len(data) - pos - 1
                 pos += 1
             else:
                 size = 1 << length_type
+                if pos + 1 + size > len(data):
+                    raise OpenPGPError("truncated packet header")
                 length = int.from_bytes(data[pos + 1:pos + 1 + size], "big")
                 pos += 1 + size
                 body = data[pos:pos + length]
                 if len(body) < length:
                     raise OpenPGPError("truncated packet")
         pos += length
-        yield Packet(tag, body)
+        yield Packet(tag, body, start, streamed)
 
 
 def _mpi_bytes(data: bytes, pos: int) -> tuple[bytes, int]:

@@ -87,6 +87,15 @@ def test_pkcs12_written_by_openssl_without_password():
     assert len(bundle.certificates) == 1 and len(bundle.private_keys) == 1
 
 
+def test_a_streamed_packet_length_in_a_key_is_refused():
+    binary = subprocess.run(["gpg", "--dearmor"], input=(CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.pub.asc").read_bytes(),
+                            check=True, capture_output=True).stdout
+    assert binary[0] & 0x03 != 3  # an old-format header with a definite length: make it indeterminate
+    streamed = bytes([binary[0] | 0x03]) + binary[1 + (1 << (binary[0] & 0x03)):]
+    with pytest.raises(keyimport.KeyFormatError, match="partial or indeterminate length in a key"):
+        keyimport.parse(streamed)
+
+
 def test_binary_openpgp_keyring(tmp_path):
     """Two keys dearmored by gpg into one binary keyring: both are found."""
     armored = [CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.pub.asc", CORPUS / "keys/pgp/pub-pgp-alice-ed25519.pub.asc"]

@@ -115,7 +115,20 @@ def test_partial_body_lengths_are_joined():
     body = bytes(range(256)) * 3  # 768 bytes: a 512-byte partial chunk, then 256 more
     packet = b"\xcb" + b"\xe9" + body[:512] + bytes([((256 - 192) >> 8) + 192, (256 - 192) & 0xFF]) + body[512:]
     (parsed,) = list(openpgp.packets(packet))
-    assert parsed.tag == openpgp.TAG_LITERAL and parsed.body == body
+    assert parsed.tag == openpgp.TAG_LITERAL and parsed.body == body and parsed.streamed
+
+
+def test_packets_report_where_they_start_and_whether_their_length_was_streamed():
+    fixed, indeterminate = b"\xac\x02hi", b"\xaf" + b"to the end"  # old format: 1-byte length, then length type 3
+    parsed = list(openpgp.packets(fixed + indeterminate))
+    assert [(p.tag, p.body, p.start, p.streamed) for p in parsed] == [
+        (openpgp.TAG_LITERAL, b"hi", 0, False), (openpgp.TAG_LITERAL, b"to the end", 4, True)]
+
+
+@pytest.mark.parametrize("cut", [b"\xad\x01", b"\xae\x00\x00\x01", b"\xcb"], ids=["2-byte", "4-byte", "new format"])
+def test_a_packet_header_cut_short_is_an_error(cut):
+    with pytest.raises(openpgp.OpenPGPError, match="truncated packet header"):
+        list(openpgp.packets(cut))
 
 
 def test_truncated_packet_is_an_error_not_a_crash():

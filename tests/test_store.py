@@ -408,7 +408,7 @@ def damaged_files() -> list[tuple[str, bytes, str]]:
         ("truncated PEM", cert[: len(cert) // 2], "without a complete BEGIN/END block"),
         ("truncated DER", der[:-10], "truncated or corrupt DER"),
         ("truncated armor", armored[: len(armored) // 2], "without a complete BEGIN/END block"),
-        ("truncated binary OpenPGP", binary[: len(binary) // 2], "truncated OpenPGP data"),
+        ("truncated binary OpenPGP", binary[: len(binary) // 2], "truncated or corrupt OpenPGP data"),
         ("bad base64 in armor", armored.replace(b"\n\n", b"\n\n!!!!", 1), "bad base64"),
         ("text", b"hello, this is not a key\n", "unknown format"),
         ("empty", b"\n", "empty file"),
