@@ -13,6 +13,7 @@ padding oracle (Bleichenbacher, RFC 3218).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -177,14 +178,36 @@ class Recipient:
 
 def _identify(rid) -> dict:
     """Identifier fields of an issuerAndSerialNumber or subjectKeyIdentifier choice."""
+    return dict(_identify_encoded(type(rid), rid.dump()))
+
+
+# The parsing below is memoised by the encoding it parses (with the asn1crypto class that parses it),
+# because the same bytes come back on message after message: a recipient's or a signer's identifier,
+# a key transport algorithm. Parsing them cost 30-50 us per RecipientInfo, more than decrypting the
+# content of a 20 KB message. Safe: bounded; keys and values are immutable and public (identifiers,
+# OIDs), never key material; a parse error is raised again each time, never cached.
+@functools.lru_cache(maxsize=4096)
+def _identify_encoded(choice: type, encoded: bytes) -> tuple[tuple[str, object], ...]:
+    rid = choice.load(encoded)
     if rid.name == "issuer_and_serial_number":
         issuer, serial = rid.chosen["issuer"], rid.chosen["serial_number"].native
-        return {"text": ids.issuer_serial_id(issuer, serial), "issuer_key": ids.name_key(issuer), "serial": serial}
+        fields = {"text": ids.issuer_serial_id(issuer, serial), "issuer_key": ids.name_key(issuer), "serial": serial}
+        return tuple(fields.items())
     if rid.name == "r_key_id":
         ski = rid.chosen["subject_key_identifier"].native
     else:
         ski = rid.chosen.native
-    return {"text": ids.ski_id(ski), "ski": ski}
+    return (("text", ids.ski_id(ski)), ("ski", ski))
+
+
+def _algorithm_oid(algorithm) -> str:
+    """The dotted OID of an AlgorithmIdentifier (parameters are parsed where they are used)."""
+    return _algorithm_oid_encoded(type(algorithm), algorithm.dump())
+
+
+@functools.lru_cache(maxsize=256)
+def _algorithm_oid_encoded(spec: type, encoded: bytes) -> str:
+    return spec.load(encoded)["algorithm"].dotted
 
 
 def _recipients(recipient_infos, limit: int) -> list[Recipient]:
@@ -192,7 +215,7 @@ def _recipients(recipient_infos, limit: int) -> list[Recipient]:
     for info in recipient_infos:
         chosen = info.chosen
         if info.name in ("ktri", "kari"):
-            algorithm = chosen["key_encryption_algorithm"]["algorithm"].dotted
+            algorithm = _algorithm_oid(chosen["key_encryption_algorithm"])
             # A kari carries one RecipientEncryptedKey per recipient; a ktri is its own.
             keyed = chosen["recipient_encrypted_keys"] if info.name == "kari" else [chosen]
             for item in keyed:
@@ -342,9 +365,7 @@ def _key_agreement(recipient: Recipient, key, key_size: int) -> bytes:
     kdf_hash = _ECDH_SCHEMES.get(recipient.algorithm)
     if kdf_hash is None or not isinstance(key, ec.EllipticCurvePrivateKey):
         raise UnsupportedAlgorithm(f"unsupported key agreement {recipient.algorithm}")
-    wrap = kari["key_encryption_algorithm"]["parameters"]
-    wrap_info = algos.AlgorithmIdentifier.load(wrap.dump())
-    wrap_oid = wrap_info["algorithm"].dotted
+    wrap_oid, wrap = _key_wrap(kari["key_encryption_algorithm"])
     if wrap_oid not in _KEY_WRAPS:
         raise UnsupportedAlgorithm(f"unsupported key wrap {wrap_oid}")
     kek_size, padded = _KEY_WRAPS[wrap_oid]
@@ -354,16 +375,34 @@ def _key_agreement(recipient: Recipient, key, key_size: int) -> bytes:
     point = originator.chosen["public_key"].native
     peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, point)
     shared = key.exchange(ec.ECDH(), peer)
-    ukm = kari["ukm"].native
-    shared_info = _SharedInfo({
-        "key_info": core.Any.load(wrap.dump()),
-        "entity_u_info": ukm,
-        "supp_pub_info": (kek_size * 8).to_bytes(4, "big"),
-    }).dump()
-    kek = X963KDF(kdf_hash(), kek_size, shared_info).derive(shared)
+    kek = X963KDF(kdf_hash(), kek_size, _shared_info(wrap, kari["ukm"].native, kek_size)).derive(shared)
     if padded:
         return keywrap.aes_key_unwrap_with_padding(kek, recipient._encrypted_key)
     return keywrap.aes_key_unwrap(kek, recipient._encrypted_key)
+
+
+def _key_wrap(algorithm) -> tuple[str, bytes]:
+    """The key wrap a key agreement algorithm names in its parameters: its dotted OID and its encoding."""
+    return _key_wrap_encoded(type(algorithm), algorithm.dump())
+
+
+# Memoised like _identify_encoded: a sender's key agreement parameters come back on every message,
+# and asn1crypto's parse and encoding around them took as long as the ECDH itself. The values are
+# public parameters; a user keying material (ukm) that changes per message only fills the bounded memo.
+@functools.lru_cache(maxsize=256)
+def _key_wrap_encoded(spec: type, encoded: bytes) -> tuple[str, bytes]:
+    wrap = spec.load(encoded)["parameters"].dump()
+    return algos.AlgorithmIdentifier.load(wrap)["algorithm"].dotted, wrap
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_info(wrap: bytes, ukm: bytes | None, kek_size: int) -> bytes:
+    """ECC-CMS-SharedInfo, the KDF's input besides the shared secret (RFC 5753 section 7.2)."""
+    return _SharedInfo({
+        "key_info": core.Any.load(wrap),
+        "entity_u_info": ukm,
+        "supp_pub_info": (kek_size * 8).to_bytes(4, "big"),
+    }).dump()
 
 
 class _GcmParameters(core.Sequence):
@@ -386,7 +425,9 @@ def _decrypt_content(layer: EnvelopedLayer, mode: str, cek: bytes) -> bytearray:
         if auth_attrs.contents:
             decryptor.authenticate_additional_data(b"\x31" + auth_attrs.dump()[1:])
         return _decrypt_pieces(decryptor, layer._ciphertext)
-    iv = core.OctetString.load(params.dump()).native
+    iv = params.native  # asn1crypto types the parameters of each CBC cipher above as an OCTET STRING
+    if not isinstance(iv, bytes):
+        raise TypeError("initialization vector")
     algorithm = TripleDES(cek) if mode == "3des" else algorithms.AES(cek)
     if mode != "3des" and len(cek) * 8 not in (128, 192, 256):
         raise ValueError("content key size")
@@ -499,7 +540,7 @@ def _verify_signer(index, signer_info, content, econtent_type, message_certs, fi
         signer.reason = "signer certificate not found"
         return signer
     try:
-        public_key = load_der_public_key(asn1_x509.Certificate.load(certificate).public_key.dump())
+        public_key = _public_key(certificate)
         if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size > max_rsa_bits:
             raise CmsError("RSA key too large")
         signed_bytes = _signed_bytes(signer_info, content, econtent_type, hash_cls)
@@ -533,12 +574,29 @@ def _find_signer_certificate(sid: dict, message_certs: list[bytes], find_certifi
 
 def _certificate_matches(der: bytes, sid: dict) -> bool:
     try:
-        cert = asn1_x509.Certificate.load(der)
         if "ski" in sid:
-            return cert.key_identifier == sid["ski"]
-        return cert.serial_number == sid["serial"] and ids.name_key(cert.issuer) == sid["issuer_key"]
+            return _certificate_id(der, by_ski=True) == sid["ski"]
+        return _certificate_id(der, by_ski=False) == (sid["serial"], sid["issuer_key"])
     except _PARSE_ERRORS:
         return False
+
+
+# Memoised by the certificate's DER: a signer's certificate (and the chain beside it) comes back on
+# every message it signs, and asn1crypto's parse of it took longer than the RSA signature check.
+# Safe: bounded (512 certificates of a few KB); keys are immutable public certificates, values their
+# public identifiers and key; a parse error is raised again each time, never cached.
+@functools.lru_cache(maxsize=512)
+def _certificate_id(der: bytes, *, by_ski: bool):
+    """The certificate's subject key identifier, or its (serial, issuer lookup key)."""
+    cert = asn1_x509.Certificate.load(der)
+    if by_ski:
+        return cert.key_identifier
+    return cert.serial_number, ids.name_key(cert.issuer)
+
+
+@functools.lru_cache(maxsize=512)
+def _public_key(der: bytes):
+    return load_der_public_key(asn1_x509.Certificate.load(der).public_key.dump())
 
 
 def _signed_bytes(signer_info, content: bytes, econtent_type: str, hash_cls) -> bytes:

@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-_LINE_END = re.compile(rb"\r?\n")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_CR = ord("\r")
+_FOLDING_WHITE_SPACE = (ord(" "), ord("\t"))
 _TOKEN = r"[^\s()<>@,;:\\\"/\[\]?=]+"
 _PARAM = re.compile(
     r';\s*(' + _TOKEN + r')\s*=\s*("(?:[^"\\]|\\.)*"|' + _TOKEN + r')', re.DOTALL
@@ -24,8 +25,7 @@ _PARAM = re.compile(
 DEFAULT_MAX_DEPTH = 50
 DECODE_CHUNK = 1 << 20  # bytes of base64 text decoded at a time
 HEADER_CHUNK = 1 << 16  # bytes read at a time while looking for the end of a spooled message's headers
-# Every byte outside the base64 alphabet: bytes.translate deletes them several times faster than a regex.
-_NOT_BASE64 = bytes(sorted(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")))
+_BASE64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
 
 class MimeError(ValueError):
@@ -52,7 +52,9 @@ class Header:
     def value(self) -> str:
         """Unfolded value with surrounding white space removed (undecodable bytes kept as surrogates)."""
         raw_value = self.raw.partition(b":")[2]
-        return _LINE_END.sub(b"", raw_value).strip().decode("utf-8", "surrogateescape")
+        # Removing CRLF pairs, then what LFs remain, is what removing every match of \r?\n does.
+        unfolded = raw_value.replace(b"\r\n", b"").replace(b"\n", b"")
+        return unfolded.strip().decode("utf-8", "surrogateescape")
 
 
 def split_headers(data: bytes, start: int = 0, end: int | None = None) -> tuple[list[Header], int]:
@@ -67,17 +69,15 @@ def split_headers(data: bytes, start: int = 0, end: int | None = None) -> tuple[
     current_start = None
     length = len(data) if end is None else end
     while pos < length:
-        match = _LINE_END.search(data, pos, length)
-        line_end, next_pos = (match.start(), match.end()) if match else (length, length)
-        line = data[pos:line_end]
-        if line == b"":
+        line_end, next_pos = _line_bounds(data, pos, length)
+        if line_end == pos:
             next_body = next_pos
             break
-        if line[:1] in (b" ", b"\t") and current_start is not None:
+        if data[pos] in _FOLDING_WHITE_SPACE and current_start is not None:
             headers[-1] = Header.from_raw(data[current_start:line_end])
-        elif b":" in line:
+        elif data.find(b":", pos, line_end) >= 0:
             current_start = pos
-            headers.append(Header.from_raw(line))
+            headers.append(Header.from_raw(data[pos:line_end]))
         else:
             next_body = pos
             break
@@ -85,6 +85,20 @@ def split_headers(data: bytes, start: int = 0, end: int | None = None) -> tuple[
     else:
         next_body = length
     return headers, next_body
+
+
+def _line_bounds(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Where the line at ``pos`` ends before its CRLF or LF, and where the next line starts (``end`` at most).
+
+    ``bytes.find`` of the LF is a memchr; with a regex search for ``\\r?\\n`` per line,
+    splitting a message's headers took twice as long.
+    """
+    newline = data.find(b"\n", pos, end)
+    if newline < 0:
+        return end, end
+    if newline > pos and data[newline - 1] == _CR:
+        return newline - 1, newline + 1
+    return newline, newline + 1
 
 
 def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
@@ -98,7 +112,9 @@ def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
     params: dict[str, str] = {}
     for name, raw in _PARAM.findall(value[len(main):]):
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            raw = raw[1:-1]
+            if "\\" in raw:  # rare: most quoted values need no regex substitution
+                raw = re.sub(r"\\(.)", r"\1", raw)
         params.setdefault(name.lower(), raw)
     return ctype, params
 
@@ -119,24 +135,63 @@ def decode_base64_chunks(chunks) -> bytes:
     Bytes outside the alphabet (line breaks, stray characters) are ignored,
     the text ends at the first ``=``, and missing padding is tolerated.
     Decoding a piece at a time, four characters to a group, means a large
-    body never has a cleaned copy of itself in memory beside the result.
+    body never has a copy of itself in memory beside the result.
+
+    ``binascii.a2b_base64`` skips the bytes outside the alphabet itself (a
+    ``bytes.translate`` that removed them first cost as much again), and each
+    piece is copied once, into a buffer that holds it with the text left over
+    before it and the padding after it (bench/README.md: 2 MB in 13 ms, not 21).
     """
     decoded = []
-    carry = b""
+    carry = bytearray()  # the text after the last whole group so far: under four alphabet characters
     for chunk in chunks:
-        cleaned = carry + bytes(chunk).translate(None, _NOT_BASE64)
-        end = cleaned.find(b"=")
+        text = carry
+        text += chunk
+        end = text.find(b"=")
         if end >= 0:
-            carry = cleaned[:end]
+            del text[end:]  # the text ends at its first "="
+            carry = text
             break
-        whole_groups = len(cleaned) - len(cleaned) % 4
-        decoded.append(binascii.a2b_base64(cleaned[:whole_groups]))
-        carry = cleaned[whole_groups:]
+        text += _PADDING
+        piece, carry = _decode_whole_groups(text)
+        decoded.append(piece)
+    carry += _PADDING
     try:
-        decoded.append(binascii.a2b_base64(carry + b"=" * (-len(carry) % 4)))
+        decoded.append(binascii.a2b_base64(carry))
     except binascii.Error as exc:
         raise MimeError(f"corrupt base64: {exc}") from None
     return b"".join(piece for piece in decoded if piece)  # one piece is returned as it is, not copied
+
+
+# Completes a group of two or three characters; after a whole group (or none) a2b_base64 skips it.
+# One character alone cannot be completed, which a2b_base64 reports as an error.
+_PADDING = b"=="
+
+
+def _decode_whole_groups(padded: bytearray) -> tuple[bytes | memoryview, bytearray]:
+    """Decode the whole groups of ``padded`` (base64 text without ``=``, then ``_PADDING``); and the text after them."""
+    text_end = len(padded) - len(_PADDING)
+    try:
+        decoded = binascii.a2b_base64(padded)
+    except binascii.Error:  # one character past the whole groups: decode up to it
+        cut = _start_of_last_characters(padded, 1, text_end)
+        with memoryview(padded) as view:
+            return binascii.a2b_base64(view[:cut]), padded[cut:text_end]
+    partial = len(decoded) % 3  # bytes of a group of two (1) or three (2) characters the padding completed
+    if not partial:
+        return decoded, bytearray()
+    cut = _start_of_last_characters(padded, partial + 1, text_end)
+    return memoryview(decoded)[:-partial], padded[cut:text_end]
+
+
+def _start_of_last_characters(text, count: int, end: int) -> int:
+    """Where the last ``count`` base64 alphabet characters of ``text[:end]`` begin (it has at least that many)."""
+    pos = end
+    while count:
+        pos -= 1
+        if text[pos] in _BASE64_ALPHABET:
+            count -= 1
+    return pos
 
 
 class Entity:
@@ -193,7 +248,7 @@ class Entity:
     def params(self) -> dict[str, str]:
         return self._content_type[1]
 
-    @property
+    @cached_property
     def cte(self) -> str:
         return (self.get("Content-Transfer-Encoding") or "7bit").strip().lower()
 

@@ -358,14 +358,15 @@ class _Walker:
 def has_illegal_chars(entity: mime.Entity) -> bool:
     """Bytes the declared transfer encodings do not allow (RFC 2045 section 2.7-2.9, RFC 5322 section 2.3)."""
     for part in entity.walk():
-        if has_bare_line_end(part.header_bytes) or b"\x00" in part.header_bytes:
-            return True
         if part.is_multipart or part.cte == "binary":
-            continue
-        body = part.body
-        if b"\x00" in body or has_bare_line_end(body):
-            return True
-        if part.cte != "8bit" and not body.isascii():
+            checked = part.header_bytes
+        else:
+            # A leaf's headers and body in one pass: the header block ends with its LF (or the body
+            # is empty), so joining the two neither makes nor breaks a CRLF pair.
+            checked = part.raw
+            if part.cte != "8bit" and not checked.isascii() and not part.body.isascii():
+                return True
+        if b"\x00" in checked or has_bare_line_end(checked):
             return True
     return False
 

@@ -126,6 +126,38 @@ def test_recipient_identifiers_follow_the_spec():
     assert [r.index for r in two.recipients] == [0, 1]
 
 
+def test_identifiers_read_from_the_memo_are_the_parsed_ones_and_each_recipient_gets_its_own():
+    name = "env-two-recipients"
+    first = open_layer(der(name)).recipients
+    hits = cms._identify_encoded.cache_info().hits
+    again = open_layer(der(name)).recipients
+    assert cms._identify_encoded.cache_info().hits >= hits + len(first)
+    assert [r.lookup for r in again] == [r.lookup for r in first]
+    assert [(r.text, r.algorithm) for r in again] == [(r.text, r.algorithm) for r in first]
+    rid = asn1_cms.ContentInfo.load(der(name))["content"]["recipient_infos"][0].chosen["rid"]
+    changed = cms._identify(rid)
+    changed["text"] = "changed"  # a caller's change stays in its own dict, never in the memo
+    assert cms._identify(rid)["text"] == first[0].text
+
+
+def test_an_unreadable_identifier_fails_every_time_it_is_read():
+    broken = asn1_cms.IssuerAndSerialNumber({"issuer": asn1_x509.Name.build({"common_name": "x"}),
+                                             "serial_number": 1}).dump()[:-1]  # serial cut short
+    for _ in range(2):
+        with pytest.raises(cms._PARSE_ERRORS):
+            cms._identify_encoded(asn1_cms.RecipientIdentifier, broken)
+
+
+@pytest.mark.parametrize("name", ["rsa", "p256"])
+def test_certificate_identifiers_are_asn1cryptos(name):
+    cert_der = certificate_der(name)
+    cert = asn1_x509.Certificate.load(cert_der)
+    assert cms._certificate_id(cert_der, by_ski=True) == cert.key_identifier
+    assert cms._certificate_id(cert_der, by_ski=False) == (cert.serial_number, ids.name_key(cert.issuer))
+    assert cms._public_key(cert_der).public_numbers() == x509.load_der_x509_certificate(
+        cert_der).public_key().public_numbers()
+
+
 def test_every_recipient_is_tried_until_one_key_works():
     layer = open_layer(der("env-two-recipients"))
     second = next(n for n in ("other", "rsa") if _matches(certificate_der(n), layer.recipients[1]))
@@ -232,6 +264,15 @@ def test_ecdh_with_another_key_of_the_curve_fails_cleanly(name):
     stranger = ec.generate_private_key(curve)
     with pytest.raises(cms.DecryptionFailed):
         cms.decrypt(open_layer(der(name)), lambda recipient: [(b"", stranger)])
+
+
+@pytest.mark.parametrize("ukm", [None, b"\x01" * 64], ids=["no-ukm", "ukm"])
+def test_shared_info_is_the_rfc_5753_encoding(ukm):
+    wrap = bytes.fromhex("300b0609608648016503040105")  # id-aes128-wrap, no parameters
+    entity_u_info = b"" if ukm is None else b"\xa0\x42\x04\x40" + ukm  # [0] EXPLICIT OCTET STRING
+    supp_pub_info = b"\xa2\x06\x04\x04\x00\x00\x00\x80"  # [2] EXPLICIT OCTET STRING: 128 bits
+    body = wrap + entity_u_info + supp_pub_info
+    assert cms._shared_info(wrap, ukm, 16) == b"\x30" + bytes([len(body)]) + body
 
 
 def test_rsa_key_for_an_ecdh_recipient_is_unsupported_not_failed():

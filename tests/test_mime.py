@@ -216,6 +216,24 @@ def test_arbitrary_bytes_decode_alike_in_chunks_and_whole(text, data):
         lambda: mime.decode_transfer_encoding(text, "base64"))
 
 
+@pytest.mark.parametrize("unfinished", [b"", b"QQ", b"QUI", b"Q"], ids=["whole", "two", "three", "one"])
+def test_whole_groups_are_decoded_and_the_unfinished_group_is_left_as_text(unfinished):
+    text = b"QUJD\r\nREVG" + unfinished[:1] + b"\r\n" + unfinished[1:] + b" *\r\n"
+    decoded, rest = mime._decode_whole_groups(bytearray(text + mime._PADDING))
+    assert bytes(decoded) == b"ABCDEF"
+    # The rest starts at the unfinished group's first character and keeps the stray bytes after it.
+    assert bytes(rest) == (text[text.index(unfinished[:1], 8):] if unfinished else b"")
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=40).map(lambda b: bytes(b"\r\na:"[x % 4] for x in b)), st.data())
+def test_line_bounds_end_lines_where_a_crlf_or_lf_match_starts(data, draw):
+    end = draw.draw(st.integers(0, len(data)))
+    pos = draw.draw(st.integers(0, end))
+    match = re.compile(rb"\r?\n").search(data, pos, end)
+    assert mime._line_bounds(data, pos, end) == ((match.start(), match.end()) if match else (end, end))
+
+
 def nested(depth: int, leaf: bytes) -> tuple[bytes, list[bytes]]:
     """A multipart ``depth`` levels deep, each level with a preamble, a text sibling and an epilogue;
     and the raw bytes of the innermost entity at each level, outermost first, built by hand."""
