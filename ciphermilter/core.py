@@ -37,6 +37,8 @@ CONTENT_HEADERS = (
 # trace headers (From, Date, Message-ID) stay as received: downstream DKIM,
 # DMARC and duplicate detection already judged those.
 RESTORABLE_HEADERS = ("Subject", "To", "Cc", "Reply-To", "In-Reply-To", "References", "Keywords", "Comments")
+_CONTENT_KEYS = frozenset(name.lower() for name in CONTENT_HEADERS)
+_RESTORABLE_KEYS = frozenset(name.lower() for name in RESTORABLE_HEADERS)
 MAX_RESTORED_LINE = 998  # RFC 5322 section 2.1.1
 NOT_PROCESSED = "Not-Processed"
 # Words found (in lower case) in the header block of every entity the handlers act on: CMS types and
@@ -180,7 +182,7 @@ def _restorable_protected_headers(entity: mime.Entity, report: dict) -> list[mim
         return []
     safe = []
     for header in entity.headers:
-        if header.name.lower() not in (n.lower() for n in RESTORABLE_HEADERS):
+        if header.name.lower() not in _RESTORABLE_KEYS:
             continue
         reason = _unsafe_reason(header)
         if reason:
@@ -204,7 +206,7 @@ def _unsafe_reason(header: mime.Header) -> str | None:
 def _check_content_headers(entity: mime.Entity) -> None:
     """The decrypted body cannot go out without the headers that describe it: a bad one leaves it encrypted."""
     for header in entity.headers:
-        if header.name.lower() in (n.lower() for n in CONTENT_HEADERS) and _unsafe_reason(header):
+        if header.name.lower() in _CONTENT_KEYS and _unsafe_reason(header):
             raise mime.MimeError(f"decrypted content has an invalid {header.name} header")
 
 
