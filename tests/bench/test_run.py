@@ -53,9 +53,13 @@ def test_milter_part_runs_both_sockets_every_concurrency_and_decrypts(smoke):
         assert (row["body_replaced_bytes"] > 0) is (row["scenario"] in ("S/MIME RSA-2048 AES-256-CBC",
                                                                          "OpenPGP RSA-3072")), row
     assert set(results["milter"]["cores"]) == {"1 core", "2 cores"}
-    reference = results["milter"]["reference"]  # measured beside the daemon: what the targets divide by
-    assert "cryptography pkcs7_decrypt_der (ceiling)" in reference["S/MIME RSA-2048 AES-256-CBC"]
-    assert set(reference["OpenPGP RSA-3072"]) == {"gpg --decrypt per message"}
+    paired = results["milter"]["paired"]  # each target's reference and the daemon, measured in turn
+    assert {name: pair["peer"] for name, pair in paired.items()} == {
+        "S/MIME RSA-2048 AES-256-CBC": "cryptography pkcs7_decrypt_der (ceiling)",
+        "OpenPGP RSA-3072": "gpg --decrypt per message"}
+    for pair in paired.values():
+        assert pair["ratio"] == round(pair["daemon"]["msgs_per_s"] / pair["reference"]["msgs_per_s"], 3)
+        assert set(pair["daemon"]["replies"]) == {"c"} and pair["daemon"]["body_replaced_bytes"] > 0
 
 
 def test_postfix_part_compares_with_and_without_the_milter(smoke):
