@@ -7,11 +7,10 @@ lives here too, so that the CLI and the daemon refuse the same mistakes.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from ciphermilter import domains, masterkey
 
@@ -93,12 +92,8 @@ class DaemonConfig:
         the configured ``master_key`` belongs to the configured store. Every
         command, the daemon included, resolves the two paths this one way.
         """
-        overridden = dataclasses.replace(self)
-        if store:
-            overridden.store, overridden.master_key = store, None
-        if master_key:
-            overridden.master_key = master_key
-        return overridden
+        own_key = None if store else self.master_key
+        return replace(self, store=store or self.store, master_key=master_key or own_key)
 
 
 def _check_socket(value) -> str:

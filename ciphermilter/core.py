@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from ciphermilter import domains, mime, openpgp, openpgp_mime, smime
 from ciphermilter.config import Settings
-from ciphermilter.handler import Context, HandlerResult, LimitExceeded
+from ciphermilter.handler import Context, HandlerResult, LimitExceeded, check_part_count, parse_content
 from ciphermilter.headers import InfoHeaders, is_reserved
 from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
 from ciphermilter.stats import NOT_INTERNAL
@@ -47,8 +47,9 @@ NOT_PROCESSED = "Not-Processed"
 # through the message byte by byte, ten times slower than processing a plain message.
 _HEAVY_MARKERS = (b"pkcs7", b".p7m", b".p7c", b".p7s", b"pgp", b"multipart/signed", b"multipart/encrypted",
                   b"autocrypt", b"base64")
-# A multipart body holds header blocks of its own, which the handlers read too.
-_NESTED_HEADERS = b"multipart/"
+# Header words after which the body itself must be searched for the words: a multipart body holds
+# header blocks of its own, and quoted-printable can split or encode an armor line.
+_WHOLE_MESSAGE_SIGNS = (b"multipart/", b"quoted-printable")
 LIGHT_SIZE = 256 * 1024  # bytes; larger messages always go to a worker, whatever they hold
 # A From value that is only "Display Name <local@domain>" or "local@domain" (no quotes, comments, groups).
 _ADDR_PART = r'[^<>"()\[\]\s,;:@\\]+'
@@ -112,13 +113,15 @@ def is_light(message: bytes) -> bool:
     if len(message) > LIGHT_SIZE:
         return False
     end = message.find(b"\r\n\r\n")
-    head = (message if end == -1 else message[:end]).lower()
+    if end == -1:  # no body: the header words are the whole story
+        return not _has_marker(message.lower())
+    head = message[:end].lower()
     if _has_marker(head):
         return False
-    if _NESTED_HEADERS in head:
+    if any(sign in head for sign in _WHOLE_MESSAGE_SIGNS):
         return not _has_marker(message.lower())
     # A single part: the handlers find nothing in its body but an armored block, which is case-sensitive.
-    return message.find(openpgp.ARMOR_BEGIN, max(end, 0)) == -1
+    return message.find(openpgp.ARMOR_BEGIN, end) == -1
 
 
 def _has_marker(lowered: bytes) -> bool:
@@ -221,13 +224,6 @@ def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Ent
     plan.body = entity.body
 
 
-def _check_part_count(message: mime.Entity, limit: int) -> None:
-    """Bound the parts of a whole message, as received and as a handler left it (parts are parsed once, cached)."""
-    for count, _ in enumerate(message.walk()):
-        if count > limit:
-            raise LimitExceeded(f"more than {limit} MIME parts")
-
-
 def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[InfoHeaders, mime.Entity | None]:
     """Run every handler on the message as the previous one left it; the new entity, or None if unchanged."""
     info = InfoHeaders()
@@ -240,8 +236,7 @@ def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[Inf
         info.extend(result.info)
         report.update(result.report)
         if result.entity is not None:
-            current = mime.parse(result.entity, ctx.settings.limits.max_mime_depth)
-            _check_part_count(current, ctx.settings.limits.max_mime_parts)  # decrypted content is bounded too
+            current = parse_content(result.entity, ctx.settings.limits)
     return info, (None if current is message else current)
 
 
@@ -291,7 +286,7 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
             deadline=started + settings.limits.deadline_seconds,
             progress=progress,
         )
-        _check_part_count(entity, settings.limits.max_mime_parts)
+        check_part_count(entity, settings.limits.max_mime_parts)
         info, new_entity = _run_handlers(entity, ctx, report)
         if new_entity is not None:
             _apply_new_entity(plan, headers, new_entity, settings, report)

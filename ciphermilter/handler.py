@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from ciphermilter.config import Settings
+from ciphermilter import mime
+from ciphermilter.config import Limits, Settings
 from ciphermilter.headers import InfoHeaders
 
 if TYPE_CHECKING:
@@ -20,6 +21,20 @@ class LimitExceeded(Exception):
 
 class DeadlineExceeded(LimitExceeded):
     """The per-message processing deadline passed."""
+
+
+def check_part_count(entity: mime.Entity, limit: int) -> None:
+    """Bound the parts of a whole entity, at every depth (its parts are parsed once and cached)."""
+    for count, _ in enumerate(entity.walk()):
+        if count > limit:
+            raise LimitExceeded(f"more than {limit} MIME parts")
+
+
+def parse_content(content: bytes, limits: Limits) -> mime.Entity:
+    """Decrypted or unwrapped content as MIME, refused past the depth and part limits before anyone walks it."""
+    entity = mime.parse(content, limits.max_mime_depth)
+    check_part_count(entity, limits.max_mime_parts)
+    return entity
 
 
 @dataclass

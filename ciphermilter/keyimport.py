@@ -72,7 +72,7 @@ def parse(data: bytes, *, password: bytes | None = None, passphrase: str | None 
 def _parse_any(data: bytes, password: bytes | None, passphrase: str | None) -> Bundle:
     if is_export(data):
         raise KeyFormatError("this is a ciphermilter export: read it with 'ciphermilter store import'")
-    if b"-----BEGIN PGP " in data:
+    if openpgp.ARMOR_BEGIN in data:
         return _parse_openpgp(_dearmor(data), passphrase)
     if b"-----BEGIN " in data:
         return _parse_pem(data, password)

@@ -170,7 +170,7 @@ class MessageState:
         return len(self.head)
 
     def content_type(self) -> str:
-        field = next((f for f in self.header_fields if f.partition(b":")[0].strip().lower() == b"content-type"), None)
+        field = next((f for f in self.header_fields if _field_name(f) == "content-type"), None)
         return mime.parse_content_type(mime.Header.from_raw(field).value if field else None)[0]
 
     def close(self):
@@ -434,6 +434,11 @@ def _body_chunks(body):
         return
     with body:
         yield from iter(lambda: body.read(REPLACEBODY_CHUNK), b"")
+
+
+def _field_name(field: bytes) -> str:
+    """A field's lower-case name, by the rule of mime.Header.from_raw (which would also build the field)."""
+    return field.partition(b":")[0].decode("ascii", "replace").strip().lower()
 
 
 def _text(value) -> str:

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from ciphermilter import ids, mime, openpgp
-from ciphermilter.handler import Context, HandlerResult, LimitExceeded
+from ciphermilter.handler import Context, HandlerResult, LimitExceeded, parse_content
 from ciphermilter.headers import InfoHeaders
 
 PGP_MIME, PGP_INLINE = "PGP/MIME", "PGP/INLINE"
@@ -232,7 +232,7 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: b
     state.layers += 1  # each decrypted layer may hold another: bound the total, which bounds the depth
     if state.layers > state.ctx.settings.limits.max_pgp_nesting:
         raise LimitExceeded(f"more than {state.ctx.settings.limits.max_pgp_nesting} encrypted OpenPGP layers")
-    inner = mime.parse(content, state.ctx.settings.limits.max_mime_depth)
+    inner = parse_content(content, state.ctx.settings.limits)
     content = _walk(inner, state, where + ".d", whole=whole, protected=True) or content
     if not state.may_replace(entity, whole):
         state.withheld = True

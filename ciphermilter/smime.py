@@ -31,7 +31,7 @@ import base64
 import hashlib
 
 from ciphermilter import cms, ids, mime, trust
-from ciphermilter.handler import Context, HandlerResult, LimitExceeded
+from ciphermilter.handler import Context, HandlerResult, LimitExceeded, parse_content
 from ciphermilter.headers import InfoHeaders
 
 PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
@@ -91,8 +91,6 @@ class _Walker:
     def _multipart(self, entity: mime.Entity, *, whole: bool) -> bytes | None:
         """Walk the parts in order; a lone part is as whole as its parent, parts side by side are not."""
         parts = entity.parts
-        if len(parts) > self.limits.max_mime_parts:
-            raise LimitExceeded(f"more than {self.limits.max_mime_parts} MIME parts")
         delimiter = b"--" + entity.params["boundary"].encode("utf-8", "surrogateescape")
         replacements = []
         for part, span in zip(parts, entity.part_spans):
@@ -209,7 +207,7 @@ class _Walker:
 
     def _decrypted(self, content: bytes) -> bytes:
         """The decrypted content, or what its own S/MIME layers unwrap to."""
-        plaintext = mime.parse(content, self.limits.max_mime_depth)
+        plaintext = parse_content(content, self.limits)
         if has_illegal_chars(plaintext):
             self.info.flag("SMIME-Illegal-Chars-Found")
         inner = self.unwrap(plaintext, whole=True)
@@ -266,7 +264,7 @@ class _Walker:
             self._signature_failed(level, "no signed content")
             return None
         signers = self._verify(layer, layer.content, level)
-        inner = self.unwrap(mime.parse(layer.content, self.limits.max_mime_depth), whole=True)
+        inner = self.unwrap(parse_content(layer.content, self.limits), whole=True)
         if inner is not None:
             return inner
         if signers is None or not self.ctx.settings.opaque_to_detached:

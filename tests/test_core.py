@@ -179,6 +179,14 @@ def test_an_armored_block_makes_a_single_part_heavy_and_other_words_in_its_body_
     assert not core.is_light(plain + b"-----BEGIN PGP MESSAGE-----\r\n")
 
 
+@pytest.mark.parametrize("armor", [b"=2D----BEGIN PGP MESSAGE-----", b"-----BEGIN PG=\r\nP MESSAGE-----"],
+                         ids=["encoded", "soft break"])
+def test_an_armored_block_behind_quoted_printable_makes_a_single_part_heavy(armor):
+    head = b"Subject: hello\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    assert core.is_light(head + b"Caf=C3=A9 au lait.\r\n")
+    assert not core.is_light(head + armor + b"\r\n\r\nhQEMA8ZBfT0+2NwqAQf/\r\n-----END PGP MESSAGE-----\r\n")
+
+
 def test_a_large_message_is_never_light():
     head = b"Subject: hello\r\n\r\n"
     assert core.is_light(head + b"x" * (core.LIGHT_SIZE - len(head)))
