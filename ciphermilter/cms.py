@@ -13,7 +13,6 @@ padding oracle (Bleichenbacher, RFC 3218).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from ciphermilter import ber, ids
+from ciphermilter import ber, ids, memo
 
 ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -184,9 +183,10 @@ def _identify(rid) -> dict:
 # The parsing below is memoised by the encoding it parses (with the asn1crypto class that parses it),
 # because the same bytes come back on message after message: a recipient's or a signer's identifier,
 # a key transport algorithm. Parsing them cost 30-50 us per RecipientInfo, more than decrypting the
-# content of a 20 KB message. Safe: bounded; keys and values are immutable and public (identifiers,
-# OIDs), never key material; a parse error is raised again each time, never cached.
-@functools.lru_cache(maxsize=4096)
+# content of a 20 KB message. Safe: bounded in entries and in the size of what is kept (memo module);
+# keys and values are immutable and public (identifiers, OIDs), never key material; a parse error is
+# raised again each time, never cached.
+@memo.of_small_encodings(maxsize=4096)
 def _identify_encoded(choice: type, encoded: bytes) -> tuple[tuple[str, object], ...]:
     rid = choice.load(encoded)
     if rid.name == "issuer_and_serial_number":
@@ -205,7 +205,7 @@ def _algorithm_oid(algorithm) -> str:
     return _algorithm_oid_encoded(type(algorithm), algorithm.dump())
 
 
-@functools.lru_cache(maxsize=256)
+@memo.of_small_encodings(maxsize=256)
 def _algorithm_oid_encoded(spec: type, encoded: bytes) -> str:
     return spec.load(encoded)["algorithm"].dotted
 
@@ -387,15 +387,15 @@ def _key_wrap(algorithm) -> tuple[str, bytes]:
 
 
 # Memoised like _identify_encoded: a sender's key agreement parameters come back on every message,
-# and asn1crypto's parse and encoding around them took as long as the ECDH itself. The values are
-# public parameters; a user keying material (ukm) that changes per message only fills the bounded memo.
-@functools.lru_cache(maxsize=256)
+# and asn1crypto's parse and encoding around them took as long as the ECDH itself.
+@memo.of_small_encodings(maxsize=256)
 def _key_wrap_encoded(spec: type, encoded: bytes) -> tuple[str, bytes]:
     wrap = spec.load(encoded)["parameters"].dump()
     return algos.AlgorithmIdentifier.load(wrap)["algorithm"].dotted, wrap
 
 
-@functools.lru_cache(maxsize=256)
+# Public values too; a sender whose user keying material (ukm) changes per message gets no hits.
+@memo.of_small_encodings(maxsize=256)
 def _shared_info(wrap: bytes, ukm: bytes | None, kek_size: int) -> bytes:
     """ECC-CMS-SharedInfo, the KDF's input besides the shared secret (RFC 5753 section 7.2)."""
     return _SharedInfo({
@@ -583,9 +583,9 @@ def _certificate_matches(der: bytes, sid: dict) -> bool:
 
 # Memoised by the certificate's DER: a signer's certificate (and the chain beside it) comes back on
 # every message it signs, and asn1crypto's parse of it took longer than the RSA signature check.
-# Safe: bounded (512 certificates of a few KB); keys are immutable public certificates, values their
-# public identifiers and key; a parse error is raised again each time, never cached.
-@functools.lru_cache(maxsize=512)
+# Safe: bounded (512 certificates of at most memo.MAX_MEMO_BYTES); keys are immutable public
+# certificates, values their public identifiers and key; a parse error is raised again each time.
+@memo.of_small_encodings(maxsize=512)
 def _certificate_id(der: bytes, *, by_ski: bool):
     """The certificate's subject key identifier, or its (serial, issuer lookup key)."""
     cert = asn1_x509.Certificate.load(der)
@@ -594,7 +594,7 @@ def _certificate_id(der: bytes, *, by_ski: bool):
     return cert.serial_number, ids.name_key(cert.issuer)
 
 
-@functools.lru_cache(maxsize=512)
+@memo.of_small_encodings(maxsize=512)
 def _public_key(der: bytes):
     return load_der_public_key(asn1_x509.Certificate.load(der).public_key.dump())
 

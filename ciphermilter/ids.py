@@ -9,10 +9,11 @@ the same DN match, as RFC 5280 section 7.1 asks.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 
 from asn1crypto import x509 as asn1_x509
+
+from ciphermilter import memo
 
 # RFC 4514 section 3 short names; anything else is written as its dotted OID.
 _SHORT_NAMES = {
@@ -36,7 +37,7 @@ def name_key(name: asn1_x509.Name) -> str:
 
 # Memoised by the name's DER: the same few issuers come back on every message, and asn1crypto's
 # normalisation (stringprep) and the RFC 4514 text cost more than the RSA operation of a small message.
-@functools.lru_cache(maxsize=4096)
+@memo.of_small_encodings(maxsize=4096)
 def _name_key_of_der(der: bytes) -> str:
     return hashlib.sha256(asn1_x509.Name.load(der).hashable.encode("utf-8")).hexdigest()
 
@@ -71,7 +72,7 @@ def rfc4514(name: asn1_x509.Name) -> str:
     return _rfc4514_of_der(name.dump())
 
 
-@functools.lru_cache(maxsize=4096)
+@memo.of_small_encodings(maxsize=4096)
 def _rfc4514_of_der(der: bytes) -> str:
     rdns = asn1_x509.Name.load(der).chosen
     return ",".join("+".join(_attribute(atv) for atv in rdn) for rdn in reversed(list(rdns)))

@@ -10,7 +10,6 @@ protection. Chain candidates come from the message and from the store
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
@@ -20,7 +19,7 @@ from cryptography import exceptions as crypto_exceptions
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ciphermilter import ids
+from ciphermilter import ids, memo
 
 _EMAIL_ADDRESS_OID = "1.2.840.113549.1.9.1"
 _ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
@@ -53,7 +52,7 @@ class Certificate:
             return False
 
 
-@functools.lru_cache(maxsize=512)  # anchors and issuers recur on every signed message; a Certificate never changes
+@memo.of_small_encodings(maxsize=512)  # anchors and issuers recur on every signed message; a Certificate never changes
 def parse(der: bytes) -> Certificate | None:
     """A :class:`Certificate`, or None for bytes that are no valid certificate."""
     try:

@@ -143,9 +143,11 @@ def test_identifiers_read_from_the_memo_are_the_parsed_ones_and_each_recipient_g
 def test_an_unreadable_identifier_fails_every_time_it_is_read():
     broken = asn1_cms.IssuerAndSerialNumber({"issuer": asn1_x509.Name.build({"common_name": "x"}),
                                              "serial_number": 1}).dump()[:-1]  # serial cut short
+    entries = cms._identify_encoded.cache_info().currsize
     for _ in range(2):
         with pytest.raises(cms._PARSE_ERRORS):
             cms._identify_encoded(asn1_cms.RecipientIdentifier, broken)
+    assert cms._identify_encoded.cache_info().currsize == entries  # nothing kept for it
 
 
 @pytest.mark.parametrize("name", ["rsa", "p256"])
