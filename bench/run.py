@@ -213,10 +213,6 @@ def peer_runs(sample: Sample, work: Path) -> dict:
     return {}
 
 
-def bench_peers(sample: Sample, work: Path, seconds: float, min_runs: int) -> dict:
-    return {peer: measure(once, seconds, min_runs) for peer, once in peer_runs(sample, work).items()}
-
-
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -339,8 +335,10 @@ def alternate(measurements: dict, rounds: int) -> dict:
 
 def machine_cpu_seconds() -> float:
     """CPU time all processes of the machine spent busy (not idle, not waiting for I/O) so far."""
+    # user nice system idle iowait irq softirq steal guest guest_nice: steal is other machines' time,
+    # and guest time is already counted in user and nice.
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:3]) + fields[5] + fields[6]) / os.sysconf("SC_CLK_TCK")
 
 
 def with_cpu_split(served, send, *args) -> dict:
@@ -532,7 +530,7 @@ def main(argv=None) -> int:
                 "scenario": sample.name,
                 "size": sample.size,
                 "core": bench_core(store, sample, seconds, min_runs),
-                "peers": bench_peers(sample, work, seconds, min_runs),
+                "peers": {peer: measure(once, seconds, min_runs) for peer, once in peer_runs(sample, work).items()},
             })
             print(f"{sample.name:32} {sample.size:5} {rows[-1]['core']['msgs_per_s']:>9} msg/s", file=sys.stderr)
         load_after_core = load_average()

@@ -25,6 +25,11 @@ CONSTRUCTED = 0x20
 EMPTY_CONTENT = bytes([IMPLICIT_0, 0])  # what the encrypted content is replaced with in the rebuilt structure
 
 
+# Indefinite lengths inside one another: a CMS message nests about six (ContentInfo down to the
+# pieces of its encrypted content); deeper ones go to asn1crypto's parser, which refuses them.
+MAX_INDEFINITE_DEPTH = 16
+
+
 class BerError(ValueError):
     """The bytes are not the BER this module expects."""
 
@@ -49,8 +54,16 @@ class Tlv(NamedTuple):
         return self.end + 2 if self.indefinite else self.end
 
 
-def read(buf: memoryview, pos: int, limit: int) -> Tlv:
-    """The element that starts at ``pos`` and must end by ``limit``."""
+def read(buf: memoryview, pos: int, limit: int, depth: int = 0, ends: dict | None = None) -> Tlv:
+    """The element that starts at ``pos`` and must end by ``limit``.
+
+    An indefinite length is found by reading every element inside it, and
+    every level of a walk reads its children again. ``ends`` (one dict for
+    one walk) keeps each end found, so every element is measured once;
+    ``depth`` counts the indefinite lengths being measured, and past
+    MAX_INDEFINITE_DEPTH the reader gives up. Without either, 200 nested
+    levels made 321 KB cost 15 s, and 10 levels 3.6 s per 1.3 MB.
+    """
     if pos >= limit:
         raise BerError("element expected")
     tag = buf[pos]
@@ -66,7 +79,14 @@ def read(buf: memoryview, pos: int, limit: int) -> Tlv:
     if first == 0x80:
         if not tag & CONSTRUCTED:
             raise BerError("indefinite length on a primitive element")
-        return Tlv(pos, tag, length_at, content, _end_of_contents(buf, content, limit), True)
+        end = ends.get(content) if ends is not None else None
+        if end is None:
+            end = _end_of_contents(buf, content, limit, depth + 1, ends)
+            if ends is not None:
+                ends[content] = end
+        elif end + 2 > limit:
+            raise BerError("element runs past its parent")
+        return Tlv(pos, tag, length_at, content, end, True)
     if first & 0x80:
         count = first & 0x7F
         if count > 8 or content + count > limit:
@@ -80,31 +100,33 @@ def read(buf: memoryview, pos: int, limit: int) -> Tlv:
     return Tlv(pos, tag, length_at, content, content + length, False)
 
 
-def _end_of_contents(buf: memoryview, pos: int, limit: int) -> int:
+def _end_of_contents(buf: memoryview, pos: int, limit: int, depth: int, ends: dict | None) -> int:
+    if depth > MAX_INDEFINITE_DEPTH:
+        raise BerError("indefinite lengths nested too deep")
     while pos + 2 <= limit:
         if buf[pos] == 0 and buf[pos + 1] == 0:
             return pos
-        pos = read(buf, pos, limit).next
+        pos = read(buf, pos, limit, depth, ends).next
     raise BerError("missing end-of-contents")
 
 
-def children(buf: memoryview, parent: Tlv):
+def children(buf: memoryview, parent: Tlv, ends: dict | None = None):
     pos = parent.content
     while pos < parent.end:
-        child = read(buf, pos, parent.end)
+        child = read(buf, pos, parent.end, ends=ends)
         yield child
         pos = child.next
 
 
-def octets(buf: memoryview, element: Tlv) -> list[memoryview]:
+def octets(buf: memoryview, element: Tlv, ends: dict | None = None) -> list[memoryview]:
     """The pieces of an OCTET STRING (or an implicitly tagged one), primitive or constructed, in order."""
     if not element.tag & CONSTRUCTED:
         return [buf[element.content:element.end]]
     pieces = []
-    for child in children(buf, element):
+    for child in children(buf, element, ends):
         if child.tag & ~CONSTRUCTED != OCTET_STRING:
             raise BerError("constructed OCTET STRING with a piece of another type")
-        pieces += octets(buf, child)
+        pieces += octets(buf, child, ends)
     return pieces
 
 
@@ -128,27 +150,27 @@ def rebuild(buf: memoryview, path: list[Tlv], replacement: bytes) -> bytes:
     return bytes(buf[:path[0].start]) + new + bytes(buf[path[0].next:])
 
 
-def _encrypted_content_path(buf: memoryview, content_types: tuple[bytes, ...]) -> list[Tlv] | None:
+def _encrypted_content_path(buf: memoryview, content_types: tuple[bytes, ...], ends: dict) -> list[Tlv] | None:
     """ContentInfo, its [0], the (Auth)EnvelopedData, its EncryptedContentInfo and the encryptedContent."""
-    info = read(buf, 0, len(buf))
+    info = read(buf, 0, len(buf), ends=ends)
     if info.tag != SEQUENCE:
         return None
-    fields = list(children(buf, info))
+    fields = list(children(buf, info, ends))
     if len(fields) != 2 or fields[0].tag != OBJECT_IDENTIFIER or fields[1].tag != EXPLICIT_0:
         return None
     if bytes(buf[fields[0].content:fields[0].end]) not in content_types:
         return None
     wrapper = fields[1]
-    data = read(buf, wrapper.content, wrapper.end)
+    data = read(buf, wrapper.content, wrapper.end, ends=ends)
     if data.tag != SEQUENCE:
         return None
     # version, [0] originatorInfo (optional), recipientInfos (a SET), then the EncryptedContentInfo
-    members = list(children(buf, data))
+    members = list(children(buf, data, ends))
     after_set = [m for i, m in enumerate(members) if i and members[i - 1].tag == SET]
     if not after_set or after_set[0].tag != SEQUENCE:
         return None
     encrypted_info = after_set[0]
-    parts = list(children(buf, encrypted_info))  # contentType, contentEncryptionAlgorithm, encryptedContent
+    parts = list(children(buf, encrypted_info, ends))  # contentType, contentEncryptionAlgorithm, encryptedContent
     if len(parts) < 3 or parts[2].tag not in (IMPLICIT_0, EXPLICIT_0):
         return None
     return [info, wrapper, data, encrypted_info, parts[2]]
@@ -163,9 +185,10 @@ def lift_encrypted_content(der, content_types: tuple[bytes, ...]) -> tuple[bytes
     """
     buf = memoryview(der)
     try:
-        path = _encrypted_content_path(buf, content_types)
+        ends: dict = {}  # where each indefinite length ends, found once for the whole walk
+        path = _encrypted_content_path(buf, content_types, ends)
         if path is None:
             return None
-        return rebuild(buf, path, EMPTY_CONTENT), octets(buf, path[-1])
+        return rebuild(buf, path, EMPTY_CONTENT), octets(buf, path[-1], ends)
     except (BerError, RecursionError):  # hostile nesting of indefinite lengths included
         return None

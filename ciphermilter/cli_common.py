@@ -68,10 +68,15 @@ def open_settings(ctx: click.Context) -> config.Settings:
     return load_config(ctx).settings
 
 
+def resolved_config(ctx: click.Context) -> config.DaemonConfig:
+    """The configuration with the store and master key the command line names (module docstring)."""
+    options = _options(ctx)
+    return load_config(ctx).with_store(options.get("store_path"), options.get("master_key_path"))
+
+
 def store_paths(ctx: click.Context) -> tuple[str, str]:
     """(store, master key) by the order of precedence in the module docstring."""
-    options = _options(ctx)
-    resolved = load_config(ctx).with_store(options.get("store_path"), options.get("master_key_path"))
+    resolved = resolved_config(ctx)
     return resolved.store, resolved.master_key_path
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from ciphermilter.cli_common import echo_json, fail, load_config, store_paths
-from ciphermilter.stats import COUNTERS, default_stats_file, prometheus, read_stats_file
+from ciphermilter.cli_common import echo_json, fail, resolved_config
+from ciphermilter.stats import COUNTERS, prometheus, read_stats_file
 
 def _stats_file_of(ctx: click.Context) -> str:
     """The daemon's stats_file: from --config when it sets one, else beside the store."""
-    return load_config(ctx).stats_file or default_stats_file(store_paths(ctx)[0])
+    return resolved_config(ctx).stats_path
 
 
 def _human(snapshot: dict) -> list[str]:

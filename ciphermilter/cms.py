@@ -417,7 +417,9 @@ def _decrypt_content(layer: EnvelopedLayer, mode: str, cek: bytes) -> bytearray:
     if mode == "gcm":
         gcm = _GcmParameters.load(params.dump())
         tag = layer._data["mac"].native
-        if len(tag) != gcm["icv_len"].native:
+        # RFC 5084 section 3.2 allows 12 to 16 bytes; the length is not authenticated, and a shorter
+        # tag cut from the real one would verify, with each forgery attempt far likelier to succeed.
+        if not 12 <= len(tag) <= 16 or len(tag) != gcm["icv_len"].native:
             raise ValueError("tag length")
         auth_attrs = layer._data["auth_attrs"]
         decryptor = Cipher(algorithms.AES(cek), modes.GCM(gcm["nonce"].native, tag, min_tag_length=len(tag))).decryptor()

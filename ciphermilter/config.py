@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 
-from ciphermilter import domains, masterkey
+from ciphermilter import domains, masterkey, stats
 
 
 @dataclass
@@ -84,6 +84,11 @@ class DaemonConfig:
     @property
     def master_key_path(self) -> str:
         return self.master_key or masterkey.default_path(self.store)
+
+    @property
+    def stats_path(self) -> str:
+        """``stats_file``, else beside the store."""
+        return self.stats_file or stats.default_stats_file(self.store)
 
     def with_store(self, store: str | None, master_key: str | None) -> "DaemonConfig":
         """This configuration with the store and master key named on the command line, where they are.

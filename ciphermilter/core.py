@@ -257,7 +257,8 @@ def process(
     Never raises for anything the message contains: a limit, a parse error or
     a bug of ours gives a plan that only strips forged headers and adds a
     ``Not-Processed`` reason, with ``Outcome.error`` set for the daemon's
-    ``on_error`` policy when the fault is ours.
+    ``on_error`` policy when the fault is ours. Only an error reading a
+    spool file (OSError) propagates: the daemon applies on_error to it.
     """
     settings = settings or Settings()
     started = time.monotonic()

@@ -170,7 +170,7 @@ def drop_privileges(ids: tuple[int, int] | None, user: str | None) -> None:
 
 def start_exporter(config: DaemonConfig) -> stats.Exporter | None:
     """Write the counters for ``ciphermilter stats`` (as the milter user); a failure here never stops the mail."""
-    exporter = stats.Exporter(stats.COUNTERS_OF_THIS_PROCESS, config.stats_file or stats.default_stats_file(config.store),
+    exporter = stats.Exporter(stats.COUNTERS_OF_THIS_PROCESS, config.stats_path,
                               config.stats_interval, config.prometheus_textfile, config.metrics_port)
     try:
         exporter.start()

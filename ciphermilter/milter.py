@@ -28,6 +28,7 @@ and strip them at end of message.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import tempfile
 import time
@@ -157,10 +158,9 @@ class MessageState:
         A message too large for memory goes to the core (and to a worker
         process) as the file, so it is never read whole into this process.
         """
+        in_memory = self.spool.tell() <= self.spool_memory  # the spool's own rule for rolling over to a file
         self.spool.seek(0)
-        if self.header_size + self.body_size <= self.spool_memory:
-            return self.spool.read()
-        return self.spool
+        return self.spool.read() if in_memory else self.spool
 
     def header_block(self) -> bytes:
         return b"".join(f + CRLF for f in self.header_fields)
@@ -170,7 +170,7 @@ class MessageState:
         return len(self.head)
 
     def content_type(self) -> str:
-        field = next((f for f in self.header_fields if _field_name(f) == "content-type"), None)
+        field = next((f for f in self.header_fields if mime.field_name(f).lower() == "content-type"), None)
         return mime.parse_content_type(mime.Header.from_raw(field).value if field else None)[0]
 
     def close(self):
@@ -429,16 +429,8 @@ class CipherMilter(Milter.Base):
 
 def _body_chunks(body):
     """A new body in replacebody-sized pieces, from bytes or from a worker's body file (closed at the end)."""
-    if isinstance(body, bytes):
-        yield from (body[start:start + REPLACEBODY_CHUNK] for start in range(0, len(body), REPLACEBODY_CHUNK))
-        return
-    with body:
-        yield from iter(lambda: body.read(REPLACEBODY_CHUNK), b"")
-
-
-def _field_name(field: bytes) -> str:
-    """A field's lower-case name, by the rule of mime.Header.from_raw (which would also build the field)."""
-    return field.partition(b":")[0].decode("ascii", "replace").strip().lower()
+    with io.BytesIO(body) if isinstance(body, bytes) else body as source:
+        yield from iter(lambda: source.read(REPLACEBODY_CHUNK), b"")
 
 
 def _text(value) -> str:

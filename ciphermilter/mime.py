@@ -46,10 +46,9 @@ class Header:
 
     @classmethod
     def from_raw(cls, raw: bytes) -> "Header":
-        name, sep, _ = raw.partition(b":")
-        if not sep:
+        if b":" not in raw:
             raise MimeError(f"header line without a colon: {raw[:60]!r}")
-        return cls(name.decode("ascii", "replace").strip(), raw)
+        return cls(field_name(raw), raw)
 
     @property
     def value(self) -> str:
@@ -58,6 +57,11 @@ class Header:
         # Removing CRLF pairs, then what LFs remain, is what removing every match of \r?\n does.
         unfolded = raw_value.replace(b"\r\n", b"").replace(b"\n", b"")
         return unfolded.strip().decode("utf-8", "surrogateescape")
+
+
+def field_name(raw: bytes) -> str:
+    """The name of a header field (undecodable bytes replaced, surrounding white space removed)."""
+    return raw.partition(b":")[0].decode("ascii", "replace").strip()
 
 
 def split_headers(data: bytes, start: int = 0, end: int | None = None) -> tuple[list[Header], int]:
@@ -311,13 +315,13 @@ class SpooledEntity(Entity):
 def _read_header_block(file) -> bytes:
     """The file from its start up to and including the blank line after the headers (or all of it)."""
     file.seek(0)
-    head = b""
+    head = bytearray()
     while True:
         chunk = file.read(HEADER_CHUNK)
-        # Search from a little before the new chunk: its blank line may have started in the last one.
-        if not chunk or _BLANK_LINE.search(head + chunk, max(0, len(head) - 3)):
-            return head + chunk
+        searched_from = max(0, len(head) - 3)  # its blank line may have started in the last chunk
         head += chunk
+        if not chunk or _BLANK_LINE.search(head, searched_from):
+            return bytes(head)
 
 
 def parse(data, max_depth: int = DEFAULT_MAX_DEPTH) -> Entity:

@@ -248,16 +248,17 @@ def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool
     if len(parts) < 2:
         state.signatures.append(openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, "signature part missing"))
         return None
+    signed = parts[0].raw  # sliced from the message on each access: once here
     try:
         signature = _payload(parts[1])
-        results = openpgp.verify_detached(_crlf(parts[0].raw), signature, state.keyring)
+        results = openpgp.verify_detached(_crlf(signed), signature, state.keyring)
     except (openpgp.OpenPGPError, mime.MimeError) as exc:
         results = [openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, f"unreadable signature ({exc})")]
     state.signatures += results
     state.blocks.append({
         "where": where,
         "kind": "pgp/mime-signed",
-        "sha256": ids.sha256_hex(parts[0].raw),
+        "sha256": ids.sha256_hex(signed),
         "signatures": [_signature_report(s) for s in results],
     })
     # Encrypted inside signed: the decrypted content stands for the whole signed entity.

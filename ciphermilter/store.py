@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import logging
 import os
@@ -116,13 +115,13 @@ def _now() -> str:
 
 
 def _thumbprint(der: bytes) -> str:
-    return hashlib.sha256(der).hexdigest().upper()
+    return ids.sha256_hex(der).upper()
 
 
 def _spki_sha256_of_key(private_key) -> str:
     spki = private_key.public_key().public_bytes(serialization.Encoding.DER,
                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(spki).hexdigest()
+    return ids.sha256_hex(spki)
 
 
 def _spki_sha256_of_cert(der: bytes, cert: asn1_x509.Certificate) -> str:
@@ -133,7 +132,7 @@ def _spki_sha256_of_cert(der: bytes, cert: asn1_x509.Certificate) -> str:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         spki = cert["tbs_certificate"]["subject_public_key_info"].dump()
-    return hashlib.sha256(spki).hexdigest()
+    return ids.sha256_hex(spki)
 
 
 def certificate_emails(der: bytes) -> list[str]:

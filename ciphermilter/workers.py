@@ -58,7 +58,7 @@ def _serve(conn, store_path: str, master_key_path: str) -> None:
             return
         try:
             reply = (True, _for_the_daemon(core.process(message, envelope, holder.current(), settings)))
-        except Exception as exc:  # milter.StoreUnavailable (core.process itself never raises): the daemon decides
+        except Exception as exc:  # StoreUnavailable, or OSError reading the spool file: the daemon decides
             reply = (False, exc)
         if not isinstance(message, bytes):
             message.close()

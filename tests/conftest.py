@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 from ciphermilter import core
+from ciphermilter.config import Settings
 from ciphermilter.headers import INFO_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,6 +141,18 @@ def corpus_store(tmp_path_factory):
 
 # A message to the corpus's internal recipient, as the tests of the handlers and the core send it.
 BOB = core.Envelope(recipients=["bob@corp-pub.example"])
+
+
+# Harvesting would let one run change the store the next one reads.
+NO_HARVEST = Settings(harvest_certificates=False, harvest_pgp_keys=False)
+
+
+def spooled(message: bytes):
+    """``message`` in an anonymous temporary file, as the daemon's spool holds it."""
+    file = tempfile.TemporaryFile()
+    file.write(message)
+    file.flush()
+    return file
 
 
 def ids(cases: list[dict]) -> list[str]:

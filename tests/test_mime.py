@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ciphermilter import mime
-from conftest import case_message, corpus_cases
+from conftest import case_message, corpus_cases, ids, spooled
 
 
 def test_split_headers_keeps_raw_folding_and_non_ascii():
@@ -96,14 +96,6 @@ def test_decode_transfer_encoding(body, cte, expected):
 CASES = corpus_cases()
 
 
-def spooled(message: bytes):
-    """``message`` in an anonymous temporary file, as the daemon's spool holds it."""
-    file = tempfile.TemporaryFile()
-    file.write(message)
-    file.flush()
-    return file
-
-
 def outcome_of(call):
     """What ``call()`` returns, or the type of the MimeError it raises: both parsers must agree on either."""
     try:
@@ -119,7 +111,7 @@ def described(entity: mime.Entity) -> dict:
             "parts": outcome_of(lambda: [(p.content_type, p.raw, p.depth) for p in entity.walk()])}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_a_spooled_message_parses_as_its_bytes_do(case):
     message = case_message(case)
     with spooled(message) as file:

@@ -13,15 +13,13 @@ import tempfile
 import pytest
 
 from ciphermilter import core, workers
-from ciphermilter.config import Settings
 from ciphermilter.milter import StoreUnavailable
 from ciphermilter.store import KeyStore
 from ciphermilter.workers import WorkerDied, Workers
-from conftest import corpus_store_file
+from conftest import NO_HARVEST, corpus_store_file
 from e2e.messages import INTERNAL_RECIPIENT, plain_entity, smime_encrypt
 
 ENVELOPE = core.Envelope(mail_from="alice@sender-pub.example", recipients=[INTERNAL_RECIPIENT])
-SETTINGS = Settings(harvest_certificates=False, harvest_pgp_keys=False)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +41,10 @@ def pool(store_path):
 
 def test_a_worker_decrypts_exactly_as_the_core_does_in_process(pool, store_path, encrypted):
     calls = []
-    outcome = pool.process(encrypted, ENVELOPE, SETTINGS, lambda: calls.append(1))
+    outcome = pool.process(encrypted, ENVELOPE, NO_HARVEST, lambda: calls.append(1))
 
     with KeyStore.open(str(store_path)) as store:
-        expected = core.process(encrypted, ENVELOPE, store, SETTINGS)
+        expected = core.process(encrypted, ENVELOPE, store, NO_HARVEST)
     assert outcome.plan.body == expected.plan.body == b"hello bob\r\n"
     assert outcome.plan == expected.plan
     assert list(outcome.info) == list(expected.info)
@@ -54,21 +52,21 @@ def test_a_worker_decrypts_exactly_as_the_core_does_in_process(pool, store_path,
 
 
 def test_a_dead_worker_fails_one_message_and_the_next_gets_a_new_worker(pool, encrypted):
-    pool.process(encrypted, ENVELOPE, SETTINGS, lambda: None)
+    pool.process(encrypted, ENVELOPE, NO_HARVEST, lambda: None)
     for child in multiprocessing.active_children():
         os.kill(child.pid, signal.SIGKILL)
         child.join()
 
     with pytest.raises(WorkerDied):
-        pool.process(encrypted, ENVELOPE, SETTINGS, lambda: None)
-    assert pool.process(encrypted, ENVELOPE, SETTINGS, lambda: None).plan.body == b"hello bob\r\n"
+        pool.process(encrypted, ENVELOPE, NO_HARVEST, lambda: None)
+    assert pool.process(encrypted, ENVELOPE, NO_HARVEST, lambda: None).plan.body == b"hello bob\r\n"
 
 
 def test_a_worker_without_its_store_says_so(tmp_path, encrypted):
     workers = Workers(1, str(tmp_path / "absent.db"), str(tmp_path / "absent.db.key"))
     try:
         with pytest.raises(StoreUnavailable, match="absent.db"):
-            workers.process(encrypted, ENVELOPE, SETTINGS, lambda: None)
+            workers.process(encrypted, ENVELOPE, NO_HARVEST, lambda: None)
     finally:
         workers.close()
 
@@ -101,7 +99,7 @@ def spool_of(message: bytes, spool_memory: int = 1024):
 
 def in_process(message: bytes, store_path) -> core.Outcome:
     with KeyStore.open(str(store_path)) as store:
-        return core.process(message, ENVELOPE, store, SETTINGS)
+        return core.process(message, ENVELOPE, store, NO_HARVEST)
 
 
 @pytest.mark.parametrize("as_file", [True, False], ids=["spool-file", "bytes"])
@@ -110,7 +108,7 @@ def test_a_large_new_body_comes_back_as_an_open_file(pool, store_path, large, as
     assert len(large) > 2 * 1024 * 1024 and len(expected.plan.body) > workers.FILE_THRESHOLD
 
     with spool_of(large) if as_file else contextlib.nullcontext(large) as message:
-        outcome = pool.process(message, ENVELOPE, SETTINGS, lambda: None)
+        outcome = pool.process(message, ENVELOPE, NO_HARVEST, lambda: None)
     body = outcome.plan.body
     try:
         assert not isinstance(body, bytes) and not body.closed
@@ -124,12 +122,12 @@ def test_a_large_new_body_comes_back_as_an_open_file(pool, store_path, large, as
 
 def test_a_small_message_from_a_spool_file_comes_back_as_bytes(pool, encrypted):
     with spool_of(encrypted, spool_memory=16) as spool:
-        outcome = pool.process(spool, ENVELOPE, SETTINGS, lambda: None)
+        outcome = pool.process(spool, ENVELOPE, NO_HARVEST, lambda: None)
         assert not spool.closed  # the worker closes its own descriptor, not the daemon's spool
     assert outcome.plan.body == b"hello bob\r\n"
 
 
 def test_the_pool_goes_on_after_a_large_message(pool, store_path, large, encrypted):
     with spool_of(large) as spool:
-        pool.process(spool, ENVELOPE, SETTINGS, lambda: None).plan.body.close()
-    assert pool.process(encrypted, ENVELOPE, SETTINGS, lambda: None).plan.body == b"hello bob\r\n"
+        pool.process(spool, ENVELOPE, NO_HARVEST, lambda: None).plan.body.close()
+    assert pool.process(encrypted, ENVELOPE, NO_HARVEST, lambda: None).plan.body == b"hello bob\r\n"

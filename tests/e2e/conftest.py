@@ -19,7 +19,6 @@ import hashlib
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,8 +30,8 @@ import pytest
 
 from conftest import ROOT, corpus_store_file
 from e2e.sink import Sink
-from postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, start_private, stop_process,
-                              wait_until)
+from postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, queued_files, start_private,
+                              stop_master, stop_process, wait_until)
 
 BINARIES = {
     "postfix": "/usr/sbin/postfix",
@@ -256,9 +255,7 @@ class Postfix:
     maillog: Path
 
     def queued(self) -> list[str]:
-        """Files in the queue (incoming, active, deferred, hold, maildrop): empty when nothing is pending."""
-        return [str(p.relative_to(self.queue_dir)) for name in ("maildrop", "incoming", "active", "deferred", "hold")
-                for p in (self.queue_dir / name).rglob("*") if p.is_file()]
+        return queued_files(self.queue_dir)
 
 
 # Relative to Postfix's queue directory, like the session daemon's socket.
@@ -311,9 +308,7 @@ def postfix(e2e_dir, queue_dir, sink, ciphermilter_socket, clamav_milter_socket,
     for listening_port in (port, dead_port, fault_port):
         wait_until(lambda: accepts(listening_port), START_TIMEOUT, "postfix smtpd", maillog)
     yield instance
-    pid = int((queue_dir / "pid" / "master.pid").read_text().split()[0])
-    os.kill(pid, signal.SIGTERM)  # what "postfix stop" does, by PID
-    wait_until(lambda: not Path(f"/proc/{pid}").exists(), STOP_TIMEOUT, "postfix stop")
+    stop_master(queue_dir, STOP_TIMEOUT)
 
 
 # The fault and soak tests' daemon fixtures; imported last because e2e.faulty builds on this module.

@@ -27,7 +27,7 @@ from e2e.conftest import (
     start_ciphermilter,
     wait_until,
 )
-from postfix_instance import descendants
+from postfix_instance import alive, descendants
 
 _RSS = re.compile(r"^VmRSS:\s+(\d+) kB$", re.MULTILINE)
 
@@ -42,8 +42,7 @@ def _cmdline(pid: int) -> bytes:
 def is_running_python(pid: int) -> bool:
     """True while ``pid`` is a live process of this interpreter (not a zombie, not a reused PID)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z" and os.readlink(f"/proc/{pid}/exe") == os.path.realpath(sys.executable)
+        return alive(pid) and os.readlink(f"/proc/{pid}/exe") == os.path.realpath(sys.executable)
     except OSError:
         return False
 

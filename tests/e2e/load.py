@@ -52,16 +52,21 @@ class Outgoing:
     kind: str = ""  # what the test mixed in (encrypted, plain, forged...), for its own checks
 
 
+def header_fields(head: bytes) -> list[bytes]:
+    """Header fields of a header block, each with its folding."""
+    return [f for f in _FIELD.split(head) if f]
+
+
 def tagged(template: bytes, marker: str) -> bytes:
     """``template`` with its Message-ID fields replaced by one that names ``marker``."""
     head, _, body = template.partition(b"\r\n\r\n")
-    fields = [f for f in _FIELD.split(head) if f and not f.lower().startswith(b"message-id:")]
+    fields = [f for f in header_fields(head) if not f.lower().startswith(b"message-id:")]
     return b"\r\n".join([b"Message-ID: <" + marker.encode("ascii") + b">", *fields]) + b"\r\n\r\n" + body
 
 
 def marker_of(data: bytes) -> str | None:
     head = data.partition(b"\r\n\r\n")[0]
-    for line in _FIELD.split(head):
+    for line in header_fields(head):
         found = _MESSAGE_ID.match(line)
         if found:
             return found.group(1).decode("ascii", "replace")

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import case_message, corpus_cases
 from e2e.conftest import GTUBE, VIRUS_MARKER
-from e2e.load import Reply, send
+from e2e.load import Reply, header_fields, send
 from e2e.messages import INTERNAL_RECIPIENT, SENDER, plain_entity, smime_encrypt
 
 DELIVERY_TIMEOUT = 60.0
@@ -32,11 +32,6 @@ def delivered(sink, reply: Reply):
     delivery = sink.mailbox.wait_for(lambda d: marker in d.split()[0], DELIVERY_TIMEOUT)
     assert delivery is not None, f"queue ID {reply.queue_id} never reached the sink"
     return delivery
-
-
-def header_fields(head: bytes) -> list[bytes]:
-    """Header fields of a header block, each with its folding."""
-    return [f for f in re.split(rb"\r\n(?![ \t])", head) if f]
 
 
 def without_trace(fields: list[bytes]) -> list[bytes]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from e2e.conftest import STOP_TIMEOUT
-from postfix_instance import POSTFIX_SERVICES, QUEUES, private_settings, start_private
+from postfix_instance import POSTFIX_SERVICES, alive, private_settings, queued_files, start_private
 
 MARKER = ".. walkthrough\n"
 # The marker, then a sh code block whose lines are indented by three spaces (blank lines included).
@@ -54,9 +54,7 @@ class Postfix:
     maillog: Path
 
     def queued(self) -> list[str]:
-        """Files in the queue (incoming, active, deferred, hold, maildrop): empty when nothing is pending."""
-        return [str(p.relative_to(self.queue_dir)) for name in QUEUES
-                for p in (self.queue_dir / name).rglob("*") if p.is_file()]
+        return queued_files(self.queue_dir)
 
     def master_pid(self) -> int | None:
         return pid_from_file(self.queue_dir / "pid" / "master.pid")
@@ -86,14 +84,6 @@ def start_postfix(directory: Path, port: int) -> Postfix:
 
 def pid_from_file(path: Path) -> int | None:
     return int(path.read_text().split()[0]) if path.exists() else None
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie waiting for its parent."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def stop(pids: list[int]) -> None:
