@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -27,6 +28,20 @@ CORPUS = SHARED / "corpus"
 # every run, so a failure is reproducible and never a flake. Tests set only how many examples they need.
 settings.register_profile("ciphermilter", derandomize=True, database=None, deadline=None)
 settings.load_profile("ciphermilter")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_working_directory(tmp_path_factory):
+    """Run every test in a directory of its own, not in the clone.
+
+    The defaults name paths relative to the working directory
+    (``var/ciphermilter.db``): run from the clone, the tests would find the
+    store that ``./bootstrap run`` (the README's first command) left there.
+    """
+    previous = Path.cwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(previous)
 
 
 def corpus_index() -> dict:
