@@ -111,10 +111,10 @@ def _self_issued_cas(count: int) -> list[bytes]:
 
 def test_a_crowd_of_cross_issuing_cas_is_searched_in_bounded_work():
     loop = _self_issued_cas(40)
-    for max_chain_length, reason in ((10, "chain search limit reached"), (100, "no trust anchor")):
+    for max_chain_length in (10, 100):  # cryptography's own signature-check budget ends the search either way
         verdict = trust.evaluate(loop[0], message_certificates=loop[1:], find_issuers=no_store,
                                  anchors=[cert("root")], now=NOW, max_chain_length=max_chain_length)
-        assert (verdict.trusted, verdict.reason) == (False, reason)
+        assert (verdict.trusted, verdict.reason) == (False, "chain search limit reached")
 
 
 def test_unreadable_certificate():
