@@ -40,6 +40,8 @@ from ciphermilter import ids
 from ciphermilter.handler import LimitExceeded
 
 WILDCARD_KEYID = "0" * 16
+KEY_NOT_FOUND = "public key not found"
+KEY_NOT_IMPORTED = "signer key not imported by an administrator"
 DEFAULT_MAX_NESTING = 8
 DEFAULT_MAX_RECIPIENTS = 100  # PKESK packets: each one may cost a private-key operation per secret key
 
@@ -424,7 +426,12 @@ class Keyring:
         return self._all
 
     def public_keys(self, keyid: str) -> list[pgpy.PGPKey]:
-        return self.source.pgp_public_keys(keyid)
+        """The keys that may verify a signature: only the ones an administrator imported."""
+        return self.source.pgp_public_keys(keyid, imported_only=True)
+
+    def has_unvouched_key(self, keyid: str) -> bool:
+        """True when the store holds a key of ``keyid`` that arrived in mail (harvested) and no admin import."""
+        return bool(self.source.pgp_public_keys(keyid)) and not self.public_keys(keyid)
 
 
 class _NoKeys:
@@ -436,7 +443,7 @@ class _NoKeys:
     def all_pgp_secret_keys(self) -> list:
         return []
 
-    def pgp_public_keys(self, keyid: str) -> list:
+    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list:
         return []
 
     def data_version(self) -> int:
@@ -804,7 +811,8 @@ def verify(data: bytes, packet_body: bytes, keyring: Keyring) -> SignatureResult
         return SignatureResult(WILDCARD_KEYID, False, f"unreadable signature ({type(exc).__name__})")
     keys = keyring.public_keys(keyid)
     if not keys:
-        return SignatureResult(keyid, False, "public key not found")
+        # A key that arrived in mail proves nothing about its user IDs: whoever made the signature made it too.
+        return SignatureResult(keyid, False, KEY_NOT_IMPORTED if keyring.has_unvouched_key(keyid) else KEY_NOT_FOUND)
     result = SignatureResult(keyid, False, "bad signature", key_emails(keys[0]), key_found=True)
     for key in keys:
         try:

@@ -763,10 +763,15 @@ class KeyStore:
             return None if raw is None else _load_pgp(raw)
         return self._cached(("pgp-secret", fingerprint), unseal)
 
-    def pgp_public_keys(self, keyid: str) -> list[pgpy.PGPKey]:
-        """Public keys (also of the secret keys we hold) whose primary key or a subkey has ``keyid``."""
+    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[pgpy.PGPKey]:
+        """Public keys (also of the secret keys we hold) whose primary key or a subkey has ``keyid``.
+
+        ``imported_only``: only the keys an administrator imported, the only ones that verify signatures.
+        """
+        origin = " AND k.origin = 'imported'" if imported_only else ""
         rows = self._rows("SELECT k.fingerprint, k.public_key FROM pgp_key_ids i"
-                          " JOIN pgp_keys k ON k.fingerprint = i.fingerprint WHERE i.keyid = ?", (keyid.upper(),))
+                          " JOIN pgp_keys k ON k.fingerprint = i.fingerprint WHERE i.keyid = ?" + origin,
+                          (keyid.upper(),))
         return [self._cached(("pgp-public", row["fingerprint"]), lambda raw=row["public_key"]: _load_pgp(raw))
                 for row in rows]
 
