@@ -49,6 +49,10 @@ _ERROR_REASONS = (
     ("no interior errors", NO_ANCHOR),
 )
 INVALID_PATH = "invalid certification path"
+# What our extension policies refuse (RFC 5280 section 6.1.4 (n), RFC 8550 section 4.4).
+ISSUER_USAGE = "issuer key usage does not allow certificate signing"
+SIGNING_USAGE = "key usage does not allow signing"
+EMAIL_PURPOSE = "extended key usage does not allow e-mail protection"
 
 
 class Certificate:
@@ -194,15 +198,15 @@ def _verifier(anchors: list, now: datetime, max_chain_length: int, refusals: lis
 
     def issuer_usage(policy, cert, usage):
         if usage is not None and not usage.key_cert_sign:
-            refuse("issuer key usage does not allow certificate signing")
+            refuse(ISSUER_USAGE)
 
     def signer_usage(policy, cert, usage):
         if usage is not None and not (usage.digital_signature or usage.content_commitment):
-            refuse("key usage does not allow signing")
+            refuse(SIGNING_USAGE)
 
     def signer_purposes(policy, cert, purposes):
         if purposes is not None and ExtendedKeyUsageOID.EMAIL_PROTECTION not in purposes and _ANY_EKU not in purposes:
-            refuse("extended key usage does not allow e-mail protection")
+            refuse(EMAIL_PURPOSE)
 
     agnostic = verification.Criticality.AGNOSTIC
     ca_policy = (verification.ExtensionPolicy.permit_all()
