@@ -132,16 +132,16 @@ def evaluate(
     signer = parse(signer_der)
     if signer is None:
         return Verdict(False, "unreadable certificate", [])
-    anchor_certs = [c.x509 for c in map(parse, anchors) if c is not None]
+    anchor_certs = [c for c in map(parse, anchors) if c is not None]
     try:
         problem = _validity_problem(signer.x509, now, "certificate")
-        if problem is None and not anchor_certs:
-            problem = NO_ANCHOR
         if problem is not None:
             return Verdict(False, problem, [signer_der])
         pool = [c for c in map(parse, message_certificates) if c is not None]
         candidates = _issuer_candidates(signer, pool, find_issuers, CANDIDATES_PER_LEVEL * max_chain_length)
-        return _validate(signer, candidates, anchor_certs, now, max_chain_length)
+        if not _names_an_anchor([signer, *candidates], anchor_certs):
+            return Verdict(False, NO_ANCHOR, [signer_der])
+        return _validate(signer, candidates, [c.x509 for c in anchor_certs], now, max_chain_length)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
         # cryptography parses extensions lazily and refuses broken ones here (not all as ValueError)
         return Verdict(False, "unreadable certificate", [signer_der])
@@ -157,6 +157,17 @@ def _validate(signer: Certificate, candidates: list[Certificate], anchors: list,
         return Verdict(False, _reason(str(exc), refusals, candidates, now), [signer.der])
     problem = _email_constraints_problem(chain, emails(signer.der))
     return Verdict(problem is None, problem, [c.public_bytes(Encoding.DER) for c in chain])
+
+
+def _names_an_anchor(certificates: list[Certificate], anchors: list[Certificate]) -> bool:
+    """Whether a path can end at an anchor at all: some certificate in reach is one, or names one as its issuer.
+
+    Without one, "no trust anchor" is the answer, whatever the path
+    validation would say about the certificates it tried (a cross-signed
+    loop that never reaches an anchor exceeds any depth).
+    """
+    names = {anchor.subject_key for anchor in anchors}
+    return any(cert.issuer_key in names or cert.subject_key in names for cert in certificates)
 
 
 def _issuer_candidates(signer: Certificate, pool: list[Certificate], find_issuers: IssuerFinder,
