@@ -73,6 +73,7 @@ MDC_LENGTH = 22  # 0xD3 0x14 + SHA-1
 ARMOR_BEGIN = b"-----BEGIN PGP "  # every armor line starts so (RFC 9580 section 6.2)
 _ARMOR_HEADER_LINE = re.compile(rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----")
 _ARMOR_CHECKSUM = re.compile(rb"=[A-Za-z0-9+/]{4}")
+_BARE_ADDRESS = re.compile(r"<?([^\s<>@]+@[^\s<>@]+)>?")
 
 
 class OpenPGPError(ValueError):
@@ -794,9 +795,12 @@ def signature_packets(data: bytes) -> list[bytes]:
 
 
 def key_emails(key: pgpy.PGPKey) -> list[str]:
+    """The addresses of the key's user IDs, lower case: "Name <addr>", and the bare "addr" or "<addr>" that
+    gpg --quick-gen-key and Autocrypt clients write (pgpy 0.6 reads no address out of those)."""
     emails = []
     for uid in key.userids:
-        email = (uid.email or "").strip().lower()
+        bare = _BARE_ADDRESS.fullmatch((uid.userid or "").strip()) if not uid.email else None
+        email = (bare.group(1) if bare else uid.email or "").strip().lower()
         if email and email not in emails:
             emails.append(email)
     return emails
