@@ -15,9 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 import pki
-from ciphermilter import core, openpgp_mime
+from ciphermilter import core, ids, mime, openpgp_mime
 from ciphermilter.cli import main
 from ciphermilter.config import Settings
+from ciphermilter.headers import INFO_PREFIX
 from ciphermilter.plan import apply_plan
 from ciphermilter.store import KeyStore
 from conftest import BOB, dump, info_of
@@ -131,3 +132,113 @@ def test_a_signer_the_admin_imported_announces_a_new_key_of_his_own(store, bob):
     # Harvested, the new key still makes no signature valid until the admin imports it.
     later = pgp_mime_signed(gpg, new_keyid, TEXT, head(BOB_PGP))
     assert info_of(core.process(later, BOB, store))["PGP-Signature-Failure"] == NOT_IMPORTED
+
+
+# --------------------------------------------------------------------------- S/MIME
+
+
+@pytest.fixture
+def smime_store(tmp_path):
+    """An admin's store: the root of the test PKI as its only trust anchor; corp-pub.example internal."""
+    root = pki.issue("Attack Root CA", ca=True)
+    with KeyStore.create(tmp_path / "smime.db") as store:
+        store.add_trust_anchor(root.der)
+        store.add_domain("corp-pub.example")
+        yield store, root
+
+
+def _plain_intermediate(root):
+    return pki.issue("Attack Issuing CA", root, ca=True)
+
+
+# (id, intermediate, signer under it, reason): what a CA (or whoever holds an intermediate) issues for ceo@.
+SMIME_ATTACKS = [
+    ("name-constraints", lambda root: pki.issue("Other Org CA", root, ca=True, extra=[pki.email_constraint("other.example")]),
+     lambda ca: pki.issue("CEO", ca, email=CEO), "name constraints violated"),
+    ("unknown-critical-extension", lambda root: pki.issue("Attack Issuing CA", root, ca=True,
+                                                          extra=[(pki.UNKNOWN_EXTENSION, True)]),
+     lambda ca: pki.issue("CEO", ca, email=CEO), "unknown critical extension"),
+    ("server-auth-only", _plain_intermediate,
+     lambda ca: pki.issue("CEO", ca, email=CEO, purposes=[pki.ExtendedKeyUsageOID.SERVER_AUTH]),
+     "extended key usage does not allow e-mail protection"),
+]
+
+
+def smime_message(signer, chain, tmp_path) -> bytes:
+    return pki.smime_signed(signer, chain, b"From: " + CEO.encode() + b"\r\nTo: bob@corp-pub.example\r\n", TEXT,
+                            tmp_path)
+
+
+def signer_headers(signer, trusted_info: str | None) -> dict:
+    expected = {"SMIME-Signed": "True",
+                "Signer-ID-0-0": f"issuer={signer.cert.issuer.rfc4514_string()}; "
+                                 f"serial={ids.serial_hex(signer.cert.serial_number)}",
+                "Signer-Email-0-0": CEO, "Signer-Verified-0-0": "True",
+                "Signer-Trusted-0-0": "False" if trusted_info else "True"}
+    return {**expected, "Signer-Trusted-Info-0-0": trusted_info} if trusted_info else expected
+
+
+@pytest.mark.parametrize("make_ca, make_signer, reason", [a[1:] for a in SMIME_ATTACKS], ids=[a[0] for a in SMIME_ATTACKS])
+def test_a_signer_under_a_broken_path_is_not_trusted_nor_harvested(smime_store, tmp_path, make_ca, make_signer, reason):
+    store, root = smime_store
+    ca = make_ca(root)
+    signer = make_signer(ca)
+    message = smime_message(signer, [ca], tmp_path)
+
+    outcome, info = process(message, store)
+
+    assert info == signer_headers(signer, reason)
+    assert_body_untouched(message, outcome)
+    assert store.certificates(email=CEO) == []
+
+
+def test_a_signer_under_a_sound_path_is_trusted_and_harvested(smime_store, tmp_path):
+    """The control: the same message from a sound chain (so the attacks above fail for their one flaw)."""
+    store, root = smime_store
+    ca = _plain_intermediate(root)
+    signer = pki.issue("CEO", ca, email=CEO)
+
+    outcome, info = process(smime_message(signer, [ca], tmp_path), store)
+
+    assert info == signer_headers(signer, None)
+    assert store.certificates(email=CEO) == [signer.der]
+
+
+# --------------------------------------------------------------------------- ciphermilter decrypt
+
+
+def decrypt(store_path, message: bytes, *options: str):
+    result = CliRunner().invoke(main, ["--store", str(store_path), "decrypt", "--rcpt", "bob@corp-pub.example",
+                                       *options, "-"], input=message)
+    assert result.exit_code == 0, result.output
+    return result.stdout_bytes
+
+
+def test_decrypt_reports_a_forged_signer_and_leaves_the_store_as_it_was(store, forger):
+    keyid = forger.generate(CEO)
+    message = pgp_mime_signed(forger, keyid, TEXT, head(CEO, autocrypt(CEO, forger.public_key(keyid, False))))
+    before = dump(store.path)
+
+    out = decrypt(store.path, message)
+
+    assert dump(store.path) == before
+    ours = {h.name[len(INFO_PREFIX):]: h.value for h in mime.split_headers(out)[0] if h.name.startswith(INFO_PREFIX)}
+    assert without_mismatch(ours) == forged_pgp_mime(keyid)
+    assert out.endswith(message.partition(b"\r\n\r\n")[2])
+
+
+def test_decrypt_harvests_only_when_asked(smime_store, forger, tmp_path):
+    """A trusted signer certificate and an Autocrypt key: nothing saved, then with --harvest what the daemon saves."""
+    store, root = smime_store
+    ca = _plain_intermediate(root)
+    signer = pki.issue("CEO", ca, email=CEO)
+    keyid = forger.generate(CEO)
+    message = autocrypt(CEO, forger.public_key(keyid, False)) + smime_message(signer, [ca], tmp_path)
+    before = dump(store.path)
+
+    plain = decrypt(store.path, message)
+    assert dump(store.path) == before
+    assert b"X-CipherMail-Info-Signer-Trusted-0-0: True" in plain
+
+    assert decrypt(store.path, message, "--harvest") == plain
+    assert store.certificates(email=CEO) == [signer.der] and store.pgp_public_keys(keyid) == []
