@@ -153,7 +153,8 @@ def _plain_intermediate(root):
 
 # (id, intermediate, signer under it, reason): what a CA (or whoever holds an intermediate) issues for ceo@.
 SMIME_ATTACKS = [
-    ("name-constraints", lambda root: pki.issue("Other Org CA", root, ca=True, extra=[pki.email_constraint("other.example")]),
+    ("name-constraints",
+     lambda root: pki.issue("Other Org CA", root, ca=True, extra=[pki.email_constraint("other.example")]),
      lambda ca: pki.issue("CEO", ca, email=CEO), "name constraints violated"),
     ("unknown-critical-extension", lambda root: pki.issue("Attack Issuing CA", root, ca=True,
                                                           extra=[(pki.UNKNOWN_EXTENSION, True)]),
@@ -178,8 +179,10 @@ def signer_headers(signer, trusted_info: str | None) -> dict:
     return {**expected, "Signer-Trusted-Info-0-0": trusted_info} if trusted_info else expected
 
 
-@pytest.mark.parametrize("make_ca, make_signer, reason", [a[1:] for a in SMIME_ATTACKS], ids=[a[0] for a in SMIME_ATTACKS])
-def test_a_signer_under_a_broken_path_is_not_trusted_nor_harvested(smime_store, tmp_path, make_ca, make_signer, reason):
+@pytest.mark.parametrize("make_ca, make_signer, reason", [a[1:] for a in SMIME_ATTACKS],
+                         ids=[a[0] for a in SMIME_ATTACKS])
+def test_a_signer_under_a_broken_path_is_not_trusted_nor_harvested(smime_store, tmp_path, make_ca, make_signer,
+                                                                    reason):
     store, root = smime_store
     ca = make_ca(root)
     signer = make_signer(ca)
