@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -241,3 +242,31 @@ def test_a_cross_signed_loop_under_an_anchor_name_ends_in_bounded_work():
     leaf = pki.issue("CEO", x_by_y, email="ceo@corp-pub.example")
     verdict = path_verdict(root, leaf, x_by_root, y_by_x, x_by_y)
     assert (verdict.trusted, verdict.reason) == (False, "chain too long")
+
+
+def _openssl_chain(tmp_path, root_key: str, *digest: str) -> tuple[bytes, bytes]:
+    """(leaf, root) DER made by openssl: a root with key ``root_key`` issuing a leaf with the given digest option."""
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+    run("req", "-x509", "-newkey", root_key, "-nodes", "-keyout", "root.key", "-out", "root.pem", "-days", "10",
+        "-subj", "/CN=Old Root", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=keyCertSign")
+    run("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+        "-subj", "/CN=Old Leaf/emailAddress=old@vector.example")
+    (tmp_path / "leaf.ext").write_text("basicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "leaf.csr", "-CA", "root.pem", "-CAkey", "root.key", "-set_serial", "7", "-days", "5",
+        *digest, "-extfile", "leaf.ext", "-out", "leaf.pem")
+    der = [x509.load_pem_x509_certificate((tmp_path / f"{n}.pem").read_bytes()).public_bytes(serialization.Encoding.DER)
+           for n in ("leaf", "root")]
+    return der[0], der[1]
+
+
+@pytest.mark.parametrize("root_key, digest, reason", [
+    ("rsa:2048", ["-sha1"], "signature algorithm not allowed"),  # SHA-1 collisions forge certificates
+    ("rsa:1024", [], "key too weak"),
+    ("rsa:2048", [], None),  # the control
+], ids=["sha1-signature", "rsa-1024-issuer", "sound"])
+def test_weak_signatures_on_the_path_are_refused(tmp_path, root_key, digest, reason):
+    leaf, root = _openssl_chain(tmp_path, root_key, *digest)
+    verdict = trust.evaluate(leaf, message_certificates=[], find_issuers=no_store, anchors=[root],
+                             now=datetime.now(timezone.utc), max_chain_length=10)  # openssl's notBefore is after NOW
+    assert (verdict.trusted, verdict.reason) == (reason is None, reason)
