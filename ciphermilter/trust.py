@@ -4,10 +4,11 @@ A signer is trusted when pyca/cryptography's path validation
 (:mod:`cryptography.x509.verification`: path building, signatures, validity
 periods, basic constraints and path length, name constraints, unknown
 critical extensions refused) finds a path from its certificate to a trust
-anchor of the store, and the certificates allow what the path is used for:
-issuers certificate signing, the signer e-mail protection (RFC 8550 section
-4.4). Chain candidates come from the message and from the store (through a
-callable), never from the network, and only as many as the path may use.
+anchor of the store, and the certificates allow what the path uses them for:
+every issuer certificate signing, the signer e-mail protection (RFC 8550
+section 4.4). Chain candidates come from the message and from the store
+(through a callable), never from the network, and only as many as a path of
+the allowed length may use.
 """
 
 from __future__ import annotations
