@@ -174,7 +174,8 @@ ATTACKS = [
     ("name-constraints-subject-email", _constrained,
      lambda issuer: pki.issue("CEO", issuer, subject_email="ceo@corp-pub.example"), "name constraints violated"),
     ("name-constraints-excluded", lambda root: pki.issue(
-        "Not Corp CA", root, ca=True, extra=[(x509.NameConstraints(None, [x509.RFC822Name("corp-pub.example")]), True)]),
+        "Not Corp CA", root, ca=True,
+        extra=[(x509.NameConstraints(None, [x509.RFC822Name("corp-pub.example")]), True)]),
      None, "name constraints violated"),
     ("unknown-critical-extension-in-leaf", None,
      lambda issuer: pki.issue("CEO", issuer, email="ceo@corp-pub.example", extra=[(pki.UNKNOWN_EXTENSION, True)]),
