@@ -47,6 +47,7 @@ _ERROR_REASONS = (
     ("signature check limit", "chain search limit reached"),
     ("signature algorithm", "signature algorithm not allowed"),
     ("RSA key", "key too weak"),
+    ("must be an X509v3 certificate", "certificate not X.509 version 3"),  # v1 roots too: RFC 5280 allows them
     ("no interior errors", NO_ANCHOR),
 )
 INVALID_PATH = "invalid certification path"

@@ -245,20 +245,25 @@ def test_a_cross_signed_loop_under_an_anchor_name_ends_in_bounded_work():
     assert (verdict.trusted, verdict.reason) == (False, "chain too long")
 
 
-def _openssl_chain(tmp_path, root_key: str, *digest: str) -> tuple[bytes, bytes]:
-    """(leaf, root) DER made by openssl: a root with key ``root_key`` issuing a leaf with the given digest option."""
-    def run(*args):
-        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
-    run("req", "-x509", "-newkey", root_key, "-nodes", "-keyout", "root.key", "-out", "root.pem", "-days", "10",
-        "-subj", "/CN=Old Root", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=keyCertSign")
-    run("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
-        "-subj", "/CN=Old Leaf/emailAddress=old@vector.example")
+def _openssl(tmp_path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+
+def _openssl_leaf(tmp_path, *digest: str) -> tuple[bytes, bytes]:
+    """(leaf, root) DER: openssl issues a leaf (``digest`` options) from the root.pem and root.key in ``tmp_path``."""
+    _openssl(tmp_path, "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+             "-subj", "/CN=Old Leaf/emailAddress=old@vector.example")
     (tmp_path / "leaf.ext").write_text("basicConstraints=CA:FALSE\n")
-    run("x509", "-req", "-in", "leaf.csr", "-CA", "root.pem", "-CAkey", "root.key", "-set_serial", "7", "-days", "5",
-        *digest, "-extfile", "leaf.ext", "-out", "leaf.pem")
+    _openssl(tmp_path, "x509", "-req", "-in", "leaf.csr", "-CA", "root.pem", "-CAkey", "root.key", "-set_serial", "7",
+             "-days", "5", *digest, "-extfile", "leaf.ext", "-out", "leaf.pem")
     der = [x509.load_pem_x509_certificate((tmp_path / f"{n}.pem").read_bytes()).public_bytes(serialization.Encoding.DER)
            for n in ("leaf", "root")]
     return der[0], der[1]
+
+
+def _fresh_verdict(leaf: bytes, root: bytes) -> trust.Verdict:
+    return trust.evaluate(leaf, message_certificates=[], find_issuers=no_store, anchors=[root],
+                          now=datetime.now(timezone.utc), max_chain_length=10)  # openssl's notBefore is after NOW
 
 
 @pytest.mark.parametrize("root_key, digest, reason", [
@@ -267,7 +272,19 @@ def _openssl_chain(tmp_path, root_key: str, *digest: str) -> tuple[bytes, bytes]
     ("rsa:2048", [], None),  # the control
 ], ids=["sha1-signature", "rsa-1024-issuer", "sound"])
 def test_weak_signatures_on_the_path_are_refused(tmp_path, root_key, digest, reason):
-    leaf, root = _openssl_chain(tmp_path, root_key, *digest)
-    verdict = trust.evaluate(leaf, message_certificates=[], find_issuers=no_store, anchors=[root],
-                             now=datetime.now(timezone.utc), max_chain_length=10)  # openssl's notBefore is after NOW
+    _openssl(tmp_path, "req", "-x509", "-newkey", root_key, "-nodes", "-keyout", "root.key", "-out", "root.pem",
+             "-days", "10", "-subj", "/CN=Old Root", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=keyCertSign")
+    verdict = _fresh_verdict(*_openssl_leaf(tmp_path, *digest))
     assert (verdict.trusted, verdict.reason) == (reason is None, reason)
+
+
+def test_a_version_1_root_is_refused_by_the_path_validation(tmp_path):
+    """An old root made without extensions (openssl x509 -signkey): pyca/cryptography accepts X.509 v3 only."""
+    _openssl(tmp_path, "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "root.key", "-subj", "/CN=V1 Root",
+             "-out", "root.csr")
+    _openssl(tmp_path, "x509", "-req", "-in", "root.csr", "-signkey", "root.key", "-days", "10", "-out", "root.pem")
+    leaf, root = _openssl_leaf(tmp_path)
+    assert x509.load_der_x509_certificate(root).version == x509.Version.v1
+    verdict = _fresh_verdict(leaf, root)
+    assert (verdict.trusted, verdict.reason) == (False, "certificate not X.509 version 3")
