@@ -35,6 +35,7 @@ _ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
 CANDIDATES_PER_LEVEL = 16
 NO_ANCHOR = "no trust anchor"
 NAME_CONSTRAINTS = "name constraints violated"
+CHAIN_TOO_LONG = "chain too long"
 # cryptography's path validation errors (their texts, as of cryptography 50) -> our reasons. The
 # first match wins; an error none of them matches is logged and reported as INVALID_PATH.
 _ERROR_REASONS = (
@@ -43,7 +44,7 @@ _ERROR_REASONS = (
     ("unaccounted-for critical extension", "unknown critical extension"),
     ("basicConstraints.cA must be asserted", "issuer is not a CA"),
     ("CA certificate has no basicConstraints", "issuer is not a CA"),
-    ("exceeds max depth", "chain too long"),
+    ("exceeds max depth", CHAIN_TOO_LONG),
     ("signature check limit", "chain search limit reached"),
     ("signature algorithm", "signature algorithm not allowed"),
     ("RSA key", "key too weak"),
@@ -157,7 +158,9 @@ def _validate(signer: Certificate, candidates: list[Certificate], anchors: list,
         chain = verifier.verify(signer.x509, [c.x509 for c in candidates]).chain
     except verification.VerificationError as exc:
         return Verdict(False, _reason(str(exc), refusals, candidates, now), [signer.der])
-    problem = _email_constraints_problem(chain, emails(signer.der))
+    # cryptography counts intermediates only: a limit below 2 (signer and anchor) is ours to keep.
+    problem = CHAIN_TOO_LONG if len(chain) > max_chain_length else _email_constraints_problem(
+        chain, emails(signer.der))
     return Verdict(problem is None, problem, [c.public_bytes(Encoding.DER) for c in chain])
 
 

@@ -288,3 +288,12 @@ def test_a_version_1_root_is_refused_by_the_path_validation(tmp_path):
     assert x509.load_der_x509_certificate(root).version == x509.Version.v1
     verdict = _fresh_verdict(leaf, root)
     assert (verdict.trusted, verdict.reason) == (False, "certificate not X.509 version 3")
+
+
+def test_a_chain_length_below_two_leaves_only_an_anchor_itself_trusted():
+    root = pki.issue("Attack Root CA", ca=True)
+    leaf = pki.issue("CEO", root, email="ceo@corp-pub.example")
+    assert path_verdict(root, leaf, max_chain_length=2).trusted
+    verdict = path_verdict(root, leaf, max_chain_length=1)
+    assert (verdict.trusted, verdict.reason) == (False, "chain too long")
+    assert path_verdict(leaf, leaf, max_chain_length=1).trusted  # the admin made the signer itself an anchor
