@@ -12,6 +12,9 @@ and inflates compressed packets incrementally up to a byte budget.
 Keys come through a :class:`Keyring` built on any object with the key store's
 lookup methods (``pgp_secret_keys``, ``all_pgp_secret_keys``,
 ``pgp_public_keys``, ``data_version``); this module never imports the store.
+Only the public keys an administrator imported verify signatures
+(``pgp_public_keys(keyid, imported_only=True)``): a key that arrived in mail
+carries whatever user IDs its maker chose.
 """
 
 from __future__ import annotations
