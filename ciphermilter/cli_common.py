@@ -80,8 +80,11 @@ def store_paths(ctx: click.Context) -> tuple[str, str]:
     return resolved.store, resolved.master_key_path
 
 
-def open_store(ctx: click.Context, create: bool = False) -> KeyStore:
-    """The KeyStore the command line names (a new one with ``create``); one clear line and exit 1 on failure."""
+def open_store(ctx: click.Context, create: bool = False, read_only: bool = False) -> KeyStore:
+    """The KeyStore the command line names (a new one with ``create``, one that is never written to with
+    ``read_only``); one clear line and exit 1 on failure."""
     store_path, key_path = store_paths(ctx)
     with reported(StoreError):
-        return KeyStore.create(store_path, key_path) if create else KeyStore.open(store_path, key_path)
+        if create:
+            return KeyStore.create(store_path, key_path)
+        return KeyStore.open_read_only(store_path, key_path) if read_only else KeyStore.open(store_path, key_path)

@@ -2,11 +2,14 @@
 
 Admins use it to answer "why was this message not decrypted?": it runs
 exactly what the daemon runs and writes the resulting message to stdout and,
-with ``--explain``, a JSON report of what was found.
+with ``--explain``, a JSON report of what was found. Inspecting a suspicious
+message must not change what the daemon trusts or knows, so the store is
+opened read-only and nothing is harvested unless ``--harvest`` asks for it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
@@ -32,9 +35,12 @@ def as_smtp_lines(message: bytes) -> bytes:
               help="Envelope recipient (repeatable). Without one, the message is treated as internal.")
 @click.option("--explain", is_flag=True, help="Write a JSON report of what was found to stderr.")
 @click.option("--explain-file", type=click.File("w"), metavar="FILE", help="Write the JSON report to FILE instead.")
+@click.option("--harvest", is_flag=True,
+              help="Save signer certificates and keys into the store as the daemon would; without it the store"
+                   " is only read.")
 @click.argument("message_file", type=click.File("rb"), metavar="FILE|-")
 @click.pass_context
-def decrypt(ctx, recipients, explain, explain_file, message_file):
+def decrypt(ctx, recipients, explain, explain_file, harvest, message_file):
     """Run the milter's pipeline on FILE and write the resulting message to stdout.
 
     \b
@@ -42,8 +48,10 @@ def decrypt(ctx, recipients, explain, explain_file, message_file):
       ciphermilter decrypt --explain message.eml > decrypted.eml
       ciphermilter decrypt --rcpt bob@example.com - < message.eml
     """
-    store = open_store(ctx)
+    store = open_store(ctx, read_only=not harvest)
     settings = open_settings(ctx)
+    if not harvest:
+        settings = dataclasses.replace(settings, harvest_certificates=False, harvest_pgp_keys=False)
     try:
         message = as_smtp_lines(message_file.read())
     except OSError as exc:

@@ -221,7 +221,10 @@ def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Ent
         _replace_headers(outer, protected, RESTORABLE_HEADERS, plan, drop_missing=False)
         if protected:
             report["protected_headers_restored"] = [h.name for h in protected]
-    plan.body = entity.body
+    # The new top entity's own reserved fields never reach the message (only the headers above are copied
+    # out); the parts' header blocks are in the body: a sender could set our names there too.
+    stripped = mime.body_without_part_fields(entity, is_reserved)
+    plan.body = entity.body if stripped is None else stripped
 
 
 def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[InfoHeaders, mime.Entity | None]:

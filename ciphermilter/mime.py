@@ -251,6 +251,33 @@ class Entity:
         for part in self.parts:
             yield from part.walk()
 
+    def field_spans(self, selected) -> list[tuple[int, int]]:
+        """Where the header fields whose name ``selected(name)`` picks lie: offsets in the message's bytes,
+        each field with its line break."""
+        spans = []
+        pos = self._start
+        for header in self.headers:  # consecutive lines from the entity's start, folded ones inside ``raw``
+            end = pos + len(header.raw)
+            end += 2 if self._data[end:end + 2] == b"\r\n" else 1 if self._data[end:end + 1] == b"\n" else 0
+            if selected(header.name):
+                spans.append((pos, end))
+            pos = end
+        return spans
+
+
+def body_without_part_fields(entity: Entity, selected) -> bytes | None:
+    """``entity.body`` without the header fields ``selected(name)`` picks in the header block of any part
+    below it, byte for byte otherwise; None when no part has one."""
+    spans = [span for part in entity.walk() if part is not entity for span in part.field_spans(selected)]
+    if not spans:
+        return None
+    data, pos, pieces = entity._data, entity._body_start, []
+    for start, end in spans:  # walk() goes in document order, so the spans are in order and apart
+        pieces.append(data[pos:start])
+        pos = end
+    pieces.append(data[pos:entity._end])
+    return b"".join(pieces)
+
 
 def multipart_spans(data: bytes, boundary: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Offsets, from ``start``, of each body part of the multipart body ``data[start:end]`` (RFC 2046 5.1.1).

@@ -12,6 +12,9 @@ and inflates compressed packets incrementally up to a byte budget.
 Keys come through a :class:`Keyring` built on any object with the key store's
 lookup methods (``pgp_secret_keys``, ``all_pgp_secret_keys``,
 ``pgp_public_keys``, ``data_version``); this module never imports the store.
+Only the public keys an administrator imported verify signatures
+(``pgp_public_keys(keyid, imported_only=True)``): a key that arrived in mail
+carries whatever user IDs its maker chose.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from ciphermilter import ids
 from ciphermilter.handler import LimitExceeded
 
 WILDCARD_KEYID = "0" * 16
+KEY_NOT_FOUND = "public key not found"
+KEY_NOT_IMPORTED = "signer key not imported by an administrator"
 DEFAULT_MAX_NESTING = 8
 DEFAULT_MAX_RECIPIENTS = 100  # PKESK packets: each one may cost a private-key operation per secret key
 
@@ -71,6 +76,7 @@ MDC_LENGTH = 22  # 0xD3 0x14 + SHA-1
 ARMOR_BEGIN = b"-----BEGIN PGP "  # every armor line starts so (RFC 9580 section 6.2)
 _ARMOR_HEADER_LINE = re.compile(rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----")
 _ARMOR_CHECKSUM = re.compile(rb"=[A-Za-z0-9+/]{4}")
+_BARE_ADDRESS = re.compile(r"<?([^\s<>@]+@[^\s<>@]+)>?")
 
 
 class OpenPGPError(ValueError):
@@ -424,7 +430,12 @@ class Keyring:
         return self._all
 
     def public_keys(self, keyid: str) -> list[pgpy.PGPKey]:
-        return self.source.pgp_public_keys(keyid)
+        """The keys that may verify a signature: only the ones an administrator imported."""
+        return self.source.pgp_public_keys(keyid, imported_only=True)
+
+    def has_unvouched_key(self, keyid: str) -> bool:
+        """True when the store holds a key of ``keyid`` that arrived in mail (harvested) and no admin import."""
+        return bool(self.source.pgp_public_keys(keyid)) and not self.public_keys(keyid)
 
 
 class _NoKeys:
@@ -436,7 +447,7 @@ class _NoKeys:
     def all_pgp_secret_keys(self) -> list:
         return []
 
-    def pgp_public_keys(self, keyid: str) -> list:
+    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list:
         return []
 
     def data_version(self) -> int:
@@ -787,9 +798,12 @@ def signature_packets(data: bytes) -> list[bytes]:
 
 
 def key_emails(key: pgpy.PGPKey) -> list[str]:
+    """The addresses of the key's user IDs, lower case: "Name <addr>", and the bare "addr" or "<addr>" that
+    gpg --quick-gen-key and Autocrypt clients write (pgpy 0.6 reads no address out of those)."""
     emails = []
     for uid in key.userids:
-        email = (uid.email or "").strip().lower()
+        bare = _BARE_ADDRESS.fullmatch((uid.userid or "").strip()) if not uid.email else None
+        email = (bare.group(1) if bare else uid.email or "").strip().lower()
         if email and email not in emails:
             emails.append(email)
     return emails
@@ -804,7 +818,8 @@ def verify(data: bytes, packet_body: bytes, keyring: Keyring) -> SignatureResult
         return SignatureResult(WILDCARD_KEYID, False, f"unreadable signature ({type(exc).__name__})")
     keys = keyring.public_keys(keyid)
     if not keys:
-        return SignatureResult(keyid, False, "public key not found")
+        # A key that arrived in mail proves nothing about its user IDs: whoever made the signature made it too.
+        return SignatureResult(keyid, False, KEY_NOT_IMPORTED if keyring.has_unvouched_key(keyid) else KEY_NOT_FOUND)
     result = SignatureResult(keyid, False, "bad signature", key_emails(keys[0]), key_found=True)
     for key in keys:
         try:

@@ -20,7 +20,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
-from ciphermilter import ids, mime, openpgp
+from ciphermilter import ids, keyimport, mime, openpgp
 from ciphermilter.handler import Context, HandlerResult, LimitExceeded, parse_content
 from ciphermilter.headers import InfoHeaders
 
@@ -30,8 +30,20 @@ SIGNATURE_PROTOCOL = "application/pgp-signature"
 KEY_TYPES = ("application/pgp-keys",)
 PGP_FILE_SUFFIXES = (".asc", ".pgp", ".gpg")
 WITHHELD = "encrypted content beside unprotected content left encrypted (EFAIL protection)"
+NOT_VOUCHED = "not harvested (no signature by a key an administrator imported covers it)"
+FOREIGN_ADDRESSES = "not harvested (user IDs other than the verified signer's addresses)"
 MAX_LINE = 998  # RFC 5322 section 2.1.1
 _AUTOCRYPT_KEYDATA = re.compile(r"(?:^|;)\s*keydata\s*=\s*([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
+
+
+@dataclass
+class _KeyCandidate:
+    """A public key found in the message, kept until the signatures are known (see _harvest_keys)."""
+
+    data: bytes
+    where: str
+    covered_by: tuple[openpgp.SignatureResult, ...]  # the signatures whose content holds it
+    keys: list | None = None  # parsed once, when needed (pgpy keys)
 
 
 @dataclass
@@ -53,6 +65,8 @@ class _State:
     withheld: bool = False
     layers: int = 0
     blocks: list[dict] = field(default_factory=list)
+    key_candidates: list[_KeyCandidate] = field(default_factory=list)
+    covering: tuple[openpgp.SignatureResult, ...] = ()  # the signatures over the entity being walked
     harvested: list[str] = field(default_factory=list)
 
     def found(self, encoding: str) -> None:
@@ -233,7 +247,7 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: b
     if state.layers > state.ctx.settings.limits.max_pgp_nesting:
         raise LimitExceeded(f"more than {state.ctx.settings.limits.max_pgp_nesting} encrypted OpenPGP layers")
     inner = parse_content(content, state.ctx.settings.limits)
-    content = _walk(inner, state, where + ".d", whole=whole, protected=True) or content
+    content = _walk_covered(inner, opened.signatures, state, where + ".d", whole=whole) or content
     if not state.may_replace(entity, whole):
         state.withheld = True
         block["action"] = "withheld"
@@ -262,7 +276,7 @@ def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool
         "signatures": [_signature_report(s) for s in results],
     })
     # Encrypted inside signed: the decrypted content stands for the whole signed entity.
-    return _walk(parts[0], state, where + ".1", whole=whole, protected=True)
+    return _walk_covered(parts[0], results, state, where + ".1", whole=whole)
 
 
 # --------------------------------------------------------------------------- inline
@@ -286,7 +300,7 @@ def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: _State, where: st
         })
         return None, None
     if span.kind == "PUBLIC KEY BLOCK":
-        _harvest(block, state, where)
+        _collect_key(block, state, where)
         return None, None
     if span.kind != "MESSAGE":
         return None, None
@@ -352,12 +366,12 @@ def _leaf(entity: mime.Entity, state: _State, where: str, whole: bool, protected
         state.plain_leaves += plain
         return None
     if key:
-        _harvest(body, state, where)
+        _collect_key(body, state, where)
         return None
     spans = openpgp.find_armor(body)
     for span in spans:
         if span.kind == "PUBLIC KEY BLOCK":
-            _harvest(body[span.start:span.end], state, where)
+            _collect_key(body[span.start:span.end], state, where)
     spans = [span for span in spans if span.kind != "PUBLIC KEY BLOCK"]  # a key is not protected content
     binary = not spans and pgp_file and openpgp.looks_binary_openpgp(body)
     if not (spans or binary):
@@ -413,23 +427,89 @@ def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool, protec
     return _leaf(entity, state, where, whole, protected)
 
 
+def _walk_covered(entity: mime.Entity, signatures, state: _State, where: str, *, whole: bool) -> bytes | None:
+    """Walk protected content under the signatures that cover it (they decide what may be harvested there)."""
+    outer = state.covering
+    state.covering = outer + tuple(signatures)
+    try:
+        return _walk(entity, state, where, whole=whole, protected=True)
+    finally:
+        state.covering = outer
+
+
 # --------------------------------------------------------------------------- harvesting
 
 
-def _harvest(data: bytes, state: _State, where: str) -> None:
-    """Store a public key sent to an internal recipient (never trusted by that)."""
-    settings = state.ctx.settings
-    if not (settings.harvest_pgp_keys and state.ctx.store is not None):
+def _collect_key(data: bytes, state: _State, where: str) -> None:
+    """Note a public key the message carries; whether it may be kept is decided once the signatures are known."""
+    state.key_candidates.append(_KeyCandidate(data, where, state.covering))
+
+
+def _harvest_keys(state: _State) -> None:
+    """Store the carried keys that a verified signature vouches for (never trusted for verification by that).
+
+    A key arrives in mail with whatever user IDs its maker chose, so one is
+    kept only when it lies in content signed by a key an administrator
+    imported (a partner announcing a new key) and every address of its user
+    IDs is an address of that signer: a signed message cannot plant a key for
+    anyone else, and an Autocrypt header, which no signature covers (it can be
+    added to a replayed signed message), plants none.
+    """
+    if not (state.ctx.settings.harvest_pgp_keys and state.ctx.store is not None):
         return
+    for candidate in state.key_candidates:
+        vouched = {email for s in candidate.covered_by if s.valid for email in s.emails}
+        if not vouched:
+            state.harvested.append(f"{candidate.where}: {NOT_VOUCHED}")
+            continue
+        for key in _carried_keys(candidate, state):
+            emails = set(openpgp.key_emails(key))
+            if emails and emails <= vouched:
+                _store_key(key, candidate.where, state)
+            else:
+                state.harvested.append(f"{candidate.where}: {key.fingerprint.keyid} {FOREIGN_ADDRESSES}")
+
+
+def _carried_keys(candidate: _KeyCandidate, state: _State) -> list:
+    if candidate.keys is None:
+        try:
+            candidate.keys = keyimport.parse(candidate.data).pgp_keys
+        except Exception as exc:  # whatever the sender sent: pgpy raises assorted errors on what it cannot read
+            state.harvested.append(f"{candidate.where}: refused ({type(exc).__name__})")
+            candidate.keys = []
+    return candidate.keys
+
+
+def _store_key(key, where: str, state: _State) -> None:
     try:
-        added = state.ctx.store.add_harvested_pgp_key(data)
+        added = state.ctx.store.add_harvested_pgp_key(bytes(key.pubkey if not key.is_public else key))
     except Exception as exc:  # the store refuses what it cannot parse: that is the sender's problem
         state.harvested.append(f"{where}: refused ({type(exc).__name__})")
         return
-    state.harvested.append(f"{where}: {'added' if added else 'known'}")
+    state.harvested.append(f"{where}: {key.fingerprint.keyid} {'added' if added else 'known'}")
 
 
-def _harvest_autocrypt(message: mime.Entity, state: _State) -> None:
+def _carried_key_ids(state: _State) -> set[str]:
+    """Key IDs (primary and subkeys) of every key the message carries."""
+    found = set()
+    for candidate in state.key_candidates:
+        for key in _carried_keys(candidate, state):
+            found |= {key.fingerprint.keyid.upper(), *(keyid.upper() for keyid in key.subkeys)}
+    return found
+
+
+def _explain_carried_signers(state: _State) -> None:
+    """A signature by a key that only the message itself carries: say so rather than "public key not found"."""
+    unknown = [s for s in state.signatures if s.reason == openpgp.KEY_NOT_FOUND]
+    if not (unknown and state.key_candidates):
+        return
+    carried = _carried_key_ids(state)
+    for signature in unknown:
+        if signature.keyid in carried:
+            signature.reason = openpgp.KEY_NOT_IMPORTED
+
+
+def _collect_autocrypt(message: mime.Entity, state: _State) -> None:
     """Autocrypt headers (Autocrypt 1.1 section 2.1) carry the sender's key as base64 ``keydata``."""
     for header in message.headers:
         if header.name.lower() != "autocrypt":
@@ -442,7 +522,7 @@ def _harvest_autocrypt(message: mime.Entity, state: _State) -> None:
         except binascii.Error:
             state.harvested.append("Autocrypt: corrupt keydata")
             continue
-        _harvest(data, state, "Autocrypt")
+        _collect_key(data, state, "Autocrypt")
 
 
 # --------------------------------------------------------------------------- results
@@ -488,8 +568,10 @@ def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
     """Find, open and (where safe) replace OpenPGP content; None when the message has none."""
     html_leaves = [e for e in message.walk() if e.content_type == "text/html" and not e.is_multipart]
     state = _State(ctx=ctx, keyring=openpgp.keyring_for(ctx.store), html_leaves=html_leaves)
-    _harvest_autocrypt(message, state)
+    _collect_autocrypt(message, state)
     new_raw = _walk(message, state, "0", whole=True, protected=False)
+    _explain_carried_signers(state)
+    _harvest_keys(state)
     report = {
         "encoding": state.encodings,
         "blocks": state.blocks,

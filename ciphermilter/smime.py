@@ -308,6 +308,7 @@ class _Walker:
             self.info.add("Signer-Trusted-Info", verdict.reason, index=index, level=level)
         if signer.verified:
             self.verified_emails.update(emails)
+        if signer.verified and verdict.trusted:
             self._harvest(signer.certificate)
         return {
             "id": signer.text,
@@ -335,7 +336,12 @@ class _Walker:
         )
 
     def _harvest(self, certificate: bytes | None) -> None:
-        """Remember a verified signer's certificate for replies (never trusted by that)."""
+        """Remember a verified and trusted signer's certificate for replies.
+
+        Only a certificate with a path to an anchor: any other is whatever
+        the sender made, and would pile up in the store (a harvested
+        certificate is never an anchor, nor does it gain trust by being kept).
+        """
         if certificate and self.ctx.settings.harvest_certificates:
             self.ctx.store.add_harvested_certificate(certificate)
 

@@ -465,13 +465,15 @@ class KeyStore:
         we knew as public, or new subkeys, user IDs or signatures. Harvesting never changes a known key."""
         fingerprint = _pgp_fingerprint(key)
         label = f"OpenPGP {'public' if key.is_public else 'secret'} key {fingerprint} {', '.join(_pgp_user_ids(key))}"
-        present = self._conn.execute("SELECT public_key, sealed_secret FROM pgp_keys WHERE fingerprint = ?",
+        present = self._conn.execute("SELECT public_key, sealed_secret, origin FROM pgp_keys WHERE fingerprint = ?",
                                      (fingerprint,)).fetchone()
         public = _public_bytes(key)
         gains_secret = not key.is_public and (present is None or present["sealed_secret"] is None)
         gains_packets = present is not None and not (
             keyimport.packet_contents(public) <= keyimport.packet_contents(present["public_key"]))
         if present is not None and (origin == "harvested" or not (gains_secret or gains_packets)):
+            if present["origin"] == "harvested" and origin == "imported":  # the admin vouches for it now
+                self._conn.execute("UPDATE pgp_keys SET origin = 'imported' WHERE fingerprint = ?", (fingerprint,))
             if result is not None:
                 result.already_present.append(label)
             return False
@@ -763,10 +765,15 @@ class KeyStore:
             return None if raw is None else _load_pgp(raw)
         return self._cached(("pgp-secret", fingerprint), unseal)
 
-    def pgp_public_keys(self, keyid: str) -> list[pgpy.PGPKey]:
-        """Public keys (also of the secret keys we hold) whose primary key or a subkey has ``keyid``."""
+    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[pgpy.PGPKey]:
+        """Public keys (also of the secret keys we hold) whose primary key or a subkey has ``keyid``.
+
+        ``imported_only``: only the keys an administrator imported, the only ones that verify signatures.
+        """
+        origin = " AND k.origin = 'imported'" if imported_only else ""
         rows = self._rows("SELECT k.fingerprint, k.public_key FROM pgp_key_ids i"
-                          " JOIN pgp_keys k ON k.fingerprint = i.fingerprint WHERE i.keyid = ?", (keyid.upper(),))
+                          " JOIN pgp_keys k ON k.fingerprint = i.fingerprint WHERE i.keyid = ?" + origin,
+                          (keyid.upper(),))
         return [self._cached(("pgp-public", row["fingerprint"]), lambda raw=row["public_key"]: _load_pgp(raw))
                 for row in rows]
 

@@ -1,33 +1,65 @@
-"""Certificate facts and chain building for S/MIME signers (RFC 5280 subset, RFC 8550).
+"""Certificate facts and certification paths of S/MIME signers (RFC 5280 section 6, RFC 8550).
 
-A signer is trusted when a chain of correctly signed certificates leads from
-its certificate to a trust anchor of the store, every certificate of the
-chain is within its validity period at the time of checking, every issuer is
-a CA allowed to sign certificates, and the signer certificate allows e-mail
-protection. Chain candidates come from the message and from the store
-(through a callable), never from the network.
+A signer is trusted when pyca/cryptography's path validation
+(:mod:`cryptography.x509.verification`: path building, signatures, validity
+periods, basic constraints and path length, name constraints, unknown
+critical extensions refused) finds a path from its certificate to a trust
+anchor of the store, and the certificates allow what the path uses them for:
+every issuer certificate signing, the signer e-mail protection (RFC 8550
+section 4.4). Chain candidates come from the message and from the store
+(through a callable), never from the network, and only as many as a path of
+the allowed length may use.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
 from asn1crypto import x509 as asn1_x509
-from cryptography import exceptions as crypto_exceptions
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ciphermilter import ids, memo
 
+log = logging.getLogger(__name__)
+
 _EMAIL_ADDRESS_OID = "1.2.840.113549.1.9.1"
 _ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
-SIGNATURE_CHECKS_PER_LEVEL = 16  # issuer candidates tried per allowed chain level
+# Issuer candidates handed to path building per allowed chain level: the certificates come from the
+# sender, and a crowd of CA certificates under one name would otherwise all be tried.
+CANDIDATES_PER_LEVEL = 16
+NO_ANCHOR = "no trust anchor"
+NAME_CONSTRAINTS = "name constraints violated"
+CHAIN_TOO_LONG = "chain too long"
+# cryptography's path validation errors (their texts, as of cryptography 50) -> our reasons. The
+# first match wins; an error none of them matches is logged and reported as INVALID_PATH.
+_ERROR_REASONS = (
+    ("path length constraint", "path length exceeded"),
+    ("name constraint", NAME_CONSTRAINTS),
+    ("unaccounted-for critical extension", "unknown critical extension"),
+    ("basicConstraints.cA must be asserted", "issuer is not a CA"),
+    ("CA certificate has no basicConstraints", "issuer is not a CA"),
+    ("exceeds max depth", CHAIN_TOO_LONG),
+    ("signature check limit", "chain search limit reached"),
+    ("signature algorithm", "signature algorithm not allowed"),
+    ("RSA key", "key too weak"),
+    ("must be an X509v3 certificate", "certificate not X.509 version 3"),  # v1 roots too: RFC 5280 allows them
+    ("no interior errors", NO_ANCHOR),
+)
+INVALID_PATH = "invalid certification path"
+# What our extension policies refuse (RFC 5280 section 6.1.4 (n), RFC 8550 section 4.4).
+ISSUER_USAGE = "issuer key usage does not allow certificate signing"
+SIGNING_USAGE = "key usage does not allow signing"
+EMAIL_PURPOSE = "extended key usage does not allow e-mail protection"
 
 
 class Certificate:
-    """One certificate, parsed both ways: asn1crypto for names, cryptography for signatures."""
+    """One certificate, parsed both ways: asn1crypto for names, cryptography for path validation."""
 
     def __init__(self, der: bytes):
         self.der = der
@@ -41,15 +73,6 @@ class Certificate:
     @property
     def issuer_key(self) -> str:
         return ids.name_key(self.asn1.issuer)
-
-    def same_key_and_subject(self, other: "Certificate") -> bool:
-        return self.subject_key == other.subject_key and self.asn1.public_key.dump() == other.asn1.public_key.dump()
-
-    def is_ca(self) -> bool:
-        try:
-            return self.x509.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-        except x509.ExtensionNotFound:
-            return False
 
 
 @memo.of_small_encodings(maxsize=512)  # anchors and issuers recur on every signed message; a Certificate never changes
@@ -93,7 +116,7 @@ def _subject_emails(cert: Certificate) -> list[str]:
 class Verdict:
     trusted: bool
     reason: str | None  # short stable text when not trusted
-    chain: list[bytes]  # DER, signer first, as far as it was built
+    chain: list[bytes]  # DER, signer first, up to the anchor when trusted
 
 
 IssuerFinder = Callable[[str], list]  # subject name key -> [certificate DER] from the store
@@ -108,122 +131,164 @@ def evaluate(
     now: datetime,
     max_chain_length: int,
 ) -> Verdict:
-    """Decide whether ``signer_der`` is trusted at ``now``."""
+    """Decide whether ``signer_der`` is trusted at ``now``; a chain holds at most ``max_chain_length`` certificates."""
     signer = parse(signer_der)
     if signer is None:
         return Verdict(False, "unreadable certificate", [])
     anchor_certs = [c for c in map(parse, anchors) if c is not None]
-    pool = [c for c in map(parse, message_certificates) if c is not None]
     try:
-        chain, reason = _build_chain(signer, anchor_certs, pool, find_issuers, max_chain_length)
-        if chain is None:
-            return Verdict(False, reason, [signer_der])
-        problem = _validity_problem(chain, now) or _usage_problem(signer)
+        problem = _validity_problem(signer.x509, now, "certificate")
+        if problem is not None:
+            return Verdict(False, problem, [signer_der])
+        pool = [c for c in map(parse, message_certificates) if c is not None]
+        candidates = _issuer_candidates(signer, pool, find_issuers, CANDIDATES_PER_LEVEL * max_chain_length)
+        if not _names_an_anchor([signer, *candidates], anchor_certs):
+            return Verdict(False, NO_ANCHOR, [signer_der])
+        return _validate(signer, candidates, [c.x509 for c in anchor_certs], now, max_chain_length)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
         # cryptography parses extensions lazily and refuses broken ones here (not all as ValueError)
         return Verdict(False, "unreadable certificate", [signer_der])
-    return Verdict(problem is None, problem, [c.der for c in chain])
 
 
-def _build_chain(signer, anchors, pool, find_issuers, max_length):
-    """Search a path signer -> ... -> anchor; returns (chain, None) or (None, reason)."""
-    search = _ChainSearch(anchors, pool, find_issuers, max_length)
-    chain = search.extend([signer])
-    return (chain, None) if chain is not None else (None, search.reason)
+def _validate(signer: Certificate, candidates: list[Certificate], anchors: list, now: datetime,
+              max_chain_length: int) -> Verdict:
+    refusals: list[str] = []  # what our extension validators refused, latest last
+    verifier = _verifier(anchors, now, max_chain_length, refusals)
+    try:
+        chain = verifier.verify(signer.x509, [c.x509 for c in candidates]).chain
+    except verification.VerificationError as exc:
+        return Verdict(False, _reason(str(exc), refusals, candidates, now), [signer.der])
+    # cryptography counts intermediates only: a limit below 2 (signer and anchor) is ours to keep.
+    problem = CHAIN_TOO_LONG if len(chain) > max_chain_length else _email_constraints_problem(
+        chain, emails(signer.der))
+    return Verdict(problem is None, problem, [c.public_bytes(Encoding.DER) for c in chain])
 
 
-class _ChainSearch:
-    """Depth-first path building that expands each certificate once and checks a bounded number of signatures.
+def _names_an_anchor(certificates: list[Certificate], anchors: list[Certificate]) -> bool:
+    """Whether a path can end at an anchor at all: some certificate in reach is one, or names one as its issuer.
 
-    The certificates come from the sender: many self-issued CA certificates
-    under one name would otherwise make the search exponential.
+    Without one, "no trust anchor" is the answer, whatever the path
+    validation would say about the certificates it tried (a cross-signed
+    loop that never reaches an anchor exceeds any depth).
     """
+    names = {anchor.subject_key for anchor in anchors}
+    return any(cert.issuer_key in names or cert.subject_key in names for cert in certificates)
 
-    def __init__(self, anchors, pool, find_issuers, max_length: int):
-        self.anchors, self.pool, self.find_issuers, self.max_length = anchors, pool, find_issuers, max_length
-        self.reason = "no trust anchor"
-        self.expanded: set[bytes] = set()
-        self.checks_left = SIGNATURE_CHECKS_PER_LEVEL * max_length
 
-    def extend(self, path: list[Certificate]) -> list[Certificate] | None:
-        current = path[-1]
-        if any(current.same_key_and_subject(anchor) for anchor in self.anchors):
-            return path
-        if len(path) >= self.max_length:
-            self.reason = "chain too long"
-            return None
-        if current.der in self.expanded:  # a loop, or a dead end met before
-            return None
-        self.expanded.add(current.der)
-        for issuer in _issuer_candidates(current, self.anchors, self.pool, self.find_issuers):
-            if self.checks_left == 0:
-                self.reason = "chain search limit reached"
-                return None
-            self.checks_left -= 1
-            if not _issued_by(current, issuer):
+def _issuer_candidates(signer: Certificate, pool: list[Certificate], find_issuers: IssuerFinder,
+                       limit: int) -> list[Certificate]:
+    """Certificates that may issue the signer or its issuers, by name: the message's, then the store's.
+
+    At most ``limit``, so that a message of a thousand certificates costs
+    no more than a path of the allowed length can use.
+    """
+    found: dict[bytes, Certificate] = {}
+    wanted, asked = [signer.issuer_key], set()
+    while wanted and len(found) < limit:
+        name = wanted.pop(0)
+        if name in asked:
+            continue
+        asked.add(name)
+        stored = (parse(der) for der in find_issuers(name))
+        for cert in [c for c in pool if c.subject_key == name] + [c for c in stored if c is not None]:
+            if cert.der in found or cert.der == signer.der or len(found) >= limit:
                 continue
-            if not _may_sign_certificates(issuer, self.anchors):
-                self.reason = "issuer is not a CA"
-                continue
-            found = self.extend(path + [issuer])
-            if found is not None:
-                return found
-        return None
+            found[cert.der] = cert
+            wanted.append(cert.issuer_key)
+    return list(found.values())
 
 
-def _issuer_candidates(cert: Certificate, anchors, pool, find_issuers) -> list[Certificate]:
-    """Certificates whose subject is ``cert``'s issuer: anchors first, then the message's, then the store's."""
-    wanted = cert.issuer_key
-    candidates = [c for c in anchors + pool if c.subject_key == wanted]
-    for der in find_issuers(wanted):
-        stored = parse(der)
-        if stored is not None and not any(stored.der == c.der for c in candidates):
-            candidates.append(stored)
-    return candidates
+def _verifier(anchors: list, now: datetime, max_chain_length: int, refusals: list[str]):
+    """cryptography's client verifier with the e-mail protection policy of RFC 8550 section 4.4.
+
+    The extension policies start from ``permit_all`` rather than the Web PKI
+    defaults, which would refuse most S/MIME CAs (they demand an
+    authorityKeyIdentifier in every certificate and a subjectAltName in the
+    leaf, and check clientAuth as the extended key usage). RFC 5280's
+    checks stay: basicConstraints on every issuer (cA, pathLenConstraint),
+    name constraints, and refusal of unknown critical extensions.
+    """
+    def refuse(reason: str):
+        refusals.append(reason)
+        raise ValueError(reason)
+
+    def issuer_usage(policy, cert, usage):
+        if usage is not None and not usage.key_cert_sign:
+            refuse(ISSUER_USAGE)
+
+    def signer_usage(policy, cert, usage):
+        if usage is not None and not (usage.digital_signature or usage.content_commitment):
+            refuse(SIGNING_USAGE)
+
+    def signer_purposes(policy, cert, purposes):
+        if purposes is not None and ExtendedKeyUsageOID.EMAIL_PROTECTION not in purposes and _ANY_EKU not in purposes:
+            refuse(EMAIL_PURPOSE)
+
+    agnostic = verification.Criticality.AGNOSTIC
+    ca_policy = (verification.ExtensionPolicy.permit_all()
+                 .require_present(x509.BasicConstraints, agnostic, None)
+                 .may_be_present(x509.KeyUsage, agnostic, issuer_usage))
+    ee_policy = (verification.ExtensionPolicy.permit_all()
+                 .may_be_present(x509.KeyUsage, agnostic, signer_usage)
+                 .may_be_present(x509.ExtendedKeyUsage, agnostic, signer_purposes))
+    return (verification.PolicyBuilder().store(verification.Store(anchors)).time(now)
+            .max_chain_depth(max(0, min(max_chain_length - 2, 255)))  # intermediates: the signer and anchor aside
+            .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+            .build_client_verifier())
 
 
-def _issued_by(cert: Certificate, issuer: Certificate) -> bool:
-    try:
-        cert.x509.verify_directly_issued_by(issuer.x509)
-        return True
-    except (ValueError, TypeError, crypto_exceptions.InvalidSignature, crypto_exceptions.UnsupportedAlgorithm):
-        return False
+def _reason(error: str, refusals: list[str], candidates: list[Certificate], now: datetime) -> str:
+    """Our words for a path validation failure."""
+    if "validator failed" in error and refusals:
+        return refusals[-1]
+    if "not valid at validation time" in error:
+        return _issuer_validity_problem(candidates, now)
+    for fragment, reason in _ERROR_REASONS:
+        if fragment in error:
+            return reason
+    log.info("certification path refused: %s", error)
+    return INVALID_PATH
 
 
-def _may_sign_certificates(issuer: Certificate, anchors) -> bool:
-    """basicConstraints cA and keyUsage keyCertSign (when present); an anchor is trusted as configured."""
-    if any(issuer.same_key_and_subject(anchor) for anchor in anchors):
-        return True
-    if not issuer.is_ca():
-        return False
-    try:
-        return issuer.x509.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
-    except x509.ExtensionNotFound:
-        return True
-
-
-def _validity_problem(chain: list[Certificate], now: datetime) -> str | None:
-    for cert in chain:
-        if now > cert.x509.not_valid_after_utc:
-            return "certificate expired"
-        if now < cert.x509.not_valid_before_utc:
-            return "certificate not yet valid"
+def _validity_problem(cert: x509.Certificate, now: datetime, what: str) -> str | None:
+    if now > cert.not_valid_after_utc:
+        return f"{what} expired"
+    if now < cert.not_valid_before_utc:
+        return f"{what} not yet valid"
     return None
 
 
-def _usage_problem(signer: Certificate) -> str | None:
-    """RFC 8550 section 4.4: key usage and extended key usage of the signer certificate, when present."""
-    extensions = signer.x509.extensions
-    try:
-        usage = extensions.get_extension_for_class(x509.KeyUsage).value
-        if not (usage.digital_signature or usage.content_commitment):
-            return "key usage does not allow signing"
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        purposes = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        if ExtendedKeyUsageOID.EMAIL_PROTECTION not in purposes and _ANY_EKU not in purposes:
-            return "extended key usage does not allow e-mail protection"
-    except x509.ExtensionNotFound:
-        pass
+def _issuer_validity_problem(candidates: list[Certificate], now: datetime) -> str:
+    """cryptography does not say which issuer was out of its validity period: the first candidate that is."""
+    problems = (_validity_problem(c.x509, now, "issuer certificate") for c in candidates)
+    return next((p for p in problems if p), "issuer certificate expired")
+
+
+def _email_constraints_problem(chain: list, addresses: list[str]) -> str | None:
+    """RFC 5280 section 4.2.1.10 for the addresses we report, the subject's emailAddress ones included.
+
+    cryptography applies rfc822Name constraints to the subjectAltName; a
+    certificate without one is named by its subject's emailAddress, which
+    the constraints MUST cover as well.
+    """
+    for issuer in chain[1:]:
+        try:
+            constraints = issuer.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            continue
+        permitted = [n.value for n in constraints.permitted_subtrees or () if isinstance(n, x509.RFC822Name)]
+        excluded = [n.value for n in constraints.excluded_subtrees or () if isinstance(n, x509.RFC822Name)]
+        for address in addresses:
+            if (permitted and not any(_within(address, c) for c in permitted)) or any(
+                    _within(address, c) for c in excluded):
+                return NAME_CONSTRAINTS
     return None
+
+
+def _within(address: str, constraint: str) -> bool:
+    """An address within an rfc822Name constraint: a mailbox, a host, or a domain (``.example.com``)."""
+    constraint = constraint.lower()
+    if "@" in constraint:
+        return address == constraint
+    host = address.rpartition("@")[2]
+    return host.endswith(constraint) if constraint.startswith(".") else host == constraint

@@ -195,6 +195,32 @@ def test_every_info_header_is_documented(name):
     assert re.search(rf"^ {{7}}X-CipherMail-Info-{re.escape(name)}(-INDEX)?(-LEVEL)?$", text, re.M), name
 
 
+def trust_reasons() -> set[str]:
+    """Every Signer-Trusted-Info value the code can write."""
+    from ciphermilter import trust
+
+    validity = {f"{what} {problem}" for what in ("certificate", "issuer certificate")
+                for problem in ("expired", "not yet valid")}
+    return ({reason for _, reason in trust._ERROR_REASONS} | validity
+            | {trust.NO_ANCHOR, trust.NAME_CONSTRAINTS, trust.INVALID_PATH, trust.ISSUER_USAGE, trust.SIGNING_USAGE,
+               trust.EMAIL_PURPOSE, "unreadable certificate", "signer certificate not found"})
+
+
+@pytest.mark.parametrize("reason", sorted(trust_reasons()))
+def test_every_trust_reason_is_documented_beside_its_header(reason):
+    entry = rendered(page("ciphermilter-headers.7")).partition("X-CipherMail-Info-Signer-Trusted-Info-")[2]
+    assert reason in " ".join(entry.partition("X-CipherMail-Info-Signer-Mismatch")[0].split())
+
+
+@pytest.mark.parametrize("reason", ["public key not found", "signer key not imported by an administrator"])
+def test_signer_key_reasons_are_documented_beside_their_header(reason):
+    from ciphermilter import openpgp
+
+    assert reason in (openpgp.KEY_NOT_FOUND, openpgp.KEY_NOT_IMPORTED)
+    entry = rendered(page("ciphermilter-headers.7")).partition("X-CipherMail-Info-PGP-Signature-Failure")[2]
+    assert reason in " ".join(entry.partition("X-CipherMail-Info-PGP-Signer-Email")[0].split())
+
+
 # --------------------------------------------------------------------------- systemd
 
 

@@ -282,18 +282,22 @@ def vector_keyid(name: str) -> str:
 
 
 @pytest.mark.parametrize("harvest", [True, False])
-def test_attached_public_key_is_harvested_only_when_allowed(vector_store, harvest):
+def test_attached_public_key_of_an_unsigned_message_is_never_harvested(vector_store, harvest):
     message = harvest_message(key_part=(VECTORS / "elg.pub.asc").read_bytes().replace(b"\n", b"\r\n"))
     outcome = run(message, vector_store, Settings(harvest_pgp_keys=harvest))
-    assert bool(vector_store.pgp_public_keys(vector_keyid("elg"))) == harvest
+    assert vector_store.pgp_public_keys(vector_keyid("elg")) == []
     assert len(outcome.info) == 0  # a key alone is no OpenPGP-protected content
+    assert outcome.report.get("openpgp", {}).get("harvested", []) == ([f"0.2: {openpgp_mime.NOT_VOUCHED}"] if harvest
+                                                                      else [])
 
 
-def test_autocrypt_key_is_harvested(vector_store):
+def test_autocrypt_key_is_not_harvested(vector_store):
+    """No signature covers a header: anyone can put one on a message (even a replayed signed one)."""
     keydata = base64.b64encode(openpgp.dearmor((VECTORS / "p256.pub.asc").read_bytes()).data)
     folded = b"\r\n ".join(keydata[i:i + 70] for i in range(0, len(keydata), 70))
-    run(harvest_message(b"Autocrypt: addr=p256@vectors.example; keydata=" + folded + b"\r\n"), vector_store)
-    assert vector_store.pgp_public_keys(vector_keyid("p256"))
+    outcome = run(harvest_message(b"Autocrypt: addr=p256@vectors.example; keydata=" + folded + b"\r\n"), vector_store)
+    assert vector_store.pgp_public_keys(vector_keyid("p256")) == []
+    assert outcome.report["openpgp"]["harvested"] == [f"Autocrypt: {openpgp_mime.NOT_VOUCHED}"]
 
 
 def test_message_without_openpgp_gives_no_result(corpus_store):

@@ -225,6 +225,39 @@ def test_headers_out_of_decrypted_content_are_validated(corpus_store, gpg_home, 
         assert info[INFO_PREFIX + "Not-Processed"].startswith("decrypted content has an invalid")
 
 
+# A decrypted multipart whose every header block carries fields in our namespaces, as a sender forges them:
+# the top entity's, a nested multipart's and the leaves' (folded, other case, the former namespace, last field).
+FORGED_IN_PARTS = (
+    b'Content-Type: multipart/mixed; boundary="outer"\r\nX-CipherMail-Info-SMIME-Signed: True\r\n\r\n'
+    b"--outer\r\nX-CipherMail-Info-Signer-Verified-0-0: True\r\nContent-Type: text/plain\r\n\r\nfirst\r\n"
+    b'--outer\r\nContent-Type: multipart/alternative; boundary="inner"\r\n'
+    b"x-ciphermail-info-pgp-signature-valid:\r\n True\r\n\r\n"
+    b"--inner\r\nContent-Type: text/plain\r\nX-Djigzo-Info-Signer-Trusted-0-0: True\r\n"
+    b"X-Other: kept\r\n\r\nsecond\r\n"
+    b"--inner\r\nContent-Type: text/html\r\nX-CIPHERMAIL-INFO-SIGNER-EMAIL-0-0: ceo@corp-pub.example\r\n\r\n"
+    b"<p>third</p>\r\n"
+    b"--inner--\r\n--outer--\r\n"
+)
+# The same content as it must arrive: every such field gone with its line break, every other byte kept.
+CLEANED_BODY = (
+    b"--outer\r\nContent-Type: text/plain\r\n\r\nfirst\r\n"
+    b'--outer\r\nContent-Type: multipart/alternative; boundary="inner"\r\n\r\n'
+    b"--inner\r\nContent-Type: text/plain\r\nX-Other: kept\r\n\r\nsecond\r\n"
+    b"--inner\r\nContent-Type: text/html\r\n\r\n<p>third</p>\r\n"
+    b"--inner--\r\n--outer--\r\n"
+)
+
+
+@pytest.mark.parametrize("kind", ["smime", "pgp"])
+def test_forged_fields_in_decrypted_part_headers_are_removed(corpus_store, gpg_home, kind):
+    message = encrypted_message(kind, FORGED_IN_PARTS, gpg_home)
+    outcome, out = run(message, corpus_store)
+    assert outcome.error is None
+    assert_clean_headers(out, outcome)
+    assert out.partition(b"\r\n\r\n")[2] == CLEANED_BODY
+    assert headers_named(out, "Content-Type") == ['multipart/mixed; boundary="outer"']
+
+
 # ---------------------------------------------------------------------------- padding oracle
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ciphermilter import core, mime, smime
+from ciphermilter import core, keyimport, mime, smime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.handler import Context, DeadlineExceeded
 from ciphermilter.plan import apply_plan
@@ -186,8 +186,13 @@ def test_signer_certificate_is_harvested_only_when_allowed(case, tmp_path):
                      Settings(internal_domains=internal))
         assert store.certificates(email=email) == []
         outcome = run(case, store, Settings(internal_domains=internal))
-        verified = info_of(outcome)["Signer-Verified-0-0"] == "True"
-        assert bool(store.certificates(email=email)) == verified
+        assert info_of(outcome)["Signer-Trusted-0-0"] == "False"  # this store holds no anchor
+        assert store.certificates(email=email) == []
+        for der in (CORPUS / "keys" / "trust").glob("*.pem"):
+            store.add_trust_anchors(keyimport.parse(der.read_bytes()).certificates)
+        info = info_of(run(case, store, Settings(internal_domains=internal)))
+        harvested = info["Signer-Verified-0-0"] == info["Signer-Trusted-0-0"] == "True"
+        assert bool(store.certificates(email=email)) == harvested == case["signature_should_verify"]
 
 
 @pytest.mark.parametrize("case", OPAQUE, ids=ids(OPAQUE))
