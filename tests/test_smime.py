@@ -50,7 +50,7 @@ def run(case, store, settings=None):
 def handler_entity(case, store, **settings) -> bytes | None:
     """The handler's new entity for the message, with the core's own From: address."""
     message = mime.parse(case_message(case))
-    ctx = Context(store=store, settings=Settings(**settings), from_address=core.from_address(message))
+    ctx = Context(store=store, settings=Settings(**settings), from_fields=core.from_fields(message))
     return smime.handle(message, ctx).entity
 
 
@@ -319,7 +319,7 @@ def test_signer_mismatch_follows_the_from_address(case, corpus_store):
     crypto_valid = case.get("signature_cryptographically_valid", case["signature_should_verify"])
     for from_address, mismatch in ((signer, not crypto_valid),
                                    ("someone@else.example", True)):
-        ctx = Context(store=corpus_store, settings=Settings(), from_address=from_address)
+        ctx = Context(store=corpus_store, settings=Settings(), from_fields=(from_address,))
         assert smime.handle(message, ctx).info.has("Signer-Mismatch") == mismatch
 
 
@@ -346,7 +346,7 @@ def damaged_copies(message: bytes, seed: int, count: int = 8):
 
 @pytest.mark.parametrize("case", SMIME_CASES, ids=ids(SMIME_CASES))
 def test_damaged_cms_never_crashes_the_handler(case, corpus_store):
-    ctx = Context(store=corpus_store, settings=Settings(decrypt_embedded=True), from_address="a@b.example")
+    ctx = Context(store=corpus_store, settings=Settings(decrypt_embedded=True), from_fields=("a@b.example",))
     for number, message in enumerate(damaged_copies(case_message(case), seed=len(case["id"]))):
         result = smime.handle(mime.parse(message), ctx)
         assert result is not None, number
