@@ -212,8 +212,11 @@ class _Walker:
         return content
 
     def _decrypted(self, content: bytes, whole: bool) -> bytes:
-        """The decrypted content, or what its own S/MIME layers unwrap to."""
+        """The decrypted content (in its canonical line ends), or what its own S/MIME layers unwrap to."""
         plaintext = parse_content(content, self.limits)
+        if is_lf_text(content, plaintext):
+            content = content.replace(b"\n", b"\r\n")
+            plaintext = parse_content(content, self.limits)
         if has_illegal_chars(plaintext):
             self.info.flag("SMIME-Illegal-Chars-Found")
         inner = self.unwrap(plaintext, whole=whole)
@@ -359,6 +362,19 @@ class _Walker:
             "signer_mismatch": self.info.has("Signer-Mismatch"),
             "verified_signer_emails": sorted(self.verified_emails),
         }
+
+
+def is_lf_text(content: bytes, entity: mime.Entity) -> bool:
+    """Decrypted content written with LF line ends throughout, and no binary part that a CR would change.
+
+    Thunderbird (NSS) encrypts its signed entity with the platform's LF line
+    ends, while the signature covers the canonical CRLF form (RFC 8551 section
+    3.1.1), as OpenSSL's verification assumes. That form is also what SMTP
+    delivers, so such content is decrypted into it: the signature is checked
+    over exactly the bytes it signed (not "message digest mismatch"), and
+    SMIME-Illegal-Chars-Found is left for bytes that do break the encoding.
+    """
+    return b"\r" not in content and b"\n" in content and not any(part.cte == "binary" for part in entity.walk())
 
 
 def has_illegal_chars(entity: mime.Entity) -> bool:
