@@ -405,6 +405,10 @@ def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool) -> byt
         return _pgp_mime_encrypted(entity, state, where, whole)
     if ctype == "multipart/signed" and protocol == SIGNATURE_PROTOCOL:
         return _pgp_mime_signed(entity, state, where, whole)
+    if ctype == "multipart/signed" and entity.parts:
+        # Another format's signature (S/MIME, reported by its own handler before this one): its first
+        # part is as whole as the signature layer, and the signature part is none of our content.
+        return _walk(entity.parts[0], state, where + ".1", whole=whole)
     if entity.is_multipart:
         parts = entity.parts
         replacements = [
