@@ -15,6 +15,7 @@ import base64
 import subprocess
 from pathlib import Path
 
+from ciphermilter import openpgp
 from conftest import CORPUS
 
 KEYS = CORPUS / "keys"
@@ -125,3 +126,62 @@ class Tools:
     def pgp_signed_only(self, text: bytes) -> bytes:
         """An armored signed-only OpenPGP message (``gpg --sign``): signed, never encrypted."""
         return crlf(self._gpg(["--armor", "--local-user", PGP_SIGNER, "--sign"], text))
+
+    # ---------------------------------------------------------------- whole attacks
+
+    def nss_signed_then_encrypted(self, text: bytes) -> bytes:
+        """As Thunderbird/NSS sends it: signed over CRLF (as NSS and OpenSSL canonicalise), the signed entity
+        then encrypted with LF line ends."""
+        signed = self.smime_signed(b"Content-Type: text/plain\r\n\r\n" + text)
+        return message(self.smime_encrypted(signed.replace(b"\r\n", b"\n")), SMIME_SIGNER)
+
+    def pgp_tampered(self, content: bytes) -> bytes:
+        """A PGP/MIME message to bob whose encrypted data has one byte flipped past the quick-check prefix."""
+        binary = openpgp.dearmor(self.pgp_armored(content)).data
+        (seipd,) = [p for p in openpgp.packets(binary) if p.tag == openpgp.TAG_SEIPD]
+        position = seipd.start + (len(binary) - seipd.start) // 2
+        assert position > seipd.start + 40  # past the packet header, the random prefix and its two check bytes
+        tampered = binary[:position] + bytes([binary[position] ^ 0x20]) + binary[position + 1:]
+        armored = b"-----BEGIN PGP MESSAGE-----\r\n\r\n" + base64_lines(tampered) + b"-----END PGP MESSAGE-----\r\n"
+        return message(self.pgp_mime_encrypted_around(armored))
+
+
+# One attack of each kind, for ``ciphermilter decrypt`` and the daemon behind Postfix:
+# (id, build(tools) -> message, headers the result must hold exactly, whether the body stays as received).
+ATTACKS = [
+    ("reply-attack-smime", lambda t: message(multipart(b"mixed", [ATTACKER_TEXT, t.smime_encrypted(SECRET_ENTITY)]),
+                                             extra=b"Reply-To: attacker@evil.example\r\n"),
+     {"SMIME-Encrypted": "True", "SMIME-Mixed-Content": "True",
+      "SMIME-Not-Decrypted-0": "encrypted part beside other parts"}, True),
+    ("reply-attack-pgp-mime", lambda t: message(multipart(b"mixed", [ATTACKER_TEXT, t.pgp_encrypted(SECRET_ENTITY)]),
+                                                extra=b"Reply-To: attacker@evil.example\r\n"),
+     {"PGP-Encrypted": "True", "PGP-Mixed-Content": "True",
+      "PGP-Decryption-Withheld": "encrypted content beside unprotected content left encrypted (EFAIL protection)"},
+     True),
+    ("inline-block-with-text-around", lambda t: message(b"Content-Type: text/plain\r\n\r\nQuote this:\r\n"
+                                                        + t.pgp_armored(SECRET) + b"Thanks\r\n"),
+     {"PGP-Encoding": "PGP/INLINE", "PGP-Mixed-Content": "True"}, True),
+    ("pgp-signed-part-beside-text", lambda t: message(multipart(b"mixed", [ATTACKER_TEXT, t.pgp_signed(SIGNED_ENTITY)]),
+                                                      PGP_SIGNER),
+     {"PGP-Signature-Valid": "True", "PGP-Signer-Email": PGP_SIGNER, "PGP-Mixed-Content": "True"}, True),
+    ("smime-signed-part-beside-text", lambda t: message(multipart(b"mixed", [
+        t.smime_signed(SIGNED_ENTITY), ATTACKER_TEXT]), SMIME_SIGNER),
+     {"Signer-Verified-0-0": "True", "Signer-Email-0-0": SMIME_SIGNER, "SMIME-Mixed-Content": "True"}, True),
+    ("address-in-display-name", lambda t: message(t.smime_signed(SIGNED_ENTITY), f"eve@evil.example <{SMIME_SIGNER}>"),
+     {"Signer-Verified-0-0": "True", "Signer-Mismatch": "True"}, True),
+    ("signed-only-labelled-encrypted", lambda t: message(
+        t.pgp_mime_encrypted_around(t.pgp_signed_only(b"I approve.\n")), PGP_SIGNER),
+     {"PGP-Signed": "True", "PGP-Signature-Valid": "True"}, False),
+    ("tampered-ciphertext", lambda t: t.pgp_tampered(SECRET_ENTITY),
+     {"PGP-Encrypted": "True", "PGP-Decryption-Failed": "integrity check failed"}, True),
+    ("nss-lf-sign-then-encrypt", lambda t: t.nss_signed_then_encrypted(b"Hello Bob,\r\nLF inside.\r\n"),
+     {"SMIME-Encrypted": "True", "Signer-Verified-0-1": "True", "Signer-Trusted-0-1": "True"}, False),
+]
+# Headers none of the attacks may get: the claims each one is built to obtain.
+NEVER = {
+    "reply-attack-smime": ("Encryption-Algorithm-0",),
+    "signed-only-labelled-encrypted": ("PGP-Encrypted", "PGP-Encryption-Algorithm", "PGP-Mixed-Content"),
+    "nss-lf-sign-then-encrypt": ("SMIME-Illegal-Chars-Found", "Signer-Mismatch", "Signer-Verification-Info-0-1"),
+    "pgp-signed-part-beside-text": ("PGP-Signer-Mismatch",),
+    "smime-signed-part-beside-text": ("Signer-Mismatch",),
+}

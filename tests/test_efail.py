@@ -13,9 +13,9 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from attack_messages import (ATTACKER_TEXT, PGP_SIGNER, SECRET, SECRET_ENTITY, SIGNED_ENTITY, SMIME_ERIN,
-                             SMIME_SIGNER, Tools, base64_lines, message, multipart)
-from ciphermilter import core, mime, openpgp, openpgp_mime, smime
+from attack_messages import (ATTACKER_TEXT, ATTACKS, PGP_SIGNER, SECRET, SECRET_ENTITY, SIGNED_ENTITY, SMIME_ERIN,
+                             SMIME_SIGNER, Tools, message, multipart)
+from ciphermilter import core, mime, openpgp_mime, smime
 from ciphermilter.cli import main
 from ciphermilter.config import Settings
 from ciphermilter.plan import apply_plan
@@ -339,19 +339,8 @@ def test_multipart_encrypted_without_openpgp_data_claims_no_encryption(corpus_st
 # ---------------------------------------------------------------------------- integrity
 
 
-def _flip_in_encrypted_data(binary: bytes) -> bytes:
-    """Flip one byte well inside the SEIPD packet, past the prefix its quick check reads."""
-    (seipd,) = [p for p in openpgp.packets(binary) if p.tag == openpgp.TAG_SEIPD]
-    position = seipd.start + (len(binary) - seipd.start) // 2
-    assert position > seipd.start + 40
-    return binary[:position] + bytes([binary[position] ^ 0x20]) + binary[position + 1:]
-
-
 def test_tampered_openpgp_ciphertext_says_integrity_check_failed(tools, corpus_store):
-    armored = tools.pgp_armored(SECRET_ENTITY)
-    tampered = _flip_in_encrypted_data(openpgp.dearmor(armored).data)
-    reencoded = b"-----BEGIN PGP MESSAGE-----\r\n\r\n" + base64_lines(tampered) + b"-----END PGP MESSAGE-----\r\n"
-    attack = message(Tools.pgp_mime_encrypted_around(reencoded))
+    attack = tools.pgp_tampered(SECRET_ENTITY)
     outcome, out = run(attack, corpus_store)
     assert info_of(outcome) == {"PGP-Encoding": "PGP/MIME", "PGP-Encrypted": "True",
                                 "PGP-Decryption-Failed": "integrity check failed"}
@@ -376,14 +365,8 @@ def test_tampered_gcm_tag_fails_like_a_wrong_key(tools, corpus_store):
 # ---------------------------------------------------------------------------- Thunderbird/NSS bare LF
 
 
-def nss_style_signed_then_encrypted(tools: Tools, text: bytes) -> bytes:
-    """Signed (over CRLF, as NSS and OpenSSL canonicalise), then the signed entity encrypted with LF line ends."""
-    signed = tools.smime_signed(b"Content-Type: text/plain\r\n\r\n" + text)
-    return message(tools.smime_encrypted(signed.replace(b"\r\n", b"\n")), SMIME_SIGNER)
-
-
 def test_lf_content_of_sign_then_encrypt_verifies_over_the_signed_bytes(tools, corpus_store, tmp_path):
-    nss = nss_style_signed_then_encrypted(tools, b"Hello Bob,\r\nsigned, then encrypted with LF.\r\n")
+    nss = tools.nss_signed_then_encrypted(b"Hello Bob,\r\nsigned, then encrypted with LF.\r\n")
     outcome, out = run(nss, corpus_store)
     info = info_of(outcome)
     assert (info["Signer-Verified-0-1"], info["Signer-Trusted-0-1"]) == ("True", "True")
@@ -398,7 +381,7 @@ def test_lf_content_of_sign_then_encrypt_verifies_over_the_signed_bytes(tools, c
 
 
 def test_lf_content_with_a_stray_cr_keeps_the_illegal_chars_flag(tools, corpus_store):
-    nss = nss_style_signed_then_encrypted(tools, b"Hello Bob,\r\na stray\rCR.\r\n")
+    nss = tools.nss_signed_then_encrypted(b"Hello Bob,\r\na stray\rCR.\r\n")
     info = info_of(run(nss, corpus_store)[0])
     assert info["SMIME-Illegal-Chars-Found"] == "True"
 
@@ -406,19 +389,14 @@ def test_lf_content_with_a_stray_cr_keeps_the_illegal_chars_flag(tools, corpus_s
 # ---------------------------------------------------------------------------- offline, as the daemon
 
 
-OFFLINE = [
-    ("reply-attack-smime", lambda t: CONTEXTS[0][1](t.smime_encrypted(SECRET_ENTITY), t)),
-    ("reply-attack-pgp-mime", lambda t: CONTEXTS[0][1](t.pgp_encrypted(SECRET_ENTITY), t)),
-    ("signed-part-beside-text", lambda t: SIGNED_CONTEXTS[0][1](t.pgp_signed(SIGNED_ENTITY), PGP_SIGNER)),
-    ("other-address-in-name", lambda t: message(t.smime_signed(SIGNED_ENTITY), f"eve@evil.example <{SMIME_SIGNER}>")),
-]
-
-
-@pytest.mark.parametrize("build", [o[1] for o in OFFLINE], ids=[o[0] for o in OFFLINE])
-def test_ciphermilter_decrypt_gives_what_the_core_plans(tools, corpus_store, build):
+@pytest.mark.parametrize("build, expected, body_kept", [a[1:] for a in ATTACKS], ids=[a[0] for a in ATTACKS])
+def test_ciphermilter_decrypt_gives_what_the_core_plans(tools, corpus_store, build, expected, body_kept):
     attack = build(tools)
     result = CliRunner().invoke(main, ["--store", str(corpus_store.path), "decrypt", "--rcpt", "bob@corp-pub.example",
                                        "-"], input=attack)
     assert result.exit_code == 0, result.output
-    assert result.stdout_bytes == run(attack, corpus_store, Settings())[1]
+    outcome, planned = run(attack, corpus_store, Settings())
+    assert result.stdout_bytes == planned
+    assert expected.items() <= info_of(outcome).items()
+    assert (outcome.plan.body is None) == body_kept
     assert not leaks(result.stdout_bytes)
