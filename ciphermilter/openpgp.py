@@ -693,7 +693,7 @@ def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check) -> by
         opened.key_not_found = True
         opened.failure = "decryption key not found"
         return None
-    failure = NO_KEY_DECRYPTS
+    failure, cipher = NO_KEY_DECRYPTS, None
     for esk, subkey in candidates:
         check()
         session = _parse_session_key(_session_key_block(esk, subkey))
@@ -706,13 +706,13 @@ def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check) -> by
         opened.cipher = CIPHERS[session[0]][0]
         try:
             plain = _decrypt_seipd_v1(seipd.body, *session)
-        except IntegrityError:
-            failure = INTEGRITY_FAILED
+        except IntegrityError:  # the session key is right, so is the cipher it names
+            failure, cipher = INTEGRITY_FAILED, opened.cipher
             continue
         if plain is not None:
             opened.decryption_key = subkey.keyid
             return plain
-    opened.cipher = None
+    opened.cipher = cipher
     opened.failure = failure
     return None
 

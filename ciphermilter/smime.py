@@ -129,7 +129,7 @@ class _Walker:
         return None
 
     def _beside(self, whole: bool) -> None:
-        """A signed or encrypted entity was found; unless it is the whole content, sender-chosen content is beside it."""
+        """A signed or encrypted entity was found; unless it is the whole content, the sender's own is beside it."""
         if not whole:
             self.info.flag("SMIME-Mixed-Content")
 

