@@ -8,10 +8,15 @@ behind a real Postfix are in tests/e2e/test_efail_chain.py.
 
 from __future__ import annotations
 
+import email.header
+import email.policy
+import re
 import subprocess
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attack_messages import (ATTACKER_TEXT, ATTACKS, PGP_SIGNER, SECRET, SECRET_ENTITY, SIGNED_ENTITY, SMIME_ERIN,
                              SMIME_SIGNER, Tools, message, multipart)
@@ -289,6 +294,25 @@ def _from_fields(fields: list[str], signer: str) -> list[str]:
 @pytest.mark.parametrize("fields, mismatch", [c[1:] for c in FROM_CASES], ids=[c[0] for c in FROM_CASES])
 def test_from_rule(fields, mismatch):
     assert from_names_signer(_from_fields(fields, "gus@corp.example"), {"gus@corp.example"}) == (not mismatch)
+
+
+SIGNER_ADDRESS = "gus@corp.example"
+_ANY_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:@\\]+@[^\s<>()\[\]\"',;:@\\]+")
+
+
+@settings(max_examples=2000)
+@given(st.lists(st.sampled_from(["gus@corp.example", "GUS@Corp.Example", "eve@evil.example", "eve", " ", "<", ">",
+                                 '"', "\\", ",", ";", ":", "(", ")", "@", ".", "=?utf-8?q?", "?=", "=40", "Gus"]),
+                max_size=12).map("".join))
+def test_no_mismatch_only_for_one_mailbox_of_the_signer_and_no_other_address(value):
+    """Whatever the sender writes: a field the rule accepts parses as exactly one mailbox, the signer's, and
+    shows no other address, not even inside an encoded word."""
+    if not from_names_signer([value], {SIGNER_ADDRESS}):
+        return
+    (mailbox,) = email.policy.default.header_factory("From", value).addresses
+    assert mailbox.addr_spec.lower() == SIGNER_ADDRESS
+    decoded = str(email.header.make_header(email.header.decode_header(value)))
+    assert {a.lower().rstrip(".") for a in _ANY_ADDRESS.findall(value + " " + decoded)} == {SIGNER_ADDRESS}
 
 
 @pytest.mark.parametrize("fields, mismatch", [c[1:] for c in FROM_CASES], ids=[c[0] for c in FROM_CASES])
