@@ -90,9 +90,16 @@ class _State:
         self.found(encoding)
         self.mixed |= not whole
 
-    def may_replace(self, whole: bool) -> bool:
-        """Whether protected content may be replaced by its plaintext (EFAIL rule above)."""
-        return whole or self.ctx.settings.decrypt_embedded
+    def replaces(self, whole: bool, blocks: list[dict]) -> bool:
+        """Whether opened blocks may be replaced by their plaintext (EFAIL rule above), noted in their reports.
+
+        Only encrypted ones count as withheld: a signed-only block left as received hides nothing.
+        """
+        allowed = whole or self.ctx.settings.decrypt_embedded
+        for block in blocks:
+            block["action"] = "replaced" if allowed else "withheld"
+        self.withheld |= not allowed and any(block["encrypted"] for block in blocks)
+        return allowed
 
     def open(self, data: bytes) -> openpgp.Opened:
         limits = self.ctx.settings.limits
@@ -240,12 +247,7 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: b
         raise LimitExceeded(f"more than {state.ctx.settings.limits.max_pgp_nesting} encrypted OpenPGP layers")
     inner = parse_content(content, state.ctx.settings.limits)
     content = _walk(inner, state, where + ".d", whole=whole) or content
-    if not state.may_replace(whole):
-        state.withheld = True
-        block["action"] = "withheld"
-        return None
-    block["action"] = "replaced"
-    return content
+    return content if state.replaces(whole, [block]) else None
 
 
 def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes | None:
@@ -333,15 +335,8 @@ def _inline_text(entity: mime.Entity, body: bytes, spans, state: _State, where: 
             pieces.append(body[span.start:span.end])
         pos = span.end
     pieces.append(body[pos:])
-    if not changed:
+    if not changed or not state.replaces(whole, reports):
         return None
-    if not state.may_replace(whole):
-        state.withheld = True
-        for report in reports:
-            report["action"] = "withheld"
-        return None
-    for report in reports:
-        report["action"] = "replaced"
     return _rewrite_leaf(entity, b"".join(pieces), as_text=True)
 
 
@@ -384,13 +379,8 @@ def _attachment(entity: mime.Entity, opened: openpgp.Opened, state: _State, wher
 
 def _replace_attachment(entity, plaintext: bytes | None, report: dict | None, state: _State, whole: bool):
     """An encrypted attachment becomes its plaintext as a file of its own, where allowed."""
-    if plaintext is None:
+    if plaintext is None or not state.replaces(whole, [report]):
         return None
-    if not state.may_replace(whole):
-        state.withheld = True
-        report["action"] = "withheld"
-        return None
-    report["action"] = "replaced"
     return _rewrite_leaf(entity, plaintext, as_text=False)
 
 

@@ -137,6 +137,17 @@ def test_inline_block_with_text_around_is_withheld(tools, corpus_store, text_bef
     assert leaks(run(attack, corpus_store, EMBEDDED_ON)[1])
 
 
+def test_signed_only_block_beside_text_is_mixed_but_hides_nothing(tools, corpus_store):
+    """A signed, not encrypted, block with text around it stays as received: no claim that ciphertext was withheld."""
+    attack = message(b"Content-Type: text/plain\r\n\r\nForwarded:\r\n" + tools.pgp_signed_only(b"I approve.\n"),
+                     PGP_SIGNER)
+    outcome, out = run(attack, corpus_store)
+    info = info_of(outcome)
+    assert untouched(attack, outcome, out)
+    assert (info["PGP-Signature-Valid"], info["PGP-Mixed-Content"]) == ("True", "True")
+    assert "PGP-Decryption-Withheld" not in info and "PGP-Encrypted" not in info
+
+
 def test_two_blocks_in_one_part_are_not_whole(tools, corpus_store):
     """The attacker's own block to bob beside the captured one: decrypted together they read as one text."""
     attack = message(b"Content-Type: text/plain\r\n\r\n" + tools.pgp_armored(b"Quote this back to me:\r\n")
