@@ -7,9 +7,7 @@ milter does.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -51,9 +49,6 @@ _HEAVY_MARKERS = (b"pkcs7", b".p7m", b".p7c", b".p7s", b"pgp", b"multipart/signe
 # header blocks of its own, and quoted-printable can split or encode an armor line.
 _WHOLE_MESSAGE_SIGNS = (b"multipart/", b"quoted-printable")
 LIGHT_SIZE = 256 * 1024  # bytes; larger messages always go to a worker, whatever they hold
-# A From value that is only "Display Name <local@domain>" or "local@domain" (no quotes, comments, groups).
-_ADDR_PART = r'[^<>"()\[\]\s,;:@\\]+'
-_SIMPLE_FROM = re.compile(rf'\s*(?:[^<>"()\[\],;:@\\]*<({_ADDR_PART}@{_ADDR_PART})>|({_ADDR_PART}@{_ADDR_PART}))\s*')
 
 HANDLERS = (smime.handle, openpgp_mime.handle)
 
@@ -128,15 +123,9 @@ def _has_marker(lowered: bytes) -> bool:
     return any(marker in lowered for marker in _HEAVY_MARKERS)
 
 
-def from_address(entity: mime.Entity) -> str | None:
-    value = entity.get("From")
-    if not value:
-        return None
-    # The usual "Name <addr>" and bare "addr" forms directly: email.utils.parseaddr costs more than
-    # the AES decryption of a 20 KB message. Quotes, comments and groups still go to parseaddr.
-    simple = _SIMPLE_FROM.fullmatch(value)
-    address = simple.group(1) or simple.group(2) if simple else email.utils.parseaddr(value)[1]
-    return address.lower() or None
+def from_fields(entity: mime.Entity) -> tuple[str, ...]:
+    """Every From: value, unparsed: only a signed message pays for the RFC 5322 parse (:mod:`ciphermilter.sender`)."""
+    return tuple(header.value for header in entity.headers if header.name.lower() == "from")
 
 
 def _counts(headers: list[mime.Header]) -> dict[str, int]:
@@ -286,7 +275,7 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
         ctx = Context(
             store=store,
             settings=settings,
-            from_address=from_address(entity),
+            from_fields=from_fields(entity),
             deadline=started + settings.limits.deadline_seconds,
             progress=progress,
         )

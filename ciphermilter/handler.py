@@ -30,6 +30,18 @@ def check_part_count(entity: mime.Entity, limit: int) -> None:
             raise LimitExceeded(f"more than {limit} MIME parts")
 
 
+def is_whole_part(parts: list[mime.Entity], parent_whole: bool) -> bool:
+    """Whether a part of a multipart is the whole content (spec, "what is decrypted where").
+
+    The root of the message, or of the content under other protection layers,
+    is whole; a multipart's lone part is as whole as its parent; parts side by
+    side never are, whatever their types: any sibling is content the sender
+    chose, and beside it decrypted text can be sent away (EFAIL) or quoted
+    back in a reply, and a signature seems to cover what it does not.
+    """
+    return parent_whole and len(parts) == 1
+
+
 def parse_content(content: bytes, limits: Limits) -> mime.Entity:
     """Decrypted or unwrapped content as MIME, refused past the depth and part limits before anyone walks it."""
     entity = mime.parse(content, limits.max_mime_depth)
@@ -41,7 +53,7 @@ def parse_content(content: bytes, limits: Limits) -> mime.Entity:
 class Context:
     store: "KeyStore"
     settings: Settings
-    from_address: str | None = None  # lower-case addr-spec of From:, for the signer mismatch checks
+    from_fields: tuple[str, ...] = ()  # the values of every From: field, for the signer mismatch flags
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     deadline: float | None = None  # time.monotonic() value after which work stops
     progress: "callable | None" = None  # called during long work so the MTA does not time out

@@ -18,7 +18,7 @@ MAX_MEMO_BYTES = 16 * 1024
 
 
 def of_small_encodings(maxsize: int):
-    """``functools.lru_cache(maxsize)`` for calls whose bytes arguments total at most MAX_MEMO_BYTES.
+    """``functools.lru_cache(maxsize)`` for calls whose bytes (or str) arguments total at most MAX_MEMO_BYTES.
 
     Larger calls run the function itself. Exceptions are never kept (as with
     lru_cache); ``cache_info`` and ``cache_clear`` are the memo's.
@@ -28,7 +28,7 @@ def of_small_encodings(maxsize: int):
 
         @functools.wraps(function)
         def call(*args, **kwargs):
-            size = sum(len(arg) for arg in (*args, *kwargs.values()) if isinstance(arg, (bytes, bytearray)))
+            size = sum(len(arg) for arg in (*args, *kwargs.values()) if isinstance(arg, (bytes, bytearray, str)))
             return function(*args, **kwargs) if size > MAX_MEMO_BYTES else cached(*args, **kwargs)
 
         call.cache_info, call.cache_clear = cached.cache_info, cached.cache_clear

@@ -72,6 +72,8 @@ RSA_ALGORITHMS = (1, 2)
 ELGAMAL_ALGORITHMS = (16, 20)
 ECDH_ALGORITHM = 18
 MDC_LENGTH = 22  # 0xD3 0x14 + SHA-1
+INTEGRITY_FAILED = "integrity check failed"
+NO_KEY_DECRYPTS = "no key in the store decrypts the session key"
 
 ARMOR_BEGIN = b"-----BEGIN PGP "  # every armor line starts so (RFC 9580 section 6.2)
 _ARMOR_HEADER_LINE = re.compile(rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----")
@@ -81,6 +83,13 @@ _BARE_ADDRESS = re.compile(r"<?([^\s<>@]+@[^\s<>@]+)>?")
 
 class OpenPGPError(ValueError):
     """The OpenPGP data cannot be processed; ``str()`` is a short reason for a header."""
+
+
+class IntegrityError(OpenPGPError):
+    """The session key opened the data (its quick check passed) but the MDC does not match: the data was changed."""
+
+    def __init__(self):
+        super().__init__(INTEGRITY_FAILED)
 
 
 class UnsupportedFormat(OpenPGPError):
@@ -536,7 +545,14 @@ def _parse_session_key(block: bytes | None) -> tuple[int, bytes] | None:
 
 
 def _decrypt_seipd_v1(body: bytes, algorithm: int, key: bytes) -> bytes | None:
-    """Decrypt a SEIPDv1 body (RFC 4880 section 5.13); None when the key is wrong or the MDC fails."""
+    """Decrypt a SEIPDv1 body (RFC 4880 section 5.13); None when the key is wrong.
+
+    Raises :class:`IntegrityError` when the key is right but the MDC is not:
+    the ciphertext was changed. "Right" is the two repeated bytes of the prefix
+    and a packet header after them (changing a byte of CFB data garbles only it
+    and the next block, so a change past the start leaves both intact); a wrong
+    key passes both by chance about once in 2^16 * 7 tries (35 of 256 first bytes), not 2^16.
+    """
     name, cipher_class, _ = CIPHERS[algorithm]
     if cipher_class is None:
         raise UnsupportedFormat(f"unsupported cipher {name}")
@@ -550,6 +566,8 @@ def _decrypt_seipd_v1(body: bytes, algorithm: int, key: bytes) -> bytes | None:
         return None
     expected = hashlib.sha1(plain[:-20]).digest()
     if plain[-MDC_LENGTH:-20] != b"\xd3\x14" or not hmac.compare_digest(expected, plain[-20:]):
+        if looks_binary_openpgp(plain[block + 2:block + 3]):
+            raise IntegrityError()
         return None
     return plain[block + 2:-MDC_LENGTH]
 
@@ -691,20 +709,27 @@ def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check) -> by
         opened.key_not_found = True
         opened.failure = "decryption key not found"
         return None
+    failure, cipher = NO_KEY_DECRYPTS, None
     for esk, subkey in candidates:
         check()
         session = _parse_session_key(_session_key_block(esk, subkey))
         if session is None:
             continue
         # implicit rejection (RSA) can hand back a random "session key" that passes the
-        # checksum by chance; the quick check and MDC of the data settle it.
+        # checksum by chance; the quick check and MDC of the data settle it. A changed
+        # ciphertext passes the quick check (its first blocks are intact) and fails the MDC:
+        # go on with the other keys all the same, one of them may be the right one after all.
         opened.cipher = CIPHERS[session[0]][0]
-        plain = _decrypt_seipd_v1(seipd.body, *session)
+        try:
+            plain = _decrypt_seipd_v1(seipd.body, *session)
+        except IntegrityError:  # the session key is right, so is the cipher it names
+            failure, cipher = INTEGRITY_FAILED, opened.cipher
+            continue
         if plain is not None:
             opened.decryption_key = subkey.keyid
             return plain
-    opened.cipher = None
-    opened.failure = "no key in the store decrypts the session key"
+    opened.cipher = cipher
+    opened.failure = failure
     return None
 
 

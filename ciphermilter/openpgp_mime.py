@@ -4,13 +4,18 @@ The engine (:mod:`ciphermilter.openpgp`) opens OpenPGP data; this module
 finds it in the message, decides what may be replaced by its plaintext and
 rebuilds the MIME structure byte-exactly around the replaced parts.
 
-EFAIL (direct exfiltration) works by wrapping a sender-chosen HTML part or
-text around encrypted content so that the client renders the plaintext into
-a URL. So, by default, encrypted content is replaced by its plaintext only
-when it stands alone: the whole message, or a part holding nothing but the
-OpenPGP data in a message without other HTML parts. Anything else is still
-opened (for the report and the signatures) but left encrypted, flagged and
-explained, unless ``Settings.decrypt_embedded`` allows it.
+EFAIL (direct exfiltration) wraps sender-chosen HTML around captured
+ciphertext so that the client renders the plaintext into a URL; the reply
+attack ("Re: What's up Johnny") puts the attacker's own text beside it so that
+the victim quotes the plaintext back. Neither needs any particular type of
+sibling. So, by default, encrypted content is replaced by its plaintext only
+when it is the whole content (:func:`handler.is_whole_part`: the message, or
+the content under other protection layers, and for an armored block a part
+holding that block alone with blank text around it). Anything else is still
+opened (for the report and the signatures) but left encrypted, flagged with
+``PGP-Mixed-Content`` and explained, unless ``Settings.decrypt_embedded``
+allows it. Signed content that is not the whole content gets the same flag
+beside its verdict: the signature does not cover what sits beside it.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import re
 from dataclasses import dataclass, field
 
 from ciphermilter import ids, keyimport, mime, openpgp
-from ciphermilter.handler import Context, HandlerResult, LimitExceeded, parse_content
+from ciphermilter.handler import Context, HandlerResult, LimitExceeded, is_whole_part, parse_content
 from ciphermilter.headers import InfoHeaders
+from ciphermilter.sender import from_names_signer
+from ciphermilter.smime import is_smime_signed
 
 PGP_MIME, PGP_INLINE = "PGP/MIME", "PGP/INLINE"
 ENCRYPTED_PROTOCOL = "application/pgp-encrypted"
@@ -52,16 +59,13 @@ class _State:
 
     ctx: Context
     keyring: openpgp.Keyring
-    html_leaves: list
     encodings: list[str] = field(default_factory=list)
     encrypted: bool = False
     ciphers: list[str] = field(default_factory=list)
     key_not_found: bool = False
     failures: list[str] = field(default_factory=list)
     signatures: list[openpgp.SignatureResult] = field(default_factory=list)
-    protected_leaves: int = 0
-    plain_leaves: int = 0
-    text_around_blocks: bool = False
+    mixed: bool = False  # protected content that is not the whole content was found
     withheld: bool = False
     layers: int = 0
     blocks: list[dict] = field(default_factory=list)
@@ -96,11 +100,21 @@ class _State:
         self.blocks.append(block)
         return block
 
-    def may_replace(self, entity: mime.Entity, whole: bool) -> bool:
-        """Whether protected content in ``entity`` may be replaced by its plaintext (EFAIL rule above)."""
-        if whole or self.ctx.settings.decrypt_embedded:
-            return True
-        return not any(html is not entity for html in self.html_leaves)
+    def protected(self, encoding: str, whole: bool) -> None:
+        """Protected content was found; unless it is the whole content it sits beside the sender's own."""
+        self.found(encoding)
+        self.mixed |= not whole
+
+    def replaces(self, whole: bool, blocks: list[dict]) -> bool:
+        """Whether opened blocks may be replaced by their plaintext (EFAIL rule above), noted in their reports.
+
+        Only encrypted ones count as withheld: a signed-only block left as received hides nothing.
+        """
+        allowed = whole or self.ctx.settings.decrypt_embedded
+        for block in blocks:
+            block["action"] = "replaced" if allowed else "withheld"
+        self.withheld |= not allowed and any(block["encrypted"] for block in blocks)
+        return allowed
 
     def open(self, data: bytes) -> openpgp.Opened:
         limits = self.ctx.settings.limits
@@ -226,9 +240,9 @@ def _payload(entity: mime.Entity) -> bytes:
 
 
 def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes | None:
-    state.found(PGP_MIME)
-    state.encrypted = True  # declared by the structure, whatever the data turns out to be
-    state.protected_leaves += 1
+    # PGP-Encrypted comes from the packets (record_opened), never from this label: a signed-only
+    # message in a multipart/encrypted is not encrypted.
+    state.protected(PGP_MIME, whole)
     parts = entity.parts
     if len(parts) < 2:
         state.failures.append("PGP/MIME encrypted message without its data part")
@@ -248,16 +262,11 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: b
         raise LimitExceeded(f"more than {state.ctx.settings.limits.max_pgp_nesting} encrypted OpenPGP layers")
     inner = parse_content(content, state.ctx.settings.limits)
     content = _walk_covered(inner, opened.signatures, state, where + ".d", whole=whole) or content
-    if not state.may_replace(entity, whole):
-        state.withheld = True
-        block["action"] = "withheld"
-        return None
-    block["action"] = "replaced"
-    return content
+    return content if state.replaces(whole, [block]) else None
 
 
 def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes | None:
-    state.found(PGP_MIME)
+    state.protected(PGP_MIME, whole)
     parts = entity.parts
     if len(parts) < 2:
         state.signatures.append(openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, "signature part missing"))
@@ -320,12 +329,13 @@ def _open_armored(block: bytes, state: _State, where: str, kind: str) -> tuple[b
     return opened.plaintext, state.record_opened(opened, where, kind)
 
 
+def _is_alone(body: bytes, spans) -> bool:
+    """One armored block with nothing but blank text around it: blank text is no sender-chosen content."""
+    return len(spans) == 1 and not (body[:spans[0].start].strip() or body[spans[0].end:].strip())
+
+
 def _inline_text(entity: mime.Entity, body: bytes, spans, state: _State, where: str, whole: bool) -> bytes | None:
-    """A text part with armored blocks: replace each opened block by its plaintext where allowed."""
-    starts, ends = [s.start for s in spans] + [len(body)], [0] + [s.end for s in spans]
-    surrounded = any(body[end:start].strip() for end, start in zip(ends, starts))
-    if surrounded:
-        state.text_around_blocks = True
+    """A text part with armored blocks (``whole``: one block alone in a whole part): replace where allowed."""
     pieces, pos, changed = [], 0, False
     reports = []
     for span in spans:
@@ -340,30 +350,20 @@ def _inline_text(entity: mime.Entity, body: bytes, spans, state: _State, where: 
             pieces.append(body[span.start:span.end])
         pos = span.end
     pieces.append(body[pos:])
-    if not changed:
+    if not changed or not state.replaces(whole, reports):
         return None
-    if (surrounded and not state.ctx.settings.decrypt_embedded) or not state.may_replace(entity, whole):
-        state.withheld = True
-        for report in reports:
-            report["action"] = "withheld"
-        return None
-    for report in reports:
-        report["action"] = "replaced"
     return _rewrite_leaf(entity, b"".join(pieces), as_text=True)
 
 
-def _leaf(entity: mime.Entity, state: _State, where: str, whole: bool, protected: bool) -> bytes | None:
-    plain = 0 if protected else 1
+def _leaf(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes | None:
     key = entity.content_type in KEY_TYPES
     texty = entity.content_type.startswith("text/")
     pgp_file = _is_pgp_file(entity)
     if not (key or texty or pgp_file):
-        state.plain_leaves += plain
         return None
     try:
         body = entity.decoded_body()
     except mime.MimeError:
-        state.plain_leaves += plain
         return None
     if key:
         _collect_key(body, state, where)
@@ -375,10 +375,9 @@ def _leaf(entity: mime.Entity, state: _State, where: str, whole: bool, protected
     spans = [span for span in spans if span.kind != "PUBLIC KEY BLOCK"]  # a key is not protected content
     binary = not spans and pgp_file and openpgp.looks_binary_openpgp(body)
     if not (spans or binary):
-        state.plain_leaves += plain
         return None
-    state.found(PGP_INLINE)
-    state.protected_leaves += 1
+    whole = whole and (binary or _is_alone(body, spans))
+    state.protected(PGP_INLINE, whole)
     if binary:
         return _attachment(entity, state.open(body), state, where, whole)
     if pgp_file and not texty and len(spans) == 1 and spans[0].kind == "MESSAGE":
@@ -395,20 +394,15 @@ def _attachment(entity: mime.Entity, opened: openpgp.Opened, state: _State, wher
 
 def _replace_attachment(entity, plaintext: bytes | None, report: dict | None, state: _State, whole: bool):
     """An encrypted attachment becomes its plaintext as a file of its own, where allowed."""
-    if plaintext is None:
+    if plaintext is None or not state.replaces(whole, [report]):
         return None
-    if not state.may_replace(entity, whole):
-        state.withheld = True
-        report["action"] = "withheld"
-        return None
-    report["action"] = "replaced"
     return _rewrite_leaf(entity, plaintext, as_text=False)
 
 
 # --------------------------------------------------------------------------- walk
 
 
-def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool, protected: bool) -> bytes | None:
+def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool) -> bytes | None:
     """New raw bytes for ``entity`` when something in it was replaced, else None."""
     state.ctx.check_deadline()
     ctype, protocol = entity.content_type, entity.params.get("protocol", "").lower()
@@ -416,15 +410,22 @@ def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool, protec
         return _pgp_mime_encrypted(entity, state, where, whole)
     if ctype == "multipart/signed" and protocol == SIGNATURE_PROTOCOL:
         return _pgp_mime_signed(entity, state, where, whole)
+    if is_smime_signed(entity) and len(entity.parts) == 2:
+        # An S/MIME signature (reported by its own handler before this one): its first part is as whole
+        # as the signature layer, and the signature part is none of our content. Any other protocol, or
+        # a third part, is shown by mail clients as multipart/mixed (RFC 1847 section 2.1): parts
+        # side by side, none of them whole.
+        return _walk(entity.parts[0], state, where + ".1", whole=whole)
     if entity.is_multipart:
+        parts = entity.parts
         replacements = [
-            _walk(part, state, f"{where}.{i}", whole=False, protected=protected)
-            for i, part in enumerate(entity.parts, start=1)
+            _walk(part, state, f"{where}.{i}", whole=is_whole_part(parts, whole))
+            for i, part in enumerate(parts, start=1)
         ]
         if all(r is None for r in replacements):
             return None
         return _rebuild_multipart(entity, replacements)
-    return _leaf(entity, state, where, whole, protected)
+    return _leaf(entity, state, where, whole)
 
 
 def _walk_covered(entity: mime.Entity, signatures, state: _State, where: str, *, whole: bool) -> bytes | None:
@@ -432,7 +433,7 @@ def _walk_covered(entity: mime.Entity, signatures, state: _State, where: str, *,
     outer = state.covering
     state.covering = outer + tuple(signatures)
     try:
-        return _walk(entity, state, where, whole=whole, protected=True)
+        return _walk(entity, state, where, whole=whole)
     finally:
         state.covering = outer
 
@@ -541,7 +542,7 @@ def _info(state: _State) -> InfoHeaders:
         info.add("PGP-Decryption-Failed", failure)
     if state.signatures:
         _signature_info(info, state)
-    if state.protected_leaves and (state.plain_leaves or state.text_around_blocks):
+    if state.mixed:
         info.flag("PGP-Mixed-Content")
     if state.withheld:
         info.add("PGP-Decryption-Withheld", WITHHELD)
@@ -559,17 +560,15 @@ def _signature_info(info: InfoHeaders, state: _State) -> None:
     emails = list(dict.fromkeys(e for s in signatures for e in s.emails))
     if emails:
         info.add("PGP-Signer-Email", ", ".join(emails))
-    known = [s for s in signatures if s.key_found]
-    if known and state.ctx.from_address not in emails:
+    if not from_names_signer(state.ctx.from_fields, [e for s in signatures if s.valid for e in s.emails]):
         info.flag("PGP-Signer-Mismatch")
 
 
 def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
     """Find, open and (where safe) replace OpenPGP content; None when the message has none."""
-    html_leaves = [e for e in message.walk() if e.content_type == "text/html" and not e.is_multipart]
-    state = _State(ctx=ctx, keyring=openpgp.keyring_for(ctx.store), html_leaves=html_leaves)
+    state = _State(ctx=ctx, keyring=openpgp.keyring_for(ctx.store))
     _collect_autocrypt(message, state)
-    new_raw = _walk(message, state, "0", whole=True, protected=False)
+    new_raw = _walk(message, state, "0", whole=True)
     _explain_carried_signers(state)
     _harvest_keys(state)
     report = {

@@ -8,8 +8,11 @@ had to change (a layer below it was decrypted) is dropped, since it could no
 longer verify; its verdict is in the headers.
 
 EFAIL protection (CVE-2017-17689): an encrypted part is only decrypted when it
-is the whole message or the whole content of a signature layer. One sitting
-beside sender-chosen parts stays encrypted unless ``decrypt_embedded`` is on.
+is the whole content (:func:`handler.is_whole_part`: the message, or the
+content under other protection layers). One sitting beside sender-chosen
+parts stays encrypted unless ``decrypt_embedded`` is on. A signed part there
+is verified and reported but left as it is. Either way ``SMIME-Mixed-Content``
+says that the message holds content the protection does not cover.
 
 Headers of our own (all under ``X-CipherMail-Info-``):
 
@@ -31,8 +34,9 @@ import base64
 import hashlib
 
 from ciphermilter import cms, ids, mime, trust
-from ciphermilter.handler import Context, HandlerResult, LimitExceeded, parse_content
+from ciphermilter.handler import Context, HandlerResult, LimitExceeded, is_whole_part, parse_content
 from ciphermilter.headers import InfoHeaders
+from ciphermilter.sender import from_names_signer
 
 PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
@@ -78,12 +82,9 @@ class _Walker:
     def unwrap(self, entity: mime.Entity, *, whole: bool) -> bytes | None:
         """The new bytes of ``entity`` after unwrapping what is below it, or None when it stays as received."""
         if is_pkcs7_mime(entity):
-            if whole or self.ctx.settings.decrypt_embedded:
-                return self._pkcs7_mime(entity)
-            self._embedded(entity)
-            return None
+            return self._pkcs7_mime(entity, whole)
         if is_smime_signed(entity):
-            return self._detached(entity) if whole else None
+            return self._detached(entity, whole)
         if entity.is_multipart and entity.content_type != "multipart/signed":
             return self._multipart(entity, whole=whole)
         return None
@@ -95,7 +96,7 @@ class _Walker:
         replacements = []
         for part, span in zip(parts, entity.part_spans):
             first_level = len(self.layers)
-            new = self.unwrap(part, whole=whole and len(parts) == 1)
+            new = self.unwrap(part, whole=is_whole_part(parts, whole))
             if new is None:
                 continue
             if delimiter in new:  # the plaintext would break its parent's structure: keep the part as it was
@@ -127,30 +128,40 @@ class _Walker:
             self.layers[level]["reason"] = exc.reason
         return None
 
-    def _pkcs7_mime(self, entity: mime.Entity) -> bytes | None:
+    def _beside(self, whole: bool) -> None:
+        """A signed or encrypted entity was found; unless it is the whole content, the sender's own is beside it."""
+        if not whole:
+            self.info.flag("SMIME-Mixed-Content")
+
+    def _pkcs7_mime(self, entity: mime.Entity, whole: bool) -> bytes | None:
         level = self._next_level()
         info = self._load(entity, level)
         if info is None:
-            self._unreadable(entity, level)
+            self._unreadable(entity, level, whole)
             return None
         kind = cms.content_type(info)
         if kind in (cms.ENVELOPED_DATA, cms.AUTH_ENVELOPED_DATA):
+            self._beside(whole)
+            if not (whole or self.ctx.settings.decrypt_embedded):
+                self._embedded(level)
+                return None
             content = self._enveloped(info, level)
             del info  # the ciphertext goes with it, before the plaintext is copied into bytes
             if content is None:
                 return None
             plaintext = bytes(content)
             del content  # one copy of the plaintext, not two, while it is parsed and walked
-            return self._decrypted(plaintext)
+            return self._decrypted(plaintext, whole)
         if kind == cms.SIGNED_DATA:
-            return self._opaque(info, level)
+            return self._opaque(info, level, whole)
         reason = f"unsupported CMS content type {kind}"
         self.layers[level].update(type="unsupported", reason=reason)
         self.info.add("SMIME-Unsupported", reason, level=level)
         return None
 
-    def _unreadable(self, entity: mime.Entity, level: int) -> None:
+    def _unreadable(self, entity: mime.Entity, level: int, whole: bool) -> None:
         """A pkcs7 body that does not parse: the smime-type label is all there is to tell what it was."""
+        self._beside(whole)
         reason = self.layers[level]["reason"]
         if entity.params.get("smime-type", "").lower() == "signed-data":
             self.layers[level]["type"] = "signed (opaque)"
@@ -160,13 +171,8 @@ class _Walker:
             self.info.flag("SMIME-Encrypted")
             self.info.add("SMIME-Decryption-Failed", reason, level=level)
 
-    def _embedded(self, entity: mime.Entity) -> None:
-        """Flag an encrypted part that sits beside other parts; signed parts there are not this message's."""
-        level = self._next_level()
-        info = self._load(entity, level)
-        if info is not None and cms.content_type(info) not in (cms.ENVELOPED_DATA, cms.AUTH_ENVELOPED_DATA):
-            self.layers.pop()
-            return
+    def _embedded(self, level: int) -> None:
+        """Report an encrypted part left encrypted because it sits beside other parts."""
         self.layers[level].update(type="enveloped", reason=EMBEDDED)
         self.info.flag("SMIME-Encrypted")
         self.info.add("SMIME-Not-Decrypted", EMBEDDED, level=level)
@@ -205,12 +211,15 @@ class _Walker:
         report["content_sha256"] = ids.sha256_hex(content)
         return content
 
-    def _decrypted(self, content: bytes) -> bytes:
-        """The decrypted content, or what its own S/MIME layers unwrap to."""
+    def _decrypted(self, content: bytes, whole: bool) -> bytes:
+        """The decrypted content (in its canonical line ends), or what its own S/MIME layers unwrap to."""
         plaintext = parse_content(content, self.limits)
+        if is_lf_text(content, plaintext):
+            content = content.replace(b"\n", b"\r\n")
+            plaintext = parse_content(content, self.limits)
         if has_illegal_chars(plaintext):
             self.info.flag("SMIME-Illegal-Chars-Found")
-        inner = self.unwrap(plaintext, whole=True)
+        inner = self.unwrap(plaintext, whole=whole)
         return content if inner is None else inner
 
     def _private_keys(self, recipient: cms.Recipient) -> list:
@@ -234,9 +243,10 @@ class _Walker:
             self._signature_failed(level, exc.reason)
             return None
 
-    def _detached(self, entity: mime.Entity) -> bytes | None:
+    def _detached(self, entity: mime.Entity, whole: bool) -> bytes | None:
         level = self._next_level()
         self.layers[level]["type"] = "signed (detached)"
+        self._beside(whole)
         parts = entity.parts
         if len(parts) != 2:
             self._signature_failed(level, "malformed multipart/signed")
@@ -250,9 +260,9 @@ class _Walker:
             return None
         content = parts[0].raw
         self._verify(layer, content, level)
-        return self.unwrap(parts[0], whole=True)
+        return self.unwrap(parts[0], whole=whole)
 
-    def _opaque(self, info, level: int) -> bytes | None:
+    def _opaque(self, info, level: int, whole: bool) -> bytes | None:
         self.layers[level]["type"] = "signed (opaque)"
         layer = self._open_signed(info, level)
         if layer is None:
@@ -260,15 +270,16 @@ class _Walker:
         if not len(layer.signer_infos):  # certs-only: a certificate transport, not a signature
             self.layers[level]["type"] = "certs-only"
             return None
+        self._beside(whole)
         if layer.content is None:
             self._signature_failed(level, "no signed content")
             return None
         signers = self._verify(layer, layer.content, level)
-        inner = self.unwrap(parse_content(layer.content, self.limits), whole=True)
+        inner = self.unwrap(parse_content(layer.content, self.limits), whole=whole)
         if inner is not None:
             return inner
-        if signers is None or not self.ctx.settings.opaque_to_detached:
-            return None
+        if signers is None or not whole or not self.ctx.settings.opaque_to_detached:
+            return None  # beside other parts it stays as received, like a detached signature there
         try:
             signature = cms.detached_signature(layer)
         except cms.CmsError as exc:
@@ -348,7 +359,7 @@ class _Walker:
     # ------------------------------------------------------------ end
 
     def finish(self) -> None:
-        if self.signed and (self.ctx.from_address or "").lower() not in self.verified_emails:
+        if self.signed and not from_names_signer(self.ctx.from_fields, self.verified_emails):
             self.info.flag("Signer-Mismatch")
 
     def report(self) -> dict:
@@ -357,6 +368,19 @@ class _Walker:
             "signer_mismatch": self.info.has("Signer-Mismatch"),
             "verified_signer_emails": sorted(self.verified_emails),
         }
+
+
+def is_lf_text(content: bytes, entity: mime.Entity) -> bool:
+    """Decrypted content written with LF line ends throughout, and no binary part that a CR would change.
+
+    Thunderbird (NSS) encrypts its signed entity with the platform's LF line
+    ends, while the signature covers the canonical CRLF form (RFC 8551 section
+    3.1.1), as OpenSSL's verification assumes. That form is also what SMTP
+    delivers, so such content is decrypted into it: the signature is checked
+    over exactly the bytes it signed (not "message digest mismatch"), and
+    SMIME-Illegal-Chars-Found is left for bytes that do break the encoding.
+    """
+    return b"\r" not in content and b"\n" in content and not any(part.cte == "binary" for part in entity.walk())
 
 
 def has_illegal_chars(entity: mime.Entity) -> bool:

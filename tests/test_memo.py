@@ -27,9 +27,11 @@ def test_a_small_encoding_is_parsed_once():
     assert len(calls) == 1 and length.cache_info().currsize == 1
 
 
-def test_a_large_encoding_is_parsed_every_time_and_never_kept():
+@pytest.mark.parametrize("large", [b"x" * (memo.MAX_MEMO_BYTES + 1), "x" * (memo.MAX_MEMO_BYTES + 1)],
+                         ids=["bytes", "str"])
+def test_a_large_encoding_is_parsed_every_time_and_never_kept(large):
+    """Bytes and text (a From: field) alike."""
     length, calls = counted()
-    large = b"x" * (memo.MAX_MEMO_BYTES + 1)
     assert length(large) == length(large, twice=False) == memo.MAX_MEMO_BYTES + 1
     assert len(calls) == 2 and length.cache_info().currsize == 0
 
