@@ -40,6 +40,7 @@ from ciphermilter.sender import from_names_signer
 
 PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+PGP_SIGNATURE = "application/pgp-signature"  # RFC 3156
 EMBEDDED = "encrypted part beside other parts"
 _LINE_WINDOW = 1 << 20  # bytes of a body checked for bare line ends at a time
 BOUNDARY_CLASH = "plaintext contains the boundary of its parent"
@@ -60,6 +61,10 @@ def is_pkcs7_mime(entity: mime.Entity) -> bool:
         return True
     name = entity.params.get("name", "").lower()
     return entity.content_type == "application/octet-stream" and name.endswith(".p7m")
+
+
+def is_pgp_signed(entity: mime.Entity) -> bool:
+    return entity.content_type == "multipart/signed" and entity.params.get("protocol", "").lower() == PGP_SIGNATURE
 
 
 def is_smime_signed(entity: mime.Entity) -> bool:
@@ -85,7 +90,7 @@ class _Walker:
             return self._pkcs7_mime(entity, whole)
         if is_smime_signed(entity):
             return self._detached(entity, whole)
-        if entity.is_multipart and entity.content_type != "multipart/signed":
+        if entity.is_multipart and not is_pgp_signed(entity):  # the OpenPGP handler verifies that one whole
             return self._multipart(entity, whole=whole)
         return None
 
@@ -248,9 +253,9 @@ class _Walker:
         self.layers[level]["type"] = "signed (detached)"
         self._beside(whole)
         parts = entity.parts
-        if len(parts) != 2:
+        if len(parts) != 2:  # shown as multipart/mixed by clients (RFC 1847): parts side by side, none whole
             self._signature_failed(level, "malformed multipart/signed")
-            return None
+            return self._multipart(entity, whole=False)
         info = self._load(parts[1], level)
         if info is None:
             self._signature_failed(level, self.layers[level]["reason"])

@@ -91,6 +91,11 @@ CONTEXTS = [
     ("inside-pgp-signed", lambda e, t: message(t.pgp_signed(multipart(b"mixed", [ATTACKER_TEXT, e])))),
     ("nested-single-parts", lambda e, t: message(multipart(b"mixed", [multipart(b"mixed", [e], b"inner"),
                                                                       ATTACKER_TEXT]))),
+    # Labelled signed, but clients show an unknown protocol, or a third part, as multipart/mixed (RFC 1847).
+    ("signed-unknown-protocol", lambda e, t: message(multipart(b'signed; protocol="application/x-bogus"',
+                                                               [e, ATTACKER_TEXT]))),
+    ("smime-signed-three-parts", lambda e, t: message(multipart(b'signed; protocol="application/pkcs7-signature"',
+                                                                [e, ATTACKER_TEXT, ATTACKER_TEXT]))),
 ]
 
 
