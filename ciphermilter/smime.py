@@ -255,7 +255,7 @@ class _Walker:
         parts = entity.parts
         if len(parts) != 2:  # shown as multipart/mixed by clients (RFC 1847): parts side by side, none whole
             self._signature_failed(level, "malformed multipart/signed")
-            return self._multipart(entity, whole=False)
+            return self._multipart(entity, whole=False) if entity.is_multipart else None
         info = self._load(parts[1], level)
         if info is None:
             self._signature_failed(level, self.layers[level]["reason"])
