@@ -1,6 +1,6 @@
 """The key store: one SQLite file of certificates, keys, trust anchors and internal domains.
 
-Layout (schema version 1, see :data:`_MIGRATIONS`):
+Layout (schema version 2, see :data:`_MIGRATIONS`):
 
 - ``certificates``: X.509 certificates (DER) with the fields CMS recipient and
   signer lookups need: issuer name key + serial, subject key identifier,
@@ -15,6 +15,8 @@ Layout (schema version 1, see :data:`_MIGRATIONS`):
 - ``trust_anchors``: S/MIME root certificates, kept apart from ``certificates``:
   a certificate becomes an anchor only by an explicit admin action.
 - ``domains``: internal domains (``example.com`` or ``*.example.com``).
+- ``bindings`` (schema version 2): readers an admin adds to a key, an address
+  or ``@domain`` (:mod:`ciphermilter.readers`).
 
 Private key material is sealed with AES-256-GCM (:mod:`ciphermilter.masterkey`)
 with the row's identity as associated data; the database, its WAL and every
@@ -102,9 +104,16 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
     db.create_table("domains", {"pattern": str, "added": str}, pk="pattern")
 
 
+def _schema_v2(db: sqlite_utils.Database) -> None:
+    """Readers an admin binds to a key (issue 13): an address or ``@domain``, lower case, per key ID
+    (certificate thumbprint or OpenPGP primary fingerprint)."""
+    db.create_table("bindings", {"key_id": str, "address": str, "added": str}, pk=("key_id", "address"))
+    db["bindings"].create_index(["address"])
+
+
 # Index i brings the schema from version i to i + 1; the current version is their number.
 # Append, never edit a released step.
-_MIGRATIONS = [_schema_v1]
+_MIGRATIONS = [_schema_v1, _schema_v2]
 
 
 # ---------------------------------------------------------------------------- certificate facts
@@ -211,6 +220,14 @@ def _domain_pattern(pattern: str) -> str:
         return domains.normalise(pattern)
     except domains.DomainError as exc:
         raise StoreError(str(exc)) from None
+
+
+def _binding_address(address: str) -> str:
+    """``local@domain`` or ``@domain`` (one domain, no wildcard), lower case; anything else is refused."""
+    local, at, domain = address.strip().lower().rpartition("@")
+    if not at or domain.startswith("*.") or any(c.isspace() or c in '<>,;:"\\' for c in local):
+        raise StoreError(f"not an address or @domain: {address!r}")
+    return f"{local}@{_domain_pattern(domain)}"
 
 
 def _smime_aad(spki_sha256: str) -> bytes:
@@ -597,6 +614,76 @@ class KeyStore:
         patterns = self._cached("domains", self.list_domains)
         return any(domains.matches(domain, pattern) for pattern in patterns)
 
+    # ------------------------------------------------------------------ readers (ciphermilter.readers)
+
+    def bind(self, ident: str, address: str) -> bool:
+        """Make ``address`` (or every address of ``@domain``) a reader of a key we hold the private half of."""
+        key_id = self._bindable_key(ident)
+        address = _binding_address(address)
+        with self._write() as conn:
+            return conn.execute("INSERT OR IGNORE INTO bindings (key_id, address, added) VALUES (?, ?, ?)",
+                                (key_id, address, _now())).rowcount == 1
+
+    def unbind(self, ident: str, address: str) -> bool:
+        resolved = self._resolve_key(ident)
+        if resolved is None:
+            raise StoreError(f"no key {ident}")
+        address = _binding_address(address)
+        with self._write() as conn:
+            return conn.execute("DELETE FROM bindings WHERE key_id = ? AND address = ?",
+                                (resolved[1], address)).rowcount == 1
+
+    def _bindable_key(self, ident: str) -> str:
+        """The ID of a key an admin may bind readers to: imported (not harvested), with its private key."""
+        resolved = self._resolve_key(ident)
+        if resolved is None:
+            raise StoreError(f"no key {ident}")
+        kind, key_id = resolved
+        if kind == "x509":
+            row = self._rows("SELECT c.origin, k.spki_sha256 IS NOT NULL AS private FROM certificates c"
+                             " LEFT JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256 WHERE c.thumbprint = ?",
+                             (key_id,))[0]
+        else:
+            row = self._rows("SELECT origin, sealed_secret IS NOT NULL AS private FROM pgp_keys"
+                             " WHERE fingerprint = ?", (key_id,))[0]
+        if row["origin"] == "harvested":
+            raise StoreError(f"{key_id} was harvested from mail: a key a sender supplied gets no readers")
+        if not row["private"]:
+            raise StoreError(f"{key_id} has no private key in the store: only keys we decrypt with have readers")
+        return key_id
+
+    def certificate_readers(self, der: bytes) -> frozenset[str]:
+        """Readers of the certificate a RecipientInfo names: its addresses unless harvested, and its bindings."""
+        thumbprint = _thumbprint(der)
+        return self._cached(("readers", thumbprint), lambda: self._readers(
+            thumbprint, "SELECT email FROM certificate_emails WHERE thumbprint = ? AND thumbprint IN"
+                        " (SELECT thumbprint FROM certificates WHERE origin != 'harvested')"))
+
+    def pgp_readers(self, fingerprint: str) -> frozenset[str]:
+        """Readers of an OpenPGP key (primary fingerprint): its user IDs' addresses unless harvested, its bindings."""
+        return self._cached(("readers", fingerprint), lambda: self._readers(
+            fingerprint, "SELECT email FROM pgp_emails WHERE fingerprint = ? AND fingerprint IN"
+                         " (SELECT fingerprint FROM pgp_keys WHERE origin != 'harvested')"))
+
+    def _readers(self, key_id: str, own_sql: str) -> frozenset[str]:
+        own = [row[0] for row in self._rows(own_sql, (key_id,))]
+        return frozenset(own + self._bindings(key_id))
+
+    def _bindings(self, key_id: str) -> list[str]:
+        return [row[0] for row in self._rows("SELECT address FROM bindings WHERE key_id = ? ORDER BY address",
+                                             (key_id,))]
+
+    def reader_addresses(self) -> frozenset[str]:
+        """Every address and ``@domain`` that reads a key we hold the private half of (RCPT-time classes)."""
+        return self._cached("reader_addresses", lambda: frozenset(row[0] for row in self._rows(
+            "SELECT e.email FROM certificate_emails e JOIN certificates c ON c.thumbprint = e.thumbprint"
+            " JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256 WHERE c.origin != 'harvested'"
+            " UNION SELECT e.email FROM pgp_emails e JOIN pgp_keys k ON k.fingerprint = e.fingerprint"
+            " WHERE k.sealed_secret IS NOT NULL AND k.origin != 'harvested'"
+            " UNION SELECT b.address FROM bindings b WHERE b.key_id IN (SELECT c.thumbprint FROM certificates c"
+            " JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256)"
+            " OR b.key_id IN (SELECT fingerprint FROM pgp_keys WHERE sealed_secret IS NOT NULL)")))
+
     # ------------------------------------------------------------------ listing and removal
 
     def _resolve(self, ident: str, sql: str) -> str | None:
@@ -651,7 +738,8 @@ class KeyStore:
         return {"id": row["thumbprint"], "type": "x509", "subject": row["subject"], "issuer": row["issuer"],
                 "serial": row["serial"], "ski": row["ski"], "emails": emails, "not_before": row["not_before"],
                 "not_after": row["not_after"], "origin": row["origin"], "private_key": bool(row["private_key"]),
-                "added": row["added"]}
+                "readers": self._listed_readers(row["thumbprint"], emails, row["origin"]),
+                "bindings": self._bindings(row["thumbprint"]), "added": row["added"]}
 
     def _pgp_info(self, row) -> dict:
         fingerprint = row["fingerprint"]
@@ -661,7 +749,12 @@ class KeyStore:
             "SELECT email FROM pgp_emails WHERE fingerprint = ? ORDER BY email", (fingerprint,))]
         return {"id": fingerprint, "type": "openpgp", "key_ids": key_ids, "user_ids": json.loads(row["user_ids"]),
                 "emails": emails, "secret": row["sealed_secret"] is not None, "origin": row["origin"],
-                "added": row["added"]}
+                "readers": self._listed_readers(fingerprint, emails, row["origin"]),
+                "bindings": self._bindings(fingerprint), "added": row["added"]}
+
+    def _listed_readers(self, key_id: str, emails: list[str], origin: str) -> list[str]:
+        """What ``keys list``/``show`` print as readers: the same rule as certificate_readers/pgp_readers."""
+        return sorted(set(emails if origin != "harvested" else []) | set(self._bindings(key_id)))
 
     def remove_key(self, ident) -> bool:
         """Remove a certificate (and its private key unless another certificate shares it) or an OpenPGP key."""
@@ -670,6 +763,7 @@ class KeyStore:
             return False
         kind, key_id = resolved
         with self._write() as conn:
+            conn.execute("DELETE FROM bindings WHERE key_id = ?", (key_id,))
             if kind == "x509":
                 conn.execute("DELETE FROM certificate_emails WHERE thumbprint = ?", (key_id,))
                 conn.execute("DELETE FROM certificates WHERE thumbprint = ?", (key_id,))
