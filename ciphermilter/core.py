@@ -17,7 +17,7 @@ from typing import BinaryIO
 from ciphermilter import domains, mime, openpgp, openpgp_mime, readers, smime
 from ciphermilter.config import Settings
 from ciphermilter.handler import Context, HandlerResult, LimitExceeded, check_part_count, parse_content
-from ciphermilter.headers import InfoHeaders, is_reserved
+from ciphermilter.headers import INFO_PREFIX, InfoHeaders, is_reserved
 from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
 from ciphermilter.stats import NOT_INTERNAL
 
@@ -56,6 +56,8 @@ _ADDR_PART = r'[^<>"()\[\]\s,;:@\\]+'
 _SIMPLE_FROM = re.compile(rf'\s*(?:[^<>"()\[\],;:@\\]*<({_ADDR_PART}@{_ADDR_PART})>|({_ADDR_PART}@{_ADDR_PART}))\s*')
 
 HANDLERS = (smime.handle, openpgp_mime.handle)
+# The handlers' headers for keys the reader rule refused (ciphermilter-headers(7)).
+_REFUSED_HEADERS = (INFO_PREFIX + "SMIME-Decryption-Refused-", INFO_PREFIX + "PGP-Decryption-Refused")
 
 
 @dataclass
@@ -325,7 +327,7 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
         error = f"internal error: {type(exc).__name__}"
         return not_processed(headers, error, envelope, error, report)
     plan.additions.extend(HeaderAdd(name, value) for name, value in info)
-    if any(value == rule.refusal() for _, value in info):  # a ...-Decryption-Refused header: for the log line
+    if any(name.startswith(_REFUSED_HEADERS) for name, _ in info):  # for --explain and the log line
         report["readers"]["refused"] = rule.refusal()
     return Outcome(plan=plan, info=info, report=report)
 
