@@ -231,24 +231,21 @@ def test_harvested_openpgp_key_with_the_attackers_user_id_gains_no_readers(store
 # ---------------------------------------------------------------------------- OpenPGP
 
 
-def test_colleagues_captured_pgp_mime_ciphertext_is_not_decrypted_for_oneself(store, gpg_home):
-    message = OUTER + b"MIME-Version: 1.0\r\n" + pgp_mime_part(pgp_encrypt(gpg_home, SECRET))
-    outcome, out = process(message, [ERIN_PGP], store)
-    assert info_of(outcome) == {
-        "PGP-Encoding": "PGP/MIME",
-        "PGP-Encrypted": "True",
-        "PGP-Decryption-Key-Not-Found": "True",
-        "PGP-Decryption-Refused": REFUSED,
-    }
-    assert_left_as_received(message, out)
-    assert b"the merger closes" in process(message, [BOB_PGP], store)[1]
+def pgp_mime_message(gpg_home) -> bytes:
+    return OUTER + b"MIME-Version: 1.0\r\n" + pgp_mime_part(pgp_encrypt(gpg_home, SECRET))
 
 
-def test_colleagues_captured_inline_pgp_is_not_decrypted_for_oneself(store, gpg_home):
-    message = OUTER + b"Content-Type: text/plain\r\n\r\n" + pgp_encrypt(gpg_home, b"the merger closes\r\n")
+def inline_pgp_message(gpg_home) -> bytes:
+    return OUTER + b"Content-Type: text/plain\r\n\r\n" + pgp_encrypt(gpg_home, b"the merger closes\r\n")
+
+
+@pytest.mark.parametrize("build, encoding", [(pgp_mime_message, "PGP/MIME"), (inline_pgp_message, "PGP/INLINE")],
+                         ids=["pgp-mime", "inline"])
+def test_colleagues_captured_pgp_ciphertext_is_not_decrypted_for_oneself(store, gpg_home, build, encoding):
+    message = build(gpg_home)  # bob.pgp's correspondent encrypted it to his key only
     outcome, out = process(message, [ERIN_PGP], store)
     assert info_of(outcome) == {
-        "PGP-Encoding": "PGP/INLINE",
+        "PGP-Encoding": encoding,
         "PGP-Encrypted": "True",
         "PGP-Decryption-Key-Not-Found": "True",
         "PGP-Decryption-Refused": REFUSED,
