@@ -57,6 +57,15 @@ BUSY_TIMEOUT_MS = 10_000
 log = logging.getLogger(__name__)
 
 
+# A key's own readers (readers module): the addresses of a certificate or of an OpenPGP key's user IDs,
+# unless it was harvested from mail: a sender-supplied key never speaks for anyone inside.
+_OWN_READERS = {
+    "x509": "SELECT email FROM certificate_emails WHERE thumbprint = ? AND thumbprint IN"
+            " (SELECT thumbprint FROM certificates WHERE origin != 'harvested')",
+    "openpgp": "SELECT email FROM pgp_emails WHERE fingerprint = ? AND fingerprint IN"
+               " (SELECT fingerprint FROM pgp_keys WHERE origin != 'harvested')",
+}
+
 # Lookups list the certificate that expires last first: a renewed certificate before the one it replaces.
 _NEWEST_FIRST = " ORDER BY c.not_after DESC, c.thumbprint"
 
@@ -654,20 +663,17 @@ class KeyStore:
 
     def certificate_readers(self, der: bytes) -> frozenset[str]:
         """Readers of the certificate a RecipientInfo names: its addresses unless harvested, and its bindings."""
-        thumbprint = _thumbprint(der)
-        return self._cached(("readers", thumbprint), lambda: self._readers(
-            thumbprint, "SELECT email FROM certificate_emails WHERE thumbprint = ? AND thumbprint IN"
-                        " (SELECT thumbprint FROM certificates WHERE origin != 'harvested')"))
+        return self._key_readers("x509", _thumbprint(der))
 
     def pgp_readers(self, fingerprint: str) -> frozenset[str]:
         """Readers of an OpenPGP key (primary fingerprint): its user IDs' addresses unless harvested, its bindings."""
-        return self._cached(("readers", fingerprint), lambda: self._readers(
-            fingerprint, "SELECT email FROM pgp_emails WHERE fingerprint = ? AND fingerprint IN"
-                         " (SELECT fingerprint FROM pgp_keys WHERE origin != 'harvested')"))
+        return self._key_readers("openpgp", fingerprint)
 
-    def _readers(self, key_id: str, own_sql: str) -> frozenset[str]:
-        own = [row[0] for row in self._rows(own_sql, (key_id,))]
-        return frozenset(own + self._bindings(key_id))
+    def _key_readers(self, kind: str, key_id: str) -> frozenset[str]:
+        def compute():
+            own = [row[0] for row in self._rows(_OWN_READERS[kind], (key_id,))]
+            return frozenset(own + self._bindings(key_id))
+        return self._cached(("readers", key_id), compute)
 
     def _bindings(self, key_id: str) -> list[str]:
         return [row[0] for row in self._rows("SELECT address FROM bindings WHERE key_id = ? ORDER BY address",
@@ -738,7 +744,7 @@ class KeyStore:
         return {"id": row["thumbprint"], "type": "x509", "subject": row["subject"], "issuer": row["issuer"],
                 "serial": row["serial"], "ski": row["ski"], "emails": emails, "not_before": row["not_before"],
                 "not_after": row["not_after"], "origin": row["origin"], "private_key": bool(row["private_key"]),
-                "readers": self._listed_readers(row["thumbprint"], emails, row["origin"]),
+                "readers": sorted(self._key_readers("x509", row["thumbprint"])),
                 "bindings": self._bindings(row["thumbprint"]), "added": row["added"]}
 
     def _pgp_info(self, row) -> dict:
@@ -749,12 +755,8 @@ class KeyStore:
             "SELECT email FROM pgp_emails WHERE fingerprint = ? ORDER BY email", (fingerprint,))]
         return {"id": fingerprint, "type": "openpgp", "key_ids": key_ids, "user_ids": json.loads(row["user_ids"]),
                 "emails": emails, "secret": row["sealed_secret"] is not None, "origin": row["origin"],
-                "readers": self._listed_readers(fingerprint, emails, row["origin"]),
+                "readers": sorted(self._key_readers("openpgp", fingerprint)),
                 "bindings": self._bindings(fingerprint), "added": row["added"]}
-
-    def _listed_readers(self, key_id: str, emails: list[str], origin: str) -> list[str]:
-        """What ``keys list``/``show`` print as readers: the same rule as certificate_readers/pgp_readers."""
-        return sorted(set(emails if origin != "harvested" else []) | set(self._bindings(key_id)))
 
     def remove_key(self, ident) -> bool:
         """Remove a certificate (and its private key unless another certificate shares it) or an OpenPGP key."""
