@@ -5,11 +5,17 @@ Not part of the suite (it takes more than five minutes): run it by name,
 prints each recipient's ``delay=`` from the sending Postfix's log (seconds
 from the message's arrival to its delivery to the gateway); README.rst and
 ciphermilter.conf(5) quote the figure.
+
+Measured on 2026-12-03 with Postfix 3.7.11 (queue_run_delay = 300s,
+minimal_backoff_time = 300s, maximal_backoff_time = 4000s): bob and erin
+0.62 s, carol (second class) 300 s, zed (third class) 600 s; all copies at
+the sink after 600.0 s.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import pytest
@@ -40,10 +46,5 @@ def test_deferred_recipients_wait_for_the_next_queue_run(sink, default_sender, t
     print(f"all copies at the sink after {time.monotonic() - started:.1f} s")
     sent = re.findall(r"to=<([^>]+)>.*? delay=([\d.]+).*?status=sent", default_sender.maillog.read_text())
     print("delay= per recipient:", sent)
-    print(subprocess_postconf(default_sender))
-
-
-def subprocess_postconf(sender) -> str:
-    import subprocess
-    return subprocess.run(["postconf", "-c", str(sender.queue_dir.parent / "config"), "queue_run_delay",
-                           "minimal_backoff_time", "maximal_backoff_time"], capture_output=True, text=True).stdout
+    print(subprocess.run(["postconf", "-c", str(default_sender.queue_dir.parent / "config"), "queue_run_delay",
+                          "minimal_backoff_time", "maximal_backoff_time"], capture_output=True, text=True).stdout)
