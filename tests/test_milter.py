@@ -468,6 +468,40 @@ def test_missing_store_with_tempfail_policy_tempfails(daemons, tmp_path):
     assert eom == [(miltertest.SMFIR_REPLYCODE, {"smtpcode": code, "space": " ", "text": f"{xcode} {text}"})]
 
 
+def test_missing_store_at_rcpt_accepts_every_recipient_and_end_of_message_applies_on_error(daemons, tmp_path):
+    """No store, no classes: the split must not turn a store fault into refused recipients."""
+    daemon = daemons("no-store-at-rcpt", tmp_path / "absent.db", 'on_error = "tempfail"\n')
+    client = Mta(daemon.socket)
+    try:
+        assert client.envelope(SENDER, [INTERNAL, EXTERNAL, NO_KEY]) == [None] + [ACCEPTED] * 3
+        client.headers(PLAIN.partition(b"\r\n\r\n")[0])
+        assert client.eoh() == ACCEPTED
+        client.body(b"hello\r\n")
+        code, xcode, text = TEMPFAIL_REPLY
+        assert client.eom() == [(miltertest.SMFIR_REPLYCODE, {"smtpcode": code, "space": " ",
+                                                              "text": f"{xcode} {text}"})]
+    finally:
+        client.close()
+
+
+def test_refusal_is_in_the_headers_without_addresses_and_in_the_log_with_them(daemon, encrypted):
+    """Bob's message sent to erin (both readers, one class): refused; the header names no (Bcc) recipient."""
+    client = Mta(daemon.socket)
+    try:
+        eoh, _, eom = client.message(encrypted, [READER])
+    finally:
+        client.close()
+    added = {reply[1]["name"]: reply[1]["value"].replace("\n ", " ") for reply in eom
+             if reply[0] == miltertest.SMFIR_ADDHEADER}  # values folded at 78 columns, unfolded here
+    assert added["X-CipherMail-Info-SMIME-Decryption-Refused-0"] == (
+        " not encrypted to a key of every recipient (reader policy)")
+    assert miltertest.SMFIR_REPLBODY not in {reply[0] for reply in eom}
+    assert not any("erin" in str(reply) for reply in eom)
+    # the summary line is written before the end-of-message reply leaves the daemon
+    line = next(line for line in daemon.log.read_text().splitlines() if "readers=<erin@corp-pub.example>" in line)
+    assert 'refused="not encrypted to a key of every recipient (reader policy)"' in line
+
+
 def test_store_changes_take_effect_without_a_restart(daemons, tmp_path, encrypted):
     """Missing store: passed with a reason; created empty: key not found; key imported: decrypted."""
     store_path = tmp_path / "later.db"
