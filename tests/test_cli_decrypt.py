@@ -67,3 +67,16 @@ def test_missing_store_is_one_clear_line(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("ciphermilter: ")
     assert not (tmp_path / "none.db").exists()
+
+
+def test_without_rcpt_nothing_is_decrypted_for_anybody(corpus_store):
+    """The daemon always has a recipient; offline, none given must not make its rule weaker."""
+    case = next(c for c in CASES if c["id"] == "smime-env-rsa15-aes128-cbc")
+    result = run(corpus_store, "--explain", str(CORPUS / case["message_file"]))
+    assert result.exit_code == 0
+    assert result.stdout_bytes.endswith(case_message(case).partition(b"\r\n\r\n")[2])
+    report = json.loads(result.stderr)
+    assert report["headers"]["X-CipherMail-Info-SMIME-Decryption-Refused-0"] == (
+        "no envelope recipient to decrypt for (reader policy)")
+    assert report["readers"] == {"required": True, "recipients": [],
+                                 "refused": "no envelope recipient to decrypt for (reader policy)"}
