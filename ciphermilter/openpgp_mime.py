@@ -11,11 +11,6 @@ when it stands alone: the whole message, or a part holding nothing but the
 OpenPGP data in a message without other HTML parts. Anything else is still
 opened (for the report and the signatures) but left encrypted, flagged and
 explained, unless ``Settings.decrypt_embedded`` allows it.
-
-Stored keys the reader rule refuses (:mod:`ciphermilter.readers`) leave the
-content encrypted with ``PGP-Decryption-Key-Not-Found: True`` and
-``PGP-Decryption-Refused: not encrypted to a key of every recipient (reader
-policy)``.
 """
 
 from __future__ import annotations
@@ -109,7 +104,13 @@ class _State:
         )
 
     def arrange(self, candidates: list) -> list[list]:
-        """The reader rule over (PKESK, secret subkey) pairs: a subkey reads as its primary key."""
+        """The reader rule over (PKESK, secret subkey) pairs: a subkey reads as its primary key.
+
+        Stored keys the rule refuses (:mod:`ciphermilter.readers`) leave the
+        content encrypted with ``PGP-Decryption-Key-Not-Found: True`` and
+        ``PGP-Decryption-Refused: not encrypted to a key of every recipient
+        (reader policy)``.
+        """
         return self.ctx.readers.arrange(candidates, lambda candidate: self.ctx.store.pgp_readers(candidate[1].primary))
 
 
