@@ -177,7 +177,7 @@ def store_restore(ctx, file, force):
 @_secret_options("password", "password that protects the exported private keys")
 @click.pass_context
 def store_export(ctx, file, password, password_file):
-    """Write every key, certificate, trust anchor and domain to FILE (JSON, private keys under a password).
+    """Write every key, certificate, trust anchor, domain and binding to FILE (JSON, private keys under a password).
 
     \b
     Examples:

@@ -627,11 +627,13 @@ class KeyStore:
 
     def bind(self, ident: str, address: str) -> bool:
         """Make ``address`` (or every address of ``@domain``) a reader of a key we hold the private half of."""
+        with self._write():
+            return self._insert_binding(ident, address)
+
+    def _insert_binding(self, ident: str, address: str) -> bool:
         key_id = self._bindable_key(ident)
-        address = _binding_address(address)
-        with self._write() as conn:
-            return conn.execute("INSERT OR IGNORE INTO bindings (key_id, address, added) VALUES (?, ?, ?)",
-                                (key_id, address, _now())).rowcount == 1
+        return self._conn.execute("INSERT OR IGNORE INTO bindings (key_id, address, added) VALUES (?, ?, ?)",
+                                  (key_id, _binding_address(address), _now())).rowcount == 1
 
     def unbind(self, ident: str, address: str) -> bool:
         resolved = self._resolve_key(ident)
@@ -869,7 +871,7 @@ class KeyStore:
     # ------------------------------------------------------------------ export / import of everything
 
     def export_all(self, password: str) -> bytes:
-        """Every certificate, key, trust anchor and domain as one container (see keyimport)."""
+        """Every certificate, key, trust anchor, domain and binding as one container (see keyimport)."""
         contents = keyimport.ExportContents(domains=self.list_domains())
         contents.certificates = [(row["der"], row["origin"]) for row in self._rows(
             "SELECT der, origin FROM certificates ORDER BY thumbprint")]
@@ -887,6 +889,8 @@ class KeyStore:
                 raise StoreError(f"OpenPGP key {row['fingerprint']} does not open with the master key")
             contents.pgp_keys.append((key, row["origin"]))
         contents.trust_anchors = [row["der"] for row in self._rows("SELECT der FROM trust_anchors ORDER BY thumbprint")]
+        contents.bindings = [(row["key_id"], row["address"]) for row in self._rows(
+            "SELECT key_id, address FROM bindings ORDER BY key_id, address")]
         try:
             return keyimport.write_export(contents, password, _now())
         except keyimport.KeyFormatError as exc:
@@ -913,6 +917,9 @@ class KeyStore:
             for pattern in contents.domains:
                 pattern = _domain_pattern(pattern)
                 (result.added if self._insert_domain(pattern) else result.already_present).append(f"domain {pattern}")
+            for key_id, address in contents.bindings:  # after the keys: a binding needs its key and private key
+                label = f"binding {_binding_address(address)} to {key_id[:16]}"
+                (result.added if self._insert_binding(key_id, address) else result.already_present).append(label)
         return result
 
     def export_key(self, ident: str, fmt: str, *, secret: bool = False, password: str | None = None) -> bytes:

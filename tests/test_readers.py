@@ -332,3 +332,17 @@ def test_a_refused_bind_is_one_line_and_leaves_the_store_as_it_was(store, target
     result = cli(store, "keys", "bind", key[:16], address)
     assert result.exit_code == 1 and error in result.stderr and result.stderr.count("\n") == 1
     assert dump(store.path) == before
+
+
+def test_bindings_move_with_store_export_and_import(store, tmp_path):
+    bob_key = next(k["id"] for k in store.list_keys() if k["type"] == "x509" and BOB in k["emails"])
+    pgp_key = next(k["id"] for k in store.list_keys() if k["type"] == "openpgp" and BOB_PGP in k["emails"])
+    store.bind(bob_key, "@corp-pub.example")
+    store.bind(pgp_key, "team@corp-pub.example")
+    data = store.export_all("moving day")
+    with KeyStore.create(tmp_path / "fresh.db") as fresh:
+        result = fresh.import_export(data, "moving day")
+        assert f"binding @corp-pub.example to {bob_key[:16]}" in result.added
+        assert fresh.show_key(bob_key)["bindings"] == ["@corp-pub.example"]
+        assert fresh.show_key(pgp_key)["readers"] == [BOB_PGP, "team@corp-pub.example"]
+        assert f"binding @corp-pub.example to {bob_key[:16]}" in fresh.import_export(data, "moving day").already_present
