@@ -261,10 +261,12 @@ def test_deadline(corpus_store, case):
     """A deadline that has passed stops the work at the first check; a generous one changes nothing."""
     calls = []
     settings = Settings(limits=replace(UNLIMITED, deadline_seconds=1e-9))
-    outcome = core.process(case_message(case), case_envelope(case), corpus_store, settings, progress=lambda: calls.append(1))
+    outcome = core.process(case_message(case), case_envelope(case), corpus_store, settings,
+                           progress=lambda: calls.append(1))
     assert_not_processed(case, outcome, "processing deadline exceeded")
     assert calls == []
     generous = Settings(limits=replace(UNLIMITED, deadline_seconds=3600.0))
-    outcome = core.process(case_message(case), case_envelope(case), corpus_store, generous, progress=lambda: calls.append(1))
+    outcome = core.process(case_message(case), case_envelope(case), corpus_store, generous,
+                           progress=lambda: calls.append(1))
     assert_same(outcome, baseline(case, corpus_store))
     assert calls  # the MTA hears from us during the work
