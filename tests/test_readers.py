@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ciphermilter import core, openpgp, readers
+from ciphermilter import core, openpgp, readers, stats
 from ciphermilter.check import Report, check_reader_rule
 from ciphermilter.cli import main
 from ciphermilter.config import Settings
@@ -346,3 +346,10 @@ def test_bindings_move_with_store_export_and_import(store, tmp_path):
         assert fresh.show_key(bob_key)["bindings"] == ["@corp-pub.example"]
         assert fresh.show_key(pgp_key)["readers"] == [BOB_PGP, "team@corp-pub.example"]
         assert f"binding @corp-pub.example to {bob_key[:16]}" in fresh.import_export(data, "moving day").already_present
+
+
+def test_refusals_are_counted_by_reason_for_the_stats_command(store):
+    outcome, _ = process(smime_message(smime_encrypt(SECRET)), [ERIN], store)
+    found, failures = stats.findings(outcome)
+    assert {"smime_encrypted", "smime_key_not_found"} <= found and "smime_decrypted" not in found
+    assert failures == [("SMIME-Decryption-Refused", REFUSED)]
