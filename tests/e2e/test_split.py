@@ -1,4 +1,4 @@
-"""Issue 13, items 1 and 2 end to end: a real sending Postfix in front of the gateway's Postfix.
+"""Issue 13, items 1 and 2 end to end (S/MIME, PGP/MIME, inline PGP): a real sending Postfix in front of the gateway's.
 
 The sending MTA (a second private Postfix on loopback, relayhost = the
 gateway's smtpd) gets one message for two internal readers, one internal
@@ -93,26 +93,34 @@ def smime_message(marker: str, workdir: Path) -> bytes:
     return encrypted.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def pgp_message(marker: str) -> bytes:
-    """A PGP/MIME message encrypted (gpg) to bob.pgp and the external stranger."""
+def pgp_armored(marker: str) -> bytes:
+    """An armored OpenPGP message (gpg) to bob.pgp and the external stranger."""
     home = Path(tempfile.mkdtemp(prefix="gpg-"))  # short: gpg-agent's socket path must fit in sun_path
     try:
         for key in PGP_KEYS:
             subprocess.run(["gpg", "--homedir", str(home), "--batch", "--import", str(key)], check=True,
                            capture_output=True)
-        armored = subprocess.run(
+        return subprocess.run(
             ["gpg", "--homedir", str(home), "--batch", "--trust-model", "always", "--armor",
              "--recipient", PGP_READER, "--recipient", "stranger@elsewhere-pub.example", "--encrypt"],
             input=plain_entity(f"secret for the readers {marker}\r\n".encode()), check=True,
             capture_output=True).stdout.replace(b"\n", b"\r\n")
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def pgp_mime_message(marker: str) -> bytes:
     return (f"From: {SENDER}\r\nTo: {PGP_READER}, {NO_KEY}, {EXTERNAL}\r\nSubject: {marker}\r\n"
             "MIME-Version: 1.0\r\n".encode()
             + b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="pgp-b"\r\n\r\n'
             b"--pgp-b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
             b'--pgp-b\r\nContent-Type: application/octet-stream; name="encrypted.asc"\r\n\r\n'
-            + armored + b"--pgp-b--\r\n")
+            + pgp_armored(marker) + b"--pgp-b--\r\n")
+
+
+def inline_pgp_message(marker: str) -> bytes:
+    return (f"From: {SENDER}\r\nTo: {PGP_READER}, {NO_KEY}, {EXTERNAL}\r\nSubject: {marker}\r\n"
+            "Content-Type: text/plain\r\n\r\n".encode() + pgp_armored(marker))
 
 
 def copies(sink, marker: str, recipients: list[str]) -> dict[str, list]:
@@ -174,9 +182,11 @@ def test_smime_reader_copy_is_decrypted_and_the_others_stay_encrypted(sink, send
     assert body == body_of(message) and info_headers(head) == {}  # outside mail: not even looked at
 
 
-def test_pgp_reader_copy_is_decrypted_and_the_others_stay_encrypted(sink, sending_mta):
+@pytest.mark.parametrize("build, encoding", [(pgp_mime_message, "PGP/MIME"), (inline_pgp_message, "PGP/INLINE")],
+                         ids=["pgp-mime", "inline"])
+def test_pgp_reader_copy_is_decrypted_and_the_others_stay_encrypted(sink, sending_mta, build, encoding):
     marker = f"split-pgp-{time.monotonic_ns()}"
-    message = pgp_message(marker)
+    message = build(marker)
     reply = send(sending_mta.port, message, [PGP_READER, NO_KEY, EXTERNAL], SENDER)
     assert reply.code == 250, reply
     delivered = assert_each_copy_once(sink, marker, [PGP_READER], sending_mta)
@@ -187,7 +197,7 @@ def test_pgp_reader_copy_is_decrypted_and_the_others_stay_encrypted(sink, sendin
     head, body = delivered[NO_KEY].split()
     assert body == body_of(message)
     assert info_headers(head) == {
-        "X-CipherMail-Info-PGP-Encoding": "PGP/MIME",
+        "X-CipherMail-Info-PGP-Encoding": encoding,
         "X-CipherMail-Info-PGP-Encrypted": "True",
         "X-CipherMail-Info-PGP-Decryption-Key-Not-Found": "True",
         "X-CipherMail-Info-PGP-Decryption-Refused": REFUSED,
