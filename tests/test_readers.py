@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ciphermilter import core, openpgp, readers, stats
+from ciphermilter import cms, core, openpgp, readers, stats
 from ciphermilter.check import Report, check_reader_rule
 from ciphermilter.cli import main
 from ciphermilter.config import Settings
@@ -353,3 +353,29 @@ def test_refusals_are_counted_by_reason_for_the_stats_command(store):
     found, failures = stats.findings(outcome)
     assert {"smime_encrypted", "smime_key_not_found"} <= found and "smime_decrypted" not in found
     assert failures == [("SMIME-Decryption-Refused", REFUSED)]
+
+
+def test_offline_decrypt_applies_the_rule_to_the_recipients_it_is_given(store, tmp_path):
+    message = smime_message(smime_encrypt(SECRET))
+    path = tmp_path / "captured.eml"
+    path.write_bytes(message)
+    refused = cli(store, "decrypt", "--rcpt", ERIN, str(path))
+    assert refused.exit_code == 0
+    assert refused.stdout_bytes == process(message, [ERIN], store)[1]
+    assert b"X-CipherMail-Info-SMIME-Decryption-Refused-0: not encrypted to a key of every" in refused.stdout_bytes
+    assert b"the merger closes" in cli(store, "decrypt", "--rcpt", BOB, str(path)).stdout_bytes
+
+
+def test_private_key_operations_stay_one_per_recipient_key(store, monkeypatch):
+    """Bob and erin: one unwrap each (the agreement check), bob alone: one, erin on bob's message: none."""
+    unwraps = []
+    real = cms._unwrap_cek
+    monkeypatch.setattr(cms, "_unwrap_cek", lambda recipient, key, size: unwraps.append(recipient.kind) or real(
+        recipient, key, size))
+    both = smime_message(_to_bob_and_erin())
+    assert b"the merger closes" in process(both, [BOB, ERIN], store)[1] and unwraps == ["ktri", "kari"]
+    unwraps.clear()
+    assert b"the merger closes" in process(both, [BOB], store)[1] and unwraps == ["ktri"]
+    unwraps.clear()
+    process(smime_message(smime_encrypt(SECRET)), [ERIN], store)
+    assert unwraps == []
