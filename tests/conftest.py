@@ -110,6 +110,10 @@ def import_corpus_keys(store) -> dict[str, str]:
             store.add_trust_anchor(der)
     for domain in CORPUS_INTERNAL_DOMAINS:
         store.add_domain(domain)
+    # One person, two addresses: bob reads his OpenPGP key (bob.pgp@) at his main address too, as an admin
+    # binds it ("keys bind"), so that tests may send bob's PGP mail to bob@corp-pub.example.
+    store.bind(next(k["id"] for k in store.list_keys() if "bob.pgp@corp-pub.example" in k["emails"]
+                    and k.get("secret")), "bob@corp-pub.example")
     return refused
 
 
