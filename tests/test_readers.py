@@ -344,7 +344,7 @@ def test_bindings_move_with_store_export_and_import(store, tmp_path):
         result = fresh.import_export(data, "moving day")
         assert f"binding @corp-pub.example to {bob_key[:16]}" in result.added
         assert fresh.show_key(bob_key)["bindings"] == ["@corp-pub.example"]
-        assert fresh.show_key(pgp_key)["readers"] == [BOB, BOB_PGP, "team@corp-pub.example"]  # bob: conftest
+        assert fresh.show_key(pgp_key)["readers"] == [BOB_PGP, BOB, "team@corp-pub.example"]  # bob: conftest
         assert f"binding @corp-pub.example to {bob_key[:16]}" in fresh.import_export(data, "moving day").already_present
 
 
