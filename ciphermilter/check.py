@@ -163,6 +163,13 @@ def check_trust_anchors(store: KeyStore, now: datetime.datetime, report: Report)
                                     f" 'ciphermilter trust remove {anchor['id'][:16]}'")
 
 
+def check_reader_rule(settings: config.Settings, report: Report) -> None:
+    report.checked.append("reader rule")
+    if not settings.require_reader:
+        report.warning("readers", "require_reader is false: every internal recipient gets the plaintext of every"
+                                  " stored key; bind keys to their readers with 'ciphermilter keys bind' instead")
+
+
 def check_domains(store: KeyStore | None, settings: config.Settings, report: Report) -> None:
     report.checked.append("internal domains")
     stored = store.list_domains() if store is not None else []
@@ -302,6 +309,7 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
     report = Report()
     now = now or datetime.datetime.now(datetime.timezone.utc)
     configured = load_config(config_path, report)
+    check_reader_rule(configured.settings, report)
     resolved = configured.with_store(store_override, key_override)
     store = open_store(resolved.store, resolved.master_key_path, report)
     if store is not None:

@@ -32,7 +32,8 @@ def as_smtp_lines(message: bytes) -> bytes:
 
 @click.command("decrypt")
 @click.option("--rcpt", "recipients", multiple=True, metavar="ADDR",
-              help="Envelope recipient (repeatable). Without one, the message is treated as internal.")
+              help="Envelope recipient (repeatable); the reader rule decrypts only for these. Without one, the"
+                   " message counts as internal but is decrypted for nobody (unless require_reader is false).")
 @click.option("--explain", is_flag=True, help="Write a JSON report of what was found to stderr.")
 @click.option("--explain-file", type=click.File("w"), metavar="FILE", help="Write the JSON report to FILE instead.")
 @click.option("--harvest", is_flag=True,

@@ -177,7 +177,7 @@ def store_restore(ctx, file, force):
 @_secret_options("password", "password that protects the exported private keys")
 @click.pass_context
 def store_export(ctx, file, password, password_file):
-    """Write every key, certificate, trust anchor and domain to FILE (JSON, private keys under a password).
+    """Write every key, certificate, trust anchor, domain and binding to FILE (JSON, private keys under a password).
 
     \b
     Examples:
@@ -263,11 +263,12 @@ def keys_import(ctx, files, password, password_file, passphrase, passphrase_file
 
 
 def _key_summary(key: dict) -> str:
+    readers = f"readers: {', '.join(key['readers']) or '-'}"
     if key["type"] == "x509":
         flags = "private key" if key["private_key"] else key["origin"]
-        return f"{key['id'][:16]}  x509     {', '.join(key['emails']) or '-'}  [{flags}]  {key['subject']}"
+        return f"{key['id'][:16]}  x509     {', '.join(key['emails']) or '-'}  [{flags}]  {readers}  {key['subject']}"
     flags = "secret" if key["secret"] else key["origin"]
-    return f"{key['id'][:16]}  openpgp  {', '.join(key['emails']) or '-'}  [{flags}]  {key['id']}"
+    return f"{key['id'][:16]}  openpgp  {', '.join(key['emails']) or '-'}  [{flags}]  {readers}  {key['id']}"
 
 
 @keys_group.command("list")
@@ -322,6 +323,45 @@ def keys_remove(ctx, ident):
     if not removed:
         fail(f"no key {ident}")
     click.echo(f"removed {ident}")
+
+
+@keys_group.command("bind")
+@click.argument("ident")
+@click.argument("address")
+@click.pass_context
+def keys_bind(ctx, ident, address):
+    """Make ADDRESS (or every address of @DOMAIN) a reader of a key we hold the private half of.
+
+    A message encrypted to the key is decrypted for a recipient only when the
+    recipient is a reader of it: the addresses of its certificate or user IDs,
+    and its bindings. A harvested key gets no readers.
+
+    \b
+    Examples:
+      ciphermilter keys bind 84386E32596E0994 team@example.com
+      ciphermilter keys bind 8A351CCB200DA75B @example.com
+    """
+    with reported(StoreError):
+        added = _store(ctx).bind(ident, address)
+    click.echo(f"{'bound' if added else 'already bound'}: {address.strip().lower()} to {ident}")
+
+
+@keys_group.command("unbind")
+@click.argument("ident")
+@click.argument("address")
+@click.pass_context
+def keys_unbind(ctx, ident, address):
+    """Remove a binding that 'keys bind' added (a certificate's own addresses stay its readers).
+
+    \b
+    Examples:
+      ciphermilter keys unbind 84386E32596E0994 team@example.com
+    """
+    with reported(StoreError):
+        removed = _store(ctx).unbind(ident, address)
+    if not removed:
+        fail(f"{address} is not bound to {ident}")
+    click.echo(f"unbound: {address.strip().lower()} from {ident}")
 
 
 @keys_group.command("export")

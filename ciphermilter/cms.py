@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from ciphermilter import ber, ids, memo
+from ciphermilter import ber, ids, memo, readers
 
 ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -269,18 +269,35 @@ def open_enveloped(info: cms.ContentInfo, *, max_recipients: int) -> EnvelopedLa
 
 
 KeyFinder = Callable[[Recipient], list]  # -> [(certificate DER, private key)]
+Candidate = tuple  # (Recipient, certificate DER, private key): one key that may open a layer
+# Orders the candidates into groups (see readers.open_agreeing); an empty list refuses them all.
+Arranger = Callable[[list[Candidate]], list[list[Candidate]]]
 
 
-def decrypt(layer: EnvelopedLayer, find_keys: KeyFinder) -> tuple[bytearray, Recipient]:
+class KeysRefused(CmsError):
+    """Keys for the layer are stored, but the caller's arranger refused every one (before any was used)."""
+
+    def __init__(self):
+        super().__init__("keys refused")
+
+
+def decrypt(layer: EnvelopedLayer, find_keys: KeyFinder,
+            arrange: Arranger = lambda candidates: [candidates]) -> tuple[bytearray, Recipient]:
     """Decrypt with the first key that works; returns the content and the recipient it matched.
 
     The content is a bytearray, decrypted in place: the caller drops the
     layer (and with it the ciphertext) before it makes bytes of it.
 
+    ``arrange`` groups the stored keys: the first group's keys open the
+    content, and every later group must hold a key that unwraps the same
+    content key (:func:`readers.open_agreeing`). By default every key is
+    tried in order, in one group.
+
     Raises :class:`UnsupportedAlgorithm` before any key is used when the
     content cipher is not implemented, :class:`KeyNotFound` when no key
-    matches a recipient, :class:`DecryptionFailed` when keys matched but none
-    opened the content.
+    matches a recipient, :class:`KeysRefused` when ``arrange`` refuses them,
+    :class:`DecryptionFailed` when keys were tried but none opened the
+    content (or the groups disagree).
     """
     oid = layer._encrypted["content_encryption_algorithm"]["algorithm"].dotted
     name, key_size, mode = _CONTENT_CIPHERS.get(oid, (oid, None, None))
@@ -288,26 +305,55 @@ def decrypt(layer: EnvelopedLayer, find_keys: KeyFinder) -> tuple[bytearray, Rec
         raise UnsupportedAlgorithm(f"unsupported content cipher {name}")
     if layer._ciphertext is None:
         raise MalformedCms("detached encrypted content")  # before any key: no key could open what is not there
-    tried = False
-    unsupported = None
-    for recipient in layer.recipients:
-        if recipient.kind not in ("ktri", "kari"):
-            continue
-        for _cert, key in find_keys(recipient):
-            try:
-                cek = _unwrap_cek(recipient, key, key_size)
-                if len(cek) != key_size:  # a key of another size runs another cipher than the one reported
-                    raise ValueError("content key size")
-                return _decrypt_content(layer, mode, cek), recipient
-            except UnsupportedAlgorithm as exc:  # the key does not fit the scheme: no attempt was made
-                unsupported = exc
-            except Exception:  # noqa: BLE001  any failure of a real key looks the same (no oracle)
-                tried = True
-    if tried:
+    candidates = [(recipient, cert, key) for recipient in layer.recipients if recipient.kind in ("ktri", "kari")
+                  for cert, key in find_keys(recipient)]
+    if not candidates:
+        raise KeyNotFound()
+    groups = arrange(candidates)
+    if not groups:
+        raise KeysRefused()
+    attempts = _Attempts(layer, mode, key_size)
+    try:
+        opened = readers.open_agreeing(groups, attempts.content_key, attempts.open_content)
+    except readers.Disagreement:
+        raise DecryptionFailed() from None
+    if opened is not None:
+        content, (recipient, _cert, _key) = opened
+        return content, recipient
+    if attempts.tried:
         raise DecryptionFailed()
-    if unsupported is not None:
-        raise unsupported
+    if attempts.unsupported is not None:
+        raise attempts.unsupported
     raise KeyNotFound()
+
+
+class _Attempts:
+    """Unwrapping content keys and opening the content, remembering how the failures went."""
+
+    def __init__(self, layer: EnvelopedLayer, mode: str, key_size: int):
+        self.layer, self.mode, self.key_size = layer, mode, key_size
+        self.tried = False  # a real key was used and failed
+        self.unsupported: UnsupportedAlgorithm | None = None  # a key that does not fit its scheme (no attempt)
+
+    def content_key(self, candidate: Candidate) -> bytes | None:
+        recipient, _cert, key = candidate
+        try:
+            cek = _unwrap_cek(recipient, key, self.key_size)
+            if len(cek) != self.key_size:  # a key of another size runs another cipher than the one reported
+                raise ValueError("content key size")
+            return cek
+        except UnsupportedAlgorithm as exc:  # the key does not fit the scheme: no attempt was made
+            self.unsupported = exc
+        except Exception:  # noqa: BLE001  any failure of a real key looks the same (no oracle)
+            self.tried = True
+        return None
+
+    def open_content(self, cek: bytes) -> bytearray | None:
+        try:
+            return _decrypt_content(self.layer, self.mode, cek)
+        except Exception:  # noqa: BLE001  a wrong content key fails like a wrong private key (no oracle)
+            self.tried = True
+            return None
 
 
 def _unwrap_cek(recipient: Recipient, key, key_size: int) -> bytes:

@@ -39,6 +39,11 @@ class Settings:
     decrypt_embedded: bool = False  # EFAIL: decrypt parts that sit beside sender-chosen parts
     opaque_to_detached: bool = True  # rewrite opaque signed-data as multipart/signed for the scanners
     on_error: str = "pass"  # "pass" (unchanged, with a reason header) or "tempfail"
+    # The reader rule (ciphermilter.readers): decrypt only when every internal envelope recipient reads a key
+    # the message is encrypted to. Off only for a site that shares one gateway key for everything.
+    require_reader: bool = True
+    recipient_delimiter: str = ""  # as Postfix's: any of these characters starts a +detail (empty: none)
+    mixed_recipients: str = "split"  # "split" (452 4.5.3 at RCPT, one class per transaction) or "decrypt-for-all"
     limits: Limits = field(default_factory=Limits)
 
 
@@ -48,6 +53,7 @@ DEFAULT_SOCKET = "unix:./var/ciphermilter.sock"
 DEFAULT_STORE = "var/ciphermilter.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ON_ERROR_POLICIES = ("pass", "tempfail")
+MIXED_RECIPIENTS = ("split", "decrypt-for-all")
 _SOCKET = re.compile(r"(?:(?:unix|local):(?P<path>.+)|inet6?:(?P<port>\d{1,5})(?:@(?P<host>[^@\s]+))?)\Z")
 
 
@@ -178,6 +184,10 @@ def _check_setting(name: str, value, default):
     """Check a Settings or Limits value against the type of its default."""
     if name == "on_error":
         return _check_choice(ON_ERROR_POLICIES)(value)
+    if name == "mixed_recipients":
+        return _check_choice(MIXED_RECIPIENTS)(value)
+    if name == "recipient_delimiter":
+        return _check_delimiter(value)
     if name == "internal_domains":
         if not isinstance(value, list):
             raise ValueError("must be a list of domain names")
@@ -194,6 +204,13 @@ def _check_setting(name: str, value, default):
     if isinstance(default, float):
         return _check_positive_number(value)
     raise ValueError(f"unsupported setting {name}")  # a new Settings field needs a check here
+
+
+def _check_delimiter(value) -> str:
+    """Postfix's recipient_delimiter: characters that may start an address extension, or empty for none."""
+    if not isinstance(value, str) or any(not c.isprintable() or c.isspace() or c in '@<>"' for c in value):
+        raise ValueError('must be a string of delimiter characters such as "+" or "+-" (empty: none)')
+    return value
 
 
 def _not_a_domain(value):

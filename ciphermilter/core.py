@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ciphermilter import domains, mime, openpgp, openpgp_mime, smime
+from ciphermilter import domains, mime, openpgp, openpgp_mime, readers, smime
 from ciphermilter.config import Settings
 from ciphermilter.handler import Context, HandlerResult, LimitExceeded, check_part_count, parse_content
-from ciphermilter.headers import InfoHeaders, is_reserved
+from ciphermilter.headers import INFO_PREFIX, InfoHeaders, is_reserved
 from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
 from ciphermilter.stats import NOT_INTERNAL
 
@@ -51,6 +51,8 @@ _WHOLE_MESSAGE_SIGNS = (b"multipart/", b"quoted-printable")
 LIGHT_SIZE = 256 * 1024  # bytes; larger messages always go to a worker, whatever they hold
 
 HANDLERS = (smime.handle, openpgp_mime.handle)
+# The handlers' headers for keys the reader rule refused (ciphermilter-headers(7)).
+_REFUSED_HEADERS = (INFO_PREFIX + "SMIME-Decryption-Refused-", INFO_PREFIX + "PGP-Decryption-Refused")
 
 
 @dataclass
@@ -82,15 +84,39 @@ def forged_header_deletions(headers: list[mime.Header]) -> list[HeaderDelete]:
 
 def is_internal(envelope: Envelope, ctx_store, settings: Settings) -> bool:
     """True when at least one envelope recipient is in an internal domain (settings or store)."""
-    for recipient in envelope.recipients:
-        domain = domains.address_domain(recipient)
-        if not domain:
-            continue
-        if any(domains.matches(domain, pattern) for pattern in settings.internal_domains):
-            return True
-        if ctx_store is not None and ctx_store.is_internal_domain(domain):
-            return True
-    return False
+    return any(is_internal_address(recipient, ctx_store, settings) for recipient in envelope.recipients)
+
+
+def is_internal_address(address: str, ctx_store, settings: Settings) -> bool:
+    domain = domains.address_domain(address)
+    if not domain:
+        return False
+    if any(domains.matches(domain, pattern) for pattern in settings.internal_domains):
+        return True
+    return ctx_store is not None and ctx_store.is_internal_domain(domain)
+
+
+def reader_rule(envelope: Envelope, ctx_store, settings: Settings) -> readers.ReaderRule:
+    """Whom this message may be decrypted for: its internal recipients (readers module)."""
+    internal = (readers.base_address(r, settings.recipient_delimiter) for r in envelope.recipients
+                if is_internal_address(r, ctx_store, settings))
+    return readers.ReaderRule(tuple(dict.fromkeys(internal)), required=settings.require_reader)
+
+
+def recipient_class(address: str, ctx_store, settings: Settings) -> str:
+    """External, internal reader of a key we hold, or internal without one: a transaction holds one class.
+
+    The milter asks at RCPT time (``mixed_recipients = "split"``), so that a
+    recipient of another class than the first goes in a transaction of its
+    own, which the core then decrypts for that class alone.
+    """
+    if not is_internal_address(address, ctx_store, settings):
+        return readers.EXTERNAL
+    if not settings.require_reader:  # one shared gateway key: every internal recipient reads everything
+        return readers.READER
+    base = readers.base_address(address, settings.recipient_delimiter)
+    known = ctx_store.reader_addresses() if ctx_store is not None else frozenset()
+    return readers.READER if readers.reads(known, base) else readers.NO_KEY
 
 
 def is_light(message: bytes) -> bool:
@@ -272,12 +298,15 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
         report["skipped"] = NOT_INTERNAL
         return Outcome(plan=plan, info=InfoHeaders(), report=report)
     try:
+        rule = reader_rule(envelope, store, settings)
+        report["readers"] = {"required": rule.required, "recipients": list(rule.recipients)}
         ctx = Context(
             store=store,
             settings=settings,
             from_fields=from_fields(entity),
             deadline=started + settings.limits.deadline_seconds,
             progress=progress,
+            readers=rule,
         )
         check_part_count(entity, settings.limits.max_mime_parts)
         info, new_entity = _run_handlers(entity, ctx, report)
@@ -290,6 +319,8 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
         error = f"internal error: {type(exc).__name__}"
         return not_processed(headers, error, envelope, error, report)
     plan.additions.extend(HeaderAdd(name, value) for name, value in info)
+    if any(name.startswith(_REFUSED_HEADERS) for name, _ in info):  # for --explain and the log line
+        report["readers"]["refused"] = rule.refusal()
     return Outcome(plan=plan, info=info, report=report)
 
 

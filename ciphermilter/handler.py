@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ciphermilter import mime
+from ciphermilter.readers import NO_RULE, ReaderRule
 from ciphermilter.config import Limits, Settings
 from ciphermilter.headers import InfoHeaders
 
@@ -57,6 +58,9 @@ class Context:
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     deadline: float | None = None  # time.monotonic() value after which work stops
     progress: "callable | None" = None  # called during long work so the MTA does not time out
+    # Whom the plaintext is for: the core always sets it from the envelope (core.reader_rule). Handler tests
+    # that build a Context themselves get the rule off, every stored key usable, as before the rule.
+    readers: ReaderRule = NO_RULE
 
     def check_deadline(self) -> None:
         """Call between expensive steps: raises once the deadline has passed, else reports progress."""

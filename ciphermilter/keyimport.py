@@ -435,6 +435,7 @@ class ExportContents:
     pgp_keys: list[tuple[pgpy.PGPKey, str]] = field(default_factory=list)  # (key, origin)
     trust_anchors: list[bytes] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
+    bindings: list[tuple[str, str]] = field(default_factory=list)  # (key ID, address or @domain): readers
     warnings: list[str] = field(default_factory=list)
 
 
@@ -473,6 +474,7 @@ def write_export(contents: ExportContents, password: str, created: str) -> bytes
                           "secret": not key.is_public, "origin": origin} for key, origin in contents.pgp_keys],
         "trust_anchors": [certificate_pem(der) for der in contents.trust_anchors],
         "domains": list(contents.domains),
+        "bindings": [{"key": key_id, "address": address} for key_id, address in contents.bindings],
     }
     return json.dumps(document, indent=1).encode("utf-8")
 
@@ -499,7 +501,9 @@ def _export_contents(document: dict, password: str | None) -> ExportContents:
     needs_password = document["smime_keys"] or any(item["secret"] for item in document["openpgp_keys"])
     if needs_password and not password:
         raise KeyFormatError("the export holds private keys: give its password")
-    contents = ExportContents(domains=[str(domain) for domain in document["domains"]])
+    contents = ExportContents(domains=[str(domain) for domain in document["domains"]],
+                              bindings=[(str(item["key"]), str(item["address"]))
+                                        for item in document.get("bindings", [])])  # none before schema 2
     for item in document["certificates"]:
         contents.certificates.extend((der, str(item["origin"])) for der in _parse_pem(item["pem"].encode(), None).certificates)
     for anchor in document["trust_anchors"]:

@@ -50,12 +50,15 @@ CRYPTO_FREE_TYPES = ("image/", "audio/", "video/", "font/", "model/")
 # Actions we may take: delete/change headers (forged results, content headers), add info headers, new body.
 ACTIONS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.MODBODY
 # Protocol steps we ask the MTA to leave out (connect, HELO, unknown commands and DATA are of no
-# use to us) and replies it need not wait for (MAIL, RCPT and each header always continue).
+# use to us) and replies it need not wait for (MAIL and each header always continue; RCPT too,
+# unless mixed_recipients = "split" answers some recipients with a 452).
 SKIPPED_STEPS = Milter.P_NOCONNECT | Milter.P_NOHELO | Milter.P_NOUNKNOWN | Milter.P_NODATA
 NO_REPLY_STEPS = Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_HDR
 # Features we use when the MTA offers them: exact header values, and SKIP for the body.
 FEATURES = Milter.P_HDR_LEADSPC | Milter.P_SKIP
 TEMPFAIL_REPLY = ("451", "4.3.0", "Message could not be processed now, please try again later")
+# RFC 5321 section 4.5.3.1.10: the client sends the recipients refused so in another transaction.
+SPLIT_REPLY = ("452", "4.5.3", "Too many recipients")
 
 
 class StoreUnavailable(Exception):
@@ -133,6 +136,7 @@ class MessageState:
     mail_from: str
     spool_memory: int
     recipients: list[str] = field(default_factory=list)
+    recipient_class: str | None = None  # the class of the first accepted recipient (mixed_recipients = "split")
     header_fields: list[bytes] = field(default_factory=list)  # each field as received, CRLF inside folds
     forged: int = 0
     needs_body: bool = True
@@ -200,10 +204,14 @@ class CipherMilter(Milter.Base):
         if actions != ACTIONS:
             log.warning("the MTA does not offer every action we need (offered 0x%x): plans may be incomplete",
                         offered_actions)
-        self._protocol = offered_protocol & (SKIPPED_STEPS | NO_REPLY_STEPS | FEATURES)
+        no_reply = NO_REPLY_STEPS & ~Milter.P_NR_RCPT if self._splits() else NO_REPLY_STEPS
+        self._protocol = offered_protocol & (SKIPPED_STEPS | no_reply | FEATURES)
         self.leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
         opts[0], opts[1], opts[2], opts[3] = actions, self._protocol, 0, 0
         return Milter.CONTINUE
+
+    def _splits(self) -> bool:
+        return self.runtime.config.settings.mixed_recipients == "split"
 
     def _continue(self, no_reply_bit: int):
         """CONTINUE, or NOREPLY when the MTA agreed not to wait for this step's reply."""
@@ -221,9 +229,33 @@ class CipherMilter(Milter.Base):
     @Milter.decode("bytes")
     @guarded(Milter.P_NR_RCPT)
     def envrcpt(self, recipient, *params):
-        if self.msg is not None:
-            self.msg.recipients.append(_text(recipient))
+        if self.msg is None:
+            return self._continue(Milter.P_NR_RCPT)
+        address = _text(recipient)
+        if self._splits() and not self._same_class(address):
+            self.setreply(*SPLIT_REPLY)
+            return Milter.TEMPFAIL
+        self.msg.recipients.append(address)
         return self._continue(Milter.P_NR_RCPT)
+
+    def _same_class(self, address: str) -> bool:
+        """Whether ``address`` is of the transaction's class (the first recipient's), or starts it.
+
+        Without the key store nobody can tell the classes apart: every
+        recipient is accepted, and end of message applies on_error.
+        """
+        msg = self.msg
+        self._open_store()
+        if msg.store_error:
+            return True
+        kind = core.recipient_class(address, msg.store, self.runtime.config.settings)
+        if msg.recipient_class is None:
+            msg.recipient_class = kind
+        if kind == msg.recipient_class:
+            return True
+        log.info("rcpt <%s> answered 452 4.5.3: %s, the transaction's recipients are %s", address.strip("<>"),
+                 kind, msg.recipient_class)
+        return False
 
     @Milter.decode("bytes")
     @guarded(Milter.P_NR_HDR)
@@ -327,6 +359,9 @@ class CipherMilter(Milter.Base):
             return None
 
     def _open_store(self):
+        """The key store for this transaction, opened once: at the first RCPT (split) or at end of headers."""
+        if self.msg.store is not None or self.msg.store_error:
+            return
         try:
             self.msg.store = self.runtime.stores.current()
         except StoreUnavailable as exc:
@@ -421,6 +456,10 @@ class CipherMilter(Milter.Base):
                  f"body={'replaced' if plan.body is not None else 'kept'}"]
         if outcome.report.get("skipped"):
             parts.append(f"skipped=\"{outcome.report['skipped']}\"")
+        refused = outcome.report.get("readers", {}).get("refused")
+        if refused:  # the log may name the envelope recipients, the headers never do (Bcc)
+            readers = ",".join(outcome.report["readers"]["recipients"])
+            parts.append(f"refused=\"{refused}\" readers=<{readers}>")
         if note:
             parts.append(f"note=\"{note}\"")
         parts.append(f"time={elapsed * 1000:.1f}ms")

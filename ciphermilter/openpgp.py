@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from pgpy.constants import EllipticCurveOID
 from pyasn1.codec.der import encoder
 
-from ciphermilter import ids
+from ciphermilter import ids, readers
 from ciphermilter.handler import LimitExceeded
 
 WILDCARD_KEYID = "0" * 16
@@ -364,6 +364,7 @@ class SecretSubkey:
     material: object  # pgpy key material (for the ECDH curve, the ElGamal group)
     private: object  # cryptography private key (RSA, X25519, EC) or the ElGamal exponent
     kdf: tuple | None = None  # ECDH: (hash algorithm, key length, KDF "Param" of RFC 6637 section 8)
+    primary: str = ""  # fingerprint of the primary key (upper-case hex): the key whose readers count
 
 
 def _ecdh_kdf(material, fingerprint: bytes) -> tuple:
@@ -400,7 +401,8 @@ def _secret_subkeys(key: pgpy.PGPKey) -> list[SecretSubkey]:
             private = material.__privkey__()  # the expensive step (RSA validation): cached by the Keyring
         fingerprint = bytes.fromhex(str(part.fingerprint).replace(" ", ""))
         kdf = _ecdh_kdf(material, fingerprint) if algorithm == ECDH_ALGORITHM else None
-        found.append(SecretSubkey(part.fingerprint.keyid.upper(), fingerprint, algorithm, material, private, kdf))
+        found.append(SecretSubkey(part.fingerprint.keyid.upper(), fingerprint, algorithm, material, private, kdf,
+                                  primary=str(key.fingerprint).replace(" ", "").upper()))
     return found
 
 
@@ -598,6 +600,7 @@ class Opened:
     filename: str | None = None
     signatures: list[SignatureResult] = field(default_factory=list)
     key_not_found: bool = False
+    keys_refused: bool = False  # keys were stored, but the caller's arranger refused them all (key_not_found too)
     failure: str | None = None  # why it could not be opened
 
     @property
@@ -702,32 +705,43 @@ def _session_key_candidates(esks: list[EncryptedSessionKey], keyring: Keyring):
     return named + wildcard
 
 
-def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check) -> bytes | None:
-    """Try each candidate key until one session key opens the SEIPD packet; None when none fits."""
+def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check, arrange) -> bytes | None:
+    """Open the SEIPD packet with a session key from the candidate keys ``arrange`` groups; None when none fits."""
     candidates = _session_key_candidates(esks, keyring)
-    if not candidates:
+    groups = arrange(candidates) if candidates else []
+    if not groups:
         opened.key_not_found = True
+        opened.keys_refused = bool(candidates)
         opened.failure = "decryption key not found"
         return None
     failure, cipher = NO_KEY_DECRYPTS, None
-    for esk, subkey in candidates:
+
+    def session_key(candidate):
         check()
-        session = _parse_session_key(_session_key_block(esk, subkey))
-        if session is None:
-            continue
+        esk, subkey = candidate
+        return _parse_session_key(_session_key_block(esk, subkey))
+
+    def open_content(session):
+        nonlocal failure, cipher
         # implicit rejection (RSA) can hand back a random "session key" that passes the
         # checksum by chance; the quick check and MDC of the data settle it. A changed
         # ciphertext passes the quick check (its first blocks are intact) and fails the MDC:
         # go on with the other keys all the same, one of them may be the right one after all.
         opened.cipher = CIPHERS[session[0]][0]
         try:
-            plain = _decrypt_seipd_v1(seipd.body, *session)
+            return _decrypt_seipd_v1(seipd.body, *session)
         except IntegrityError:  # the session key is right, so is the cipher it names
             failure, cipher = INTEGRITY_FAILED, opened.cipher
-            continue
-        if plain is not None:
-            opened.decryption_key = subkey.keyid
-            return plain
+            return None
+
+    try:
+        found = readers.open_agreeing(groups, session_key, open_content)
+    except readers.Disagreement:  # a key of another recipient holds another session key
+        found = None
+    if found is not None:
+        plain, (_esk, subkey) = found
+        opened.decryption_key = subkey.keyid
+        return plain
     opened.cipher = cipher
     opened.failure = failure
     return None
@@ -741,12 +755,16 @@ def open_message(
     max_nesting: int = DEFAULT_MAX_NESTING,
     max_recipients: int = DEFAULT_MAX_RECIPIENTS,
     check=lambda: None,
+    arrange=lambda candidates: [candidates],
 ) -> Opened:
     """Open a binary OpenPGP message: decrypt it when it is encrypted, unwrap compression, verify signatures.
 
     Problems with the data itself are reported in ``Opened.failure``; only a
     limit raises (:class:`LimitExceeded`). ``check`` is called between
-    expensive steps (the handler's deadline check).
+    expensive steps (the handler's deadline check). ``arrange`` groups the
+    (PKESK, secret subkey) pairs that may open the session key, as
+    :func:`readers.open_agreeing` takes them (an empty list refuses them:
+    ``Opened.keys_refused``); by default every pair is tried in order.
     """
     opened = Opened()
     budget = _Budget(max_output, max_nesting)
@@ -772,7 +790,7 @@ def open_message(
                     raise UnsupportedFormat("unsupported packet format (SEIPDv2)")
                 if packet.body[:1] != b"\x01":
                     raise OpenPGPError("unknown encrypted data version")
-                plain = _decrypt(esks, packet, keyring, opened, check)
+                plain = _decrypt(esks, packet, keyring, opened, check, arrange)
                 if plain is None:
                     return opened
                 _unwrap(plain, opened, signatures, budget, 0, check)

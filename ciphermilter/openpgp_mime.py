@@ -63,6 +63,7 @@ class _State:
     encrypted: bool = False
     ciphers: list[str] = field(default_factory=list)
     key_not_found: bool = False
+    refused: bool = False  # the reader rule refused the stored keys
     failures: list[str] = field(default_factory=list)
     signatures: list[openpgp.SignatureResult] = field(default_factory=list)
     mixed: bool = False  # protected content that is not the whole content was found
@@ -80,6 +81,7 @@ class _State:
     def record_opened(self, opened: openpgp.Opened, where: str, kind: str) -> dict:
         self.encrypted |= opened.encrypted
         self.key_not_found |= opened.key_not_found
+        self.refused |= opened.keys_refused
         if opened.cipher and opened.cipher not in self.ciphers:
             self.ciphers.append(opened.cipher)
         if opened.failure and not opened.key_not_found:
@@ -126,7 +128,18 @@ class _State:
             max_nesting=limits.max_pgp_nesting,
             max_recipients=limits.max_recipient_infos,
             check=self.ctx.check_deadline,
+            arrange=self.arrange,
         )
+
+    def arrange(self, candidates: list) -> list[list]:
+        """The reader rule over (PKESK, secret subkey) pairs: a subkey reads as its primary key.
+
+        Stored keys the rule refuses (:mod:`ciphermilter.readers`) leave the
+        content encrypted with ``PGP-Decryption-Key-Not-Found: True`` and
+        ``PGP-Decryption-Refused: not encrypted to a key of every recipient
+        (reader policy)``.
+        """
+        return self.ctx.readers.arrange(candidates, lambda candidate: self.ctx.store.pgp_readers(candidate[1].primary))
 
 
 def _signature_report(result: openpgp.SignatureResult) -> dict:
@@ -538,6 +551,8 @@ def _info(state: _State) -> InfoHeaders:
         info.add("PGP-Encryption-Algorithm", ", ".join(state.ciphers))
     if state.key_not_found:
         info.flag("PGP-Decryption-Key-Not-Found")
+    if state.refused:
+        info.add("PGP-Decryption-Refused", state.ctx.readers.refusal())
     for failure in dict.fromkeys(state.failures):
         info.add("PGP-Decryption-Failed", failure)
     if state.signatures:

@@ -26,6 +26,10 @@ Headers of our own (all under ``X-CipherMail-Info-``):
   read at all (``malformed CMS``, ``malformed multipart/signed``).
 * ``SMIME-Unsupported-<LEVEL>``: a CMS content type this handler does not
   unwrap (``unsupported CMS content type <OID>``).
+* ``SMIME-Decryption-Refused-<LEVEL>``: keys for the layer are stored, but
+  the reader rule refused them (:mod:`ciphermilter.readers`): ``not
+  encrypted to a key of every recipient (reader policy)``; with
+  ``SMIME-Decryption-Key-Not-Found: True``.
 """
 
 from __future__ import annotations
@@ -203,7 +207,12 @@ class _Walker:
         for recipient in layer.recipients:
             self.info.add("Encryption-Recipient", recipient.text, index=recipient.index, level=level)
         try:
-            content, used = cms.decrypt(layer, self._private_keys)
+            content, used = cms.decrypt(layer, self._private_keys, self._arrange)
+        except cms.KeysRefused:
+            report["reason"] = self.ctx.readers.refusal()
+            self.info.flag("SMIME-Decryption-Key-Not-Found")
+            self.info.add("SMIME-Decryption-Refused", report["reason"], level=level)
+            return None
         except cms.KeyNotFound as exc:
             report["reason"] = exc.reason
             self.info.flag("SMIME-Decryption-Key-Not-Found")
@@ -230,6 +239,10 @@ class _Walker:
     def _private_keys(self, recipient: cms.Recipient) -> list:
         lookup = recipient.lookup
         return self.ctx.store.smime_private_keys(**lookup) if lookup else []
+
+    def _arrange(self, candidates: list[cms.Candidate]) -> list[list[cms.Candidate]]:
+        """The reader rule: the readers of a key are those of the certificate the RecipientInfo names."""
+        return self.ctx.readers.arrange(candidates, lambda candidate: self.ctx.store.certificate_readers(candidate[1]))
 
     # ------------------------------------------------------------ signatures
 

@@ -61,12 +61,14 @@ COUNTERS = {
 FAILURE_HEADERS = (
     "Not-Processed",
     "SMIME-Decryption-Failed",
+    "SMIME-Decryption-Refused",
     "SMIME-Not-Decrypted",
     "SMIME-Signature-Failed",
     "SMIME-Unsupported",
     "Signer-Verification-Info",
     "Signer-Trusted-Info",
     "PGP-Decryption-Failed",
+    "PGP-Decryption-Refused",
     "PGP-Decryption-Withheld",
     "PGP-Signature-Failure",
 )

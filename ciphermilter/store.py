@@ -1,6 +1,6 @@
 """The key store: one SQLite file of certificates, keys, trust anchors and internal domains.
 
-Layout (schema version 1, see :data:`_MIGRATIONS`):
+Layout (schema version 2, see :data:`_MIGRATIONS`):
 
 - ``certificates``: X.509 certificates (DER) with the fields CMS recipient and
   signer lookups need: issuer name key + serial, subject key identifier,
@@ -15,6 +15,8 @@ Layout (schema version 1, see :data:`_MIGRATIONS`):
 - ``trust_anchors``: S/MIME root certificates, kept apart from ``certificates``:
   a certificate becomes an anchor only by an explicit admin action.
 - ``domains``: internal domains (``example.com`` or ``*.example.com``).
+- ``bindings`` (schema version 2): readers an admin adds to a key, an address
+  or ``@domain`` (:mod:`ciphermilter.readers`).
 
 Private key material is sealed with AES-256-GCM (:mod:`ciphermilter.masterkey`)
 with the row's identity as associated data; the database, its WAL and every
@@ -54,6 +56,15 @@ BUSY_TIMEOUT_MS = 10_000
 
 log = logging.getLogger(__name__)
 
+
+# A key's own readers (readers module): the addresses of a certificate or of an OpenPGP key's user IDs,
+# unless it was harvested from mail: a sender-supplied key never speaks for anyone inside.
+_OWN_READERS = {
+    "x509": "SELECT email FROM certificate_emails WHERE thumbprint = ? AND thumbprint IN"
+            " (SELECT thumbprint FROM certificates WHERE origin != 'harvested')",
+    "openpgp": "SELECT email FROM pgp_emails WHERE fingerprint = ? AND fingerprint IN"
+               " (SELECT fingerprint FROM pgp_keys WHERE origin != 'harvested')",
+}
 
 # Lookups list the certificate that expires last first: a renewed certificate before the one it replaces.
 _NEWEST_FIRST = " ORDER BY c.not_after DESC, c.thumbprint"
@@ -102,9 +113,16 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
     db.create_table("domains", {"pattern": str, "added": str}, pk="pattern")
 
 
+def _schema_v2(db: sqlite_utils.Database) -> None:
+    """Readers an admin binds to a key (issue 13): an address or ``@domain``, lower case, per key ID
+    (certificate thumbprint or OpenPGP primary fingerprint)."""
+    db.create_table("bindings", {"key_id": str, "address": str, "added": str}, pk=("key_id", "address"))
+    db["bindings"].create_index(["address"])
+
+
 # Index i brings the schema from version i to i + 1; the current version is their number.
 # Append, never edit a released step.
-_MIGRATIONS = [_schema_v1]
+_MIGRATIONS = [_schema_v1, _schema_v2]
 
 
 # ---------------------------------------------------------------------------- certificate facts
@@ -211,6 +229,14 @@ def _domain_pattern(pattern: str) -> str:
         return domains.normalise(pattern)
     except domains.DomainError as exc:
         raise StoreError(str(exc)) from None
+
+
+def _binding_address(address: str) -> str:
+    """``local@domain`` or ``@domain`` (one domain, no wildcard), lower case; anything else is refused."""
+    local, at, domain = address.strip().lower().rpartition("@")
+    if not at or domain.startswith("*.") or any(c.isspace() or c in '<>,;:"\\' for c in local):
+        raise StoreError(f"not an address or @domain: {address!r}")
+    return f"{local}@{_domain_pattern(domain)}"
 
 
 def _smime_aad(spki_sha256: str) -> bytes:
@@ -599,6 +625,75 @@ class KeyStore:
         patterns = self._cached("domains", self.list_domains)
         return any(domains.matches(domain, pattern) for pattern in patterns)
 
+    # ------------------------------------------------------------------ readers (ciphermilter.readers)
+
+    def bind(self, ident: str, address: str) -> bool:
+        """Make ``address`` (or every address of ``@domain``) a reader of a key we hold the private half of."""
+        with self._write():
+            return self._insert_binding(ident, address)
+
+    def _insert_binding(self, ident: str, address: str) -> bool:
+        key_id = self._bindable_key(ident)
+        return self._conn.execute("INSERT OR IGNORE INTO bindings (key_id, address, added) VALUES (?, ?, ?)",
+                                  (key_id, _binding_address(address), _now())).rowcount == 1
+
+    def unbind(self, ident: str, address: str) -> bool:
+        resolved = self._resolve_key(ident)
+        if resolved is None:
+            raise StoreError(f"no key {ident}")
+        address = _binding_address(address)
+        with self._write() as conn:
+            return conn.execute("DELETE FROM bindings WHERE key_id = ? AND address = ?",
+                                (resolved[1], address)).rowcount == 1
+
+    def _bindable_key(self, ident: str) -> str:
+        """The ID of a key an admin may bind readers to: imported (not harvested), with its private key."""
+        resolved = self._resolve_key(ident)
+        if resolved is None:
+            raise StoreError(f"no key {ident}")
+        kind, key_id = resolved
+        if kind == "x509":
+            row = self._rows("SELECT c.origin, k.spki_sha256 IS NOT NULL AS private FROM certificates c"
+                             " LEFT JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256 WHERE c.thumbprint = ?",
+                             (key_id,))[0]
+        else:
+            row = self._rows("SELECT origin, sealed_secret IS NOT NULL AS private FROM pgp_keys"
+                             " WHERE fingerprint = ?", (key_id,))[0]
+        if row["origin"] == "harvested":
+            raise StoreError(f"{key_id} was harvested from mail: a key a sender supplied gets no readers")
+        if not row["private"]:
+            raise StoreError(f"{key_id} has no private key in the store: only keys we decrypt with have readers")
+        return key_id
+
+    def certificate_readers(self, der: bytes) -> frozenset[str]:
+        """Readers of the certificate a RecipientInfo names: its addresses unless harvested, and its bindings."""
+        return self._key_readers("x509", _thumbprint(der))
+
+    def pgp_readers(self, fingerprint: str) -> frozenset[str]:
+        """Readers of an OpenPGP key (primary fingerprint): its user IDs' addresses unless harvested, its bindings."""
+        return self._key_readers("openpgp", fingerprint)
+
+    def _key_readers(self, kind: str, key_id: str) -> frozenset[str]:
+        def compute():
+            own = [row[0] for row in self._rows(_OWN_READERS[kind], (key_id,))]
+            return frozenset(own + self._bindings(key_id))
+        return self._cached(("readers", key_id), compute)
+
+    def _bindings(self, key_id: str) -> list[str]:
+        return [row[0] for row in self._rows("SELECT address FROM bindings WHERE key_id = ? ORDER BY address",
+                                             (key_id,))]
+
+    def reader_addresses(self) -> frozenset[str]:
+        """Every address and ``@domain`` that reads a key we hold the private half of (RCPT-time classes)."""
+        return self._cached("reader_addresses", lambda: frozenset(row[0] for row in self._rows(
+            "SELECT e.email FROM certificate_emails e JOIN certificates c ON c.thumbprint = e.thumbprint"
+            " JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256 WHERE c.origin != 'harvested'"
+            " UNION SELECT e.email FROM pgp_emails e JOIN pgp_keys k ON k.fingerprint = e.fingerprint"
+            " WHERE k.sealed_secret IS NOT NULL AND k.origin != 'harvested'"
+            " UNION SELECT b.address FROM bindings b WHERE b.key_id IN (SELECT c.thumbprint FROM certificates c"
+            " JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256)"
+            " OR b.key_id IN (SELECT fingerprint FROM pgp_keys WHERE sealed_secret IS NOT NULL)")))
+
     # ------------------------------------------------------------------ listing and removal
 
     def _resolve(self, ident: str, sql: str) -> str | None:
@@ -653,7 +748,8 @@ class KeyStore:
         return {"id": row["thumbprint"], "type": "x509", "subject": row["subject"], "issuer": row["issuer"],
                 "serial": row["serial"], "ski": row["ski"], "emails": emails, "not_before": row["not_before"],
                 "not_after": row["not_after"], "origin": row["origin"], "private_key": bool(row["private_key"]),
-                "added": row["added"]}
+                "readers": sorted(self._key_readers("x509", row["thumbprint"])),
+                "bindings": self._bindings(row["thumbprint"]), "added": row["added"]}
 
     def _pgp_info(self, row) -> dict:
         fingerprint = row["fingerprint"]
@@ -663,7 +759,8 @@ class KeyStore:
             "SELECT email FROM pgp_emails WHERE fingerprint = ? ORDER BY email", (fingerprint,))]
         return {"id": fingerprint, "type": "openpgp", "key_ids": key_ids, "user_ids": json.loads(row["user_ids"]),
                 "emails": emails, "secret": row["sealed_secret"] is not None, "origin": row["origin"],
-                "added": row["added"]}
+                "readers": sorted(self._key_readers("openpgp", fingerprint)),
+                "bindings": self._bindings(fingerprint), "added": row["added"]}
 
     def remove_key(self, ident) -> bool:
         """Remove a certificate (and its private key unless another certificate shares it) or an OpenPGP key."""
@@ -672,6 +769,7 @@ class KeyStore:
             return False
         kind, key_id = resolved
         with self._write() as conn:
+            conn.execute("DELETE FROM bindings WHERE key_id = ?", (key_id,))
             if kind == "x509":
                 conn.execute("DELETE FROM certificate_emails WHERE thumbprint = ?", (key_id,))
                 conn.execute("DELETE FROM certificates WHERE thumbprint = ?", (key_id,))
@@ -780,7 +878,7 @@ class KeyStore:
     # ------------------------------------------------------------------ export / import of everything
 
     def export_all(self, password: str) -> bytes:
-        """Every certificate, key, trust anchor and domain as one container (see keyimport)."""
+        """Every certificate, key, trust anchor, domain and binding as one container (see keyimport)."""
         contents = keyimport.ExportContents(domains=self.list_domains())
         contents.certificates = [(row["der"], row["origin"]) for row in self._rows(
             "SELECT der, origin FROM certificates ORDER BY thumbprint")]
@@ -798,6 +896,8 @@ class KeyStore:
                 raise StoreError(f"OpenPGP key {row['fingerprint']} does not open with the master key")
             contents.pgp_keys.append((key, row["origin"]))
         contents.trust_anchors = [row["der"] for row in self._rows("SELECT der FROM trust_anchors ORDER BY thumbprint")]
+        contents.bindings = [(row["key_id"], row["address"]) for row in self._rows(
+            "SELECT key_id, address FROM bindings ORDER BY key_id, address")]
         try:
             return keyimport.write_export(contents, password, _now())
         except keyimport.KeyFormatError as exc:
@@ -824,6 +924,9 @@ class KeyStore:
             for pattern in contents.domains:
                 pattern = _domain_pattern(pattern)
                 (result.added if self._insert_domain(pattern) else result.already_present).append(f"domain {pattern}")
+            for key_id, address in contents.bindings:  # after the keys: a binding needs its key and private key
+                label = f"binding {_binding_address(address)} to {key_id[:16]}"
+                (result.added if self._insert_binding(key_id, address) else result.already_present).append(label)
         return result
 
     def export_key(self, ident: str, fmt: str, *, secret: bool = False, password: str | None = None) -> bytes:

@@ -69,10 +69,11 @@ def _serve(conn, store_path: str, master_key_path: str) -> None:
 def _for_the_daemon(outcome: core.Outcome) -> core.Outcome:
     """The outcome without the detailed report, which only ``ciphermilter decrypt`` shows: less to pickle.
 
-    The daemon reads the plan, the info headers, the error and why a message was skipped.
+    The daemon reads the plan, the info headers, the error, why a message was skipped and, for its log
+    line, whom the reader rule refused a decryption for.
     """
-    skipped = outcome.report.get("skipped")
-    return core.Outcome(outcome.plan, outcome.info, {"skipped": skipped} if skipped else {}, outcome.error)
+    kept = {key: outcome.report[key] for key in ("skipped", "readers") if outcome.report.get(key)}
+    return core.Outcome(outcome.plan, outcome.info, kept, outcome.error)
 
 
 def _send_outcome(conn, reply) -> None:

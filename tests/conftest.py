@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
 import sqlite3
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from ciphermilter import core
+from ciphermilter import core, mime
 from ciphermilter.config import Settings
 from ciphermilter.headers import INFO_PREFIX
 
@@ -124,6 +125,10 @@ def import_corpus_keys(store) -> dict[str, str]:
             store.add_trust_anchor(der)
     for domain in CORPUS_INTERNAL_DOMAINS:
         store.add_domain(domain)
+    # One person, two addresses: bob reads his OpenPGP key (bob.pgp@) at his main address too, as an admin
+    # binds it ("keys bind"), so that tests may send bob's PGP mail to bob@corp-pub.example.
+    store.bind(next(k["id"] for k in store.list_keys() if "bob.pgp@corp-pub.example" in k["emails"]
+                    and k.get("secret")), "bob@corp-pub.example")
     return refused
 
 
@@ -156,6 +161,24 @@ def corpus_store(tmp_path_factory):
 
 # A message to the corpus's internal recipient, as the tests of the handlers and the core send it.
 BOB = core.Envelope(recipients=["bob@corp-pub.example"])
+
+
+def case_envelope(case: dict) -> core.Envelope:
+    return message_envelope(case_message(case))
+
+
+def message_envelope(raw: bytes) -> core.Envelope:
+    """The envelope a corpus message travels with: the internal addresses its sender put in To: and Cc:.
+
+    Under the reader rule a message is decrypted only for the readers of the
+    keys it is encrypted to, so each case goes to the recipient its sender
+    chose (bob, erin, bob.pgp, alice@openpgp.example...), not to one fixed address.
+    """
+    message = mime.parse(raw)
+    addresses = [address.lower() for _, address in email.utils.getaddresses(
+        [message.get(name) or "" for name in ("To", "Cc")])]
+    internal = [a for a in addresses if a.rpartition("@")[2] in CORPUS_INTERNAL_DOMAINS]
+    return core.Envelope(recipients=internal) if internal else BOB
 
 
 # Harvesting would let one run change the store the next one reads.

@@ -10,7 +10,7 @@ from ciphermilter.cli import main
 from ciphermilter.headers import is_reserved
 from ciphermilter.mime import split_headers
 from ciphermilter.plan import apply_plan
-from conftest import CORPUS, case_message, corpus_cases
+from conftest import CORPUS, case_envelope, case_message, corpus_cases
 
 CASES = corpus_cases()
 INTERNAL_RCPT = "bob@corp-pub.example"
@@ -23,10 +23,11 @@ def run(store, *args, input=None):
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_offline_output_is_what_the_pipeline_plans(corpus_store, case):
     message = case_message(case)
-    result = run(corpus_store, "--rcpt", INTERNAL_RCPT, str(CORPUS / case["message_file"]))
+    envelope = case_envelope(case)
+    options = [option for recipient in envelope.recipients for option in ("--rcpt", recipient)]
+    result = run(corpus_store, *options, str(CORPUS / case["message_file"]))
     assert result.exit_code == 0, result.output
-    expected = apply_plan(message, core.process(message, core.Envelope(recipients=[INTERNAL_RCPT]),
-                                                corpus_store).plan)
+    expected = apply_plan(message, core.process(message, envelope, corpus_store).plan)
     assert result.stdout_bytes == expected
     headers = [h.name for h in split_headers(result.stdout_bytes)[0]]
     assert not any(is_reserved(n) and not n.startswith("X-CipherMail-Info-") for n in headers)
@@ -36,9 +37,10 @@ def test_offline_output_is_what_the_pipeline_plans(corpus_store, case):
 
 def test_explain_reports_layers_and_headers(corpus_store):
     case = next(c for c in CASES if c["id"] == "smime-env-rsa15-aes128-cbc")
-    result = run(corpus_store, "--explain", str(CORPUS / case["message_file"]))
+    result = run(corpus_store, "--rcpt", INTERNAL_RCPT, "--explain", str(CORPUS / case["message_file"]))
     assert result.exit_code == 0
     report = json.loads(result.stderr)
+    assert report["readers"] == {"required": True, "recipients": [INTERNAL_RCPT]}
     assert report["headers"]["X-CipherMail-Info-Encryption-Algorithm-0"] == "AES-128-CBC"
     assert report["smime"]["layers"][0]["content_sha256"] == case["expected_plaintext_sha256"]
     assert report["error"] is None
@@ -65,3 +67,16 @@ def test_missing_store_is_one_clear_line(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("ciphermilter: ")
     assert not (tmp_path / "none.db").exists()
+
+
+def test_without_rcpt_nothing_is_decrypted_for_anybody(corpus_store):
+    """The daemon always has a recipient; offline, none given must not make its rule weaker."""
+    case = next(c for c in CASES if c["id"] == "smime-env-rsa15-aes128-cbc")
+    result = run(corpus_store, "--explain", str(CORPUS / case["message_file"]))
+    assert result.exit_code == 0
+    assert result.stdout_bytes.endswith(case_message(case).partition(b"\r\n\r\n")[2])
+    report = json.loads(result.stderr)
+    assert report["headers"]["X-CipherMail-Info-SMIME-Decryption-Refused-0"] == (
+        "no envelope recipient to decrypt for (reader policy)")
+    assert report["readers"] == {"required": True, "recipients": [],
+                                 "refused": "no envelope recipient to decrypt for (reader policy)"}

@@ -4,7 +4,7 @@ from ciphermilter import core, mime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.headers import is_reserved
 from ciphermilter.plan import EditPlan, apply_plan
-from conftest import NO_HARVEST, case_message, corpus_cases, ids, spooled
+from conftest import NO_HARVEST, case_envelope, case_message, corpus_cases, ids, spooled
 
 INTERNAL = Settings(internal_domains=["corp-pub.example"])
 SPOOFED = corpus_cases(lambda c: c["family"] == "malformed-spoofed-headers")
@@ -133,7 +133,7 @@ def test_an_oversized_message_in_a_file_passes_with_a_reason():
 
 def acted_on(case, store) -> bool:
     """The handlers found something in the case's message or decrypted it (a limit reached is no finding)."""
-    outcome = core.process(case_message(case), BOB, store, NO_HARVEST)
+    outcome = core.process(case_message(case), case_envelope(case), store, NO_HARVEST)
     findings = [name for name, _ in outcome.info if name != "X-CipherMail-Info-" + core.NOT_PROCESSED]
     return bool(findings) or outcome.plan.body is not None
 

@@ -21,7 +21,7 @@ from ciphermilter import core, mime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.headers import INFO_PREFIX
 from ciphermilter.plan import apply_plan
-from conftest import BOB, case_message, corpus_cases, ids
+from conftest import case_envelope, case_message, corpus_cases, ids
 
 NOT_PROCESSED = INFO_PREFIX + "Not-Processed"
 # Far above anything in the corpus but its two malformed cases (200 nested parts, a 1 GiB bzip2 bomb).
@@ -33,7 +33,7 @@ PGP_COMPRESSED = corpus_cases(lambda c: c["smime_or_pgp"] == "pgp" and c.get("co
 
 
 def process(case, store, **limits):
-    return core.process(case_message(case), BOB, store, Settings(limits=replace(UNLIMITED, **limits)))
+    return core.process(case_message(case), case_envelope(case), store, Settings(limits=replace(UNLIMITED, **limits)))
 
 
 @cache
@@ -98,7 +98,7 @@ def test_mime_depth(corpus_store, case):
 
 def test_default_depth_refuses_the_deep_nesting_case(corpus_store):
     for case in corpus_cases(lambda c: c["family"] == "malformed-deep-mime-nesting"):
-        outcome = core.process(case_message(case), BOB, corpus_store, Settings())
+        outcome = core.process(case_message(case), case_envelope(case), corpus_store, Settings())
         assert_not_processed(case, outcome, f"MIME nesting deeper than {Limits().max_mime_depth}")
 
 
@@ -231,7 +231,7 @@ def test_decompressed_size(corpus_store, case):
 
 def test_default_refuses_the_compression_bomb(corpus_store):
     for case in corpus_cases(lambda c: c["family"] == "malformed-pgp-compression-bomb"):
-        outcome = core.process(case_message(case), BOB, corpus_store, Settings())
+        outcome = core.process(case_message(case), case_envelope(case), corpus_store, Settings())
         assert_not_processed(case, outcome, f"OpenPGP data decompresses to more than "
                                             f"{Limits().max_decompressed_size} bytes")
 
@@ -261,10 +261,12 @@ def test_deadline(corpus_store, case):
     """A deadline that has passed stops the work at the first check; a generous one changes nothing."""
     calls = []
     settings = Settings(limits=replace(UNLIMITED, deadline_seconds=1e-9))
-    outcome = core.process(case_message(case), BOB, corpus_store, settings, progress=lambda: calls.append(1))
+    outcome = core.process(case_message(case), case_envelope(case), corpus_store, settings,
+                           progress=lambda: calls.append(1))
     assert_not_processed(case, outcome, "processing deadline exceeded")
     assert calls == []
     generous = Settings(limits=replace(UNLIMITED, deadline_seconds=3600.0))
-    outcome = core.process(case_message(case), BOB, corpus_store, generous, progress=lambda: calls.append(1))
+    outcome = core.process(case_message(case), case_envelope(case), corpus_store, generous,
+                           progress=lambda: calls.append(1))
     assert_same(outcome, baseline(case, corpus_store))
     assert calls  # the MTA hears from us during the work

@@ -38,6 +38,8 @@ from test_workers import large_plaintext, large_smime_message
 SENDER = "<alice@sender-pub.example>"
 INTERNAL = "<bob@corp-pub.example>"
 EXTERNAL = "<zed@elsewhere-pub.example>"
+READER = "<erin@corp-pub.example>"  # the store holds erin's key: of bob's class
+NO_KEY = "<carol@corp-pub.example>"  # internal, but reads no key in the store
 QUEUE_ID = "4TESTQ1D"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
@@ -268,10 +270,36 @@ def add_header(name: str, value: str):
 
 def test_negotiates_only_the_actions_and_steps_it_uses(mta):
     assert mta.actions == ACTIONS == (miltertest.SMFIF_ADDHDRS | miltertest.SMFIF_CHGHDRS | miltertest.SMFIF_CHGBODY)
-    assert mta.protocol == SKIPPED_STEPS | NO_REPLY_STEPS | FEATURES == (
+    # mixed_recipients = "split" (the default) answers RCPT: no NR_RCPT
+    assert mta.protocol == SKIPPED_STEPS | NO_REPLY_STEPS & ~miltertest.SMFIP_NR_RCPT | FEATURES == (
         miltertest.SMFIP_NOCONNECT | miltertest.SMFIP_NOHELO | miltertest.SMFIP_NOUNKNOWN | miltertest.SMFIP_NODATA
-        | miltertest.SMFIP_NR_MAIL | miltertest.SMFIP_NR_RCPT | miltertest.SMFIP_NR_HDR
+        | miltertest.SMFIP_NR_MAIL | miltertest.SMFIP_NR_HDR
         | miltertest.SMFIP_HDR_LEADSPC | miltertest.SMFIP_SKIP)
+
+
+def test_decrypt_for_all_needs_no_reply_at_rcpt(daemons, store_file):
+    daemon = daemons("decrypt-for-all", store_file, 'mixed_recipients = "decrypt-for-all"')
+    client = Mta(daemon.socket)
+    try:
+        assert client.protocol & miltertest.SMFIP_NR_RCPT
+        assert client.envelope(SENDER, [INTERNAL, EXTERNAL, NO_KEY]) == [None] * 4
+    finally:
+        client.close()
+
+
+SPLIT = (miltertest.SMFIR_REPLYCODE, {"smtpcode": "452", "space": " ", "text": "4.5.3 Too many recipients"})
+ACCEPTED = (miltertest.SMFIR_CONTINUE, {})
+
+
+@pytest.mark.parametrize("recipients, replies", [
+    ([INTERNAL, EXTERNAL, NO_KEY, READER], [ACCEPTED, SPLIT, SPLIT, ACCEPTED]),
+    ([EXTERNAL, INTERNAL, "<someone@else.example>", NO_KEY], [ACCEPTED, SPLIT, ACCEPTED, SPLIT]),
+    ([NO_KEY, READER, "<nobody@corp-pub.example>", EXTERNAL], [ACCEPTED, SPLIT, ACCEPTED, SPLIT]),
+    (["<Bob@Corp-Pub.EXAMPLE>", INTERNAL], [ACCEPTED, ACCEPTED]),  # readers compare without regard to case
+], ids=["reader-first", "external-first", "no-key-first", "case"])
+def test_split_answers_recipients_of_another_class_with_452(mta, recipients, replies):
+    """RFC 5321 section 4.5.3.1.10: the sending MTA delivers the refused recipients in a transaction of their own."""
+    assert mta.envelope(SENDER, recipients) == [None] + replies
 
 
 def test_mta_without_no_reply_options_gets_a_reply_to_every_command(daemon):
@@ -310,7 +338,7 @@ def test_external_recipient_without_forged_headers_is_accepted_at_end_of_headers
     message = encrypted
     head = message.partition(b"\r\n\r\n")[0]
 
-    assert mta.envelope(SENDER, [EXTERNAL]) == [None, None]
+    assert mta.envelope(SENDER, [EXTERNAL]) == [None, (miltertest.SMFIR_CONTINUE, {})]
     assert mta.headers(head) == [None] * len(mime.split_headers(head + b"\r\n")[0])
     assert mta.eoh() == (miltertest.SMFIR_ACCEPT, {})
 
@@ -438,6 +466,40 @@ def test_missing_store_with_tempfail_policy_tempfails(daemons, tmp_path):
 
     code, xcode, text = TEMPFAIL_REPLY
     assert eom == [(miltertest.SMFIR_REPLYCODE, {"smtpcode": code, "space": " ", "text": f"{xcode} {text}"})]
+
+
+def test_missing_store_at_rcpt_accepts_every_recipient_and_end_of_message_applies_on_error(daemons, tmp_path):
+    """No store, no classes: the split must not turn a store fault into refused recipients."""
+    daemon = daemons("no-store-at-rcpt", tmp_path / "absent.db", 'on_error = "tempfail"\n')
+    client = Mta(daemon.socket)
+    try:
+        assert client.envelope(SENDER, [INTERNAL, EXTERNAL, NO_KEY]) == [None] + [ACCEPTED] * 3
+        client.headers(PLAIN.partition(b"\r\n\r\n")[0])
+        assert client.eoh() == ACCEPTED
+        client.body(b"hello\r\n")
+        code, xcode, text = TEMPFAIL_REPLY
+        assert client.eom() == [(miltertest.SMFIR_REPLYCODE, {"smtpcode": code, "space": " ",
+                                                              "text": f"{xcode} {text}"})]
+    finally:
+        client.close()
+
+
+def test_refusal_is_in_the_headers_without_addresses_and_in_the_log_with_them(daemon, encrypted):
+    """Bob's message sent to erin (both readers, one class): refused; the header names no (Bcc) recipient."""
+    client = Mta(daemon.socket)
+    try:
+        eoh, _, eom = client.message(encrypted, [READER])
+    finally:
+        client.close()
+    added = {reply[1]["name"]: reply[1]["value"].replace("\n ", " ") for reply in eom
+             if reply[0] == miltertest.SMFIR_ADDHEADER}  # values folded at 78 columns, unfolded here
+    assert added["X-CipherMail-Info-SMIME-Decryption-Refused-0"] == (
+        " not encrypted to a key of every recipient (reader policy)")
+    assert miltertest.SMFIR_REPLBODY not in {reply[0] for reply in eom}
+    assert not any("erin" in str(reply) for reply in eom)
+    # the summary line is written before the end-of-message reply leaves the daemon
+    line = next(line for line in daemon.log.read_text().splitlines() if "readers=<erin@corp-pub.example>" in line)
+    assert 'refused="not encrypted to a key of every recipient (reader policy)"' in line
 
 
 def test_store_changes_take_effect_without_a_restart(daemons, tmp_path, encrypted):

@@ -14,7 +14,7 @@ from ciphermilter.config import Limits, Settings
 from ciphermilter.handler import Context
 from ciphermilter.plan import apply_plan
 from ciphermilter.store import KeyStore
-from conftest import BOB, CORPUS, case_message, corpus_cases, ids, info_of
+from conftest import CORPUS, case_envelope, message_envelope, case_message, corpus_cases, ids, info_of
 
 VECTORS = Path(__file__).parent / "vectors" / "pgp"
 PGP_CASES = corpus_cases(lambda c: c["smime_or_pgp"] == "pgp")
@@ -38,8 +38,8 @@ MIXED_FAMILIES = ("pgp-inline-mixed", "pgp-attachment")
 MIB = 1 << 20
 
 
-def run(message: bytes, store, settings=None, envelope=BOB):
-    outcome = core.process(message, envelope, store, settings)
+def run(message: bytes, store, settings=None, envelope=None):
+    outcome = core.process(message, envelope or message_envelope(message), store, settings)
     assert outcome.error is None
     return outcome
 
@@ -216,7 +216,7 @@ def test_encrypted_part_between_html_wrappers_stays_encrypted(case, corpus_store
     original = case_message(case)
     encrypted = content_part(original) if case in PGP_MIME_REPLACED else mime.parse(original).parts[1].raw
     message = efail_wrapped(encrypted)
-    outcome = run(message, corpus_store)
+    outcome = run(message, corpus_store, envelope=case_envelope(case))
     info = info_of(outcome)
     assert info["PGP-Mixed-Content"] == "True"
     assert info["PGP-Decryption-Withheld"] == openpgp_mime.WITHHELD
@@ -229,7 +229,7 @@ def test_encrypted_part_between_html_wrappers_is_decrypted_when_allowed(case, co
     original = case_message(case)
     encrypted = content_part(original) if case in PGP_MIME_REPLACED else mime.parse(original).parts[1].raw
     message = efail_wrapped(encrypted)
-    outcome = run(message, corpus_store, Settings(decrypt_embedded=True))
+    outcome = run(message, corpus_store, Settings(decrypt_embedded=True), envelope=case_envelope(case))
     parts = mime.parse(apply_plan(message, outcome.plan)).parts
     assert [p.raw for p in parts[::2]] == [p.raw for p in mime.parse(message).parts[::2]]
     if case in PGP_MIME_REPLACED:
@@ -246,6 +246,7 @@ def vector_store(tmp_path):
     store = KeyStore.create(tmp_path / "store.db")
     store.import_file((VECTORS / "rsa.sec.asc").read_bytes())
     store.add_domain("corp-pub.example")
+    store.bind(store.list_keys()[0]["id"], "bob@corp-pub.example")  # the vectors go to bob, the key is rsa@vectors
     yield store
     store.close()
 

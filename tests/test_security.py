@@ -90,8 +90,12 @@ def encrypted_message(kind: str, content: bytes, gpg_home: Path) -> bytes:
     return OUTER + b"MIME-Version: 1.0\r\n" + pgp_mime_part(pgp_encrypt(gpg_home, content))
 
 
-def run(message: bytes, store, settings: Settings | None = None):
-    outcome = core.process(message, BOB, store, settings)
+# bob reads his S/MIME key, bob.pgp his OpenPGP key: each message goes to the reader of the key it names.
+ENVELOPES = {"smime": BOB, "pgp": core.Envelope(recipients=[PGP_BOB_UID])}
+
+
+def run(message: bytes, store, settings: Settings | None = None, envelope: core.Envelope = BOB):
+    outcome = core.process(message, envelope, store, settings)
     return outcome, apply_plan(message, outcome.plan)
 
 
@@ -210,7 +214,7 @@ HOSTILE = [
 @pytest.mark.parametrize("entity, subject, decrypted", [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
 def test_headers_out_of_decrypted_content_are_validated(corpus_store, gpg_home, kind, entity, subject, decrypted):
     message = encrypted_message(kind, entity, gpg_home)
-    outcome, out = run(message, corpus_store)
+    outcome, out = run(message, corpus_store, envelope=ENVELOPES[kind])
     assert outcome.error is None
     assert_clean_headers(out, outcome)
     assert headers_named(out, "Subject") == [subject]
@@ -408,11 +412,11 @@ def test_openpgp_bad_padding_and_a_wrong_session_key_look_the_same(corpus_store,
             b'name="encrypted.asc"\r\n\r\n', b'name="encrypted.pgp"\r\n' + encoded)
 
     good, variants = _pgp_padding_variants(gpg_home)
-    assert b"never shown" in run(as_message(good), corpus_store)[1]  # only the surgery breaks it
+    assert b"never shown" in run(as_message(good), corpus_store, envelope=ENVELOPES["pgp"])[1]  # only the surgery
     results = []
     for variant, data in variants:
         message = as_message(data)
-        outcome, out = run(message, corpus_store)
+        outcome, out = run(message, corpus_store, envelope=ENVELOPES["pgp"])
         assert outcome.error is None, variant
         assert out == apply_plan(message, outcome.plan) and outcome.plan.body is None, variant
         failures = [block["failure"] for block in outcome.report["openpgp"]["blocks"]]
@@ -454,12 +458,13 @@ def _efail_message(subtype: bytes, encrypted_part: bytes) -> bytes:
 def test_efail_direct_exfiltration_never_gets_the_plaintext(corpus_store, gpg_home, subtype):
     for shape, part in _efail_encrypted_parts(gpg_home):
         message = _efail_message(subtype, part)
-        outcome, out = run(message, corpus_store)
+        envelope = ENVELOPES[shape.partition("-")[0]]
+        outcome, out = run(message, corpus_store, envelope=envelope)
         assert outcome.error is None, shape
         assert not any(SECRET in text for text in _every_decoding(out)), shape
         assert b'<img src="http://attacker.example/' in out
         # the same message with EFAIL protection off does give the plaintext away: the test can fail
-        _, unprotected = run(message, corpus_store, Settings(decrypt_embedded=True))
+        _, unprotected = run(message, corpus_store, Settings(decrypt_embedded=True), envelope)
         assert any(SECRET in text for text in _every_decoding(unprotected)), shape
 
 

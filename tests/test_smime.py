@@ -20,7 +20,7 @@ from ciphermilter.config import Limits, Settings
 from ciphermilter.handler import Context, DeadlineExceeded
 from ciphermilter.plan import apply_plan
 from ciphermilter.smime import EMBEDDED
-from conftest import BOB, CORPUS, case_message, corpus_cases, ids, info_of
+from conftest import BOB, CORPUS, CORPUS_INTERNAL_DOMAINS, case_envelope, case_message, corpus_cases, ids, info_of
 
 SMIME_CASES = corpus_cases(
     lambda c: c["smime_or_pgp"] == "smime"
@@ -41,7 +41,7 @@ MULTI_RECIPIENT = [c for c in DECRYPTABLE if len(c.get("recipients") or []) > 1]
 
 
 def run(case, store, settings=None):
-    outcome = core.process(case_message(case), BOB, store, settings)
+    outcome = core.process(case_message(case), case_envelope(case), store, settings)
     assert outcome.error is None
     assert "skipped" not in outcome.report
     return outcome
@@ -182,7 +182,7 @@ def test_signer_certificate_is_harvested_only_when_allowed(case, tmp_path):
 
     with KeyStore.create(tmp_path / "store.db") as store:
         email = case["signer"]["email"].lower()
-        internal = ["corp-pub.example"]
+        internal = list(CORPUS_INTERNAL_DOMAINS)
         run(case, store, Settings(internal_domains=internal, harvest_certificates=False))
         assert store.certificates(email=email) == []
         # Mail for outside recipients never reaches the handlers (the core stops at the envelope).
@@ -240,9 +240,9 @@ def embed_beside_text(message: bytes, copies: int = 1) -> bytes:
 @pytest.mark.parametrize("case", ENVELOPED_ONLY, ids=ids(ENVELOPED_ONLY))
 def test_side_by_side_parts_are_numbered_in_order(case, corpus_store):
     message = embed_beside_text(case_message(case), copies=2)
-    kept = info_of(core.process(message, BOB, corpus_store))
+    kept = info_of(core.process(message, case_envelope(case), corpus_store))
     assert [kept.get(f"SMIME-Not-Decrypted-{level}") for level in (0, 1, 2)] == [EMBEDDED, EMBEDDED, None]
-    outcome = core.process(message, BOB, corpus_store, Settings(decrypt_embedded=True))
+    outcome = core.process(message, case_envelope(case), corpus_store, Settings(decrypt_embedded=True))
     layers = outcome.report["smime"]["layers"]
     assert [layer["level"] for layer in layers] == [0, 1]
     assert [layer["content_sha256"] for layer in layers] == [case["expected_plaintext_sha256"]] * 2
@@ -260,6 +260,7 @@ def test_plaintext_holding_the_parent_boundary_stays_encrypted(tmp_path):
     message = embed_beside_text(b"From: a@b.example\r\n" + encrypted)
     with KeyStore.create(tmp_path / "store.db") as store:
         store.import_file((vectors / "rsa.key.pem").read_bytes() + (vectors / "rsa.cert.pem").read_bytes())
+        store.bind(store.list_keys()[0]["id"], "bob@corp-pub.example")  # the vector's key is rsa@vectors.example
         outcome = core.process(message, BOB, store, Settings(internal_domains=["corp-pub.example"],
                                                             decrypt_embedded=True))
     assert outcome.report["smime"]["layers"][0]["content_sha256"] == sha256((vectors / "clash.txt").read_bytes())
@@ -281,7 +282,7 @@ def test_encrypted_part_beside_other_parts_stays_encrypted(case, corpus_store):
 @pytest.mark.parametrize("case", ENVELOPED_ONLY, ids=ids(ENVELOPED_ONLY))
 def test_embedded_decryption_when_allowed_replaces_only_that_part(case, corpus_store):
     message = embed_beside_text(case_message(case))
-    outcome = core.process(message, BOB, corpus_store, Settings(decrypt_embedded=True))
+    outcome = core.process(message, case_envelope(case), corpus_store, Settings(decrypt_embedded=True))
     parts = mime.parse(apply_plan(message, outcome.plan)).parts
     assert [part.get("Content-Type") for part in parts][0] == "text/html"
     assert sha256(parts[1].raw) == case["expected_plaintext_sha256"]
@@ -290,7 +291,7 @@ def test_embedded_decryption_when_allowed_replaces_only_that_part(case, corpus_s
 
 def passed_unchanged(case, store, limits: Limits) -> dict:
     """The info headers of a corpus message processed under ``limits``, asserting its body stayed as received."""
-    outcome = core.process(case_message(case), BOB, store, Settings(limits=limits))
+    outcome = core.process(case_message(case), case_envelope(case), store, Settings(limits=limits))
     assert outcome.plan.body is None
     return info_of(outcome)
 

@@ -15,7 +15,7 @@ from ciphermilter import core, stats
 from ciphermilter.cli import main
 from ciphermilter.headers import InfoHeaders
 from ciphermilter.plan import EditPlan
-from conftest import case_message, corpus_cases
+from conftest import case_envelope, case_message, corpus_cases
 
 INTERNAL_RECIPIENT = "bob@corp-pub.example"
 # One line of the text exposition format: a comment, or name{labels} value.
@@ -33,7 +33,7 @@ def outcome_with(*headers: tuple[str, str], report=None, error=None) -> core.Out
 
 @pytest.mark.parametrize("case", corpus_cases(), ids=lambda case: case["id"])
 def test_counts_agree_with_what_the_corpus_says_of_each_message(case, corpus_store):
-    outcome = core.process(case_message(case), core.Envelope(recipients=[INTERNAL_RECIPIENT]), corpus_store)
+    outcome = core.process(case_message(case), case_envelope(case), corpus_store)
     found, failures = stats.findings(outcome)
     if "not_processed" in found:
         assert failures and failures[0][0] == "Not-Processed"

@@ -362,15 +362,33 @@ def test_open_runs_forward_migrations(tmp_path, monkeypatch):
     def add_notes_table(db):
         db.create_table("notes", {"text": str})
 
-    monkeypatch.setattr(store_module, "_MIGRATIONS", [*store_module._MIGRATIONS, add_notes_table])
+    later = [*store_module._MIGRATIONS, add_notes_table]
+    monkeypatch.setattr(store_module, "_MIGRATIONS", later)
     with KeyStore.open(tmp_path / "s.db") as upgraded:
-        assert upgraded.info()["schema_version"] == 2 and upgraded.list_domains() == ["kept.example"]
+        assert upgraded.info()["schema_version"] == len(later) and upgraded.list_domains() == ["kept.example"]
     conn = sqlite3.connect(tmp_path / "s.db")
     assert conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)
     conn.close()
     monkeypatch.undo()
-    with pytest.raises(StoreError, match="schema version 2, newer than this ciphermilter supports \\(1\\)"):
+    with pytest.raises(StoreError, match=f"schema version {len(later)}, newer than this ciphermilter supports"
+                                         f" \\({len(later) - 1}\\)"):
         KeyStore.open(tmp_path / "s.db")
+
+
+def test_a_version_1_store_gets_the_bindings_table(tmp_path):
+    """Stores made before the reader rule: opening one adds the bindings, keys and domains stay."""
+    with KeyStore.create(tmp_path / "s.db") as made:
+        made.import_file((CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
+    conn = sqlite3.connect(tmp_path / "s.db")
+    with conn:
+        conn.execute("DROP TABLE bindings")
+        conn.execute("UPDATE schema_version SET version = 1")
+    conn.close()
+    with KeyStore.open(tmp_path / "s.db") as upgraded:
+        assert upgraded.info()["schema_version"] == 2
+        key = upgraded.list_keys()[0]["id"]
+        assert upgraded.bind(key, "@corp-pub.example")
+        assert upgraded.show_key(key)["readers"] == ["@corp-pub.example", "bob@corp-pub.example"]
 
 
 # ---------------------------------------------------------------------------- failures leave the store as it was
