@@ -46,6 +46,7 @@ PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 PGP_SIGNATURE = "application/pgp-signature"  # RFC 3156
 EMBEDDED = "encrypted part beside other parts"
+UNDER_PGP_SIGNATURE = "encrypted part inside an OpenPGP signature"
 _LINE_WINDOW = 1 << 20  # bytes of a body checked for bare line ends at a time
 BOUNDARY_CLASH = "plaintext contains the boundary of its parent"
 
@@ -85,6 +86,7 @@ class _Walker:
         self.layers: list[dict] = []
         self.signed = False
         self.verified_emails: set[str] = set()
+        self.frozen = False  # walking content another handler verifies after us: report, never change
 
     # ------------------------------------------------------------ walking
 
@@ -94,9 +96,24 @@ class _Walker:
             return self._pkcs7_mime(entity, whole)
         if is_smime_signed(entity):
             return self._detached(entity, whole)
-        if entity.is_multipart and not is_pgp_signed(entity):  # the OpenPGP handler verifies that one whole
+        if is_pgp_signed(entity) and entity.is_multipart:
+            self._under_pgp_signature(entity.parts[0], whole)
+            return None
+        if entity.is_multipart:
             return self._multipart(entity, whole=whole)
         return None
+
+    def _under_pgp_signature(self, content: mime.Entity, whole: bool) -> None:
+        """Report what an OpenPGP signature covers, and change none of it.
+
+        The OpenPGP handler runs after this one and verifies the signature over
+        these very bytes; decrypted in place, they would no longer verify.
+        """
+        frozen, self.frozen = self.frozen, True
+        try:
+            self.unwrap(content, whole=whole)
+        finally:
+            self.frozen = frozen
 
     def _multipart(self, entity: mime.Entity, *, whole: bool) -> bytes | None:
         """Walk the parts in order; a lone part is as whole as its parent, parts side by side are not."""
@@ -152,7 +169,10 @@ class _Walker:
         if kind in (cms.ENVELOPED_DATA, cms.AUTH_ENVELOPED_DATA):
             self._beside(whole)
             if not (whole or self.ctx.settings.decrypt_embedded):
-                self._embedded(level)
+                self._left_encrypted(level, EMBEDDED)
+                return None
+            if self.frozen:
+                self._left_encrypted(level, UNDER_PGP_SIGNATURE)
                 return None
             content = self._enveloped(info, level)
             del info  # the ciphertext goes with it, before the plaintext is copied into bytes
@@ -180,11 +200,11 @@ class _Walker:
             self.info.flag("SMIME-Encrypted")
             self.info.add("SMIME-Decryption-Failed", reason, level=level)
 
-    def _embedded(self, level: int) -> None:
-        """Report an encrypted part left encrypted because it sits beside other parts."""
-        self.layers[level].update(type="enveloped", reason=EMBEDDED)
+    def _left_encrypted(self, level: int, reason: str) -> None:
+        """Report an encrypted part left encrypted on purpose (it is not the whole content, or must not change)."""
+        self.layers[level].update(type="enveloped", reason=reason)
         self.info.flag("SMIME-Encrypted")
-        self.info.add("SMIME-Not-Decrypted", EMBEDDED, level=level)
+        self.info.add("SMIME-Not-Decrypted", reason, level=level)
 
     # ------------------------------------------------------------ encryption
 

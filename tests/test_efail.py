@@ -106,9 +106,8 @@ def _withheld(info: dict, fmt: str) -> bool:
     return info.get("PGP-Mixed-Content") == "True" and info.get("PGP-Decryption-Withheld") == PGP_WITHHELD
 
 
-# S/MIME inside a PGP/MIME signature is the one pair left out: the S/MIME handler runs first and does not
-# enter another format's signature (replacing its content would break the signature before the OpenPGP
-# handler verifies it), so it is neither decrypted nor reported (test below).
+# S/MIME inside a PGP/MIME signature is the one pair left out of the matrix: even with decrypt_embedded on, the
+# S/MIME handler, which runs first, changes nothing that the OpenPGP handler must verify after it (test below).
 MATRIX = [pytest.param(shape, fmt, context, id=f"{shape_id}-{context_id}")
           for shape_id, shape, fmt in ENCRYPTED_SHAPES for context_id, context in CONTEXTS
           if (shape_id, context_id) != ("smime", "inside-pgp-signed")]
@@ -186,13 +185,20 @@ def test_whole_content_is_decrypted_in_place(tools, corpus_store, build):
     assert not any(name.startswith("SMIME-Not-Decrypted") for name in info)
 
 
-def test_smime_inside_a_pgp_signature_is_left_as_received(tools, corpus_store):
-    for content in (tools.smime_encrypted(SECRET_ENTITY), multipart(b"mixed", [ATTACKER_TEXT,
-                                                                              tools.smime_encrypted(SECRET_ENTITY)])):
+def test_smime_inside_a_pgp_signature_is_reported_and_left_as_received(tools, corpus_store):
+    whole = tools.smime_encrypted(SECRET_ENTITY)
+    beside = multipart(b"mixed", [ATTACKER_TEXT, tools.smime_encrypted(SECRET_ENTITY)])
+    cases = [(whole, NO_HARVEST, smime.UNDER_PGP_SIGNATURE, {}),
+             (whole, EMBEDDED_ON, smime.UNDER_PGP_SIGNATURE, {}),
+             (beside, NO_HARVEST, smime.EMBEDDED, {"SMIME-Mixed-Content": "True"}),
+             (beside, EMBEDDED_ON, smime.UNDER_PGP_SIGNATURE, {"SMIME-Mixed-Content": "True"})]
+    for content, settings, reason, mixed in cases:
         attack = message(tools.pgp_signed(content))
-        outcome, out = run(attack, corpus_store, EMBEDDED_ON)
+        outcome, out = run(attack, corpus_store, settings)
         assert untouched(attack, outcome, out) and not leaks(out)
-        assert not any(name.startswith("SMIME") for name in info_of(outcome))
+        smime_info = {name: value for name, value in info_of(outcome).items() if name.startswith("SMIME")}
+        assert smime_info == {"SMIME-Encrypted": "True", "SMIME-Not-Decrypted-0": reason, **mixed}
+        assert info_of(outcome)["PGP-Signature-Valid"] == "True"  # verified over the bytes as received
 
 
 def test_reply_attack_exact_headers_smime(tools, corpus_store):
