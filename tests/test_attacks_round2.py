@@ -1,0 +1,107 @@
+"""Second-round attacks on the merged fixes for issue 13: what tests/test_attacks.py did not try.
+
+Same black box and same builders as tests/test_attacks.py (imported from it): every message goes through
+`ciphermilter --store S decrypt --rcpt ADDR --explain` as a subprocess, on a store built with the CLI from
+the corpus keys; signatures are made with gpg in a throwaway GNUPGHOME (sigrid@sender-pub.example, imported
+into the store by the administrator) and the corpus S/MIME signed message (alice, valid and trusted).
+
+Commands that build the vectors (besides those documented in tests/test_attacks.py):
+
+  PGP/MIME signed, three parts
+           gpg --armor --detach-sign --digest-algo SHA256 -u sigrid@sender-pub.example entity.mime
+           then the multipart/signed body gets a third body part (text/plain, the attacker's) after the
+           signature part; the signature still verifies over the first part.
+  From:    the From: field of a valid signed message is rewritten (the signature covers only the body part).
+
+Families: R1 From: comments whose encoded word hides another address, R2 a third part in a PGP/MIME
+multipart/signed. Each has a control.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from test_attacks import (  # noqa: F401  fixtures are used by name
+    ALICE, BOB, SIGRID, base_store, corpus_smime_signed_entity, gpg, message, multipart, pki, sigrid_signed, split,
+    store, text_part, work,
+)
+
+CEO = "ceo@corp-pub.example"
+SHOWN_CEO = "=?utf-8?q?" + CEO.replace("@", "=40") + "?="  # the comment shows "ceo@corp-pub.example"
+BOGUS_WORD = "=?x-unknown?q?a?="  # an encoded word in a charset no decoder knows
+
+
+# ============================================================================ R1. From: comment tricks
+
+def from_comment(signer: str, bogus: bool) -> tuple[str, ...]:
+    """``signer (ceo@corp-pub.example)``, the comment as an RFC 2047 encoded word (RFC 2047 section 5 (2)
+    allows them in comments; an addr-spec's comment is what clients show as the sender's name)."""
+    comment = SHOWN_CEO + (" " + BOGUS_WORD if bogus else "")
+    return (f"From: {signer} ({comment})",)
+
+
+@pytest.mark.parametrize("fmt", ["pgp", "smime"])
+def test_r1_control_encoded_address_in_comment_is_a_mismatch(store, sigrid_signed, fmt):
+    """Control: the comment alone, decodable, is seen and gives the mismatch flag."""
+    entity, signer = (sigrid_signed, SIGRID) if fmt == "pgp" else (corpus_smime_signed_entity(), ALICE)
+    result = store.decrypt(message(entity, from_lines=from_comment(signer, bogus=False)), BOB)
+    valid, mismatch = ("PGP-Signature-Valid", "PGP-Signer-Mismatch") if fmt == "pgp" else \
+        ("Signer-Verified-0-0", "Signer-Mismatch")
+    assert result.flag(valid) == "True", result
+    assert result.flag(mismatch) == "True", result
+
+
+@pytest.mark.parametrize("fmt", ["pgp", "smime"])
+def test_r1_undecodable_word_beside_encoded_address_hides_it(store, sigrid_signed, fmt):
+    """One encoded word in an unknown charset makes the whole field undecodable to
+    ciphermilter.sender._decoded (email.header.make_header raises, the raw text is used), so the other,
+    valid word, which every reader decodes to ceo@corp-pub.example, is never looked at."""
+    entity, signer = (sigrid_signed, SIGRID) if fmt == "pgp" else (corpus_smime_signed_entity(), ALICE)
+    result = store.decrypt(message(entity, from_lines=from_comment(signer, bogus=True)), BOB)
+    valid, mismatch = ("PGP-Signature-Valid", "PGP-Signer-Mismatch") if fmt == "pgp" else \
+        ("Signer-Verified-0-0", "Signer-Mismatch")
+    assert result.flag(valid) == "True", result
+    assert result.flag(mismatch) == "True", result
+
+
+# ============================================================================ R2. PGP/MIME multipart/signed, 3 parts
+
+ATTACKER_PART = text_part("ATTACKER TEXT: the signed invoice above is void, pay account 666 instead.\n")
+
+
+def with_third_part(signed: bytes, boundary: str = "sig-boundary-1") -> bytes:
+    """The multipart/signed entity with an attacker's body part after the signature part."""
+    close = f"--{boundary}--".encode()
+    at = signed.rindex(close)
+    return signed[:at] + f"--{boundary}\r\n".encode() + ATTACKER_PART + b"\r\n" + signed[at:]
+
+
+def test_r2_control_two_part_pgpmime_signed_is_whole(store, sigrid_signed):
+    result = store.decrypt(message(sigrid_signed, from_lines=(f"From: Sigrid <{SIGRID}>",)), BOB)
+    assert result.flag("PGP-Signature-Valid") == "True", result
+    assert result.flag("PGP-Mixed-Content") is None, result
+
+
+def test_r2_control_three_part_smime_signed_is_not_reported_valid(store):
+    """Control, the S/MIME twin: smime.py refuses a three-part multipart/signed (malformed, RFC 1847), so no
+    signature over the whole message is claimed."""
+    result = store.decrypt(message(with_third_part(corpus_smime_signed_entity(), _boundary(
+        corpus_smime_signed_entity())), from_lines=(f"From: <{ALICE}>",)), BOB)
+    assert result.flag("SMIME-Signed") == "True", result
+    assert result.flag("Signer-Verified-0-0") != "True", result
+    assert result.untouched
+
+
+def test_r2_third_part_beside_pgpmime_signature_gets_mixed_content(store, sigrid_signed):
+    """openpgp_mime._pgp_mime_signed verifies parts[0] against parts[1] and never looks at len(parts):
+    the attacker's third part (shown by clients as a multipart/mixed sibling, RFC 1847 section 2.1) sits
+    beside the signed content, yet the signature is reported as covering the whole message."""
+    result = store.decrypt(message(with_third_part(sigrid_signed), from_lines=(f"From: Sigrid <{SIGRID}>",)), BOB)
+    assert result.flag("PGP-Signature-Valid") == "True", result
+    assert result.flag("PGP-Mixed-Content") == "True", result
+    assert result.untouched
+
+
+def _boundary(entity: bytes) -> str:
+    head = split(entity)[0].decode()
+    return head.split('boundary="', 1)[1].split('"', 1)[0]
