@@ -105,3 +105,45 @@ def test_r2_third_part_beside_pgpmime_signature_gets_mixed_content(store, sigrid
 def _boundary(entity: bytes) -> str:
     head = split(entity)[0].decode()
     return head.split('boundary="', 1)[1].split('"', 1)[0]
+
+
+# ============================================================================ R3. cleartext signature framework
+
+UNSIGNED = "NOTE FROM SIGRID: the invoice below is void, pay account 666 instead."
+
+
+def clearsigned_variants(clearsigned: str) -> dict[str, str]:
+    """Unsigned text that a reader sees as part of the clearsigned block, placed where the block's parser
+    skips it (RFC 9580 section 7: only "Hash" armor headers may stand between the BEGIN line and the
+    blank line; the signature covers neither them nor the END line)."""
+    begin, _, rest = clearsigned.partition("\n")
+    end_line = "-----END PGP SIGNATURE-----"
+    return {
+        "header-section-line": f"{begin}\n{UNSIGNED}\n{rest}",
+        "comment-armor-header": f"{begin}\nComment: {UNSIGNED}\n{rest}",
+        "after-end-line": clearsigned.replace(end_line, f"{end_line} {UNSIGNED}"),
+    }
+
+
+@pytest.fixture(scope="session")
+def clearsigned_text(gpg) -> str:
+    return gpg("--armor", "--clearsign", "-u", SIGRID, stdin=b"Signed by Sigrid: pay invoice 17.\n").decode()
+
+
+def test_r3_control_clearsigned_alone_is_valid_and_whole(store, clearsigned_text):
+    result = store.decrypt(message(text_part(clearsigned_text), from_lines=(f"From: <{SIGRID}>",)), BOB)
+    assert result.flag("PGP-Signature-Valid") == "True", result
+    assert result.flag("PGP-Mixed-Content") is None, result
+
+
+@pytest.mark.parametrize("variant", ["header-section-line", "comment-armor-header", "after-end-line"])
+def test_r3_unsigned_text_inside_the_clearsigned_block_is_not_whole(store, clearsigned_text, variant):
+    """openpgp._cleartext_lines skips every line up to the first blank one as if it were a "Hash:" header,
+    and openpgp.find_armor ends the block after the whole END line: text there is shown to the reader but
+    signed by nobody, so a valid result must carry PGP-Mixed-Content (or not be valid at all). gpg 2.2 refuses
+    the first two ("signature digest conflict in message")."""
+    text = clearsigned_variants(clearsigned_text)[variant]
+    result = store.decrypt(message(text_part(text), from_lines=(f"From: <{SIGRID}>",)), BOB)
+    assert result.flag("PGP-Signed") == "True", result
+    assert result.flag("PGP-Signature-Valid") != "True" or result.flag("PGP-Mixed-Content") == "True", result
+    assert result.untouched
