@@ -147,3 +147,39 @@ def test_r3_unsigned_text_inside_the_clearsigned_block_is_not_whole(store, clear
     assert result.flag("PGP-Signed") == "True", result
     assert result.flag("PGP-Signature-Valid") != "True" or result.flag("PGP-Mixed-Content") == "True", result
     assert result.untouched
+
+
+# ============================================================================ R4. boundary parameter differential
+
+from test_attacks import CAPTURED_READER, EXFIL_HTML, MIXED, captured  # noqa: E402,F401
+
+
+def boundary_differential(part: bytes, content_type: str) -> bytes:
+    """A multipart whose body reads as one part (the captured ciphertext) with boundary "a" and as one
+    text/html part wrapping that ciphertext in an <img> URL with boundary "b" (EFAIL direct exfiltration)."""
+    body = (b"--b\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n" + EXFIL_HTML.encode() + b"\r\n"
+            b"--a\r\n" + part + b"\r\n--a--\r\n"
+            b'"></body></html>\r\n--b--\r\n')
+    return f"Content-Type: {content_type}\r\n\r\n".encode() + body
+
+
+@pytest.mark.parametrize("payload", ["pgpmime", "pgpbinary", "smime"])
+def test_r4_control_plain_boundary_one_part_is_decrypted(store, captured, payload):
+    """Control: with boundary "a" alone the captured part is the multipart's only part, the whole content."""
+    reader = CAPTURED_READER[payload]
+    msg = message(boundary_differential(captured[payload], 'multipart/mixed; boundary="a"'), to=reader)
+    assert store.decrypt(msg, reader).shows("CAPTURED-SECRET-2")
+
+
+@pytest.mark.parametrize("payload", ["pgpmime", "pgpbinary", "smime"])
+def test_r4_rfc2231_boundary_differential_is_not_decrypted(store, captured, payload):
+    """mime.parse_content_type knows no RFC 2231 parameters: of ``boundary*=utf-8''b; boundary="a"`` it reads
+    "a" and finds the captured part alone (whole: decrypted in place), where RFC 2231 readers (Python's
+    email with the default policy, Thunderbird) read "b": one HTML part whose <img> URL holds the
+    ciphertext, then the plaintext. The body must stay as received."""
+    reader = CAPTURED_READER[payload]
+    ctype = "multipart/mixed; boundary*=utf-8''b; boundary=\"a\""
+    msg = message(boundary_differential(captured[payload], ctype), to=reader)
+    result = store.decrypt(msg, reader)
+    assert result.untouched, result
+    assert not result.shows("CAPTURED-SECRET-2")
