@@ -183,3 +183,33 @@ def test_r4_rfc2231_boundary_differential_is_not_decrypted(store, captured, payl
     result = store.decrypt(msg, reader)
     assert result.untouched, result
     assert not result.shows("CAPTURED-SECRET-2")
+
+
+# ============================================================================ R5. forged fields in an embedded message
+
+from test_attacks import BOB_PGP, crlf, pgp_encrypt, pgpmime_encrypted_entity  # noqa: E402
+
+FORGED = "X-CipherMail-Info-PGP-Signature-Valid: True"
+
+
+def plaintext_with_forgery(where: str) -> bytes:
+    """Decrypted content: a multipart/mixed whose second part carries the forged field in its own header
+    block ("part") or in the header block of the message it embeds ("rfc822")."""
+    if where == "part":
+        second = f"Content-Type: text/plain\r\n{FORGED}\r\n\r\nsecond part\r\n"
+    else:
+        second = f"Content-Type: message/rfc822\r\n\r\n{FORGED}\r\nFrom: <ceo@corp-pub.example>\r\n" \
+                 "Subject: forwarded\r\n\r\nforwarded body\r\n"
+    return crlf('Content-Type: multipart/mixed; boundary="in"\r\n\r\n--in\r\nContent-Type: text/plain\r\n\r\n'
+                f"FORGERY-SECRET-5\r\n--in\r\n{second}--in--\r\n")
+
+
+@pytest.mark.parametrize("where", ["part", "rfc822"])
+def test_r5_forged_field_in_decrypted_content_is_removed(store, gpg, where):
+    """"part" is the control (removed by mime.body_without_part_fields). "rfc822": Entity.walk() does not
+    descend into message/rfc822, so the embedded message's forged field reaches the reader, who opens the
+    attached message as a message of its own with our verdict in its header."""
+    msg = message(pgpmime_encrypted_entity(pgp_encrypt(gpg, plaintext_with_forgery(where))), to=BOB_PGP)
+    result = store.decrypt(msg, BOB_PGP)
+    assert result.shows("FORGERY-SECRET-5"), result
+    assert b"x-ciphermail-info-pgp-signature-valid" not in result.body.lower()
