@@ -213,3 +213,42 @@ def test_r5_forged_field_in_decrypted_content_is_removed(store, gpg, where):
     result = store.decrypt(msg, BOB_PGP)
     assert result.shows("FORGERY-SECRET-5"), result
     assert b"x-ciphermail-info-pgp-signature-valid" not in result.body.lower()
+
+
+# ============================================================================ R6. user IDs without a self-signature
+
+from test_attacks import Store  # noqa: E402
+
+
+def unsigned_uid_packet(uid: str) -> bytes:
+    """An OpenPGP User ID packet (RFC 9580 section 5.11, new format, tag 13) that nobody signed."""
+    data = uid.encode()
+    assert len(data) < 192
+    return bytes([0xC0 | 13, len(data)]) + data
+
+
+@pytest.fixture
+def polluted_store(store: Store, gpg, tmp_path) -> Store:
+    """The admin refreshes sigrid's key from a keyserver copy someone appended an unsigned user ID to
+    (keyserver pollution): `gpg --export sigrid` + the packet, then `ciphermilter keys import` (gpg itself
+    drops such a user ID on import: "no valid self-signature")."""
+    polluted = tmp_path / "sigrid-polluted.pub"
+    polluted.write_bytes(gpg("--export", SIGRID) + unsigned_uid_packet(f"The CEO <{CEO}>"))
+    store.cli("keys", "import", str(polluted))
+    return store
+
+
+def test_r6_control_signer_address_no_mismatch(polluted_store, sigrid_signed):
+    result = polluted_store.decrypt(message(sigrid_signed, from_lines=(f"From: Sigrid <{SIGRID}>",)), BOB)
+    assert result.flag("PGP-Signature-Valid") == "True", result
+    assert result.flag("PGP-Signer-Mismatch") is None, result
+
+
+def test_r6_unsigned_user_id_is_no_signer_address(polluted_store, sigrid_signed):
+    """openpgp.key_emails takes every user ID packet of the key (store.py keeps them as its e-mails and
+    readers), self-signed or not: sigrid's valid signature then "names" ceo@corp-pub.example, and
+    From: ceo@corp-pub.example gets no mismatch flag."""
+    result = polluted_store.decrypt(message(sigrid_signed, from_lines=(f"From: The CEO <{CEO}>",)), BOB)
+    assert result.flag("PGP-Signature-Valid") == "True", result
+    assert CEO not in (result.flag("PGP-Signer-Email") or ""), result
+    assert result.flag("PGP-Signer-Mismatch") == "True", result
