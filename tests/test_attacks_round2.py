@@ -12,9 +12,19 @@ Commands that build the vectors (besides those documented in tests/test_attacks.
            then the multipart/signed body gets a third body part (text/plain, the attacker's) after the
            signature part; the signature still verifies over the first part.
   From:    the From: field of a valid signed message is rewritten (the signature covers only the body part).
+  clearsigned
+           gpg --armor --clearsign -u sigrid@sender-pub.example; a line is added after the BEGIN line, or text
+           after the END line (gpg --verify refuses the first two: "signature digest conflict in message").
+  polluted key
+           gpg --export sigrid@sender-pub.example, plus a User ID packet (tag 13) "The CEO
+           <ceo@corp-pub.example>" without any signature, imported with `ciphermilter keys import`.
+  captured ciphertexts (R4, R7): the `captured` fixture of tests/test_attacks.py (gpg --encrypt -r bob.pgp,
+           openssl cms -encrypt to pub-bob), wrapped in multiparts that two MIME parsers read differently.
 
-Families: R1 From: comments whose encoded word hides another address, R2 a third part in a PGP/MIME
-multipart/signed. Each has a control.
+Families: R1 From: comment hidden by an undecodable encoded word; R2 third part in a PGP/MIME
+multipart/signed; R3 unsigned text inside a clearsigned block; R4 RFC 2231 boundary* differential;
+R5 forged info field in an embedded message/rfc822 of decrypted content; R6 user ID without a
+self-signature; R7 bare CR line ends in a multipart body. Each family has a control that passes.
 """
 
 from __future__ import annotations
@@ -252,3 +262,30 @@ def test_r6_unsigned_user_id_is_no_signer_address(polluted_store, sigrid_signed)
     assert result.flag("PGP-Signature-Valid") == "True", result
     assert CEO not in (result.flag("PGP-Signer-Email") or ""), result
     assert result.flag("PGP-Signer-Mismatch") == "True", result
+
+
+# ============================================================================ R7. bare CR line ends in a multipart body
+
+def bare_cr_siblings(part: bytes) -> bytes:
+    """multipart/mixed; boundary="b": the attacker's HTML parts are written with bare CR line ends, so
+    mime.multipart_spans (delimiter lines end in LF) sees only the CRLF delimiters around the captured part
+    (the rest is preamble and epilogue), where parsers that end lines at CR, LF or CRLF (Python's email
+    feedparser; RFC 5322 obsolete text allows bare CR) see <img ... ?> HTML, the captured part, HTML: the
+    EFAIL direct exfiltration layout."""
+    return (b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            b'--b\rContent-Type: text/html\r\r' + EXFIL_HTML.encode() + b'\r\n'
+            b'--b\r\n' + part + b'\r\n'
+            b'--b\rContent-Type: text/html\r\r"></body></html>\r\n--b--\r\n')
+
+
+@pytest.mark.parametrize("payload", ["pgpmime", "pgpbinary", "smime"])
+def test_r7_bare_cr_siblings_are_siblings(store, captured, payload):
+    import email
+    import email.policy
+    reader = CAPTURED_READER[payload]
+    msg = message(bare_cr_siblings(captured[payload]), to=reader)
+    seen = [p.get_content_type() for p in email.message_from_bytes(msg, policy=email.policy.default).walk()]
+    assert seen[:2] == ["multipart/mixed", "text/html"], seen  # the vector: Python's parser sees HTML first
+    result = store.decrypt(msg, reader)
+    assert result.untouched, result
+    assert not result.shows("CAPTURED-SECRET-2")
