@@ -29,6 +29,9 @@ self-signature; R7 bare CR line ends in a multipart body. Each family has a cont
 
 from __future__ import annotations
 
+import email
+import email.policy
+
 import pytest
 
 from test_attacks import (  # noqa: F401  fixtures are used by name
@@ -266,22 +269,28 @@ def test_r6_unsigned_user_id_is_no_signer_address(polluted_store, sigrid_signed)
 
 # ============================================================================ R7. bare CR line ends in a multipart body
 
-def bare_cr_siblings(part: bytes) -> bytes:
+def bare_cr_siblings(part: bytes, line_end: bytes = b"\r") -> bytes:
     """multipart/mixed; boundary="b": the attacker's HTML parts are written with bare CR line ends, so
     mime.multipart_spans (delimiter lines end in LF) sees only the CRLF delimiters around the captured part
     (the rest is preamble and epilogue), where parsers that end lines at CR, LF or CRLF (Python's email
     feedparser; RFC 5322 obsolete text allows bare CR) see <img ... ?> HTML, the captured part, HTML: the
     EFAIL direct exfiltration layout."""
-    return (b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-            b'--b\rContent-Type: text/html\r\r' + EXFIL_HTML.encode() + b'\r\n'
-            b'--b\r\n' + part + b'\r\n'
-            b'--b\rContent-Type: text/html\r\r"></body></html>\r\n--b--\r\n')
+    html = b"--b" + line_end + b"Content-Type: text/html" + line_end * 2
+    return (b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + html + EXFIL_HTML.encode() + b'\r\n'
+            b'--b\r\n' + part + b'\r\n' + html + b'"></body></html>\r\n--b--\r\n')
+
+
+@pytest.mark.parametrize("payload", ["pgpmime", "pgpbinary", "smime"])
+def test_r7_control_crlf_siblings_are_siblings(store, captured, payload):
+    """Control: the same layout with CRLF line ends is three parts side by side: left as received."""
+    reader = CAPTURED_READER[payload]
+    result = store.decrypt(message(bare_cr_siblings(captured[payload], b"\r\n"), to=reader), reader)
+    assert result.untouched, result
+    assert result.flag(MIXED[payload]) == "True", result
 
 
 @pytest.mark.parametrize("payload", ["pgpmime", "pgpbinary", "smime"])
 def test_r7_bare_cr_siblings_are_siblings(store, captured, payload):
-    import email
-    import email.policy
     reader = CAPTURED_READER[payload]
     msg = message(bare_cr_siblings(captured[payload]), to=reader)
     seen = [p.get_content_type() for p in email.message_from_bytes(msg, policy=email.policy.default).walk()]
