@@ -18,13 +18,14 @@ Commands that build the vectors (besides those documented in tests/test_attacks.
   polluted key
            gpg --export sigrid@sender-pub.example, plus a User ID packet (tag 13) "The CEO
            <ceo@corp-pub.example>" without any signature, imported with `ciphermilter keys import`.
-  captured ciphertexts (R4, R7): the `captured` fixture of tests/test_attacks.py (gpg --encrypt -r bob.pgp,
+  captured ciphertexts (R4, R7, R8): the `captured` fixture of tests/test_attacks.py (gpg --encrypt -r bob.pgp,
            openssl cms -encrypt to pub-bob), wrapped in multiparts that two MIME parsers read differently.
 
 Families: R1 From: comment hidden by an undecodable encoded word; R2 third part in a PGP/MIME
 multipart/signed; R3 unsigned text inside a clearsigned block; R4 RFC 2231 boundary* differential;
 R5 forged info field in an embedded message/rfc822 of decrypted content; R6 user ID without a
-self-signature; R7 bare CR line ends in a multipart body. Each family has a control that passes.
+self-signature; R7 bare CR line ends in a multipart body; R8 a boundary ending in white space (its
+control is R4's: the plain boundary, one part, decrypted). Each family has a control that passes.
 """
 
 from __future__ import annotations
@@ -293,6 +294,30 @@ def test_r7_control_crlf_siblings_are_siblings(store, captured, payload):
 def test_r7_bare_cr_siblings_are_siblings(store, captured, payload):
     reader = CAPTURED_READER[payload]
     msg = message(bare_cr_siblings(captured[payload]), to=reader)
+    seen = [p.get_content_type() for p in email.message_from_bytes(msg, policy=email.policy.default).walk()]
+    assert seen[:2] == ["multipart/mixed", "text/html"], seen  # the vector: Python's parser sees HTML first
+    result = store.decrypt(msg, reader)
+    assert result.untouched, result
+    assert not result.shows("CAPTURED-SECRET-2")
+
+
+# ============================================================================ R8. a boundary ending in white space
+
+def trailing_space_boundary(part: bytes) -> bytes:
+    """boundary="b " (RFC 2046 section 5.1.1: a boundary cannot end in white space). mime.multipart_spans
+    takes "--b " for the delimiter, so "--b" lines are text and "--b --" closes: one part, the captured
+    one. Python's email strips the value (Message.get_boundary) and reads "--b" lines as delimiters and
+    "--b --" as text: <img ...? HTML beside the captured part."""
+    return (b'Content-Type: multipart/mixed; boundary="b "\r\n\r\n'
+            b"--b\r\nContent-Type: text/html\r\n\r\n" + EXFIL_HTML.encode() + b"\r\n"
+            b"--b \r\n" + part + b"\r\n--b --\r\n"
+            b'"></body></html>\r\n--b--\r\n')
+
+
+@pytest.mark.parametrize("payload", ["pgpmime", "pgpbinary", "smime"])
+def test_r8_trailing_space_boundary_differential_is_not_decrypted(store, captured, payload):
+    reader = CAPTURED_READER[payload]
+    msg = message(trailing_space_boundary(captured[payload]), to=reader)
     seen = [p.get_content_type() for p in email.message_from_bytes(msg, policy=email.policy.default).walk()]
     assert seen[:2] == ["multipart/mixed", "text/html"], seen  # the vector: Python's parser sees HTML first
     result = store.decrypt(msg, reader)
