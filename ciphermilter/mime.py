@@ -144,8 +144,10 @@ def has_one_valid_boundary(value: str | None) -> bool:
     2231 parameters; a reader that takes the last one, decodes ``boundary*``,
     or strips a trailing space (Python's email) finds other parts in the same body.
     """
-    boundaries = [raw for name, raw in _raw_parameters(value or "") if _BOUNDARY_PARAM.fullmatch(name)]
-    return len(boundaries) == 1 and bool(_VALID_BOUNDARY.fullmatch(boundaries[0].strip('"')))
+    boundaries = [(name.lower(), raw) for name, raw in _raw_parameters(value or "") if _BOUNDARY_PARAM.fullmatch(name)]
+    if [name for name, _ in boundaries] != ["boundary"]:
+        return False
+    return bool(_VALID_BOUNDARY.fullmatch(boundaries[0][1].strip('"')))
 
 
 def has_uniform_delimiter_lines(data: bytes, boundary: str, start: int = 0, end: int | None = None) -> bool:
