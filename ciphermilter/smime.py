@@ -97,7 +97,7 @@ class _Walker:
             return self._pkcs7_mime(entity, whole)
         if is_smime_signed(entity):
             return self._detached(entity, whole)
-        if is_pgp_signed(entity) and entity.is_multipart:
+        if is_pgp_signed(entity) and entity.parts:  # no delimiter at all: no parts, nothing signed to report
             self._under_pgp_signature(entity.parts[0], whole)
             return None
         if entity.is_multipart:
