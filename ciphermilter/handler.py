@@ -31,6 +31,13 @@ def check_part_count(entity: mime.Entity, limit: int) -> None:
             raise LimitExceeded(f"more than {limit} MIME parts")
 
 
+def is_whole(entity: mime.Entity, whole: bool) -> bool:
+    """Whether an entity found where ``whole`` says is whole content: never one whose structure mail clients
+    may read otherwise than we do (:attr:`mime.Entity.structure_is_ambiguous`), nor anything under it. A
+    part that is alone for us may be beside the sender's HTML for them (EFAIL by parser differential)."""
+    return whole and not entity.structure_is_ambiguous
+
+
 def is_whole_part(parts: list[mime.Entity], parent_whole: bool) -> bool:
     """Whether a part of a multipart is the whole content (spec, "what is decrypted where").
 

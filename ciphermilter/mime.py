@@ -22,6 +22,11 @@ _TOKEN = r"[^\s()<>@,;:\\\"/\[\]?=]+"
 _PARAM = re.compile(
     r';\s*(' + _TOKEN + r')\s*=\s*("(?:[^"\\]|\\.)*"|' + _TOKEN + r')', re.DOTALL
 )
+# RFC 2046 section 5.1.1: 1 to 70 of bchars, not ending in a space (bcharsnospace).
+_VALID_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+_BOUNDARY_PARAM = re.compile(r"boundary(\*.*)?", re.IGNORECASE | re.DOTALL)  # RFC 2231 also names boundary*, boundary*0...
+_EMBEDDED_MESSAGES = ("message/rfc822", "message/global")  # shown by clients as messages of their own
+_DELIMITER_LINE_END = re.compile(rb"(?:--)?[ \t]*(\r\n|\r|\n|\Z)")  # after "--boundary", any reader's way
 DEFAULT_MAX_DEPTH = 50
 DECODE_CHUNK = 1 << 20  # bytes of base64 text decoded at a time
 HEADER_CHUNK = 1 << 16  # bytes read at a time while looking for the end of a spooled message's headers
@@ -117,13 +122,55 @@ def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
     if "/" not in ctype:
         ctype = "text/plain"
     params: dict[str, str] = {}
-    for name, raw in _PARAM.findall(value[len(main):]):
+    for name, raw in _raw_parameters(value):
         if raw.startswith('"'):
             raw = raw[1:-1]
             if "\\" in raw:  # rare: most quoted values need no regex substitution
                 raw = re.sub(r"\\(.)", r"\1", raw)
         params.setdefault(name.lower(), raw)
     return ctype, params
+
+
+def _raw_parameters(value: str) -> list[tuple[str, str]]:
+    """Every ``name=value`` parameter of a header value, in order, as written (quotes included)."""
+    semicolon = value.find(";")
+    return _PARAM.findall(value, semicolon) if semicolon >= 0 else []
+
+
+def has_one_valid_boundary(value: str | None) -> bool:
+    """Whether a Content-Type value names its boundary once, plainly, as RFC 2046 allows it.
+
+    :func:`parse_content_type` takes the first ``boundary`` and knows no RFC
+    2231 parameters; a reader that takes the last one, decodes ``boundary*``,
+    or strips a trailing space (Python's email) finds other parts in the same body.
+    """
+    boundaries = [(name.lower(), raw) for name, raw in _raw_parameters(value or "") if _BOUNDARY_PARAM.fullmatch(name)]
+    if [name for name, _ in boundaries] != ["boundary"]:
+        return False
+    return bool(_VALID_BOUNDARY.fullmatch(boundaries[0][1].strip('"')))
+
+
+def has_uniform_delimiter_lines(data: bytes, boundary: str, start: int = 0, end: int | None = None) -> bool:
+    """Whether every delimiter line of the multipart body ``data[start:end]`` starts and ends with the same line
+    break, CRLF or LF.
+
+    :func:`multipart_spans` ends lines at LF; readers that also end them at a
+    bare CR (Python's email, RFC 5322 obsolete text), or only at CRLF, find
+    other delimiters where line breaks are bare or mixed around one.
+    """
+    end = len(data) if end is None else end
+    delimiter = b"--" + boundary.encode("utf-8", "surrogateescape")
+    breaks = set()
+    pos = data.find(delimiter, start, end)
+    while pos >= 0:
+        before = data[max(start, pos - 2):pos]
+        line_end = _DELIMITER_LINE_END.match(data, pos + len(delimiter), end)
+        if line_end and (pos == start or before[-1:] in (b"\r", b"\n")):
+            breaks.add(b"\r\n" if before == b"\r\n" else before[-1:])
+            breaks.add(line_end.group(1))
+        pos = data.find(delimiter, pos + len(delimiter), end)
+    breaks.discard(b"")  # the start and the end of the body
+    return breaks <= {b"\r\n"} or breaks == {b"\n"}
 
 
 def decode_transfer_encoding(body, cte: str) -> bytes:
@@ -224,6 +271,20 @@ class Entity:
     def is_multipart(self) -> bool:
         return self.content_type.startswith("multipart/") and bool(self.params.get("boundary"))
 
+    @cached_property
+    def structure_is_ambiguous(self) -> bool:
+        """Whether mail clients may find other parts in this multipart than :attr:`parts` holds (EFAIL by
+        parser differential): a boundary named twice, in RFC 2231 form or not as RFC 2046 allows it, or
+        delimiter lines with bare CR, or CRLF and LF mixed, around them. Several Content-Type fields too:
+        readers differ on which one counts."""
+        if not self.content_type.startswith("multipart/"):
+            return False
+        if [h.name.lower() for h in self.headers].count("content-type") != 1:
+            return True
+        if not has_one_valid_boundary(self.get("Content-Type")):
+            return True
+        return not has_uniform_delimiter_lines(self._data, self.params["boundary"], self._body_start, self._end)
+
     def decoded_body(self) -> bytes:
         return decode_transfer_encoding(memoryview(self._data)[self._body_start:self._end], self.cte)
 
@@ -251,6 +312,23 @@ class Entity:
         for part in self.parts:
             yield from part.walk()
 
+    @property
+    def embedded_message(self) -> "Entity | None":
+        """The message a ``message/rfc822`` entity holds as it is (RFC 2046 section 5.2.1: never encoded), else None."""
+        if self.content_type not in _EMBEDDED_MESSAGES or self.cte not in ("7bit", "8bit", "binary"):
+            return None
+        if self.depth + 1 > self.max_depth:
+            raise DepthLimitExceeded(f"MIME nesting deeper than {self.max_depth}")
+        return Entity(self._data, self.depth + 1, self.max_depth, self._body_start, self._end)
+
+    def walk_with_embedded(self):
+        """:meth:`walk`, entering the messages of ``message/rfc822`` parts too: clients open those as
+        messages of their own."""
+        yield self
+        embedded = self.embedded_message
+        for part in self.parts if embedded is None else [embedded]:
+            yield from part.walk_with_embedded()
+
     def field_spans(self, selected) -> list[tuple[int, int]]:
         """Where the header fields whose name ``selected(name)`` picks lie: offsets in the message's bytes,
         each field with its line break."""
@@ -267,12 +345,12 @@ class Entity:
 
 def body_without_part_fields(entity: Entity, selected) -> bytes | None:
     """``entity.body`` without the header fields ``selected(name)`` picks in the header block of any part
-    below it, byte for byte otherwise; None when no part has one."""
-    spans = [span for part in entity.walk() if part is not entity for span in part.field_spans(selected)]
+    below it, or of any message embedded there, byte for byte otherwise; None when no part has one."""
+    spans = [span for part in entity.walk_with_embedded() if part is not entity for span in part.field_spans(selected)]
     if not spans:
         return None
     data, pos, pieces = entity._data, entity._body_start, []
-    for start, end in spans:  # walk() goes in document order, so the spans are in order and apart
+    for start, end in spans:  # walked in document order, so the spans are in order and apart
         pieces.append(data[pos:start])
         pos = end
     pieces.append(data[pos:entity._end])

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from ciphermilter import ids, keyimport, mime, openpgp
-from ciphermilter.handler import Context, HandlerResult, LimitExceeded, is_whole_part, parse_content
+from ciphermilter.handler import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
 from ciphermilter.headers import InfoHeaders
 from ciphermilter.sender import from_names_signer
 from ciphermilter.smime import is_smime_signed
@@ -418,6 +418,7 @@ def _replace_attachment(entity, plaintext: bytes | None, report: dict | None, st
 def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool) -> bytes | None:
     """New raw bytes for ``entity`` when something in it was replaced, else None."""
     state.ctx.check_deadline()
+    whole = is_whole(entity, whole)
     ctype, protocol = entity.content_type, entity.params.get("protocol", "").lower()
     if ctype == "multipart/encrypted" and protocol == ENCRYPTED_PROTOCOL:
         return _pgp_mime_encrypted(entity, state, where, whole)

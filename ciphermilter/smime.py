@@ -38,7 +38,7 @@ import base64
 import hashlib
 
 from ciphermilter import cms, ids, mime, trust
-from ciphermilter.handler import Context, HandlerResult, LimitExceeded, is_whole_part, parse_content
+from ciphermilter.handler import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
 from ciphermilter.headers import InfoHeaders
 from ciphermilter.sender import from_names_signer
 
@@ -92,11 +92,12 @@ class _Walker:
 
     def unwrap(self, entity: mime.Entity, *, whole: bool) -> bytes | None:
         """The new bytes of ``entity`` after unwrapping what is below it, or None when it stays as received."""
+        whole = is_whole(entity, whole)
         if is_pkcs7_mime(entity):
             return self._pkcs7_mime(entity, whole)
         if is_smime_signed(entity):
             return self._detached(entity, whole)
-        if is_pgp_signed(entity) and entity.is_multipart:
+        if is_pgp_signed(entity) and entity.parts:  # no delimiter at all: no parts, nothing signed to report
             self._under_pgp_signature(entity.parts[0], whole)
             return None
         if entity.is_multipart:

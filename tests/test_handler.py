@@ -40,3 +40,19 @@ def test_content_nested_past_the_depth_limit_is_refused():
     with pytest.raises(mime.DepthLimitExceeded):
         handler.parse_content(multipart(1, depth=4), Limits(max_mime_depth=3))
     assert handler.parse_content(multipart(1, depth=4), Limits(max_mime_depth=4)).is_multipart
+
+
+AMBIGUOUS = b'Content-Type: multipart/mixed; boundary="b "\r\n\r\n--b \r\nContent-Type: text/plain\r\n\r\nx\r\n--b --\r\n'
+
+
+@pytest.mark.parametrize("content, whole", [
+    (multipart(1), True),  # a lone part: as whole as its parent
+    (AMBIGUOUS, False),  # also alone for us, but Python's email reads other delimiters (mime test vectors)
+])
+def test_a_lone_part_is_whole_unless_its_multipart_may_be_read_otherwise(content, whole):
+    entity = mime.parse(content)
+    assert len(entity.parts) == 1
+    lone = handler.is_whole(entity, True) and handler.is_whole_part(entity.parts, True)
+    assert lone is whole
+    assert handler.is_whole(entity.parts[0], lone) is whole  # and so is everything below it
+    assert handler.is_whole(entity, False) is False

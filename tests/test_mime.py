@@ -281,3 +281,84 @@ def test_fields_are_removed_from_part_headers_only_byte_for_byte():
     stripped = mime.body_without_part_fields(entity, lambda name: name.lower() == "x-drop")
     assert stripped == b"--b\nContent-Type: text/plain\r\n\r\nbody X-Drop: not a field\r\n--b--\n"
     assert mime.body_without_part_fields(entity, lambda name: name == "Nothing") is None
+
+
+def multipart_body(content_type: str, body: bytes) -> mime.Entity:
+    return mime.parse(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+
+
+PLAIN = 'multipart/mixed; boundary="b"'
+TWO_PARTS_CRLF = b"--b\r\nA: 1\r\n\r\none\r\n--b\r\n\r\ntwo\r\n--b--\r\n"
+
+
+@pytest.mark.parametrize("content_type, body", [
+    (PLAIN, TWO_PARTS_CRLF),
+    (PLAIN, TWO_PARTS_CRLF.replace(b"\r\n", b"\n")),  # LF only, as Thunderbird encrypts it (smime.is_lf_text)
+    (PLAIN, b"preamble\r\n--b \t\r\n\r\none\r\n--b-- \r\nepilogue\n\r"),  # transport padding, epilogue's own breaks
+    (PLAIN, b"--b\r\n\r\nx\rline\nmore\r\n--bc\r\n--b\r\n\r\ntwo\r\n--b--"),  # bare breaks inside parts, "--bc" is text
+    ("multipart/mixed; boundary=" + "x" * 70, b""),  # RFC 2046: up to 70 characters
+    ("multipart/mixed; boundary=\"a b'()+_,-./:=?\"", b""),  # every bchar, spaces inside
+    ('text/plain; boundary*=x; boundary="a"; boundary="b"', b""),  # only a multipart has a structure
+], ids=["crlf", "lf", "padding", "bare-in-parts", "70-chars", "bchars", "not-multipart"])
+def test_a_structure_every_reader_sees_alike_is_not_ambiguous(content_type, body):
+    assert not multipart_body(content_type, body).structure_is_ambiguous
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/mixed; boundary*=utf-8''b; boundary=\"b\"", TWO_PARTS_CRLF),  # RFC 2231 readers take boundary*
+    ("multipart/mixed; boundary*0=b; boundary=b", TWO_PARTS_CRLF),
+    ("multipart/mixed; boundary*=utf-8''b", TWO_PARTS_CRLF),  # a leaf to us, a multipart to RFC 2231 readers
+    ('multipart/mixed; boundary="b"; boundary="c"', TWO_PARTS_CRLF),  # first or last?
+    ('multipart/mixed; boundary="b "', TWO_PARTS_CRLF),  # trailing space: Python's email strips it
+    ("multipart/mixed; boundary=" + "x" * 71, b""),
+    ('multipart/mixed; boundary="b#"', b""),  # not a bchar
+    ('multipart/mixed; boundary=""', b""),
+    ("multipart/mixed", b""),
+    (PLAIN, TWO_PARTS_CRLF.replace(b"\r\n--b\r\n", b"\r\n--b\r")),  # bare CR ends a delimiter line
+    (PLAIN, TWO_PARTS_CRLF.replace(b"one\r\n--b", b"one\r--b")),  # bare CR before a delimiter
+    (PLAIN, TWO_PARTS_CRLF.replace(b"one\r\n--b", b"one\n--b")),  # LF among CRLF delimiters
+    (PLAIN, b"--b\r" + TWO_PARTS_CRLF[5:]),  # the first delimiter, at the start of the body
+], ids=["rfc2231-and-plain", "rfc2231-continuation", "rfc2231-alone", "twice", "trailing-space", "71-chars",
+        "not-bchar", "empty", "none", "bare-cr-after", "bare-cr-before", "mixed-lf", "bare-cr-first"])
+def test_a_structure_readers_may_see_otherwise_is_ambiguous(content_type, body):
+    assert multipart_body(content_type, body).structure_is_ambiguous
+
+
+def test_several_content_type_fields_make_a_multipart_ambiguous():
+    entity = mime.parse(b'Content-Type: multipart/mixed; boundary="b"\r\nContent-Type: text/html\r\n\r\n' + TWO_PARTS_CRLF)
+    assert entity.structure_is_ambiguous
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
+def test_no_corpus_multipart_is_ambiguous(case):
+    """Real mail from real clients: none of its multiparts may lose its whole content to this rule."""
+    entity = mime.parse(case_message(case))
+    try:
+        multiparts = [part for part in entity.walk() if part.content_type.startswith("multipart/")]
+    except mime.DepthLimitExceeded:  # the corpus's own nesting bomb
+        return
+    assert not [part.get("Content-Type") for part in multiparts if part.structure_is_ambiguous]
+
+
+FORWARDED = (b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n'
+             b"X-Drop: forged\r\nSubject: fwd\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n"
+             b"--c\r\nX-Drop: deeper\r\n\r\nX-Drop: body text\r\n--c--\r\n--b--\r\n")
+
+
+def test_fields_are_removed_from_embedded_messages_too():
+    """A message/rfc822 part is opened by clients as a message of its own: its header block, and those of
+    its parts, are header blocks like any other part's."""
+    stripped = mime.body_without_part_fields(mime.parse(FORWARDED), lambda name: name == "X-Drop")
+    assert stripped == (b"--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: fwd\r\n"
+                        b"Content-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\n\r\nX-Drop: body text\r\n--c--\r\n--b--\r\n")
+
+
+def test_an_encoded_embedded_message_is_not_entered():
+    """RFC 2046 section 5.2.1 forbids encoding a message/rfc822; its base64 text has no header block to strip."""
+    entity = mime.parse(FORWARDED.replace(b"message/rfc822\r\n", b"message/rfc822\r\nContent-Transfer-Encoding: base64\r\n"))
+    assert [part.content_type for part in entity.walk_with_embedded()] == ["multipart/mixed", "message/rfc822"]
+
+
+def test_embedded_messages_count_towards_the_depth_limit():
+    with pytest.raises(mime.DepthLimitExceeded):
+        list(mime.parse(FORWARDED, max_depth=2).walk_with_embedded())
