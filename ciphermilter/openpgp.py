@@ -836,7 +836,7 @@ def open_message(
 # --------------------------------------------------------------------------- signatures
 
 
-def _parse_signature(packet_body: bytes) -> pgpy.PGPSignature:
+def parse_signature(packet_body: bytes) -> pgpy.PGPSignature:
     """A pgpy signature from a signature packet body (re-framed with a new-format header)."""
     return pgpy.PGPSignature.from_blob(_frame(TAG_SIGNATURE, packet_body))
 
@@ -872,7 +872,7 @@ def key_emails(key: pgpy.PGPKey) -> list[str]:
 def verify(data: bytes, packet_body: bytes, keyring: Keyring) -> SignatureResult:
     """Verify one signature packet over ``data`` (pgpy canonicalises line endings for text signatures)."""
     try:
-        signature = _parse_signature(packet_body)
+        signature = parse_signature(packet_body)
         keyid = (signature.signer or WILDCARD_KEYID).upper()  # pgpy parses the subpackets lazily
     except Exception as exc:  # pgpy raises assorted errors on what it does not support
         return SignatureResult(WILDCARD_KEYID, False, f"unreadable signature ({type(exc).__name__})")
