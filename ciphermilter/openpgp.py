@@ -909,6 +909,7 @@ class Cleartext:
     text: bytes  # as gpg outputs it: dash-unescaped lines without trailing white space, each ending in LF
     canonical: bytes  # what the signature covers (RFC 4880 section 7.1)
     signatures: list[SignatureResult]
+    signature_headers: dict[str, str]  # the signature armor's own headers ("Comment:"): signed by nobody
 
 
 def _cleartext_lines(block: bytes) -> tuple[list[bytes], int]:
@@ -940,4 +941,4 @@ def read_cleartext(block: bytes, keyring: Keyring) -> Cleartext:
     canonical = b"\r\n".join(lines)
     signature = dearmor(block[signature_start:])
     text = b"".join(line + b"\n" for line in lines)
-    return Cleartext(text, canonical, verify_detached(canonical, signature.data, keyring))
+    return Cleartext(text, canonical, verify_detached(canonical, signature.data, keyring), signature.headers)

@@ -317,6 +317,9 @@ def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: _State, where: st
             state.signatures.append(openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, str(exc)))
             return None, None
         state.signatures += clear.signatures
+        # "Comment:" or "Version:" in the signature's armor is text the reader sees inside the block and
+        # nobody signed (gpg writes none by default): the signature covers less than the block shows.
+        state.mixed |= bool(clear.signature_headers)
         state.blocks.append({
             "where": where,
             "kind": "clearsigned",

@@ -382,3 +382,28 @@ def test_third_part_of_a_pgp_mime_signed_message_is_mixed_content(case, corpus_s
     assert three["PGP-Mixed-Content"] == "True"
     assert three["PGP-Signature-Valid"] == two["PGP-Signature-Valid"] == "True"
     assert outcome.plan.body is None
+
+
+# --------------------------------------------------------------------------- unsigned text inside a clearsigned block
+
+CLEARSIGNED = [c for c in SIGNED_ONLY if c["family"] == "pgp-inline-clearsigned"]
+NOTE = b"pay account 666 instead"
+
+
+def clearsigned_variants(message: bytes) -> dict[str, bytes]:
+    begin, end = b"-----BEGIN PGP SIGNATURE-----", b"-----END PGP SIGNATURE-----"
+    return {
+        "signature-comment": message.replace(begin + b"\r\n", begin + b"\r\nComment: " + NOTE + b"\r\n")
+        if begin + b"\r\n" in message else message.replace(begin + b"\n", begin + b"\nComment: " + NOTE + b"\n"),
+        "after-end-line": message.replace(end, end + b" " + NOTE),
+    }
+
+
+@pytest.mark.parametrize("variant", ["signature-comment", "after-end-line"])
+@pytest.mark.parametrize("case", CLEARSIGNED, ids=ids(CLEARSIGNED))
+def test_unsigned_text_in_a_clearsigned_block_is_mixed_content(case, variant, corpus_store):
+    """What the reader sees in the block but nobody signed: the signature stays valid, not whole."""
+    message = clearsigned_variants(case_message(case))[variant]
+    assert NOTE in message
+    info = info_of(run(message, corpus_store))
+    assert info["PGP-Signature-Valid"] == "True" and info["PGP-Mixed-Content"] == "True"
