@@ -314,7 +314,7 @@ def _split_keys(blob: bytes) -> list[tuple[bytes, list[tuple[int, bytes]]]]:
     return [(blob[bounds[i]:bounds[i + 1]], packets[i]) for i in range(len(starts))]
 
 
-def _parse_openpgp(blobs: list[bytes], passphrase: str | None) -> Bundle:
+def _parse_openpgp(blobs: list[bytes], passphrase: str | None, *, check_user_ids: bool = True) -> Bundle:
     bundle = Bundle()
     for blob in blobs:
         for raw, packets in _split_keys(blob):
@@ -324,7 +324,8 @@ def _parse_openpgp(blobs: list[bytes], passphrase: str | None) -> Bundle:
                 raise KeyFormatError(f"OpenPGP {label} key: not supported (pgpy reads version 4 keys only)")
             key = _load_pgp_key(raw)
             bundle.warnings.extend(_feature_warnings(key, packets))
-            bundle.warnings.extend(_drop_unsigned_user_ids(key, packets))
+            if check_user_ids:
+                bundle.warnings.extend(_drop_unsigned_user_ids(key, packets))
             if not key.is_public:
                 key = _unprotected(key, passphrase)
             bundle.pgp_keys.append(key)
@@ -584,7 +585,10 @@ def _export_contents(document: dict, password: str | None) -> ExportContents:
         contents.certificates.extend((der, "imported") for der in bundle.certificates)
         contents.private_keys.extend(bundle.private_keys)
     for item in document["openpgp_keys"]:
-        bundle = _parse_openpgp(_dearmor(item["armored"].encode("ascii")), password)
+        # The store's own export: its user IDs were checked when first imported, and pgpy's serialisation
+        # of the stored keys drops feature bits it does not know (SEIPDv2) from the self-signatures, which
+        # then no longer verify.
+        bundle = _parse_openpgp(_dearmor(item["armored"].encode("ascii")), password, check_user_ids=False)
         contents.pgp_keys.extend((key, str(item["origin"])) for key in bundle.pgp_keys)
         contents.warnings.extend(bundle.warnings)
     return contents

@@ -97,7 +97,8 @@ class _Walker:
         if is_smime_signed(entity):
             return self._detached(entity, whole)
         if is_pgp_signed(entity) and entity.is_multipart:
-            self._under_pgp_signature(entity.parts[0], whole)
+            if entity.parts:  # RFC 3156: two parts; a part after the signature sits beside the signed one
+                self._under_pgp_signature(entity.parts[0], whole and len(entity.parts) <= 2)
             return None
         if entity.is_multipart:
             return self._multipart(entity, whole=whole)
