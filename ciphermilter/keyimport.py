@@ -28,7 +28,7 @@ from asn1crypto import core as asn1_core
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
 from pgpy.errors import PGPDecryptionError, PGPError
@@ -314,7 +314,7 @@ def _split_keys(blob: bytes) -> list[tuple[bytes, list[tuple[int, bytes]]]]:
     return [(blob[bounds[i]:bounds[i + 1]], packets[i]) for i in range(len(starts))]
 
 
-def _parse_openpgp(blobs: list[bytes], passphrase: str | None) -> Bundle:
+def _parse_openpgp(blobs: list[bytes], passphrase: str | None, *, check_user_ids: bool = True) -> Bundle:
     bundle = Bundle()
     for blob in blobs:
         for raw, packets in _split_keys(blob):
@@ -324,6 +324,8 @@ def _parse_openpgp(blobs: list[bytes], passphrase: str | None) -> Bundle:
                 raise KeyFormatError(f"OpenPGP {label} key: not supported (pgpy reads version 4 keys only)")
             key = _load_pgp_key(raw)
             bundle.warnings.extend(_feature_warnings(key, packets))
+            if check_user_ids:
+                bundle.warnings.extend(_drop_unsigned_user_ids(key, packets))
             if not key.is_public:
                 key = _unprotected(key, passphrase)
             bundle.pgp_keys.append(key)
@@ -341,6 +343,73 @@ def _load_pgp_key(raw: bytes) -> pgpy.PGPKey:
     if key.fingerprint is None:
         raise KeyFormatError("corrupt OpenPGP key")
     return key
+
+
+# Certification signature types (RFC 9580 section 5.2.1: 0x10 to 0x13) that bind a user ID to its key.
+_CERTIFICATIONS = range(0x10, 0x14)
+_USER_ID_TAG = 13
+
+
+def _drop_unsigned_user_ids(key: pgpy.PGPKey, packets: list[tuple[int, bytes]]) -> list[str]:
+    """Remove the user IDs that the key's primary key did not certify; a warning for each.
+
+    Anyone can append a user ID packet to a key on a keyserver (keyserver pollution); only the key's own
+    certification (RFC 9580 section 5.2.1, "self-signature") says its owner claims the address. gpg drops
+    such user IDs on import ("no valid self-signature"); kept, they would give the owner's signatures
+    ``PGP-Signer-Email`` of any address, and make that address a reader of the key. Checked here, once at
+    import, so what the store keeps (and every message reads) holds only certified user IDs.
+    """
+    certified = _certified_user_ids(key, packets)
+    dropped = [uid for uid in key.userids if uid.is_uid and uid.userid not in certified]
+    for uid in dropped:
+        key._uids.remove(uid)  # pgpy's del_uid() looks up by name, which two user IDs may share
+        uid._parent = None
+    return [f"OpenPGP key {key.fingerprint}: user ID {uid.userid!r} dropped: no valid self-signature"
+            for uid in dropped]
+
+
+def _certified_user_ids(key: pgpy.PGPKey, packets: list[tuple[int, bytes]]) -> set[str]:
+    """The user IDs (text) that a v4 certification by the primary key verifies over (the cryptographic
+    binding only: expiry and revocation are the key's, judged when its signatures are verified).
+
+    The signed data is built from the packets as received (RFC 9580 section 5.2.4): pgpy re-serialises the
+    hashed subpackets for its own ``hashdata`` and gets some keys wrong (Sequoia's salt notation)."""
+    key_body = packets[0][1] if key.is_public else _public_key_body(key)
+    prefix = b"\x99" + len(key_body).to_bytes(2, "big") + key_body
+    certified, uid = set(), None
+    for tag, body in packets[1:]:
+        if tag != _SIGNATURE_TAG:
+            uid = body if tag == _USER_ID_TAG else None
+        elif uid is not None and len(body) > 6 and body[0] == 4 and body[1] in _CERTIFICATIONS:
+            hashed = body[:6 + int.from_bytes(body[4:6], "big")]
+            data = (prefix + b"\xb4" + len(uid).to_bytes(4, "big") + uid + hashed
+                    + b"\x04\xff" + len(hashed).to_bytes(4, "big"))
+            if _verifies(key, data, body):
+                certified.add(_uid_text(uid))
+    return certified
+
+
+def _public_key_body(key: pgpy.PGPKey) -> bytes:
+    """The public key packet body of a secret key (what its certifications hash)."""
+    [(_, body, _)] = _packets(bytes(key._key.pubkey()))
+    return body
+
+
+def _uid_text(body: bytes) -> str:
+    """A user ID packet's text as pgpy reads it (``PGPUID.userid``): UTF-8, else byte for byte."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body.decode("latin-1")
+
+
+def _verifies(key: pgpy.PGPKey, data: bytes, signature_body: bytes) -> bool:
+    try:
+        signature = openpgp.parse_signature(signature_body)
+        digest = getattr(hashes, HashAlgorithm(signature_body[3]).name)()
+        return key._key.verify(data, signature.__sig__, digest) is True
+    except Exception:  # noqa: BLE001  pgpy raises assorted errors on what it cannot verify: not certified
+        return False
 
 
 def _unprotected(key: pgpy.PGPKey, passphrase: str | None) -> pgpy.PGPKey:
@@ -516,7 +585,10 @@ def _export_contents(document: dict, password: str | None) -> ExportContents:
         contents.certificates.extend((der, "imported") for der in bundle.certificates)
         contents.private_keys.extend(bundle.private_keys)
     for item in document["openpgp_keys"]:
-        bundle = _parse_openpgp(_dearmor(item["armored"].encode("ascii")), password)
+        # The store's own export: its user IDs were checked when first imported, and pgpy's serialisation
+        # of the stored keys drops feature bits it does not know (SEIPDv2) from the self-signatures, which
+        # then no longer verify.
+        bundle = _parse_openpgp(_dearmor(item["armored"].encode("ascii")), password, check_user_ids=False)
         contents.pgp_keys.extend((key, str(item["origin"])) for key in bundle.pgp_keys)
         contents.warnings.extend(bundle.warnings)
     return contents

@@ -79,6 +79,13 @@ ARMOR_BEGIN = b"-----BEGIN PGP "  # every armor line starts so (RFC 9580 section
 _ARMOR_HEADER_LINE = re.compile(rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----")
 _ARMOR_CHECKSUM = re.compile(rb"=[A-Za-z0-9+/]{4}")
 _BARE_ADDRESS = re.compile(r"<?([^\s<>@]+@[^\s<>@]+)>?")
+# RFC 9580 section 7 (RFC 4880 section 7): between the BEGIN line of a cleartext-signed message and its
+# blank line stand only "Hash:" armor headers naming hash algorithms. Anything else there (a "Comment:",
+# any text) is shown by some readers, covered by no signature, and refused by gpg ("signature digest
+# conflict in message"): we refuse it too rather than report text nobody signed as signed.
+_HASH_NAME = rb"(?:MD5|SHA1|RIPEMD160|SHA224|SHA256|SHA384|SHA512|SHA3-256|SHA3-512)"  # RFC 9580 9.5
+_CLEARTEXT_HASH_HEADER = re.compile(rb"Hash: *" + _HASH_NAME + rb"(?: *, *" + _HASH_NAME + rb")*")
+CLEARTEXT_BAD_HEADER = "cleartext signature with an armor header other than Hash"
 
 
 class OpenPGPError(ValueError):
@@ -167,10 +174,20 @@ def find_armor(text: bytes) -> list[ArmorSpan]:
         found = text.find(marker, header_end)
         while found != -1 and not _at_line_start(text, found):
             found = text.find(marker, found + 1)
-        stop = _line_end(text, found) + 1 if found != -1 else len(text)  # the END line with its line break
+        stop = _block_stop(text, found, marker)
         spans.append(ArmorSpan(kind.decode("ascii"), start, stop))
         pos = stop
     return spans
+
+
+def _block_stop(text: bytes, found: int, marker: bytes) -> int:
+    """Where a block whose END line starts at ``found`` stops: past the line break of a bare END line, but
+    right after the marker when text follows it on that line (a reader sees that text, nothing signs or
+    encrypts it: it is text beside the block). A block without its END line runs to the end."""
+    if found == -1:
+        return len(text)
+    after, line_end = found + len(marker), _line_end(text, found)
+    return after if text[after:line_end].strip() else line_end + 1
 
 
 def dearmor(block: bytes) -> Armor:
@@ -819,7 +836,7 @@ def open_message(
 # --------------------------------------------------------------------------- signatures
 
 
-def _parse_signature(packet_body: bytes) -> pgpy.PGPSignature:
+def parse_signature(packet_body: bytes) -> pgpy.PGPSignature:
     """A pgpy signature from a signature packet body (re-framed with a new-format header)."""
     return pgpy.PGPSignature.from_blob(_frame(TAG_SIGNATURE, packet_body))
 
@@ -855,7 +872,7 @@ def key_emails(key: pgpy.PGPKey) -> list[str]:
 def verify(data: bytes, packet_body: bytes, keyring: Keyring) -> SignatureResult:
     """Verify one signature packet over ``data`` (pgpy canonicalises line endings for text signatures)."""
     try:
-        signature = _parse_signature(packet_body)
+        signature = parse_signature(packet_body)
         keyid = (signature.signer or WILDCARD_KEYID).upper()  # pgpy parses the subpackets lazily
     except Exception as exc:  # pgpy raises assorted errors on what it does not support
         return SignatureResult(WILDCARD_KEYID, False, f"unreadable signature ({type(exc).__name__})")
@@ -892,13 +909,16 @@ class Cleartext:
     text: bytes  # as gpg outputs it: dash-unescaped lines without trailing white space, each ending in LF
     canonical: bytes  # what the signature covers (RFC 4880 section 7.1)
     signatures: list[SignatureResult]
+    signature_headers: dict[str, str]  # the signature armor's own headers ("Comment:"): signed by nobody
 
 
 def _cleartext_lines(block: bytes) -> tuple[list[bytes], int]:
     """The dash-unescaped text lines of a cleartext-signed block and where its signature armor starts."""
     lines = block.split(b"\n")
     index = 1
-    while index < len(lines) and lines[index].rstrip(b"\r"):  # the "Hash:" armor headers
+    while index < len(lines) and lines[index].rstrip(b"\r"):
+        if not _CLEARTEXT_HASH_HEADER.fullmatch(lines[index].rstrip()):
+            raise OpenPGPError(CLEARTEXT_BAD_HEADER)
         index += 1
     text: list[bytes] = []
     for offset, line in enumerate(lines[index + 1:], start=index + 1):
@@ -921,4 +941,4 @@ def read_cleartext(block: bytes, keyring: Keyring) -> Cleartext:
     canonical = b"\r\n".join(lines)
     signature = dearmor(block[signature_start:])
     text = b"".join(line + b"\n" for line in lines)
-    return Cleartext(text, canonical, verify_detached(canonical, signature.data, keyring))
+    return Cleartext(text, canonical, verify_detached(canonical, signature.data, keyring), signature.headers)

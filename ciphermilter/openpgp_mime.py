@@ -279,8 +279,11 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: b
 
 
 def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes | None:
-    state.protected(PGP_MIME, whole)
     parts = entity.parts
+    # RFC 3156 section 5: exactly two parts. Clients show a third one beside the signed part (RFC 1847
+    # section 2.1), so the signature then covers only part of what the reader sees: Mixed-Content.
+    whole = whole and len(parts) <= 2
+    state.protected(PGP_MIME, whole)
     if len(parts) < 2:
         state.signatures.append(openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, "signature part missing"))
         return None
@@ -314,6 +317,9 @@ def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: _State, where: st
             state.signatures.append(openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, str(exc)))
             return None, None
         state.signatures += clear.signatures
+        # "Comment:" or "Version:" in the signature's armor is text the reader sees inside the block and
+        # nobody signed (gpg writes none by default): the signature covers less than the block shows.
+        state.mixed |= bool(clear.signature_headers)
         state.blocks.append({
             "where": where,
             "kind": "clearsigned",

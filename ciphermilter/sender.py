@@ -55,8 +55,26 @@ def _single_mailbox(value: str) -> str | None:
 
 
 def _decoded(value: str) -> str:
-    """The field with its encoded words decoded, as a reader shows display names and comments."""
+    """The field with its encoded words decoded, as a reader shows display names and comments.
+
+    Word by word: one word in a charset nobody knows (``=?x-unknown?q?a?=``) must not hide the
+    valid word beside it, which every reader still decodes and shows. An unknown charset's bytes are
+    read as Latin-1 (each byte one character: an "@" stays visible). The words are given both run
+    together and spaced apart, so no address a reader could piece together is missed (the cost is
+    at most a false mismatch flag, never a missed one)."""
     try:
-        return str(email.header.make_header(email.header.decode_header(value)))
-    except Exception:  # noqa: BLE001  an undecodable encoded word is shown as it is
+        words = [_word_text(text, charset) for text, charset in email.header.decode_header(value)]
+    except Exception:  # noqa: BLE001  a field the decoder cannot split is shown as it is
         return value
+    return "".join(words) + " " + " ".join(words)
+
+
+def _word_text(text: bytes | str, charset: str | None) -> str:
+    """One piece of ``email.header.decode_header``: text as is, bytes in their charset (unencoded text and
+    unknown charsets as Latin-1)."""
+    if isinstance(text, str):
+        return text
+    try:
+        return text.decode(charset or "latin-1", errors="replace")
+    except LookupError:
+        return text.decode("latin-1")

@@ -98,7 +98,8 @@ class _Walker:
         if is_smime_signed(entity):
             return self._detached(entity, whole)
         if is_pgp_signed(entity) and entity.parts:  # no delimiter at all: no parts, nothing signed to report
-            self._under_pgp_signature(entity.parts[0], whole)
+            # RFC 3156: two parts; a part after the signature sits beside the signed one
+            self._under_pgp_signature(entity.parts[0], whole and len(entity.parts) <= 2)
             return None
         if entity.is_multipart:
             return self._multipart(entity, whole=whole)

@@ -188,3 +188,49 @@ def test_certificate_with_a_damaged_version_field_is_a_clear_error(fuzz_store):
     for data, reason in ((damaged, "unknown DER structure"), (pem, "corrupt PEM block 'CERTIFICATE': .*version")):
         with pytest.raises(StoreError, match=f"^x: {reason}"):
             fuzz_store.import_file(data, filename="x")
+
+
+# ---------------------------------------------------------------------------- user IDs without a self-signature
+
+PGP_KEYS = CORPUS / "keys" / "pgp"
+
+
+def binary_key(name: str) -> bytes:
+    return subprocess.run(["gpg", "--dearmor"], input=(PGP_KEYS / name).read_bytes(), check=True,
+                          capture_output=True).stdout
+
+
+def uid_packet(uid: bytes) -> bytes:
+    return bytes([0xC0 | 13, len(uid)]) + uid
+
+
+def signature_after_first_uid(key: bytes) -> bytes:
+    """The self-signature packet (header included) that follows the key's first user ID."""
+    packets = [(tag, start) for tag, _, start in keyimport._packets(key)] + [(None, len(key))]
+    at = next(i for i, (tag, _) in enumerate(packets) if tag == 13) + 1
+    return key[packets[at][1]:packets[at + 1][1]]
+
+
+@pytest.mark.parametrize("signature", ["none", "replayed"])
+def test_user_id_without_a_self_signature_is_dropped(signature):
+    """Keyserver pollution: a user ID appended to bob's key, unsigned or with bob's self-signature of his own
+    user ID replayed under it, names nobody (gpg: "no valid self-signature")."""
+    bob = binary_key("pub-pgp-bob-rsa3072.pub.asc")
+    extra = signature_after_first_uid(bob) if signature == "replayed" else b""
+    bundle = keyimport.parse(bob + uid_packet(b"The CEO <ceo@corp-pub.example>") + extra)
+    (key,) = bundle.pgp_keys
+    assert [uid.userid for uid in key.userids] == ["Bob Pgp <bob.pgp@corp-pub.example>"]
+    assert bundle.warnings == [f"OpenPGP key {key.fingerprint}: user ID 'The CEO <ceo@corp-pub.example>'"
+                               " dropped: no valid self-signature"]
+    assert b"ceo@corp-pub.example" not in bytes(key)
+
+
+@pytest.mark.parametrize("name, passphrase", [
+    ("pub-pgp-vic-v4-seq2.pub.asc", None), ("pub-pgp-vic-v4-seq2.sec.asc", None),  # Sequoia: pgpy's hashdata fails
+    ("pub-pgp-gus-sq-cv25519.sec.asc", None), ("pub-pgp-bob-rsa3072.sec.asc", None),
+    ("pub-pgp-erin-cv25519.sec.asc", "correct horse battery staple"), ("pub-pgp-alice-ed25519.pub.asc", None),
+])
+def test_self_signed_user_ids_are_kept(name, passphrase):
+    bundle = keyimport.parse((PGP_KEYS / name).read_bytes(), passphrase=passphrase)
+    (key,) = bundle.pgp_keys
+    assert len(key.userids) == 1 and not [w for w in bundle.warnings if "dropped" in w]

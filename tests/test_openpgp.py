@@ -111,6 +111,30 @@ def test_find_armor_spans_cleartext_up_to_its_signature_end(eol):
     assert text[span.end:] == b"bye" + eol
 
 
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_text_after_an_end_line_is_outside_the_block(eol):
+    """A reader sees the text after "-----END PGP SIGNATURE-----" on its line; nothing signs it."""
+    signed = (VECTORS / "clearsigned.asc").read_bytes().replace(b"\n", eol)
+    text = signed.rstrip() + b" pay account 666" + eol
+    (span,) = openpgp.find_armor(text)
+    assert text[span.end:] == b" pay account 666" + eol
+    assert text[span.start:span.end] == signed.rstrip()
+
+
+@pytest.mark.parametrize("line", [b"Comment: pay account 666", b"NOTE: pay account 666", b"pay account 666",
+                                  b"Hash: SHA256 pay account 666", b"Hash: SHA256", b"Hash: SHA1, SHA256"])
+def test_cleartext_armor_headers_are_hash_headers_only(line, vector_keyring):
+    """RFC 9580 section 7: only "Hash:" headers stand before the blank line (gpg: "signature digest
+    conflict in message"); whatever else stands there is shown by some readers and signed by nobody."""
+    begin, _, rest = (VECTORS / "clearsigned.asc").read_bytes().partition(b"\n")
+    block = begin + b"\n" + line + b"\n" + rest
+    if line.startswith(b"Hash: SHA") and line.endswith(b"SHA256"):
+        assert [s.valid for s in openpgp.read_cleartext(block, vector_keyring).signatures] == [True]
+    else:
+        with pytest.raises(openpgp.OpenPGPError, match=openpgp.CLEARTEXT_BAD_HEADER):
+            openpgp.read_cleartext(block, vector_keyring)
+
+
 def test_partial_body_lengths_are_joined():
     body = bytes(range(256)) * 3  # 768 bytes: a 512-byte partial chunk, then 256 more
     packet = b"\xcb" + b"\xe9" + body[:512] + bytes([((256 - 192) >> 8) + 192, (256 - 192) & 0xFF]) + body[512:]

@@ -355,3 +355,55 @@ def test_garbage_instead_of_openpgp_data_is_a_reason_not_a_crash(case, corpus_st
     outcome = run(broken, corpus_store)
     assert info_of(outcome)["PGP-Decryption-Failed"]
     assert outcome.plan.body is None
+
+
+# --------------------------------------------------------------------------- multipart/signed with a third part
+
+PGP_MIME_SIGNED = [c for c in SIGNED_ONLY if c["family"] == "pgp-mime-signed" and c["signature_should_verify"]]
+
+
+def with_third_part(message: bytes) -> bytes:
+    """The multipart/signed with one more body part (the sender's text) after the signature part."""
+    boundary = re.search(rb'boundary="([^"]+)"', message).group(1)
+    close = b"--" + boundary + b"--"
+    at = message.rindex(close)
+    return (message[:at] + b"--" + boundary + b"\r\nContent-Type: text/plain\r\n\r\nunsigned, shown beside\r\n"
+            + message[at:])
+
+
+@pytest.mark.parametrize("case", PGP_MIME_SIGNED, ids=ids(PGP_MIME_SIGNED))
+def test_third_part_of_a_pgp_mime_signed_message_is_mixed_content(case, corpus_store):
+    """RFC 3156 section 5 has two parts; clients show a third beside the signed one (RFC 1847 section 2.1):
+    the signature is still reported, but not as covering the whole content."""
+    two = info_of(run(case_message(case), corpus_store))
+    outcome = run(with_third_part(case_message(case)), corpus_store)
+    three = info_of(outcome)
+    assert "PGP-Mixed-Content" not in two
+    assert three["PGP-Mixed-Content"] == "True"
+    assert three["PGP-Signature-Valid"] == two["PGP-Signature-Valid"] == "True"
+    assert outcome.plan.body is None
+
+
+# --------------------------------------------------------------------------- unsigned text inside a clearsigned block
+
+CLEARSIGNED = [c for c in SIGNED_ONLY if c["family"] == "pgp-inline-clearsigned"]
+NOTE = b"pay account 666 instead"
+
+
+def clearsigned_variants(message: bytes) -> dict[str, bytes]:
+    begin, end = b"-----BEGIN PGP SIGNATURE-----", b"-----END PGP SIGNATURE-----"
+    return {
+        "signature-comment": message.replace(begin + b"\r\n", begin + b"\r\nComment: " + NOTE + b"\r\n")
+        if begin + b"\r\n" in message else message.replace(begin + b"\n", begin + b"\nComment: " + NOTE + b"\n"),
+        "after-end-line": message.replace(end, end + b" " + NOTE),
+    }
+
+
+@pytest.mark.parametrize("variant", ["signature-comment", "after-end-line"])
+@pytest.mark.parametrize("case", CLEARSIGNED, ids=ids(CLEARSIGNED))
+def test_unsigned_text_in_a_clearsigned_block_is_mixed_content(case, variant, corpus_store):
+    """What the reader sees in the block but nobody signed: the signature stays valid, not whole."""
+    message = clearsigned_variants(case_message(case))[variant]
+    assert NOTE in message
+    info = info_of(run(message, corpus_store))
+    assert info["PGP-Signature-Valid"] == "True" and info["PGP-Mixed-Content"] == "True"
