@@ -36,8 +36,8 @@ import email.policy
 import pytest
 
 from test_attacks import (  # noqa: F401  fixtures are used by name
-    ALICE, BOB, SIGRID, base_store, corpus_smime_signed_entity, gpg, message, multipart, pki, sigrid_signed, split,
-    store, text_part, work,
+    ALICE, BOB, SIGRID, base_store, clearsigned, corpus_smime_signed_entity, gpg, message, multipart, pki,
+    sigrid_signed, split, store, text_part, work,
 )
 
 CEO = "ceo@corp-pub.example"
@@ -55,23 +55,14 @@ def from_comment(signer: str, bogus: bool) -> tuple[str, ...]:
 
 
 @pytest.mark.parametrize("fmt", ["pgp", "smime"])
-def test_r1_control_encoded_address_in_comment_is_a_mismatch(store, sigrid_signed, fmt):
-    """Control: the comment alone, decodable, is seen and gives the mismatch flag."""
-    entity, signer = (sigrid_signed, SIGRID) if fmt == "pgp" else (corpus_smime_signed_entity(), ALICE)
-    result = store.decrypt(message(entity, from_lines=from_comment(signer, bogus=False)), BOB)
-    valid, mismatch = ("PGP-Signature-Valid", "PGP-Signer-Mismatch") if fmt == "pgp" else \
-        ("Signer-Verified-0-0", "Signer-Mismatch")
-    assert result.flag(valid) == "True", result
-    assert result.flag(mismatch) == "True", result
-
-
-@pytest.mark.parametrize("fmt", ["pgp", "smime"])
-def test_r1_undecodable_word_beside_encoded_address_hides_it(store, sigrid_signed, fmt):
-    """One encoded word in an unknown charset makes the whole field undecodable to
+@pytest.mark.parametrize("bogus", [False, True], ids=["control-decodable", "beside-undecodable-word"])
+def test_r1_undecodable_word_beside_encoded_address_hides_it(store, sigrid_signed, fmt, bogus):
+    """One encoded word in an unknown charset made the whole field undecodable to
     ciphermilter.sender._decoded (email.header.make_header raises, the raw text is used), so the other,
-    valid word, which every reader decodes to ceo@corp-pub.example, is never looked at."""
+    valid word, which every reader decodes to ceo@corp-pub.example, was never looked at. Control: the
+    comment alone, decodable, is seen and gives the mismatch flag."""
     entity, signer = (sigrid_signed, SIGRID) if fmt == "pgp" else (corpus_smime_signed_entity(), ALICE)
-    result = store.decrypt(message(entity, from_lines=from_comment(signer, bogus=True)), BOB)
+    result = store.decrypt(message(entity, from_lines=from_comment(signer, bogus=bogus)), BOB)
     valid, mismatch = ("PGP-Signature-Valid", "PGP-Signer-Mismatch") if fmt == "pgp" else \
         ("Signer-Verified-0-0", "Signer-Mismatch")
     assert result.flag(valid) == "True", result
@@ -139,24 +130,17 @@ def clearsigned_variants(clearsigned: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def clearsigned_text(gpg) -> str:
-    return gpg("--armor", "--clearsign", "-u", SIGRID, stdin=b"Signed by Sigrid: pay invoice 17.\n").decode()
-
-
-def test_r3_control_clearsigned_alone_is_valid_and_whole(store, clearsigned_text):
-    result = store.decrypt(message(text_part(clearsigned_text), from_lines=(f"From: <{SIGRID}>",)), BOB)
-    assert result.flag("PGP-Signature-Valid") == "True", result
-    assert result.flag("PGP-Mixed-Content") is None, result
+# The control (the block alone: valid, not mixed) is test_attacks.test_wrapping_control_clearsigned_alone,
+# on the same gpg-made block (its fixture "clearsigned").
 
 
 @pytest.mark.parametrize("variant", ["header-section-line", "comment-armor-header", "after-end-line"])
-def test_r3_unsigned_text_inside_the_clearsigned_block_is_not_whole(store, clearsigned_text, variant):
+def test_r3_unsigned_text_inside_the_clearsigned_block_is_not_whole(store, clearsigned, variant):
     """openpgp._cleartext_lines skips every line up to the first blank one as if it were a "Hash:" header,
     and openpgp.find_armor ends the block after the whole END line: text there is shown to the reader but
     signed by nobody, so a valid result must carry PGP-Mixed-Content (or not be valid at all). gpg 2.2 refuses
     the first two ("signature digest conflict in message")."""
-    text = clearsigned_variants(clearsigned_text)[variant]
+    text = clearsigned_variants(clearsigned)[variant]
     result = store.decrypt(message(text_part(text), from_lines=(f"From: <{SIGRID}>",)), BOB)
     assert result.flag("PGP-Signed") == "True", result
     assert result.flag("PGP-Signature-Valid") != "True" or result.flag("PGP-Mixed-Content") == "True", result
@@ -290,17 +274,6 @@ def test_r7_control_crlf_siblings_are_siblings(store, captured, payload):
     assert result.flag(MIXED[payload]) == "True", result
 
 
-@pytest.mark.parametrize("payload", ["pgpmime", "pgpbinary", "smime"])
-def test_r7_bare_cr_siblings_are_siblings(store, captured, payload):
-    reader = CAPTURED_READER[payload]
-    msg = message(bare_cr_siblings(captured[payload]), to=reader)
-    seen = [p.get_content_type() for p in email.message_from_bytes(msg, policy=email.policy.default).walk()]
-    assert seen[:2] == ["multipart/mixed", "text/html"], seen  # the vector: Python's parser sees HTML first
-    result = store.decrypt(msg, reader)
-    assert result.untouched, result
-    assert not result.shows("CAPTURED-SECRET-2")
-
-
 # ============================================================================ R8. a boundary ending in white space
 
 def trailing_space_boundary(part: bytes) -> bytes:
@@ -314,12 +287,24 @@ def trailing_space_boundary(part: bytes) -> bytes:
             b'"></body></html>\r\n--b--\r\n')
 
 
-@pytest.mark.parametrize("payload", ["pgpmime", "pgpbinary", "smime"])
-def test_r8_trailing_space_boundary_differential_is_not_decrypted(store, captured, payload):
-    reader = CAPTURED_READER[payload]
-    msg = message(trailing_space_boundary(captured[payload]), to=reader)
+def assert_python_sees_html_first_and_nothing_is_decrypted(store, msg: bytes, reader: str) -> None:
+    """The parser differential: Python's email (as mail clients) sees the attacker's HTML first; we decrypt nothing."""
     seen = [p.get_content_type() for p in email.message_from_bytes(msg, policy=email.policy.default).walk()]
-    assert seen[:2] == ["multipart/mixed", "text/html"], seen  # the vector: Python's parser sees HTML first
+    assert seen[:2] == ["multipart/mixed", "text/html"], seen  # the vector works
     result = store.decrypt(msg, reader)
     assert result.untouched, result
     assert not result.shows("CAPTURED-SECRET-2")
+
+
+@pytest.mark.parametrize("payload", ["pgpmime", "pgpbinary", "smime"])
+def test_r7_bare_cr_siblings_are_siblings(store, captured, payload):
+    reader = CAPTURED_READER[payload]
+    assert_python_sees_html_first_and_nothing_is_decrypted(
+        store, message(bare_cr_siblings(captured[payload]), to=reader), reader)
+
+
+@pytest.mark.parametrize("payload", ["pgpmime", "pgpbinary", "smime"])
+def test_r8_trailing_space_boundary_differential_is_not_decrypted(store, captured, payload):
+    reader = CAPTURED_READER[payload]
+    assert_python_sees_html_first_and_nothing_is_decrypted(
+        store, message(trailing_space_boundary(captured[payload]), to=reader), reader)
