@@ -168,6 +168,9 @@ def check_reader_rule(settings: config.Settings, report: Report) -> None:
     if not settings.require_reader:
         report.warning("readers", "require_reader is false: every internal recipient gets the plaintext of every"
                                   " stored key; bind keys to their readers with 'ciphermilter keys bind' instead")
+    if settings.mixed_recipients != "split":
+        report.warning("readers", f"mixed_recipients is {settings.mixed_recipients!r}: the external recipients of a"
+                                  " transaction that also has internal ones receive its plaintext")
 
 
 def check_domains(store: KeyStore | None, settings: config.Settings, report: Report) -> None:

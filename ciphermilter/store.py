@@ -58,11 +58,14 @@ log = logging.getLogger(__name__)
 
 
 # A key's own readers (readers module): the addresses of a certificate or of an OpenPGP key's user IDs,
-# unless it was harvested from mail: a sender-supplied key never speaks for anyone inside.
+# unless it was harvested from mail: a sender-supplied key never speaks for anyone inside. A name of the
+# form "@domain" reads for a whole domain (readers.reads): only an admin's binding may say that, never a
+# subjectAltName or user ID that its maker wrote so.
+_NOT_A_DOMAIN = "email NOT LIKE '@%'"
 _OWN_READERS = {
-    "x509": "SELECT email FROM certificate_emails WHERE thumbprint = ? AND thumbprint IN"
+    "x509": f"SELECT email FROM certificate_emails WHERE thumbprint = ? AND {_NOT_A_DOMAIN} AND thumbprint IN"
             " (SELECT thumbprint FROM certificates WHERE origin != 'harvested')",
-    "openpgp": "SELECT email FROM pgp_emails WHERE fingerprint = ? AND fingerprint IN"
+    "openpgp": f"SELECT email FROM pgp_emails WHERE fingerprint = ? AND {_NOT_A_DOMAIN} AND fingerprint IN"
                " (SELECT fingerprint FROM pgp_keys WHERE origin != 'harvested')",
 }
 
@@ -117,7 +120,6 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
     """Readers an admin binds to a key (issue 13): an address or ``@domain``, lower case, per key ID
     (certificate thumbprint or OpenPGP primary fingerprint)."""
     db.create_table("bindings", {"key_id": str, "address": str, "added": str}, pk=("key_id", "address"))
-    db["bindings"].create_index(["address"])
 
 
 # Index i brings the schema from version i to i + 1; the current version is their number.
@@ -234,7 +236,7 @@ def _domain_pattern(pattern: str) -> str:
 def _binding_address(address: str) -> str:
     """``local@domain`` or ``@domain`` (one domain, no wildcard), lower case; anything else is refused."""
     local, at, domain = address.strip().lower().rpartition("@")
-    if not at or domain.startswith("*.") or any(c.isspace() or c in '<>,;:"\\' for c in local):
+    if not at or domain.startswith("*.") or any(c.isspace() or c in '@<>,;:"\\' for c in local):
         raise StoreError(f"not an address or @domain: {address!r}")
     return f"{local}@{_domain_pattern(domain)}"
 
@@ -687,9 +689,9 @@ class KeyStore:
         """Every address and ``@domain`` that reads a key we hold the private half of (RCPT-time classes)."""
         return self._cached("reader_addresses", lambda: frozenset(row[0] for row in self._rows(
             "SELECT e.email FROM certificate_emails e JOIN certificates c ON c.thumbprint = e.thumbprint"
-            " JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256 WHERE c.origin != 'harvested'"
+            f" JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256 WHERE c.origin != 'harvested' AND e.{_NOT_A_DOMAIN}"
             " UNION SELECT e.email FROM pgp_emails e JOIN pgp_keys k ON k.fingerprint = e.fingerprint"
-            " WHERE k.sealed_secret IS NOT NULL AND k.origin != 'harvested'"
+            f" WHERE k.sealed_secret IS NOT NULL AND k.origin != 'harvested' AND e.{_NOT_A_DOMAIN}"
             " UNION SELECT b.address FROM bindings b WHERE b.key_id IN (SELECT c.thumbprint FROM certificates c"
             " JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256)"
             " OR b.key_id IN (SELECT fingerprint FROM pgp_keys WHERE sealed_secret IS NOT NULL)")))

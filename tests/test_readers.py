@@ -11,6 +11,7 @@ where a structure must be edited, asn1crypto re-encodes exactly that field.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import shutil
 import subprocess
 
@@ -105,8 +106,8 @@ def test_open_agreeing_needs_every_group_to_yield_the_content_key():
     with pytest.raises(readers.Disagreement):
         readers.open_agreeing([["a"], ["c"]], unwrapped.get, lambda key: b"plain" if key == b"K" else None)
     calls = []
-    readers.open_agreeing([["a", "b"], ["b"]], lambda c: calls.append(c) or unwrapped[c], lambda key: b"plain")
-    assert calls == ["a", "b"]  # each candidate unwrapped at most once
+    readers.open_agreeing([["a"], ["a", "b"]], lambda c: calls.append(c) or unwrapped[c], lambda key: b"plain")
+    assert calls == ["a"]  # a candidate in several groups is unwrapped once
 
 
 # ---------------------------------------------------------------------------- captured ciphertext
@@ -180,6 +181,31 @@ def _impostor_certificate(serial: int, ski: bytes) -> bytes:
             .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(CAROL)]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier(ski), critical=False)
             .sign(attacker_ca, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+
+
+def test_a_certificate_naming_a_whole_domain_reads_only_its_own_addresses(store):
+    """A subjectAltName of "@corp-pub.example" in an imported certificate is no domain binding: only
+    ``keys bind`` makes a key read for a whole domain."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Everyone")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name("@corp-pub.example")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    store.import_file(pem, filename="everyone.pem")
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert "@corp-pub.example" in store.show_key(ids_of(der))["emails"]  # the vector: the name is stored
+    assert store.certificate_readers(der) == frozenset()
+    assert "@corp-pub.example" not in store.reader_addresses()
+    assert core.recipient_class(CAROL, store, Settings()) == readers.NO_KEY
+
+
+def ids_of(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest().upper()
 
 
 @pytest.mark.parametrize("by", ["issuer-serial", "ski"])
@@ -298,9 +324,11 @@ def test_no_recipient_at_all_decrypts_for_nobody(store):
     assert info_of(outcome)["SMIME-Decryption-Refused-0"] == readers.NO_RECIPIENT
 
 
-def test_check_warns_when_the_rule_is_off():
+@pytest.mark.parametrize("settings", [Settings(require_reader=False), Settings(mixed_recipients="decrypt-for-all")],
+                         ids=["rule-off", "decrypt-for-all"])
+def test_check_warns_when_others_than_the_readers_may_get_plaintext(settings):
     report = Report()
-    check_reader_rule(Settings(require_reader=False), report)
+    check_reader_rule(settings, report)
     assert [(f.severity, f.area) for f in report.findings] == [("warning", "readers")]
     report = Report()
     check_reader_rule(Settings(), report)
