@@ -462,8 +462,9 @@ class Keyring:
         return self.source.pgp_public_keys(keyid, imported_only=True)
 
     def has_unvouched_key(self, keyid: str) -> bool:
-        """True when the store holds a key of ``keyid`` that arrived in mail (harvested) and no admin import."""
-        return bool(self.source.pgp_public_keys(keyid)) and not self.public_keys(keyid)
+        """True when the store holds a key of ``keyid`` at all; asked only once :meth:`public_keys` (the
+        admin-imported ones) found none, so such a key arrived in mail (harvested)."""
+        return bool(self.source.pgp_public_keys(keyid))
 
 
 class _NoKeys:

@@ -29,11 +29,10 @@ from ciphermilter import ids, keyimport, mime, openpgp
 from ciphermilter.handler import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
 from ciphermilter.headers import InfoHeaders
 from ciphermilter.sender import from_names_signer
-from ciphermilter.smime import is_smime_signed
+from ciphermilter.smime import is_pgp_signed, is_smime_signed
 
 PGP_MIME, PGP_INLINE = "PGP/MIME", "PGP/INLINE"
 ENCRYPTED_PROTOCOL = "application/pgp-encrypted"
-SIGNATURE_PROTOCOL = "application/pgp-signature"
 KEY_TYPES = ("application/pgp-keys",)
 PGP_FILE_SUFFIXES = (".asc", ".pgp", ".gpg")
 WITHHELD = "encrypted content beside unprotected content left encrypted (EFAIL protection)"
@@ -428,7 +427,7 @@ def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool) -> byt
     ctype, protocol = entity.content_type, entity.params.get("protocol", "").lower()
     if ctype == "multipart/encrypted" and protocol == ENCRYPTED_PROTOCOL:
         return _pgp_mime_encrypted(entity, state, where, whole)
-    if ctype == "multipart/signed" and protocol == SIGNATURE_PROTOCOL:
+    if is_pgp_signed(entity):
         return _pgp_mime_signed(entity, state, where, whole)
     if is_smime_signed(entity) and len(entity.parts) == 2:
         # An S/MIME signature (reported by its own handler before this one): its first part is as whole

@@ -318,8 +318,8 @@ class _Walker:
         inner = self.unwrap(parse_content(layer.content, self.limits), whole=whole)
         if inner is not None:
             return inner
-        if signers is None or not whole or not self.ctx.settings.opaque_to_detached:
-            return None  # beside other parts it stays as received, like a detached signature there
+        if signers is None or not whole or self.frozen or not self.ctx.settings.opaque_to_detached:
+            return None  # beside other parts (or under an OpenPGP signature) it stays as received
         try:
             signature = cms.detached_signature(layer)
         except cms.CmsError as exc:
