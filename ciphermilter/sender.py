@@ -20,7 +20,11 @@ from ciphermilter import memo
 
 # Something a reader takes for an address, wherever it stands: an "@" between two runs of characters
 # that cannot delimit an address.
-_ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\"',;:@\\]+@[^\s<>()\[\]\"',;:@\\]+")
+_ADDRESS_CHAR = r"[^\s<>()\[\]\"',;:@\\]"
+# Only from the start of a run of address characters: a match can start nowhere else (it would end where
+# one from the run's start ends), and retrying at every character of a run without "@" was quadratic
+# (20,000 characters: 0.9 s).
+_ADDRESS_LIKE = re.compile(f"(?<!{_ADDRESS_CHAR}){_ADDRESS_CHAR}+@{_ADDRESS_CHAR}+")
 
 
 def from_names_signer(from_fields: list[str] | tuple[str, ...], signer_emails) -> bool:
