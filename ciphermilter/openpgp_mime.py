@@ -39,6 +39,10 @@ WITHHELD = "encrypted content beside unprotected content left encrypted (EFAIL p
 NOT_VOUCHED = "not harvested (no signature by a key an administrator imported covers it)"
 FOREIGN_ADDRESSES = "not harvested (user IDs other than the verified signer's addresses)"
 MAX_LINE = 998  # RFC 5322 section 2.1.1
+# A file name in Content-Disposition (_without_pgp_suffixes): its start, the byte that ends it, its suffix.
+_FILENAME_PREFIX = re.compile(rb'filename\s*=\s*"?', re.I)
+_FILENAME_STOP = re.compile(rb'[";\r\n]')
+_PGP_SUFFIX = re.compile(rb'\.(?:asc|pgp|gpg)(?=["\s;]|$)', re.I)
 _AUTOCRYPT_KEYDATA = re.compile(r"(?:^|;)\s*keydata\s*=\s*([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
 
 
@@ -208,6 +212,31 @@ def _encode_base64(data: bytes) -> bytes:
     return b"".join(encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
 
 
+def _without_pgp_suffixes(raw: bytes) -> bytes:
+    """A Content-Disposition field with ``.asc``/``.pgp``/``.gpg`` cut from the end of each file name: what
+    ``re.sub(rb'(filename\\s*=\\s*"?[^";\\r\\n]*?)\\.(?:asc|pgp|gpg)(?=["\\s;]|$)', rb"\\1", raw, flags=re.I)`` does.
+
+    That regex searched the rest of the value again from every "filename=" in it: 20,000 of them (180 KB)
+    took 41 s. Here each run of name characters is searched for a suffix once: a run without one has none
+    for any "filename=" inside it either, since it ends where they end.
+    """
+    pieces, pos, search_from = [], 0, 0
+    run_end, failed_run_end = -1, -1  # where the run of the last name ends; the last run without a suffix
+    while (prefix := _FILENAME_PREFIX.search(raw, search_from)) is not None:
+        start = prefix.end()
+        if start > run_end:
+            stop = _FILENAME_STOP.search(raw, start)
+            run_end = stop.start() if stop else len(raw)
+        suffix = None if run_end == failed_run_end else _PGP_SUFFIX.search(raw, start, run_end)
+        if suffix is None:
+            failed_run_end, search_from = run_end, prefix.start() + 1
+            continue
+        pieces.append(raw[pos:suffix.start()])
+        pos = search_from = suffix.end()
+    pieces.append(raw[pos:])
+    return b"".join(pieces)
+
+
 def _rewrite_leaf(entity: mime.Entity, data: bytes, *, as_text: bool) -> bytes:
     """``entity`` with ``data`` as its new content and Content-Type / CTE headers that describe it."""
     params = {k: v for k, v in entity.params.items() if k not in ("charset", "protocol")}
@@ -229,7 +258,7 @@ def _rewrite_leaf(entity: mime.Entity, data: bytes, *, as_text: bool) -> bytes:
             continue
         raw = header.raw
         if lname == "content-disposition":
-            raw = re.sub(rb'(filename\s*=\s*"?[^";\r\n]*?)\.(?:asc|pgp|gpg)(?=["\s;]|$)', rb"\1", raw, flags=re.I)
+            raw = _without_pgp_suffixes(raw)
         headers.append(raw)
     headers.append(f"Content-Type: {content_type}".encode("utf-8", "surrogateescape"))
     headers.append(f"Content-Transfer-Encoding: {cte}".encode("ascii"))
