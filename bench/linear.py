@@ -32,11 +32,12 @@ def marker_line(size: int) -> bytes:
     return MARKER_UNIT * max(1, size // len(MARKER_UNIT))
 
 
-def armor_flood_message(size: int) -> bytes:
+def armor_flood_message(size: int, after: bytes = b"") -> bytes:
     """The issue's message, about ``size`` bytes: the marker line quoted-printable encoded (soft line breaks
-    every 76 characters, CRLF as SMTP carries it), so only the decoded text is one line."""
-    body = binascii.b2a_qp(marker_line(size - len(FLOOD_HEADERS))).replace(b"=\n", b"=\r\n")
-    return FLOOD_HEADERS + body + b"\r\n"
+    every 76 characters, CRLF as SMTP carries it), so only the decoded text is one line; ``after`` is text
+    on the lines after it."""
+    text = marker_line(size - len(FLOOD_HEADERS)) + b"\n" + after
+    return FLOOD_HEADERS + binascii.b2a_qp(text).replace(b"\n", b"\r\n")
 
 
 def time_core(size: int) -> float:
