@@ -73,7 +73,9 @@ class CountingPattern:
     def match(self, data, pos=0, endpos=None):
         endpos = len(data) if endpos is None else endpos
         match = self.pattern.match(data, pos, endpos)
-        self._count(pos, match, pos)  # a failed match examined what a success would have: counted as nothing
+        # A failed match counts nothing: the one pattern matched here (_DELIMITER_LINE_END) fails at the
+        # first byte after its run of blanks, which the white-space input below counts on success.
+        self._count(pos, match, pos)
         return match
 
     def finditer(self, data, pos=0, endpos=None):
