@@ -336,24 +336,32 @@ class _Attempts:
         self.unsupported: UnsupportedAlgorithm | None = None  # a key that does not fit its scheme (no attempt)
 
     def content_key(self, candidate: Candidate) -> bytes | None:
+        """The unwrapped content key; a decoy of the cipher's key size when the private key failed, so that
+        the content decryption runs all the same (implicit rejection, no timing oracle); None when the key
+        does not fit the recipient's scheme (a public fact: no private-key operation was made)."""
         recipient, _cert, key = candidate
         try:
             cek = _unwrap_cek(recipient, key, self.key_size)
-            if len(cek) != self.key_size:  # a key of another size runs another cipher than the one reported
+            # A key of another size runs another cipher than the one reported. OpenSSL >= 3.2 answers bad
+            # PKCS#1 v1.5 padding with a synthetic message of random length (implicit rejection): it ends here.
+            if len(cek) != self.key_size:
                 raise ValueError("content key size")
             return cek
         except UnsupportedAlgorithm as exc:  # the key does not fit the scheme: no attempt was made
             self.unsupported = exc
+            return None
         except Exception:  # noqa: BLE001  any failure of a real key looks the same (no oracle)
             self.tried = True
-        return None
+            return readers.DecoyKey.of_size(self.key_size)
 
     def open_content(self, cek: bytes) -> bytearray | None:
         try:
-            return _decrypt_content(self.layer, self.mode, cek)
+            content = _decrypt_content(self.layer, self.mode, cek)
         except Exception:  # noqa: BLE001  a wrong content key fails like a wrong private key (no oracle)
             self.tried = True
             return None
+        # A decoy unpads CBC content by chance about once in 256: that garbage is never content.
+        return None if isinstance(cek, readers.DecoyKey) else content
 
 
 def _unwrap_cek(recipient: Recipient, key, key_size: int) -> bytes:
@@ -367,9 +375,9 @@ def _key_transport(recipient: Recipient, key) -> bytes:
         raise UnsupportedAlgorithm("key is not an RSA key")
     algorithm = recipient._info["key_encryption_algorithm"]
     if recipient.algorithm == _RSA_PKCS1:
-        # With OpenSSL >= 3.2 this returns random bytes instead of raising on
-        # bad padding (implicit rejection); the content decryption then fails
-        # the same way a wrong key does.
+        # With OpenSSL >= 3.2 this returns random bytes of random length instead of raising on bad padding
+        # (implicit rejection): checked for cryptography 50 (OpenSSL 4.0), which raises only for a value
+        # not below the modulus (public). The content decryption then fails the same way a wrong key does.
         return key.decrypt(recipient._encrypted_key, asym_padding.PKCS1v15())
     if recipient.algorithm == _RSA_OAEP:
         return key.decrypt(recipient._encrypted_key, _oaep_padding(algorithm["parameters"]))

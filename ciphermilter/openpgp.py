@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import binascii
 import bz2
+import contextlib
 import hashlib
 import hmac
 import re
@@ -537,9 +538,14 @@ def _unwrap_ecdh(subkey: SecretSubkey, point: bytes, wrapped: bytes) -> bytes | 
     return padded[:-pad]
 
 
+def _fits(esk: EncryptedSessionKey, subkey: SecretSubkey) -> bool:
+    """True when ``subkey`` can attempt ``esk`` at all (public facts: its algorithm and fields)."""
+    return _algorithm_family(esk.algorithm) == _algorithm_family(subkey.algorithm) and bool(esk.fields)
+
+
 def _session_key_block(esk: EncryptedSessionKey, subkey: SecretSubkey) -> bytes | None:
-    """The decrypted ``algorithm || key || checksum`` block, or None when this key does not fit."""
-    if _algorithm_family(esk.algorithm) != _algorithm_family(subkey.algorithm) or not esk.fields:
+    """The decrypted ``algorithm || key || checksum`` block, or None when this key does not fit or fails."""
+    if not _fits(esk, subkey):
         return None
     try:
         if esk.algorithm in RSA_ALGORITHMS:
@@ -555,6 +561,14 @@ def _session_key_block(esk: EncryptedSessionKey, subkey: SecretSubkey) -> bytes 
         return _unwrap_ecdh(subkey, *esk.fields)
     except ValueError:  # bad padding, a point not on the curve: not this key
         return None
+
+
+# AES-256, what gpg and Sequoia choose by default: the real algorithm is inside the encrypted session key.
+_DECOY_ALGORITHM = 9
+
+
+def _decoy_session_key() -> tuple[int, readers.DecoyKey]:
+    return _DECOY_ALGORITHM, readers.DecoyKey.of_size(CIPHERS[_DECOY_ALGORITHM][2])
 
 
 def _parse_session_key(block: bytes | None) -> tuple[int, bytes] | None:
@@ -588,9 +602,11 @@ def _decrypt_seipd_v1(body: bytes, algorithm: int, key: bytes) -> bytes | None:
         raise OpenPGPError("truncated encrypted data")
     decryptor = Cipher(cipher_class(key), CFB(bytes(block))).decryptor()
     plain = decryptor.update(data) + decryptor.finalize()
+    # Hashed before the quick check decides, so that a wrong key (a decoy among them) does the same work
+    # as a right key on changed data: only the outcome tells them apart, never the time.
+    expected = hashlib.sha1(plain[:-20]).digest()
     if plain[block - 2:block] != plain[block:block + 2]:  # the quick check: wrong session key
         return None
-    expected = hashlib.sha1(plain[:-20]).digest()
     if plain[-MDC_LENGTH:-20] != b"\xd3\x14" or not hmac.compare_digest(expected, plain[-20:]):
         if looks_binary_openpgp(plain[block + 2:block + 3]):
             raise IntegrityError()
@@ -743,7 +759,11 @@ def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check, arran
     def session_key(candidate):
         check()
         esk, subkey = candidate
-        return _parse_session_key(_session_key_block(esk, subkey))
+        if not _fits(esk, subkey):
+            return None
+        # A key that fails to open the session key still decrypts the data, with a decoy (implicit
+        # rejection): the work is then the same as for a right key on changed data (readers.DecoyKey).
+        return _parse_session_key(_session_key_block(esk, subkey)) or _decoy_session_key()
 
     def open_content(session):
         nonlocal failure, cipher
@@ -751,9 +771,14 @@ def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check, arran
         # checksum by chance; the quick check and MDC of the data settle it. A changed
         # ciphertext passes the quick check (its first blocks are intact) and fails the MDC:
         # go on with the other keys all the same, one of them may be the right one after all.
-        opened.cipher = CIPHERS[session[0]][0]
+        algorithm, key = session
+        if isinstance(key, readers.DecoyKey):  # the same work, and nothing of it reaches the outcome
+            with contextlib.suppress(OpenPGPError):
+                _decrypt_seipd_v1(seipd.body, algorithm, key)
+            return None
+        opened.cipher = CIPHERS[algorithm][0]
         try:
-            return _decrypt_seipd_v1(seipd.body, *session)
+            return _decrypt_seipd_v1(seipd.body, algorithm, key)
         except IntegrityError:  # the session key is right, so is the cipher it names
             failure, cipher = INTEGRITY_FAILED, opened.cipher
             return None

