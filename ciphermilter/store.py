@@ -607,14 +607,15 @@ class KeyStore:
             return lines
         try:
             with self._write() as conn:
-                lines += self._harvest_new(candidates, per_message, per_address)
+                verdicts = self._harvest_new(candidates, per_message, per_address)
                 conn.executemany("UPDATE certificates SET last_used = ? WHERE thumbprint = ?",
                                  [(_now(), thumbprint) for thumbprint in stale])
                 self._expire(expiry_days, EXPIRE_PER_HARVEST)
         except sqlite3.OperationalError as exc:  # locked beyond the busy timeout
             log.warning("key store %s: nothing harvested: %s", self.path, exc)
-            lines += [f"{candidate.where}: not harvested (key store busy)" for candidate in candidates]
-        return lines
+            verdicts = ["not harvested (key store busy)"] * len(candidates)
+        return lines + [f"{candidate.where}: {candidate.label} {verdict}"
+                        for candidate, verdict in zip(candidates, verdicts)]
 
     def _harvest_candidate(self, offer) -> "_Candidate | str":
         """What an offer would add, or the line that refuses it."""
@@ -633,7 +634,8 @@ class KeyStore:
                           lambda: self._import_pgp_key(public, "harvested", None))
 
     def _harvest_new(self, candidates: list["_Candidate"], per_message: int, per_address: int) -> list[str]:
-        lines, added = [], 0
+        """Insert the candidates the caps allow (the caller holds the write transaction); a verdict for each."""
+        verdicts, added = [], 0
         for candidate in candidates:
             if not candidate.emails:
                 verdict = NO_ADDRESS
@@ -645,8 +647,8 @@ class KeyStore:
                 verdict, added = "added", added + 1
             else:  # an earlier offer of the same message added it
                 verdict = "known"
-            lines.append(f"{candidate.where}: {candidate.label} {verdict}")
-        return lines
+            verdicts.append(verdict)
+        return verdicts
 
     def _harvested_for(self, email: str) -> int:
         """How many harvested certificates and keys name ``email``."""
