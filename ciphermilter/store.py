@@ -628,10 +628,10 @@ class KeyStore:
                               ("SELECT 1 FROM certificates WHERE thumbprint = ?", (row["thumbprint"],)),
                               lambda: self._import_certificate(offer.certificate, "harvested", None))
         key = offer.pgp_key
-        public = key if key.is_public else _load_pgp(_public_bytes(key))  # secret parts are never kept
         return _Candidate(offer.where, key.fingerprint.keyid, openpgp.key_emails(key),
                           ("SELECT 1 FROM pgp_keys WHERE fingerprint = ?", (_pgp_fingerprint(key),)),
-                          lambda: self._import_pgp_key(public, "harvested", None))
+                          lambda: self._import_pgp_key(key if key.is_public else _load_pgp(_public_bytes(key)),
+                                                       "harvested", None))  # secret parts are never kept
 
     def _harvest_new(self, candidates: list["_Candidate"], per_message: int, per_address: int) -> list[str]:
         """Insert the candidates the caps allow (the caller holds the write transaction); a verdict for each."""

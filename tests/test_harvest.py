@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from ciphermilter import core, keyimport, openpgp
+from ciphermilter import core, keyimport
 from ciphermilter import store as store_module
 from ciphermilter.cli import main
 from ciphermilter.config import Limits, Settings
