@@ -13,7 +13,7 @@ import sys
 import click
 
 from ciphermilter import keyimport, masterkey
-from ciphermilter.cli_common import echo_json, echo_listing, fail, open_store, reported, store_paths
+from ciphermilter.cli_common import echo_json, echo_listing, fail, open_settings, open_store, reported, store_paths
 from ciphermilter.store import ImportResult, KeyStore, StoreError
 
 # ---------------------------------------------------------------------------- secrets from options
@@ -323,6 +323,29 @@ def keys_remove(ctx, ident):
     if not removed:
         fail(f"no key {ident}")
     click.echo(f"removed {ident}")
+
+
+@keys_group.command("expire-harvested")
+@click.option("--days", type=click.IntRange(min=0), default=None,
+              help="Age in days (default: harvest_expiry_days of the configuration, 90).")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.pass_context
+def keys_expire_harvested(ctx, days, dry_run):
+    """Remove certificates and keys harvested from mail that were never used since, once older than the
+    expiry age; what an administrator imported never expires. The daemon does this as it harvests.
+
+    \b
+    Examples:
+      ciphermilter keys expire-harvested --dry-run
+      ciphermilter keys expire-harvested --days 30
+    """
+    days = open_settings(ctx).harvest_expiry_days if days is None else days
+    with reported(StoreError):
+        removed = _store(ctx).expire_harvested(days, dry_run=dry_run)
+    for line in removed:
+        click.echo(f"{'would remove' if dry_run else 'removed'}: {line}")
+    click.echo(f"{len(removed)} harvested certificates and keys (never used, harvested over {days} days ago)"
+               f" {'would be' if dry_run else 'were'} removed")
 
 
 @keys_group.command("bind")

@@ -28,6 +28,12 @@ class Limits:
     max_pgp_nesting: int = 8  # OpenPGP compressed packets inside each other, encrypted layers inside each other
     max_rsa_bits: int = 16384
     deadline_seconds: float = 30.0
+    # New certificates and keys one message may add to the store: a real signed message brings 1 signer
+    # certificate (harvest keeps no chain) and 1-2 attached keys; more is a flood (300 in one message, issue 14).
+    max_harvest_per_message: int = 10
+    # Harvested certificates and keys kept per address they name: a correspondent renews a certificate or key
+    # every year or so, and never-used ones expire; new ones past this are refused, never an older one evicted.
+    max_harvest_per_address: int = 10
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Settings:
     internal_domains: list[str] = field(default_factory=list)  # in addition to those in the store
     harvest_certificates: bool = True
     harvest_pgp_keys: bool = True
+    harvest_expiry_days: int = 90  # harvested material never used since its harvest is removed after this
     header_protection: bool = True  # restore RFC 9788 protected headers from the decrypted entity
     decrypt_embedded: bool = False  # EFAIL: decrypt parts that sit beside sender-chosen parts
     opaque_to_detached: bool = True  # rewrite opaque signed-data as multipart/signed for the scanners

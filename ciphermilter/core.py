@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ciphermilter import domains, mime, openpgp, openpgp_mime, readers, smime
+from ciphermilter import domains, harvest, mime, openpgp, openpgp_mime, readers, smime
 from ciphermilter.config import Settings
 from ciphermilter.handler import Context, HandlerResult, LimitExceeded, check_part_count, parse_content
 from ciphermilter.headers import INFO_PREFIX, InfoHeaders, is_reserved
@@ -310,6 +310,9 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
         )
         check_part_count(entity, settings.limits.max_mime_parts)
         info, new_entity = _run_handlers(entity, ctx, report)
+        harvested = harvest.keep(store, ctx.harvest, settings)
+        if harvested:
+            report["harvest"] = harvested
         if new_entity is not None:
             _apply_new_entity(plan, headers, new_entity, settings, report)
     except (LimitExceeded, mime.MimeError) as exc:

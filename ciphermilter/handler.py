@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from ciphermilter import mime
+from ciphermilter import harvest, mime
 from ciphermilter.readers import NO_RULE, ReaderRule
 from ciphermilter.config import Limits, Settings
 from ciphermilter.headers import InfoHeaders
@@ -68,6 +68,7 @@ class Context:
     # Whom the plaintext is for: the core always sets it from the envelope (core.reader_rule). Handler tests
     # that build a Context themselves get the rule off, every stored key usable, as before the rule.
     readers: ReaderRule = NO_RULE
+    harvest: harvest.Batch = field(default_factory=harvest.Batch)  # what the store may keep, written at the end
 
     def check_deadline(self) -> None:
         """Call between expensive steps: raises once the deadline has passed, else reports progress."""

@@ -75,7 +75,6 @@ class _State:
     blocks: list[dict] = field(default_factory=list)
     key_candidates: list[_KeyCandidate] = field(default_factory=list)
     covering: tuple[openpgp.SignatureResult, ...] = ()  # the signatures over the entity being walked
-    harvested: list[str] = field(default_factory=list)
 
     def found(self, encoding: str) -> None:
         if encoding not in self.encodings:
@@ -509,14 +508,14 @@ def _harvest_keys(state: _State) -> None:
     for candidate in state.key_candidates:
         vouched = {email for s in candidate.covered_by if s.valid for email in s.emails}
         if not vouched:
-            state.harvested.append(f"{candidate.where}: {NOT_VOUCHED}")
+            state.ctx.harvest.note(f"{candidate.where}: {NOT_VOUCHED}")
             continue
         for key in _carried_keys(candidate, state):
             emails = set(openpgp.key_emails(key))
             if emails and emails <= vouched:
-                _store_key(key, candidate.where, state)
+                state.ctx.harvest.pgp_key(key, candidate.where)
             else:
-                state.harvested.append(f"{candidate.where}: {key.fingerprint.keyid} {FOREIGN_ADDRESSES}")
+                state.ctx.harvest.note(f"{candidate.where}: {key.fingerprint.keyid} {FOREIGN_ADDRESSES}")
 
 
 def _carried_keys(candidate: _KeyCandidate, state: _State) -> list:
@@ -524,18 +523,9 @@ def _carried_keys(candidate: _KeyCandidate, state: _State) -> list:
         try:
             candidate.keys = keyimport.parse(candidate.data).pgp_keys
         except Exception as exc:  # whatever the sender sent: pgpy raises assorted errors on what it cannot read
-            state.harvested.append(f"{candidate.where}: refused ({type(exc).__name__})")
+            state.ctx.harvest.note(f"{candidate.where}: refused ({type(exc).__name__})")
             candidate.keys = []
     return candidate.keys
-
-
-def _store_key(key, where: str, state: _State) -> None:
-    try:
-        added = state.ctx.store.add_harvested_pgp_key(bytes(key.pubkey if not key.is_public else key))
-    except Exception as exc:  # the store refuses what it cannot parse: that is the sender's problem
-        state.harvested.append(f"{where}: refused ({type(exc).__name__})")
-        return
-    state.harvested.append(f"{where}: {key.fingerprint.keyid} {'added' if added else 'known'}")
 
 
 def _carried_key_ids(state: _State) -> set[str]:
@@ -569,7 +559,7 @@ def _collect_autocrypt(message: mime.Entity, state: _State) -> None:
         try:
             data = base64.b64decode(re.sub(r"\s", "", match.group(1)), validate=True)
         except binascii.Error:
-            state.harvested.append("Autocrypt: corrupt keydata")
+            state.ctx.harvest.note("Autocrypt: corrupt keydata")
             continue
         _collect_key(data, state, "Autocrypt")
 
@@ -625,9 +615,8 @@ def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
         "encoding": state.encodings,
         "blocks": state.blocks,
         "signatures": [_signature_report(s) for s in state.signatures],
-        "harvested": state.harvested,
     }
     if not state.encodings:
-        return HandlerResult(report={"openpgp": report}) if state.harvested else None
+        return None
     # The whole rewritten message: the core takes only its content headers (and RFC 9788 protected ones).
     return HandlerResult(info=_info(state), entity=new_raw, report={"openpgp": report})

@@ -360,7 +360,7 @@ class _Walker:
         if signer.verified:
             self.verified_emails.update(emails)
         if signer.verified and verdict.trusted:
-            self._harvest(signer.certificate)
+            self._harvest(signer.certificate, f"Signer-{index}-{level}")
         return {
             "id": signer.text,
             "digest": signer.digest,
@@ -386,7 +386,7 @@ class _Walker:
             max_chain_length=self.limits.max_chain_length,
         )
 
-    def _harvest(self, certificate: bytes | None) -> None:
+    def _harvest(self, certificate: bytes | None, where: str) -> None:
         """Remember a verified and trusted signer's certificate for replies.
 
         Only a certificate with a path to an anchor: any other is whatever
@@ -394,7 +394,7 @@ class _Walker:
         certificate is never an anchor, nor does it gain trust by being kept).
         """
         if certificate and self.ctx.settings.harvest_certificates:
-            self.ctx.store.add_harvested_certificate(certificate)
+            self.ctx.harvest.certificate(certificate, where)
 
     # ------------------------------------------------------------ end
 

@@ -1,6 +1,6 @@
 """The key store: one SQLite file of certificates, keys, trust anchors and internal domains.
 
-Layout (schema version 2, see :data:`_MIGRATIONS`):
+Layout (schema version 3, see :data:`_MIGRATIONS`):
 
 - ``certificates``: X.509 certificates (DER) with the fields CMS recipient and
   signer lookups need: issuer name key + serial, subject key identifier,
@@ -17,6 +17,8 @@ Layout (schema version 2, see :data:`_MIGRATIONS`):
 - ``domains``: internal domains (``example.com`` or ``*.example.com``).
 - ``bindings`` (schema version 2): readers an admin adds to a key, an address
   or ``@domain`` (:mod:`ciphermilter.readers`).
+- ``certificates.last_used`` (schema version 3): when a harvested certificate
+  was last selected by a lookup (:meth:`KeyStore.harvest`).
 
 Private key material is sealed with AES-256-GCM (:mod:`ciphermilter.masterkey`)
 with the row's identity as associated data; the database, its WAL and every
@@ -78,6 +80,17 @@ class StoreError(Exception):
 
 
 @dataclass
+class _Candidate:
+    """An offer of a message (:meth:`KeyStore.harvest`) that the store does not hold yet."""
+
+    where: str
+    label: str  # its ID in the report: certificate thumbprint or OpenPGP key ID, 16 hex digits
+    emails: list[str]
+    present: tuple[str, tuple]  # the query that finds it in the store
+    insert: "callable"  # adds it in the open transaction; False when it is there already
+
+
+@dataclass
 class ImportResult:
     added: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
@@ -122,9 +135,23 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
     db.create_table("bindings", {"key_id": str, "address": str, "added": str}, pk=("key_id", "address"))
 
 
+def _schema_v3(db: sqlite_utils.Database) -> None:
+    """When a harvested certificate was last selected by a lookup (issue 14): harvested material never used
+    expires (:meth:`KeyStore.harvest`). NULL for every row so far: no use was recorded. OpenPGP keys need
+    no such column: a harvested key verifies nothing (only an import makes it count), so it is never used."""
+    db["certificates"].add_column("last_used", str)
+
+
 # Index i brings the schema from version i to i + 1; the current version is their number.
 # Append, never edit a released step.
-_MIGRATIONS = [_schema_v1, _schema_v2]
+_MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3]
+
+# A harvested row selected again within this many seconds of its recorded use is not written again: a
+# frequent correspondent costs one write a day, not one per message.
+USE_RECORD_INTERVAL = 24 * 3600
+# Expired rows removed by one harvest write, so that a message never waits on a large clean-up.
+EXPIRE_PER_HARVEST = 100
+NO_ADDRESS = "not harvested (no e-mail address: no reply could find it)"
 
 
 # ---------------------------------------------------------------------------- certificate facts
@@ -132,6 +159,20 @@ _MIGRATIONS = [_schema_v1, _schema_v2]
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _before_now(seconds: float) -> str:
+    """The time ``seconds`` ago, written as :func:`_now` writes times, so that the two compare as text."""
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    return past.isoformat(timespec="seconds")
+
+
+def per_message_refusal(limit: int) -> str:
+    return f"not harvested (more than {limit} new certificates and keys in one message)"
+
+
+def per_address_refusal(limit: int, address: str) -> str:
+    return f"not harvested ({limit} harvested certificates and keys for {address} already)"
 
 
 def _thumbprint(der: bytes) -> str:
@@ -255,8 +296,10 @@ def _pgp_aad(fingerprint: str) -> bytes:
 class KeyStore:
     """Open with :meth:`create` or :meth:`open`, never the constructor."""
 
-    def __init__(self, path: str, conn: sqlite3.Connection, sealer: masterkey.Sealer):
+    def __init__(self, path: str, conn: sqlite3.Connection, sealer: masterkey.Sealer, read_only: bool = False):
         self.path = path
+        self.read_only = read_only
+        self._used: set[str] = set()  # thumbprints of harvested certificates selected since the last harvest()
         self._conn = conn
         self._db = sqlite_utils.Database(conn)
         self._sealer = sealer
@@ -340,7 +383,7 @@ class KeyStore:
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"{path} is not a usable ciphermilter store: {exc}") from None
-        return cls(path, conn, sealer), version
+        return cls(path, conn, sealer, read_only), version
 
     @staticmethod
     def _schema_version(conn: sqlite3.Connection) -> int:
@@ -529,45 +572,129 @@ class KeyStore:
         self._conn.executemany("INSERT INTO pgp_emails (email, fingerprint) VALUES (?, ?)",
                                [(email, fingerprint) for email in sorted(openpgp.key_emails(key))])
 
-    def add_harvested_certificate(self, der: bytes) -> bool:
-        """Remember a sender's certificate seen in a message; never makes it a trust anchor.
+    # ------------------------------------------------------------------ harvesting (ciphermilter.harvest)
 
-        Best effort, called while a message waits: a certificate already known
-        needs no write transaction (so no lock), and a store that another
-        process keeps locked costs the message its harvest, never its result.
+    def harvest(self, offers: list, *, per_message: int, per_address: int, expiry_days: int) -> list[str]:
+        """Keep what one message offers (:class:`harvest.Offer`) and record the uses of harvested
+        certificates its lookups made, in one write transaction; one line per offer for the report.
+
+        At most ``per_message`` new rows; an offer naming an address that has
+        ``per_address`` harvested rows already is refused: evicting an older
+        one instead would let anyone who may sign as that address push out
+        the certificate a correspondent's mail is verified with. The same
+        write removes up to :data:`EXPIRE_PER_HARVEST` rows never used for
+        ``expiry_days``. Best effort, called while a message waits: known
+        offers and recent uses need no transaction (an Autocrypt header on
+        every message of a correspondent costs a lookup, not the write lock),
+        and a store another process keeps locked costs the message its
+        harvest, never its result.
         """
+        with self._lock:
+            used, self._used = self._used, set()
+        if self.read_only:
+            return [f"{offer.where}: not harvested (store opened read-only)" for offer in offers]
+        lines, candidates = [], []
+        for offer in offers:
+            candidate = self._harvest_candidate(offer)
+            if isinstance(candidate, str):
+                lines.append(candidate)
+            elif self._rows(*candidate.present):
+                lines.append(f"{offer.where}: {candidate.label} known")
+            else:
+                candidates.append(candidate)
+        stale = self._stale_uses(used)
+        if not (candidates or stale):
+            return lines
         try:
-            if self._rows("SELECT 1 FROM certificates WHERE thumbprint = ?", (_thumbprint(der),)):
-                return False
-            with self._write():
-                return self._import_certificate(der, "harvested", None)
-        except StoreError:
-            return False  # unparseable input from a message: nothing to remember
+            with self._write() as conn:
+                verdicts = self._harvest_new(candidates, per_message, per_address)
+                conn.executemany("UPDATE certificates SET last_used = ? WHERE thumbprint = ?",
+                                 [(_now(), thumbprint) for thumbprint in stale])
+                self._expire(expiry_days, EXPIRE_PER_HARVEST)
         except sqlite3.OperationalError as exc:  # locked beyond the busy timeout
-            log.warning("key store %s: signer certificate not harvested: %s", self.path, exc)
-            return False
+            log.warning("key store %s: nothing harvested: %s", self.path, exc)
+            verdicts = ["not harvested (key store busy)"] * len(candidates)
+        return lines + [f"{candidate.where}: {candidate.label} {verdict}"
+                        for candidate, verdict in zip(candidates, verdicts)]
 
-    def add_harvested_pgp_key(self, data: bytes) -> bool:
-        """Remember a sender's OpenPGP public key (armored or binary); secret parts are never kept.
+    def _harvest_candidate(self, offer) -> "_Candidate | str":
+        """What an offer would add, or the line that refuses it."""
+        if offer.certificate is not None:
+            try:
+                row, emails = _certificate_row(offer.certificate, "harvested")
+            except StoreError as exc:
+                return f"{offer.where}: not harvested ({exc})"
+            return _Candidate(offer.where, row["thumbprint"][:16], emails,
+                              ("SELECT 1 FROM certificates WHERE thumbprint = ?", (row["thumbprint"],)),
+                              lambda: self._import_certificate(offer.certificate, "harvested", None))
+        key = offer.pgp_key
+        return _Candidate(offer.where, key.fingerprint.keyid, openpgp.key_emails(key),
+                          ("SELECT 1 FROM pgp_keys WHERE fingerprint = ?", (_pgp_fingerprint(key),)),
+                          lambda: self._import_pgp_key(key if key.is_public else _load_pgp(_public_bytes(key)),
+                                                       "harvested", None))  # secret parts are never kept
 
-        Harvesting never changes a known key, so keys already stored need no
-        write transaction: an Autocrypt header on every message of a
-        correspondent costs a lookup, not the store's write lock.
-        """
-        try:
-            bundle = keyimport.parse(data)
-        except keyimport.KeyFormatError:
-            return False
-        unknown = [key for key in bundle.pgp_keys
-                   if not self._rows("SELECT 1 FROM pgp_keys WHERE fingerprint = ?", (_pgp_fingerprint(key),))]
-        if not unknown:
-            return False
-        added = False
+    def _harvest_new(self, candidates: list["_Candidate"], per_message: int, per_address: int) -> list[str]:
+        """Insert the candidates the caps allow (the caller holds the write transaction); a verdict for each."""
+        verdicts, added = [], 0
+        for candidate in candidates:
+            if not candidate.emails:
+                verdict = NO_ADDRESS
+            elif added >= per_message:
+                verdict = per_message_refusal(per_message)
+            elif full := [email for email in candidate.emails if self._harvested_for(email) >= per_address]:
+                verdict = per_address_refusal(per_address, full[0])
+            elif candidate.insert():
+                verdict, added = "added", added + 1
+            else:  # an earlier offer of the same message added it
+                verdict = "known"
+            verdicts.append(verdict)
+        return verdicts
+
+    def _harvested_for(self, email: str) -> int:
+        """How many harvested certificates and keys name ``email``."""
+        return self._rows(
+            "SELECT (SELECT count(*) FROM certificate_emails e JOIN certificates c ON c.thumbprint = e.thumbprint"
+            " WHERE e.email = ? AND c.origin = 'harvested')"
+            " + (SELECT count(*) FROM pgp_emails e JOIN pgp_keys k ON k.fingerprint = e.fingerprint"
+            " WHERE e.email = ? AND k.origin = 'harvested')", (email, email))[0][0]
+
+    def _note_use(self, rows) -> None:
+        """Remember the harvested certificates among ``rows`` (thumbprint, origin): a lookup selected them."""
+        with self._lock:
+            self._used.update(row["thumbprint"] for row in rows if row["origin"] == "harvested")
+
+    def _stale_uses(self, used: set[str]) -> list[str]:
+        """The used certificates whose recorded use is older than :data:`USE_RECORD_INTERVAL` (or missing)."""
+        cutoff = _before_now(USE_RECORD_INTERVAL)
+        return sorted(thumbprint for thumbprint in used if self._rows(
+            "SELECT 1 FROM certificates WHERE thumbprint = ? AND (last_used IS NULL OR last_used < ?)",
+            (thumbprint, cutoff)))
+
+    def expire_harvested(self, expiry_days: int, *, dry_run: bool = False) -> list[str]:
+        """Remove every harvested certificate and key never used and harvested over ``expiry_days`` ago;
+        what was (with ``dry_run``: would be) removed. Admin-imported material never expires."""
+        if dry_run:
+            return [description for _, _, description in self._expired(expiry_days, None)]
         with self._write():
-            for key in unknown:
-                public = key if key.is_public else _load_pgp(_public_bytes(key))
-                added = self._import_pgp_key(public, "harvested", None) or added
-        return added
+            return self._expire(expiry_days, None)
+
+    def _expire(self, expiry_days: int, limit: int | None) -> list[str]:
+        """Remove expired harvested rows (the caller holds the write transaction); their descriptions."""
+        expired = self._expired(expiry_days, limit)
+        for kind, key_id, _ in expired:
+            self._delete_key(kind, key_id)
+        return [description for _, _, description in expired]
+
+    def _expired(self, expiry_days: int, limit: int | None) -> list[tuple[str, str, str]]:
+        """(kind, ID, description) of the harvested rows never used and added over ``expiry_days`` ago."""
+        cutoff = _before_now(expiry_days * 24 * 3600)
+        rows = self._rows(
+            "SELECT 'x509' AS kind, thumbprint AS id, 'certificate ' || substr(thumbprint, 1, 16) || ' ' || subject"
+            " AS description FROM certificates WHERE origin = 'harvested' AND last_used IS NULL AND added < ?"
+            " UNION ALL SELECT 'openpgp', fingerprint, 'OpenPGP key ' || fingerprint || ' ' || user_ids"
+            " FROM pgp_keys WHERE origin = 'harvested' AND added < ?"
+            " ORDER BY id LIMIT ?", (cutoff, cutoff, -1 if limit is None else limit))
+        return [(row["kind"], row["id"], row["description"]) for row in rows]
 
     # ------------------------------------------------------------------ trust anchors
 
@@ -769,25 +896,29 @@ class KeyStore:
         resolved = self._resolve_key(str(ident))
         if resolved is None:
             return False
-        kind, key_id = resolved
-        with self._write() as conn:
-            conn.execute("DELETE FROM bindings WHERE key_id = ?", (key_id,))
-            if kind == "x509":
-                conn.execute("DELETE FROM certificate_emails WHERE thumbprint = ?", (key_id,))
-                conn.execute("DELETE FROM certificates WHERE thumbprint = ?", (key_id,))
-                conn.execute("DELETE FROM smime_keys WHERE spki_sha256 NOT IN (SELECT spki_sha256 FROM certificates)")
-            else:
-                for table in ("pgp_key_ids", "pgp_emails", "pgp_keys"):
-                    conn.execute(f"DELETE FROM {table} WHERE fingerprint = ?", (key_id,))
+        with self._write():
+            self._delete_key(*resolved)
         return True
+
+    def _delete_key(self, kind: str, key_id: str) -> None:
+        """Delete a key with its index rows and bindings; the caller holds the write transaction."""
+        self._conn.execute("DELETE FROM bindings WHERE key_id = ?", (key_id,))
+        if kind == "x509":
+            self._conn.execute("DELETE FROM certificate_emails WHERE thumbprint = ?", (key_id,))
+            self._conn.execute("DELETE FROM certificates WHERE thumbprint = ?", (key_id,))
+            self._conn.execute("DELETE FROM smime_keys WHERE spki_sha256 NOT IN (SELECT spki_sha256 FROM certificates)")
+        else:
+            for table in ("pgp_key_ids", "pgp_emails", "pgp_keys"):
+                self._conn.execute(f"DELETE FROM {table} WHERE fingerprint = ?", (key_id,))
 
     # ------------------------------------------------------------------ hot-path lookups
 
     def certificates(self, *, issuer_key=None, serial=None, ski=None, email=None, subject_key=None) -> list[bytes]:
         """DER of every certificate matching all the given criteria (all certificates when none)."""
         where, params = self._certificate_filter(issuer_key, serial, ski, email, subject_key)
-        sql = "SELECT der FROM certificates c" + where + _NEWEST_FIRST
-        return [row["der"] for row in self._rows(sql, params)]
+        rows = self._rows("SELECT der, thumbprint, origin FROM certificates c" + where + _NEWEST_FIRST, params)
+        self._note_use(rows)
+        return [row["der"] for row in rows]
 
     @staticmethod
     def _certificate_filter(issuer_key, serial, ski, email, subject_key) -> tuple[str, list]:
@@ -821,8 +952,9 @@ class KeyStore:
         return self._cached(("smime", "", ()), lambda: self._smime_pairs("", []))
 
     def _smime_pairs(self, where: str, params: list) -> list[tuple[bytes, object]]:
-        rows = self._rows("SELECT c.der, k.spki_sha256, k.sealed FROM certificates c"
+        rows = self._rows("SELECT c.der, c.thumbprint, c.origin, k.spki_sha256, k.sealed FROM certificates c"
                           " JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256" + where + _NEWEST_FIRST, params)
+        self._note_use(rows)
         pairs = [(row["der"], self._private_key(row["spki_sha256"], row["sealed"])) for row in rows]
         return [(der, key) for der, key in pairs if key is not None]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import re
 import sqlite3
 import sys
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from ciphermilter import core, mime
+from ciphermilter import core, harvest, keyimport, mime
 from ciphermilter.config import Settings
 from ciphermilter.headers import INFO_PREFIX
 
@@ -183,6 +184,17 @@ def message_envelope(raw: bytes) -> core.Envelope:
 
 # Harvesting would let one run change the store the next one reads.
 NO_HARVEST = Settings(harvest_certificates=False, harvest_pgp_keys=False)
+
+
+def harvested(store, *, certificates: tuple[bytes, ...] = (), pgp: bytes = b"", settings: Settings = Settings()):
+    """The verdicts ("added", "known", "not harvested (...)") of the store on what one message offers:
+    certificates (DER) and the OpenPGP keys of ``pgp`` (armored or binary), written as the core writes them."""
+    batch = harvest.Batch()
+    for der in certificates:
+        batch.certificate(der, "test")
+    for key in keyimport.parse(pgp).pgp_keys if pgp else ():
+        batch.pgp_key(key, "test")
+    return [re.sub(r"^test: (?:[0-9A-F]{16} )?", "", line) for line in harvest.keep(store, batch, settings)]
 
 
 def spooled(message: bytes):

@@ -21,7 +21,7 @@ from ciphermilter.config import Settings
 from ciphermilter.headers import INFO_PREFIX
 from ciphermilter.plan import apply_plan
 from ciphermilter.store import KeyStore
-from conftest import BOB, dump, info_of
+from conftest import BOB, dump, harvested, info_of
 from forgery import ALICE_PGP, BOB_PGP, CEO, PGP_KEYS, TEXT, Gpg, autocrypt, head, pgp_mime_signed, with_keys
 
 NOT_IMPORTED = "signer key not imported by an administrator"
@@ -80,7 +80,7 @@ def test_autocrypt_key_signing_its_own_message_is_not_valid(store, forger, claim
     assert info == forged_pgp_mime(keyid)
     assert_body_untouched(message, outcome)
     assert store.pgp_public_keys(keyid) == [] and dump(store.path) == rows
-    assert outcome.report["openpgp"]["harvested"] == [f"Autocrypt: {openpgp_mime.NOT_VOUCHED}"]
+    assert outcome.report["harvest"] == [f"Autocrypt: {openpgp_mime.NOT_VOUCHED}"]
 
 
 def test_attached_key_and_inline_clearsigned_text_is_not_valid(store, forger):
@@ -98,7 +98,7 @@ def test_attached_key_and_inline_clearsigned_text_is_not_valid(store, forger):
 
 def test_a_key_harvested_before_never_makes_a_later_signature_valid(store, forger):
     keyid = forger.generate(CEO)
-    assert store.add_harvested_pgp_key(forger.public_key(keyid))  # as an older version harvested it
+    assert harvested(store, pgp=forger.public_key(keyid)) == ["added"]  # as an older version harvested it
     message = pgp_mime_signed(forger, keyid, TEXT, head(CEO))
 
     outcome, info = process(message, store)
@@ -121,9 +121,9 @@ def test_a_signer_the_admin_imported_announces_a_new_key_of_his_own(store, bob):
     outcome, info = process(message, store)
 
     assert info["PGP-Signature-Valid"] == "True" and info["PGP-Signer-Email"] == BOB_PGP
-    assert outcome.report["openpgp"]["harvested"] == [
-        f"Autocrypt: {openpgp_mime.NOT_VOUCHED}", f"0.1.2: {new_keyid} added",
-        f"0.1.3: {ceo_keyid} {openpgp_mime.FOREIGN_ADDRESSES}"]
+    assert outcome.report["harvest"] == [
+        f"Autocrypt: {openpgp_mime.NOT_VOUCHED}", f"0.1.3: {ceo_keyid} {openpgp_mime.FOREIGN_ADDRESSES}",
+        f"0.1.2: {new_keyid} added"]
     assert store.show_key(new_keyid)["origin"] == "harvested"
     assert store.pgp_public_keys(ceo_keyid) == store.pgp_public_keys(autocrypt_keyid) == []
     # Harvested, the new key still makes no signature valid until the admin imports it.

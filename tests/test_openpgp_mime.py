@@ -296,7 +296,7 @@ def test_attached_public_key_of_an_unsigned_message_is_never_harvested(vector_st
     outcome = run(message, vector_store, Settings(harvest_pgp_keys=harvest))
     assert vector_store.pgp_public_keys(vector_keyid("elg")) == []
     assert len(outcome.info) == 0  # a key alone is no OpenPGP-protected content
-    assert outcome.report.get("openpgp", {}).get("harvested", []) == ([f"0.2: {openpgp_mime.NOT_VOUCHED}"] if harvest
+    assert outcome.report.get("harvest", []) == ([f"0.2: {openpgp_mime.NOT_VOUCHED}"] if harvest
                                                                       else [])
 
 
@@ -306,7 +306,7 @@ def test_autocrypt_key_is_not_harvested(vector_store):
     folded = b"\r\n ".join(keydata[i:i + 70] for i in range(0, len(keydata), 70))
     outcome = run(harvest_message(b"Autocrypt: addr=p256@vectors.example; keydata=" + folded + b"\r\n"), vector_store)
     assert vector_store.pgp_public_keys(vector_keyid("p256")) == []
-    assert outcome.report["openpgp"]["harvested"] == [f"Autocrypt: {openpgp_mime.NOT_VOUCHED}"]
+    assert outcome.report["harvest"] == [f"Autocrypt: {openpgp_mime.NOT_VOUCHED}"]
 
 
 def test_message_without_openpgp_gives_no_result(corpus_store):

@@ -29,7 +29,7 @@ from ciphermilter.cli import main
 from ciphermilter.config import Settings
 from ciphermilter.plan import apply_plan
 from ciphermilter.store import KeyStore, StoreError
-from conftest import CORPUS, NO_HARVEST, corpus_store_file, dump, info_of
+from conftest import CORPUS, NO_HARVEST, corpus_store_file, dump, harvested, info_of
 from test_security import BOB_CERT, OUTER, gpg_home, pgp_encrypt, pgp_mime_part, smime_encrypt, smime_part  # noqa: F401
 
 ERIN_CERT = CORPUS / "keys" / "smime" / "pub-erin-p256.cert.pem"
@@ -211,7 +211,7 @@ def ids_of(der: bytes) -> str:
 @pytest.mark.parametrize("by", ["issuer-serial", "ski"])
 def test_harvested_certificate_with_a_colleagues_key_gains_no_readers(store, by):
     impostor = _impostor_certificate(0x1337, b"\xa7" * 20)
-    assert store.add_harvested_certificate(impostor)  # as a verified signature of carol's would harvest it
+    assert harvested(store, certificates=(impostor,)) == ["added"]  # as a verified signature of carol's would
     captured = asn1_cms.ContentInfo.load(smime_encrypt(SECRET))
     ktri = captured["content"]["recipient_infos"][0].chosen
     if by == "ski":
@@ -244,7 +244,7 @@ def test_harvested_openpgp_key_with_the_attackers_user_id_gains_no_readers(store
     public = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--armor", "--export", CAROL], check=True,
                             capture_output=True).stdout
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
-    assert store.add_harvested_pgp_key(public)
+    assert harvested(store, pgp=public) == ["added"]
     fingerprint = next(k["id"] for k in store.list_keys() if k["type"] == "openpgp" and k["origin"] == "harvested")
     assert store.pgp_readers(fingerprint) == frozenset()
     before = dump(store.path)

@@ -27,7 +27,7 @@ from ciphermilter import ids, keyimport
 from ciphermilter import store as store_module
 from ciphermilter.store import KeyStore, StoreError
 from conftest import (CORPUS, CORPUS_INTERNAL_DOMAINS, ROOT, case_message, corpus_cases, corpus_key_files,
-                      corpus_secrets, dump, import_corpus_keys)
+                      corpus_secrets, dump, harvested, import_corpus_keys)
 
 PASSWORDS, PASSPHRASES = corpus_secrets()
 
@@ -375,20 +375,30 @@ def test_open_runs_forward_migrations(tmp_path, monkeypatch):
         KeyStore.open(tmp_path / "s.db")
 
 
-def test_a_version_1_store_gets_the_bindings_table(tmp_path):
-    """Stores made before the reader rule: opening one adds the bindings, keys and domains stay."""
+# What each migration step added, undone to make a store of the version before it.
+_UNDO = {3: "ALTER TABLE certificates DROP COLUMN last_used", 2: "DROP TABLE bindings"}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_store_is_migrated_on_open(tmp_path, version):
+    """Stores made before the reader rule (v1) and before harvest expiry (v2): opening one adds the bindings
+    table and the last_used column; keys stay, and both new parts work."""
     with KeyStore.create(tmp_path / "s.db") as made:
         made.import_file((CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
     conn = sqlite3.connect(tmp_path / "s.db")
     with conn:
-        conn.execute("DROP TABLE bindings")
-        conn.execute("UPDATE schema_version SET version = 1")
+        for undone in range(3, version, -1):
+            conn.execute(_UNDO[undone])
+        conn.execute("UPDATE schema_version SET version = ?", (version,))
+    assert "last_used" not in [row[1] for row in conn.execute("PRAGMA table_info(certificates)")]
     conn.close()
     with KeyStore.open(tmp_path / "s.db") as upgraded:
-        assert upgraded.info()["schema_version"] == 2
+        assert upgraded.info()["schema_version"] == 3
         key = upgraded.list_keys()[0]["id"]
         assert upgraded.bind(key, "@corp-pub.example")
         assert upgraded.show_key(key)["readers"] == ["@corp-pub.example", "bob@corp-pub.example"]
+        assert upgraded._rows("SELECT last_used FROM certificates")[0][0] is None
+        assert upgraded.expire_harvested(0) == []  # the imported certificate never expires
 
 
 # ---------------------------------------------------------------------------- failures leave the store as it was
@@ -463,13 +473,12 @@ def test_key_and_certificate_in_separate_files_of_one_import(store):
 
 def test_harvested_certificates_and_keys(store):
     der = parse_file(CORPUS / "keys/foreign/pub-alice.cert.pem").certificates[0]
-    assert store.add_harvested_certificate(der) and not store.add_harvested_certificate(der)
-    assert not store.add_harvested_certificate(b"\x30\x03junk")
+    assert harvested(store, certificates=(der,)) == ["added"] and harvested(store, certificates=(der,)) == ["known"]
+    assert harvested(store, certificates=(b"\x30\x03junk",))[0].startswith("not harvested (certificate not usable: ")
     (entry,) = store.list_keys()
     assert entry["origin"] == "harvested" and store.trust_anchors() == []
     secret = (CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.sec.asc").read_bytes()
-    assert store.add_harvested_pgp_key(secret) and not store.add_harvested_pgp_key(secret)
-    assert not store.add_harvested_pgp_key(b"garbage")
+    assert harvested(store, pgp=secret) == ["added"] and harvested(store, pgp=secret) == ["known"]
     assert store.all_pgp_secret_keys() == [] and store.pgp_public_keys("8A351CCB200DA75B")
     # an admin import of the same certificate vouches for it
     store.import_file((CORPUS / "keys/foreign/pub-alice.cert.pem").read_bytes())
@@ -629,7 +638,7 @@ def test_known_pgp_key_is_updated_by_an_admin_import_only(store):
         warnings.simplefilter("ignore")
         extended.add_uid(pgpy.PGPUID.new("Bob Again", email="bob.again@corp-pub.example"))
     newer = bytes(extended.pubkey)
-    assert store.add_harvested_pgp_key(newer) is False
+    assert harvested(store, pgp=newer) == ["known"]
     result = store.import_file(newer)
     (line,) = result.added
     assert line.startswith("OpenPGP public key E97C6CC22ACC850FFBCF941C7135474EBE209041 ")
@@ -669,7 +678,7 @@ def test_harvesting_a_known_certificate_keeps_the_caches(store):
     store.import_file((CORPUS / "keys/smime/pub-bob.p12").read_bytes(), password=b"corpus-public")
     ((der, key),) = store.all_smime_private_keys()
     version = store.data_version()
-    assert store.add_harvested_certificate(der) is False
+    assert harvested(store, certificates=(der,)) == ["known"]
     assert store.data_version() == version and store.all_smime_private_keys()[0][1] is key
     alice = parse_file(CORPUS / "keys/foreign/pub-alice.cert.pem").certificates[0]
-    assert store.add_harvested_certificate(alice) and store.data_version() != version
+    assert harvested(store, certificates=(alice,)) == ["added"] and store.data_version() != version
