@@ -22,7 +22,7 @@ import click
 import milter as libmilter
 import Milter
 
-from ciphermilter import milter, stats, workers
+from ciphermilter import files, milter, stats, workers
 from ciphermilter.cli_common import fail
 from ciphermilter.config import ConfigError, DaemonConfig
 from ciphermilter.config import load as load_config
@@ -147,9 +147,9 @@ def prepare_directory(path: str, ids: tuple[int, int] | None) -> None:
 
 
 def write_pid_file(path: str, ids: tuple[int, int] | None) -> None:
+    """Mode 0600 (root and the daemon's user read it), written before the daemon's own umask is set."""
     prepare_directory(path, ids)
-    with open(path, "w", encoding="ascii") as fh:
-        fh.write(f"{os.getpid()}\n")
+    files.write_atomically(path, f"{os.getpid()}\n")
     if ids is not None and os.geteuid() == 0:
         os.chown(path, *ids)  # so that the unprivileged daemon can remove it at exit
 

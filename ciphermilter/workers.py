@@ -22,6 +22,7 @@ slot starts a new worker for the next message.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import queue
@@ -73,7 +74,7 @@ def _for_the_daemon(outcome: core.Outcome) -> core.Outcome:
     line, whom the reader rule refused a decryption for.
     """
     kept = {key: outcome.report[key] for key in ("skipped", "readers") if outcome.report.get(key)}
-    return core.Outcome(outcome.plan, outcome.info, kept, outcome.error)
+    return dataclasses.replace(outcome, report=kept)
 
 
 def _send_outcome(conn, reply) -> None:
