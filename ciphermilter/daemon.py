@@ -15,6 +15,7 @@ import logging
 import logging.handlers
 import os
 import pwd
+import signal
 import sys
 import threading
 
@@ -31,6 +32,7 @@ from ciphermilter.store import KeyStore
 log = logging.getLogger("ciphermilter.daemon")
 SYSLOG_SOCKET = "/dev/log"
 MILTER_NAME = "ciphermilter"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # each one stops libmilter
 
 
 class StoreHolder:
@@ -196,6 +198,10 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
         write_pid_file(config.pid_file, ids)
     os.umask(config.umask)
     drop_privileges(ids, config.user)
+    # libmilter takes these signals with sigwait() in a thread of its own and blocks them in the threads it
+    # starts. A thread started before it (the exporter's) would take them instead: the default action then
+    # ended the process at once, leaving the pid file and the socket behind and the last statistics unwritten.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     exporter = start_exporter(config)
     # After the privilege drop: the workers run as the milter user too.
     pool = workers.Workers(config.worker_count, config.store, config.master_key_path)
