@@ -205,3 +205,15 @@ def test_daemon_logs_and_counts_the_rejection(daemons, store_file):  # noqa: F81
     assert (snapshot["counters"]["rejected"], snapshot["failures"]) == (1, {"rejected": {REASON: 1}})
     line = next(line for line in counted.log.read_text().splitlines() if "rejected:" in line)
     assert f'note="rejected: {REASON}"' in line and "deleted=0" in line
+
+
+# --- documentation --------------------------------------------------------------------------------------
+
+def test_the_reply_and_the_setting_are_documented():
+    from test_docs import page, rendered
+
+    headers = " ".join(rendered(page("ciphermilter-headers.7")).split())
+    reply = " ".join(core.reject_reply(core.forged_flood(LIMIT + 1, Limits())))
+    assert reply.replace(str(LIMIT), "N") in headers
+    assert "exit status 1 when processing failed; 3 when the daemon would reject" in " ".join(
+        rendered(page("ciphermilter.1")).split()).lower()
