@@ -22,7 +22,8 @@ are the discrete binary media types (:data:`CRYPTO_FREE_TYPES`). When the body
 is not needed and the sender forged no reserved header we answer ACCEPT at
 end of headers (the MTA then sends us nothing more for this message); when
 forged headers must still be deleted we answer SKIP to the first body chunk
-and strip them at end of message.
+and strip them at end of message. A message with more forged headers than
+the core allows (:func:`core.forged_flood`) is rejected at end of headers.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,8 @@ from click.testing import CliRunner
 from ciphermilter import stats
 from ciphermilter.cli import main
 from conftest import CORPUS, corpus_store_file
-from test_milter import bytes_on_the_wire, encrypted, one_message, start_daemon, stop_daemons  # noqa: F401 (fixtures)
+from test_milter import (bytes_on_the_wire, encrypted, one_message, snapshot_counting, start_daemon,  # noqa: F401
+                         stop_daemons)  # the fixtures too
 from test_flood import flooded
 
 USUAL_UMASK = 0o022
@@ -59,10 +59,7 @@ def test_every_file_the_daemon_writes_is_private(tmp_path, usual_umask, encrypte
     try:
         one_message(daemon, encrypted)  # decrypted in a worker, which opens the store too
         one_message(daemon, flooded(200))  # rejected at end of headers
-        deadline = time.monotonic() + 30
-        while stats.read_stats_file(str(daemon.stats_file))["counters"]["messages"] < 2:
-            assert time.monotonic() < deadline, "the stats file never counted both messages"
-            time.sleep(0.05)
+        snapshot_counting(daemon, 2)
         running = modes(tmp_path, ours)
     finally:
         stop_daemons([daemon])

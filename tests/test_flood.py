@@ -7,7 +7,6 @@ Forged fields inside decrypted content cost nothing per field: they go with the 
 from __future__ import annotations
 
 import json
-import time
 
 import miltertest
 import pytest
@@ -21,7 +20,7 @@ from ciphermilter.plan import apply_plan
 from conftest import BOB
 from e2e.messages import smime_encrypt
 from test_milter import (EXTERNAL, INTERNAL, SENDER, Mta, bytes_on_the_wire, daemons, expected_eom,  # noqa: F401
-                         store_file)  # the fixtures too
+                         snapshot_counting, store_file)  # the fixtures too
 
 LIMIT = Limits().max_forged_headers
 REASON = f"more than {LIMIT} forged X-CipherMail headers"
@@ -197,11 +196,7 @@ def test_daemon_logs_and_counts_the_rejection(daemons, store_file):  # noqa: F81
     finally:
         client.close()
 
-    deadline = time.monotonic() + 30  # the exporter writes every 0.1 s; wait for the snapshot with it
-    while stats.read_stats_file(str(counted.stats_file))["counters"]["messages"] < 1:
-        assert time.monotonic() < deadline, "the stats file never counted the message"
-        time.sleep(0.05)
-    snapshot = stats.read_stats_file(str(counted.stats_file))
+    snapshot = snapshot_counting(counted, 1)
     assert (snapshot["counters"]["rejected"], snapshot["failures"]) == (1, {"rejected": {REASON: 1}})
     line = next(line for line in counted.log.read_text().splitlines() if "rejected:" in line)
     assert f'note="rejected: {REASON}"' in line and "deleted=0" in line
