@@ -46,7 +46,7 @@ COUNTERS = {
     "not_internal": "Messages with no recipient in an internal domain (only forged headers stripped).",
     "not_processed": "Messages passed on unprocessed (a limit, broken MIME, store unavailable, an internal error).",
     "errors": "Messages whose processing failed for a reason of ours (the on_error policy applied).",
-    "rejected": "Messages refused with 554 5.7.0 (a flood of forged X-CipherMail headers).",
+    "rejected": "Messages refused with 554 5.7.0 (their reasons are counted as failures).",
     "smime_encrypted": "Messages with an S/MIME encrypted layer.",
     "smime_decrypted": "Messages whose S/MIME encryption was removed.",
     "smime_key_not_found": "S/MIME encrypted messages for which no private key is in the store.",
