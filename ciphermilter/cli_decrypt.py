@@ -14,9 +14,11 @@ import sys
 
 import click
 
-from ciphermilter import core
+from ciphermilter import core, files
 from ciphermilter.cli_common import fail, open_settings, open_store, to_json
 from ciphermilter.plan import apply_plan
+
+REJECTED = 3  # exit status: the daemon would refuse the message (554 5.7.0); 1 is a processing failure
 
 
 def as_smtp_lines(message: bytes) -> bytes:
@@ -35,7 +37,8 @@ def as_smtp_lines(message: bytes) -> bytes:
               help="Envelope recipient (repeatable); the reader rule decrypts only for these. Without one, the"
                    " message counts as internal but is decrypted for nobody (unless require_reader is false).")
 @click.option("--explain", is_flag=True, help="Write a JSON report of what was found to stderr.")
-@click.option("--explain-file", type=click.File("w"), metavar="FILE", help="Write the JSON report to FILE instead.")
+@click.option("--explain-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the JSON report to FILE instead (created with mode 0600).")
 @click.option("--harvest", is_flag=True,
               help="Save signer certificates and keys into the store as the daemon would; without it the store"
                    " is only read.")
@@ -58,11 +61,25 @@ def decrypt(ctx, recipients, explain, explain_file, harvest, message_file):
     except OSError as exc:
         fail(f"cannot read {message_file.name}: {exc.strerror}")
     outcome = core.process(message, core.Envelope(recipients=list(recipients)), store, settings)
-    sys.stdout.buffer.write(apply_plan(message, outcome.plan))
-    sys.stdout.buffer.flush()
+    if not outcome.reject:  # a refused message has no result: the daemon passes nothing on
+        sys.stdout.buffer.write(apply_plan(message, outcome.plan))
+        sys.stdout.buffer.flush()
     if explain or explain_file:
         report = {"headers": outcome.info.as_dict(), "error": outcome.error, **outcome.report}
-        text = to_json(report) + "\n"
-        (explain_file or sys.stderr).write(text)
+        _write_report(to_json(report) + "\n", explain_file)
+    if outcome.reject:
+        fail("rejected: " + " ".join(core.reject_reply(outcome.reject)), REJECTED)
     if outcome.error:
         sys.exit(1)
+
+
+def _write_report(text: str, path: str | None) -> None:
+    """The JSON report to standard error, or to ``path``: it may name recipients, so a new file is 0600."""
+    if path is None:
+        sys.stderr.write(text)
+        return
+    try:
+        with open(path, "w", encoding="utf-8", opener=files.private_opener) as fh:
+            fh.write(text)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror}")

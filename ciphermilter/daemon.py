@@ -15,6 +15,7 @@ import logging
 import logging.handlers
 import os
 import pwd
+import signal
 import sys
 import threading
 
@@ -22,7 +23,7 @@ import click
 import milter as libmilter
 import Milter
 
-from ciphermilter import milter, stats, workers
+from ciphermilter import files, milter, stats, workers
 from ciphermilter.cli_common import fail
 from ciphermilter.config import ConfigError, DaemonConfig
 from ciphermilter.config import load as load_config
@@ -31,6 +32,7 @@ from ciphermilter.store import KeyStore
 log = logging.getLogger("ciphermilter.daemon")
 SYSLOG_SOCKET = "/dev/log"
 MILTER_NAME = "ciphermilter"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # each one stops libmilter
 
 
 class StoreHolder:
@@ -147,9 +149,9 @@ def prepare_directory(path: str, ids: tuple[int, int] | None) -> None:
 
 
 def write_pid_file(path: str, ids: tuple[int, int] | None) -> None:
+    """Mode 0600 (root and the daemon's user read it), written before the daemon's own umask is set."""
     prepare_directory(path, ids)
-    with open(path, "w", encoding="ascii") as fh:
-        fh.write(f"{os.getpid()}\n")
+    files.write_atomically(path, f"{os.getpid()}\n")
     if ids is not None and os.geteuid() == 0:
         os.chown(path, *ids)  # so that the unprivileged daemon can remove it at exit
 
@@ -196,6 +198,10 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
         write_pid_file(config.pid_file, ids)
     os.umask(config.umask)
     drop_privileges(ids, config.user)
+    # libmilter takes these signals with sigwait() in a thread of its own and blocks them in the threads it
+    # starts. A thread started before it (the exporter's) would take them instead: the default action then
+    # ended the process at once, leaving the pid file and the socket behind and the last statistics unwritten.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     exporter = start_exporter(config)
     # After the privilege drop: the workers run as the milter user too.
     pool = workers.Workers(config.worker_count, config.store, config.master_key_path)

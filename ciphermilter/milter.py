@@ -22,7 +22,8 @@ are the discrete binary media types (:data:`CRYPTO_FREE_TYPES`). When the body
 is not needed and the sender forged no reserved header we answer ACCEPT at
 end of headers (the MTA then sends us nothing more for this message); when
 forged headers must still be deleted we answer SKIP to the first body chunk
-and strip them at end of message.
+and strip them at end of message. A message with more forged headers than
+the core allows (:func:`core.forged_flood`) is rejected at end of headers.
 """
 
 from __future__ import annotations
@@ -276,6 +277,9 @@ class CipherMilter(Milter.Base):
         if self.msg is None:
             return Milter.CONTINUE
         self.msg.head = self.msg.header_block()
+        flood = core.forged_flood(self.msg.forged, self.runtime.config.settings.limits)
+        if flood:  # decided before the body: the message can only be refused
+            return self._reject(core.rejected(flood, self._envelope(), self.msg.forged))
         try:
             self.msg.needs_body = self._needs_body()
         except Exception:  # never let a bug of ours turn into the MTA's 451 for this callback
@@ -397,6 +401,8 @@ class CipherMilter(Milter.Base):
 
     def _end_of_message(self, msg: MessageState):
         outcome = self._outcome(msg)
+        if outcome.reject:
+            return self._reject(outcome)
         unsendable = non_utf8_header(outcome.plan)
         if unsendable:
             reason = f"header {unsendable} of the decrypted content is not UTF-8"
@@ -425,6 +431,13 @@ class CipherMilter(Milter.Base):
     def _tempfail(self):
         self.setreply(*TEMPFAIL_REPLY)
         return Milter.TEMPFAIL
+
+    def _reject(self, outcome: core.Outcome):
+        """Refuse the message for the core's reason (logged and counted); the MTA sends nothing more of it."""
+        self._summarise(outcome, f"rejected: {outcome.reject}")
+        self._reset()
+        self.setreply(*core.reject_reply(outcome.reject))
+        return Milter.REJECT
 
     def _wire_value(self, value: str) -> str:
         """A plan value as the MTA must receive it: with HDR_LEADSPC it writes the value verbatim."""

@@ -21,11 +21,10 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 from collections import deque
 
-
+from ciphermilter import files
 from ciphermilter.headers import INFO_PREFIX
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,9 @@ PERCENTILES = (0.5, 0.9, 0.99)
 MAX_REASONS = 200  # distinct failure reasons kept; more are counted under OTHER_REASON (bounded label set)
 OTHER_REASON = "other"
 LOOPBACK = "127.0.0.1"
+# node_exporter (a user of its own) reads the Prometheus textfile through the file's group; the stats file
+# is only read by `ciphermilter stats`, run as root or as the daemon's user, so it stays 0600.
+TEXTFILE_MODE = 0o640
 
 # name -> help text; the order is the order of `ciphermilter stats` and of the exposition.
 COUNTERS = {
@@ -44,6 +46,7 @@ COUNTERS = {
     "not_internal": "Messages with no recipient in an internal domain (only forged headers stripped).",
     "not_processed": "Messages passed on unprocessed (a limit, broken MIME, store unavailable, an internal error).",
     "errors": "Messages whose processing failed for a reason of ours (the on_error policy applied).",
+    "rejected": "Messages refused with 554 5.7.0 (their reasons are counted as failures).",
     "smime_encrypted": "Messages with an S/MIME encrypted layer.",
     "smime_decrypted": "Messages whose S/MIME encryption was removed.",
     "smime_key_not_found": "S/MIME encrypted messages for which no private key is in the store.",
@@ -102,6 +105,8 @@ def findings(outcome) -> tuple[set[str], list[tuple[str, str]]]:
         found.add("not_processed")
     if outcome.error:
         found.add("errors")
+    if outcome.reject:
+        found.add("rejected")
     if flagged("SMIME-Encrypted"):
         found.add("smime_encrypted")
         if flagged("SMIME-Decryption-Key-Not-Found"):
@@ -127,6 +132,8 @@ def findings(outcome) -> tuple[set[str], list[tuple[str, str]]]:
     failures = [(name, value) for name in FAILURE_HEADERS for value in values.get(name, ())]
     if outcome.error and not failures:
         failures.append(("error", outcome.error))
+    if outcome.reject:
+        failures.append(("rejected", outcome.reject))
     return found, failures
 
 
@@ -232,20 +239,6 @@ def default_stats_file(store_path: str) -> str:
     return os.path.join(os.path.dirname(store_path), STATS_FILE_NAME)
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Readers see the old file or the new one, never half of one: write a temporary file, then rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".stats-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(temporary, 0o644)  # counts only, no secrets: monitoring agents may read them
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def read_stats_file(path: str) -> dict:
     """The snapshot the daemon last wrote; ValueError with one clear line when it is missing or unreadable."""
     try:
@@ -309,9 +302,9 @@ class Exporter:
 
     def write(self) -> None:
         snapshot = self.counters.snapshot()
-        write_atomically(self.stats_file, json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
+        files.write_atomically(self.stats_file, json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
         if self.textfile:
-            write_atomically(self.textfile, prometheus(snapshot))
+            files.write_atomically(self.textfile, prometheus(snapshot), TEXTFILE_MODE)
 
     def _write_logged(self) -> None:
         try:

@@ -22,6 +22,7 @@ slot starts a new worker for the next message.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import queue
@@ -69,11 +70,11 @@ def _serve(conn, store_path: str, master_key_path: str) -> None:
 def _for_the_daemon(outcome: core.Outcome) -> core.Outcome:
     """The outcome without the detailed report, which only ``ciphermilter decrypt`` shows: less to pickle.
 
-    The daemon reads the plan, the info headers, the error, why a message was skipped and, for its log
-    line, whom the reader rule refused a decryption for.
+    The daemon reads the plan, the info headers, the error, the rejection, why a message was skipped
+    and, for its log line, whom the reader rule refused a decryption for.
     """
     kept = {key: outcome.report[key] for key in ("skipped", "readers") if outcome.report.get(key)}
-    return core.Outcome(outcome.plan, outcome.info, kept, outcome.error)
+    return dataclasses.replace(outcome, report=kept)
 
 
 def _send_outcome(conn, reply) -> None:

@@ -525,6 +525,15 @@ def test_store_changes_take_effect_without_a_restart(daemons, tmp_path, encrypte
     assert add_header("X-CipherMail-Info-SMIME-Decryption-Key-Not-Found", "True") not in replies
 
 
+def snapshot_counting(daemon: Daemon, messages: int) -> dict:
+    """The daemon's stats file once it counts ``messages`` (the exporter writes every 0.1 s here)."""
+    deadline = time.monotonic() + 30
+    while (snapshot := stats.read_stats_file(str(daemon.stats_file)))["counters"]["messages"] < messages:
+        assert time.monotonic() < deadline, f"the stats file never counted {messages} messages"
+        time.sleep(0.05)
+    return snapshot
+
+
 def test_messages_are_counted_for_the_stats_command(daemons, store_file, encrypted):
     counted = daemons("counted", store_file)
     client = Mta(counted.socket)
@@ -534,11 +543,7 @@ def test_messages_are_counted_for_the_stats_command(daemons, store_file, encrypt
     finally:
         client.close()
 
-    deadline = time.monotonic() + 30  # the exporter writes every 0.1 s; wait for the snapshot with both
-    while stats.read_stats_file(str(counted.stats_file))["counters"]["messages"] < 2:
-        assert time.monotonic() < deadline, "the stats file never counted both messages"
-        time.sleep(0.05)
-    counters = stats.read_stats_file(str(counted.stats_file))["counters"]
+    counters = snapshot_counting(counted, 2)["counters"]
     assert (counters["messages"], counters["smime_decrypted"], counters["not_internal"]) == (2, 1, 1)
 
 

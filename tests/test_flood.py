@@ -1,0 +1,214 @@
+"""Forged-header floods (issue 14, section 3): every reserved-namespace field a message arrives with costs
+Postfix's cleanup one deletion, and deletions are quadratic there (10,000 took 23 s, 20,000 ended in
+"451 4.3.0 queue file write error"). Up to ``limits.max_forged_headers`` they are deleted; one more and the
+message is refused with 554 5.7.0, by the daemon at end of headers and by ``ciphermilter decrypt`` alike.
+Forged fields inside decrypted content cost nothing per field: they go with the one new body."""
+
+from __future__ import annotations
+
+import json
+
+import miltertest
+import pytest
+from click.testing import CliRunner
+
+from ciphermilter import core, mime, stats
+from ciphermilter.cli import main
+from ciphermilter.config import Limits, Settings
+from ciphermilter.headers import is_reserved
+from ciphermilter.plan import apply_plan
+from conftest import BOB
+from e2e.messages import smime_encrypt
+from test_milter import (EXTERNAL, INTERNAL, SENDER, Mta, bytes_on_the_wire, daemons, expected_eom,  # noqa: F401
+                         snapshot_counting, store_file)  # the fixtures too
+
+LIMIT = Limits().max_forged_headers
+REASON = f"more than {LIMIT} forged X-CipherMail headers"
+# Reserved names in the spellings a sender would use to get one past a filter: several names, any case,
+# the legacy namespace; no one name reaches the limit alone, so only counting them together rejects.
+FORGED_NAMES = (b"X-CipherMail-Info-SMIME-Signed", b"x-ciphermail-info-signer-verified-0-0",
+                b"X-DJIGZO-Info-Signer-Verified", b"X-CipherMail-Anything")
+KEPT = [b"From: alice@sender-pub.example", b"Subject: flood"]
+BODY = b"plain text\r\n"
+INTERNAL_SETTINGS = Settings(internal_domains=["corp-pub.example"])
+
+
+def forged_fields(count: int) -> list[bytes]:
+    return [FORGED_NAMES[i % len(FORGED_NAMES)] + b": True" for i in range(count)]
+
+
+def flooded(count: int) -> bytes:
+    """A plain message with ``count`` forged fields, half of them before its Subject:, half after."""
+    forged = forged_fields(count)
+    fields = [KEPT[0], *forged[:count // 2], KEPT[1], *forged[count // 2:]]
+    return b"\r\n".join(fields) + b"\r\n\r\n" + BODY
+
+
+def process(message: bytes, recipient: str = "bob@corp-pub.example", settings: Settings = INTERNAL_SETTINGS):
+    return core.process(message, core.Envelope(recipients=[recipient]), None, settings)
+
+
+# --- the core ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("recipient", ["bob@corp-pub.example", "zed@elsewhere.example"], ids=["internal", "external"])
+def test_up_to_the_limit_every_forged_field_is_deleted(recipient):
+    message = flooded(LIMIT)
+
+    outcome = process(message, recipient)
+
+    assert outcome.reject is None
+    assert len(outcome.plan.deletions) == LIMIT
+    assert apply_plan(message, outcome.plan) == b"\r\n".join(KEPT) + b"\r\n\r\n" + BODY
+
+
+@pytest.mark.parametrize("recipient", ["bob@corp-pub.example", "zed@elsewhere.example"], ids=["internal", "external"])
+def test_one_more_than_the_limit_rejects_the_message(recipient):
+    message = flooded(LIMIT + 1)
+    assert max(message.lower().count(name.lower() + b":") for name in FORGED_NAMES) < LIMIT  # no name alone
+
+    outcome = process(message, recipient)
+
+    assert outcome.reject == REASON == "more than 100 forged X-CipherMail headers"
+    assert core.reject_reply(outcome.reject) == ("554", "5.7.0", f"Message rejected: {REASON}")
+    assert (outcome.plan.deletions, outcome.plan.additions, outcome.plan.body, len(outcome.info)) == ([], [], None, 0)
+    assert outcome.report["forged_headers"] == LIMIT + 1 and outcome.error is None
+
+
+def test_the_limit_is_a_setting():
+    settings = Settings(internal_domains=["corp-pub.example"], limits=Limits(max_forged_headers=3))
+
+    assert process(flooded(3), settings=settings).reject is None
+    assert process(flooded(4), settings=settings).reject == "more than 3 forged X-CipherMail headers"
+
+
+def test_forged_flood_is_the_one_rule_for_the_daemon_and_the_core():
+    """The daemon counts the fields it is handed and asks the same function the core asks."""
+    assert core.forged_flood(LIMIT, Limits()) is None
+    assert core.forged_flood(LIMIT + 1, Limits()) == REASON
+    message = flooded(LIMIT + 1)
+    forged = sum(is_reserved(h.name) for h in mime.split_headers(message)[0])
+    assert forged == LIMIT + 1
+
+
+def test_a_flood_is_refused_before_any_other_limit():
+    message = flooded(LIMIT + 1)
+    settings = Settings(internal_domains=["corp-pub.example"], limits=Limits(max_message_size=100))
+    assert process(message, settings=settings).reject == REASON
+
+
+def test_a_flood_is_counted_as_rejected():
+    assert stats.findings(process(flooded(LIMIT + 1))) == ({"messages", "rejected"}, [("rejected", REASON)])
+    assert "rejected" not in stats.findings(process(flooded(LIMIT)))[0]
+
+
+# --- forged fields in decrypted content: no per-field cost ------------------------------------------
+
+DECRYPTED_FIELDS = 20_000
+
+
+@pytest.fixture(scope="module")
+def encrypted_flood(tmp_path_factory) -> bytes:
+    """An S/MIME message (openssl) whose plaintext carries 20,000 forged fields in a part's header block and in
+    the header block of a message/rfc822 part: far above the limit, which counts only the message's own."""
+    forged = b"\r\n".join(forged_fields(DECRYPTED_FIELDS)) + b"\r\n"
+    embedded = b"Subject: inner\r\n" + forged + b"\r\ninner text\r\n"
+    content = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+               b"--b\r\nContent-Type: text/plain\r\n" + forged + b"\r\nouter text\r\n"
+               b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + embedded + b"--b--\r\n")
+    return smime_encrypt(content, tmp_path_factory.mktemp("flood"))
+
+
+def test_forged_fields_in_decrypted_content_go_with_the_one_new_body(corpus_store, encrypted_flood):
+    outcome = core.process(encrypted_flood, BOB, corpus_store)
+
+    assert outcome.reject is None and outcome.plan.body is not None
+    assert outcome.info.as_dict()["X-CipherMail-Info-SMIME-Encrypted"] == "True"
+    assert not [d for d in outcome.plan.deletions if is_reserved(d.name)]  # nothing for Postfix to delete
+    decrypted = mime.parse(apply_plan(encrypted_flood, outcome.plan))
+    fields = [h.name for part in decrypted.walk_with_embedded() for h in part.headers]
+    assert not [name for name in fields if is_reserved(name) and not name.startswith("X-CipherMail-Info-")]
+    assert b"outer text" in outcome.plan.body and b"inner text" in outcome.plan.body
+
+
+# --- ciphermilter decrypt -----------------------------------------------------------------------------
+
+def decrypt(store, message: bytes, *args):
+    return CliRunner().invoke(main, ["--store", str(store.path), "decrypt", "--rcpt", "bob@corp-pub.example",
+                                     *args, "-"], input=message)
+
+
+def test_decrypt_reports_the_rejection_with_its_own_exit_status(corpus_store, tmp_path):
+    report = tmp_path / "report.json"
+
+    result = decrypt(corpus_store, flooded(LIMIT + 1), "--explain-file", str(report))
+
+    assert (result.exit_code, result.stdout_bytes) == (3, b"")  # the daemon passes nothing on
+    assert result.stderr == f"ciphermilter: rejected: 554 5.7.0 Message rejected: {REASON}\n"
+    explained = json.loads(report.read_text())
+    assert (explained["rejected"], explained["forged_headers"], explained["headers"]) == (REASON, LIMIT + 1, {})
+
+
+def test_decrypt_at_the_limit_writes_the_message_without_them(corpus_store):
+    result = decrypt(corpus_store, flooded(LIMIT))
+
+    assert (result.exit_code, result.stdout_bytes) == (0, b"\r\n".join(KEPT) + b"\r\n\r\n" + BODY)
+
+
+# --- the daemon, at the protocol level -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def flood_daemon(daemons, store_file):  # noqa: F811 (fixtures imported from test_milter)
+    return daemons("flood", store_file, "[limits]\nmax_forged_headers = 100\n")
+
+
+@pytest.mark.parametrize("recipient", [INTERNAL, EXTERNAL], ids=["internal", "external"])
+def test_daemon_rejects_a_flood_at_end_of_headers(flood_daemon, recipient):
+    client = Mta(flood_daemon.socket)
+    try:
+        eoh, body_replies, eom = client.message(flooded(LIMIT + 1), [recipient])
+    finally:
+        client.close()
+
+    assert eoh == (miltertest.SMFIR_REPLYCODE, {"smtpcode": "554", "space": " ",
+                                                 "text": f"5.7.0 Message rejected: {REASON}"})
+    assert (body_replies, eom) == ([], [])  # the body is never read
+
+
+def test_daemon_deletes_a_flood_up_to_the_limit(flood_daemon):
+    message = flooded(LIMIT)
+    client = Mta(flood_daemon.socket)
+    try:
+        eoh, body_replies, eom = client.message(message, [EXTERNAL])
+    finally:
+        client.close()
+
+    outcome = core.process(message, core.Envelope(SENDER, [EXTERNAL]), None, flood_daemon.settings())
+    assert eoh == (miltertest.SMFIR_CONTINUE, {})
+    assert body_replies == [(miltertest.SMFIR_SKIP, {})]
+    assert eom == expected_eom(outcome) and len(eom) == LIMIT + 1
+
+
+def test_daemon_logs_and_counts_the_rejection(daemons, store_file):  # noqa: F811
+    counted = daemons("flood-counted", store_file)
+    client = Mta(counted.socket)
+    try:
+        client.message(flooded(LIMIT + 1), [INTERNAL])
+    finally:
+        client.close()
+
+    snapshot = snapshot_counting(counted, 1)
+    assert (snapshot["counters"]["rejected"], snapshot["failures"]) == (1, {"rejected": {REASON: 1}})
+    line = next(line for line in counted.log.read_text().splitlines() if "rejected:" in line)
+    assert f'note="rejected: {REASON}"' in line and "deleted=0" in line
+
+
+# --- documentation --------------------------------------------------------------------------------------
+
+def test_the_reply_and_the_setting_are_documented():
+    from test_docs import page, rendered
+
+    headers = " ".join(rendered(page("ciphermilter-headers.7")).split())
+    reply = " ".join(core.reject_reply(core.forged_flood(LIMIT + 1, Limits())))
+    assert reply.replace(str(LIMIT), "N") in headers
+    assert "exit status 1 when processing failed; 3 when the daemon would reject" in " ".join(
+        rendered(page("ciphermilter.1")).split()).lower()
