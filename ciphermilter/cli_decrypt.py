@@ -18,6 +18,10 @@ from ciphermilter import core
 from ciphermilter.cli_common import fail, open_settings, open_store, to_json
 from ciphermilter.plan import apply_plan
 
+# A limit stopped processing of encrypted content the store holds a key for: the daemon applies on_limit
+# (by default it rejects the message); the message written is the one on_limit = "pass" delivers.
+EXIT_HELD_AT_LIMIT = 3
+
 
 def as_smtp_lines(message: bytes) -> bytes:
     """Give a file saved with LF line ends the CRLF form Postfix hands a milter.
@@ -66,3 +70,5 @@ def decrypt(ctx, recipients, explain, explain_file, harvest, message_file):
         (explain_file or sys.stderr).write(text)
     if outcome.error:
         sys.exit(1)
+    if outcome.held_at_limit:
+        sys.exit(EXIT_HELD_AT_LIMIT)
