@@ -391,7 +391,11 @@ class CipherMilter(Milter.Base):
         message = msg.spooled_message() if msg.needs_body else head + CRLF
         if self.runtime.workers is None:
             return core.process(message, envelope, msg.store, settings, progress=self.progress)
-        if isinstance(message, bytes) and core.is_light(message):  # a parse and a scan: too quick for progress reports
+        if isinstance(message, bytes) and core.is_light(message):
+            # A parse and a scan, here where no worker can be killed: its cost is bounded by LIGHT_SIZE (256 KiB)
+            # alone. Measured worst on this branch: 3.5 s for a part header folded 65,000 times (mime.split_headers
+            # is quadratic in the lines of one field, issue 14 item 2), 0.4 s for 1,000 empty parts; plain mail
+            # of that size takes under 0.25 s. Well inside the default deadline, too quick for progress reports.
             return core.process(message, envelope, msg.store, settings)
         try:
             return self.runtime.workers.process(message, envelope, settings, self.progress)
