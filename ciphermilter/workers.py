@@ -145,12 +145,12 @@ class _Worker:
         return bool(self.replies.poll(seconds * 1000))
 
     def wait_until_ready(self) -> None:
-        """Wait for READY once; raises WorkerDied when the worker ends or stays silent past STARTUP_TIMEOUT."""
+        """Wait for READY once; EOFError (a dead worker, for the caller) when it ends or stays silent that long."""
         if self.ready:
             return
-        if not self.reply_within(STARTUP_TIMEOUT) or self.conn.recv() != READY:  # recv: EOFError when it died
-            raise WorkerDied("the worker process did not start")
-        self.ready = True
+        if not self.reply_within(STARTUP_TIMEOUT):
+            raise EOFError(f"no {READY!r} within {STARTUP_TIMEOUT:g} s")
+        self.ready = self.conn.recv() == READY  # EOFError when it died while starting
 
     def answers_within(self, seconds: float, progress) -> bool:
         """True once the worker has replied (or died); False after ``seconds``. ``progress()`` at once and

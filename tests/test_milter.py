@@ -438,6 +438,8 @@ def test_oversized_encrypted_message_to_a_reader_is_rejected(daemons, store_file
 
     assert body_replies == [(miltertest.SMFIR_SKIP, {})]
     assert eom == limit_reject("message larger than 4096 bytes")
+    assert any('note="reject at limit: message larger than 4096 bytes"' in line
+               for line in small.log.read_text().splitlines()), "the one log line says why"
 
 
 def test_on_limit_tempfail_answers_451(daemons, store_file, encrypted):
