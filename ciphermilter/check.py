@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import click
 
-from ciphermilter import config, trust
+from ciphermilter import config, trust, workers
 from ciphermilter.cli_common import echo_json
 from ciphermilter.store import KeyStore, StoreError
 
@@ -31,6 +31,12 @@ SAFE_DEFAULT_ACTIONS = ("tempfail", "reject")  # when ciphermilter is down, mail
 REQUIRED_MILTER_PROTOCOL = 6
 POSTCONF_TIMEOUT_S = 30
 PRIVATE_MODE_BITS = 0o077  # group and other bits: the master key must have none
+# The longest the milter may take to answer the final dot that a sending client is sure to wait for. RFC 5321
+# (4.5.3.2.6) asks for 10 minutes, but real clients give up far sooner: Outlook's default server timeout is
+# 1 minute, and the issue saw a client leave at 20 s. Postfix still delivers a message whose client left,
+# and the client sends it again: the recipient gets it twice.
+CLIENT_WAIT_S = 60.0
+POSTFIX_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass
@@ -173,6 +179,35 @@ def check_reader_rule(settings: config.Settings, report: Report) -> None:
                                   " transaction that also has internal ones receive its plaintext")
 
 
+def verdict_seconds(settings: config.Settings) -> float:
+    """The longest the milter takes to answer the final dot: the deadline, then the worker is killed."""
+    return settings.limits.deadline_seconds + workers.DEADLINE_MARGIN
+
+
+def check_deadline(settings: config.Settings, report: Report) -> None:
+    report.checked.append("deadline")
+    longest = verdict_seconds(settings)
+    if longest > CLIENT_WAIT_S:
+        report.warning("config", f"limits.deadline_seconds is {settings.limits.deadline_seconds:g}: a verdict may"
+                                 f" take {longest:g} s, and SMTP clients that give up sooner than that (many do"
+                                 f" after {CLIENT_WAIT_S:g} s) send the message again after Postfix delivered it;"
+                                 f" keep it at most {CLIENT_WAIT_S - workers.DEADLINE_MARGIN:g}")
+
+
+def check_content_timeout(timeout: str, settings: config.Settings, report: Report) -> None:
+    """Postfix's milter_content_timeout must outlast our verdict, or Postfix applies default_action first."""
+    match = re.fullmatch(r"(\d+)([smhdw]?)", timeout.strip())
+    if not match:
+        report.warning("postfix", f"milter_content_timeout = {timeout}: not a time ciphermilter understands")
+        return
+    seconds = int(match[1]) * POSTFIX_TIME_UNITS[match[2] or "s"]
+    if verdict_seconds(settings) >= seconds:
+        report.warning("postfix", f"milter_content_timeout = {timeout} is not above deadline_seconds"
+                                  f" ({settings.limits.deadline_seconds:g}) + {workers.DEADLINE_MARGIN:g} s: Postfix"
+                                  " may give up on a message before ciphermilter answers; raise it or lower the"
+                                  " deadline")
+
+
 def check_domains(store: KeyStore | None, settings: config.Settings, report: Report) -> None:
     report.checked.append("internal domains")
     stored = store.list_domains() if store is not None else []
@@ -189,6 +224,7 @@ class MilterEntry:
     socket: str
     default_action: str | None  # the entry's own default_action, None when it inherits milter_default_action
     spaced_options: bool = False  # "name = value": smtpd splits options at white space and refuses the entry
+    content_timeout: str | None = None  # the entry's own content_timeout, None when it inherits the global one
 
 
 def parse_milters(value: str) -> list[MilterEntry]:
@@ -205,7 +241,7 @@ def parse_milters(value: str) -> list[MilterEntry]:
         options = dict(part.partition("=")[::2] for part in parts[1:])
         options = {name.strip(): option.strip() for name, option in options.items()}
         spaced = any(re.search(r"\s", part) for part in parts[1:])
-        entries.append(MilterEntry(parts[0], options.get("default_action"), spaced))
+        entries.append(MilterEntry(parts[0], options.get("default_action"), spaced, options.get("content_timeout")))
     return entries
 
 
@@ -246,12 +282,12 @@ def postconf(config_dir: str | None, names: list[str]) -> dict[str, str]:
     return dict(zip(names, (line.strip() for line in lines), strict=True))
 
 
-def check_postfix(config_dir: str | None, milter_socket: str, report: Report) -> None:
+def check_postfix(config_dir: str | None, milter_socket: str, settings: config.Settings, report: Report) -> None:
     where = config_dir or "the default Postfix configuration"
     report.checked.append(f"Postfix ({where})")
     try:
         values = postconf(config_dir, ["smtpd_milters", "milter_default_action", "milter_protocol",
-                                       "queue_directory"])
+                                       "queue_directory", "milter_content_timeout"])
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         report.error("postfix", f"cannot read Postfix's settings: {exc}; give --postfix-config DIR, or"
                                 " --no-postfix where Postfix runs on another host")
@@ -266,6 +302,8 @@ def check_postfix(config_dir: str | None, milter_socket: str, report: Report) ->
     else:
         check_order(entries, position, report)
         check_default_action(entries[position], values["milter_default_action"], report)
+        check_content_timeout(entries[position].content_timeout or values["milter_content_timeout"], settings,
+                              report)
     for entry in entries:
         if entry.spaced_options:
             report.error("postfix", f"smtpd_milters entry {entry.socket}: write its options as name=value without"
@@ -313,6 +351,7 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
     now = now or datetime.datetime.now(datetime.timezone.utc)
     configured = load_config(config_path, report)
     check_reader_rule(configured.settings, report)
+    check_deadline(configured.settings, report)
     resolved = configured.with_store(store_override, key_override)
     store = open_store(resolved.store, resolved.master_key_path, report)
     if store is not None:
@@ -325,7 +364,7 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
     else:
         check_domains(None, configured.settings, report)
     if with_postfix:
-        check_postfix(postfix_dir, configured.socket, report)
+        check_postfix(postfix_dir, configured.socket, configured.settings, report)
     return report
 
 

@@ -18,7 +18,11 @@ from ciphermilter import core, files
 from ciphermilter.cli_common import fail, open_settings, open_store, to_json
 from ciphermilter.plan import apply_plan
 
-REJECTED = 3  # exit status: the daemon would refuse the message (554 5.7.0); 1 is a processing failure
+# Exit status when the daemon would not take the message as processed (1 is a processing failure): it
+# refuses a forged-header flood (554 5.7.0: nothing is written), or a limit stopped the inspection of
+# encrypted content the store holds a key for and on_limit applies (by default a 554 5.7.0 too; the
+# message written is the one on_limit = "pass" delivers).
+EXIT_REFUSED = 3
 
 
 def as_smtp_lines(message: bytes) -> bytes:
@@ -68,7 +72,7 @@ def decrypt(ctx, recipients, explain, explain_file, harvest, message_file):
         report = {"headers": outcome.info.as_dict(), "error": outcome.error, **outcome.report}
         _write_report(to_json(report) + "\n", explain_file)
     if outcome.reject:
-        fail("rejected: " + " ".join(core.reject_reply(outcome.reject)), REJECTED)
+        fail("rejected: " + " ".join(core.reject_reply(outcome.reject)), EXIT_REFUSED)
     if outcome.error:
         sys.exit(1)
 

@@ -50,6 +50,9 @@ class Settings:
     decrypt_embedded: bool = False  # EFAIL: decrypt parts that sit beside sender-chosen parts
     opaque_to_detached: bool = True  # rewrite opaque signed-data as multipart/signed for the scanners
     on_error: str = "pass"  # "pass" (unchanged, with a reason header) or "tempfail"
+    # A limit stopped processing of encrypted content the store holds a key for (core.Outcome.held_at_limit):
+    # "reject" (554 5.7.0), "tempfail" (451 4.7.0) or "pass" (delivered still encrypted, past the scanners).
+    on_limit: str = "reject"
     # The reader rule (ciphermilter.readers): decrypt only when every internal envelope recipient reads a key
     # the message is encrypted to. Off only for a site that shares one gateway key for everything.
     require_reader: bool = True
@@ -64,6 +67,7 @@ DEFAULT_SOCKET = "unix:./var/ciphermilter.sock"
 DEFAULT_STORE = "var/ciphermilter.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ON_ERROR_POLICIES = ("pass", "tempfail")
+ON_LIMIT_POLICIES = ("reject", "tempfail", "pass")
 MIXED_RECIPIENTS = ("split", "decrypt-for-all")
 _SOCKET = re.compile(r"(?:(?:unix|local):(?P<path>.+)|inet6?:(?P<port>\d{1,5})(?:@(?P<host>[^@\s]+))?)\Z")
 
@@ -195,6 +199,8 @@ def _check_setting(name: str, value, default):
     """Check a Settings or Limits value against the type of its default."""
     if name == "on_error":
         return _check_choice(ON_ERROR_POLICIES)(value)
+    if name == "on_limit":
+        return _check_choice(ON_LIMIT_POLICIES)(value)
     if name == "mixed_recipients":
         return _check_choice(MIXED_RECIPIENTS)(value)
     if name == "recipient_delimiter":

@@ -69,6 +69,9 @@ class Outcome:
     report: dict
     error: str | None = None  # set when processing failed for a reason of ours (the daemon's on_error applies)
     reject: str | None = None  # set when the message must be refused (554 5.7.0) for this reason; the plan is empty
+    # The limit's reason when a limit stopped processing of encrypted content the store holds a key for
+    # (:func:`stopped_at_limit`): the daemon's on_limit policy applies, the plan is the one for "pass".
+    held_at_limit: str | None = None
 
 
 def forged_flood(forged: int, limits: Limits) -> str | None:
@@ -315,8 +318,7 @@ def process(
     if flood:
         outcome = rejected(flood, envelope, forged)
     elif entity.size > settings.limits.max_message_size:
-        outcome = not_processed(entity.headers, f"message larger than {settings.limits.max_message_size} bytes",
-                                envelope)
+        outcome = stopped_at_limit(entity, too_large(settings), envelope, store, settings)
     else:
         outcome = _inspect(entity, envelope, store, settings, progress, started)
     outcome.report["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)
@@ -348,7 +350,9 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
             report["harvest"] = harvested
         if new_entity is not None:
             _apply_new_entity(plan, headers, new_entity, settings, report)
-    except (LimitExceeded, mime.MimeError) as exc:
+    except (LimitExceeded, mime.DepthLimitExceeded) as exc:  # only raised once ctx is set
+        return stopped_at_limit(entity, str(exc), envelope, store, settings, key_held=ctx.key_held, report=report)
+    except mime.MimeError as exc:
         return not_processed(headers, str(exc), envelope, report=report)
     except Exception as exc:  # a bug of ours must never lose or reject the message
         log.exception("queue %s: processing failed", envelope.queue_id or "-")
@@ -369,3 +373,69 @@ def not_processed(
     plan = EditPlan(deletions=forged_header_deletions(headers), additions=[HeaderAdd(n, v) for n, v in info])
     report = {**(report or {}), "queue_id": envelope.queue_id, "skipped": reason}
     return Outcome(plan=plan, info=info, report=report, error=error)
+
+
+def too_large(settings: Settings) -> str:
+    """The reason for a message above max_message_size (the core's, and the milter's when it stops spooling)."""
+    return f"message larger than {settings.limits.max_message_size} bytes"
+
+
+def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store, settings: Settings, *,
+                     key_held: bool = False, report: dict | None = None) -> Outcome:
+    """The outcome when a limit stopped processing: passed as received with ``reason``, as any Not-Processed.
+
+    It is marked :attr:`Outcome.held_at_limit` (the daemon's on_limit then
+    applies) when the message carries encrypted content the store holds a key
+    for, which means either
+
+    (a) ``key_held``: before the limit, a handler found a stored key the
+        reader rule allows for content it would decrypt (whole content, or any
+        with decrypt_embedded), and may have opened it already
+        (:attr:`handler.Context.key_held`); or
+    (b) :func:`shows_held_content`: the message itself is encrypted whole
+        content and its recipients read a stored private key. This is the
+        rule for a limit met before any decryption was tried (message size,
+        RecipientInfos, the deadline a worker overran).
+
+    Any other message (plain mail of 1,001 parts, a .p7m beside text, a
+    message to keys we do not hold) is unaffected: we could not decrypt it
+    anyway, so nothing is hidden from the scanners that would not be.
+    """
+    outcome = not_processed(entity.headers, reason, envelope, report=report)
+    if key_held or shows_held_content(entity, envelope, store, settings):
+        outcome.held_at_limit = reason
+        outcome.report["on_limit"] = {"reason": reason, "policy": settings.on_limit}
+    return outcome
+
+
+def unfinished(head: bytes, reason: str, envelope: Envelope, store, settings: Settings) -> Outcome:
+    """:func:`stopped_at_limit` for a message the milter stopped before the core finished (or started) it.
+
+    The milter glue calls it with the message's header block for the two
+    limits it meets itself: a message above max_message_size (it stops
+    spooling) and a worker that overran the deadline (it was killed).
+    Nothing is known of the body, so only rule (b) can hold it.
+    """
+    return stopped_at_limit(mime.parse(head + b"\r\n"), reason, envelope, store, settings)
+
+
+def shows_held_content(entity: mime.Entity, envelope: Envelope, store, settings: Settings) -> bool:
+    """Rule (b) of :func:`stopped_at_limit`: kept conservative and cheap, the top-level headers and the envelope.
+
+    The message's own Content-Type must show encrypted whole content:
+    application/pkcs7-mime (or a .p7m octet-stream) whatever its smime-type
+    label says (the sender sets it, and the S/MIME handler goes by the CMS
+    type inside), or PGP/MIME multipart/encrypted. Inline PGP, encrypted
+    parts deeper down or beside others are not looked for: that needs the
+    body. And the message must be readable by its internal recipients: each
+    reads a private key in the store (:func:`recipient_class`), or, with
+    require_reader off, the store holds any private key.
+    """
+    if not (smime.is_pkcs7_mime(entity) or openpgp_mime.is_pgp_mime_encrypted(entity)):
+        return False
+    internal = [r for r in envelope.recipients if is_internal_address(r, store, settings)]
+    if store is None or (envelope.recipients and not internal):
+        return False
+    if not settings.require_reader:
+        return store.holds_private_keys()
+    return bool(internal) and all(recipient_class(r, store, settings) == readers.READER for r in internal)

@@ -20,6 +20,9 @@ class LimitExceeded(Exception):
     """A configured limit was reached; the message passes unchanged with this reason."""
 
 
+DEADLINE_EXCEEDED = "processing deadline exceeded"
+
+
 class DeadlineExceeded(LimitExceeded):
     """The per-message processing deadline passed."""
 
@@ -69,11 +72,20 @@ class Context:
     # that build a Context themselves get the rule off, every stored key usable, as before the rule.
     readers: ReaderRule = NO_RULE
     harvest: harvest.Batch = field(default_factory=harvest.Batch)  # what the store may keep, written at the end
+    # Set by a handler once the store gave a key the reader rule allows for encrypted content it would
+    # decrypt (whole content, or any with decrypt_embedded): a limit met after that stopped us from
+    # inspecting content we could decrypt (core.Outcome.held_at_limit).
+    key_held: bool = False
+
+    def note_keys(self, groups: list, decrypts: bool) -> list:
+        """Pass on the reader rule's key groups for a layer, noting whether they make the content ours to decrypt."""
+        self.key_held |= bool(groups) and decrypts
+        return groups
 
     def check_deadline(self) -> None:
         """Call between expensive steps: raises once the deadline has passed, else reports progress."""
         if self.deadline is not None and time.monotonic() > self.deadline:
-            raise DeadlineExceeded("processing deadline exceeded")
+            raise DeadlineExceeded(DEADLINE_EXCEEDED)
         if self.progress is not None:
             self.progress()
 

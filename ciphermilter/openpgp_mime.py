@@ -109,18 +109,22 @@ class _State:
         self.found(encoding)
         self.mixed |= not whole
 
+    def decrypts(self, whole: bool) -> bool:
+        """Whether content found where ``whole`` says is decrypted in place (EFAIL rule above)."""
+        return whole or self.ctx.settings.decrypt_embedded
+
     def replaces(self, whole: bool, blocks: list[dict]) -> bool:
         """Whether opened blocks may be replaced by their plaintext (EFAIL rule above), noted in their reports.
 
         Only encrypted ones count as withheld: a signed-only block left as received hides nothing.
         """
-        allowed = whole or self.ctx.settings.decrypt_embedded
+        allowed = self.decrypts(whole)
         for block in blocks:
             block["action"] = "replaced" if allowed else "withheld"
         self.withheld |= not allowed and any(block["encrypted"] for block in blocks)
         return allowed
 
-    def open(self, data: bytes) -> openpgp.Opened:
+    def open(self, data: bytes, whole: bool) -> openpgp.Opened:
         limits = self.ctx.settings.limits
         self.ctx.check_deadline()
         return openpgp.open_message(
@@ -130,7 +134,7 @@ class _State:
             max_nesting=limits.max_pgp_nesting,
             max_recipients=limits.max_recipient_infos,
             check=self.ctx.check_deadline,
-            arrange=self.arrange,
+            arrange=lambda candidates: self.ctx.note_keys(self.arrange(candidates), self.decrypts(whole)),
         )
 
     def arrange(self, candidates: list) -> list[list]:
@@ -159,6 +163,10 @@ def _filename(entity: mime.Entity) -> str:
     disposition = entity.get("Content-Disposition")
     name = mime.parse_content_type("x/x" + (";" + disposition.partition(";")[2] if disposition else ""))[1]
     return (name.get("filename") or entity.params.get("name") or "").strip()
+
+
+def is_pgp_mime_encrypted(entity: mime.Entity) -> bool:
+    return entity.content_type == "multipart/encrypted" and entity.params.get("protocol", "").lower() == ENCRYPTED_PROTOCOL
 
 
 def _is_pgp_file(entity: mime.Entity) -> bool:
@@ -292,7 +300,7 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: b
     except (openpgp.OpenPGPError, mime.MimeError) as exc:
         state.failures.append(str(exc))
         return None
-    opened = state.open(payload)
+    opened = state.open(payload, whole)
     block = state.record_opened(opened, where, "pgp/mime-encrypted")
     if opened.plaintext is None:
         return None
@@ -334,7 +342,8 @@ def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool
 # --------------------------------------------------------------------------- inline
 
 
-def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: _State, where: str) -> tuple[bytes | None, dict | None]:
+def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: _State, where: str,
+                  whole: bool) -> tuple[bytes | None, dict | None]:
     """Open one armored block of a text part: (plaintext to put in its place or None, report entry)."""
     block = body[span.start:span.end]
     if span.kind == "SIGNED MESSAGE":
@@ -359,17 +368,18 @@ def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: _State, where: st
         return None, None
     if span.kind != "MESSAGE":
         return None, None
-    return _open_armored(block, state, where, "inline")
+    return _open_armored(block, state, where, "inline", whole)
 
 
-def _open_armored(block: bytes, state: _State, where: str, kind: str) -> tuple[bytes | None, dict | None]:
+def _open_armored(block: bytes, state: _State, where: str, kind: str,
+                  whole: bool) -> tuple[bytes | None, dict | None]:
     """Open an armored PGP MESSAGE: (its plaintext or None, its report entry)."""
     try:
         armor = openpgp.dearmor(block)
     except openpgp.OpenPGPError as exc:
         state.failures.append(str(exc))
         return None, None
-    opened = state.open(armor.data)
+    opened = state.open(armor.data, whole)
     if opened.failure and not opened.key_not_found and openpgp.checksum_mismatch(armor):
         opened.failure = "armor checksum mismatch (corrupted in transit)"
     return opened.plaintext, state.record_opened(opened, where, kind)
@@ -385,7 +395,7 @@ def _inline_text(entity: mime.Entity, body: bytes, spans, state: _State, where: 
     pieces, pos, changed = [], 0, False
     reports = []
     for span in spans:
-        plaintext, report = _inline_block(body, span, state, where)
+        plaintext, report = _inline_block(body, span, state, where, whole)
         pieces.append(body[pos:span.start])
         if plaintext is not None:
             # The END line's line break went with the block: keep text after it on a line of its own.
@@ -425,9 +435,9 @@ def _leaf(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes 
     whole = whole and (binary or _is_alone(body, spans))
     state.protected(PGP_INLINE, whole)
     if binary:
-        return _attachment(entity, state.open(body), state, where, whole)
+        return _attachment(entity, state.open(body, whole), state, where, whole)
     if pgp_file and not texty and len(spans) == 1 and spans[0].kind == "MESSAGE":
-        plaintext, report = _open_armored(body[spans[0].start:spans[0].end], state, where, "attachment")
+        plaintext, report = _open_armored(body[spans[0].start:spans[0].end], state, where, "attachment", whole)
         return _replace_attachment(entity, plaintext, report, state, whole)
     return _inline_text(entity, body, spans, state, where, whole)
 
@@ -452,8 +462,7 @@ def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool) -> byt
     """New raw bytes for ``entity`` when something in it was replaced, else None."""
     state.ctx.check_deadline()
     whole = is_whole(entity, whole)
-    ctype, protocol = entity.content_type, entity.params.get("protocol", "").lower()
-    if ctype == "multipart/encrypted" and protocol == ENCRYPTED_PROTOCOL:
+    if is_pgp_mime_encrypted(entity):
         return _pgp_mime_encrypted(entity, state, where, whole)
     if is_pgp_signed(entity):
         return _pgp_mime_signed(entity, state, where, whole)

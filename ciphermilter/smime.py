@@ -264,7 +264,8 @@ class _Walker:
 
     def _arrange(self, candidates: list[cms.Candidate]) -> list[list[cms.Candidate]]:
         """The reader rule: the readers of a key are those of the certificate the RecipientInfo names."""
-        return self.ctx.readers.arrange(candidates, lambda candidate: self.ctx.store.certificate_readers(candidate[1]))
+        groups = self.ctx.readers.arrange(candidates, lambda candidate: self.ctx.store.certificate_readers(candidate[1]))
+        return self.ctx.note_keys(groups, decrypts=True)  # only whole (or embedded, if allowed) layers get here
 
     # ------------------------------------------------------------ signatures
 

@@ -46,7 +46,8 @@ COUNTERS = {
     "not_internal": "Messages with no recipient in an internal domain (only forged headers stripped).",
     "not_processed": "Messages passed on unprocessed (a limit, broken MIME, store unavailable, an internal error).",
     "errors": "Messages whose processing failed for a reason of ours (the on_error policy applied).",
-    "rejected": "Messages refused with 554 5.7.0 (their reasons are counted as failures).",
+    "rejected": "Messages refused with 554 5.7.0 at end of headers: a forged-header flood (reasons counted as failures).",
+    "limit_held": "Messages a limit stopped while they held encrypted content we hold a key for (on_limit applied).",
     "smime_encrypted": "Messages with an S/MIME encrypted layer.",
     "smime_decrypted": "Messages whose S/MIME encryption was removed.",
     "smime_key_not_found": "S/MIME encrypted messages for which no private key is in the store.",
@@ -107,6 +108,8 @@ def findings(outcome) -> tuple[set[str], list[tuple[str, str]]]:
         found.add("errors")
     if outcome.reject:
         found.add("rejected")
+    if outcome.held_at_limit:
+        found.add("limit_held")
     if flagged("SMIME-Encrypted"):
         found.add("smime_encrypted")
         if flagged("SMIME-Decryption-Key-Not-Found"):

@@ -823,6 +823,12 @@ class KeyStore:
             " JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256)"
             " OR b.key_id IN (SELECT fingerprint FROM pgp_keys WHERE sealed_secret IS NOT NULL)")))
 
+    def holds_private_keys(self) -> bool:
+        """Whether any S/MIME private key or OpenPGP secret key is stored (require_reader off: all read it)."""
+        return self._cached("holds_private_keys", lambda: bool(self._rows(
+            "SELECT EXISTS(SELECT 1 FROM smime_keys) OR EXISTS(SELECT 1 FROM pgp_keys WHERE sealed_secret IS NOT NULL)"
+        )[0][0]))
+
     # ------------------------------------------------------------------ listing and removal
 
     def _resolve(self, ident: str, sql: str) -> str | None:

@@ -18,24 +18,45 @@ This costs one round trip; ``concurrent.futures`` added two more thread hops
 times the core's own cost for plain mail. A worker that dies (killed, out
 of memory) fails only the message it had (the on_error policy applies); its
 slot starts a new worker for the next message.
+
+The deadline holds whatever the core does: the core checks
+``deadline_seconds`` between its steps, but one slow step (a quadratic
+search, a long run of private-key operations) overran it by minutes. So the
+milter thread waits for the reply at most ``deadline_seconds`` +
+:data:`DEADLINE_MARGIN` after hand-off; past that it kills the worker
+(SIGKILL), starts a fresh one in its slot and raises :class:`DeadlineOverrun`
+(the message gets its outcome at once: the deadline is a limit, on_limit
+applies). The clock starts once the worker has said it is ready (its imports
+done, about 0.5 s after a spawn), so a fresh worker's start never counts
+against a message.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import os
 import queue
 import select
 import tempfile
+import time
 from multiprocessing import reduction
 from dataclasses import dataclass, field
 
 from ciphermilter import core
 from ciphermilter.config import Settings
 
+log = logging.getLogger(__name__)
+
 PROGRESS_INTERVAL = 10.0  # seconds between progress reports to the MTA while a worker decrypts
 STOP_TIMEOUT = 10.0
+# Seconds past deadline_seconds a worker gets to answer before it is killed: the core's own deadline check
+# (between steps) answers first whenever no single step overruns; this covers the pickling and the pipe.
+DEADLINE_MARGIN = 1.0
+# Seconds a new worker may take to import and say it is ready (measured: about 0.5 s on an idle host).
+STARTUP_TIMEOUT = 60.0
+READY = "ready"
 # New bodies larger than this come back as a file passed over the pipe, not as a pickled copy.
 FILE_THRESHOLD = 1 << 20
 
@@ -44,11 +65,16 @@ class WorkerDied(Exception):
     """The worker process ended while it had the message."""
 
 
+class DeadlineOverrun(Exception):
+    """The worker gave no reply within deadline_seconds + DEADLINE_MARGIN; it was killed and replaced."""
+
+
 def _serve(conn, store_path: str, master_key_path: str) -> None:
     """A worker's life: messages in, outcomes (or the exception) out, until the daemon closes the pipe."""
     from ciphermilter.daemon import StoreHolder  # here, not at the top: the daemon module imports this one
     holder = StoreHolder(store_path, master_key_path)
     settings = None
+    conn.send(READY)  # imports done: the daemon's deadline clock may start with the first message
     while True:
         try:
             message, envelope, new_settings = conn.recv()
@@ -106,6 +132,7 @@ class _Worker:
     process: multiprocessing.Process
     conn: object
     settings: Settings | None = None  # the settings this worker was last sent
+    ready: bool = False  # the worker has sent READY
     # Waits for the worker's reply. Connection.poll() builds a selector on every call (py-spy --gil:
     # 17 % of the daemon's time holding the GIL for S/MIME); one poll object per worker builds none.
     replies: select.poll = field(default_factory=select.poll)
@@ -117,12 +144,37 @@ class _Worker:
         """True once the worker has written its reply (or died: the read then fails); False after ``seconds``."""
         return bool(self.replies.poll(seconds * 1000))
 
+    def wait_until_ready(self) -> None:
+        """Wait for READY once; EOFError (a dead worker, for the caller) when it ends or stays silent that long."""
+        if self.ready:
+            return
+        if not self.reply_within(STARTUP_TIMEOUT):
+            raise EOFError(f"no {READY!r} within {STARTUP_TIMEOUT:g} s")
+        self.ready = self.conn.recv() == READY  # EOFError when it died while starting
+
+    def answers_within(self, seconds: float, progress) -> bool:
+        """True once the worker has replied (or died); False after ``seconds``. ``progress()`` at once and
+        every PROGRESS_INTERVAL: the MTA knows the message is being worked on."""
+        end = time.monotonic() + seconds
+        while True:
+            progress()
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            if self.reply_within(min(PROGRESS_INTERVAL, left)):
+                return True
+
     def stop(self) -> None:
         self.conn.close()  # the worker sees EOF and returns
         self.process.join(STOP_TIMEOUT)
         if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: whatever the worker is doing, it stops now (it holds nothing that needs cleaning up)."""
+        self.process.kill()
+        self.process.join()
+        self.conn.close()
 
 
 def _send_message(worker: _Worker, message, envelope: core.Envelope, settings: Settings) -> None:
@@ -167,17 +219,18 @@ class Workers:
         ``message`` is bytes or the spool file (its descriptor is passed). A
         large new body comes back as an open file in ``plan.body``.
 
-        Raises :class:`WorkerDied`, or what the worker raised (milter.StoreUnavailable).
+        Raises :class:`WorkerDied`, :class:`DeadlineOverrun` (the worker was
+        killed and replaced), or what the worker raised (milter.StoreUnavailable).
         """
         worker = self._idle.get()
         try:
             if worker is None:
                 worker = self._start()
+            worker.wait_until_ready()
             _send_message(worker, message, envelope, settings)
-            while True:
-                progress()  # at hand-off, then every interval: the MTA knows the message is being worked on
-                if worker.reply_within(PROGRESS_INTERVAL):
-                    break
+            if not worker.answers_within(settings.limits.deadline_seconds + DEADLINE_MARGIN, progress):
+                worker = self._replace(worker)
+                raise DeadlineOverrun(f"no reply within {settings.limits.deadline_seconds:g} s")
             ok, value = _receive_outcome(worker.conn)
         except (EOFError, OSError):
             worker.stop()
@@ -188,6 +241,14 @@ class Workers:
         if not ok:
             raise value
         return value
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        """Kill a worker that overran the deadline and start its successor at once (it imports meanwhile)."""
+        worker.kill()
+        successor = self._start()
+        log.warning("worker %d killed: no reply within the deadline; worker %d replaces it", worker.process.pid,
+                    successor.process.pid)
+        return successor
 
     def close(self) -> None:
         """Stop the idle workers (the daemon calls this once libmilter has stopped serving)."""

@@ -14,9 +14,13 @@ from __future__ import annotations
 import base64
 import subprocess
 from pathlib import Path
+from random import Random
+
+from asn1crypto import cms as asn1_cms
 
 from ciphermilter import openpgp
 from conftest import CORPUS
+from e2e.conftest import EICAR
 
 KEYS = CORPUS / "keys"
 SMIME_BOB = (KEYS / "smime" / "pub-bob.cert.pem", KEYS / "smime" / "pub-bob.key.pem")
@@ -54,6 +58,13 @@ def multipart(subtype: bytes, parts: list[bytes], boundary: bytes = b"attacker-b
     return b"".join(out)
 
 
+def virus_with_parts(count: int = 1001) -> bytes:
+    """Issue 14's payload: the EICAR test file, then ``count`` tiny parts (1,001: one over max_mime_parts)."""
+    eicar = (b'Content-Type: application/octet-stream; name="eicar.com"\r\nContent-Transfer-Encoding: base64\r\n'
+             b'Content-Disposition: attachment; filename="eicar.com"\r\n\r\n' + base64_lines(EICAR))
+    return multipart(b"mixed", [eicar] + [b"Content-Type: text/plain\r\n\r\nx\r\n"] * count)
+
+
 class Tools:
     """The real tools, in a scratch directory with a throwaway GNUPGHOME holding the corpus keys we need."""
 
@@ -82,6 +93,25 @@ class Tools:
     def smime_entity(der: bytes, smime_type: str) -> bytes:
         return (f'Content-Type: application/pkcs7-mime; smime-type={smime_type}; name="smime.p7m"\r\n'.encode()
                 + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64_lines(der))
+
+    def smime_with_decoys(self, content: bytes, decoys: int) -> bytes:
+        """:meth:`smime_encrypted` with ``decoys`` RecipientInfos for bob first, each wrapping random bytes.
+
+        Each one costs the gateway a private-key operation (about 1 ms for bob's RSA-2048) before the real
+        one opens the content: thousands make one slow step that no check between steps interrupts.
+        """
+        der = self._openssl(["-encrypt", "-binary", "-aes256", "-outform", "DER", str(SMIME_BOB[0])], content)
+        info = asn1_cms.ContentInfo.load(der)
+        real = info["content"]["recipient_infos"][0].chosen
+        random = Random(decoys)
+        decoy_infos = []
+        for _ in range(decoys):
+            decoy = asn1_cms.KeyTransRecipientInfo.load(real.dump())
+            # below the modulus (a leading zero byte), so that the private-key operation is really done
+            decoy["encrypted_key"] = b"\0" + random.randbytes(len(real["encrypted_key"].native) - 1)
+            decoy_infos.append(asn1_cms.RecipientInfo(name="ktri", value=decoy))
+        info["content"]["recipient_infos"] = [*decoy_infos, *info["content"]["recipient_infos"]]
+        return self.smime_entity(info.dump(force=True), "enveloped-data")
 
     def smime_signed(self, content: bytes, signer=SMIME_BOB) -> bytes:
         """A multipart/signed entity over ``content`` (CRLF, kept exact), made by ``openssl cms -sign``."""

@@ -231,8 +231,19 @@ def mta(daemon):
     client.close()
 
 
+def reply_code(code: str, xcode: str, text: str) -> tuple:
+    return miltertest.SMFIR_REPLYCODE, {"smtpcode": code, "space": " ", "text": f"{xcode} {text}"}
+
+
+def limit_reject(reason: str) -> list:
+    """on_limit = "reject" (the default): the message is refused, no edit is sent."""
+    return [reply_code("554", "5.7.0", f"Encrypted content could not be inspected: {reason}")]
+
+
 def expected_eom(outcome: core.Outcome) -> list:
     """The end-of-message replies the plan must give, in order, values with their leading space back."""
+    if outcome.held_at_limit:
+        return limit_reject(outcome.held_at_limit)
     plan = outcome.plan
     replies = [(miltertest.SMFIR_CHGHEADER, {"index": d.index, "name": d.name, "value": ""})
                for d in plan.replay_deletions()]
@@ -403,12 +414,14 @@ def test_abort_drops_the_message_and_the_connection_goes_on(mta):
 
 # --- limits and failures ------------------------------------------------------------------------------
 
-def test_oversized_message_stops_spooling_and_passes_with_a_reason(daemons, store_file, encrypted):
-    small = daemons("small", store_file, "[limits]\nmax_message_size = 4096\n")
-    message = encrypted
+def oversized(message: bytes) -> bytes:
     head, _, body = message.partition(b"\r\n\r\n")
-    big = head + b"\r\nX-CipherMail-Info-Forged: yes\r\n\r\n" + body + b"\r\n" * 70000
-    eoh, body_replies, eom = one_message(small, big)
+    return head + b"\r\nX-CipherMail-Info-Forged: yes\r\n\r\n" + body + b"\r\n" * 70000
+
+
+def test_oversized_message_stops_spooling_and_passes_with_a_reason(daemons, store_file):
+    small = daemons("small", store_file, "[limits]\nmax_message_size = 4096\n")
+    eoh, body_replies, eom = one_message(small, oversized(PLAIN))
 
     assert body_replies == [(miltertest.SMFIR_SKIP, {})]
     assert eom == [
@@ -416,6 +429,25 @@ def test_oversized_message_stops_spooling_and_passes_with_a_reason(daemons, stor
         add_header("X-CipherMail-Info-Not-Processed", "message larger than 4096 bytes"),
         (miltertest.SMFIR_CONTINUE, {}),
     ]
+
+
+def test_oversized_encrypted_message_to_a_reader_is_rejected(daemons, store_file, encrypted):
+    """S/MIME to bob, whose key we hold, padded past max_message_size: it must not pass unscanned (on_limit)."""
+    small = daemons("small-encrypted", store_file, "[limits]\nmax_message_size = 4096\n")
+    eoh, body_replies, eom = one_message(small, oversized(encrypted))
+
+    assert body_replies == [(miltertest.SMFIR_SKIP, {})]
+    assert eom == limit_reject("message larger than 4096 bytes")
+    assert any('note="reject at limit: message larger than 4096 bytes"' in line
+               for line in small.log.read_text().splitlines()), "the one log line says why"
+
+
+def test_on_limit_tempfail_answers_451(daemons, store_file, encrypted):
+    small = daemons("small-tempfail", store_file, 'on_limit = "tempfail"\n[limits]\nmax_message_size = 4096\n')
+    eoh, body_replies, eom = one_message(small, oversized(encrypted))
+
+    assert eom == [reply_code("451", "4.7.0", "Encrypted content could not be inspected now"
+                                              " (message larger than 4096 bytes), please try again later")]
 
 
 def test_spool_that_cannot_be_written_passes_the_message_with_a_reason(daemons, store_file):
@@ -438,8 +470,7 @@ def test_deadline_from_the_configuration_reaches_the_core(daemons, store_file, e
     message = encrypted
     eoh, body_replies, eom = one_message(hurried, message)
 
-    assert eom == [add_header("X-CipherMail-Info-Not-Processed", "processing deadline exceeded"),
-                   (miltertest.SMFIR_CONTINUE, {})]
+    assert eom == limit_reject("processing deadline exceeded")  # S/MIME to bob: a key we hold (on_limit)
 
 
 def test_progress_reaches_the_mta_while_the_core_works(mta, encrypted):

@@ -164,7 +164,17 @@ def test_ciphermilter_not_running_tempfails_and_keeps_nothing(postfix, sink, tmp
     assert_nothing_queued(postfix)
 
 
-MALFORMED = corpus_cases(lambda case: case.get("malformed"))
+MALFORMED = corpus_cases(lambda case: case.get("malformed") and not case.get("decryptable_with_our_keys"))
+# Malformed inside content we decrypt (the 1 GiB bzip2 bomb for bob.pgp): a limit stops the inspection.
+HELD = corpus_cases(lambda case: case.get("malformed") and case.get("decryptable_with_our_keys"))
+
+
+@pytest.mark.parametrize("case", HELD, ids=[c["id"] for c in HELD])
+def test_malformed_content_we_decrypt_is_rejected_by_on_limit(postfix, sink, case):
+    reply = submit(postfix.port, case_message(case), [INTERNAL_RECIPIENT])
+
+    assert reply.code == 554 and reply.text.startswith("5.7.0 Encrypted content could not be inspected: "), reply
+    assert_nothing_queued(postfix)
 
 
 @pytest.mark.parametrize("case", MALFORMED, ids=[c["id"] for c in MALFORMED])

@@ -1,0 +1,237 @@
+"""on_limit: a limit met inside encrypted content we hold the key for is not a plain Not-Processed pass.
+
+The attacker's aim (issue 14): wrap a virus with 1,001 tiny MIME parts (or any
+other limit) inside S/MIME encrypted to a key the gateway holds, so that the
+core gives up and the message reaches the scanners still encrypted. The core
+marks such an outcome (``Outcome.held_at_limit``) and the daemon rejects it by
+default. Messages we could not decrypt anyway are unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from click.testing import CliRunner
+
+from attack_messages import ATTACKER_TEXT, SECRET_ENTITY, Tools, message, multipart, virus_with_parts
+from ciphermilter import check, config, core, stats
+from ciphermilter.cli import main
+from ciphermilter.config import Limits, Settings
+from ciphermilter.headers import INFO_PREFIX
+from ciphermilter.plan import apply_plan
+from conftest import CORPUS
+
+BOB = "bob@corp-pub.example"
+BOB_PGP = "bob.pgp@corp-pub.example"
+NO_KEY = "nokey@corp-pub.example"  # an internal domain, but no key of ours reads this address
+EXTERNAL = "zed@elsewhere-pub.example"
+NOT_PROCESSED = INFO_PREFIX + "Not-Processed"
+PARTS = "more than 1000 MIME parts"
+ATTACHED = b'filename="eicar.com"'  # the virus's part header, readable only once decrypted
+SETTINGS = Settings(harvest_certificates=False, harvest_pgp_keys=False)
+BOMB = CORPUS / "malformed-pgp-compression-bomb-bzip2-1GiB" / "message.eml"  # 1 GiB of zeros for bob.pgp
+SMALL_INFLATION = replace(SETTINGS, limits=Limits(max_decompressed_size=1 << 20))
+
+
+@pytest.fixture(scope="module")
+def tools(tmp_path_factory):
+    return Tools(tmp_path_factory.mktemp("tools"))
+
+
+@pytest.fixture(scope="module")
+def encrypted_virus(tools) -> bytes:
+    """S/MIME for bob (``openssl cms -encrypt``), its payload the virus plus 1,001 parts."""
+    return message(tools.smime_encrypted(virus_with_parts()))
+
+
+def process(raw: bytes, recipients: list[str], store, settings: Settings = SETTINGS) -> core.Outcome:
+    return core.process(raw, core.Envelope(recipients=recipients), store, settings)
+
+
+def assert_passed_with(raw: bytes, outcome: core.Outcome, reason: str) -> None:
+    """The plan on_limit = "pass" replays: the message as received (nothing forged in it), plus the reason."""
+    assert outcome.info.as_dict() == {NOT_PROCESSED: reason}
+    assert apply_plan(raw, outcome.plan) == _with_header(raw, reason)
+
+
+def _with_header(raw: bytes, reason: str) -> bytes:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head + f"\r\n{NOT_PROCESSED}: {reason}\r\n\r\n".encode() + body
+
+
+# --- what the core classifies as held -----------------------------------------------------------------
+
+def test_a_decrypted_payload_of_1001_parts_is_held(corpus_store, encrypted_virus):
+    outcome = process(encrypted_virus, [BOB], corpus_store)
+
+    assert outcome.held_at_limit == PARTS
+    assert outcome.report["on_limit"] == {"reason": PARTS, "policy": "reject"}
+    assert outcome.error is None
+    assert_passed_with(encrypted_virus, outcome, PARTS)  # what on_limit = "pass" delivers: still encrypted
+    assert ATTACHED not in apply_plan(encrypted_virus, outcome.plan)
+
+
+def test_the_same_payload_in_1000_parts_is_decrypted_for_the_scanners(corpus_store, tools):
+    """The control: one part fewer is within the limit, so the test above can fail."""
+    raw = message(tools.smime_encrypted(virus_with_parts(999)))
+    outcome = process(raw, [BOB], corpus_store)
+
+    assert outcome.held_at_limit is None and ATTACHED in outcome.plan.body
+
+
+def test_a_plain_message_of_1001_parts_passes(corpus_store):
+    raw = message(virus_with_parts())
+    outcome = process(raw, [BOB], corpus_store)
+
+    assert outcome.held_at_limit is None and "on_limit" not in outcome.report
+    assert_passed_with(raw, outcome, PARTS)
+
+
+def test_a_p7m_beside_text_is_not_held(corpus_store, tools):
+    """EFAIL rule: an encrypted part beside the sender's own is not decrypted anyway, limit or not."""
+    fillers = [b"Content-Type: text/plain\r\n\r\nx\r\n"] * 999
+    raw = message(multipart(b"mixed", [ATTACKER_TEXT, tools.smime_encrypted(SECRET_ENTITY), *fillers]))
+    outcome = process(raw, [BOB], corpus_store)
+
+    assert outcome.held_at_limit is None
+    assert_passed_with(raw, outcome, PARTS)
+
+
+def test_the_encrypted_bomb_is_held(corpus_store):
+    """Decompression stops inside content bob.pgp's key opened: held (rule a, noted when the key was found)."""
+    raw = BOMB.read_bytes()
+    outcome = process(raw, [BOB_PGP], corpus_store, SMALL_INFLATION)
+
+    assert outcome.held_at_limit == "OpenPGP data decompresses to more than 1048576 bytes"
+
+
+def test_the_encrypted_bomb_beside_text_is_not_held(corpus_store):
+    """The same armored bomb inline beside the attacker's text: withheld there, so no content of ours is hidden."""
+    armored = BOMB.read_bytes().partition(b"-----BEGIN")[2].partition(b"-----END PGP MESSAGE-----")[0]
+    block = b"-----BEGIN" + armored + b"-----END PGP MESSAGE-----\r\n"
+    raw = message(multipart(b"mixed", [ATTACKER_TEXT, b"Content-Type: text/plain\r\n\r\n" + block]))
+    outcome = process(raw, [BOB_PGP], corpus_store, SMALL_INFLATION)
+
+    assert outcome.info.as_dict() == {NOT_PROCESSED: "OpenPGP data decompresses to more than 1048576 bytes"}
+    assert outcome.held_at_limit is None
+
+
+@pytest.mark.parametrize("recipients, held", [
+    ([BOB], True),
+    ([NO_KEY], False),  # internal, but no key of ours reads it: we could not decrypt it
+    ([EXTERNAL], False),
+    ([BOB, NO_KEY], False),  # the reader rule decrypts only when every internal recipient reads a key
+], ids=["reader", "internal-without-key", "external", "reader-and-one-without"])
+def test_a_message_larger_than_the_limit_is_held_when_its_recipients_read_a_key(corpus_store, tools, recipients,
+                                                                               held):
+    """Rule (b): nothing was tried, the top-level type and the envelope decide."""
+    raw = message(tools.smime_encrypted(SECRET_ENTITY))
+    settings = replace(SETTINGS, limits=Limits(max_message_size=100))
+    outcome = process(raw, recipients, corpus_store, settings)
+
+    reason = "message larger than 100 bytes"
+    assert outcome.info.as_dict() == {NOT_PROCESSED: reason}
+    assert outcome.held_at_limit == (reason if held else None)
+
+
+def test_without_the_reader_rule_any_private_key_holds_it(corpus_store, tools):
+    raw = message(tools.smime_encrypted(SECRET_ENTITY))
+    settings = replace(SETTINGS, require_reader=False, limits=Limits(max_message_size=100))
+
+    assert process(raw, [NO_KEY], corpus_store, settings).held_at_limit == "message larger than 100 bytes"
+
+
+def test_too_many_recipient_infos_before_any_decryption_is_held(corpus_store, tools):
+    """101 RecipientInfos: the limit comes before a key is looked up, rule (b) holds it."""
+    raw = message(tools.smime_with_decoys(SECRET_ENTITY, 100))
+    outcome = process(raw, [BOB], corpus_store)
+
+    assert outcome.held_at_limit == "more than 100 recipients in one layer"
+
+
+def test_the_milter_glue_gets_the_same_verdict_from_the_header_block(corpus_store, tools):
+    """core.unfinished: what the milter calls when it stops spooling or kills a worker (only the head is known)."""
+    raw = message(tools.smime_encrypted(SECRET_ENTITY))
+    head = raw.partition(b"\r\n\r\n")[0] + b"\r\n"
+    reason = "processing deadline exceeded"
+
+    held = core.unfinished(head, reason, core.Envelope(recipients=[BOB]), corpus_store, SETTINGS)
+    plain = core.unfinished(b"Subject: hi\r\n", reason, core.Envelope(recipients=[BOB]), corpus_store, SETTINGS)
+
+    assert held.held_at_limit == reason and held.info.as_dict() == {NOT_PROCESSED: reason}
+    assert plain.held_at_limit is None and plain.info.as_dict() == {NOT_PROCESSED: reason}
+
+
+# --- decrypt --explain, statistics, configuration, check ---------------------------------------------------
+
+def test_decrypt_exits_3_and_explains_the_limit(corpus_store, encrypted_virus, tmp_path):
+    source = tmp_path / "virus.eml"
+    source.write_bytes(encrypted_virus)
+    result = CliRunner().invoke(main, ["--store", str(corpus_store.path), "decrypt", "--rcpt", BOB, "--explain",
+                                       str(source)])
+
+    assert result.exit_code == 3
+    assert result.stdout_bytes == _with_header(encrypted_virus, PARTS)
+    report = json.loads(result.stderr)
+    assert report["on_limit"] == {"reason": PARTS, "policy": "reject"}
+    assert report["headers"] == {NOT_PROCESSED: PARTS}
+
+
+def test_a_plain_message_over_a_limit_exits_0(corpus_store, tmp_path):
+    source = tmp_path / "plain.eml"
+    source.write_bytes(message(virus_with_parts()))
+    result = CliRunner().invoke(main, ["--store", str(corpus_store.path), "decrypt", "--rcpt", BOB, str(source)])
+
+    assert result.exit_code == 0
+
+
+def test_held_messages_are_counted(corpus_store, encrypted_virus):
+    counters = stats.Counters()
+    counters.record(process(encrypted_virus, [BOB], corpus_store), 0.01)
+    counters.record(process(message(virus_with_parts()), [BOB], corpus_store), 0.01)
+    snapshot = counters.snapshot()
+
+    assert snapshot["counters"]["limit_held"] == 1
+    assert snapshot["counters"]["not_processed"] == 2
+    assert "ciphermilter_limit_held_total 1" in stats.prometheus(snapshot).splitlines()
+
+
+@pytest.mark.parametrize("value", ["reject", "tempfail", "pass"])
+def test_on_limit_takes_its_three_values(tmp_path, value):
+    path = tmp_path / "c.toml"
+    path.write_text(f'on_limit = "{value}"\n')
+    assert config.load(str(path)).settings.on_limit == value
+
+
+def test_on_limit_defaults_to_reject_and_refuses_anything_else(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('\non_limit = "drop"\n')
+
+    assert Settings().on_limit == "reject"
+    with pytest.raises(config.ConfigError, match=r"c.toml:2: on_limit: must be one of reject, tempfail, pass"):
+        config.load(str(path))
+
+
+@pytest.mark.parametrize("deadline, timeout, expected", [
+    (30.0, "300s", []),
+    (30.0, "31s", ["postfix: milter_content_timeout = 31s is not above deadline_seconds (30) + 1 s"]),
+    (30.0, "1m", []),
+    (90.0, "10m", ["config: limits.deadline_seconds is 90: a verdict may take 91 s"]),
+], ids=["default", "content-timeout-too-short", "minutes", "longer-than-clients-wait"])
+def test_check_warns_when_the_verdict_may_come_too_late(deadline, timeout, expected):
+    settings = Settings(limits=Limits(deadline_seconds=deadline))
+    report = check.Report()
+    check.check_deadline(settings, report)
+    check.check_content_timeout(timeout, settings, report)
+
+    lines = [f"{f.area}: {f.message}" for f in report.findings]
+    assert len(lines) == len(expected)
+    assert all(line.startswith(start) for line, start in zip(lines, expected))
+    assert all(f.severity == "warning" for f in report.findings)
+
+
+def test_the_content_timeout_of_our_own_milter_entry_counts():
+    (entry,) = check.parse_milters("{ unix:ciphermilter/ciphermilter.sock, content_timeout=20s }")
+    assert entry.content_timeout == "20s"
