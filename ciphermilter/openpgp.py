@@ -650,7 +650,7 @@ class _Budget:
 # the budget, and a packet that fits the budget all the same is inflated a second time to keep it: a
 # bomb is refused having held at most this much (it held all 256 MiB of the budget before: 310 MB peak
 # RSS for `ciphermilter decrypt`), at the price of inflating twice the rare packet larger than this.
-KEEP_WHILE_COUNTING = 16 << 20
+KEEP_WHILE_COUNTING = 8 << 20
 INFLATE_STEP = 1 << 20  # output per call: the unit in which the budget and the deadline are checked
 
 
