@@ -273,6 +273,7 @@ def _new_length(data: bytes, pos: int) -> tuple[int, int, bool]:
 
 def packets(data: bytes):
     """Yield the packets of ``data`` (RFC 4880 section 4.2), joining partial body lengths."""
+    view = memoryview(data)  # the pieces of a partial body are joined without a copy of each first
     pos = 0
     while pos < len(data):
         start, header = pos, data[pos]
@@ -286,15 +287,15 @@ def packets(data: bytes):
             length, pos, partial = _new_length(data, pos + 1)
             streamed = partial
             while partial:
-                chunks.append(data[pos:pos + length])
+                chunks.append(view[pos:pos + length])
                 pos += length
                 if pos >= len(data):
                     raise OpenPGPError("truncated partial packet")
                 length, pos, partial = _new_length(data, pos)
-            chunks.append(data[pos:pos + length])
+            chunks.append(view[pos:pos + length])
             if len(chunks[-1]) < length:
                 raise OpenPGPError("truncated packet")
-            body = b"".join(chunks)
+            body = b"".join(chunks) if len(chunks) > 1 else chunks[0].tobytes()
         else:
             tag, length_type = (header >> 2) & 0x0F, header & 0x03
             streamed = length_type == 3
