@@ -16,10 +16,14 @@ import tracemalloc
 import zlib
 from pathlib import Path
 
+import binascii
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from attack_messages import Tools, message
-from ciphermilter import mime, openpgp
+from ciphermilter import mime, openpgp, openpgp_mime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.handler import LimitExceeded
 from conftest import CORPUS, ROOT, corpus_store_file, info_of
@@ -143,6 +147,42 @@ def test_signed_text_of_exactly_the_bound_is_verified_after_counting(tools, corp
     assert (fits.get("PGP-Signed"), fits.get("PGP-Signature-Valid"), fits.get("Not-Processed")) == ("True", "True", None)
     refused = info_of(run(mail, corpus_store, Settings(limits=Limits(max_decompressed_size=size - 1))))
     assert refused["Not-Processed"] == f"OpenPGP data decompresses to more than {size - 1} bytes"
+
+
+# --------------------------------------------------------------------------- the new body
+
+
+def encode_text_by_splitting(data: bytes):
+    """_encode_text as it was, with a copy without CRLF and a list of lines: the oracle."""
+    data = openpgp_mime._crlf(data)
+    try:
+        data.decode("utf-8")
+        charset = "utf-8"
+    except UnicodeDecodeError:
+        charset = None
+    clean_lines = b"\0" not in data and b"\r" not in data.replace(b"\r\n", b"") and all(
+        len(line) <= openpgp_mime.MAX_LINE for line in data.split(b"\r\n"))
+    if clean_lines and data.isascii():
+        return data, "7bit", charset
+    if clean_lines and charset:
+        return data, "8bit", charset
+    if b"\0" in data:
+        return openpgp_mime._encode_base64(data), "base64", charset
+    return binascii.b2a_qp(data), "quoted-printable", charset
+
+
+PIECES = [b"a", b"\r", b"\n", b"\r\n", b"\0", b"\xc3\xa9", b"\xff", b"x" * 997, b"x" * 998]
+
+
+@given(st.lists(st.sampled_from(PIECES), max_size=12))
+def test_clean_lines_by_counting_and_searching_agree_with_splitting(pieces):
+    data = b"".join(pieces)
+    assert openpgp_mime._encode_text(data) == encode_text_by_splitting(data)
+
+
+def test_text_of_zeros_becomes_base64_not_three_times_its_size():
+    body, cte, charset = openpgp_mime._encode_text(bytes(57 * 1000))
+    assert (cte, charset, len(body)) == ("base64", "utf-8", 78 * 1000)
 
 
 # --------------------------------------------------------------------------- ciphermilter decrypt
