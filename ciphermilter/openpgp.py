@@ -649,7 +649,7 @@ class _Budget:
 
 # Decompressed output kept while a packet is first inflated. Past it the output is only counted against
 # the budget, and a packet that fits the budget all the same is inflated a second time to keep it: a
-# bomb is refused having held at most this much (it held all 256 MiB of the budget before: 310 MB peak
+# bomb is refused having held at most this much (it held all 256 MiB of the budget before: 325 MB peak
 # RSS for `ciphermilter decrypt`), at the price of inflating twice the rare packet larger than this.
 KEEP_WHILE_COUNTING = 8 << 20
 INFLATE_STEP = 1 << 20  # output per call: the unit in which the budget and the deadline are checked
