@@ -24,7 +24,9 @@ class Limits:
     max_recipient_infos: int = 100
     max_signer_infos: int = 20
     max_chain_length: int = 10
-    max_decompressed_size: int = 256 * 1024 * 1024  # OpenPGP compressed data, CMS CompressedData
+    # OpenPGP compressed data, all of one message's packets together; None: DECOMPRESSED_PER_MESSAGE_SIZE
+    # times max_message_size (see decompressed_limit)
+    max_decompressed_size: int | None = None
     max_pgp_nesting: int = 8  # OpenPGP compressed packets inside each other, encrypted layers inside each other
     max_rsa_bits: int = 16384
     deadline_seconds: float = 30.0
@@ -38,6 +40,19 @@ class Limits:
     # each costs Postfix's cleanup one deletion, and deletions are quadratic there (10,000 took 23 s,
     # 20,000 ended in "451 queue file write error"). Above it the message is rejected (core.forged_flood).
     max_forged_headers: int = 100
+
+    @property
+    def decompressed_limit(self) -> int:
+        """``max_decompressed_size``, else a multiple of ``max_message_size``: what a message may unpack to
+        follows what it may be, so that lowering one lowers the other (64 MiB messages: 256 MiB)."""
+        if self.max_decompressed_size is not None:
+            return self.max_decompressed_size
+        return DECOMPRESSED_PER_MESSAGE_SIZE * self.max_message_size
+
+
+# Text deflates about 3 to 1: a message of max_message_size holding compressed
+# text unpacks to about three times its size; far more is a bomb, not mail.
+DECOMPRESSED_PER_MESSAGE_SIZE = 4
 
 
 @dataclass
@@ -205,6 +220,8 @@ def _check_setting(name: str, value, default):
         return _check_choice(MIXED_RECIPIENTS)(value)
     if name == "recipient_delimiter":
         return _check_delimiter(value)
+    if name == "max_decompressed_size":  # its default (None) is derived from max_message_size
+        return _check_positive_int(value)
     if name == "internal_domains":
         if not isinstance(value, list):
             raise ValueError("must be a list of domain names")

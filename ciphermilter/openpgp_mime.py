@@ -43,6 +43,9 @@ MAX_LINE = 998  # RFC 5322 section 2.1.1
 _FILENAME_PREFIX = re.compile(rb'filename\s*=\s*"?', re.I)
 _FILENAME_STOP = re.compile(rb'[";\r\n]')
 _PGP_SUFFIX = re.compile(rb'\.(?:asc|pgp|gpg)(?=["\s;]|$)', re.I)
+# A line longer than MAX_LINE in text whose line ends are all CRLF; anchored at line starts, so that the
+# search looks at each byte a bounded number of times (unanchored, every byte of a long line starts a scan).
+_LONG_LINE = re.compile(rb"(?:\A|\n)[^\r\n]{%d}" % (MAX_LINE + 1))
 _AUTOCRYPT_KEYDATA = re.compile(r"(?:^|;)\s*keydata\s*=\s*([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
 
 
@@ -130,7 +133,7 @@ class _State:
         return openpgp.open_message(
             data,
             self.keyring,
-            max_output=limits.max_decompressed_size,
+            max_output=limits.decompressed_limit,
             max_nesting=limits.max_pgp_nesting,
             max_recipients=limits.max_recipient_infos,
             check=self.ctx.check_deadline,
@@ -199,24 +202,35 @@ def _strip_pgp_suffix(name: str) -> str:
 def _encode_text(data: bytes) -> tuple[bytes, str, str | None]:
     """(body, Content-Transfer-Encoding, charset) for decrypted text: the lightest encoding that is valid."""
     data = _crlf(data)
-    try:
-        data.decode("utf-8")
-        charset = "utf-8"
-    except UnicodeDecodeError:
-        charset = None
-    clean_lines = b"\0" not in data and b"\r" not in data.replace(b"\r\n", b"") and all(
-        len(line) <= MAX_LINE for line in data.split(b"\r\n")
-    )
+    charset = "utf-8" if data.isascii() or _is_utf8(data) else None
+    # Counts and one search instead of a copy without CRLF and a list of lines: decompressed text may
+    # be hundreds of MB, and a list of short lines costs five times the text (49 bytes per line of 8).
+    clean_lines = b"\0" not in data and data.count(b"\r") == data.count(b"\r\n") and not _LONG_LINE.search(data)
     if clean_lines and data.isascii():
         return data, "7bit", charset
     if clean_lines and charset:
         return data, "8bit", charset
+    if b"\0" in data:  # no text, whatever its label: quoted-printable would triple it ("=00"), base64 adds a third
+        return _encode_base64(data), "base64", charset
     return binascii.b2a_qp(data), "quoted-printable", charset
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# Input encoded at a time: whole 76-character lines (57 bytes each), about 1 MiB. One object per line for
+# the whole data cost three times the data again (a decompressed part may be hundreds of MB).
+_BASE64_STEP = 57 * 18396
+
+
 def _encode_base64(data: bytes) -> bytes:
-    encoded = base64.b64encode(data)
-    return b"".join(encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
+    return b"".join(base64.encodebytes(data[i:i + _BASE64_STEP]).replace(b"\n", b"\r\n")
+                    for i in range(0, len(data), _BASE64_STEP))
 
 
 def _without_pgp_suffixes(raw: bytes) -> bytes:
@@ -399,7 +413,7 @@ def _inline_text(entity: mime.Entity, body: bytes, spans, state: _State, where: 
         pieces.append(body[pos:span.start])
         if plaintext is not None:
             # The END line's line break went with the block: keep text after it on a line of its own.
-            pieces.append(plaintext if plaintext.endswith(b"\n") else plaintext + b"\n")
+            pieces += [plaintext] if plaintext.endswith(b"\n") else [plaintext, b"\n"]
             reports.append(report)
             changed = True
         else:

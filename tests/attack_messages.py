@@ -153,9 +153,9 @@ class Tools:
         """A cleartext-signed block of ``text``, signed by gus."""
         return crlf(self._gpg(["--local-user", PGP_SIGNER, "--clearsign"], text))
 
-    def pgp_signed_only(self, text: bytes) -> bytes:
-        """An armored signed-only OpenPGP message (``gpg --sign``): signed, never encrypted."""
-        return crlf(self._gpg(["--armor", "--local-user", PGP_SIGNER, "--sign"], text))
+    def pgp_signed_only(self, text: bytes, *options: str) -> bytes:
+        """An armored signed-only OpenPGP message (``gpg --sign`` with ``options``): signed, never encrypted."""
+        return crlf(self._gpg(["--armor", "--local-user", PGP_SIGNER, *options, "--sign"], text))
 
     # ---------------------------------------------------------------- whole attacks
 

@@ -37,9 +37,10 @@ def test_example_file_names_every_key_with_its_default():
     daemon_keys = {f.name for f in dataclasses.fields(DaemonConfig)} - {"settings"}
     settings_keys = {f.name for f in dataclasses.fields(Settings)} - {"limits"}
 
-    assert (set(data) - {"limits"}) | commented == daemon_keys | settings_keys
-    assert not set(data) & commented
-    assert set(data["limits"]) == {f.name for f in dataclasses.fields(Limits)}
+    limits_keys = {f.name for f in dataclasses.fields(Limits)}
+
+    assert (set(data) - {"limits"}) | set(data["limits"]) | commented == daemon_keys | settings_keys | limits_keys
+    assert not (set(data) | set(data["limits"])) & commented
     assert load(str(EXAMPLE)).settings == Settings()
 
 
@@ -110,3 +111,12 @@ def test_a_store_named_on_the_command_line_comes_with_its_own_master_key():
     key_only = configured.with_store(None, "/k")
     assert (key_only.store, key_only.master_key_path) == ("/srv/a.db", "/k")
     assert configured.master_key == "/etc/ciphermilter/a.key"  # the loaded configuration is left as it was
+
+
+def test_decompressed_size_follows_the_message_size_unless_set(tmp_path):
+    derived = load(write(tmp_path, "[limits]\nmax_message_size = 1048576\n")).settings.limits
+    assert (derived.max_decompressed_size, derived.decompressed_limit) == (None, 4 * 1048576)
+    explicit = load(write(tmp_path, "[limits]\nmax_message_size = 1048576\nmax_decompressed_size = 5\n"))
+    assert explicit.settings.limits.decompressed_limit == 5
+    with pytest.raises(ConfigError, match=r":2: limits\.max_decompressed_size: must be a positive integer"):
+        load(write(tmp_path, "[limits]\nmax_decompressed_size = 0\n"))

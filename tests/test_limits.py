@@ -233,7 +233,7 @@ def test_default_refuses_the_compression_bomb(corpus_store):
     for case in corpus_cases(lambda c: c["family"] == "malformed-pgp-compression-bomb"):
         outcome = core.process(case_message(case), case_envelope(case), corpus_store, Settings())
         assert_not_processed(case, outcome, f"OpenPGP data decompresses to more than "
-                                            f"{Limits().max_decompressed_size} bytes")
+                                            f"{Limits().decompressed_limit} bytes")
 
 
 PGP_ENCRYPTED = corpus_cases(lambda c: c["smime_or_pgp"] == "pgp" and c["encrypted"] and c["decryptable_with_our_keys"]

@@ -29,7 +29,6 @@ from e2e.conftest import (
 )
 from postfix_instance import alive, descendants
 
-_RSS = re.compile(r"^VmRSS:\s+(\d+) kB$", re.MULTILINE)
 
 
 def _cmdline(pid: int) -> bytes:
@@ -37,6 +36,18 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:  # gone meanwhile
         return b""
+
+
+def _status_kib(pids: list[int], field: str) -> int:
+    """A /proc/PID/status field in kB (VmRSS, VmHWM), summed over ``pids``."""
+    pattern = re.compile(rf"^{field}:\s+(\d+) kB$", re.MULTILINE)
+    total = 0
+    for pid in pids:
+        try:
+            total += int(pattern.search(Path(f"/proc/{pid}/status").read_text()).group(1))
+        except (OSError, AttributeError):  # it exited since it was listed
+            pass
+    return total
 
 
 def is_running_python(pid: int) -> bool:
@@ -101,13 +112,12 @@ class MilterUnderTest:
 
     def rss_kib(self) -> int:
         """Resident set size of the daemon and its workers together."""
-        total = 0
-        for pid in self.processes():
-            try:
-                total += int(_RSS.search(Path(f"/proc/{pid}/status").read_text()).group(1))
-            except (OSError, AttributeError):  # it exited since it was listed
-                pass
-        return total
+        return _status_kib(self.processes(), "VmRSS")
+
+    def peak_rss_kib(self) -> int:
+        """The highest resident set each process of the daemon has had (VmHWM), summed: an upper bound of
+        what the daemon and its workers held at any one moment."""
+        return _status_kib(self.processes(), "VmHWM")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
