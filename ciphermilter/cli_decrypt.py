@@ -75,6 +75,8 @@ def decrypt(ctx, recipients, explain, explain_file, harvest, message_file):
         fail("rejected: " + " ".join(core.reject_reply(outcome.reject)), EXIT_REFUSED)
     if outcome.error:
         sys.exit(1)
+    if outcome.held_at_limit:
+        sys.exit(EXIT_REFUSED)
 
 
 def _write_report(text: str, path: str | None) -> None:

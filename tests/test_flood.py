@@ -210,5 +210,5 @@ def test_the_reply_and_the_setting_are_documented():
     headers = " ".join(rendered(page("ciphermilter-headers.7")).split())
     reply = " ".join(core.reject_reply(core.forged_flood(LIMIT + 1, Limits())))
     assert reply.replace(str(LIMIT), "N") in headers
-    assert "exit status 1 when processing failed; 3 when the daemon would reject" in " ".join(
+    assert "exit status 3 too when the daemon would refuse the message outright" in " ".join(
         rendered(page("ciphermilter.1")).split()).lower()
