@@ -71,11 +71,12 @@ def decrypt(ctx, recipients, explain, explain_file, harvest, message_file):
     if explain or explain_file:
         report = {"headers": outcome.info.as_dict(), "error": outcome.error, **outcome.report}
         _write_report(to_json(report) + "\n", explain_file)
-    if outcome.reject:
-        fail("rejected: " + " ".join(core.reject_reply(outcome.reject)), EXIT_REFUSED)
+    reply = core.refusal(outcome, settings)
+    if reply:
+        fail(("rejected: " if reply[0].startswith("5") else "tempfail: ") + " ".join(reply), EXIT_REFUSED)
     if outcome.error:
         sys.exit(1)
-    if outcome.held_at_limit:
+    if outcome.held_at_limit:  # on_limit = "pass": delivered as written, still encrypted
         sys.exit(EXIT_REFUSED)
 
 

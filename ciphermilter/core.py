@@ -95,6 +95,23 @@ def reject_reply(reason: str) -> tuple[str, str, str]:
     return "554", "5.7.0", f"Message rejected: {reason}"
 
 
+def refusal(outcome: Outcome, settings: Settings) -> tuple[str, str, str] | None:
+    """The SMTP reply that refuses the message instead of passing it on, or None to pass it.
+
+    The one place that turns an outcome and the policies into a reply: the
+    daemon answers it, ``ciphermilter decrypt`` shows it. A forged-header
+    flood is always refused; content held at a limit follows ``on_limit``
+    ("pass" delivers it still encrypted, with its Not-Processed reason).
+    """
+    if outcome.reject:
+        return reject_reply(outcome.reject)
+    if outcome.held_at_limit and settings.on_limit == "reject":
+        return "554", "5.7.0", f"Encrypted content could not be inspected: {outcome.held_at_limit}"
+    if outcome.held_at_limit and settings.on_limit == "tempfail":
+        return "451", "4.7.0", f"Encrypted content could not be inspected now ({outcome.held_at_limit}), please try again later"
+    return None
+
+
 def rejected(reason: str, envelope: Envelope, forged: int) -> Outcome:
     """The outcome for a message refused with 554 5.7.0: nothing to edit, nothing to report in headers."""
     report = {"queue_id": envelope.queue_id, "rejected": reason, "forged_headers": forged}

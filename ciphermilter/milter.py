@@ -59,9 +59,6 @@ NO_REPLY_STEPS = Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_HDR
 # Features we use when the MTA offers them: exact header values, and SKIP for the body.
 FEATURES = Milter.P_HDR_LEADSPC | Milter.P_SKIP
 TEMPFAIL_REPLY = ("451", "4.3.0", "Message could not be processed now, please try again later")
-# on_limit: a limit stopped us inspecting encrypted content we hold the key for (core.Outcome.held_at_limit).
-LIMIT_REJECT_TEXT = "Encrypted content could not be inspected: {reason}"
-LIMIT_TEMPFAIL_TEXT = "Encrypted content could not be inspected now ({reason}), please try again later"
 # RFC 5321 section 4.5.3.1.10: the client sends the recipients refused so in another transaction.
 SPLIT_REPLY = ("452", "4.5.3", "Too many recipients")
 
@@ -283,7 +280,8 @@ class CipherMilter(Milter.Base):
         self.msg.head = self.msg.header_block()
         flood = core.forged_flood(self.msg.forged, self.runtime.config.settings.limits)
         if flood:  # decided before the body: the message can only be refused
-            return self._reject(core.rejected(flood, self._envelope(), self.msg.forged))
+            outcome = core.rejected(flood, self._envelope(), self.msg.forged)
+            return self._refuse(outcome, core.refusal(outcome, self.runtime.config.settings))
         try:
             self.msg.needs_body = self._needs_body()
         except Exception:  # never let a bug of ours turn into the MTA's 451 for this callback
@@ -410,16 +408,14 @@ class CipherMilter(Milter.Base):
 
     def _end_of_message(self, msg: MessageState):
         outcome = self._outcome(msg)
-        if outcome.reject:
-            return self._reject(outcome)
         unsendable = non_utf8_header(outcome.plan)
         if unsendable:
             reason = f"header {unsendable} of the decrypted content is not UTF-8"
             outcome = unprocessed_outcome(msg.head, reason, self._envelope(), reason)
         settings = self.runtime.config.settings
-        if outcome.held_at_limit and settings.on_limit != "pass":
-            self._summarise(outcome, f"{settings.on_limit} at limit: {outcome.held_at_limit}")
-            return self._refuse_at_limit(settings.on_limit, outcome.held_at_limit)
+        reply = core.refusal(outcome, settings)
+        if reply:
+            return self._refuse(outcome, reply)
         if outcome.error and settings.on_error == "tempfail":
             self._summarise(outcome, f"tempfail: {outcome.error}")
             return self._tempfail()
@@ -429,14 +425,6 @@ class CipherMilter(Milter.Base):
             note = f"passed at limit, still encrypted: {outcome.held_at_limit}"
         self._summarise(outcome, note)
         return Milter.CONTINUE
-
-    def _refuse_at_limit(self, policy: str, reason: str):
-        """on_limit "reject" (554 5.7.0) or "tempfail" (451 4.7.0), with a text that says why."""
-        if policy == "reject":
-            self.setreply("554", "5.7.0", LIMIT_REJECT_TEXT.format(reason=reason))
-            return Milter.REJECT
-        self.setreply("451", "4.7.0", LIMIT_TEMPFAIL_TEXT.format(reason=reason))
-        return Milter.TEMPFAIL
 
     def _fail_safe(self, msg: MessageState):
         """After a failure: tempfail, or pass with forged headers stripped (unless edits were already sent)."""
@@ -456,12 +444,16 @@ class CipherMilter(Milter.Base):
         self.setreply(*TEMPFAIL_REPLY)
         return Milter.TEMPFAIL
 
-    def _reject(self, outcome: core.Outcome):
-        """Refuse the message for the core's reason (logged and counted); the MTA sends nothing more of it."""
-        self._summarise(outcome, f"rejected: {outcome.reject}")
+    def _refuse(self, outcome: core.Outcome, reply: tuple[str, str, str]):
+        """Answer the core's refusal (logged and counted); the MTA sends nothing more of the message."""
+        permanent = reply[0].startswith("5")
+        if outcome.reject:
+            self._summarise(outcome, f"rejected: {outcome.reject}")
+        else:
+            self._summarise(outcome, f"{'reject' if permanent else 'tempfail'} at limit: {outcome.held_at_limit}")
         self._reset()
-        self.setreply(*core.reject_reply(outcome.reject))
-        return Milter.REJECT
+        self.setreply(*reply)
+        return Milter.REJECT if permanent else Milter.TEMPFAIL
 
     def _wire_value(self, value: str) -> str:
         """A plan value as the MTA must receive it: with HDR_LEADSPC it writes the value verbatim."""

@@ -174,7 +174,9 @@ def test_decrypt_exits_3_and_explains_the_limit(corpus_store, encrypted_virus, t
 
     assert result.exit_code == 3
     assert result.stdout_bytes == _with_header(encrypted_virus, PARTS)
-    report = json.loads(result.stderr)
+    report, reply = result.stderr.rsplit("\n}\n", 1)
+    assert reply == f"ciphermilter: rejected: 554 5.7.0 Encrypted content could not be inspected: {PARTS}\n"
+    report = json.loads(report + "}")
     assert report["on_limit"] == {"reason": PARTS, "policy": "reject"}
     assert report["headers"] == {NOT_PROCESSED: PARTS}
 
