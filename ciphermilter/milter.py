@@ -395,9 +395,9 @@ class CipherMilter(Milter.Base):
             return core.process(message, envelope, msg.store, settings, progress=self.progress)
         if isinstance(message, bytes) and core.is_light(message):
             # A parse and a scan, here where no worker can be killed: its cost is bounded by LIGHT_SIZE (256 KiB)
-            # alone. Measured worst on this branch: 3.5 s for a part header folded 65,000 times (mime.split_headers
-            # is quadratic in the lines of one field, issue 14 item 2), 0.4 s for 1,000 empty parts; plain mail
-            # of that size takes under 0.25 s. Well inside the default deadline, too quick for progress reports.
+            # alone, every search being linear (tests/test_linear.py). Measured: a header folded 80,000 times
+            # 0.02 s, 20,000 empty parts 0.06 s; plain mail of that size under 0.25 s. Well inside the deadline,
+            # too quick for progress reports.
             return core.process(message, envelope, msg.store, settings)
         try:
             return self.runtime.workers.process(message, envelope, settings, self.progress)
