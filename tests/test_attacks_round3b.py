@@ -278,6 +278,40 @@ def test_a_bomb_just_under_the_bound_stays_within_256_mb(tmp_path):
     assert peak < 256 * 1000 * 1000, f"peak RSS {peak / 1e6:.0f} MB for a {path.stat().st_size} byte message"
 
 
+def compressed_data_entity(content: bytes) -> bytes:
+    """An S/MIME compressed-data entity (RFC 3274, ZLIB) of ``content``, as any CMS library writes it."""
+    from asn1crypto import cms as asn1_cms
+
+    info = asn1_cms.ContentInfo({"content_type": "compressed_data", "content": asn1_cms.CompressedData({
+        "version": "v0", "compression_algorithm": {"algorithm": "zlib"},
+        "encap_content_info": {"content_type": "data", "content": zlib.compress(content)}})})
+    return (b'Content-Type: application/pkcs7-mime; smime-type=compressed-data; name="smime.p7z"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(info.dump()).replace(b"\n", b"\r\n"))
+
+
+PAYLOAD = b"Content-Type: text/plain\r\n\r\nSECRET-PAYLOAD-4b1e\r\n"
+
+
+# FAILS: CMS CompressedData (RFC 3274) is not unwrapped ("SMIME-Unsupported-1: unsupported CMS content type
+# 1.2.840.113549.1.9.16.1.9"), and when it sits inside an EnvelopedData the store holds the key for, the
+# milter decrypts the envelope and delivers the compressed layer as is, under the default on_limit = reject:
+# what the scanners get is zlib in base64, the payload no plainer than before. Issue 14: "no content we can
+# decrypt reaches the scanners still encrypted by default" -- compressed rather than encrypted, but the same
+# walk past clamav (tests/e2e/test_attacks_round3b.py sends a virus this way and it is delivered).
+# Reproduce: encrypt a compressed-data entity (see compressed_data_entity) to bob with openssl cms -encrypt;
+# ciphermilter decrypt --rcpt bob@corp-pub.example: exit 0, body still compressed, no reply refusing it.
+def test_compressed_data_inside_encryption_never_reaches_the_scanners_still_packed(tools, corpus_store):
+    mail = message(tools.smime_encrypted(compressed_data_entity(PAYLOAD)))
+
+    outcome = core.process(mail, BOB, corpus_store)
+
+    body = outcome.plan.body if outcome.plan.body is None or isinstance(outcome.plan.body, (bytes, bytearray)) \
+        else outcome.plan.body.read()
+    refused = core.refusal(outcome, Settings())
+    assert refused is not None or (body is not None and b"SECRET-PAYLOAD-4b1e" in body), (
+        info_of(outcome), (body or b"")[:120])
+
+
 # =========================================================================== timing: the same work
 
 

@@ -16,7 +16,8 @@ from attack_messages import SMIME_ERIN, Tools, message
 from e2e.load import Reply, header_fields
 from e2e.messages import INTERNAL_RECIPIENT, SENDER
 from e2e.test_chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, without_trace
-from test_attacks_round3b import FLOOD, LIMIT, fields, spelled, under_the_bound_bomb
+from e2e.conftest import VIRUS_MARKER
+from test_attacks_round3b import FLOOD, LIMIT, compressed_data_entity, fields, spelled, under_the_bound_bomb
 
 PEAK_RSS_KIB = 256 * 1000 * 1000 // 1024  # the bound over the daemon and its processes
 PATIENT = 600.0  # seconds: longer than Postfix takes to give up on its own
@@ -108,3 +109,21 @@ def test_the_daemon_still_answers_after_the_bomb(postfix, sink, milter_under_tes
     assert marker in body
     assert without_trace(header_fields(head))[0].startswith(b"From:")
     assert daemon.processes()
+
+
+# --- CMS CompressedData inside encryption ---------------------------------------------------------------
+
+# FAILS: the test virus, compressed (CMS CompressedData, RFC 3274) and then encrypted to bob: ciphermilter
+# decrypts the envelope, leaves the compressed layer it does not read ("SMIME-Unsupported-1"), and
+# clamav-milter after it sees only zlib in base64: "250 2.0.0 Ok: queued" and delivered, under the default
+# on_limit = reject. Unencrypted and uncompressed the same marker is refused with 550 by clamav
+# (test_chain.test_encrypted_virus_is_rejected_by_clamav_after_decryption).
+def test_a_compressed_virus_inside_encryption_never_passes_the_scanners(postfix, sink, tools):
+    inner = b"Content-Type: text/plain\r\n\r\nHello,\r\n" + VIRUS_MARKER + b"\r\n"
+    mail = message(tools.smime_encrypted(compressed_data_entity(inner)))
+    assert VIRUS_MARKER not in mail
+
+    reply, _ = send_patiently(postfix.port, mail, [INTERNAL_RECIPIENT])
+
+    assert reply.code in (550, 554), reply
+    assert_nothing_queued(postfix)
