@@ -15,6 +15,8 @@ Promises attacked (quoted or condensed):
 - issue 14, Timing: "Make the failure paths do the same work (an implicit-rejection style: a random key
   through the same decryption)"; readers.DecoyKey: "a failed unwrap [...] then costs the same content
   decryption as a good key on changed content".
+- issue 14, "Done when": "no content we can decrypt reaches the scanners still encrypted by default" (the
+  CompressedData tests: decrypted, but still packed for the scanners).
 - issue 14 / files.py: "every file the daemon writes is 0600"; ``decrypt --explain-file``: "created with mode
   0600".
 """
@@ -28,7 +30,6 @@ import stat
 import subprocess
 import sys
 import zlib
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
