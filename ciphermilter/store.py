@@ -522,6 +522,10 @@ class KeyStore:
             raise StoreError("private key without its certificate: import the certificate with it"
                              " (same file, or before)")
         label = f"S/MIME private key for {cert['subject']}"
+        # The admin vouches for the key, so for its certificates too, a harvested one included: left
+        # 'harvested', it gave the key no readers, refused `keys bind` and expired unused with the key.
+        self._conn.execute("UPDATE certificates SET origin = 'imported' WHERE spki_sha256 = ? AND origin = 'harvested'",
+                           (spki,))
         if self._conn.execute("SELECT 1 FROM smime_keys WHERE spki_sha256 = ?", (spki,)).fetchone():
             result.already_present.append(label)
             return
@@ -686,13 +690,17 @@ class KeyStore:
         return [description for _, _, description in expired]
 
     def _expired(self, expiry_days: int, limit: int | None) -> list[tuple[str, str, str]]:
-        """(kind, ID, description) of the harvested rows never used and added over ``expiry_days`` ago."""
+        """(kind, ID, description) of the harvested rows never used and added over ``expiry_days`` ago.
+
+        Never one with a private key: only an admin imports those (a harvest keeps no secret part), and a
+        store from before imports promoted the certificate may hold such a key under a harvested one."""
         cutoff = _before_now(expiry_days * 24 * 3600)
         rows = self._rows(
             "SELECT 'x509' AS kind, thumbprint AS id, 'certificate ' || substr(thumbprint, 1, 16) || ' ' || subject"
             " AS description FROM certificates WHERE origin = 'harvested' AND last_used IS NULL AND added < ?"
+            " AND spki_sha256 NOT IN (SELECT spki_sha256 FROM smime_keys)"
             " UNION ALL SELECT 'openpgp', fingerprint, 'OpenPGP key ' || fingerprint || ' ' || user_ids"
-            " FROM pgp_keys WHERE origin = 'harvested' AND added < ?"
+            " FROM pgp_keys WHERE origin = 'harvested' AND added < ? AND sealed_secret IS NULL"
             " ORDER BY id LIMIT ?", (cutoff, cutoff, -1 if limit is None else limit))
         return [(row["kind"], row["id"], row["description"]) for row in rows]
 

@@ -250,6 +250,29 @@ def test_expiry_removes_only_harvested_rows_never_used_past_the_age(smime_store,
         (fingerprint(SIGNER), "imported"), (fingerprint(FLOOD_KEYS[20]), "imported"), (thumbprint(used), "harvested")}
 
 
+def test_an_admin_import_of_the_private_key_of_a_harvested_certificate_makes_it_imported(smime_store):
+    # Bob's signed mail harvested his certificate before the admin imported his private key alone
+    store, _, used, _ = smime_store
+    assert store.import_file(used.key_pem).added == ["S/MIME private key for CN=used"]
+    assert store.bind(thumbprint(used), "team@corp-pub.example")  # refused while 'harvested'
+    shown = store.show_key(thumbprint(used))
+    assert (shown["origin"], shown["private_key"]) == ("imported", True)
+    assert shown["readers"] == ["team@corp-pub.example", "used@sender-pub.example"]
+    backdate(store, 400)
+    assert [line.split()[2] for line in store.expire_harvested(90)] == ["CN=unused"]
+
+
+def test_expiry_spares_a_private_key_under_a_harvested_certificate(smime_store):
+    # as a store may hold it from before imports promoted the certificate: only an admin imports a private key
+    store, _, used, _ = smime_store
+    store.import_file(used.key_pem)
+    store._conn.execute("UPDATE certificates SET origin = 'harvested'")
+    store._conn.commit()
+    backdate(store, 400)
+    assert [line.split()[2] for line in store.expire_harvested(90)] == ["CN=unused"]
+    assert store.show_key(thumbprint(used))["private_key"]
+
+
 def test_a_harvest_write_expires_a_bounded_number(store, monkeypatch):
     monkeypatch.setattr(store_module, "EXPIRE_PER_HARVEST", 2)
     assert harvested(store, pgp=armored(FLOOD_KEYS[:5])) == ["added"] * 5
