@@ -36,6 +36,10 @@ class Limits:
     # Harvested certificates and keys kept per address they name: a correspondent renews a certificate or key
     # every year or so, and never-used ones expire; new ones past this are refused, never an older one evicted.
     max_harvest_per_address: int = 10
+    # Harvested certificates and keys kept for the addresses of one harvesting signer together: an OpenPGP
+    # signer vouches for keys of any of its addresses, so with N user IDs the cap per address alone let it
+    # keep 10 x N; an S/MIME signer is its certificate, whose addresses are counted together the same way.
+    max_harvest_per_signer: int = 10
     # Reserved-namespace fields (X-CipherMail-, X-Djigzo-) a message may arrive with and still be accepted:
     # each costs Postfix's cleanup one deletion, and deletions are quadratic there (10,000 took 23 s,
     # 20,000 ended in "451 queue file write error"). Above it the message is rejected (core.forged_flood).

@@ -7,8 +7,10 @@ batch to :meth:`KeyStore.harvest` once the handlers are done, so a message
 costs at most one write transaction, however many keys it carries (one
 117 KB message with 300 keys took 300 before, issue 14). The store keeps at
 most ``limits.max_harvest_per_message`` new rows of one message and
-``limits.max_harvest_per_address`` harvested rows per address, and forgets
-what was never used after ``harvest_expiry_days``.
+``limits.max_harvest_per_address`` harvested rows per address and
+``limits.max_harvest_per_signer`` for all addresses of the signer that
+vouched for them, and forgets what was never used after
+``harvest_expiry_days``.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from ciphermilter.config import Settings
 
 @dataclass
 class Offer:
-    """One certificate (DER) or one OpenPGP public key (parsed), and where in the message it was found."""
+    """One certificate (DER) or one OpenPGP public key (parsed), and where in the message it was found.
+
+    ``signer_emails``: the addresses of the signatures that vouched for a key; a certificate is its own
+    signer (empty: its own addresses)."""
 
     where: str
     certificate: bytes | None = None
     pgp_key: pgpy.PGPKey | None = None
+    signer_emails: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -39,8 +45,8 @@ class Batch:
     def certificate(self, der: bytes, where: str) -> None:
         self.offers.append(Offer(where, certificate=der))
 
-    def pgp_key(self, key: pgpy.PGPKey, where: str) -> None:
-        self.offers.append(Offer(where, pgp_key=key))
+    def pgp_key(self, key: pgpy.PGPKey, where: str, signer_emails: frozenset[str] = frozenset()) -> None:
+        self.offers.append(Offer(where, pgp_key=key, signer_emails=signer_emails))
 
     def note(self, line: str) -> None:
         self.notes.append(line)
@@ -54,4 +60,5 @@ def keep(store, batch: Batch, settings: Settings) -> list[str]:
     limits = settings.limits
     return batch.notes + store.harvest(batch.offers, per_message=limits.max_harvest_per_message,
                                        per_address=limits.max_harvest_per_address,
+                                       per_signer=limits.max_harvest_per_signer,
                                        expiry_days=settings.harvest_expiry_days)

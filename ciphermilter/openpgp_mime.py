@@ -536,7 +536,7 @@ def _harvest_keys(state: _State) -> None:
         for key in _carried_keys(candidate, state):
             emails = set(openpgp.key_emails(key))
             if emails and emails <= vouched:
-                state.ctx.harvest.pgp_key(key, candidate.where)
+                state.ctx.harvest.pgp_key(key, candidate.where, frozenset(vouched))
             else:
                 state.ctx.harvest.note(f"{candidate.where}: {key.fingerprint.keyid} {FOREIGN_ADDRESSES}")
 

@@ -86,6 +86,7 @@ class _Candidate:
     where: str
     label: str  # its ID in the report: certificate thumbprint or OpenPGP key ID, 16 hex digits
     emails: list[str]
+    signer_emails: list[str]  # of the signer that vouched for it (a certificate's own): counted together
     present: tuple[str, tuple]  # the query that finds it in the store
     insert: "callable"  # adds it in the open transaction; False when it is there already
 
@@ -173,6 +174,10 @@ def per_message_refusal(limit: int) -> str:
 
 def per_address_refusal(limit: int, address: str) -> str:
     return f"not harvested ({limit} harvested certificates and keys for {address} already)"
+
+
+def per_signer_refusal(limit: int) -> str:
+    return f"not harvested ({limit} harvested certificates and keys for the addresses of its signer already)"
 
 
 def _thumbprint(der: bytes) -> str:
@@ -578,14 +583,16 @@ class KeyStore:
 
     # ------------------------------------------------------------------ harvesting (ciphermilter.harvest)
 
-    def harvest(self, offers: list, *, per_message: int, per_address: int, expiry_days: int) -> list[str]:
+    def harvest(self, offers: list, *, per_message: int, per_address: int, per_signer: int,
+                expiry_days: int) -> list[str]:
         """Keep what one message offers (:class:`harvest.Offer`) and record the uses of harvested
         certificates its lookups made, in one write transaction; one line per offer for the report.
 
         At most ``per_message`` new rows; an offer naming an address that has
-        ``per_address`` harvested rows already is refused: evicting an older
-        one instead would let anyone who may sign as that address push out
-        the certificate a correspondent's mail is verified with. The same
+        ``per_address`` harvested rows already is refused, and so is one
+        whose signer's addresses together have ``per_signer``: evicting an
+        older one instead would let anyone who may sign as that address push
+        out the certificate a correspondent's mail is verified with. The same
         write removes up to :data:`EXPIRE_PER_HARVEST` rows never used for
         ``expiry_days``. Best effort, called while a message waits: known
         offers and recent uses need no transaction (an Autocrypt header on
@@ -611,7 +618,7 @@ class KeyStore:
             return lines
         try:
             with self._write() as conn:
-                verdicts = self._harvest_new(candidates, per_message, per_address)
+                verdicts = self._harvest_new(candidates, per_message, per_address, per_signer)
                 conn.executemany("UPDATE certificates SET last_used = ? WHERE thumbprint = ?",
                                  [(_now(), thumbprint) for thumbprint in stale])
                 self._expire(expiry_days, EXPIRE_PER_HARVEST)
@@ -628,16 +635,18 @@ class KeyStore:
                 row, emails = _certificate_row(offer.certificate, "harvested")
             except StoreError as exc:
                 return f"{offer.where}: not harvested ({exc})"
-            return _Candidate(offer.where, row["thumbprint"][:16], emails,
+            return _Candidate(offer.where, row["thumbprint"][:16], emails, emails,
                               ("SELECT 1 FROM certificates WHERE thumbprint = ?", (row["thumbprint"],)),
                               lambda: self._import_certificate(offer.certificate, "harvested", None))
         key = offer.pgp_key
-        return _Candidate(offer.where, key.fingerprint.keyid, openpgp.key_emails(key),
+        emails = openpgp.key_emails(key)
+        return _Candidate(offer.where, key.fingerprint.keyid, emails, sorted(offer.signer_emails) or emails,
                           ("SELECT 1 FROM pgp_keys WHERE fingerprint = ?", (_pgp_fingerprint(key),)),
                           lambda: self._import_pgp_key(key if key.is_public else _load_pgp(_public_bytes(key)),
                                                        "harvested", None))  # secret parts are never kept
 
-    def _harvest_new(self, candidates: list["_Candidate"], per_message: int, per_address: int) -> list[str]:
+    def _harvest_new(self, candidates: list["_Candidate"], per_message: int, per_address: int,
+                     per_signer: int) -> list[str]:
         """Insert the candidates the caps allow (the caller holds the write transaction); a verdict for each."""
         verdicts, added = [], 0
         for candidate in candidates:
@@ -645,8 +654,10 @@ class KeyStore:
                 verdict = NO_ADDRESS
             elif added >= per_message:
                 verdict = per_message_refusal(per_message)
-            elif full := [email for email in candidate.emails if self._harvested_for(email) >= per_address]:
+            elif full := [email for email in candidate.emails if self._harvested_for([email]) >= per_address]:
                 verdict = per_address_refusal(per_address, full[0])
+            elif self._harvested_for(candidate.signer_emails) >= per_signer:
+                verdict = per_signer_refusal(per_signer)
             elif candidate.insert():
                 verdict, added = "added", added + 1
             else:  # an earlier offer of the same message added it
@@ -654,13 +665,16 @@ class KeyStore:
             verdicts.append(verdict)
         return verdicts
 
-    def _harvested_for(self, email: str) -> int:
-        """How many harvested certificates and keys name ``email``."""
+    def _harvested_for(self, emails: list[str]) -> int:
+        """How many harvested certificates and keys name any of ``emails`` (a JSON array: a certificate may
+        name more addresses than SQLite takes parameters)."""
+        named = json.dumps(emails)
         return self._rows(
-            "SELECT (SELECT count(*) FROM certificate_emails e JOIN certificates c ON c.thumbprint = e.thumbprint"
-            " WHERE e.email = ? AND c.origin = 'harvested')"
-            " + (SELECT count(*) FROM pgp_emails e JOIN pgp_keys k ON k.fingerprint = e.fingerprint"
-            " WHERE e.email = ? AND k.origin = 'harvested')", (email, email))[0][0]
+            "SELECT (SELECT count(DISTINCT c.thumbprint) FROM certificate_emails e"
+            " JOIN certificates c ON c.thumbprint = e.thumbprint"
+            " WHERE e.email IN (SELECT value FROM json_each(?)) AND c.origin = 'harvested')"
+            " + (SELECT count(DISTINCT k.fingerprint) FROM pgp_emails e JOIN pgp_keys k ON k.fingerprint = e.fingerprint"
+            " WHERE e.email IN (SELECT value FROM json_each(?)) AND k.origin = 'harvested')", (named, named))[0][0]
 
     def _note_use(self, rows) -> None:
         """Remember the harvested certificates among ``rows`` (thumbprint, origin): a lookup selected them."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
 
 from ciphermilter import core, keyimport
 from ciphermilter import store as store_module
@@ -70,9 +71,10 @@ def write_transactions(store) -> list[str]:
     return begun
 
 
-def caps(per_message: int = 10, per_address: int = 10, expiry_days: int = 90) -> Settings:
+def caps(per_message: int = 10, per_address: int = 10, expiry_days: int = 90, per_signer: int = 10) -> Settings:
     return Settings(harvest_expiry_days=expiry_days,
-                    limits=Limits(max_harvest_per_message=per_message, max_harvest_per_address=per_address))
+                    limits=Limits(max_harvest_per_message=per_message, max_harvest_per_address=per_address,
+                                  max_harvest_per_signer=per_signer))
 
 
 # --------------------------------------------------------------------------- the flood
@@ -104,6 +106,48 @@ def test_the_next_flood_finds_the_address_full_and_evicts_nothing(store, partner
     full = store_module.per_address_refusal(10, PARTNER)
     assert outcome.report["harvest"] == [f"0.1.2: {key.fingerprint.keyid} {full}" for key in FLOOD_KEYS[10:20]]
     assert dump(store.path) == before  # the refusals wrote nothing, and the first ten stay
+
+
+@pytest.fixture(scope="module")
+def many_addresses(tmp_path_factory) -> tuple[Gpg, str, list[str]]:
+    """A partner's signing key with three user IDs, and six keys per address for it to vouch for (made by gpg)."""
+    gpg = Gpg(tmp_path_factory.mktemp("many") / "gnupg")
+    addresses = [f"desk{n}@sender-pub.example" for n in range(3)]
+    signer = gpg.generate(addresses[0])
+    for address in addresses[1:]:
+        gpg.run("--quick-add-uid", signer, address)
+    carried = [gpg.public_key(gpg.generate(addresses[n % 3])) for n in range(18)]
+    yield gpg, signer, carried
+    subprocess.run(["gpgconf", "--homedir", str(gpg.home), "--kill", "gpg-agent"], capture_output=True)
+
+
+def test_a_signer_with_many_addresses_keeps_the_cap_per_signer_not_per_address(tmp_path, many_addresses):
+    # 18 keys, 6 per address of one signer, over three messages: the cap per address (10) never bites,
+    # so before the cap per signer they were all kept
+    gpg, signer, carried = many_addresses
+    with KeyStore.create(tmp_path / "store.db") as store:
+        store.import_file(gpg.public_key(signer))
+        store.add_domain("corp-pub.example")
+        outcomes = [core.process(pgp_mime_signed(gpg, signer, with_keys(TEXT, *carried[n:n + 6]),
+                                                 head("desk0@sender-pub.example")), BOB, store)
+                    for n in (0, 6, 12)]
+
+        verdicts = [line.split(" ", 2)[2] for outcome in outcomes for line in outcome.report["harvest"]]
+        assert verdicts == ["added"] * 10 + [store_module.per_signer_refusal(10)] * 8
+        assert harvested_rows(store) == 10
+
+
+def test_the_per_signer_cap_counts_the_addresses_of_one_certificate_together(store):
+    root = pki.issue("Harvest Root", ca=True)
+    one = tuple(pki.issue(f"One {n}", root, email="one@sender-pub.example").der for n in range(3))
+    other = tuple(pki.issue(f"Other {n}", root, email="other@sender-pub.example").der for n in range(3))
+    both_names = x509.SubjectAlternativeName([x509.RFC822Name("one@sender-pub.example"),
+                                              x509.RFC822Name("other@sender-pub.example")])
+    both = pki.issue("Both", root, extra=[(both_names, False)]).der
+    assert harvested(store, certificates=one + other, settings=caps(per_address=4, per_signer=5)) == ["added"] * 6
+    # 3 rows for each of its addresses, under the cap per address (4); 6 for the two together, over 5
+    assert harvested(store, certificates=(both,), settings=caps(per_address=4, per_signer=5)) == [
+        store_module.per_signer_refusal(5)]
 
 
 def test_known_keys_need_no_transaction(store, partner):
