@@ -239,3 +239,10 @@ def test_the_reply_and_the_setting_are_documented():
     assert reply.replace(str(LIMIT), "N") in headers
     assert "exit status 3 too when the daemon would refuse the message outright" in " ".join(
         rendered(page("ciphermilter.1")).split()).lower()
+
+
+def test_the_deletion_bound_is_documented():
+    from test_docs import page, rendered
+
+    assert DELETIONS.replace(str(LIMIT), "N") in " ".join(rendered(page("ciphermilter-headers.7")).split())
+    assert DELETIONS.replace(str(LIMIT), "N") in " ".join(rendered(page("ciphermilter.conf.5")).split())
