@@ -42,7 +42,7 @@ def as_smtp_lines(message: bytes) -> bytes:
                    " message counts as internal but is decrypted for nobody (unless require_reader is false).")
 @click.option("--explain", is_flag=True, help="Write a JSON report of what was found to stderr.")
 @click.option("--explain-file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write the JSON report to FILE instead (created with mode 0600).")
+              help="Write the JSON report to FILE instead (mode 0600, also when FILE already exists).")
 @click.option("--harvest", is_flag=True,
               help="Save signer certificates and keys into the store as the daemon would; without it the store"
                    " is only read.")
@@ -81,7 +81,7 @@ def decrypt(ctx, recipients, explain, explain_file, harvest, message_file):
 
 
 def _write_report(text: str, path: str | None) -> None:
-    """The JSON report to standard error, or to ``path``: it may name recipients, so a new file is 0600."""
+    """The JSON report to standard error, or to ``path``: it may name recipients, so the file is made 0600."""
     if path is None:
         sys.stderr.write(text)
         return

@@ -288,6 +288,23 @@ def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Ent
     # out); the parts' header blocks are in the body: a sender could set our names there too.
     stripped = mime.body_without_part_fields(entity, is_reserved)
     plan.body = entity.body if stripped is None else stripped
+    check_deletion_count(plan, settings.limits)
+
+
+def check_deletion_count(plan: EditPlan, limits: Limits) -> None:
+    """Refuse a plan that would make Postfix's cleanup remove more header fields than max_forged_headers.
+
+    The new body makes every extra outer copy of a content or protected
+    header a deletion too, and no key is needed for that: 20,000 repeated
+    Content-Description fields on a stranger's opaque signature were 20,000
+    deletions, the same quadratic cleanup and "451 4.3.0 queue file write
+    error" as a forged flood. So the one bound holds for all deletions
+    together, forged ones included (the end-of-headers check bounds those
+    alone); the message then passes as received (:func:`stopped_at_limit`),
+    which deletes only the forged fields.
+    """
+    if len(plan.deletions) > limits.max_forged_headers:
+        raise LimitExceeded(f"more than {limits.max_forged_headers} header fields to remove")
 
 
 def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[InfoHeaders, mime.Entity | None]:

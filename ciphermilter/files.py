@@ -10,6 +10,7 @@ which also refuses to replace a file.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 
 PRIVATE_MODE = 0o600
@@ -34,5 +35,18 @@ def write_atomically(path: str, data: str, mode: int = PRIVATE_MODE) -> None:
 
 
 def private_opener(path: str, flags: int) -> int:
-    """An ``opener`` for :func:`open` that creates a missing file 0600 (an existing one keeps its mode)."""
-    return os.open(path, flags, PRIVATE_MODE)
+    """An ``opener`` for :func:`open` whose regular file is 0600, new or existing, before a byte is written.
+
+    An existing file keeps its mode through open(2): a report left 0644 by a
+    shell's umask would otherwise show its recipients to every local user.
+    Only a regular file is changed: ``/dev/null`` or a terminal named as the
+    file keeps its mode (made 0600 by root, /dev/null would break others).
+    """
+    fd = os.open(path, flags, PRIVATE_MODE)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, PRIVATE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -120,3 +120,15 @@ def test_every_file_the_cli_writes_is_private(tmp_path, usual_umask):
                           "report.json", "restored/ciphermilter.db"}, found
     assert_private(found)
     assert stat.S_IMODE((work / "var").stat().st_mode) == 0o700
+
+
+def test_a_report_into_a_device_leaves_the_device_mode_alone(tmp_path, usual_umask):
+    """--explain-file makes a regular file 0600 even when it exists; a device named instead (here a private
+    twin of /dev/null, never the real one) keeps its mode: root making /dev/null 0600 breaks every other user."""
+    null = tmp_path / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.chmod(null, 0o666)
+    result = CliRunner().invoke(main, ["--store", str(corpus_store_file(tmp_path / "s")), "decrypt",
+                                       "--explain-file", str(null), "-"], input=b"From: a@b.example\r\n\r\nhi\r\n")
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(null.stat().st_mode) == 0o666

@@ -130,6 +130,33 @@ def test_forged_fields_in_decrypted_content_go_with_the_one_new_body(corpus_stor
     assert b"outer text" in outcome.plan.body and b"inner text" in outcome.plan.body
 
 
+DELETIONS = f"more than {LIMIT} header fields to remove"
+
+
+def test_forged_and_content_deletions_are_bounded_together(corpus_store, tmp_path):
+    """Every extra outer copy of a content header is one more deletion when the body is replaced: with the
+    forged ones, at most max_forged_headers in all, or the message is held at a limit (on_limit applies)."""
+    encrypted = smime_encrypt(b"Content-Type: text/plain\r\n\r\nhi\r\n", tmp_path)
+    own = len(core.process(encrypted, BOB, corpus_store).plan.deletions)  # e.g. its Content-Transfer-Encoding
+    forged = LIMIT // 2
+
+    def with_extra(descriptions: int) -> bytes:
+        first, _, rest = encrypted.partition(b"\r\n")
+        extra = forged_fields(forged) + [b"Content-Description: copy %d" % i for i in range(descriptions)]
+        return first + b"\r\n" + b"\r\n".join(extra) + b"\r\n" + rest
+
+    at_bound = core.process(with_extra(LIMIT - forged - own), BOB, corpus_store)
+    assert at_bound.plan.body is not None and len(at_bound.plan.deletions) == LIMIT
+    assert at_bound.info.as_dict()["X-CipherMail-Info-SMIME-Encrypted"] == "True"
+
+    over = core.process(with_extra(LIMIT - forged - own + 1), BOB, corpus_store)
+    assert over.plan.body is None and over.held_at_limit == DELETIONS == "more than 100 header fields to remove"
+    assert over.info.as_dict() == {"X-CipherMail-Info-Not-Processed": DELETIONS}
+    assert len(over.plan.deletions) == forged and all(is_reserved(d.name) for d in over.plan.deletions)
+    assert core.refusal(over, Settings()) == ("554", "5.7.0", f"Encrypted content could not be inspected: {DELETIONS}")
+    assert core.refusal(over, Settings(on_limit="pass")) is None
+
+
 # --- ciphermilter decrypt -----------------------------------------------------------------------------
 
 def decrypt(store, message: bytes, *args):
@@ -212,3 +239,10 @@ def test_the_reply_and_the_setting_are_documented():
     assert reply.replace(str(LIMIT), "N") in headers
     assert "exit status 3 too when the daemon would refuse the message outright" in " ".join(
         rendered(page("ciphermilter.1")).split()).lower()
+
+
+def test_the_deletion_bound_is_documented():
+    from test_docs import page, rendered
+
+    assert DELETIONS.replace(str(LIMIT), "N") in " ".join(rendered(page("ciphermilter-headers.7")).split())
+    assert DELETIONS.replace(str(LIMIT), "N") in " ".join(rendered(page("ciphermilter.conf.5")).split())
