@@ -25,7 +25,12 @@ Headers of our own (all under ``X-CipherMail-Info-``):
 * ``SMIME-Signature-Failed-<LEVEL>``: a signature layer that could not be
   read at all (``malformed CMS``, ``malformed multipart/signed``).
 * ``SMIME-Unsupported-<LEVEL>``: a CMS content type this handler does not
-  unwrap (``unsupported CMS content type <OID>``).
+  unwrap (``unsupported CMS content type <OID>``), or a compression algorithm
+  other than zlib (``unsupported compression algorithm <OID>``).
+* ``SMIME-Compressed``: a CompressedData layer (RFC 3274) was found; it is
+  decompressed wherever it is (it protects nothing), within the message's
+  ``max_decompressed_size`` budget. ``SMIME-Decompression-Failed-<LEVEL>``:
+  why one stays as received (``corrupt compressed data``, ``malformed CMS``).
 * ``SMIME-Decryption-Refused-<LEVEL>``: keys for the layer are stored, but
   the reader rule refused them (:mod:`ciphermilter.readers`): ``not
   encrypted to a key of every recipient (reader policy)``; with
