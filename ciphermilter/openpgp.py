@@ -562,7 +562,12 @@ def _session_key_block(esk: EncryptedSessionKey, subkey: SecretSubkey) -> bytes 
         return None
 
 
-# AES-256, what gpg and Sequoia choose by default: the real algorithm is inside the encrypted session key.
+# Every failed unwrap decrypts the whole data with AES-256 (what gpg and Sequoia choose by default), whatever
+# cipher the sender named: the algorithm of a SEIPDv1 session key is inside the encrypted PKESK, so after a
+# failure it is unknown. Nor would it help to know it: a tampered PKESK -- what a padding-oracle attack sends,
+# good padding or bad -- unwraps to a block whose checksum fails (1 in 65,536 passes it by chance), so every
+# tampered PKESK runs this decoy. Only an untampered one reaches the real cipher (a bad MDC then runs it, 3DES
+# 14 times slower than AES-256 per byte), and its sender chose that cipher: the time tells him nothing new.
 _DECOY_ALGORITHM = 9
 
 
