@@ -32,6 +32,8 @@ from ciphermilter import ber, ids, memo, readers
 ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 SIGNED_DATA = "1.2.840.113549.1.7.2"
 AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
+COMPRESSED_DATA = "1.2.840.113549.1.9.16.1.9"  # RFC 3274
+ZLIB = "1.2.840.113549.1.9.16.3.8"  # the one compression algorithm RFC 3274 defines
 
 DECRYPTION_FAILED = "decryption failed"
 MALFORMED = "malformed CMS"
@@ -514,6 +516,28 @@ def _strip_pkcs7_padding(padded: bytearray, block_bytes: int) -> None:
     if not 1 <= pad <= block_bytes or len(padded) % block_bytes or padded[-pad:] != bytes([pad]) * pad:
         raise ValueError("invalid padding")
     del padded[-pad:]
+
+
+# ---------------------------------------------------------------- compression
+
+
+def compressed_content(info: cms.ContentInfo) -> bytes:
+    """The zlib stream of a CompressedData layer (RFC 3274), still compressed: inflating it is the
+    caller's, within its budget (asn1crypto's ``decompressed`` would inflate a bomb whole)."""
+    if content_type(info) != COMPRESSED_DATA:
+        raise UnsupportedAlgorithm(f"not compressed data: {content_type(info)}")
+    try:
+        data = info["content"]
+        algorithm = data["compression_algorithm"]["algorithm"].dotted
+        encap = data["encap_content_info"]["content"]
+        content = None if isinstance(encap, core.Void) else bytes(encap)  # bytes() joins BER chunks
+    except _PARSE_ERRORS:
+        raise MalformedCms() from None
+    if algorithm != ZLIB:
+        raise UnsupportedAlgorithm(f"unsupported compression algorithm {algorithm}")
+    if content is None:
+        raise MalformedCms("no compressed content")
+    return content
 
 
 # ---------------------------------------------------------------- signed data

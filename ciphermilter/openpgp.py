@@ -20,13 +20,11 @@ carries whatever user IDs its maker chose.
 from __future__ import annotations
 
 import binascii
-import bz2
 import contextlib
 import hashlib
 import hmac
 import re
 import weakref
-import zlib
 from dataclasses import dataclass, field
 
 import pgpy
@@ -40,7 +38,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from pgpy.constants import EllipticCurveOID
 from pyasn1.codec.der import encoder
 
-from ciphermilter import ids, readers
+from ciphermilter import ids, inflate, readers
 from ciphermilter.handler import LimitExceeded
 
 WILDCARD_KEYID = "0" * 16
@@ -564,7 +562,12 @@ def _session_key_block(esk: EncryptedSessionKey, subkey: SecretSubkey) -> bytes 
         return None
 
 
-# AES-256, what gpg and Sequoia choose by default: the real algorithm is inside the encrypted session key.
+# Every failed unwrap decrypts the whole data with AES-256 (what gpg and Sequoia choose by default), whatever
+# cipher the sender named: the algorithm of a SEIPDv1 session key is inside the encrypted PKESK, so after a
+# failure it is unknown. Nor would it help to know it: a tampered PKESK -- what a padding-oracle attack sends,
+# good padding or bad -- unwraps to a block whose checksum fails (1 in 65,536 passes it by chance), so every
+# tampered PKESK runs this decoy. Only an untampered one reaches the real cipher (a bad MDC then runs it, 3DES
+# 14 times slower than AES-256 per byte), and its sender chose that cipher: the time tells him nothing new.
 _DECOY_ALGORITHM = 9
 
 
@@ -650,84 +653,28 @@ class Opened:
 
 
 
-class _Budget:
-    """The bytes decompression may still produce for one message, and the nesting left.
-
-    One budget serves every compressed packet of a message, nested ones included: what all of them
-    produce together is bounded, and so is the memory their outputs hold at once (an outer packet's
-    output stays alive while the packets inside it are read).
-    """
+class _Budget(inflate.Budget):
+    """The decompression budget of one message (:class:`inflate.Budget`), and the nesting left."""
 
     def __init__(self, max_output: int, max_nesting: int):
-        self.remaining = max_output
-        self.max_output = max_output
+        super().__init__(max_output, "OpenPGP data")
         self.max_nesting = max_nesting
 
-    def take(self, produced: int) -> None:
-        self.remaining -= produced
-        if self.remaining < 0:
-            raise LimitExceeded(f"OpenPGP data decompresses to more than {self.max_output} bytes")
 
-
-# Decompressed output kept while a packet is first inflated. Past it the output is only counted against
-# the budget, and a packet that fits the budget all the same is inflated a second time to keep it: a
-# bomb is refused having held at most this much (it held all 256 MiB of the budget before: 325 MB peak
-# RSS for `ciphermilter decrypt`), at the price of inflating twice the rare packet larger than this.
-KEEP_WHILE_COUNTING = 8 << 20
-INFLATE_STEP = 1 << 20  # output per call: the unit in which the budget and the deadline are checked
-
-
-def _decompressor(algorithm: int):
-    if algorithm == 3:
-        return bz2.BZ2Decompressor()
-    if algorithm in (1, 2):
-        return zlib.decompressobj(-15 if algorithm == 1 else 15)
-    raise OpenPGPError(f"unknown compression algorithm {algorithm}")
-
-
-def _inflated_pieces(algorithm: int, data: bytes, limit: int, check):
-    """Yield the decompressed output of ``data`` in pieces of at most INFLATE_STEP bytes; stop once more
-    than ``limit`` bytes came out (the caller's budget is exceeded then: no need to inflate further)."""
-    decompressor = _decompressor(algorithm)
-    pending, produced = data, 0
-    try:
-        while produced <= limit:
-            piece = decompressor.decompress(pending, min(INFLATE_STEP, limit - produced + 1))
-            produced += len(piece)
-            yield piece
-            check()
-            if decompressor.eof:
-                return
-            if algorithm == 3:
-                pending = b""
-                if decompressor.needs_input:
-                    return
-            else:
-                pending = decompressor.unconsumed_tail
-                if not pending and not piece:
-                    return
-    except (zlib.error, OSError, EOFError) as exc:
-        raise OpenPGPError(f"corrupt compressed data: {exc}") from None
+_COMPRESSION_KINDS = {1: inflate.RAW_DEFLATE, 2: inflate.ZLIB, 3: inflate.BZIP2}
 
 
 def _inflate(algorithm: int, data: bytes, budget: _Budget, check) -> bytes:
-    """Decompress a compressed packet's data, stopping as soon as it exceeds the budget, and holding no
-    more than KEEP_WHILE_COUNTING bytes of output until it is known to fit."""
+    """Decompress a compressed packet's data within the budget (:func:`inflate.inflate`)."""
     if algorithm == 0:
         budget.take(len(data))
         return data
-    kept: list[bytes] | None = []
-    size = 0
-    for piece in _inflated_pieces(algorithm, data, budget.remaining, check):
-        budget.take(len(piece))
-        size += len(piece)
-        if kept is not None:
-            kept.append(piece)
-            if size > KEEP_WHILE_COUNTING:
-                kept = None  # from here on only counted
-    if kept is None:  # it fits: the budget was taken, inflate it again to keep it
-        kept = list(_inflated_pieces(algorithm, data, size, check))
-    return b"".join(kept)
+    if algorithm not in _COMPRESSION_KINDS:
+        raise OpenPGPError(f"unknown compression algorithm {algorithm}")
+    try:
+        return inflate.inflate(_COMPRESSION_KINDS[algorithm], data, budget, check)
+    except inflate.CorruptData as exc:
+        raise OpenPGPError(str(exc)) from None
 
 
 def _read_literal(body: bytes, opened: Opened) -> None:

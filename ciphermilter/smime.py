@@ -25,7 +25,12 @@ Headers of our own (all under ``X-CipherMail-Info-``):
 * ``SMIME-Signature-Failed-<LEVEL>``: a signature layer that could not be
   read at all (``malformed CMS``, ``malformed multipart/signed``).
 * ``SMIME-Unsupported-<LEVEL>``: a CMS content type this handler does not
-  unwrap (``unsupported CMS content type <OID>``).
+  unwrap (``unsupported CMS content type <OID>``), or a compression algorithm
+  other than zlib (``unsupported compression algorithm <OID>``).
+* ``SMIME-Compressed``: a CompressedData layer (RFC 3274) was found; it is
+  decompressed wherever it is (it protects nothing), within the message's
+  ``max_decompressed_size`` budget. ``SMIME-Decompression-Failed-<LEVEL>``:
+  why one stays as received (``corrupt compressed data``, ``malformed CMS``).
 * ``SMIME-Decryption-Refused-<LEVEL>``: keys for the layer are stored, but
   the reader rule refused them (:mod:`ciphermilter.readers`): ``not
   encrypted to a key of every recipient (reader policy)``; with
@@ -37,7 +42,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from ciphermilter import cms, ids, mime, trust
+from ciphermilter import cms, ids, inflate, mime, trust
 from ciphermilter.handler import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
 from ciphermilter.headers import InfoHeaders
 from ciphermilter.sender import from_names_signer
@@ -49,6 +54,8 @@ EMBEDDED = "encrypted part beside other parts"
 UNDER_PGP_SIGNATURE = "encrypted part inside an OpenPGP signature"
 _LINE_WINDOW = 1 << 20  # bytes of a body checked for bare line ends at a time
 BOUNDARY_CLASH = "plaintext contains the boundary of its parent"
+COMPRESSED_TYPE = "compressed-data"  # RFC 3274 smime-type
+CORRUPT_COMPRESSED = "corrupt compressed data"
 
 
 def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
@@ -87,6 +94,8 @@ class _Walker:
         self.signed = False
         self.verified_emails: set[str] = set()
         self.frozen = False  # walking content another handler verifies after us: report, never change
+        # All CompressedData layers of the message together (max_decompressed_size, as for OpenPGP)
+        self.budget = inflate.Budget(self.limits.decompressed_limit, "S/MIME compressed data")
 
     # ------------------------------------------------------------ walking
 
@@ -185,6 +194,8 @@ class _Walker:
             return self._decrypted(plaintext, whole)
         if kind == cms.SIGNED_DATA:
             return self._opaque(info, level, whole)
+        if kind == cms.COMPRESSED_DATA:
+            return self._compressed(info, level, whole)
         reason = f"unsupported CMS content type {kind}"
         self.layers[level].update(type="unsupported", reason=reason)
         self.info.add("SMIME-Unsupported", reason, level=level)
@@ -194,9 +205,12 @@ class _Walker:
         """A pkcs7 body that does not parse: the smime-type label is all there is to tell what it was."""
         self._beside(whole)
         reason = self.layers[level]["reason"]
-        if entity.params.get("smime-type", "").lower() == "signed-data":
+        smime_type = entity.params.get("smime-type", "").lower()
+        if smime_type == "signed-data":
             self.layers[level]["type"] = "signed (opaque)"
             self._signature_failed(level, reason)
+        elif smime_type == COMPRESSED_TYPE:
+            self._decompression_failed(level, reason)
         else:
             self.layers[level]["type"] = "enveloped"
             self.info.flag("SMIME-Encrypted")
@@ -247,8 +261,46 @@ class _Walker:
         report["content_sha256"] = ids.sha256_hex(content)
         return content
 
+    # ------------------------------------------------------------ compression
+
+    def _compressed(self, info, level: int, whole: bool) -> bytes | None:
+        """Unwrap a CompressedData layer (RFC 3274): inflated within the message's budget and walked on.
+
+        Compression protects nothing, so it is unwrapped wherever it is (beside other parts too): left
+        packed, its content would pass the scanners after us unread, a virus in it included (inside an
+        encrypted layer we decrypt, issue 14). A bomb is a limit (LimitExceeded, the on_limit policy).
+        Under an OpenPGP signature it is reported, never changed, like every layer there.
+        """
+        self.layers[level]["type"] = "compressed"
+        self.info.flag("SMIME-Compressed")
+        try:
+            packed = cms.compressed_content(info)
+        except cms.UnsupportedAlgorithm as exc:
+            self.layers[level]["reason"] = exc.reason
+            self.info.add("SMIME-Unsupported", exc.reason, level=level)
+            return None
+        except cms.CmsError as exc:
+            self._decompression_failed(level, exc.reason)
+            return None
+        del info
+        try:
+            content = inflate.inflate(inflate.ZLIB, packed, self.budget, self.ctx.check_deadline)
+        except inflate.CorruptData:
+            self._decompression_failed(level, CORRUPT_COMPRESSED)
+            return None
+        del packed
+        self.layers[level]["content_sha256"] = ids.sha256_hex(content)
+        inner = self._decrypted(content, whole)
+        return None if self.frozen else inner
+
+    def _decompression_failed(self, level: int, reason: str) -> None:
+        self.layers[level].update(type="compressed", reason=reason)
+        self.info.flag("SMIME-Compressed")
+        self.info.add("SMIME-Decompression-Failed", reason, level=level)
+
     def _decrypted(self, content: bytes, whole: bool) -> bytes:
-        """The decrypted content (in its canonical line ends), or what its own S/MIME layers unwrap to."""
+        """Decrypted or decompressed content (in its canonical line ends), or what its own S/MIME layers
+        unwrap to."""
         plaintext = parse_content(content, self.limits)
         if is_lf_text(content, plaintext):
             content = content.replace(b"\n", b"\r\n")

@@ -354,51 +354,78 @@ def test_compressed_data_inside_encryption_never_reaches_the_scanners_still_pack
 # =========================================================================== timing: the same work
 
 
-@pytest.fixture(scope="module", params=["AES128", "3DES"])
-def cipher_pair(tmp_path_factory, request):
-    """An OpenPGP message to bob.pgp encrypted with the sender's choice of cipher (gpg --cipher-algo), as the
-    wrong-key and bad-MDC twins of bench/failure_pairs.py."""
+def _conforming_pkesk(binary: bytes, algorithm: int) -> bytes:
+    """The strongest tampered PKESK a sender can make: a session-key block of his own (the message's cipher,
+    a random key, a wrong checksum) RSA-encrypted to bob's public subkey, so the padding is good and only
+    the checksum fails."""
+    import pgpy
+    from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding, rsa
+
+    key, _ = pgpy.PGPKey.from_file(str(failure_pairs.KEYS / "pgp" / "pub-pgp-bob-rsa3072.pub.asc"))
+    keyid = next(openpgp.parse_pkesk(p.body).keyid for p in openpgp.packets(binary) if p.tag == openpgp.TAG_PKESK)
+    material = key.subkeys[keyid]._key.keymaterial
+    session = os.urandom(openpgp.CIPHERS[algorithm][2])
+    block = bytes([algorithm]) + session + ((sum(session) + 1) & 0xFFFF).to_bytes(2, "big")
+    value = rsa.RSAPublicNumbers(int(material.e), int(material.n)).public_key().encrypt(block, rsa_padding.PKCS1v15())
+    number = int.from_bytes(value, "big")
+    mpi = number.bit_length().to_bytes(2, "big") + value.lstrip(b"\0")
+    return failure_pairs._with_pkesk_body(binary, lambda body: body[:10] + mpi)
+
+
+@pytest.fixture(scope="module", params=[("AES128", 7), ("3DES", 2)], ids=["AES128", "3DES"])
+def cipher_twins(tmp_path_factory, request):
+    """An OpenPGP message to bob.pgp encrypted with the sender's choice of cipher (gpg --cipher-algo), and its
+    twins: wrong key (a random RSA number as PKESK, as bench/failure_pairs.py), good padding but a bad
+    checksum, bad MDC. With the real algorithm number and the SEIPD body's size."""
+    name, algorithm = request.param
     home = tmp_path_factory.mktemp("cipher") / "gnupg"
     home.mkdir(mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
     subprocess.run(["gpg", "--batch", "--quiet", "--import",
                     str(failure_pairs.KEYS / "pgp" / "pub-pgp-bob-rsa3072.pub.asc")],
                    env=env, check=True, capture_output=True)
-    binary = subprocess.run(["gpg", "--batch", "--quiet", "--trust-model", "always", "--cipher-algo", request.param, "--compress-algo", "none",
-                             "--encrypt", "-r", "bob.pgp@corp-pub.example"],
+    binary = subprocess.run(["gpg", "--batch", "--quiet", "--trust-model", "always", "--cipher-algo", name,
+                             "--compress-algo", "none", "--encrypt", "-r", "bob.pgp@corp-pub.example"],
                             input=failure_pairs.content_entity(1 << 16), env=env, check=True,
                             capture_output=True).stdout
     recipient = "bob.pgp@corp-pub.example"
-    wrong_key = failure_pairs._pgp_mime_message(recipient, failure_pairs._with_pkesk_body(
-        binary, failure_pairs._random_rsa_pkesk))
-    bad_mdc = failure_pairs._pgp_mime_message(recipient, failure_pairs._flipped(binary, len(binary) - 1))
-    return wrong_key, bad_mdc
+    twins = {
+        "wrong key": failure_pairs._with_pkesk_body(binary, failure_pairs._random_rsa_pkesk),
+        "bad checksum": _conforming_pkesk(binary, algorithm),
+        "bad MDC": failure_pairs._flipped(binary, len(binary) - 1),
+    }
+    seipd = next(p.body for p in openpgp.packets(binary) if p.tag == openpgp.TAG_SEIPD)
+    return {kind: failure_pairs._pgp_mime_message(recipient, data) for kind, data in twins.items()}, algorithm, len(seipd)
 
 
-# FAILS: the decoy session key is always AES-256 (openpgp._DECOY_ALGORITHM = 9), whatever cipher the sender
-# chose. For a message encrypted with AES-128 (or 3DES, CAST5, Camellia: all read), a bad MDC decrypts the
-# data with that cipher and a failed session-key unwrap with AES-256: not the same work, so the time of the
-# reply tells a sender whether the RSA unwrap of his PKESK succeeded (the oracle implicit rejection is there
-# to close), the more so the slower his cipher: 3DES takes 440 ms per 10 MiB here, AES-256 31 ms, so the
-# wrong-key reply of a 10 MiB 3DES message comes about 0.4 s sooner than the bad-MDC one.
-# Reproduce: gpg --cipher-algo AES128 --encrypt -r bob.pgp@corp-pub.example; make the wrong-key and bad-MDC
-# twins as bench/failure_pairs.py does; record the algorithm argument of openpgp._decrypt_seipd_v1: 9 vs 7.
-def test_a_wrong_key_and_a_bad_mdc_run_the_same_cipher(cipher_pair, corpus_store, monkeypatch):
+# Replaced (fix-timing). The attacker's test asked the wrong-key twin to run the sender's cipher (AES-128, 3DES)
+# instead of the decoy AES-256. That cannot be done soundly: the algorithm of a SEIPDv1 session key is inside
+# the encrypted PKESK (RFC 4880 section 5.1), so after a failed unwrap nobody knows it. Nor does it leak: a
+# tampered PKESK -- the only kind an oracle attack sends, be its padding good (made here with bob's public
+# key) or not -- unwraps to a block whose checksum fails, so every tampered PKESK runs the decoy, AES-256,
+# whatever cipher the sender named. Only an untampered PKESK reaches the real cipher, and its sender chose
+# that cipher: the clock tells him nothing he did not know. The rule asserted: every failed unwrap decrypts the
+# whole data once with AES-256 and a 32-byte key; a bad MDC runs the sender's cipher (openpgp._DECOY_ALGORITHM,
+# bench/README.md "Timing of decryption failures").
+def test_every_failed_unwrap_runs_the_decoy_aes256_over_the_whole_data(cipher_twins, corpus_store, monkeypatch):
+    twins, algorithm, data_size = cipher_twins
     calls: list[tuple[int, int, int]] = []
     real = openpgp._decrypt_seipd_v1
 
-    def recording(body, algorithm, key):
-        calls.append((algorithm, len(key), len(body)))
-        return real(body, algorithm, key)
+    def recording(body, cipher, key):
+        calls.append((cipher, len(key), len(body)))
+        return real(body, cipher, key)
 
     monkeypatch.setattr(openpgp, "_decrypt_seipd_v1", recording)
-    work = []
-    for mail in cipher_pair:
+    work = {}
+    for kind, mail in twins.items():
         calls.clear()
         outcome = core.process(mail, PGP_BOB, corpus_store, NO_HARVEST)
         assert outcome.plan.body is None
-        work.append(list(calls))
-    assert work[0] == work[1], f"wrong key {work[0]} vs bad MDC {work[1]} (algorithm, key bytes, data bytes)"
+        work[kind] = list(calls)
+    decoy = [(9, 32, data_size)]
+    assert work == {"wrong key": decoy, "bad checksum": decoy,
+                    "bad MDC": [(algorithm, openpgp.CIPHERS[algorithm][2], data_size)]}
 
 
 def test_smime_wrong_key_and_bad_padding_run_the_same_cipher(tools, corpus_store, monkeypatch, tmp_path):

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attack_messages import Tools, message
-from ciphermilter import mime, openpgp, openpgp_mime
+from ciphermilter import inflate, mime, openpgp, openpgp_mime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.handler import LimitExceeded
 from conftest import CORPUS, ROOT, corpus_store_file, info_of
@@ -87,13 +87,13 @@ def test_a_bomb_is_refused_holding_no_more_than_the_kept_output(path, keyring):
         tracemalloc.stop()
     # Everything Python allocated on the way (it was the whole bound, 256 MiB): the kept output, the piece
     # past it, the decompressor's output buffers (a piece's blocks, then the piece) and copies of the data.
-    assert peak < openpgp.KEEP_WHILE_COUNTING + 8 * MIB
+    assert peak < inflate.KEEP_WHILE_COUNTING + 8 * MIB
 
 
 @pytest.mark.parametrize("algorithm", sorted(COMPRESS), ids=["ZIP", "ZLIB", "BZIP2"])
-@pytest.mark.parametrize("keep", [openpgp.KEEP_WHILE_COUNTING, 4096], ids=["kept", "counted-then-inflated-again"])
+@pytest.mark.parametrize("keep", [inflate.KEEP_WHILE_COUNTING, 4096], ids=["kept", "counted-then-inflated-again"])
 def test_compressed_data_of_exactly_the_bound_is_read(algorithm, keep, keyring, monkeypatch):
-    monkeypatch.setattr(openpgp, "KEEP_WHILE_COUNTING", keep)
+    monkeypatch.setattr(inflate, "KEEP_WHILE_COUNTING", keep)
     inner = literal(TEXT)
     data = compressed(algorithm, inner)
     opened = openpgp.open_message(data, keyring, max_output=len(inner))
@@ -102,10 +102,10 @@ def test_compressed_data_of_exactly_the_bound_is_read(algorithm, keep, keyring, 
         openpgp.open_message(data, keyring, max_output=len(inner) - 1)
 
 
-@pytest.mark.parametrize("keep", [openpgp.KEEP_WHILE_COUNTING, 4096], ids=["kept", "counted-then-inflated-again"])
+@pytest.mark.parametrize("keep", [inflate.KEEP_WHILE_COUNTING, 4096], ids=["kept", "counted-then-inflated-again"])
 def test_nested_compressed_packets_share_one_budget(keep, keyring, monkeypatch):
     """bzip2 around zlib around the literal data: what both produce counts against one bound."""
-    monkeypatch.setattr(openpgp, "KEEP_WHILE_COUNTING", keep)
+    monkeypatch.setattr(inflate, "KEEP_WHILE_COUNTING", keep)
     inner = literal(TEXT)
     middle = compressed(2, inner)
     data = compressed(3, middle)
@@ -140,7 +140,7 @@ def test_signed_text_of_exactly_the_bound_is_verified_after_counting(tools, corp
     first = next(openpgp.packets(openpgp.dearmor(armored).data))
     assert first.tag == openpgp.TAG_COMPRESSED and first.body[0] == 2
     size = len(zlib.decompress(first.body[1:]))
-    assert size > openpgp.KEEP_WHILE_COUNTING
+    assert size > inflate.KEEP_WHILE_COUNTING
     mail = message(b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + armored)
 
     fits = info_of(run(mail, corpus_store, Settings(limits=Limits(max_decompressed_size=size))))
