@@ -41,7 +41,7 @@ from pgpy.constants import EllipticCurveOID
 from pyasn1.codec.der import encoder
 
 from ciphermilter import ids, readers
-from ciphermilter.handler import LimitExceeded
+from ciphermilter.handler import DecompressionBudget, LimitExceeded
 
 WILDCARD_KEYID = "0" * 16
 KEY_NOT_FOUND = "public key not found"
@@ -649,26 +649,6 @@ class Opened:
         return ids.sha256_hex(self.plaintext) if self.plaintext is not None else None
 
 
-
-class _Budget:
-    """The bytes decompression may still produce for one message, and the nesting left.
-
-    One budget serves every compressed packet of a message, nested ones included: what all of them
-    produce together is bounded, and so is the memory their outputs hold at once (an outer packet's
-    output stays alive while the packets inside it are read).
-    """
-
-    def __init__(self, max_output: int, max_nesting: int):
-        self.remaining = max_output
-        self.max_output = max_output
-        self.max_nesting = max_nesting
-
-    def take(self, produced: int) -> None:
-        self.remaining -= produced
-        if self.remaining < 0:
-            raise LimitExceeded(f"OpenPGP data decompresses to more than {self.max_output} bytes")
-
-
 # Decompressed output kept while a packet is first inflated. Past it the output is only counted against
 # the budget, and a packet that fits the budget all the same is inflated a second time to keep it: a
 # bomb is refused having held at most this much (it held all 256 MiB of the budget before: 325 MB peak
@@ -710,7 +690,7 @@ def _inflated_pieces(algorithm: int, data: bytes, limit: int, check):
         raise OpenPGPError(f"corrupt compressed data: {exc}") from None
 
 
-def _inflate(algorithm: int, data: bytes, budget: _Budget, check) -> bytes:
+def _inflate(algorithm: int, data: bytes, budget: DecompressionBudget, check) -> bytes:
     """Decompress a compressed packet's data, stopping as soon as it exceeds the budget, and holding no
     more than KEEP_WHILE_COUNTING bytes of output until it is known to fit."""
     if algorithm == 0:
@@ -739,17 +719,18 @@ def _read_literal(body: bytes, opened: Opened) -> None:
     opened.plaintext = body[6 + name_length:]
 
 
-def _unwrap(data: bytes, opened: Opened, signatures: list[bytes], budget: _Budget, depth: int, check) -> None:
+def _unwrap(data: bytes, opened: Opened, signatures: list[bytes], budget: DecompressionBudget, max_nesting: int,
+            check, depth: int = 0) -> None:
     """Read a decrypted (or plain signed/compressed) packet sequence into ``opened``."""
-    if depth > budget.max_nesting:
-        raise LimitExceeded(f"OpenPGP packets nested deeper than {budget.max_nesting}")
+    if depth > max_nesting:
+        raise LimitExceeded(f"OpenPGP packets nested deeper than {max_nesting}")
     for packet in packets(data):
         if packet.tag == TAG_COMPRESSED:
             if not packet.body:
                 raise OpenPGPError("empty compressed data packet")
             opened.compression.append(COMPRESSION.get(packet.body[0], str(packet.body[0])))
             inner = _inflate(packet.body[0], packet.body[1:], budget, check)
-            _unwrap(inner, opened, signatures, budget, depth + 1, check)
+            _unwrap(inner, opened, signatures, budget, max_nesting, check, depth + 1)
         elif packet.tag == TAG_LITERAL:
             if opened.plaintext is not None:
                 raise OpenPGPError("more than one literal data packet")
@@ -832,7 +813,7 @@ def open_message(
     data: bytes,
     keyring: Keyring,
     *,
-    max_output: int,
+    max_output: int | DecompressionBudget,
     max_nesting: int = DEFAULT_MAX_NESTING,
     max_recipients: int = DEFAULT_MAX_RECIPIENTS,
     check=lambda: None,
@@ -840,6 +821,9 @@ def open_message(
 ) -> Opened:
     """Open a binary OpenPGP message: decrypt it when it is encrypted, unwrap compression, verify signatures.
 
+    ``max_output`` bounds what its compressed packets unpack to, all together:
+    a number of bytes for this message alone, or a budget it shares with the
+    other OpenPGP messages of one mail (what it unpacks is taken from it).
     Problems with the data itself are reported in ``Opened.failure``; only a
     limit raises (:class:`LimitExceeded`). ``check`` is called between
     expensive steps (the handler's deadline check). ``arrange`` groups the
@@ -848,7 +832,7 @@ def open_message(
     ``Opened.keys_refused``); by default every pair is tried in order.
     """
     opened = Opened()
-    budget = _Budget(max_output, max_nesting)
+    budget = max_output if isinstance(max_output, DecompressionBudget) else DecompressionBudget(max_output)
     esks: list[EncryptedSessionKey] = []
     signatures: list[bytes] = []
     try:
@@ -874,7 +858,7 @@ def open_message(
                 plain = _decrypt(esks, packet, keyring, opened, check, arrange)
                 if plain is None:
                     return opened
-                _unwrap(plain, opened, signatures, budget, 0, check)
+                _unwrap(plain, opened, signatures, budget, max_nesting, check)
                 break
             elif packet.tag == TAG_OCB_AEAD:
                 opened.encrypted = True
@@ -884,7 +868,7 @@ def open_message(
                 opened.encrypted = True
                 raise OpenPGPError("no integrity protection (SED packet)")
             else:  # a signed or compressed message that is not encrypted
-                _unwrap(data, opened, signatures, budget, 0, check)
+                _unwrap(data, opened, signatures, budget, max_nesting, check)
                 break
     except OpenPGPError as exc:
         opened.failure = str(exc)
