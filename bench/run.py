@@ -404,7 +404,7 @@ def attachment_message(work: Path, size: int) -> bytes:
 def bench_memory(work: Path, store_path: Path, size: int) -> dict:
     """Part 5: the daemon's peak RSS for one large encrypted message through the milter protocol."""
     message = attachment_message(work, size)
-    served = milter_daemon.start(work, "milter-memory", store_path)
+    served = milter_daemon.start(work, "milter-memory", store_path, max_message_size=2 * size)
     try:
         idle = served.rss()
         connection = milter_client.Connection(served.socket)

@@ -17,7 +17,7 @@ from ciphermilter import domains, masterkey, stats
 
 @dataclass
 class Limits:
-    max_message_size: int = 64 * 1024 * 1024  # bytes; larger messages pass untouched
+    max_message_size: int = 10_240_000  # bytes, as Postfix's message_size_limit; larger messages pass untouched
     max_mime_depth: int = 50
     max_mime_parts: int = 1000
     max_cms_layers: int = 8
@@ -48,7 +48,7 @@ class Limits:
     @property
     def decompressed_limit(self) -> int:
         """``max_decompressed_size``, else a multiple of ``max_message_size``: what a message may unpack to
-        follows what it may be, so that lowering one lowers the other (64 MiB messages: 256 MiB)."""
+        follows what it may be, so that lowering one lowers the other (10,240,000-byte messages: 40,960,000)."""
         if self.max_decompressed_size is not None:
             return self.max_decompressed_size
         return DECOMPRESSED_PER_MESSAGE_SIZE * self.max_message_size

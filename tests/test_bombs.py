@@ -135,7 +135,7 @@ def test_a_bomb_inside_a_compressed_packet_stops_at_the_same_bound(keyring):
 
 
 def test_derived_bound_follows_the_message_size():
-    assert Limits().decompressed_limit == 4 * Limits().max_message_size == 256 * MIB
+    assert Limits().decompressed_limit == 4 * Limits().max_message_size == 40_960_000
     assert Limits(max_message_size=10 * MIB).decompressed_limit == 40 * MIB
     assert Limits(max_message_size=10 * MIB, max_decompressed_size=MIB).decompressed_limit == MIB
 
@@ -143,7 +143,7 @@ def test_derived_bound_follows_the_message_size():
 def test_each_message_may_unpack_in_proportion_to_its_own_size():
     assert DECOMPRESSED_FLOOR == 16 * MIB
     assert [Limits().decompression_budget(size) for size in (0, MIB, 2 * MIB, 16 * MIB, 64 * MIB)] == [
-        16 * MIB, 16 * MIB, 32 * MIB, 256 * MIB, 256 * MIB]
+        16 * MIB, 16 * MIB, 32 * MIB, 40_960_000, 40_960_000]  # the ceiling: 4 x max_message_size
     assert Limits(max_decompressed_size=MIB).decompression_budget(10 * MIB) == MIB
     assert all(Limits().decompression_budget(path.stat().st_size) == DECOMPRESSED_FLOOR for path in BOMBS)
 
@@ -159,9 +159,11 @@ def test_signed_text_of_exactly_the_bound_is_verified_after_counting(tools, corp
     assert size > inflate.KEEP_WHILE_COUNTING
     mail = message(b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + armored)
 
-    fits = info_of(run(mail, corpus_store, Settings(limits=Limits(max_decompressed_size=size))))
+    big = 64 * MIB  # the new body (11 MB) must not be above max_message_size, whose default is 10,240,000
+    fits = info_of(run(mail, corpus_store, Settings(limits=Limits(max_message_size=big, max_decompressed_size=size))))
     assert [fits.get(name) for name in ("PGP-Signed", "PGP-Signature-Valid", "Not-Processed")] == ["True", "True", None]
-    refused = info_of(run(mail, corpus_store, Settings(limits=Limits(max_decompressed_size=size - 1))))
+    refused = info_of(run(mail, corpus_store, Settings(limits=Limits(max_message_size=big,
+                                                                     max_decompressed_size=size - 1))))
     assert refused["Not-Processed"] == f"OpenPGP data decompresses to more than {size - 1} bytes"
 
 

@@ -45,8 +45,8 @@ def postfix_dir(tmp_path, milters: str, extra: str = "") -> str:
     """A Postfix configuration directory as `postconf -c` reads it (main.cf and master.cf)."""
     directory = tmp_path / "postfix"
     directory.mkdir()
-    # message_size_limit as large as ciphermilter's default max_message_size (64 MiB): Postfix's own default
-    # (10240000) is smaller, which check reports (test_a_message_size_limit_below_ours_is_a_warning)
+    # message_size_limit larger than ciphermilter's default max_message_size (10240000, Postfix's own default):
+    # a smaller one is reported by check (test_a_message_size_limit_below_ours_is_a_warning)
     (directory / "main.cf").write_text(f"myhostname = mx.example.com\nqueue_directory = /var/spool/postfix\n"
                                          f"message_size_limit = 67108864\nsmtpd_milters = {milters}\n{extra}")
     (directory / "master.cf").write_text("smtp inet n - y - - smtpd\n")
@@ -75,10 +75,10 @@ def test_a_sound_installation_passes(tmp_path, full_store):
 
 
 @pytest.mark.parametrize("postfix_limit, ours, warned", [
-    ("10240000", "", True),  # both defaults: a decrypted body of 10-64 MB would get 552 5.3.4 from Postfix
-    ("10240000", "[limits]\nmax_message_size = 10240000\n", False),
+    ("10240000", "[limits]\nmax_message_size = 67108864\n", True),  # a decrypted body of 10-64 MB: 552 5.3.4
+    ("10240000", "", False),  # both defaults
     ("0", "", False),  # no limit in Postfix
-], ids=["both-defaults", "equal", "postfix-unlimited"])
+], ids=["ours-larger", "both-defaults", "postfix-unlimited"])
 def test_a_message_size_limit_below_ours_is_a_warning(tmp_path, small_store, postfix_limit, ours, warned):
     directory = postfix_dir(tmp_path, CIPHERMILTER, f"message_size_limit = {postfix_limit}\n")
     result = run_check(config_file(tmp_path, small_store, extra=ours), "--postfix-config", directory)
