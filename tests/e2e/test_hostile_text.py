@@ -1,7 +1,10 @@
-"""Issue 14: the armor flood (an 8 MB quoted-printable part whose decoded text is one line of 160,000 armor
-markers; the issue sent 16 MB, over today's default max_message_size) through the daemon behind a real Postfix gets its verdict: before the armor search was linear it
-held a worker for 259 s at 16 MB (272 s at 8 MB offline here), far past the 30 s deadline. No time is asserted: the message simply completes,
-and the armored block after the flood shows that the search went through to its end."""
+"""Issue 14: the armor flood through the daemon behind a real Postfix gets its verdict.
+
+An 8 MB quoted-printable part whose decoded text is one line of 160,000 armor markers (the issue sent
+16 MB, over today's default max_message_size). Before the armor search was linear such a message held
+a worker for 259 s at 16 MB (272 s at 8 MB offline here), far past the 30 s deadline. No time is
+asserted: the message simply completes, and the armored block after the flood shows that the search
+went through to its end."""
 
 from __future__ import annotations
 
