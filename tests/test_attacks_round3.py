@@ -138,6 +138,11 @@ def pgp_shapes(tools: Tools, armored: bytes) -> dict[str, bytes]:
                               b"Content-Transfer-Encoding: base64\r\n\r\n" + base64_lines(binary)),
         "application-pgp-encrypted": b"Content-Type: application/pgp-encrypted\r\n\r\n" + armored,
         "mixed-around-pgp-mime": multipart(b"mixed", [tools.pgp_mime_encrypted_around(armored)]),
+        "inline-quoted-printable": (b"Content-Type: text/plain; charset=us-ascii\r\n"
+                                    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+                                    + b"".join(b"=%02X" % c if c in b"-=" else bytes([c]) for c in armored)),
+        "inline-base64": (b"Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                          + base64_lines(armored)),
     }
 
 
@@ -155,7 +160,7 @@ def smime_shapes(tools: Tools, entity: bytes) -> dict[str, bytes]:
 # Shapes the man page's rule (b) names (the top-level Content-Type shows encrypted whole content): held today.
 RULE_B = {"pgp-mime", "pkcs7-mime", "x-pkcs7-mime", "octet-stream-.p7m"}
 PGP_SHAPES = ["pgp-mime", "inline-text-plain", "inline-no-content-type", "octet-stream-.pgp",
-              "application-pgp-encrypted", "mixed-around-pgp-mime"]
+              "application-pgp-encrypted", "mixed-around-pgp-mime", "inline-quoted-printable", "inline-base64"]
 SMIME_SHAPES = ["pkcs7-mime", "x-pkcs7-mime", "octet-stream-.p7m", "mixed-around-p7m", "signed-around-p7m"]
 BYPASS = ("# FAILS: held only when the top-level Content-Type is application/pkcs7-mime, a .p7m or "
           "multipart/encrypted (rule b); this shape is decrypted as whole content, yet passes still encrypted")

@@ -119,6 +119,43 @@ def test_p7m_virus_in_multipart_mixed_with_101_recipient_infos_is_rejected_by_us
     assert_nothing_queued(postfix)
 
 
+def test_inline_pgp_virus_encrypted_twice_is_not_delivered_encrypted(postfix, sink, tools):
+    """Issue 14, done-when: "no content we can decrypt reaches the scanners still encrypted by default".
+    Control: test_control_inline_pgp_virus_with_100_recipients_is_decrypted_and_clamav_rejects_it (one layer).
+
+    # FAILS: accepted (250): ciphermilter opens the outer armored message, writes the inner one (an armored
+    # PGP MESSAGE for bob.pgp, holding the virus) as the body still encrypted, with no Not-Processed and no
+    # limit, so on_limit never applies; clamav-milter sees ciphertext. Default configuration.
+    Reproduce: gpg -a -r bob.pgp@corp-pub.example -e < virus | gpg -a -r bob.pgp@corp-pub.example -e as the
+    text/plain body of a message to bob.pgp@corp-pub.example.
+    """
+    twice = tools.pgp_armored(tools.pgp_armored(VIRUS_ENTITY))
+    reply = submit(postfix.port, message(b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + twice), [BOB_PGP])
+    assert reply.code in (550, 554) and (VIRUS_FOUND in reply.text or reply.text.startswith(HELD)), reply
+    assert_nothing_queued(postfix)
+
+
+def test_inline_pgp_over_max_message_size_is_rejected_by_the_daemon(postfix, sink, milter_under_test, tools):
+    """The milter glue's own size check (it stops spooling; ciphermilter.conf(5) on_limit, rule (b)).
+    The same message with a top-level PGP/MIME type is the control (held: 554).
+
+    # FAILS: inline armor for bob.pgp (text/plain) over max_message_size is accepted and delivered still
+    # encrypted with "Not-Processed: message larger than 40000 bytes"; rule (b) reads only the top-level
+    # Content-Type. An attacker pads an inline-PGP virus past max_message_size (64 MiB by default; Postfix's
+    # own message_size_limit is often larger) and it walks past the scanners.
+    """
+    milter_under_test("[limits]\nmax_message_size = 40000\n")
+    pad = b"".join(b"X-Padding: " + b"p" * 70 + b"\r\n" for _ in range(600))
+    armored = tools.pgp_armored(VIRUS_ENTITY)
+    control = message(tools.pgp_mime_encrypted_around(armored), extra=pad)
+    inline = message(b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + armored, extra=pad)
+    assert len(control) > 40000 and len(inline) > 40000
+
+    assert submit(postfix.fault_port, control, [BOB_PGP]).text == HELD + "message larger than 40000 bytes"
+    reply = submit(postfix.fault_port, inline, [BOB_PGP])
+    assert (reply.code, reply.text) == (554, HELD + "message larger than 40000 bytes"), reply
+
+
 # =========================================================================== (2) the deadline kill path
 
 @pytest.fixture(scope="module")
@@ -232,3 +269,37 @@ def test_deadline_is_counted_from_the_final_dot_when_the_workers_are_busy(postfi
         thread.join(120)
     assert [r.code for r, _ in results] == [554, 554], results
     assert max(seconds for _, seconds in results) <= VERDICT_BOUND, results
+
+
+# =========================================================================== (3) the connection thread
+
+def qp_hidden(data: bytes) -> bytes:
+    """Quoted-printable that hides every sign ciphermilter's light check looks for ('-', 'p', 'b' and '='
+    written as =XX): the decoded text is the armored block, the encoded one shows no "-----BEGIN PGP",
+    "pgp" or "base64"."""
+    return b"".join(b"=%02X" % c if bytes([c]) in b"-pPbB=" else bytes([c]) for c in data)
+
+
+def test_light_message_hiding_a_bomb_gets_its_verdict_within_the_deadline(postfix, sink, milter_under_test):
+    """A 3 KB message whose quoted-printable text/plain body decodes to the corpus's 1 GiB bzip2 bomb for
+    bob.pgp (malformed-pgp-compression-bomb-bzip2-1GiB), with nothing in it the light check sees: it is
+    decrypted and inflated in the connection's own thread, where no worker can be killed. With
+    deadline_seconds = 1 and max_decompressed_size just under 1 GiB (offline the inflation alone takes
+    2.8 s), the verdict must still come within the deadline plus a second."""
+    from conftest import CORPUS
+
+    raw = (CORPUS / "malformed-pgp-compression-bomb-bzip2-1GiB" / "message.eml").read_bytes()
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    block = b"-----BEGIN" + raw.partition(b"-----BEGIN")[2].partition(b"-----END PGP MESSAGE-----")[0] \
+        + b"-----END PGP MESSAGE-----\r\n"
+    light = (b"From: a@evil.example\r\nTo: Bob <bob@corp-pub.example>\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+             b"Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+             + qp_hidden(block))
+    from ciphermilter import core
+    assert core.is_light(light) and len(light) < 4096
+
+    milter_under_test(f"[limits]\ndeadline_seconds = {DEADLINE}\nmax_decompressed_size = {(1 << 30) - 1}\n")
+    reply, seconds = timed_submit(postfix.fault_port, light, [BOB_PGP])
+
+    assert (reply.code, reply.text) == (554, HELD + "processing deadline exceeded"), (reply, seconds)
+    assert seconds <= VERDICT_BOUND, seconds
