@@ -425,3 +425,85 @@ def test_a6_inline_armor_inside_inline_armor_does_not_reach_the_scanners_encrypt
     """
     run = decrypt(message(b"Content-Type: text/plain\r\n\r\n" + armor_in_armor[1]), BOB_PGP)
     assert run.decrypted or (run.code, run.refusal[:len(HELD)]) == (EXIT_REFUSED, HELD), run
+
+
+# =========================================================================== A7. recipients spelled otherwise
+
+@pytest.mark.parametrize("rcpt, held", [("BOB@CORP-PUB.EXAMPLE", True), ("Bob@corp-pub.example", True),
+                                        ("bob@Corp-Pub.Example", True), ("bob@corp-pub.example.", True),
+                                        ('"bob"@corp-pub.example', False)])
+def test_a7_rule_b_and_the_reader_rule_agree_on_a_recipient_spelled_otherwise(decrypt, smime_at, rcpt, held):
+    """A spelling the reader rule decrypts for (control: one RecipientInfo) is held at 101; one it does not
+    decrypt for passes. Passes: the two agree for case, a trailing dot and a quoted local part."""
+    control = decrypt(message(smime_at(1)), rcpt)
+    assert control.decrypted is held, control
+    run = decrypt(message(smime_at(101)), rcpt)
+    assert (run.code == EXIT_REFUSED) is held and run.header(NOT_PROCESSED) == TOO_MANY.encode(), run
+
+
+# =========================================================================== A8. cost grows linearly
+
+def _h(body_headers: bytes, body: bytes) -> bytes:
+    return (b"From: a@evil.example\r\nTo: bob@corp-pub.example\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+            + body_headers + b"\r\n" + body)
+
+
+_P7M = b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n"
+_ENVELOPED_INDEFINITE = (b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x03\xa0\x80\x30\x80\x02\x01\x00\x31\x00"
+                         b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01\x30\x00\xa0\x80\x24\x80")
+_BEGIN = b"-----BEGIN PGP MESSAGE-----\r\n"
+SCALING = {
+    # BER: an indefinite-length constructed OCTET STRING of 3-byte segments in an EnvelopedData
+    "ber-indefinite-segments": lambda n: _h(_P7M, base64_lines(_ENVELOPED_INDEFINITE + b"\x04\x01A" * (30 * n)
+                                                               + b"\0\0" * 6)),
+    # one base64 line of a whole CMS object
+    "p7m-one-base64-line": lambda n: _h(_P7M, base64.b64encode(b"\x30\x80" + b"\x04\x01A" * (30 * n) + b"\0\0")),
+    # OpenPGP partial body lengths of one byte each
+    "pgp-one-byte-partial-lengths": lambda n: _h(b"Content-Type: text/plain\r\n", _BEGIN + b"\r\n"
+                                                 + base64_lines(b"\xcb" + b"\xe0A" * (20 * n) + b"\x01A")
+                                                 + b"-----END PGP MESSAGE-----\r\n"),
+    # armored blocks of garbage, each closed
+    "armor-blocks-closed": lambda n: _h(b"Content-Type: text/plain\r\n",
+                                        (_BEGIN + b"\r\nAAAA\r\n-----END PGP MESSAGE-----\r\n") * n),
+    # cleartext-signed headers without their signature
+    "cleartext-headers": lambda n: _h(b"Content-Type: text/plain\r\n",
+                                      b"-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nx\r\n" * n),
+    # light: many header fields, RFC 2231 continuations, quoted-pair escapes
+    "many-header-fields": lambda n: _h(b"X-A: b\r\n" * n, b"body\r\n"),
+    "rfc2231-continuations": lambda n: _h(b"Content-Type: text/plain; name*0=a"
+                                          + b"".join(b"; name*%d=a" % i for i in range(1, 3 * n)) + b"\r\n",
+                                          b"body\r\n"),
+    "quoted-pairs-in-a-parameter": lambda n: _h(b'Content-Type: text/plain; name="' + b'\\"' * (5 * n) + b'"\r\n',
+                                                b"body\r\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def open_store(store):
+    from ciphermilter.store import KeyStore
+    opened = KeyStore.open_read_only(str(store))
+    yield opened
+    opened.close()
+
+
+@pytest.mark.parametrize("shape", SCALING)
+def test_a8_cost_grows_linearly(open_store, shape):
+    """CPU time of the whole pipeline (core.process, what the worker and the connection thread run) at x1 and
+    x8 of each shape, best of three: linear gives 8, quadratic 64; the bound is 20. Passes for all shapes."""
+    from ciphermilter import core
+    from ciphermilter.config import Settings
+
+    settings = Settings(harvest_certificates=False, harvest_pgp_keys=False)
+    envelope = core.Envelope(recipients=[BOB_PGP])
+
+    def cost(n: int) -> float:
+        raw = SCALING[shape](n)
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            core.process(raw, envelope, open_store, settings)
+            best = min(best, time.process_time() - started)
+        return best
+
+    small, large = cost(1000), cost(8000)
+    assert large <= max(20 * small, 0.05), (shape, small, large)
