@@ -489,7 +489,7 @@ def open_store(store):
 @pytest.mark.parametrize("shape", SCALING)
 def test_a8_cost_grows_linearly(open_store, shape):
     """CPU time of the whole pipeline (core.process, what the worker and the connection thread run) at x1 and
-    x8 of each shape, best of three: linear gives 8, quadratic 64; the bound is 20. Passes for all shapes."""
+    x8 of each shape, median of five: linear gives 8, quadratic 64; the bound is 20. Passes for all shapes."""
     from ciphermilter import core
     from ciphermilter.config import Settings
 
@@ -498,12 +498,48 @@ def test_a8_cost_grows_linearly(open_store, shape):
 
     def cost(n: int) -> float:
         raw = SCALING[shape](n)
-        best = float("inf")
-        for _ in range(3):
+        costs = []
+        for _ in range(5):
             started = time.process_time()
             core.process(raw, envelope, open_store, settings)
-            best = min(best, time.process_time() - started)
-        return best
+            costs.append(time.process_time() - started)
+        return sorted(costs)[2]  # the median: a lone fast or slow run on a shared machine does not decide
 
-    small, large = cost(1000), cost(8000)
+    small, large = cost(2000), cost(16000)
     assert large <= max(20 * small, 0.05), (shape, small, large)
+
+
+# =========================================================================== A9. opaque signed, nothing encrypted
+
+def test_a9_control_8_opaque_signatures_to_a_keyless_user_are_unwrapped_for_the_scanners(decrypt, _opaque_only_chain):
+    """opaque_to_detached (default true) shows the content of opaque signatures to the scanners, whoever the
+    recipient: 8 layers (max_cms_layers) are unwrapped for nokey@, an internal user without a key."""
+    run = decrypt(message(_OPAQUE_ONLY[8]), NO_KEY)
+    assert run.code == 0 and SECRET in run.out and run.header(NOT_PROCESSED) is None, run
+
+
+_OPAQUE_ONLY: dict[int, bytes] = {}  # k: SECRET_ENTITY inside k opaque signatures (no encryption at all)
+
+
+@pytest.fixture(scope="module")
+def _opaque_only_chain(tools):
+    layers = [SECRET_ENTITY]
+    for _ in range(9):
+        der = tools._openssl(["-sign", "-nodetach", "-binary", "-outform", "DER", "-signer", str(SMIME_BOB[0]),
+                              "-inkey", str(SMIME_BOB[1])], layers[-1])
+        layers.append(Tools.smime_entity(der, "signed-data"))
+    _OPAQUE_ONLY.update(enumerate(layers))
+
+
+def test_a9_9_opaque_signatures_to_a_keyless_user_do_not_pass_hidden(decrypt, _opaque_only_chain):
+    """The issue's aim ("no way to slip content past the scanners"), beyond its letter (nothing here is
+    encrypted): content the gateway shows the scanners within the limits must not pass hidden past them.
+
+    # FAILS: 9 opaque signatures (one over max_cms_layers) around the content (a virus, say), to an internal user without a key:
+    # exit 0, "Not-Processed: more than 8 S/MIME layers", the content still inside the CMS, where clamav
+    # cannot see it. To bob (a reader) the same message is rejected 554 "Encrypted content could not be
+    # inspected" although nothing in it is encrypted (rule b: "whatever its smime-type says"), so the outcome
+    # depends on whether the recipient holds a key, which has nothing to do with opaque signatures.
+    """
+    run = decrypt(message(_OPAQUE_ONLY[9]), NO_KEY)
+    assert SECRET in run.out or (run.code, run.refusal[:19]) == (EXIT_REFUSED, "rejected: 554 5.7.0"), run
