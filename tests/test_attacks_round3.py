@@ -320,18 +320,23 @@ def test_a3_p7m_we_hold_no_key_for_over_a_limit_passes(decrypt, stranger_p7m):
 
 # =========================================================================== A4. deadline offline
 
-def test_a4_decrypt_stops_at_the_deadline_inside_held_content(decrypt, tools):
+@pytest.fixture(scope="module")
+def slow_smime(tools) -> bytes:
+    return tools.smime_with_decoys(SECRET_ENTITY, 12_000)
+
+
+def test_a4_decrypt_stops_at_the_deadline_inside_held_content(decrypt, slow_smime):
     """The CLI has no worker to kill: a step that overruns ends, then the deadline is a limit and on_limit
-    applies (S/MIME for bob with 12,000 decoy RecipientInfos, ~5 s of private-key operations in one step)."""
-    raw = message(tools.smime_with_decoys(SECRET_ENTITY, 12_000))
+    applies (S/MIME for bob with 12,000 decoy RecipientInfos, 1.2-5 s of private-key operations in one step)."""
+    raw = message(slow_smime)
     run = decrypt(raw, BOB, config="[limits]\ndeadline_seconds = 1\nmax_recipient_infos = 12001\n")
     assert (run.code, run.refusal) == (EXIT_REFUSED, HELD + "processing deadline exceeded"), run
 
 
-def test_a4_the_same_slow_message_inside_multipart_mixed_is_held_too(decrypt, tools):
+def test_a4_the_same_slow_message_inside_multipart_mixed_is_held_too(decrypt, slow_smime):
     """The control for the daemon's kill path (tests/e2e/test_attacks_round3.py): offline, the worker is not
     killed, so the key found before the deadline holds the message (rule a)."""
-    raw = message(multipart(b"mixed", [tools.smime_with_decoys(SECRET_ENTITY, 12_000)]))
+    raw = message(multipart(b"mixed", [slow_smime]))
     run = decrypt(raw, BOB, config="[limits]\ndeadline_seconds = 1\nmax_recipient_infos = 12001\n")
     assert (run.code, run.refusal) == (EXIT_REFUSED, HELD + "processing deadline exceeded"), run
 
