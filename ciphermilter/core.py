@@ -466,18 +466,17 @@ def unfinished(head: bytes, reason: str, envelope: Envelope, store, settings: Se
 
 
 def shows_held_content(entity: mime.Entity, envelope: Envelope, store, settings: Settings) -> bool:
-    """Rule (b) of :func:`stopped_at_limit`: kept conservative and cheap, the top-level headers and the envelope.
+    """Rule (b) of :func:`stopped_at_limit`: the message's whole content is encrypted, for its readers.
 
-    The message's own Content-Type must show encrypted whole content:
-    application/pkcs7-mime (or a .p7m octet-stream) whatever its smime-type
-    label says (the sender sets it, and the S/MIME handler goes by the CMS
-    type inside), or PGP/MIME multipart/encrypted. Inline PGP, encrypted
-    parts deeper down or beside others are not looked for: that needs the
-    body. And the message must be readable by its internal recipients: each
-    reads a private key in the store (:func:`recipient_class`), or, with
-    require_reader off, the store holds any private key.
+    Kept cheap and linear: no key is looked up, nothing is decrypted. The
+    content must be encrypted whole content as the handlers follow it
+    (:func:`encrypted_whole_content`), and the message must be readable by
+    its internal recipients: each reads a private key in the store
+    (:func:`recipient_class`), or, with require_reader off, the store holds
+    any private key. Whose key the content is encrypted to is not asked: that
+    means reading what the limit forbade.
     """
-    if not (smime.is_pkcs7_mime(entity) or openpgp_mime.is_pgp_mime_encrypted(entity)):
+    if not encrypted_whole_content(entity, settings.limits.max_mime_depth):
         return False
     internal = [r for r in envelope.recipients if is_internal_address(r, store, settings)]
     if store is None or (envelope.recipients and not internal):
@@ -485,3 +484,56 @@ def shows_held_content(entity: mime.Entity, envelope: Envelope, store, settings:
     if not settings.require_reader:
         return store.holds_private_keys()
     return bool(internal) and all(recipient_class(r, store, settings) == readers.READER for r in internal)
+
+
+_PGP_FILE_TYPES = ("application/octet-stream", openpgp_mime.ENCRYPTED_PROTOCOL)
+# Marks of encrypted content in the bytes below the depth limit (lower case), which the walk cannot parse.
+_ENCRYPTED_MARKS = (b"application/pkcs7-mime", b"application/x-pkcs7-mime", b".p7m", b"multipart/encrypted",
+                    b"application/pgp-encrypted", b".pgp", b".gpg", openpgp.ARMOR_MESSAGE.lower())
+
+
+def encrypted_whole_content(entity: mime.Entity, max_steps: int) -> bool:
+    """Whether the whole content of ``entity`` is encrypted, following it down as the handlers do.
+
+    From the message down: the lone part of a multipart, the first part of a
+    multipart/signed (the signed content), until an entity shows encrypted
+    content (:func:`shows_encrypted`) or anything else ends the chain: parts
+    side by side (EFAIL: not whole content), a leaf of another type. Past the
+    MIME depth limit, which the walk cannot parse, the rest of the chain is
+    taken for encrypted when its bytes name an encrypted type or an armored
+    message anywhere. On the header block alone (the milter's oversized
+    message) only the top-level type can tell: inline armor in a text part
+    is not seen there. One step per nesting level, ``max_steps`` at most; the
+    parts are those the handlers parsed (cached on the entity).
+    """
+    current = entity
+    for _ in range(max_steps + 1):
+        if shows_encrypted(current):
+            return True
+        try:
+            parts = current.parts
+        except mime.DepthLimitExceeded:
+            lowered = current.body.lower()
+            return any(mark in lowered for mark in _ENCRYPTED_MARKS)
+        if not (len(parts) == 1 or (current.content_type == "multipart/signed" and parts)):
+            return False
+        current = parts[0]
+    return False
+
+
+def shows_encrypted(entity: mime.Entity) -> bool:
+    """An entity a handler decrypts as whole content: application/(x-)pkcs7-mime or a .p7m, whatever its
+    smime-type label says (the sender sets it; the S/MIME handler goes by the CMS type inside), PGP/MIME,
+    application/pgp-encrypted or an octet-stream named .pgp/.gpg/.asc, or a text (or untyped) part whose
+    decoded body holds an armored PGP MESSAGE at a line start."""
+    if smime.is_pkcs7_mime(entity) or openpgp_mime.is_pgp_mime_encrypted(entity):
+        return True
+    if entity.content_type in _PGP_FILE_TYPES and openpgp_mime.is_pgp_file(entity):
+        return True
+    if not entity.content_type.startswith("text/") or not entity.body:
+        return False
+    try:
+        body = entity.decoded_body()
+    except mime.MimeError:
+        return False
+    return openpgp.find_at_line_start(body, openpgp.ARMOR_MESSAGE) != -1

@@ -75,6 +75,7 @@ INTEGRITY_FAILED = "integrity check failed"
 NO_KEY_DECRYPTS = "no key in the store decrypts the session key"
 
 ARMOR_BEGIN = b"-----BEGIN PGP "  # every armor line starts so (RFC 9580 section 6.2)
+ARMOR_MESSAGE = b"-----BEGIN PGP MESSAGE-----"  # an encrypted (or signed, compressed) message's armor line
 _ARMOR_HEADER_LINE = re.compile(rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----")
 _ARMOR_CHECKSUM = re.compile(rb"=[A-Za-z0-9+/]{4}")
 _BARE_ADDRESS = re.compile(r"<?([^\s<>@]+@[^\s<>@]+)>?")

@@ -172,7 +172,7 @@ def is_pgp_mime_encrypted(entity: mime.Entity) -> bool:
     return entity.content_type == "multipart/encrypted" and entity.params.get("protocol", "").lower() == ENCRYPTED_PROTOCOL
 
 
-def _is_pgp_file(entity: mime.Entity) -> bool:
+def is_pgp_file(entity: mime.Entity) -> bool:
     return entity.content_type == ENCRYPTED_PROTOCOL or _filename(entity).lower().endswith(PGP_FILE_SUFFIXES)
 
 
@@ -319,9 +319,7 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: b
     if opened.plaintext is None:
         return None
     content = _crlf(opened.plaintext)
-    state.layers += 1  # each decrypted layer may hold another: bound the total, which bounds the depth
-    if state.layers > state.ctx.settings.limits.max_pgp_nesting:
-        raise LimitExceeded(f"more than {state.ctx.settings.limits.max_pgp_nesting} encrypted OpenPGP layers")
+    _count_layer(state)
     inner = parse_content(content, state.ctx.settings.limits)
     content = _walk_covered(inner, opened.signatures, state, where + ".d", whole=whole) or content
     return content if state.replaces(whole, [block]) else None
@@ -396,7 +394,41 @@ def _open_armored(block: bytes, state: _State, where: str, kind: str,
     opened = state.open(armor.data, whole)
     if opened.failure and not opened.key_not_found and openpgp.checksum_mismatch(armor):
         opened.failure = "armor checksum mismatch (corrupted in transit)"
-    return opened.plaintext, state.record_opened(opened, where, kind)
+    report = state.record_opened(opened, where, kind)
+    if opened.plaintext is None:
+        return None, report
+    return _armor_inside(opened.plaintext, opened.signatures, state, where + ".d", whole), report
+
+
+def _armor_inside(plaintext: bytes, signatures, state: _State, where: str, whole: bool) -> bytes:
+    """The plaintext of an armored message, its own armored blocks opened as one more layer.
+
+    ``gpg -a -e | gpg -a -e`` hid the inner message from the scanners after
+    us: it was written out still encrypted, as PGP/MIME in PGP/MIME and S/MIME
+    in S/MIME never are. The layers count against max_pgp_nesting like
+    PGP/MIME ones, and the EFAIL rule holds inside too: the inner block is
+    whole only when it is all of the plaintext (blank text around it).
+    """
+    spans = _protected_spans(plaintext, state, where)
+    if not spans:
+        return plaintext
+    _count_layer(state)
+    whole = whole and _is_alone(plaintext, spans)
+    state.protected(PGP_INLINE, whole)
+    outer = state.covering
+    state.covering = outer + tuple(signatures)
+    try:
+        replaced = _replace_blocks(plaintext, spans, state, where, whole)
+    finally:
+        state.covering = outer
+    return plaintext if replaced is None else replaced
+
+
+def _count_layer(state: _State) -> None:
+    """Each decrypted layer may hold another: bound the total, which bounds the depth."""
+    state.layers += 1
+    if state.layers > state.ctx.settings.limits.max_pgp_nesting:
+        raise LimitExceeded(f"more than {state.ctx.settings.limits.max_pgp_nesting} encrypted OpenPGP layers")
 
 
 def _is_alone(body: bytes, spans) -> bool:
@@ -406,6 +438,12 @@ def _is_alone(body: bytes, spans) -> bool:
 
 def _inline_text(entity: mime.Entity, body: bytes, spans, state: _State, where: str, whole: bool) -> bytes | None:
     """A text part with armored blocks (``whole``: one block alone in a whole part): replace where allowed."""
+    replaced = _replace_blocks(body, spans, state, where, whole)
+    return None if replaced is None else _rewrite_leaf(entity, replaced, as_text=True)
+
+
+def _replace_blocks(body: bytes, spans, state: _State, where: str, whole: bool) -> bytes | None:
+    """``body`` with its armored blocks opened and replaced by their plaintext where allowed, else None."""
     pieces, pos, changed = [], 0, False
     reports = []
     for span in spans:
@@ -422,13 +460,13 @@ def _inline_text(entity: mime.Entity, body: bytes, spans, state: _State, where: 
     pieces.append(body[pos:])
     if not changed or not state.replaces(whole, reports):
         return None
-    return _rewrite_leaf(entity, b"".join(pieces), as_text=True)
+    return b"".join(pieces)
 
 
 def _leaf(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes | None:
     key = entity.content_type in KEY_TYPES
     texty = entity.content_type.startswith("text/")
-    pgp_file = _is_pgp_file(entity)
+    pgp_file = is_pgp_file(entity)
     if not (key or texty or pgp_file):
         return None
     try:
@@ -438,11 +476,7 @@ def _leaf(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes 
     if key:
         _collect_key(body, state, where)
         return None
-    spans = openpgp.find_armor(body)
-    for span in spans:
-        if span.kind == "PUBLIC KEY BLOCK":
-            _collect_key(body[span.start:span.end], state, where)
-    spans = [span for span in spans if span.kind != "PUBLIC KEY BLOCK"]  # a key is not protected content
+    spans = _protected_spans(body, state, where)
     binary = not spans and pgp_file and openpgp.looks_binary_openpgp(body)
     if not (spans or binary):
         return None
@@ -454,6 +488,15 @@ def _leaf(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes 
         plaintext, report = _open_armored(body[spans[0].start:spans[0].end], state, where, "attachment", whole)
         return _replace_attachment(entity, plaintext, report, state, whole)
     return _inline_text(entity, body, spans, state, where, whole)
+
+
+def _protected_spans(body: bytes, state: _State, where: str) -> list[openpgp.ArmorSpan]:
+    """The armored blocks of ``body`` but public keys, which are collected (a key is not protected content)."""
+    spans = openpgp.find_armor(body)
+    for span in spans:
+        if span.kind == "PUBLIC KEY BLOCK":
+            _collect_key(body[span.start:span.end], state, where)
+    return [span for span in spans if span.kind != "PUBLIC KEY BLOCK"]
 
 
 def _attachment(entity: mime.Entity, opened: openpgp.Opened, state: _State, where: str, whole: bool) -> bytes | None:

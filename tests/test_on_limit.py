@@ -9,13 +9,14 @@ default. Messages we could not decrypt anyway are unaffected.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
 
-from attack_messages import ATTACKER_TEXT, SECRET_ENTITY, Tools, message, multipart, virus_with_parts
+from attack_messages import ATTACKER_TEXT, SECRET, SECRET_ENTITY, Tools, message, multipart, virus_with_parts
 from ciphermilter import check, config, core, stats
 from ciphermilter.cli import main
 from ciphermilter.config import Limits, Settings
@@ -253,3 +254,53 @@ def test_check_warns_when_the_verdict_may_come_too_late(deadline, timeout, expec
 def test_the_content_timeout_of_our_own_milter_entry_counts():
     (entry,) = check.parse_milters("{ unix:ciphermilter/ciphermilter.sock, content_timeout=20s }")
     assert entry.content_timeout == "20s"
+
+
+# Rule (b) over the whole-content chain (core.encrypted_whole_content): what the handlers would decrypt as whole
+# content counts, whatever wraps it; anything beside other content does not.
+_P7M = b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n\r\nMIAG\r\n"
+_ARMOR = b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA\r\n-----END PGP MESSAGE-----\r\n"
+
+
+def _nested(entity: bytes, depth: int) -> bytes:
+    for level in range(depth):
+        entity = multipart(b"mixed", [entity], boundary=b"n-%d" % level)
+    return entity
+
+
+@pytest.mark.parametrize("entity, encrypted", [
+    (_P7M, True),
+    (multipart(b"mixed", [_P7M]), True),
+    (multipart(b"mixed", [b"Content-Type: text/plain\r\n\r\nread me\r\n", _P7M]), False),  # beside text: EFAIL
+    (b"Content-Type: text/plain\r\n\r\n" + _ARMOR, True),
+    (b"\r\n" + _ARMOR, True),  # no Content-Type: text/plain
+    (b"Content-Type: text/plain\r\n\r\nquoted: " + _ARMOR, False),  # not at a line start
+    (b"Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+     + base64.encodebytes(_ARMOR).replace(b"\n", b"\r\n"), True),
+    (b'Content-Type: application/octet-stream; name="m.gpg"\r\n\r\nx\r\n', True),
+    (b'Content-Type: application/pdf; name="m.gpg"\r\n\r\nx\r\n', False),
+    (b"Content-Type: application/pgp-encrypted\r\n\r\n" + _ARMOR, True),
+    (_nested(_P7M, 50), True),
+    (_nested(_P7M, 80), True),  # below the depth limit: the bytes name the type
+    (_nested(b"Content-Type: text/plain\r\n\r\nhello\r\n", 80), False),
+])
+def test_rule_b_follows_the_whole_content_down(entity, encrypted):
+    assert core.encrypted_whole_content(core.mime.parse(message(entity)), 50) is encrypted
+
+
+def test_rule_b_takes_the_signed_part_of_a_multipart_signed(tools):
+    signed = tools.smime_signed(tools.smime_encrypted(SECRET_ENTITY))
+    assert core.encrypted_whole_content(core.mime.parse(message(signed)), 50)
+
+
+def test_armor_inside_armor_counts_against_max_pgp_nesting(corpus_store, tools):
+    """gpg -a -e three times: the third layer is one over max_pgp_nesting = 1 (the first layer is the
+    message itself; each armored message found inside a plaintext counts), so the limit holds it."""
+    thrice = tools.pgp_armored(tools.pgp_armored(tools.pgp_armored(SECRET_ENTITY)))
+    settings = replace(SETTINGS, limits=Limits(max_pgp_nesting=1))
+    raw = message(b"Content-Type: text/plain\r\n\r\n" + thrice)
+    outcome = core.process(raw, core.Envelope(recipients=[BOB_PGP]), corpus_store, settings)
+    assert outcome.held_at_limit == "more than 1 encrypted OpenPGP layers", outcome.report
+    twice = message(b"Content-Type: text/plain\r\n\r\n" + tools.pgp_armored(tools.pgp_armored(SECRET_ENTITY)))
+    outcome = core.process(twice, core.Envelope(recipients=[BOB_PGP]), corpus_store, settings)
+    assert outcome.held_at_limit is None and SECRET in outcome.plan.body, outcome.report
