@@ -194,12 +194,16 @@ def smime_at(tools):
 
 # =========================================================================== A1. RecipientInfos limit
 
+def assert_decrypted(run, kind: bytes) -> None:
+    """A control: the shape was decrypted as whole content (``kind`` b"PGP" or b"SMIME"), with no limit met."""
+    assert run.code == 0 and run.header(b"X-CipherMail-Info-" + kind + b"-Encrypted: ") == b"True", run
+    assert run.header(NOT_PROCESSED) is None and run.decrypted, run
+
+
 @pytest.mark.parametrize("shape", PGP_SHAPES)
 def test_a1_control_pgp_with_100_recipients_is_decrypted(decrypt, tools, pgp_at, shape):
     """Control: every shape below is decrypted as whole content when within max_recipient_infos."""
-    run = decrypt(message(pgp_shapes(tools, pgp_at(100))[shape]), BOB_PGP)
-    assert run.code == 0 and run.header(b"X-CipherMail-Info-PGP-Encrypted: ") == b"True", run
-    assert run.header(NOT_PROCESSED) is None and run.decrypted, run
+    assert_decrypted(decrypt(message(pgp_shapes(tools, pgp_at(100))[shape]), BOB_PGP), b"PGP")
 
 
 @pytest.mark.parametrize("shape", _marks(PGP_SHAPES))
@@ -221,9 +225,7 @@ def test_a1_pgp_with_101_recipients_is_held(decrypt, tools, pgp_at, shape):
 
 @pytest.mark.parametrize("shape", SMIME_SHAPES)
 def test_a1_control_smime_with_100_recipient_infos_is_decrypted(decrypt, tools, smime_at, shape):
-    run = decrypt(message(smime_shapes(tools, smime_at(100))[shape]), BOB)
-    assert run.code == 0 and run.header(b"X-CipherMail-Info-SMIME-Encrypted: ") == b"True", run
-    assert run.header(NOT_PROCESSED) is None and run.decrypted, run
+    assert_decrypted(decrypt(message(smime_shapes(tools, smime_at(100))[shape]), BOB), b"SMIME")
 
 
 @pytest.mark.parametrize("shape", _marks(SMIME_SHAPES))

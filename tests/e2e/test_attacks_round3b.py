@@ -6,42 +6,19 @@ The offline twins, with the promises they attack, are in tests/test_attacks_roun
 
 from __future__ import annotations
 
-import smtplib
-import time
 import uuid
 
 import pytest
 
 from attack_messages import SMIME_ERIN, Tools, message
-from e2e.load import Reply, header_fields
-from e2e.messages import INTERNAL_RECIPIENT, SENDER
+from e2e.load import header_fields
+from e2e.messages import INTERNAL_RECIPIENT
 from e2e.test_chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, without_trace
 from e2e.conftest import VIRUS_MARKER
+from e2e.test_attacks_round3 import timed_submit
 from test_attacks_round3b import FLOOD, LIMIT, compressed_data_entity, fields, spelled, under_the_bound_bomb
 
 PEAK_RSS_KIB = 256 * 1000 * 1000 // 1024  # the issue's bound over the daemon and its processes
-PATIENT = 600.0  # seconds: longer than Postfix takes to give up on its own
-
-
-def send_patiently(port: int, mail: bytes, recipients: list[str]) -> tuple[Reply, float]:
-    """One SMTP transaction with a client that waits as long as RFC 5321 asks; the reply and its delay."""
-    client = smtplib.SMTP("127.0.0.1", port, timeout=PATIENT)
-    try:
-        client.ehlo("attacker-b.e2e.test")
-        client.mail(SENDER)
-        for recipient in recipients:
-            client.rcpt(recipient)
-        started = time.monotonic()
-        try:
-            code, text = client.data(mail)
-        except smtplib.SMTPResponseException as exc:
-            code, text = exc.smtp_code, exc.smtp_error
-        return Reply(code, text.decode("utf-8", "replace")), time.monotonic() - started
-    finally:
-        try:
-            client.quit()
-        except (OSError, smtplib.SMTPException):
-            client.close()
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +31,11 @@ def tools(tmp_path_factory) -> Tools:
 @pytest.mark.parametrize("recipient", [INTERNAL_RECIPIENT, EXTERNAL_RECIPIENT], ids=["internal", "external"])
 def test_forged_fields_in_every_spelling_are_all_deleted_at_the_limit_and_refused_above(postfix, sink, recipient):
     plain = b"Content-Type: text/plain\r\n\r\nhello\r\n"
-    reply, _ = send_patiently(postfix.port, message(plain, extra=spelled(LIMIT)), [recipient])
+    reply, _ = timed_submit(postfix.port, message(plain, extra=spelled(LIMIT)), [recipient])
     head, _ = delivered(sink, reply).split()
     assert [f for f in header_fields(head) if RESERVED.match(f.lstrip())] == []
 
-    reply, _ = send_patiently(postfix.port, message(plain, extra=spelled(LIMIT + 1)), [recipient])
+    reply, _ = timed_submit(postfix.port, message(plain, extra=spelled(LIMIT + 1)), [recipient])
     assert (reply.code, reply.text) == (554, f"5.7.0 Message rejected: more than {LIMIT} forged X-CipherMail headers")
 
 
@@ -73,7 +50,7 @@ def test_repeated_content_headers_never_end_in_a_queue_file_write_error(postfix,
     mail = message(tools.smime_opaque(b"Content-Type: text/plain\r\n\r\nhello " + uuid.uuid4().hex.encode()
                                       + b"\r\n", SMIME_ERIN), extra=fields(b"Content-Description", FLOOD))
 
-    reply, elapsed = send_patiently(postfix.port, mail, [INTERNAL_RECIPIENT])
+    reply, elapsed = timed_submit(postfix.port, mail, [INTERNAL_RECIPIENT])
 
     assert reply.code in (250, 554), f"{reply} after {elapsed:.0f} s"
     if reply.code == 554:
@@ -90,7 +67,7 @@ def test_a_bomb_just_under_the_bound_stays_within_256_mb_over_the_daemon_and_its
                                                                                         milter_under_test):
     daemon = milter_under_test()
 
-    reply, elapsed = send_patiently(postfix.fault_port, under_the_bound_bomb(), [INTERNAL_RECIPIENT])
+    reply, elapsed = timed_submit(postfix.fault_port, under_the_bound_bomb(), [INTERNAL_RECIPIENT])
 
     peak = daemon.peak_rss_kib()
     assert peak < PEAK_RSS_KIB, f"daemon and workers peaked at {peak * 1024 / 1e6:.0f} MB ({reply})"
@@ -101,9 +78,9 @@ def test_a_bomb_just_under_the_bound_stays_within_256_mb_over_the_daemon_and_its
 
 def test_the_daemon_still_answers_after_the_bomb(postfix, sink, milter_under_test):
     daemon = milter_under_test()
-    send_patiently(postfix.fault_port, under_the_bound_bomb(), [INTERNAL_RECIPIENT])
+    timed_submit(postfix.fault_port, under_the_bound_bomb(), [INTERNAL_RECIPIENT])
     marker = uuid.uuid4().hex.encode()
-    reply, _ = send_patiently(postfix.fault_port, message(b"Content-Type: text/plain\r\n\r\n" + marker + b"\r\n"),
+    reply, _ = timed_submit(postfix.fault_port, message(b"Content-Type: text/plain\r\n\r\n" + marker + b"\r\n"),
                               [INTERNAL_RECIPIENT])
     head, body = delivered(sink, reply).split()
     assert marker in body
@@ -123,7 +100,7 @@ def test_a_compressed_virus_inside_encryption_never_passes_the_scanners(postfix,
     mail = message(tools.smime_encrypted(compressed_data_entity(inner)))
     assert VIRUS_MARKER not in mail
 
-    reply, _ = send_patiently(postfix.port, mail, [INTERNAL_RECIPIENT])
+    reply, _ = timed_submit(postfix.port, mail, [INTERNAL_RECIPIENT])
 
     assert reply.code in (550, 554), reply
     assert_nothing_queued(postfix)
