@@ -208,6 +208,16 @@ def check_content_timeout(timeout: str, settings: config.Settings, report: Repor
                                   " deadline")
 
 
+def check_message_size(limit: str, settings: config.Settings, report: Report) -> None:
+    """Decrypted content may be as large as max_message_size (core.check_new_content); Postfix refuses a
+    replaced body above its message_size_limit with a permanent 552 5.3.4, so ours must not be larger."""
+    ours = settings.limits.max_message_size
+    if limit.isdigit() and int(limit) > 0 and ours > int(limit):
+        report.warning("postfix", f"message_size_limit = {limit} is below limits.max_message_size ({ours}): Postfix"
+                                  " refuses a decrypted body larger than it with '552 5.3.4 message file too big';"
+                                  f" set max_message_size = {limit}")
+
+
 def check_domains(store: KeyStore | None, settings: config.Settings, report: Report) -> None:
     report.checked.append("internal domains")
     stored = store.list_domains() if store is not None else []
@@ -287,7 +297,7 @@ def check_postfix(config_dir: str | None, milter_socket: str, settings: config.S
     report.checked.append(f"Postfix ({where})")
     try:
         values = postconf(config_dir, ["smtpd_milters", "milter_default_action", "milter_protocol",
-                                       "queue_directory", "milter_content_timeout"])
+                                       "queue_directory", "milter_content_timeout", "message_size_limit"])
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         report.error("postfix", f"cannot read Postfix's settings: {exc}; give --postfix-config DIR, or"
                                 " --no-postfix where Postfix runs on another host")
@@ -304,6 +314,7 @@ def check_postfix(config_dir: str | None, milter_socket: str, settings: config.S
         check_default_action(entries[position], values["milter_default_action"], report)
         check_content_timeout(entries[position].content_timeout or values["milter_content_timeout"], settings,
                               report)
+    check_message_size(values["message_size_limit"], settings, report)
     for entry in entries:
         if entry.spaced_options:
             report.error("postfix", f"smtpd_milters entry {entry.socket}: write its options as name=value without"

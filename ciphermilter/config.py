@@ -53,10 +53,23 @@ class Limits:
             return self.max_decompressed_size
         return DECOMPRESSED_PER_MESSAGE_SIZE * self.max_message_size
 
+    def decompression_budget(self, message_size: int) -> int:
+        """What one message of ``message_size`` bytes may unpack to, all its compressed data together: in
+        proportion to its own size, never above :attr:`decompressed_limit`. A 280 KB bomb unpacking to
+        200 MiB (under the 256 MiB limit) held 1.3 GB before; now it is refused after 16 MiB."""
+        return min(self.decompressed_limit, max(DECOMPRESSED_FLOOR, DECOMPRESSED_PER_BYTE * message_size))
+
 
 # Text deflates about 3 to 1: a message of max_message_size holding compressed
 # text unpacks to about three times its size; far more is a bomb, not mail.
 DECOMPRESSED_PER_MESSAGE_SIZE = 4
+# What one message may unpack to per byte it has (Limits.decompression_budget): text deflates 3-5 to 1, logs
+# and other repetitive text up to about 20 to 1 of the binary data, about 15 to 1 of the armored text
+# (base64 adds a third); zeros deflate 1000 to 1 and bzip2 more. 16 keeps all mail and refuses a bomb early.
+DECOMPRESSED_PER_BYTE = 16
+# ...but never less than this, whatever the message's size: small messages (a signed note of a few KB)
+# may unpack to 16 MiB, which holds little memory (the engine keeps 8 MiB while counting).
+DECOMPRESSED_FLOOR = 16 << 20
 
 
 @dataclass

@@ -14,7 +14,8 @@ from typing import BinaryIO
 
 from ciphermilter import domains, harvest, mime, openpgp, openpgp_mime, readers, smime
 from ciphermilter.config import Limits, Settings
-from ciphermilter.handler import Context, HandlerResult, LimitExceeded, check_part_count, parse_content
+from ciphermilter.handler import (Context, DecompressionBudget, HandlerResult, LimitExceeded, check_part_count,
+                                  parse_content)
 from ciphermilter.headers import INFO_PREFIX, InfoHeaders, is_reserved
 from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
 from ciphermilter.stats import NOT_INTERNAL
@@ -307,6 +308,15 @@ def check_deletion_count(plan: EditPlan, limits: Limits) -> None:
         raise LimitExceeded(f"more than {limits.max_forged_headers} header fields to remove")
 
 
+def check_new_content(content: bytes, limits: Limits) -> None:
+    """Decrypted (or unpacked) content becomes the message's new body: above max_message_size it is a limit.
+    Postfix refuses a replaced body above its message_size_limit ("552 5.3.4 message file too big", a
+    permanent error for the client: a 280 KB message once unpacked to 200 MiB here), and max_message_size
+    must not exceed that (ciphermilter.conf(5))."""
+    if len(content) > limits.max_message_size:
+        raise LimitExceeded(f"decrypted content larger than {limits.max_message_size} bytes")
+
+
 def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[InfoHeaders, mime.Entity | None]:
     """Run every handler on the message as the previous one left it; the new entity, or None if unchanged."""
     info = InfoHeaders()
@@ -319,6 +329,7 @@ def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[Inf
         info.extend(result.info)
         report.update(result.report)
         if result.entity is not None:
+            check_new_content(result.entity, ctx.settings.limits)
             current = parse_content(result.entity, ctx.settings.limits)
     return info, (None if current is message else current)
 
@@ -376,6 +387,7 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
             deadline=started + settings.limits.deadline_seconds,
             progress=progress,
             readers=rule,
+            decompression=DecompressionBudget(settings.limits.decompression_budget(entity.size)),
         )
         check_part_count(entity, settings.limits.max_mime_parts)
         info, new_entity = _run_handlers(entity, ctx, report)

@@ -27,6 +27,26 @@ class DeadlineExceeded(LimitExceeded):
     """The per-message processing deadline passed."""
 
 
+class DecompressionBudget:
+    """The bytes decompression may still produce for one mail message.
+
+    Every compressed packet of the message takes from the one budget: nested
+    ones, every armored block of a part, every part (three blocks of 600 KiB
+    each passed a 1 MiB bound when each block had its own). Bounded so is the
+    memory their outputs hold at once.
+    """
+
+    def __init__(self, max_output: int):
+        self.remaining = max_output
+        self.max_output = max_output
+
+    def take(self, produced: int, what: str) -> None:
+        """Count ``produced`` bytes; past the budget, a limit whose reason names ``what`` was inflated."""
+        self.remaining -= produced
+        if self.remaining < 0:
+            raise LimitExceeded(f"{what} decompresses to more than {self.max_output} bytes")
+
+
 def check_part_count(entity: mime.Entity, limit: int) -> None:
     """Bound the parts of a whole entity, at every depth (its parts are parsed once and cached)."""
     for count, _ in enumerate(entity.walk()):
@@ -76,6 +96,13 @@ class Context:
     # decrypt (whole content, or any with decrypt_embedded): a limit met after that stopped us from
     # inspecting content we could decrypt (core.Outcome.held_at_limit).
     key_held: bool = False
+    # What the message may still unpack to; None: Limits.decompressed_limit (the core sets it by the message's
+    # own size, Limits.decompression_budget).
+    decompression: DecompressionBudget | None = None
+
+    def __post_init__(self) -> None:
+        if self.decompression is None:
+            self.decompression = DecompressionBudget(self.settings.limits.decompressed_limit)
 
     def note_keys(self, groups: list, decrypts: bool) -> list:
         """Pass on the reader rule's key groups for a layer, noting whether they make the content ours to decrypt."""

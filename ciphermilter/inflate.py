@@ -1,9 +1,10 @@
 """Bounded decompression, shared by the OpenPGP compressed packet and the CMS CompressedData layer.
 
 A compressed body is sender-chosen and tiny beside what it may unpack to (a 2 KB OpenPGP packet can
-expand to 1 GiB): output is produced in steps, counted against a per-message :class:`Budget`, and held
-only up to KEEP_WHILE_COUNTING bytes until it is known to fit. No MIME, no format here: callers name
-the compression (RAW_DEFLATE, ZLIB, BZIP2) and turn :class:`CorruptData` into their own reason.
+expand to 1 GiB): output is produced in steps, counted against the one budget of the whole message
+(:class:`handler.DecompressionBudget`, shared by both formats), and held only up to KEEP_WHILE_COUNTING
+bytes until it is known to fit. No MIME, no format here: callers name the compression (RAW_DEFLATE,
+ZLIB, BZIP2) and turn :class:`CorruptData` into their own reason.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import bz2
 import zlib
 
-from ciphermilter.handler import LimitExceeded
+from ciphermilter.handler import DecompressionBudget
 
 RAW_DEFLATE, ZLIB, BZIP2 = "deflate", "zlib", "bzip2"  # RFC 1951, RFC 1950, bzip2
 
@@ -26,24 +27,6 @@ INFLATE_STEP = 1 << 20  # output per call: the unit in which the budget and the 
 class CorruptData(ValueError):
     """The compressed data does not decompress; ``str()`` is a short reason."""
 
-
-class Budget:
-    """The bytes decompression may still produce for one message.
-
-    One budget serves every compressed body of a message, nested ones included: what all of them
-    produce together is bounded, and so is the memory their outputs hold at once (an outer body's
-    output stays alive while the bodies inside it are read). ``what`` names the data in the reason.
-    """
-
-    def __init__(self, max_output: int, what: str):
-        self.remaining = max_output
-        self.max_output = max_output
-        self.what = what
-
-    def take(self, produced: int) -> None:
-        self.remaining -= produced
-        if self.remaining < 0:
-            raise LimitExceeded(f"{self.what} decompresses to more than {self.max_output} bytes")
 
 
 def _decompressor(kind: str):
@@ -77,14 +60,14 @@ def _inflated_pieces(kind: str, data: bytes, limit: int, check):
         raise CorruptData(f"corrupt compressed data: {exc}") from None
 
 
-def inflate(kind: str, data: bytes, budget: Budget, check) -> bytes:
+def inflate(kind: str, data: bytes, budget: DecompressionBudget, check, what: str) -> bytes:
     """Decompress ``data``, stopping as soon as it exceeds the budget, and holding no more than
     KEEP_WHILE_COUNTING bytes of output until it is known to fit. ``check`` runs after every step
-    (the handler's deadline check)."""
+    (the handler's deadline check); ``what`` names the data in the limit's reason."""
     kept: list[bytes] | None = []
     size = 0
     for piece in _inflated_pieces(kind, data, budget.remaining, check):
-        budget.take(len(piece))
+        budget.take(len(piece), what)
         size += len(piece)
         if kept is not None:
             kept.append(piece)

@@ -39,7 +39,7 @@ from pgpy.constants import EllipticCurveOID
 from pyasn1.codec.der import encoder
 
 from ciphermilter import ids, inflate, readers
-from ciphermilter.handler import LimitExceeded
+from ciphermilter.handler import DecompressionBudget, LimitExceeded
 
 WILDCARD_KEYID = "0" * 16
 KEY_NOT_FOUND = "public key not found"
@@ -653,26 +653,20 @@ class Opened:
 
 
 
-class _Budget(inflate.Budget):
-    """The decompression budget of one message (:class:`inflate.Budget`), and the nesting left."""
-
-    def __init__(self, max_output: int, max_nesting: int):
-        super().__init__(max_output, "OpenPGP data")
-        self.max_nesting = max_nesting
-
 
 _COMPRESSION_KINDS = {1: inflate.RAW_DEFLATE, 2: inflate.ZLIB, 3: inflate.BZIP2}
+_COMPRESSED_DATA = "OpenPGP data"  # what the budget's reason names
 
 
-def _inflate(algorithm: int, data: bytes, budget: _Budget, check) -> bytes:
+def _inflate(algorithm: int, data: bytes, budget: DecompressionBudget, check) -> bytes:
     """Decompress a compressed packet's data within the budget (:func:`inflate.inflate`)."""
     if algorithm == 0:
-        budget.take(len(data))
+        budget.take(len(data), _COMPRESSED_DATA)
         return data
     if algorithm not in _COMPRESSION_KINDS:
         raise OpenPGPError(f"unknown compression algorithm {algorithm}")
     try:
-        return inflate.inflate(_COMPRESSION_KINDS[algorithm], data, budget, check)
+        return inflate.inflate(_COMPRESSION_KINDS[algorithm], data, budget, check, _COMPRESSED_DATA)
     except inflate.CorruptData as exc:
         raise OpenPGPError(str(exc)) from None
 
@@ -686,17 +680,18 @@ def _read_literal(body: bytes, opened: Opened) -> None:
     opened.plaintext = body[6 + name_length:]
 
 
-def _unwrap(data: bytes, opened: Opened, signatures: list[bytes], budget: _Budget, depth: int, check) -> None:
+def _unwrap(data: bytes, opened: Opened, signatures: list[bytes], budget: DecompressionBudget, max_nesting: int,
+            check, depth: int = 0) -> None:
     """Read a decrypted (or plain signed/compressed) packet sequence into ``opened``."""
-    if depth > budget.max_nesting:
-        raise LimitExceeded(f"OpenPGP packets nested deeper than {budget.max_nesting}")
+    if depth > max_nesting:
+        raise LimitExceeded(f"OpenPGP packets nested deeper than {max_nesting}")
     for packet in packets(data):
         if packet.tag == TAG_COMPRESSED:
             if not packet.body:
                 raise OpenPGPError("empty compressed data packet")
             opened.compression.append(COMPRESSION.get(packet.body[0], str(packet.body[0])))
             inner = _inflate(packet.body[0], packet.body[1:], budget, check)
-            _unwrap(inner, opened, signatures, budget, depth + 1, check)
+            _unwrap(inner, opened, signatures, budget, max_nesting, check, depth + 1)
         elif packet.tag == TAG_LITERAL:
             if opened.plaintext is not None:
                 raise OpenPGPError("more than one literal data packet")
@@ -779,7 +774,7 @@ def open_message(
     data: bytes,
     keyring: Keyring,
     *,
-    max_output: int,
+    max_output: int | DecompressionBudget,
     max_nesting: int = DEFAULT_MAX_NESTING,
     max_recipients: int = DEFAULT_MAX_RECIPIENTS,
     check=lambda: None,
@@ -787,6 +782,9 @@ def open_message(
 ) -> Opened:
     """Open a binary OpenPGP message: decrypt it when it is encrypted, unwrap compression, verify signatures.
 
+    ``max_output`` bounds what its compressed packets unpack to, all together:
+    a number of bytes for this message alone, or a budget it shares with the
+    other OpenPGP messages of one mail (what it unpacks is taken from it).
     Problems with the data itself are reported in ``Opened.failure``; only a
     limit raises (:class:`LimitExceeded`). ``check`` is called between
     expensive steps (the handler's deadline check). ``arrange`` groups the
@@ -795,7 +793,7 @@ def open_message(
     ``Opened.keys_refused``); by default every pair is tried in order.
     """
     opened = Opened()
-    budget = _Budget(max_output, max_nesting)
+    budget = max_output if isinstance(max_output, DecompressionBudget) else DecompressionBudget(max_output)
     esks: list[EncryptedSessionKey] = []
     signatures: list[bytes] = []
     try:
@@ -821,7 +819,7 @@ def open_message(
                 plain = _decrypt(esks, packet, keyring, opened, check, arrange)
                 if plain is None:
                     return opened
-                _unwrap(plain, opened, signatures, budget, 0, check)
+                _unwrap(plain, opened, signatures, budget, max_nesting, check)
                 break
             elif packet.tag == TAG_OCB_AEAD:
                 opened.encrypted = True
@@ -831,7 +829,7 @@ def open_message(
                 opened.encrypted = True
                 raise OpenPGPError("no integrity protection (SED packet)")
             else:  # a signed or compressed message that is not encrypted
-                _unwrap(data, opened, signatures, budget, 0, check)
+                _unwrap(data, opened, signatures, budget, max_nesting, check)
                 break
     except OpenPGPError as exc:
         opened.failure = str(exc)

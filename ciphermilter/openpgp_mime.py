@@ -133,7 +133,7 @@ class _State:
         return openpgp.open_message(
             data,
             self.keyring,
-            max_output=limits.decompressed_limit,
+            max_output=self.ctx.decompression,
             max_nesting=limits.max_pgp_nesting,
             max_recipients=limits.max_recipient_infos,
             check=self.ctx.check_deadline,

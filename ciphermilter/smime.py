@@ -94,8 +94,6 @@ class _Walker:
         self.signed = False
         self.verified_emails: set[str] = set()
         self.frozen = False  # walking content another handler verifies after us: report, never change
-        # All CompressedData layers of the message together (max_decompressed_size, as for OpenPGP)
-        self.budget = inflate.Budget(self.limits.decompressed_limit, "S/MIME compressed data")
 
     # ------------------------------------------------------------ walking
 
@@ -284,7 +282,8 @@ class _Walker:
             return None
         del info
         try:
-            content = inflate.inflate(inflate.ZLIB, packed, self.budget, self.ctx.check_deadline)
+            content = inflate.inflate(inflate.ZLIB, packed, self.ctx.decompression, self.ctx.check_deadline,
+                                      "S/MIME compressed data")
         except inflate.CorruptData:
             self._decompression_failed(level, CORRUPT_COMPRESSED)
             return None

@@ -314,7 +314,10 @@ def test_many_small_bombs_in_one_part_stay_within_256_mb(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     peak = int(result.stdout) * 1024
     assert peak < 256 * 1000 * 1000, f"peak RSS {peak / 1e6:.0f} MB for a {path.stat().st_size} byte message"
-    assert f"OpenPGP data decompresses to more than {Limits().decompressed_limit} bytes" in report.read_text()
+    # The bound is the message's own (Limits.decompression_budget: 16 MiB for this 500 KB message), not the
+    # configured ceiling the test asserted first (256 MiB): a message may unpack in proportion to its size.
+    budget = Limits().decompression_budget(path.stat().st_size)
+    assert f"OpenPGP data decompresses to more than {budget} bytes" in report.read_text()
 
 
 def compressed_data_entity(content: bytes) -> bytes:

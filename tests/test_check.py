@@ -45,8 +45,10 @@ def postfix_dir(tmp_path, milters: str, extra: str = "") -> str:
     """A Postfix configuration directory as `postconf -c` reads it (main.cf and master.cf)."""
     directory = tmp_path / "postfix"
     directory.mkdir()
+    # message_size_limit as large as ciphermilter's default max_message_size (64 MiB): Postfix's own default
+    # (10240000) is smaller, which check reports (test_a_message_size_limit_below_ours_is_a_warning)
     (directory / "main.cf").write_text(f"myhostname = mx.example.com\nqueue_directory = /var/spool/postfix\n"
-                                         f"smtpd_milters = {milters}\n{extra}")
+                                         f"message_size_limit = 67108864\nsmtpd_milters = {milters}\n{extra}")
     (directory / "master.cf").write_text("smtp inet n - y - - smtpd\n")
     for name in ("main.cf", "master.cf"):  # postconf waits while a file is younger than a second (being edited)
         os.utime(directory / name, (0, 0))
@@ -70,6 +72,20 @@ def test_a_sound_installation_passes(tmp_path, full_store):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("all is well: configuration ")
     assert f"Postfix ({directory})" in result.output
+
+
+@pytest.mark.parametrize("postfix_limit, ours, warned", [
+    ("10240000", "", True),  # both defaults: a decrypted body of 10-64 MB would get 552 5.3.4 from Postfix
+    ("10240000", "[limits]\nmax_message_size = 10240000\n", False),
+    ("0", "", False),  # no limit in Postfix
+], ids=["both-defaults", "equal", "postfix-unlimited"])
+def test_a_message_size_limit_below_ours_is_a_warning(tmp_path, small_store, postfix_limit, ours, warned):
+    directory = postfix_dir(tmp_path, CIPHERMILTER, f"message_size_limit = {postfix_limit}\n")
+    result = run_check(config_file(tmp_path, small_store, extra=ours), "--postfix-config", directory)
+    expected = ("warning: postfix: message_size_limit = 10240000 is below limits.max_message_size (67108864):"
+                " Postfix refuses a decrypted body larger than it with '552 5.3.4 message file too big';"
+                " set max_message_size = 10240000")
+    assert (expected in result.output.splitlines()) == warned, result.output
 
 
 @pytest.mark.parametrize("milters, extra, expected", [

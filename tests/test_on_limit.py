@@ -107,6 +107,22 @@ def test_the_encrypted_bomb_is_held(corpus_store):
     assert outcome.held_at_limit == "OpenPGP data decompresses to more than 1048576 bytes"
 
 
+def test_decrypted_content_above_the_message_size_is_held(tools, corpus_store):
+    """gpg --encrypt (compressed) of 200 KB of text to bob: a 3 KB message whose plaintext would be a new body
+    above max_message_size, which Postfix would refuse (552 5.3.4) were the limits equal: a limit, held."""
+    text = b"".join(b"line %d of a long text\r\n" % n for n in range(9000))
+    raw = message(tools.pgp_encrypted(b"Content-Type: text/plain\r\n\r\n" + text))
+    settings = replace(SETTINGS, limits=Limits(max_message_size=100_000, max_decompressed_size=1 << 20))
+    assert len(raw) < 100_000 < len(text)
+
+    outcome = process(raw, [BOB_PGP], corpus_store, settings)
+
+    assert outcome.held_at_limit == "decrypted content larger than 100000 bytes"
+    assert_passed_with(raw, outcome, "decrypted content larger than 100000 bytes")
+    assert core.refusal(outcome, settings) == (
+        "554", "5.7.0", "Encrypted content could not be inspected: decrypted content larger than 100000 bytes")
+
+
 def test_the_encrypted_bomb_beside_text_is_not_held(corpus_store):
     """The same armored bomb inline beside the attacker's text: withheld there, so no content of ours is hidden."""
     armored = BOMB.read_bytes().partition(b"-----BEGIN")[2].partition(b"-----END PGP MESSAGE-----")[0]
