@@ -52,6 +52,7 @@ PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature
 PGP_SIGNATURE = "application/pgp-signature"  # RFC 3156
 EMBEDDED = "encrypted part beside other parts"
 UNDER_PGP_SIGNATURE = "encrypted part inside an OpenPGP signature"
+DEADLINE_CHECK_EVERY = 256  # RecipientInfos parsed between deadline checks (about 16 ms of parsing)
 _LINE_WINDOW = 1 << 20  # bytes of a body checked for bare line ends at a time
 BOUNDARY_CLASH = "plaintext contains the boundary of its parent"
 COMPRESSED_TYPE = "compressed-data"  # RFC 3274 smime-type
@@ -228,8 +229,9 @@ class _Walker:
         report["type"] = "auth-enveloped" if cms.content_type(info) == cms.AUTH_ENVELOPED_DATA else "enveloped"
         self.info.flag("SMIME-Encrypted")
         try:
-            layer = cms.open_enveloped(info, max_recipients=self.limits.max_recipient_infos)
+            layer = cms.open_enveloped(info, max_recipients=self.limits.max_recipient_infos, seen=self._seen)
         except cms.TooMany as exc:
+            self._note_named_keys(info)
             raise LimitExceeded(exc.reason) from None
         except cms.CmsError as exc:
             report["reason"] = exc.reason
@@ -308,6 +310,29 @@ class _Walker:
             self.info.flag("SMIME-Illegal-Chars-Found")
         inner = self.unwrap(plaintext, whole=whole)
         return content if inner is None else inner
+
+    def _seen(self, recipient: cms.Recipient) -> None:
+        """Each recipient as the layer is parsed: its stored keys, if the reader rule lets us use one alone,
+        make the content ours (Context.key_held) at once, not after the parse (a worker killed at the
+        deadline while it parsed 40,000 RecipientInfos knew nothing); and the deadline is checked.
+        The lookups are cached: cms.decrypt makes the same ones afterwards."""
+        if not self.ctx.key_held:
+            candidates = [(recipient, der, key) for der, key in self._private_keys(recipient)]
+            if candidates:
+                self._arrange(candidates)
+        if recipient.index % DEADLINE_CHECK_EVERY == 0:
+            self.ctx.check_deadline()
+
+    def _note_named_keys(self, info) -> None:
+        """Past max_recipient_infos, whether any RecipientInfo names a stored key the reader rule lets us
+        use for this layer: then the limit hides content we could decrypt (Context.key_held, on_limit) in
+        whatever shape it came. Identifiers and store lookups only, no private-key operation."""
+        if self.ctx.key_held:  # one of those parsed before the limit named one already (_seen)
+            return
+        candidates = [(recipient, der, key) for recipient in cms.all_recipients(info)
+                      for der, key in self._private_keys(recipient)]
+        if candidates:
+            self._arrange(candidates)
 
     def _private_keys(self, recipient: cms.Recipient) -> list:
         lookup = recipient.lookup
