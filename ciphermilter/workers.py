@@ -30,7 +30,8 @@ applies). The clock starts at the hand-off to :meth:`Workers.process`, the
 final dot: a message waits for an idle worker at most ``deadline_seconds``
 (with workers = 1 and two slow messages at once, the second waited a whole
 deadline more, 5.15 s for a 1 s deadline) and its worker gets only what is
-left, the core too (its own check agrees). A worker that finds a key the
+left, the core too (its own check agrees); only a new worker's start, about
+0.5 s, never counts against a message. A worker that finds a key the
 reader rule lets us use for the content says so at once (:data:`KEY_HELD`),
 so a message whose worker is killed afterwards is still held (on_limit).
 """
@@ -245,7 +246,9 @@ class Workers:
         try:
             if worker is None:
                 worker = self._start()
+            starting = time.monotonic()
             worker.wait_until_ready()
+            deadline += time.monotonic() - starting  # a new worker's imports (about 0.5 s) never count
             _send_message(worker, message, envelope, settings, deadline)
             key_held = False
             while True:
