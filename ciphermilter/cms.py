@@ -212,8 +212,19 @@ def _algorithm_oid_encoded(spec: type, encoded: bytes) -> str:
     return spec.load(encoded)["algorithm"].dotted
 
 
-def _recipients(recipient_infos, limit: int) -> list[Recipient]:
+def _recipients(recipient_infos, limit: int, seen: Callable[[Recipient], None]) -> list[Recipient]:
     out: list[Recipient] = []
+    for recipient in _each_recipient(recipient_infos):
+        seen(recipient)
+        out.append(recipient)
+        if len(out) > limit:
+            raise TooMany(f"more than {limit} recipients in one layer")
+    return out
+
+
+def _each_recipient(recipient_infos):
+    """The recipients one by one, as they are parsed (asn1crypto parses each RecipientInfo on access)."""
+    index = 0
     for info in recipient_infos:
         chosen = info.chosen
         if info.name in ("ktri", "kari"):
@@ -221,17 +232,31 @@ def _recipients(recipient_infos, limit: int) -> list[Recipient]:
             # A kari carries one RecipientEncryptedKey per recipient; a ktri is its own.
             keyed = chosen["recipient_encrypted_keys"] if info.name == "kari" else [chosen]
             for item in keyed:
-                out.append(Recipient(len(out), info.name, algorithm=algorithm, _info=chosen,
-                                     _encrypted_key=item["encrypted_key"].native, **_identify(item["rid"])))
-        elif info.name == "kekri":
+                yield Recipient(index, info.name, algorithm=algorithm, _info=chosen,
+                                _encrypted_key=item["encrypted_key"].native, **_identify(item["rid"]))
+                index += 1
+            continue
+        if info.name == "kekri":
             kek_id = chosen["kekid"]["key_identifier"].native
-            out.append(Recipient(len(out), "kekri", f"kek={kek_id.hex().upper()}", "kek"))
+            yield Recipient(index, "kekri", f"kek={kek_id.hex().upper()}", "kek")
         elif info.name == "pwri":
-            out.append(Recipient(len(out), "pwri", "password", "password"))
+            yield Recipient(index, "pwri", "password", "password")
         else:
-            out.append(Recipient(len(out), "ori", f"other={chosen['ori_type'].dotted}", "other"))
-        if len(out) > limit:
-            raise TooMany(f"more than {limit} recipients in one layer")
+            yield Recipient(index, "ori", f"other={chosen['ori_type'].dotted}", "other")
+        index += 1
+
+
+def all_recipients(info: cms.ContentInfo) -> list[Recipient]:
+    """Every recipient of an (Auth)EnvelopedData, past any limit: identifiers only, no key touched.
+
+    For a layer :func:`open_enveloped` refused (:class:`TooMany`): whether it names a key we hold
+    still decides what happens to the message. Broken input gives the recipients before the break.
+    """
+    out: list[Recipient] = []
+    try:
+        out.extend(_each_recipient(info["content"]["recipient_infos"]))
+    except _PARSE_ERRORS:
+        pass
     return out
 
 
@@ -248,8 +273,13 @@ class EnvelopedLayer:
     _ciphertext: list | None = field(repr=False)  # the encrypted content in pieces; None when detached
 
 
-def open_enveloped(info: cms.ContentInfo, *, max_recipients: int) -> EnvelopedLayer:
-    """Describe an EnvelopedData or AuthEnvelopedData without touching any key."""
+def open_enveloped(info: cms.ContentInfo, *, max_recipients: int,
+                   seen: Callable[[Recipient], None] = lambda recipient: None) -> EnvelopedLayer:
+    """Describe an EnvelopedData or AuthEnvelopedData without touching any key.
+
+    ``seen`` is called with each recipient as it is parsed (40,000 RecipientInfos took 2.5 s): the caller
+    may look up what each names while the parse goes on.
+    """
     ctype = content_type(info)
     if ctype not in (ENVELOPED_DATA, AUTH_ENVELOPED_DATA):
         raise UnsupportedAlgorithm(f"not enveloped data: {ctype}")
@@ -260,7 +290,7 @@ def open_enveloped(info: cms.ContentInfo, *, max_recipients: int) -> EnvelopedLa
         else:
             encrypted = data["encrypted_content_info"]
         oid = encrypted["content_encryption_algorithm"]["algorithm"].dotted
-        recipients = _recipients(data["recipient_infos"], max_recipients)
+        recipients = _recipients(data["recipient_infos"], max_recipients, seen)
         ciphertext = getattr(info, "encrypted_content", None)
         if ciphertext is None and encrypted["encrypted_content"].native is not None:
             ciphertext = [encrypted["encrypted_content"].native]

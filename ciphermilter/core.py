@@ -341,6 +341,8 @@ def process(
     settings: Settings | None = None,
     *,
     progress=None,
+    deadline: float | None = None,
+    on_key_held=None,
 ) -> Outcome:
     """Inspect ``message`` and return the edits that decrypt it and report on it.
 
@@ -354,6 +356,10 @@ def process(
     ``on_error`` policy when the fault is ours. A flood of forged headers
     (:func:`forged_flood`) sets ``Outcome.reject`` instead. Only an error reading a
     spool file (OSError) propagates: the daemon applies on_error to it.
+
+    ``deadline`` (a time.monotonic() value) replaces now + deadline_seconds
+    when the clock started earlier (a worker: at the final dot);
+    ``on_key_held`` is :attr:`handler.Context.on_key_held`.
     """
     settings = settings or Settings()
     started = time.monotonic()
@@ -365,12 +371,14 @@ def process(
     elif entity.size > settings.limits.max_message_size:
         outcome = stopped_at_limit(entity, too_large(settings), envelope, store, settings)
     else:
-        outcome = _inspect(entity, envelope, store, settings, progress, started)
+        deadline = started + settings.limits.deadline_seconds if deadline is None else deadline
+        outcome = _inspect(entity, envelope, store, settings, progress, deadline, on_key_held)
     outcome.report["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)
     return outcome
 
 
-def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings, progress, started: float) -> Outcome:
+def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings, progress, deadline: float,
+             on_key_held) -> Outcome:
     report: dict = {"queue_id": envelope.queue_id}
     headers = entity.headers
     plan = EditPlan(deletions=forged_header_deletions(headers))
@@ -384,9 +392,10 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
             store=store,
             settings=settings,
             from_fields=from_fields(entity),
-            deadline=started + settings.limits.deadline_seconds,
+            deadline=deadline,
             progress=progress,
             readers=rule,
+            on_key_held=on_key_held,
             decompression=DecompressionBudget(settings.limits.decompression_budget(entity.size)),
         )
         check_part_count(entity, settings.limits.max_mime_parts)
@@ -454,15 +463,17 @@ def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store
     return outcome
 
 
-def unfinished(head: bytes, reason: str, envelope: Envelope, store, settings: Settings) -> Outcome:
+def unfinished(head: bytes, reason: str, envelope: Envelope, store, settings: Settings, *,
+               key_held: bool = False) -> Outcome:
     """:func:`stopped_at_limit` for a message the milter stopped before the core finished (or started) it.
 
     The milter glue calls it with the message's header block for the two
     limits it meets itself: a message above max_message_size (it stops
     spooling) and a worker that overran the deadline (it was killed).
-    Nothing is known of the body, so only rule (b) can hold it.
+    Nothing is known of the body but what the worker said before it was
+    killed (``key_held``, rule (a)); else only rule (b) can hold it.
     """
-    return stopped_at_limit(mime.parse(head + b"\r\n"), reason, envelope, store, settings)
+    return stopped_at_limit(mime.parse(head + b"\r\n"), reason, envelope, store, settings, key_held=key_held)
 
 
 def shows_held_content(entity: mime.Entity, envelope: Envelope, store, settings: Settings) -> bool:

@@ -96,6 +96,9 @@ class Context:
     # decrypt (whole content, or any with decrypt_embedded): a limit met after that stopped us from
     # inspecting content we could decrypt (core.Outcome.held_at_limit).
     key_held: bool = False
+    # Called once when key_held becomes true: a worker tells the daemon at once, so the finding outlives a
+    # kill at the deadline (workers.KEY_HELD).
+    on_key_held: "callable | None" = None
     # What the message may still unpack to; None: Limits.decompressed_limit (the core sets it by the message's
     # own size, Limits.decompression_budget).
     decompression: DecompressionBudget | None = None
@@ -106,8 +109,15 @@ class Context:
 
     def note_keys(self, groups: list, decrypts: bool) -> list:
         """Pass on the reader rule's key groups for a layer, noting whether they make the content ours to decrypt."""
-        self.key_held |= bool(groups) and decrypts
+        if groups and decrypts:
+            self.hold_key()
         return groups
+
+    def hold_key(self) -> None:
+        """Note that a stored key the reader rule allows opens content we would decrypt (see key_held)."""
+        if not self.key_held and self.on_key_held is not None:
+            self.on_key_held()
+        self.key_held = True
 
     def check_deadline(self) -> None:
         """Call between expensive steps: raises once the deadline has passed, else reports progress."""

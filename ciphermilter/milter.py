@@ -403,8 +403,8 @@ class CipherMilter(Milter.Base):
             return self.runtime.workers.process(message, envelope, settings, self.progress)
         except StoreUnavailable as exc:  # the worker's own store connection failed
             return unprocessed_outcome(head, "key store unavailable", envelope, str(exc))
-        except workers.DeadlineOverrun:  # killed and replaced: whatever it found is lost, the deadline is a limit
-            return core.unfinished(head, DEADLINE_EXCEEDED, envelope, msg.store, settings)
+        except workers.DeadlineOverrun as exc:  # killed and replaced, or none idle in time: the deadline is a limit
+            return core.unfinished(head, DEADLINE_EXCEEDED, envelope, msg.store, settings, key_held=exc.key_held)
 
     def _end_of_message(self, msg: MessageState):
         outcome = self._outcome(msg)

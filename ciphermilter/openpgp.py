@@ -720,6 +720,21 @@ def _session_key_candidates(esks: list[EncryptedSessionKey], keyring: Keyring):
     return named + wildcard
 
 
+def _name_held_keys(esks: list[EncryptedSessionKey], packet: Packet, stream, keyring: Keyring, arrange) -> None:
+    """Past max_recipients: hand ``arrange`` the stored keys every PKESK names (the one met at the limit and
+    those after it), as if the message were decrypted: the caller learns that the limit hides content it
+    could open. Key ids only, no secret-key operation; broken packets end the list."""
+    named = list(esks)
+    with contextlib.suppress(OpenPGPError, ValueError, IndexError):
+        while packet is not None and packet.tag in (TAG_PKESK, TAG_SKESK, TAG_MARKER):
+            if packet.tag == TAG_PKESK:
+                named.append(parse_pkesk(packet.body))
+            packet = next(stream, None)
+    candidates = _session_key_candidates(named, keyring)
+    if candidates:
+        arrange(candidates)
+
+
 def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check, arrange) -> bytes | None:
     """Open the SEIPD packet with a session key from the candidate keys ``arrange`` groups; None when none fits."""
     candidates = _session_key_candidates(esks, keyring)
@@ -798,10 +813,12 @@ def open_message(
     esks: list[EncryptedSessionKey] = []
     signatures: list[bytes] = []
     try:
-        for packet in packets(data):
+        stream = packets(data)
+        for packet in stream:
             if packet.tag == TAG_PKESK:
                 opened.encrypted = True
                 if len(esks) >= max_recipients:
+                    _name_held_keys(esks, packet, stream, keyring, arrange)
                     raise LimitExceeded(f"more than {max_recipients} recipients in one layer")
                 esk = parse_pkesk(packet.body)
                 esks.append(esk)

@@ -26,9 +26,14 @@ milter thread waits for the reply at most ``deadline_seconds`` +
 :data:`DEADLINE_MARGIN` after hand-off; past that it kills the worker
 (SIGKILL), starts a fresh one in its slot and raises :class:`DeadlineOverrun`
 (the message gets its outcome at once: the deadline is a limit, on_limit
-applies). The clock starts once the worker has said it is ready (its imports
-done, about 0.5 s after a spawn), so a fresh worker's start never counts
-against a message.
+applies). The clock starts at the hand-off to :meth:`Workers.process`, the
+final dot: a message waits for an idle worker at most ``deadline_seconds``
+(with workers = 1 and two slow messages at once, the second waited a whole
+deadline more, 5.15 s for a 1 s deadline) and its worker gets only what is
+left, the core too (its own check agrees); only a new worker's start, about
+0.5 s, never counts against a message. A worker that finds a key the
+reader rule lets us use for the content says so at once (:data:`KEY_HELD`),
+so a message whose worker is killed afterwards is still held (on_limit).
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ DEADLINE_MARGIN = 1.0
 # Seconds a new worker may take to import and say it is ready (measured: about 0.5 s on an idle host).
 STARTUP_TIMEOUT = 60.0
 READY = "ready"
+# A worker's note, before its reply, that the message holds content a stored key opens (handler.Context.key_held).
+KEY_HELD = "key held"
 # New bodies larger than this come back as a file passed over the pipe, not as a pickled copy.
 FILE_THRESHOLD = 1 << 20
 
@@ -66,7 +73,12 @@ class WorkerDied(Exception):
 
 
 class DeadlineOverrun(Exception):
-    """The worker gave no reply within deadline_seconds + DEADLINE_MARGIN; it was killed and replaced."""
+    """No reply within deadline_seconds + DEADLINE_MARGIN of the hand-off (the worker was killed and replaced),
+    or no idle worker within deadline_seconds. ``key_held``: the worker had found a key for the content."""
+
+    def __init__(self, reason: str, key_held: bool = False):
+        super().__init__(reason)
+        self.key_held = key_held
 
 
 def _serve(conn, store_path: str, master_key_path: str) -> None:
@@ -77,14 +89,16 @@ def _serve(conn, store_path: str, master_key_path: str) -> None:
     conn.send(READY)  # imports done: the daemon's deadline clock may start with the first message
     while True:
         try:
-            message, envelope, new_settings = conn.recv()
+            message, envelope, new_settings, deadline = conn.recv()
             settings = new_settings or settings
             if message is None:  # the message comes as its spool file
                 message = os.fdopen(reduction.recv_handle(conn), "rb")
         except EOFError:
             return
         try:
-            reply = (True, _for_the_daemon(core.process(message, envelope, holder.current(), settings)))
+            outcome = core.process(message, envelope, holder.current(), settings, deadline=deadline,
+                                   on_key_held=lambda: conn.send(KEY_HELD))
+            reply = (True, _for_the_daemon(outcome))
         except Exception as exc:  # StoreUnavailable, or OSError reading the spool file: the daemon decides
             reply = (False, exc)
         if not isinstance(message, bytes):
@@ -119,9 +133,9 @@ def _send_outcome(conn, reply) -> None:
         reduction.send_handle(conn, file.fileno(), os.getppid())
 
 
-def _receive_outcome(conn):
+def _receive_outcome(conn, reply):
     """The worker's reply; a new body sent as a file becomes the plan's body (an open file)."""
-    ok, value, *body_file = conn.recv()
+    ok, value, *body_file = reply
     if body_file:
         value.plan.body = os.fdopen(reduction.recv_handle(conn), "rb")
     return ok, value
@@ -177,18 +191,19 @@ class _Worker:
         self.conn.close()
 
 
-def _send_message(worker: _Worker, message, envelope: core.Envelope, settings: Settings) -> None:
+def _send_message(worker: _Worker, message, envelope: core.Envelope, settings: Settings, deadline: float) -> None:
     """Bytes go inside the pickle; a spool file goes as its descriptor, so the message is not copied.
 
     The settings go only when they are not the ones the worker already has
     (the daemon's never change): pickling them cost more than the envelope.
+    ``deadline`` is a time.monotonic() value: the clock is the host's, the same in every process.
     """
     new_settings = None if settings is worker.settings else settings
     worker.settings = settings
     if isinstance(message, bytes):
-        worker.conn.send((message, envelope, new_settings))
+        worker.conn.send((message, envelope, new_settings, deadline))
         return
-    worker.conn.send((None, envelope, new_settings))
+    worker.conn.send((None, envelope, new_settings, deadline))
     reduction.send_handle(worker.conn, message.fileno(), worker.process.pid)
 
 
@@ -222,16 +237,29 @@ class Workers:
         Raises :class:`WorkerDied`, :class:`DeadlineOverrun` (the worker was
         killed and replaced), or what the worker raised (milter.StoreUnavailable).
         """
-        worker = self._idle.get()
+        seconds = settings.limits.deadline_seconds
+        deadline = time.monotonic() + seconds
+        try:
+            worker = self._idle.get(timeout=seconds)
+        except queue.Empty:
+            raise DeadlineOverrun(f"no idle worker within {seconds:g} s") from None
         try:
             if worker is None:
                 worker = self._start()
+            starting = time.monotonic()
             worker.wait_until_ready()
-            _send_message(worker, message, envelope, settings)
-            if not worker.answers_within(settings.limits.deadline_seconds + DEADLINE_MARGIN, progress):
-                worker = self._replace(worker)
-                raise DeadlineOverrun(f"no reply within {settings.limits.deadline_seconds:g} s")
-            ok, value = _receive_outcome(worker.conn)
+            deadline += time.monotonic() - starting  # a new worker's imports (about 0.5 s) never count
+            _send_message(worker, message, envelope, settings, deadline)
+            key_held = False
+            while True:
+                if not worker.answers_within(deadline + DEADLINE_MARGIN - time.monotonic(), progress):
+                    worker = self._replace(worker)
+                    raise DeadlineOverrun(f"no reply within {seconds:g} s", key_held)
+                reply = worker.conn.recv()
+                if reply != KEY_HELD:
+                    break
+                key_held = True
+            ok, value = _receive_outcome(worker.conn, reply)
         except (EOFError, OSError):
             worker.stop()
             worker = None

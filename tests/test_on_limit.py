@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
 
+<<<<<<< HEAD
 from attack_messages import ATTACKER_TEXT, SECRET, SECRET_ENTITY, Tools, message, multipart, virus_with_parts
+=======
+from asn1crypto import cms as asn1_cms
+
+from attack_messages import ATTACKER_TEXT, SECRET_ENTITY, SMIME_BOB, Tools, message, multipart, virus_with_parts
+>>>>>>> fix2-limits
 from ciphermilter import check, config, core, stats
 from ciphermilter.cli import main
 from ciphermilter.config import Limits, Settings
@@ -166,6 +173,40 @@ def test_too_many_recipient_infos_before_any_decryption_is_held(corpus_store, to
     outcome = process(raw, [BOB], corpus_store)
 
     assert outcome.held_at_limit == "more than 100 recipients in one layer"
+
+
+@pytest.fixture(scope="module")
+def stranger_first(tmp_path_factory, tools):
+    """S/MIME in a multipart/mixed (rule (b) does not see it): ``count`` RecipientInfos for a stranger's new
+    certificate, then, ``for_bob``, bob's own, past max_recipient_infos where the limit stops the parse."""
+    work = tmp_path_factory.mktemp("stranger")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=stranger",
+                    "-keyout", str(work / "k.pem"), "-out", str(work / "c.pem")], check=True, capture_output=True)
+
+    def make(count: int, for_bob: bool) -> bytes:
+        der = tools._openssl(["-encrypt", "-binary", "-aes256", "-outform", "DER", str(work / "c.pem"),
+                              str(SMIME_BOB[0])], SECRET_ENTITY)
+        info = asn1_cms.ContentInfo.load(der)
+        stranger, bob = (asn1_cms.RecipientInfo.load(r.dump()) for r in info["content"]["recipient_infos"])
+        info["content"]["recipient_infos"] = [stranger] * count + ([bob] if for_bob else [])
+        return message(multipart(b"mixed", [Tools.smime_entity(info.dump(force=True), "enveloped-data")]))
+    return make
+
+
+def test_a_recipient_info_for_us_past_the_limit_holds_a_part(corpus_store, stranger_first):
+    """Bob's RecipientInfo is the 151st: past the limit every entry is still looked up by its identifier."""
+    outcome = process(stranger_first(150, True), [BOB], corpus_store)
+
+    assert outcome.held_at_limit == "more than 100 recipients in one layer"
+
+
+def test_recipient_infos_only_for_a_stranger_past_the_limit_pass(corpus_store, stranger_first):
+    """The same without bob's entry: nothing in it could be decrypted here, so the limit holds nothing."""
+    raw = stranger_first(150, False)
+    outcome = process(raw, [BOB], corpus_store)
+
+    assert outcome.held_at_limit is None
+    assert_passed_with(raw, outcome, "more than 100 recipients in one layer")
 
 
 def test_the_milter_glue_gets_the_same_verdict_from_the_header_block(corpus_store, tools):
