@@ -17,13 +17,9 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 
-<<<<<<< HEAD
-from attack_messages import ATTACKER_TEXT, SECRET, SECRET_ENTITY, Tools, message, multipart, virus_with_parts
-=======
 from asn1crypto import cms as asn1_cms
 
-from attack_messages import ATTACKER_TEXT, SECRET_ENTITY, SMIME_BOB, Tools, message, multipart, virus_with_parts
->>>>>>> fix2-limits
+from attack_messages import ATTACKER_TEXT, SECRET, SECRET_ENTITY, SMIME_BOB, Tools, message, multipart, virus_with_parts
 from ciphermilter import check, config, core, stats
 from ciphermilter.cli import main
 from ciphermilter.config import Limits, Settings
