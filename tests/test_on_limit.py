@@ -173,8 +173,9 @@ def test_too_many_recipient_infos_before_any_decryption_is_held(corpus_store, to
 
 @pytest.fixture(scope="module")
 def stranger_first(tmp_path_factory, tools):
-    """S/MIME in a multipart/mixed (rule (b) does not see it): ``count`` RecipientInfos for a stranger's new
-    certificate, then, ``for_bob``, bob's own, past max_recipient_infos where the limit stops the parse."""
+    """S/MIME beside a text part (rule (b) does not see it; with decrypt_embedded the handler decrypts it):
+    ``count`` RecipientInfos for a stranger's new certificate, then, ``for_bob``, bob's own, past
+    max_recipient_infos where the limit stops the parse."""
     work = tmp_path_factory.mktemp("stranger")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=stranger",
                     "-keyout", str(work / "k.pem"), "-out", str(work / "c.pem")], check=True, capture_output=True)
@@ -185,13 +186,16 @@ def stranger_first(tmp_path_factory, tools):
         info = asn1_cms.ContentInfo.load(der)
         stranger, bob = (asn1_cms.RecipientInfo.load(r.dump()) for r in info["content"]["recipient_infos"])
         info["content"]["recipient_infos"] = [stranger] * count + ([bob] if for_bob else [])
-        return message(multipart(b"mixed", [Tools.smime_entity(info.dump(force=True), "enveloped-data")]))
+        return message(multipart(b"mixed", [ATTACKER_TEXT, Tools.smime_entity(info.dump(force=True), "enveloped-data")]))
     return make
+
+
+EMBEDDED = replace(SETTINGS, decrypt_embedded=True)
 
 
 def test_a_recipient_info_for_us_past_the_limit_holds_a_part(corpus_store, stranger_first):
     """Bob's RecipientInfo is the 151st: past the limit every entry is still looked up by its identifier."""
-    outcome = process(stranger_first(150, True), [BOB], corpus_store)
+    outcome = process(stranger_first(150, True), [BOB], corpus_store, EMBEDDED)
 
     assert outcome.held_at_limit == "more than 100 recipients in one layer"
 
@@ -199,7 +203,7 @@ def test_a_recipient_info_for_us_past_the_limit_holds_a_part(corpus_store, stran
 def test_recipient_infos_only_for_a_stranger_past_the_limit_pass(corpus_store, stranger_first):
     """The same without bob's entry: nothing in it could be decrypted here, so the limit holds nothing."""
     raw = stranger_first(150, False)
-    outcome = process(raw, [BOB], corpus_store)
+    outcome = process(raw, [BOB], corpus_store, EMBEDDED)
 
     assert outcome.held_at_limit is None
     assert_passed_with(raw, outcome, "more than 100 recipients in one layer")
