@@ -23,7 +23,10 @@ from e2e.test_chain import assert_nothing_queued, delivered, submit
 
 NOT_PROCESSED = b"X-CipherMail-Info-Not-Processed"
 REJECTED = "5.7.0 Encrypted content could not be inspected: "
-DECOYS = 12_000  # about 5 s of RSA-2048 operations in one step of the core (0.4 ms each, measured)
+# Parsing 40,000 RecipientInfos alone takes about 2.5 s, with no deadline check inside (measured), so the
+# worker is still in that one step when the daemon kills it at deadline + 1 s; with 12,000 the core's own
+# check sometimes answered first on an idle core. The 11 MB message needs max_message_size above its default.
+DECOYS = 40_000
 REPLACED = re.compile(r"worker (\d+) killed: no reply within the deadline; worker (\d+) replaces it")
 
 
@@ -66,7 +69,8 @@ def slow(tmp_path_factory) -> bytes:
 
 def test_a_worker_past_the_deadline_is_replaced_and_the_verdict_arrives(postfix, sink, milter_under_test, slow,
                                                                      tmp_path):
-    daemon = milter_under_test(f"[limits]\ndeadline_seconds = 1\nmax_recipient_infos = {DECOYS + 1}\n")
+    daemon = milter_under_test(f"[limits]\ndeadline_seconds = 1\nmax_recipient_infos = {DECOYS + 1}\n"
+                               f"max_message_size = {64 * 1024 * 1024}\n")
 
     reply = submit(postfix.fault_port, slow, [INTERNAL_RECIPIENT])
 
