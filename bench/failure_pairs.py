@@ -24,7 +24,7 @@ from pathlib import Path
 from asn1crypto import cms as asn1_cms
 from cryptography import x509
 
-from ciphermilter import openpgp
+from ciphermilter.formats.openpgp import engine as openpgp
 from shared import SHARED
 
 KEYS = SHARED / "corpus" / "keys"

@@ -18,7 +18,7 @@ import argparse
 import binascii
 import time
 
-from ciphermilter import core
+from ciphermilter.core import pipeline as core
 
 # 50 bytes with a marker inside the line: 320,000 of them make the 16 MB message.
 MARKER_UNIT = b"x -----BEGIN PGP MESSAGE----- padding padding pad "

@@ -44,9 +44,9 @@ import milter_daemon
 import milter_client
 import postfix_instance
 from shared import SHARED
-from ciphermilter import core
+from ciphermilter.core import pipeline as core
 from ciphermilter.config import Settings
-from ciphermilter.store import KeyStore
+from ciphermilter.store.keystore import KeyStore
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = SHARED / "corpus" / "keys"

@@ -1,3 +1,3 @@
-from ciphermilter.cli import main
+from ciphermilter.cli.main import main
 
 main()

@@ -12,7 +12,11 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 
-from ciphermilter import domains, masterkey, stats
+from ciphermilter.core import domains
+
+from ciphermilter.store import masterkey
+
+from ciphermilter.daemon import stats
 
 
 @dataclass

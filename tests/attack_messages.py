@@ -18,7 +18,7 @@ from random import Random
 
 from asn1crypto import cms as asn1_cms
 
-from ciphermilter import openpgp
+from ciphermilter.formats.openpgp import engine as openpgp
 from conftest import CORPUS
 from e2e.conftest import EICAR
 

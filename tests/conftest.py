@@ -14,9 +14,15 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from ciphermilter import core, harvest, keyimport, mime
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
+
+from ciphermilter.core import harvest
+
+from ciphermilter.store import keyimport
 from ciphermilter.config import Settings
-from ciphermilter.headers import INFO_PREFIX
+from ciphermilter.core.info import INFO_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 # The benchmark's helpers (where the shared corpus is, a private Postfix instance, free loopback
@@ -109,8 +115,8 @@ def corpus_secrets() -> tuple[dict[str, bytes], dict[str, str]]:
 
 def import_corpus_keys(store) -> dict[str, str]:
     """Import every corpus key file and trust anchor into ``store``; returns {file: error} of refused files."""
-    from ciphermilter.keyimport import parse
-    from ciphermilter.store import StoreError
+    from ciphermilter.store.keyimport import parse
+    from ciphermilter.store.keystore import StoreError
 
     passwords, passphrases = corpus_secrets()
     refused = {}
@@ -135,7 +141,7 @@ def import_corpus_keys(store) -> dict[str, str]:
 
 def corpus_store_file(directory: Path) -> Path:
     """A closed store file in ``directory`` with every corpus key, for a daemon (or a copy) to open."""
-    from ciphermilter.store import KeyStore
+    from ciphermilter.store.keystore import KeyStore
 
     path = directory / "ciphermilter.db"
     with KeyStore.create(str(path)) as store:
@@ -149,7 +155,7 @@ def corpus_store(tmp_path_factory):
 
     The RFC 9580 (v6) OpenPGP key files are the only ones refused: pgpy cannot read them.
     """
-    from ciphermilter.store import KeyStore
+    from ciphermilter.store.keystore import KeyStore
 
     store = KeyStore.create(tmp_path_factory.mktemp("corpus-store") / "ciphermilter.db")
     refused = import_corpus_keys(store)

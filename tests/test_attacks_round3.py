@@ -37,7 +37,7 @@ import pytest
 from asn1crypto import cms as asn1_cms
 
 from attack_messages import SECRET, SECRET_ENTITY, SMIME_BOB, Tools, base64_lines, crlf, message, multipart
-from ciphermilter import openpgp
+from ciphermilter.formats.openpgp import engine as openpgp
 from conftest import corpus_store_file
 
 CLI = Path(sys.executable).parent / "ciphermilter"
@@ -490,7 +490,7 @@ SCALING = {
 
 @pytest.fixture(scope="module")
 def open_store(store):
-    from ciphermilter.store import KeyStore
+    from ciphermilter.store.keystore import KeyStore
     opened = KeyStore.open_read_only(str(store))
     yield opened
     opened.close()
@@ -500,7 +500,7 @@ def open_store(store):
 def test_a8_cost_grows_linearly(open_store, shape):
     """CPU time of the whole pipeline (core.process, what the worker and the connection thread run) at x1 and
     x8 of each shape, median of five: linear gives 8, quadratic 64; the bound is 20. Passes for all shapes."""
-    from ciphermilter import core
+    from ciphermilter.core import pipeline as core
     from ciphermilter.config import Settings
 
     settings = Settings(harvest_certificates=False, harvest_pgp_keys=False)

@@ -36,12 +36,13 @@ from click.testing import CliRunner
 
 import failure_pairs
 from attack_messages import SMIME_ERIN, Tools, message, multipart
-from ciphermilter import core, openpgp
-from ciphermilter import store as store_module
-from ciphermilter.cli import main
+from ciphermilter.core import pipeline as core
+from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.store import keystore as store_module
+from ciphermilter.cli.main import main
 from ciphermilter.config import Limits, Settings
-from ciphermilter.headers import is_reserved
-from ciphermilter.store import KeyStore
+from ciphermilter.core.info import is_reserved
+from ciphermilter.store.keystore import KeyStore
 from conftest import BOB, NO_HARVEST, ROOT, corpus_store_file, harvested, info_of
 from test_openpgp import literal, packet
 import pki
@@ -433,7 +434,7 @@ def test_every_failed_unwrap_runs_the_decoy_aes256_over_the_whole_data(cipher_tw
 
 def test_smime_wrong_key_and_bad_padding_run_the_same_cipher(tools, corpus_store, monkeypatch, tmp_path):
     """AES-128-CBC: the cipher is public (in the clear), the decoy has its size; the work is the same."""
-    from ciphermilter import cms
+    from ciphermilter.formats.smime import cms
     from asn1crypto import cms as asn1_cms
 
     der = subprocess.run(["openssl", "cms", "-encrypt", "-binary", "-aes128", "-outform", "DER",

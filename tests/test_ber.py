@@ -17,7 +17,9 @@ from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
 from asn1crypto import parser
 
-from ciphermilter import ber, cms
+from ciphermilter.formats.smime import ber
+
+from ciphermilter.formats.smime import cms
 from conftest import corpus_cases
 from test_cms import CONTENT, ENVELOPED_CASES, PemKeys, der, enveloped_ders
 

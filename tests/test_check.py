@@ -11,10 +11,10 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from ciphermilter import check
-from ciphermilter.cli import main
-from ciphermilter.keyimport import parse
-from ciphermilter.store import KeyStore
+from ciphermilter.cli import check
+from ciphermilter.cli.main import main
+from ciphermilter.store.keyimport import parse
+from ciphermilter.store.keystore import KeyStore
 from conftest import CORPUS, ROOT
 
 SOCKET = "unix:/var/spool/postfix/ciphermilter/ciphermilter.sock"

@@ -5,11 +5,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from ciphermilter import core
-from ciphermilter.cli import main
-from ciphermilter.headers import is_reserved
+from ciphermilter.core import pipeline as core
+from ciphermilter.cli.main import main
+from ciphermilter.core.info import is_reserved
 from ciphermilter.mime import split_headers
-from ciphermilter.plan import apply_plan
+from ciphermilter.core.plan import apply_plan
 from conftest import CORPUS, case_envelope, case_message, corpus_cases
 
 CASES = corpus_cases()

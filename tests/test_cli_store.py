@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from ciphermilter.cli import main
+from ciphermilter.cli.main import main
 from conftest import CORPUS, ROOT, corpus_key_files, corpus_secrets, dump
 
 PASSWORDS, PASSPHRASES = corpus_secrets()

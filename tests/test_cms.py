@@ -13,7 +13,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ciphermilter import ber, cms, ids, mime, smime
+from ciphermilter import mime
+
+from ciphermilter.formats.smime import ber
+
+from ciphermilter.formats.smime import cms
+
+from ciphermilter.formats import ids
+
+from ciphermilter.formats.smime import handler as smime
 from conftest import case_message, corpus_cases
 
 ENVELOPED_OID_TLVS = tuple(asn1_core.ObjectIdentifier(oid).dump() for oid in (cms.ENVELOPED_DATA,

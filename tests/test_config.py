@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from ciphermilter import masterkey
+from ciphermilter.store import masterkey
 from ciphermilter.config import ConfigError, DaemonConfig, Limits, Settings, load
 from conftest import ROOT
 

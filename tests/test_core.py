@@ -1,9 +1,11 @@
 import pytest
 
-from ciphermilter import core, mime
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
 from ciphermilter.config import Limits, Settings
-from ciphermilter.headers import is_reserved
-from ciphermilter.plan import EditPlan, apply_plan
+from ciphermilter.core.info import is_reserved
+from ciphermilter.core.plan import EditPlan, apply_plan
 from conftest import NO_HARVEST, case_envelope, case_message, corpus_cases, ids, spooled
 
 INTERNAL = Settings(internal_domains=["corp-pub.example"])

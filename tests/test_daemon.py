@@ -11,12 +11,12 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from ciphermilter.cli import main
+from ciphermilter.cli.main import main
 from ciphermilter.config import ConfigError, DaemonConfig
-from ciphermilter.daemon import (StoreHolder, account, prepare_directory, setup_logging, unix_socket_path,
+from ciphermilter.daemon.serve import (StoreHolder, account, prepare_directory, setup_logging, unix_socket_path,
                                  write_pid_file)
-from ciphermilter.milter import StoreUnavailable
-from ciphermilter.store import KeyStore
+from ciphermilter.daemon.milter import StoreUnavailable
+from ciphermilter.store.keystore import KeyStore
 
 
 @pytest.fixture

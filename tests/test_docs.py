@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from ciphermilter import config
-from ciphermilter.cli import main
+from ciphermilter.cli.main import main
 from conftest import ROOT
 from shared import SHARED
 
@@ -172,12 +172,13 @@ def source_headers() -> set[str]:
     import importlib
 
     names = set()
-    for path in sorted((ROOT / "ciphermilter").glob("*.py")):
+    for path in sorted((ROOT / "ciphermilter").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
         for literal, constant in INFO_CALL.findall(path.read_text()):
             if literal:
                 names.add(literal)
             else:
-                value = importlib.import_module(f"ciphermilter.{path.stem}")
+                value = importlib.import_module(module)
                 for attribute in constant.split("."):
                     value = getattr(value, attribute)
                 names.add(value)
@@ -197,7 +198,7 @@ def test_every_info_header_is_documented(name):
 
 def trust_reasons() -> set[str]:
     """Every Signer-Trusted-Info value the code can write."""
-    from ciphermilter import trust
+    from ciphermilter.formats.smime import trust
 
     validity = {f"{what} {problem}" for what in ("certificate", "issuer certificate")
                 for problem in ("expired", "not yet valid")}
@@ -214,7 +215,7 @@ def test_every_trust_reason_is_documented_beside_its_header(reason):
 
 @pytest.mark.parametrize("reason", ["public key not found", "signer key not imported by an administrator"])
 def test_signer_key_reasons_are_documented_beside_their_header(reason):
-    from ciphermilter import openpgp
+    from ciphermilter.formats.openpgp import engine as openpgp
 
     assert reason in (openpgp.KEY_NOT_FOUND, openpgp.KEY_NOT_IMPORTED)
     entry = rendered(page("ciphermilter-headers.7")).partition("X-CipherMail-Info-PGP-Signature-Failure")[2]

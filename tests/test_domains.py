@@ -1,6 +1,6 @@
 import pytest
 
-from ciphermilter.domains import DomainError, address_domain, matches, normalise
+from ciphermilter.core.domains import DomainError, address_domain, matches, normalise
 
 
 @pytest.mark.parametrize("raw, expected", [("Example.COM.", "example.com"), ("*.Corp.example", "*.corp.example"),

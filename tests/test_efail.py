@@ -20,11 +20,14 @@ from hypothesis import strategies as st
 
 from attack_messages import (ATTACKER_TEXT, ATTACKS, PGP_SIGNER, SECRET, SECRET_ENTITY, SIGNED_ENTITY, SMIME_ERIN,
                              SMIME_SIGNER, Tools, message, multipart)
-from ciphermilter import core, mime, openpgp_mime, smime
-from ciphermilter.cli import main
+from ciphermilter import mime
+from ciphermilter.core import pipeline as core
+from ciphermilter.formats.openpgp import handler as openpgp_mime
+from ciphermilter.formats.smime import handler as smime
+from ciphermilter.cli.main import main
 from ciphermilter.config import Settings
-from ciphermilter.plan import apply_plan
-from ciphermilter.sender import from_names_signer
+from ciphermilter.core.plan import apply_plan
+from ciphermilter.formats.sender import from_names_signer
 from conftest import BOB, CORPUS, NO_HARVEST, info_of
 
 EMBEDDED_ON = Settings(harvest_certificates=False, harvest_pgp_keys=False, decrypt_embedded=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ciphermilter import stats
-from ciphermilter.cli import main
+from ciphermilter.daemon import stats
+from ciphermilter.cli.main import main
 from conftest import CORPUS, corpus_store_file
 from test_milter import (bytes_on_the_wire, encrypted, one_message, snapshot_counting, start_daemon,  # noqa: F401
                          stop_daemons)  # the fixtures too
@@ -75,7 +75,7 @@ def test_every_file_the_daemon_writes_is_private(tmp_path, usual_umask, encrypte
 
 
 def test_a_pid_file_left_behind_is_replaced_with_a_private_one(tmp_path, usual_umask):
-    from ciphermilter.daemon import write_pid_file
+    from ciphermilter.daemon.serve import write_pid_file
 
     pid_file = tmp_path / "ciphermilter.pid"
     pid_file.write_text("12345\n")

@@ -12,11 +12,15 @@ import miltertest
 import pytest
 from click.testing import CliRunner
 
-from ciphermilter import core, mime, stats
-from ciphermilter.cli import main
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
+
+from ciphermilter.daemon import stats
+from ciphermilter.cli.main import main
 from ciphermilter.config import Limits, Settings
-from ciphermilter.headers import is_reserved
-from ciphermilter.plan import apply_plan
+from ciphermilter.core.info import is_reserved
+from ciphermilter.core.plan import apply_plan
 from conftest import BOB
 from e2e.messages import smime_encrypt
 from test_milter import (EXTERNAL, INTERNAL, SENDER, Mta, bytes_on_the_wire, daemons, expected_eom,  # noqa: F401

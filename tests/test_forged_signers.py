@@ -15,12 +15,15 @@ import pytest
 from click.testing import CliRunner
 
 import pki
-from ciphermilter import core, ids, mime, openpgp_mime
-from ciphermilter.cli import main
+from ciphermilter import mime
+from ciphermilter.core import pipeline as core
+from ciphermilter.formats import ids
+from ciphermilter.formats.openpgp import handler as openpgp_mime
+from ciphermilter.cli.main import main
 from ciphermilter.config import Settings
-from ciphermilter.headers import INFO_PREFIX
-from ciphermilter.plan import apply_plan
-from ciphermilter.store import KeyStore
+from ciphermilter.core.info import INFO_PREFIX
+from ciphermilter.core.plan import apply_plan
+from ciphermilter.store.keystore import KeyStore
 from conftest import BOB, dump, harvested, info_of
 from forgery import ALICE_PGP, BOB_PGP, CEO, PGP_KEYS, TEXT, Gpg, autocrypt, head, pgp_mime_signed, with_keys
 

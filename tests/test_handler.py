@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ciphermilter import handler, mime
+from ciphermilter import mime
+
+from ciphermilter.core import contract as handler
 from ciphermilter.config import Limits
 
 

@@ -16,11 +16,13 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 
-from ciphermilter import core, keyimport
-from ciphermilter import store as store_module
-from ciphermilter.cli import main
+from ciphermilter.core import pipeline as core
+
+from ciphermilter.store import keyimport
+from ciphermilter.store import keystore as store_module
+from ciphermilter.cli.main import main
 from ciphermilter.config import Limits, Settings
-from ciphermilter.store import KeyStore
+from ciphermilter.store.keystore import KeyStore
 from conftest import BOB, dump, harvested, info_of
 from forgery import TEXT, Gpg, head, pgp_mime_signed, with_keys
 import pki

@@ -1,6 +1,6 @@
 import pytest
 
-from ciphermilter.headers import InfoHeaders, fold, info_name, is_reserved, printable
+from ciphermilter.core.info import InfoHeaders, fold, info_name, is_reserved, printable
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
-from ciphermilter.ids import issuer_serial_id, name_key, rfc4514, serial_hex, ski_id
+from ciphermilter.formats.ids import issuer_serial_id, name_key, rfc4514, serial_hex, ski_id
 from conftest import CORPUS
 
 

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ciphermilter import keyimport
-from ciphermilter.store import KeyStore, StoreError
+from ciphermilter.store import keyimport
+from ciphermilter.store.keystore import KeyStore, StoreError
 from conftest import CORPUS
 
 SMIME = CORPUS / "keys" / "smime"

@@ -17,10 +17,12 @@ from functools import cache
 
 import pytest
 
-from ciphermilter import core, mime
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
 from ciphermilter.config import Limits, Settings
-from ciphermilter.headers import INFO_PREFIX
-from ciphermilter.plan import apply_plan
+from ciphermilter.core.info import INFO_PREFIX
+from ciphermilter.core.plan import apply_plan
 from conftest import case_envelope, case_message, corpus_cases, ids
 
 NOT_PROCESSED = INFO_PREFIX + "Not-Processed"

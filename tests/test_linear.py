@@ -21,8 +21,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ciphermilter import core, headers, keyimport, mime, openpgp, openpgp_mime, sender, smime
-from ciphermilter.plan import EditPlan
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
+
+from ciphermilter.core import info as headers
+
+from ciphermilter.store import keyimport
+
+from ciphermilter.formats.openpgp import engine as openpgp
+
+from ciphermilter.formats.openpgp import handler as openpgp_mime
+
+from ciphermilter.formats import sender
+
+from ciphermilter.formats.smime import handler as smime
+from ciphermilter.core.plan import EditPlan
 from linear import MARKER_UNIT, armor_flood_message, marker_line
 
 SCALES = (1, 2, 4, 8)

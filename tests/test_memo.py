@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ciphermilter import memo
+from ciphermilter.formats import memo
 
 
 def counted():

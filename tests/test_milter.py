@@ -24,13 +24,17 @@ import miltertest
 import pytest
 from miltertest import codec
 
-from ciphermilter import core, mime, stats
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
+
+from ciphermilter.daemon import stats
 from ciphermilter.config import load
-from ciphermilter.milter import (ACTIONS, FEATURES, NO_REPLY_STEPS, SKIPPED_STEPS, TEMPFAIL_REPLY, may_carry_crypto,
+from ciphermilter.daemon.milter import (ACTIONS, FEATURES, NO_REPLY_STEPS, SKIPPED_STEPS, TEMPFAIL_REPLY, may_carry_crypto,
                                  non_utf8_header)
-from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange
-from ciphermilter.store import KeyStore
-from ciphermilter.workers import FILE_THRESHOLD
+from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange
+from ciphermilter.store.keystore import KeyStore
+from ciphermilter.daemon.workers import FILE_THRESHOLD
 from conftest import CORPUS, ROOT, case_message, corpus_cases, corpus_store_file
 from e2e.messages import plain_entity, smime_encrypt
 from test_workers import large_plaintext, large_smime_message

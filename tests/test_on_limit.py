@@ -20,11 +20,14 @@ from click.testing import CliRunner
 from asn1crypto import cms as asn1_cms
 
 from attack_messages import ATTACKER_TEXT, SECRET, SECRET_ENTITY, SMIME_BOB, Tools, message, multipart, virus_with_parts
-from ciphermilter import check, config, core, stats
-from ciphermilter.cli import main
+from ciphermilter import config
+from ciphermilter.cli import check
+from ciphermilter.core import pipeline as core
+from ciphermilter.daemon import stats
+from ciphermilter.cli.main import main
 from ciphermilter.config import Limits, Settings
-from ciphermilter.headers import INFO_PREFIX
-from ciphermilter.plan import apply_plan
+from ciphermilter.core.info import INFO_PREFIX
+from ciphermilter.core.plan import apply_plan
 from conftest import CORPUS
 
 BOB = "bob@corp-pub.example"

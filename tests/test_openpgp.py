@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ciphermilter import mime, openpgp
-from ciphermilter.handler import LimitExceeded
-from ciphermilter.store import KeyStore
+from ciphermilter import mime
+
+from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.core.contract import LimitExceeded
+from ciphermilter.store.keystore import KeyStore
 from conftest import case_message, corpus_cases, ids
 
 VECTORS = Path(__file__).parent / "vectors" / "pgp"

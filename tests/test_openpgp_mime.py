@@ -9,11 +9,17 @@ from pathlib import Path
 import pgpy
 import pytest
 
-from ciphermilter import core, mime, openpgp, openpgp_mime
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
+
+from ciphermilter.formats.openpgp import engine as openpgp
+
+from ciphermilter.formats.openpgp import handler as openpgp_mime
 from ciphermilter.config import Limits, Settings
-from ciphermilter.handler import Context
-from ciphermilter.plan import apply_plan
-from ciphermilter.store import KeyStore
+from ciphermilter.core.contract import Context
+from ciphermilter.core.plan import apply_plan
+from ciphermilter.store.keystore import KeyStore
 from conftest import CORPUS, case_envelope, message_envelope, case_message, corpus_cases, ids, info_of
 
 VECTORS = Path(__file__).parent / "vectors" / "pgp"

@@ -1,6 +1,6 @@
 import pytest
 
-from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, apply_plan
+from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, apply_plan
 
 MESSAGE = (
     b"Received: from a\r\n\tby b\r\n"

@@ -12,11 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ciphermilter import cms, core, mime
+from ciphermilter import mime
+
+from ciphermilter.formats.smime import cms
+
+from ciphermilter.core import pipeline as core
 from ciphermilter.config import Settings
-from ciphermilter.headers import INFO_PREFIX, InfoHeaders, fold, is_reserved, printable
-from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, apply_plan
-from ciphermilter.store import KeyStore
+from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, fold, is_reserved, printable
+from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, apply_plan
+from ciphermilter.store.keystore import KeyStore
 from conftest import BOB, case_message, corpus_cases, import_corpus_keys
 from fuzz.invariants import check_output
 

@@ -23,12 +23,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ciphermilter import cms, core, openpgp, readers, stats
-from ciphermilter.check import Report, check_reader_rule
-from ciphermilter.cli import main
+from ciphermilter.formats.smime import cms
+
+from ciphermilter.core import pipeline as core
+
+from ciphermilter.formats.openpgp import engine as openpgp
+
+from ciphermilter.formats import readers
+
+from ciphermilter.daemon import stats
+from ciphermilter.cli.check import Report, check_reader_rule
+from ciphermilter.cli.main import main
 from ciphermilter.config import Settings
-from ciphermilter.plan import apply_plan
-from ciphermilter.store import KeyStore, StoreError
+from ciphermilter.core.plan import apply_plan
+from ciphermilter.store.keystore import KeyStore, StoreError
 from conftest import CORPUS, NO_HARVEST, corpus_store_file, dump, harvested, info_of
 from test_security import BOB_CERT, OUTER, gpg_home, pgp_encrypt, pgp_mime_part, smime_encrypt, smime_part  # noqa: F401
 

@@ -24,13 +24,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ciphermilter import core, mime
-from ciphermilter.cli import main
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
+from ciphermilter.cli.main import main
 from ciphermilter.config import Settings
-from ciphermilter.headers import INFO_PREFIX, is_reserved
-from ciphermilter.milter import MessageState
-from ciphermilter.plan import apply_plan
-from ciphermilter.store import KeyStore
+from ciphermilter.core.info import INFO_PREFIX, is_reserved
+from ciphermilter.daemon.milter import MessageState
+from ciphermilter.core.plan import apply_plan
+from ciphermilter.store.keystore import KeyStore
 from conftest import BOB, CORPUS, case_message, corpus_cases
 
 KEYS = CORPUS / "keys"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ciphermilter.sender import from_names_signer
+from ciphermilter.formats.sender import from_names_signer
 
 SIGNER = "sigrid@sender-pub.example"
 CEO_WORD = "=?utf-8?q?ceo=40corp-pub.example?="  # readers show "ceo@corp-pub.example"

@@ -15,11 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ciphermilter import core, keyimport, mime, smime
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
+
+from ciphermilter.store import keyimport
+
+from ciphermilter.formats.smime import handler as smime
 from ciphermilter.config import Limits, Settings
-from ciphermilter.handler import Context, DeadlineExceeded
-from ciphermilter.plan import apply_plan
-from ciphermilter.smime import EMBEDDED
+from ciphermilter.core.contract import Context, DeadlineExceeded
+from ciphermilter.core.plan import apply_plan
+from ciphermilter.formats.smime.handler import EMBEDDED
 from conftest import BOB, CORPUS, CORPUS_INTERNAL_DOMAINS, case_envelope, case_message, corpus_cases, ids, info_of
 
 SMIME_CASES = corpus_cases(
@@ -178,7 +184,7 @@ def test_nested_layers_are_numbered_outermost_first(case, corpus_store):
 
 @pytest.mark.parametrize("case", SIGNED_ONLY, ids=ids(SIGNED_ONLY))
 def test_signer_certificate_is_harvested_only_when_allowed(case, tmp_path):
-    from ciphermilter.store import KeyStore
+    from ciphermilter.store.keystore import KeyStore
 
     with KeyStore.create(tmp_path / "store.db") as store:
         email = case["signer"]["email"].lower()
@@ -251,7 +257,7 @@ def test_side_by_side_parts_are_numbered_in_order(case, corpus_store):
 
 
 def test_plaintext_holding_the_parent_boundary_stays_encrypted(tmp_path):
-    from ciphermilter.store import KeyStore
+    from ciphermilter.store.keystore import KeyStore
 
     vectors = Path(__file__).parent / "vectors" / "smime"
     encrypted = (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"

@@ -11,10 +11,12 @@ import urllib.request
 import pytest
 from click.testing import CliRunner
 
-from ciphermilter import core, stats
-from ciphermilter.cli import main
-from ciphermilter.headers import InfoHeaders
-from ciphermilter.plan import EditPlan
+from ciphermilter.core import pipeline as core
+
+from ciphermilter.daemon import stats
+from ciphermilter.cli.main import main
+from ciphermilter.core.info import InfoHeaders
+from ciphermilter.core.plan import EditPlan
 from conftest import case_envelope, case_message, corpus_cases
 
 INTERNAL_RECIPIENT = "bob@corp-pub.example"

@@ -23,9 +23,11 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ciphermilter import ids, keyimport
-from ciphermilter import store as store_module
-from ciphermilter.store import KeyStore, StoreError
+from ciphermilter.formats import ids
+
+from ciphermilter.store import keyimport
+from ciphermilter.store import keystore as store_module
+from ciphermilter.store.keystore import KeyStore, StoreError
 from conftest import (CORPUS, CORPUS_INTERNAL_DOMAINS, ROOT, case_message, corpus_cases, corpus_key_files,
                       corpus_secrets, dump, harvested, import_corpus_keys)
 
@@ -508,7 +510,7 @@ def test_changes_by_another_process_reach_the_caches(imported, tmp_path):
     assert not store.is_internal_domain("late.example")
     version = store.data_version()
     script = textwrap.dedent(f"""
-        from ciphermilter.store import KeyStore
+        from ciphermilter.store.keystore import KeyStore
         with KeyStore.open({store.path!r}) as other:
             other.add_domain("late.example")
     """)
@@ -533,7 +535,7 @@ def test_decrypted_keys_are_cached(corpus_store):
 def test_backup_while_another_process_writes(imported, tmp_path):
     store, _ = imported
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        from ciphermilter.store import KeyStore
+        from ciphermilter.store.keystore import KeyStore
         with KeyStore.open({store.path!r}) as other:
             for n in range(150):
                 other.add_domain(f"d{{n}}.busy.example")

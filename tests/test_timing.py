@@ -19,7 +19,10 @@ from types import SimpleNamespace
 import pytest
 
 import failure_pairs
-from ciphermilter import cms, core, openpgp, readers
+from ciphermilter.formats.smime import cms
+from ciphermilter.core import pipeline as core
+from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.formats import readers
 from conftest import NO_HARVEST, info_of
 from test_cms import der, private_key
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import pki
-from ciphermilter import trust
+from ciphermilter.formats.smime import trust
 
 VECTORS = Path(__file__).parent / "vectors" / "smime"
 NOW = datetime.now(timezone.utc)

@@ -15,11 +15,12 @@ from dataclasses import replace
 import pytest
 
 from attack_messages import SECRET_ENTITY, Tools, message
-from ciphermilter import core, workers
+from ciphermilter.core import pipeline as core
+from ciphermilter.daemon import workers
 from ciphermilter.config import Limits
-from ciphermilter.milter import StoreUnavailable
-from ciphermilter.store import KeyStore
-from ciphermilter.workers import DeadlineOverrun, WorkerDied, Workers
+from ciphermilter.daemon.milter import StoreUnavailable
+from ciphermilter.store.keystore import KeyStore
+from ciphermilter.daemon.workers import DeadlineOverrun, WorkerDied, Workers
 from conftest import NO_HARVEST, corpus_store_file
 from e2e.messages import INTERNAL_RECIPIENT, plain_entity, smime_encrypt
 

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from attack_messages import ATTACKS, NEVER, SECRET, Tools
-from ciphermilter import core
-from ciphermilter.headers import INFO_PREFIX
+from ciphermilter.core import pipeline as core
+from ciphermilter.core.info import INFO_PREFIX
 from conftest import BOB
 from e2e.load import header_fields
 from e2e.messages import INTERNAL_RECIPIENT

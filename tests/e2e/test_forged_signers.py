@@ -15,7 +15,7 @@ import sys
 import pytest
 
 import pki
-from ciphermilter import ids
+from ciphermilter.formats import ids
 from conftest import ROOT
 from e2e.load import header_fields
 from e2e.messages import INTERNAL_RECIPIENT

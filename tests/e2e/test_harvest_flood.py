@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ciphermilter import keyimport
+from ciphermilter.store import keyimport
 from e2e.messages import INTERNAL_RECIPIENT
 from e2e.test_chain import delivered, submit
 from e2e.test_forged_signers import PREFIX, as_daemon_user, ours

@@ -8,7 +8,7 @@ went through to its end."""
 
 from __future__ import annotations
 
-from ciphermilter import core
+from ciphermilter.core import pipeline as core
 from conftest import BOB
 from e2e.load import header_fields
 from e2e.messages import INTERNAL_RECIPIENT

@@ -36,7 +36,7 @@ sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(TESTS.parent))
 
 with atheris.instrument_imports(include=["ciphermilter"]):
-    from ciphermilter import core
+    from ciphermilter.core import pipeline as core
     from ciphermilter.config import Settings
 
 from conftest import CORPUS, case_message, corpus_cases, import_corpus_keys
@@ -86,7 +86,7 @@ def seed_directory(root: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    from ciphermilter.store import KeyStore
+    from ciphermilter.store.keystore import KeyStore
 
     with tempfile.TemporaryDirectory(prefix="ciphermilter-fuzz-") as root:
         store = KeyStore.create(os.path.join(root, "store.db"))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
-from ciphermilter import core, mime
-from ciphermilter.headers import is_reserved
-from ciphermilter.plan import apply_plan
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
+from ciphermilter.core.info import is_reserved
+from ciphermilter.core.plan import apply_plan
 
 _BARE_LINE_BREAK = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bz2
 import zlib
 
-from ciphermilter.handler import DecompressionBudget
+from ciphermilter.core.contract import DecompressionBudget
 
 RAW_DEFLATE, ZLIB, BZIP2 = "deflate", "zlib", "bzip2"  # RFC 1951, RFC 1950, bzip2
 

@@ -38,8 +38,12 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from pgpy.constants import EllipticCurveOID
 from pyasn1.codec.der import encoder
 
-from ciphermilter import ids, inflate, readers
-from ciphermilter.handler import DecompressionBudget, LimitExceeded
+from ciphermilter.formats import ids
+
+from ciphermilter.formats import inflate
+
+from ciphermilter.formats import readers
+from ciphermilter.core.contract import DecompressionBudget, LimitExceeded
 
 WILDCARD_KEYID = "0" * 16
 KEY_NOT_FOUND = "public key not found"

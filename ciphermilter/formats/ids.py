@@ -13,7 +13,7 @@ import hashlib
 
 from asn1crypto import x509 as asn1_x509
 
-from ciphermilter import memo
+from ciphermilter.formats import memo
 
 # RFC 4514 section 3 short names; anything else is written as its dotted OID.
 _SHORT_NAMES = {

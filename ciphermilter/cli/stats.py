@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ciphermilter.cli_common import echo_json, fail, resolved_config
-from ciphermilter.stats import COUNTERS, prometheus, read_stats_file
+from ciphermilter.cli.common import echo_json, fail, resolved_config
+from ciphermilter.daemon.stats import COUNTERS, prometheus, read_stats_file
 
 def _stats_file_of(ctx: click.Context) -> str:
     """The daemon's stats_file: from --config when it sets one, else beside the store."""

@@ -25,11 +25,17 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
-from ciphermilter import ids, keyimport, mime, openpgp
-from ciphermilter.handler import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
-from ciphermilter.headers import InfoHeaders
-from ciphermilter.sender import from_names_signer
-from ciphermilter.smime import is_pgp_signed, is_smime_signed
+from ciphermilter import mime
+
+from ciphermilter.formats import ids
+
+from ciphermilter.store import keyimport
+
+from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.core.contract import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
+from ciphermilter.core.info import InfoHeaders
+from ciphermilter.formats.sender import from_names_signer
+from ciphermilter.formats.smime.handler import is_pgp_signed, is_smime_signed
 
 PGP_MIME, PGP_INLINE = "PGP/MIME", "PGP/INLINE"
 ENCRYPTED_PROTOCOL = "application/pgp-encrypted"

@@ -23,11 +23,17 @@ import click
 import milter as libmilter
 import Milter
 
-from ciphermilter import files, milter, stats, workers
-from ciphermilter.cli_common import fail
+from ciphermilter import files
+
+from ciphermilter.daemon import milter
+
+from ciphermilter.daemon import stats
+
+from ciphermilter.daemon import workers
+from ciphermilter.cli.common import fail
 from ciphermilter.config import ConfigError, DaemonConfig
 from ciphermilter.config import load as load_config
-from ciphermilter.store import KeyStore
+from ciphermilter.store.keystore import KeyStore
 
 log = logging.getLogger("ciphermilter.daemon")
 SYSLOG_SOCKET = "/dev/log"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from ciphermilter.plan import check_header_name, check_header_value
+from ciphermilter.core.plan import check_header_name, check_header_value
 
 INFO_PREFIX = "X-CipherMail-Info-"
 # Headers in these namespaces report a gateway's verdict. Whoever sent the

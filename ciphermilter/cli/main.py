@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from ciphermilter import __version__
-from ciphermilter.check import check
-from ciphermilter.cli_decrypt import decrypt
-from ciphermilter.cli_stats import stats_command
-from ciphermilter.cli_store import domains_group, keys_group, store_group, trust_group
-from ciphermilter.daemon import run
+from ciphermilter.cli.check import check
+from ciphermilter.cli.decrypt import decrypt
+from ciphermilter.cli.stats import stats_command
+from ciphermilter.cli.store import domains_group, keys_group, store_group, trust_group
+from ciphermilter.daemon.serve import run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -12,13 +12,25 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ciphermilter import domains, harvest, mime, openpgp, openpgp_mime, readers, smime
+from ciphermilter import mime
+
+from ciphermilter.core import domains
+
+from ciphermilter.core import harvest
+
+from ciphermilter.formats.openpgp import engine as openpgp
+
+from ciphermilter.formats.openpgp import handler as openpgp_mime
+
+from ciphermilter.formats import readers
+
+from ciphermilter.formats.smime import handler as smime
 from ciphermilter.config import Limits, Settings
-from ciphermilter.handler import (Context, DecompressionBudget, HandlerResult, LimitExceeded, check_part_count,
+from ciphermilter.core.contract import (Context, DecompressionBudget, HandlerResult, LimitExceeded, check_part_count,
                                   parse_content)
-from ciphermilter.headers import INFO_PREFIX, InfoHeaders, is_reserved
-from ciphermilter.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
-from ciphermilter.stats import NOT_INTERNAL
+from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
+from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
+from ciphermilter.daemon.stats import NOT_INTERNAL
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
 from pgpy.errors import PGPDecryptionError, PGPError
 from pgpy.packet.fields import String2Key
 
-from ciphermilter import openpgp
+from ciphermilter.formats.openpgp import engine as openpgp
 
 
 class KeyFormatError(ValueError):

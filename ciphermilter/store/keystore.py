@@ -52,7 +52,17 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from ciphermilter import domains, ids, keyimport, masterkey, openpgp, trust
+from ciphermilter.core import domains
+
+from ciphermilter.formats import ids
+
+from ciphermilter.store import keyimport
+
+from ciphermilter.store import masterkey
+
+from ciphermilter.formats.openpgp import engine as openpgp
+
+from ciphermilter.formats.smime import trust
 
 BUSY_TIMEOUT_MS = 10_000
 

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from ciphermilter import harvest, mime
-from ciphermilter.readers import NO_RULE, ReaderRule
+from ciphermilter import mime
+
+from ciphermilter.core import harvest
+from ciphermilter.formats.readers import NO_RULE, ReaderRule
 from ciphermilter.config import Limits, Settings
-from ciphermilter.headers import InfoHeaders
+from ciphermilter.core.info import InfoHeaders
 
 if TYPE_CHECKING:
-    from ciphermilter.store import KeyStore
+    from ciphermilter.store.keystore import KeyStore
 
 
 class LimitExceeded(Exception):

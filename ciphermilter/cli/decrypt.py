@@ -14,9 +14,11 @@ import sys
 
 import click
 
-from ciphermilter import core, files
-from ciphermilter.cli_common import fail, open_settings, open_store, to_json
-from ciphermilter.plan import apply_plan
+from ciphermilter import files
+
+from ciphermilter.core import pipeline as core
+from ciphermilter.cli.common import fail, open_settings, open_store, to_json
+from ciphermilter.core.plan import apply_plan
 
 # Exit status when the daemon would not take the message as processed (1 is a processing failure): it
 # refuses a forged-header flood (554 5.7.0: nothing is written), or a limit stopped the inspection of

@@ -16,7 +16,7 @@ import email.policy
 import re
 from email import errors
 
-from ciphermilter import memo
+from ciphermilter.formats import memo
 
 # Something a reader takes for an address, wherever it stands: an "@" between two runs of characters
 # that cannot delimit an address.

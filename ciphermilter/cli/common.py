@@ -15,7 +15,7 @@ import sys
 import click
 
 from ciphermilter import config
-from ciphermilter.store import KeyStore, StoreError
+from ciphermilter.store.keystore import KeyStore, StoreError
 
 
 def fail(message: str, code: int = 1):

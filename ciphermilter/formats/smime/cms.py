@@ -27,7 +27,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from ciphermilter import ber, ids, memo, readers
+from ciphermilter.formats.smime import ber
+
+from ciphermilter.formats import ids
+
+from ciphermilter.formats import memo
+
+from ciphermilter.formats import readers
 
 ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 SIGNED_DATA = "1.2.840.113549.1.7.2"

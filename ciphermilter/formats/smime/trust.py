@@ -24,7 +24,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ciphermilter import ids, memo
+from ciphermilter.formats import ids
+
+from ciphermilter.formats import memo
 
 log = logging.getLogger(__name__)
 

@@ -42,10 +42,18 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from ciphermilter import cms, ids, inflate, mime, trust
-from ciphermilter.handler import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
-from ciphermilter.headers import InfoHeaders
-from ciphermilter.sender import from_names_signer
+from ciphermilter import mime
+
+from ciphermilter.formats.smime import cms
+
+from ciphermilter.formats import ids
+
+from ciphermilter.formats import inflate
+
+from ciphermilter.formats.smime import trust
+from ciphermilter.core.contract import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
+from ciphermilter.core.info import InfoHeaders
+from ciphermilter.formats.sender import from_names_signer
 
 PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")

@@ -12,9 +12,11 @@ import sys
 
 import click
 
-from ciphermilter import keyimport, masterkey
-from ciphermilter.cli_common import echo_json, echo_listing, fail, open_settings, open_store, reported, store_paths
-from ciphermilter.store import ImportResult, KeyStore, StoreError
+from ciphermilter.store import keyimport
+
+from ciphermilter.store import masterkey
+from ciphermilter.cli.common import echo_json, echo_listing, fail, open_settings, open_store, reported, store_paths
+from ciphermilter.store.keystore import ImportResult, KeyStore, StoreError
 
 # ---------------------------------------------------------------------------- secrets from options
 

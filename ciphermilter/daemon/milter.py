@@ -37,11 +37,17 @@ from dataclasses import dataclass, field
 
 import Milter
 
-from ciphermilter import core, mime, stats, workers
+from ciphermilter import mime
+
+from ciphermilter.core import pipeline as core
+
+from ciphermilter.daemon import stats
+
+from ciphermilter.daemon import workers
 from ciphermilter.config import DaemonConfig
-from ciphermilter.handler import DEADLINE_EXCEEDED
-from ciphermilter.headers import INFO_PREFIX, InfoHeaders, is_reserved
-from ciphermilter.plan import EditPlan
+from ciphermilter.core.contract import DEADLINE_EXCEEDED
+from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
+from ciphermilter.core.plan import EditPlan
 
 log = logging.getLogger("ciphermilter.milter")
 

@@ -18,9 +18,13 @@ from dataclasses import asdict, dataclass
 
 import click
 
-from ciphermilter import config, trust, workers
-from ciphermilter.cli_common import echo_json
-from ciphermilter.store import KeyStore, StoreError
+from ciphermilter import config
+
+from ciphermilter.formats.smime import trust
+
+from ciphermilter.daemon import workers
+from ciphermilter.cli.common import echo_json
+from ciphermilter.store.keystore import KeyStore, StoreError
 
 EXPIRY_WARNING_DAYS = 30
 SCANNERS = ("clamav", "rspamd", "spamass", "amavis")  # content scanners: must see the plaintext

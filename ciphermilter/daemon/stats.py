@@ -25,7 +25,7 @@ import threading
 from collections import deque
 
 from ciphermilter import files
-from ciphermilter.headers import INFO_PREFIX
+from ciphermilter.core.info import INFO_PREFIX
 
 log = logging.getLogger(__name__)
 

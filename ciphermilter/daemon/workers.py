@@ -49,7 +49,7 @@ import time
 from multiprocessing import reduction
 from dataclasses import dataclass, field
 
-from ciphermilter import core
+from ciphermilter.core import pipeline as core
 from ciphermilter.config import Settings
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class DeadlineOverrun(Exception):
 
 def _serve(conn, store_path: str, master_key_path: str) -> None:
     """A worker's life: messages in, outcomes (or the exception) out, until the daemon closes the pipe."""
-    from ciphermilter.daemon import StoreHolder  # here, not at the top: the daemon module imports this one
+    from ciphermilter.daemon.serve import StoreHolder  # here, not at the top: the daemon module imports this one
     holder = StoreHolder(store_path, master_key_path)
     settings = None
     conn.send(READY)  # imports done: the daemon's deadline clock may start with the first message

@@ -1,0 +1,1 @@
+"""The ``ciphermilter`` command line: one module per command group."""

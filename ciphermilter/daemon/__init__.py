@@ -1,0 +1,1 @@
+"""The milter daemon: pymilter glue, worker processes, serving and statistics."""

@@ -1,0 +1,1 @@
+"""The format engines and their MIME-level handlers: S/MIME and OpenPGP."""

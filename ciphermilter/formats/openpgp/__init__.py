@@ -1,0 +1,1 @@
+"""OpenPGP: the MIME-level handler (PGP/MIME, inline, attachments) on the packet engine."""

@@ -1,0 +1,1 @@
+"""The key store: keys, certificates, trust anchors and domains, sealed at rest."""
