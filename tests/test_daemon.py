@@ -154,8 +154,8 @@ def test_log_lines_go_to_syslog_facility_mail(tmp_path, restore_logging):
     dev_log.settimeout(10)
     try:
         setup_logging("info", stderr=False, syslog_socket=str(tmp_path / "log"))
-        logging.getLogger("ciphermilter.milter").info("queue 4ABC: hello")
-        logging.getLogger("ciphermilter.milter").debug("not at level info")
+        logging.getLogger("ciphermilter.daemon.milter").info("queue 4ABC: hello")
+        logging.getLogger("ciphermilter.daemon.milter").debug("not at level info")
 
         facility_mail_info = (2 << 3) | 6
         assert dev_log.recv(4096) == f"<{facility_mail_info}>ciphermilter[{os.getpid()}]: INFO queue 4ABC: hello\0".encode()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from ciphermilter import __version__
+from ciphermilter.library_warnings import ignore_pgpy_warnings
 from ciphermilter.cli.check import check
 from ciphermilter.cli.decrypt import decrypt
 from ciphermilter.cli.stats import stats_command
 from ciphermilter.cli.store import domains_group, keys_group, store_group, trust_group
-from ciphermilter.daemon.serve import run
+from ciphermilter.cli.run import run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,8 +22,10 @@ from ciphermilter.daemon.serve import run
 @click.option("--config", "config_path", envvar="CIPHERMILTER_CONFIG", type=click.Path(dir_okay=False),
               help="TOML configuration file.")
 @click.pass_context
-def main(ctx: click.Context, store_path, master_key_path, config_path):
+def main(ctx: click.Context, store_path: str | None, master_key_path: str | None,
+         config_path: str | None) -> None:
     """Decrypt and verify inbound S/MIME and OpenPGP mail in front of Postfix's scanners."""
+    ignore_pgpy_warnings()
     ctx.obj = {"store_path": store_path, "master_key_path": master_key_path, "config_path": config_path}
 
 

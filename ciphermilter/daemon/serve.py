@@ -19,7 +19,6 @@ import signal
 import sys
 import threading
 
-import click
 import milter as libmilter
 import Milter
 
@@ -30,15 +29,17 @@ from ciphermilter.daemon import milter
 from ciphermilter.daemon import stats
 
 from ciphermilter.daemon import workers
-from ciphermilter.cli.common import fail
 from ciphermilter.config import ConfigError, DaemonConfig
-from ciphermilter.config import load as load_config
 from ciphermilter.store.keystore import KeyStore
 
-log = logging.getLogger("ciphermilter.daemon")
+log = logging.getLogger(__name__)
 SYSLOG_SOCKET = "/dev/log"
 MILTER_NAME = "ciphermilter"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # each one stops libmilter
+
+
+class ServeError(Exception):
+    """libmilter could not serve on the configured socket; the CLI reports it in one line."""
 
 
 class StoreHolder:
@@ -216,6 +217,8 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
     log.info("listening on %s with %d worker processes", config.socket, pool.count)
     try:
         Milter.runmilter(MILTER_NAME, config.socket, timeout=config.milter_timeout)
+    except libmilter.error as exc:
+        raise ServeError(f"cannot serve on {config.socket}: {exc}") from None
     finally:
         pool.close()
         if exporter is not None:
@@ -228,27 +231,3 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
                     log.warning("cannot remove %s: %s", leftover, exc.strerror)
         log.info("stopped")
 
-
-@click.command("run")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="TOML configuration file (default: the global --config, else built-in defaults).")
-@click.option("--stderr/--no-stderr", default=True, show_default=True,
-              help="Log to stderr as well as to syslog (turn off under a supervisor that keeps stderr).")
-@click.pass_context
-def run(ctx: click.Context, config_path, stderr):
-    """Run the milter daemon until SIGTERM.
-
-    \b
-    Examples:
-      ciphermilter --config /etc/ciphermilter/ciphermilter.toml run --no-stderr
-      ciphermilter --store var/ciphermilter.db run
-    """
-    options = ctx.obj or {}
-    try:
-        config = load_config(config_path or options.get("config_path"))
-        config = config.with_store(options.get("store_path"), options.get("master_key_path"))
-        serve(config, stderr)
-    except ConfigError as exc:
-        fail(str(exc), 2)
-    except libmilter.error as exc:
-        fail(f"cannot serve on {config.socket}: {exc}")

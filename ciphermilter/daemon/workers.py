@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 
 from ciphermilter.core import pipeline as core
 from ciphermilter.config import Settings
+from ciphermilter.library_warnings import ignore_pgpy_warnings
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class DeadlineOverrun(Exception):
 def _serve(conn, store_path: str, master_key_path: str) -> None:
     """A worker's life: messages in, outcomes (or the exception) out, until the daemon closes the pipe."""
     from ciphermilter.daemon.serve import StoreHolder  # here, not at the top: the daemon module imports this one
+    ignore_pgpy_warnings()  # a fresh interpreter: the CLI's filter does not come along
     holder = StoreHolder(store_path, master_key_path)
     settings = None
     conn.send(READY)  # imports done: the daemon's deadline clock may start with the first message
