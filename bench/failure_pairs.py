@@ -25,7 +25,7 @@ from asn1crypto import cms as asn1_cms
 from cryptography import x509
 
 from ciphermilter.formats.openpgp import engine as openpgp
-from shared import SHARED
+from bench.shared import SHARED
 
 KEYS = SHARED / "corpus" / "keys"
 SENDER = "alice@sender-pub.example"

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from postfix_instance import descendants, free_port, stop_process
+from bench.postfix_instance import descendants, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0

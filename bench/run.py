@@ -40,10 +40,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-import milter_daemon
-import milter_client
-import postfix_instance
-from shared import SHARED
+if not __package__:  # run as a file (python bench/run.py): the clone's root makes the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import milter_client, milter_daemon, postfix_instance  # noqa: E402
+from bench.shared import SHARED  # noqa: E402
 from ciphermilter.core import pipeline as core
 from ciphermilter.config import Settings
 from ciphermilter.store.keystore import KeyStore

@@ -22,8 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import failure_pairs
-from run import build_store
+if not __package__:  # run as a file (python bench/run.py): the clone's root makes the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import failure_pairs  # noqa: E402
+from bench.run import build_store  # noqa: E402
 from ciphermilter.core import pipeline as core
 from ciphermilter.config import Settings
 

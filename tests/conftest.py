@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sqlite3
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,12 +23,9 @@ from ciphermilter.store import keyimport
 from ciphermilter.config import Settings
 from ciphermilter.core.info import INFO_PREFIX
 
-ROOT = Path(__file__).resolve().parents[1]
-# The benchmark's helpers (where the shared corpus is, a private Postfix instance, free loopback
-# ports) serve the tests too; bench/ is a folder of scripts, so make its modules importable here as there.
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.shared import SHARED
 
-from shared import SHARED  # noqa: E402  (bench/ is on the path only from here on)
+ROOT = Path(__file__).resolve().parents[1]
 
 CORPUS = SHARED / "corpus"
 # Every property test is derandomized and keeps no example database: CI draws the same examples on

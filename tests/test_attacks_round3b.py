@@ -34,7 +34,7 @@ import zlib
 import pytest
 from click.testing import CliRunner
 
-import failure_pairs
+from bench import failure_pairs
 from attack_messages import SMIME_ERIN, Tools, message, multipart
 from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import engine as openpgp

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from ciphermilter import config
 from ciphermilter.cli.main import main
 from conftest import ROOT
-from shared import SHARED
+from bench.shared import SHARED
 
 MAN = ROOT / "man"
 MAN_PAGES = sorted(MAN.glob("man?/*.?"))

@@ -37,7 +37,7 @@ from ciphermilter.formats import sender
 
 from ciphermilter.formats.smime import handler as smime
 from ciphermilter.core.plan import EditPlan
-from linear import MARKER_UNIT, armor_flood_message, marker_line
+from bench.linear import MARKER_UNIT, armor_flood_message, marker_line
 
 SCALES = (1, 2, 4, 8)
 LINEAR_BOUND = 10  # work at x8 over work at x1: 8 when linear, 64 when quadratic

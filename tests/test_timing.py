@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import failure_pairs
+from bench import failure_pairs
 from ciphermilter.formats.smime import cms
 from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import engine as openpgp

@@ -30,7 +30,7 @@ import pytest
 
 from conftest import ROOT, corpus_store_file
 from e2e.sink import Sink
-from postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, queued_files, start_private,
+from bench.postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, queued_files, start_private,
                               stop_master, stop_process, wait_until)
 
 BINARIES = {

@@ -27,7 +27,7 @@ from e2e.conftest import (
     start_ciphermilter,
     wait_until,
 )
-from postfix_instance import alive, descendants
+from bench.postfix_instance import alive, descendants
 
 
 

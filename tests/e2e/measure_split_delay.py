@@ -24,7 +24,7 @@ from e2e.conftest import STOP_TIMEOUT
 from e2e.load import send
 from e2e.messages import SENDER
 from e2e.test_split import EXTERNAL, NO_KEY, READERS, copies, smime_message, start_sender
-from postfix_instance import stop_master
+from bench.postfix_instance import stop_master
 
 DEFAULTS_TIMEOUT = 1200.0
 

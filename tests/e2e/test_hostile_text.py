@@ -14,7 +14,7 @@ from e2e.load import header_fields
 from e2e.messages import INTERNAL_RECIPIENT
 from e2e.test_chain import delivered, submit, without_trace
 from e2e.test_efail_chain import OURS, unfolded
-from linear import armor_flood_message
+from bench.linear import armor_flood_message
 
 FLOOD_SIZE = 8 * 1024 * 1024  # under the default max_message_size (10,240,000): the daemon searches it all
 # An armored block at a line start after the flood, which decrypts to nothing: a result the core reports.

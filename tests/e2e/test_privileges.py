@@ -8,7 +8,7 @@ from pathlib import Path
 
 from e2e.messages import INTERNAL_RECIPIENT, SENDER
 from e2e.test_chain import delivered, submit
-from postfix_instance import descendants
+from bench.postfix_instance import descendants
 
 
 def _ids(pid: int) -> tuple[list[int], list[int]]:

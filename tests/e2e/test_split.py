@@ -25,7 +25,7 @@ from conftest import CORPUS
 from e2e.conftest import START_TIMEOUT, STOP_TIMEOUT
 from e2e.load import send
 from e2e.messages import OPENSSL, SENDER, plain_entity
-from postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, queued_files, start_private,
+from bench.postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, queued_files, start_private,
                               stop_master, wait_until)
 
 DELIVERY_TIMEOUT = 120.0

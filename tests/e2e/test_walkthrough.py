@@ -31,7 +31,7 @@ from conftest import ROOT
 from e2e.conftest import EICAR, EICAR_NAME
 from e2e.walkthrough import (WalkthroughError, mbox_messages, pid_from_file, start_postfix, stop,
                              walkthrough_script)
-from postfix_instance import alive, descendants, free_port
+from bench.postfix_instance import alive, descendants, free_port
 
 SCRIPT_TIMEOUT = 120
 # Debian's PATH for root (/etc/profile).

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from e2e.conftest import STOP_TIMEOUT
-from postfix_instance import POSTFIX_SERVICES, alive, private_settings, queued_files, start_private
+from bench.postfix_instance import POSTFIX_SERVICES, alive, private_settings, queued_files, start_private
 
 MARKER = ".. walkthrough\n"
 # The marker, then a sh code block whose lines are indented by three spaces (blank lines included).
