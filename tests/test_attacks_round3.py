@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 from asn1crypto import cms as asn1_cms
 
-from attack_messages import SECRET, SECRET_ENTITY, SMIME_BOB, Tools, base64_lines, crlf, message, multipart
+from support.attack_messages import SECRET, SECRET_ENTITY, SMIME_BOB, Tools, base64_lines, crlf, message, multipart
 from ciphermilter.formats.openpgp import engine as openpgp
 from conftest import corpus_store_file
 

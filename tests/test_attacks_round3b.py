@@ -35,7 +35,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench import failure_pairs
-from attack_messages import SMIME_ERIN, Tools, message, multipart
+from support.attack_messages import SMIME_ERIN, Tools, message, multipart
 from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.store import keystore as store_module
@@ -44,8 +44,8 @@ from ciphermilter.config import Limits, Settings
 from ciphermilter.core.info import is_reserved
 from ciphermilter.store.keystore import KeyStore
 from conftest import BOB, NO_HARVEST, ROOT, corpus_store_file, harvested, info_of
-from test_openpgp import literal, packet
-import pki
+from support.openpgp_packets import literal, packet
+from support import pki
 
 MIB = 1 << 20
 LIMIT = Limits().max_forged_headers

@@ -21,7 +21,7 @@ from ciphermilter.formats.smime import ber
 
 from ciphermilter.formats.smime import cms
 from conftest import corpus_cases
-from test_cms import CONTENT, ENVELOPED_CASES, PemKeys, der, enveloped_ders
+from support.cms_vectors import CONTENT, ENVELOPED_CASES, PemKeys, der, enveloped_ders
 
 LIFTED = tuple(asn1_core.ObjectIdentifier(oid).contents for oid in (cms.ENVELOPED_DATA, cms.AUTH_ENVELOPED_DATA))
 CASE_IDS = [case["id"] for case in ENVELOPED_CASES]

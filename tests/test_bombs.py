@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attack_messages import Tools, message
+from support.attack_messages import Tools, message
 from ciphermilter import mime
 from ciphermilter.formats import inflate
 from ciphermilter.formats.openpgp import engine as openpgp
@@ -30,7 +30,7 @@ from ciphermilter.formats.openpgp import handler as openpgp_mime
 from ciphermilter.config import DECOMPRESSED_FLOOR, Limits, Settings
 from ciphermilter.core.contract import LimitExceeded
 from conftest import CORPUS, ROOT, corpus_store_file, info_of
-from test_openpgp import literal, packet
+from support.openpgp_packets import literal, packet
 from test_openpgp_mime import run
 
 MIB = 1 << 20

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attack_messages import (ATTACKER_TEXT, ATTACKS, PGP_SIGNER, SECRET, SECRET_ENTITY, SIGNED_ENTITY, SMIME_ERIN,
+from support.attack_messages import (ATTACKER_TEXT, ATTACKS, PGP_SIGNER, SECRET, SECRET_ENTITY, SIGNED_ENTITY, SMIME_ERIN,
                              SMIME_SIGNER, Tools, message, multipart)
 from ciphermilter import mime
 from ciphermilter.core import pipeline as core

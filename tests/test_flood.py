@@ -22,7 +22,7 @@ from ciphermilter.config import Limits, Settings
 from ciphermilter.core.info import is_reserved
 from ciphermilter.core.plan import apply_plan
 from conftest import BOB
-from e2e.messages import smime_encrypt
+from support.messages import smime_encrypt
 from test_milter import (EXTERNAL, INTERNAL, SENDER, Mta, bytes_on_the_wire, daemons, expected_eom,  # noqa: F401
                          snapshot_counting, store_file)  # the fixtures too
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-import pki
+from support import pki
 from ciphermilter import mime
 from ciphermilter.core import pipeline as core
 from ciphermilter.formats import ids
@@ -25,7 +25,7 @@ from ciphermilter.core.info import INFO_PREFIX
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.store.keystore import KeyStore
 from conftest import BOB, dump, harvested, info_of
-from forgery import ALICE_PGP, BOB_PGP, CEO, PGP_KEYS, TEXT, Gpg, autocrypt, head, pgp_mime_signed, with_keys
+from support.forgery import ALICE_PGP, BOB_PGP, CEO, PGP_KEYS, TEXT, Gpg, autocrypt, head, pgp_mime_signed, with_keys
 
 NOT_IMPORTED = "signer key not imported by an administrator"
 

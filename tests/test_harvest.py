@@ -24,8 +24,8 @@ from ciphermilter.cli.main import main
 from ciphermilter.config import Limits, Settings
 from ciphermilter.store.keystore import KeyStore
 from conftest import BOB, dump, harvested, info_of
-from forgery import TEXT, Gpg, head, pgp_mime_signed, with_keys
-import pki
+from support.forgery import TEXT, Gpg, head, pgp_mime_signed, with_keys
+from support import pki
 
 FLOOD = Path(__file__).parent / "vectors" / "harvest-flood"
 PARTNER = "partner@sender-pub.example"

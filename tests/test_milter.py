@@ -36,8 +36,8 @@ from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.daemon.workers import FILE_THRESHOLD
 from conftest import CORPUS, ROOT, case_message, corpus_cases, corpus_store_file
-from e2e.messages import plain_entity, smime_encrypt
-from test_workers import large_plaintext, large_smime_message
+from support.messages import plain_entity, smime_encrypt
+from support.messages import large_plaintext, large_smime_message
 
 SENDER = "<alice@sender-pub.example>"
 INTERNAL = "<bob@corp-pub.example>"

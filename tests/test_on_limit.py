@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from asn1crypto import cms as asn1_cms
 
-from attack_messages import ATTACKER_TEXT, SECRET, SECRET_ENTITY, SMIME_BOB, Tools, message, multipart, virus_with_parts
+from support.attack_messages import ATTACKER_TEXT, SECRET, SECRET_ENTITY, SMIME_BOB, Tools, message, multipart, virus_with_parts
 from ciphermilter import config
 from ciphermilter.cli import check
 from ciphermilter.core import pipeline as core

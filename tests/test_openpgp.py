@@ -14,6 +14,7 @@ from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.core.contract import LimitExceeded
 from ciphermilter.store.keystore import KeyStore
 from conftest import case_message, corpus_cases, ids
+from support.openpgp_packets import literal, packet
 
 VECTORS = Path(__file__).parent / "vectors" / "pgp"
 PLAIN = (VECTORS / "plain.txt").read_bytes()
@@ -298,15 +299,6 @@ def test_modified_ciphertext_fails_the_integrity_check(vector_keyring):
     opened = open_(bytes(data), vector_keyring)
     assert opened.plaintext is None
     assert opened.failure == openpgp.INTEGRITY_FAILED == "integrity check failed"
-
-
-def packet(tag: int, body: bytes) -> bytes:
-    """A new-format packet with a five-octet length (RFC 4880 section 4.2.2.3)."""
-    return bytes([0xC0 | tag]) + b"\xff" + len(body).to_bytes(4, "big") + body
-
-
-def literal(data: bytes) -> bytes:
-    return packet(openpgp.TAG_LITERAL, b"b\x00\x00\x00\x00\x00" + data)
 
 
 @pytest.mark.parametrize(("depth", "allowed"), [(3, True), (9, False)])

@@ -14,7 +14,7 @@ import zlib
 import pytest
 from asn1crypto import cms as asn1_cms
 
-from attack_messages import Tools, message, multipart
+from support.attack_messages import Tools, message, multipart
 from ciphermilter.core import pipeline as core
 from ciphermilter.config import Limits, Settings
 from conftest import BOB, info_of

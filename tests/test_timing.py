@@ -24,7 +24,7 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats import readers
 from conftest import NO_HARVEST, info_of
-from test_cms import der, private_key
+from support.cms_vectors import der, private_key
 
 BOB_RECIPIENT = "issuer=CN=Corpus Public Test Root CA,O=Corpus Public Test Org; serial=5A000003"
 ERIN_RECIPIENT = "issuer=CN=Corpus Public Test Root CA,O=Corpus Public Test Org; serial=5A000004"

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-import pki
+from support import pki
 from ciphermilter.formats.smime import trust
 
 VECTORS = Path(__file__).parent / "vectors" / "smime"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import multiprocessing
 import os
-import random
 import signal
 import tempfile
 
@@ -14,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from attack_messages import SECRET_ENTITY, Tools, message
+from support.attack_messages import SECRET_ENTITY, Tools, message
 from ciphermilter.core import pipeline as core
 from ciphermilter.daemon import workers
 from ciphermilter.config import Limits
@@ -22,7 +20,7 @@ from ciphermilter.daemon.milter import StoreUnavailable
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.daemon.workers import DeadlineOverrun, WorkerDied, Workers
 from conftest import NO_HARVEST, corpus_store_file
-from e2e.messages import INTERNAL_RECIPIENT, plain_entity, smime_encrypt
+from support.messages import INTERNAL_RECIPIENT, large_smime_message, plain_entity, smime_encrypt
 
 ENVELOPE = core.Envelope(mail_from="alice@sender-pub.example", recipients=[INTERNAL_RECIPIENT])
 
@@ -77,17 +75,6 @@ def test_a_worker_without_its_store_says_so(tmp_path, encrypted):
 
 
 # --- large messages: the spool file goes to the worker, a large new body comes back as a file ---------
-
-def large_plaintext(size: int) -> bytes:
-    """A text/plain entity of about ``size`` bytes: base64 lines of seeded random bytes, so 7bit text."""
-    lines = base64.encodebytes(random.Random(size).randbytes(size * 3 // 4)).replace(b"\n", b"\r\n")
-    return plain_entity(lines)
-
-
-def large_smime_message(workdir, size: int = 1536 * 1024) -> bytes:
-    """An S/MIME message to bob (openssl, AES-256-CBC) whose decrypted body is ``size`` bytes (~1.4x on the wire)."""
-    return smime_encrypt(large_plaintext(size), workdir)
-
 
 @pytest.fixture(scope="module")
 def large(tmp_path_factory) -> bytes:

@@ -30,6 +30,7 @@ import pytest
 
 from conftest import ROOT, corpus_store_file
 from e2e.sink import Sink
+from support.messages import EICAR
 from bench.postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, queued_files, start_private,
                               stop_master, stop_process, wait_until)
 
@@ -42,8 +43,7 @@ BINARIES = {
 RSPAMD_CONFIG = "/etc/rspamd/rspamd.conf"
 # The string our private ClamAV signature matches: a stand-in for a virus, written only in tests.
 VIRUS_MARKER = b"CIPHERMILTER-E2E-TEST-VIRUS-4f1d2c9a-SIGNATURE"
-# The EICAR anti-virus test file, and the name our private ClamAV database gives it.
-EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+# The name our private ClamAV database gives the EICAR test file (support.messages.EICAR).
 EICAR_NAME = "CipherMilter.E2E.EICAR"
 # rspamd's built-in test pattern (GTUBE): any message carrying it gets the reject action.
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"

@@ -22,7 +22,7 @@ import pytest
 
 from e2e.conftest import STOP_TIMEOUT
 from e2e.load import send
-from e2e.messages import SENDER
+from support.messages import SENDER
 from e2e.test_split import EXTERNAL, NO_KEY, READERS, copies, smime_message, start_sender
 from bench.postfix_instance import stop_master
 

@@ -26,11 +26,11 @@ import time
 
 import pytest
 
-from attack_messages import SECRET_ENTITY, Tools, base64_lines, message, multipart
+from support.attack_messages import SECRET_ENTITY, Tools, base64_lines, message, multipart
 from ciphermilter.formats.openpgp import engine as openpgp
 from e2e.conftest import VIRUS_MARKER, chown
 from e2e.load import Reply
-from e2e.messages import INTERNAL_RECIPIENT, SENDER, plain_entity
+from support.messages import INTERNAL_RECIPIENT, SENDER, plain_entity
 from e2e.test_chain import assert_nothing_queued, delivered, submit
 
 BOB_PGP = "bob.pgp@corp-pub.example"

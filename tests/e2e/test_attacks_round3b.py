@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from attack_messages import SMIME_ERIN, Tools, message
+from support.attack_messages import SMIME_ERIN, Tools, message
 from e2e.load import header_fields
-from e2e.messages import INTERNAL_RECIPIENT
+from support.messages import INTERNAL_RECIPIENT
 from e2e.test_chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, without_trace
 from e2e.conftest import VIRUS_MARKER
 from e2e.test_attacks_round3 import timed_submit

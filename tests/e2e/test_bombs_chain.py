@@ -13,7 +13,7 @@ import re
 import uuid
 
 from e2e.load import Ledger, Outgoing, Tally, header_fields, send_all, tagged
-from e2e.messages import INTERNAL_RECIPIENT, SENDER
+from support.messages import INTERNAL_RECIPIENT, SENDER
 from test_bombs import BOMBS, TOO_LARGE
 
 DELIVERY_TIMEOUT = 120.0

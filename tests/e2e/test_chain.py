@@ -13,7 +13,7 @@ import pytest
 from conftest import case_message, corpus_cases
 from e2e.conftest import GTUBE, VIRUS_MARKER
 from e2e.load import Reply, header_fields, send
-from e2e.messages import INTERNAL_RECIPIENT, SENDER, plain_entity, smime_encrypt
+from support.messages import INTERNAL_RECIPIENT, SENDER, plain_entity, smime_encrypt
 
 DELIVERY_TIMEOUT = 60.0
 EXTERNAL_RECIPIENT = "zed@elsewhere-pub.example"

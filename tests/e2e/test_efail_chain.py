@@ -8,12 +8,12 @@ import re
 
 import pytest
 
-from attack_messages import ATTACKS, NEVER, SECRET, Tools
+from support.attack_messages import ATTACKS, NEVER, SECRET, Tools
 from ciphermilter.core import pipeline as core
 from ciphermilter.core.info import INFO_PREFIX
 from conftest import BOB
 from e2e.load import header_fields
-from e2e.messages import INTERNAL_RECIPIENT
+from support.messages import INTERNAL_RECIPIENT
 from e2e.test_chain import delivered, submit, without_trace
 
 OURS = re.compile(rb"^x-ciphermail-info-", re.IGNORECASE)

@@ -28,7 +28,7 @@ from e2e.load import (
     send_until_accepted,
     tagged,
 )
-from e2e.messages import (
+from support.messages import (
     BOB_CERT,
     INTERNAL_RECIPIENT,
     OPENSSL,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from e2e.load import header_fields
-from e2e.messages import INTERNAL_RECIPIENT
+from support.messages import INTERNAL_RECIPIENT
 from e2e.test_chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, submit, without_trace
 from test_flood import BODY, KEPT, LIMIT, REASON, flooded
 

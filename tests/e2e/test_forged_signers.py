@@ -14,13 +14,13 @@ import sys
 
 import pytest
 
-import pki
+from support import pki
 from ciphermilter.formats import ids
 from conftest import ROOT
 from e2e.load import header_fields
-from e2e.messages import INTERNAL_RECIPIENT
+from support.messages import INTERNAL_RECIPIENT
 from e2e.test_chain import delivered, submit
-from forgery import CEO, TEXT, Gpg, autocrypt, head, pgp_mime_signed
+from support.forgery import CEO, TEXT, Gpg, autocrypt, head, pgp_mime_signed
 
 PREFIX = b"X-CipherMail-Info-"
 RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"

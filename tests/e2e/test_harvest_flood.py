@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from ciphermilter.store import keyimport
-from e2e.messages import INTERNAL_RECIPIENT
+from support.messages import INTERNAL_RECIPIENT
 from e2e.test_chain import delivered, submit
 from e2e.test_forged_signers import PREFIX, as_daemon_user, ours
-from forgery import TEXT, Gpg, head, pgp_mime_signed, with_keys
+from support.forgery import TEXT, Gpg, head, pgp_mime_signed, with_keys
 
 FLOOD = Path(__file__).parent.parent / "vectors" / "harvest-flood"
 PARTNER = "partner@sender-pub.example"

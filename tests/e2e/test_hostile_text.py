@@ -11,7 +11,7 @@ from __future__ import annotations
 from ciphermilter.core import pipeline as core
 from conftest import BOB
 from e2e.load import header_fields
-from e2e.messages import INTERNAL_RECIPIENT
+from support.messages import INTERNAL_RECIPIENT
 from e2e.test_chain import delivered, submit, without_trace
 from e2e.test_efail_chain import OURS, unfolded
 from bench.linear import armor_flood_message

@@ -16,9 +16,9 @@ import re
 
 import pytest
 
-from attack_messages import SECRET_ENTITY, Tools, message, virus_with_parts
+from support.attack_messages import SECRET_ENTITY, Tools, message, virus_with_parts
 from e2e.conftest import EICAR_NAME
-from e2e.messages import INTERNAL_RECIPIENT, plain_entity, smime_encrypt
+from support.messages import INTERNAL_RECIPIENT, plain_entity, smime_encrypt
 from e2e.test_chain import assert_nothing_queued, delivered, submit
 
 NOT_PROCESSED = b"X-CipherMail-Info-Not-Processed"

@@ -6,7 +6,7 @@ import pwd
 import stat
 from pathlib import Path
 
-from e2e.messages import INTERNAL_RECIPIENT, SENDER
+from support.messages import INTERNAL_RECIPIENT, SENDER
 from e2e.test_chain import delivered, submit
 from bench.postfix_instance import descendants
 

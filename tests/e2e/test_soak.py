@@ -35,7 +35,7 @@ from e2e.load import (
     send_until_accepted,
     tagged,
 )
-from e2e.messages import INTERNAL_RECIPIENT, SENDER, plain_entity, smime_encrypt
+from support.messages import INTERNAL_RECIPIENT, SENDER, plain_entity, smime_encrypt
 
 MESSAGES = int(os.environ.get("CIPHERMILTER_SOAK_MESSAGES", "1500"))
 CONCURRENCY = 8

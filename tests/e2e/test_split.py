@@ -24,7 +24,7 @@ import pytest
 from conftest import CORPUS
 from e2e.conftest import START_TIMEOUT, STOP_TIMEOUT
 from e2e.load import send
-from e2e.messages import OPENSSL, SENDER, plain_entity
+from support.messages import OPENSSL, SENDER, plain_entity
 from bench.postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, queued_files, start_private,
                               stop_master, wait_until)
 

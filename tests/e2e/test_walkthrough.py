@@ -28,10 +28,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from e2e.conftest import EICAR, EICAR_NAME
+from e2e.conftest import EICAR_NAME
 from e2e.walkthrough import (WalkthroughError, mbox_messages, pid_from_file, start_postfix, stop,
                              walkthrough_script)
 from bench.postfix_instance import alive, descendants, free_port
+from support.messages import EICAR
 
 SCRIPT_TIMEOUT = 120
 # Debian's PATH for root (/etc/profile).

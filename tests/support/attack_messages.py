@@ -20,7 +20,7 @@ from asn1crypto import cms as asn1_cms
 
 from ciphermilter.formats.openpgp import engine as openpgp
 from conftest import CORPUS
-from e2e.conftest import EICAR
+from support.messages import EICAR
 
 KEYS = CORPUS / "keys"
 SMIME_BOB = (KEYS / "smime" / "pub-bob.cert.pem", KEYS / "smime" / "pub-bob.key.pem")
