@@ -1,0 +1,75 @@
+"""The warnings filter belongs to the entry points (issue 15): importing the package changes no global state,
+yet the CLI and the daemon's workers stay quiet while pgpy warns on every verification it does.
+
+Each check runs in a fresh interpreter: pytest's own filters (pyproject.toml) would hide what an admin sees.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from conftest import CORPUS, case_message, corpus_cases, corpus_store_file
+
+PGP_SIGNED = corpus_cases(lambda case: case["smime_or_pgp"] == "pgp" and case["signed"]
+                          and case["signature_should_verify"])[0]
+RECIPIENT = "bob@corp-pub.example"
+
+
+def python(code: str, cwd) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, check=True)
+
+
+def test_importing_every_module_installs_no_warnings_filter(tmp_path):
+    result = python("""
+        import pkgutil, warnings
+        before = list(warnings.filters)
+        import ciphermilter
+        for module in pkgutil.walk_packages(ciphermilter.__path__, "ciphermilter."):
+            if module.name != "ciphermilter.__main__":
+                __import__(module.name)
+        print(warnings.filters == before)
+    """, tmp_path)
+    assert result.stdout.strip() == "True"
+
+
+def test_pgpy_warns_when_embedded_without_the_entry_points_filter(tmp_path):
+    """The reason the filter exists: without it a verification writes pgpy's warnings to stderr."""
+    store = corpus_store_file(tmp_path)
+    result = python(f"""
+        from ciphermilter.config import Settings
+        from ciphermilter.core import pipeline
+        from ciphermilter.store.keystore import KeyStore
+        with KeyStore.open({str(store)!r}) as store:
+            pipeline.process(open({str(CORPUS / PGP_SIGNED["message_file"])!r}, "rb").read(),
+                             pipeline.Envelope(mail_from="a@sender-pub.example", recipients=[{RECIPIENT!r}]),
+                             store, Settings())
+    """, tmp_path)
+    assert "UserWarning" in result.stderr
+
+
+def test_the_cli_verifies_quietly(tmp_path):
+    store = corpus_store_file(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "ciphermilter", "--store", str(store), "decrypt", "--rcpt", RECIPIENT,
+                             "-"], input=case_message(PGP_SIGNED), cwd=tmp_path, capture_output=True, timeout=120)
+    assert result.returncode == 0
+    assert result.stderr == b""
+
+
+def test_a_worker_verifies_quietly(tmp_path):
+    store = corpus_store_file(tmp_path)
+    result = python(f"""
+        from ciphermilter.config import Settings
+        from ciphermilter.core.pipeline import Envelope
+        from ciphermilter.daemon.workers import Workers
+        pool = Workers(1, {str(store)!r}, {str(store) + ".key"!r})
+        try:
+            pool.process(open({str(CORPUS / PGP_SIGNED["message_file"])!r}, "rb").read(),
+                         Envelope(mail_from="a@sender-pub.example", recipients=[{RECIPIENT!r}]), Settings(),
+                         lambda: None)
+        finally:
+            pool.close()
+    """, tmp_path)
+    assert result.stderr == ""
