@@ -7,6 +7,8 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -164,3 +166,21 @@ def test_log_lines_go_to_syslog_facility_mail(tmp_path, restore_logging):
             dev_log.recv(4096)
     finally:
         dev_log.close()
+
+
+def test_a_socket_libmilter_cannot_open_is_one_line_and_exit_status_1(store_path, tmp_path):
+    """The daemon raises ServeError, the run command (cli/run.py) turns it into the CLI's one-line failure."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    spec = f"inet:{taken.getsockname()[1]}@127.0.0.1"
+    config = tmp_path / "taken.toml"
+    config.write_text(f'socket = "{spec}"\nworkers = 1\n')
+    try:
+        result = subprocess.run([sys.executable, "-m", "ciphermilter", "--store", str(store_path), "run",
+                                 "--config", str(config), "--no-stderr"],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    finally:
+        taken.close()
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == f"ciphermilter: cannot serve on {spec}: cannot opensocket"

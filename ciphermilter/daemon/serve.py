@@ -1,4 +1,4 @@
-"""``ciphermilter run``: the milter daemon.
+"""Serving the milter daemon (``ciphermilter run``; the click command is cli/run.py).
 
 Start-up order matters: read the configuration (refusing mistakes before
 anything else happens), set up logging, open the key store, create the
