@@ -31,7 +31,7 @@ from ciphermilter.formats.openpgp import engine as openpgp
 from e2e.conftest import VIRUS_MARKER, chown
 from e2e.load import Reply
 from support.messages import INTERNAL_RECIPIENT, SENDER, plain_entity
-from e2e.test_chain import assert_nothing_queued, delivered, submit
+from support.chain import assert_nothing_queued, delivered, submit
 
 BOB_PGP = "bob.pgp@corp-pub.example"
 HELD = "5.7.0 Encrypted content could not be inspected: "

@@ -13,7 +13,7 @@ import pytest
 from support.attack_messages import SMIME_ERIN, Tools, message
 from e2e.load import header_fields
 from support.messages import INTERNAL_RECIPIENT
-from e2e.test_chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, without_trace
+from support.chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, without_trace
 from e2e.conftest import VIRUS_MARKER
 from e2e.test_attacks_round3 import timed_submit
 from test_attacks_round3b import FLOOD, LIMIT, compressed_data_entity, fields, spelled, under_the_bound_bomb

@@ -6,42 +6,13 @@ sink (or that nothing did and nothing waits in Postfix's queue).
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from conftest import case_message, corpus_cases
 from e2e.conftest import GTUBE, VIRUS_MARKER
-from e2e.load import Reply, header_fields, send
+from e2e.load import header_fields
+from support.chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, submit, without_trace
 from support.messages import INTERNAL_RECIPIENT, SENDER, plain_entity, smime_encrypt
-
-DELIVERY_TIMEOUT = 60.0
-EXTERNAL_RECIPIENT = "zed@elsewhere-pub.example"
-RESERVED = re.compile(rb"^(x-ciphermail-|x-djigzo-)", re.IGNORECASE)
-
-
-def submit(port: int, message: bytes, recipients: list[str], sender: str = SENDER) -> Reply:
-    """One message, from the e2e sender unless told otherwise (see ``load.send`` for the reply)."""
-    return send(port, message, recipients, sender)
-
-
-def delivered(sink, reply: Reply):
-    """What the sink received for the message Postfix accepted with ``reply`` (its Received: names the queue ID)."""
-    assert reply.code == 250, reply
-    marker = f"id {reply.queue_id}".encode()
-    delivery = sink.mailbox.wait_for(lambda d: marker in d.split()[0], DELIVERY_TIMEOUT)
-    assert delivery is not None, f"queue ID {reply.queue_id} never reached the sink"
-    return delivery
-
-
-def without_trace(fields: list[bytes]) -> list[bytes]:
-    """Drop the Received: field Postfix prepends, which is not part of what we sent."""
-    return [f for f in fields if not f.lower().startswith(b"received:")]
-
-
-def assert_nothing_queued(postfix):
-    assert postfix.queued() == []
-
 
 # --- the cases ------------------------------------------------------------------------------------
 

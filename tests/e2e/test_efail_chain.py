@@ -14,7 +14,7 @@ from ciphermilter.core.info import INFO_PREFIX
 from conftest import BOB
 from e2e.load import header_fields
 from support.messages import INTERNAL_RECIPIENT
-from e2e.test_chain import delivered, submit, without_trace
+from support.chain import delivered, submit, without_trace
 
 OURS = re.compile(rb"^x-ciphermail-info-", re.IGNORECASE)
 

@@ -11,7 +11,7 @@ import pytest
 
 from e2e.load import header_fields
 from support.messages import INTERNAL_RECIPIENT
-from e2e.test_chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, submit, without_trace
+from support.chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, submit, without_trace
 from test_flood import BODY, KEPT, LIMIT, REASON, flooded
 
 RECIPIENTS = pytest.mark.parametrize("recipient", [INTERNAL_RECIPIENT, EXTERNAL_RECIPIENT],

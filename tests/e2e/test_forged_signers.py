@@ -19,7 +19,7 @@ from ciphermilter.formats import ids
 from conftest import ROOT
 from e2e.load import header_fields
 from support.messages import INTERNAL_RECIPIENT
-from e2e.test_chain import delivered, submit
+from support.chain import delivered, submit
 from support.forgery import CEO, TEXT, Gpg, autocrypt, head, pgp_mime_signed
 
 PREFIX = b"X-CipherMail-Info-"

@@ -16,7 +16,7 @@ import pytest
 
 from ciphermilter.store import keyimport
 from support.messages import INTERNAL_RECIPIENT
-from e2e.test_chain import delivered, submit
+from support.chain import delivered, submit
 from e2e.test_forged_signers import PREFIX, as_daemon_user, ours
 from support.forgery import TEXT, Gpg, head, pgp_mime_signed, with_keys
 

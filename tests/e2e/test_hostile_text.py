@@ -12,7 +12,7 @@ from ciphermilter.core import pipeline as core
 from conftest import BOB
 from e2e.load import header_fields
 from support.messages import INTERNAL_RECIPIENT
-from e2e.test_chain import delivered, submit, without_trace
+from support.chain import delivered, submit, without_trace
 from e2e.test_efail_chain import OURS, unfolded
 from bench.linear import armor_flood_message
 

@@ -19,7 +19,7 @@ import pytest
 from support.attack_messages import SECRET_ENTITY, Tools, message, virus_with_parts
 from e2e.conftest import EICAR_NAME
 from support.messages import INTERNAL_RECIPIENT, plain_entity, smime_encrypt
-from e2e.test_chain import assert_nothing_queued, delivered, submit
+from support.chain import assert_nothing_queued, delivered, submit
 
 NOT_PROCESSED = b"X-CipherMail-Info-Not-Processed"
 REJECTED = "5.7.0 Encrypted content could not be inspected: "

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from support.messages import INTERNAL_RECIPIENT, SENDER
-from e2e.test_chain import delivered, submit
+from support.chain import delivered, submit
 from bench.postfix_instance import descendants
 
 
