@@ -12,6 +12,7 @@ from ciphermilter import mime
 from ciphermilter.core import harvest
 from ciphermilter.formats.readers import NO_RULE, ReaderRule
 from ciphermilter.config import Limits, Settings
+from ciphermilter.core.findings import Facts, Report
 from ciphermilter.core.info import InfoHeaders
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class Context:
 
 @dataclass
 class HandlerResult:
-    """A handler's findings.
+    """A handler's findings, rendered: its info headers, its counters and its part of the report.
 
     ``entity`` is the new content of the message as a complete MIME entity
     (its content headers, a blank line, its body) or ``None`` when the content
@@ -140,4 +141,5 @@ class HandlerResult:
 
     info: InfoHeaders = field(default_factory=InfoHeaders)
     entity: bytes | None = None
-    report: dict = field(default_factory=dict)
+    facts: Facts = field(default_factory=Facts)
+    report: Report = field(default_factory=lambda: Report())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -33,7 +34,9 @@ from ciphermilter.store import keyimport
 
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.core.contract import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
-from ciphermilter.core.info import InfoHeaders
+from ciphermilter.formats.openpgp import findings
+from ciphermilter.formats.openpgp.findings import (WITHHELD, Action, BlockKind, Decryption, PgpBlock,
+                                                   SignatureFinding)
 from ciphermilter.formats.sender import from_names_signer
 from ciphermilter.formats.smime.handler import is_pgp_signed, is_smime_signed
 
@@ -41,7 +44,6 @@ PGP_MIME, PGP_INLINE = "PGP/MIME", "PGP/INLINE"
 ENCRYPTED_PROTOCOL = "application/pgp-encrypted"
 KEY_TYPES = ("application/pgp-keys",)
 PGP_FILE_SUFFIXES = (".asc", ".pgp", ".gpg")
-WITHHELD = "encrypted content beside unprotected content left encrypted (EFAIL protection)"
 NOT_VOUCHED = "not harvested (no signature by a key an administrator imported covers it)"
 FOREIGN_ADDRESSES = "not harvested (user IDs other than the verified signer's addresses)"
 MAX_LINE = 998  # RFC 5322 section 2.1.1
@@ -81,7 +83,7 @@ class _State:
     mixed: bool = False  # protected content that is not the whole content was found
     withheld: bool = False
     layers: int = 0
-    blocks: list[dict] = field(default_factory=list)
+    blocks: list[PgpBlock] = field(default_factory=list)
     key_candidates: list[_KeyCandidate] = field(default_factory=list)
     covering: tuple[openpgp.SignatureResult, ...] = ()  # the signatures over the entity being walked
 
@@ -89,7 +91,8 @@ class _State:
         if encoding not in self.encodings:
             self.encodings.append(encoding)
 
-    def record_opened(self, opened: openpgp.Opened, where: str, kind: str) -> dict:
+    def record_opened(self, opened: openpgp.Opened, where: str, kind: BlockKind) -> int:
+        """Note what opening one block found; its number among the blocks, for :meth:`replaces`."""
         self.encrypted |= opened.encrypted
         self.key_not_found |= opened.key_not_found
         self.refused |= opened.keys_refused
@@ -98,20 +101,12 @@ class _State:
         if opened.failure and not opened.key_not_found:
             self.failures.append(opened.failure)
         self.signatures += opened.signatures
-        block = {
-            "where": where,
-            "kind": kind,
-            "encrypted": opened.encrypted,
-            "recipients": opened.recipients,
-            "cipher": opened.cipher,
-            "decryption_key": opened.decryption_key,
-            "compression": opened.compression,
-            "sha256": opened.sha256,
-            "failure": opened.failure,
-            "signatures": [_signature_report(s) for s in opened.signatures],
-        }
+        return self.record(PgpBlock(where, kind, opened.sha256, _signature_findings(opened.signatures),
+                                    Decryption.of(opened)))
+
+    def record(self, block: PgpBlock) -> int:
         self.blocks.append(block)
-        return block
+        return len(self.blocks) - 1
 
     def protected(self, encoding: str, whole: bool) -> None:
         """Protected content was found; unless it is the whole content it sits beside the sender's own."""
@@ -122,16 +117,22 @@ class _State:
         """Whether content found where ``whole`` says is decrypted in place (EFAIL rule above)."""
         return whole or self.ctx.settings.decrypt_embedded
 
-    def replaces(self, whole: bool, blocks: list[dict]) -> bool:
-        """Whether opened blocks may be replaced by their plaintext (EFAIL rule above), noted in their reports.
+    def replaces(self, whole: bool, blocks: list[int]) -> bool:
+        """Whether opened blocks (by number) may be replaced by their plaintext (EFAIL rule above), noted on
+        their findings.
 
         Only encrypted ones count as withheld: a signed-only block left as received hides nothing.
         """
         allowed = self.decrypts(whole)
-        for block in blocks:
-            block["action"] = "replaced" if allowed else "withheld"
-        self.withheld |= not allowed and any(block["encrypted"] for block in blocks)
+        action = Action.REPLACED if allowed else Action.WITHHELD
+        for number in blocks:
+            self.blocks[number] = dataclasses.replace(self.blocks[number], action=action)
+        self.withheld |= not allowed and any(self._encrypted(number) for number in blocks)
         return allowed
+
+    def _encrypted(self, number: int) -> bool:
+        decryption = self.blocks[number].decryption
+        return decryption is not None and decryption.encrypted
 
     def open(self, data: bytes, whole: bool) -> openpgp.Opened:
         limits = self.ctx.settings.limits
@@ -157,8 +158,8 @@ class _State:
         return self.ctx.readers.arrange(candidates, lambda candidate: self.ctx.store.pgp_readers(candidate[1].primary))
 
 
-def _signature_report(result: openpgp.SignatureResult) -> dict:
-    return {"keyid": result.keyid, "valid": result.valid, "reason": result.reason, "emails": result.emails}
+def _signature_findings(results: list[openpgp.SignatureResult]) -> tuple[SignatureFinding, ...]:
+    return tuple(SignatureFinding.of(result) for result in results)
 
 
 def _crlf(data: bytes) -> bytes:
@@ -321,7 +322,7 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: b
         state.failures.append(str(exc))
         return None
     opened = state.open(payload, whole)
-    block = state.record_opened(opened, where, "pgp/mime-encrypted")
+    block = state.record_opened(opened, where, BlockKind.PGP_MIME_ENCRYPTED)
     if opened.plaintext is None:
         return None
     content = _crlf(opened.plaintext)
@@ -347,12 +348,7 @@ def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool
     except (openpgp.OpenPGPError, mime.MimeError) as exc:
         results = [openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, f"unreadable signature ({exc})")]
     state.signatures += results
-    state.blocks.append({
-        "where": where,
-        "kind": "pgp/mime-signed",
-        "sha256": ids.sha256_hex(signed),
-        "signatures": [_signature_report(s) for s in results],
-    })
+    state.record(PgpBlock(where, BlockKind.PGP_MIME_SIGNED, ids.sha256_hex(signed), _signature_findings(results)))
     # Encrypted inside signed: the decrypted content stands for the whole signed entity.
     return _walk_covered(parts[0], results, state, where + ".1", whole=whole)
 
@@ -361,8 +357,8 @@ def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool
 
 
 def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: _State, where: str,
-                  whole: bool) -> tuple[bytes | None, dict | None]:
-    """Open one armored block of a text part: (plaintext to put in its place or None, report entry)."""
+                  whole: bool) -> tuple[bytes | None, int | None]:
+    """Open one armored block of a text part: (plaintext to put in its place or None, its block number)."""
     block = body[span.start:span.end]
     if span.kind == "SIGNED MESSAGE":
         try:
@@ -374,24 +370,20 @@ def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: _State, where: st
         # "Comment:" or "Version:" in the signature's armor is text the reader sees inside the block and
         # nobody signed (gpg writes none by default): the signature covers less than the block shows.
         state.mixed |= bool(clear.signature_headers)
-        state.blocks.append({
-            "where": where,
-            "kind": "clearsigned",
-            "sha256": ids.sha256_hex(clear.text),
-            "signatures": [_signature_report(s) for s in clear.signatures],
-        })
+        state.record(PgpBlock(where, BlockKind.CLEARSIGNED, ids.sha256_hex(clear.text),
+                              _signature_findings(clear.signatures)))
         return None, None
     if span.kind == "PUBLIC KEY BLOCK":
         _collect_key(block, state, where)
         return None, None
     if span.kind != "MESSAGE":
         return None, None
-    return _open_armored(block, state, where, "inline", whole)
+    return _open_armored(block, state, where, BlockKind.INLINE, whole)
 
 
-def _open_armored(block: bytes, state: _State, where: str, kind: str,
-                  whole: bool) -> tuple[bytes | None, dict | None]:
-    """Open an armored PGP MESSAGE: (its plaintext or None, its report entry)."""
+def _open_armored(block: bytes, state: _State, where: str, kind: BlockKind,
+                  whole: bool) -> tuple[bytes | None, int | None]:
+    """Open an armored PGP MESSAGE: (its plaintext or None, its block number)."""
     try:
         armor = openpgp.dearmor(block)
     except openpgp.OpenPGPError as exc:
@@ -400,10 +392,10 @@ def _open_armored(block: bytes, state: _State, where: str, kind: str,
     opened = state.open(armor.data, whole)
     if opened.failure and not opened.key_not_found and openpgp.checksum_mismatch(armor):
         opened.failure = "armor checksum mismatch (corrupted in transit)"
-    report = state.record_opened(opened, where, kind)
+    number = state.record_opened(opened, where, kind)
     if opened.plaintext is None:
-        return None, report
-    return _armor_inside(opened.plaintext, opened.signatures, state, where + ".d", whole), report
+        return None, number
+    return _armor_inside(opened.plaintext, opened.signatures, state, where + ".d", whole), number
 
 
 def _armor_inside(plaintext: bytes, signatures, state: _State, where: str, whole: bool) -> bytes:
@@ -451,20 +443,21 @@ def _inline_text(entity: mime.Entity, body: bytes, spans, state: _State, where: 
 def _replace_blocks(body: bytes, spans, state: _State, where: str, whole: bool) -> bytes | None:
     """``body`` with its armored blocks opened and replaced by their plaintext where allowed, else None."""
     pieces, pos, changed = [], 0, False
-    reports = []
+    opened: list[int] = []
     for span in spans:
-        plaintext, report = _inline_block(body, span, state, where, whole)
+        plaintext, number = _inline_block(body, span, state, where, whole)
         pieces.append(body[pos:span.start])
         if plaintext is not None:
             # The END line's line break went with the block: keep text after it on a line of its own.
             pieces += [plaintext] if plaintext.endswith(b"\n") else [plaintext, b"\n"]
-            reports.append(report)
+            assert number is not None  # a plaintext comes from an opened block
+            opened.append(number)
             changed = True
         else:
             pieces.append(body[span.start:span.end])
         pos = span.end
     pieces.append(body[pos:])
-    if not changed or not state.replaces(whole, reports):
+    if not changed or not state.replaces(whole, opened):
         return None
     return b"".join(pieces)
 
@@ -491,8 +484,9 @@ def _leaf(entity: mime.Entity, state: _State, where: str, whole: bool) -> bytes 
     if binary:
         return _attachment(entity, state.open(body, whole), state, where, whole)
     if pgp_file and not texty and len(spans) == 1 and spans[0].kind == "MESSAGE":
-        plaintext, report = _open_armored(body[spans[0].start:spans[0].end], state, where, "attachment", whole)
-        return _replace_attachment(entity, plaintext, report, state, whole)
+        plaintext, number = _open_armored(body[spans[0].start:spans[0].end], state, where, BlockKind.ATTACHMENT,
+                                          whole)
+        return _replace_attachment(entity, plaintext, number, state, whole)
     return _inline_text(entity, body, spans, state, where, whole)
 
 
@@ -507,13 +501,14 @@ def _protected_spans(body: bytes, state: _State, where: str) -> list[openpgp.Arm
 
 def _attachment(entity: mime.Entity, opened: openpgp.Opened, state: _State, where: str, whole: bool) -> bytes | None:
     """A binary ``.pgp``/``.gpg`` attachment."""
-    report = state.record_opened(opened, where, "attachment")
-    return _replace_attachment(entity, opened.plaintext, report, state, whole)
+    number = state.record_opened(opened, where, BlockKind.ATTACHMENT)
+    return _replace_attachment(entity, opened.plaintext, number, state, whole)
 
 
-def _replace_attachment(entity, plaintext: bytes | None, report: dict | None, state: _State, whole: bool):
+def _replace_attachment(entity: mime.Entity, plaintext: bytes | None, number: int | None, state: _State,
+                        whole: bool) -> bytes | None:
     """An encrypted attachment becomes its plaintext as a file of its own, where allowed."""
-    if plaintext is None or not state.replaces(whole, [report]):
+    if plaintext is None or number is None or not state.replaces(whole, [number]):
         return None
     return _rewrite_leaf(entity, plaintext, as_text=False)
 
@@ -639,41 +634,14 @@ def _collect_autocrypt(message: mime.Entity, state: _State) -> None:
 # --------------------------------------------------------------------------- results
 
 
-def _info(state: _State) -> InfoHeaders:
-    info = InfoHeaders()
-    info.add("PGP-Encoding", state.encodings[0])
-    if state.encrypted:
-        info.flag("PGP-Encrypted")
-    if state.ciphers:
-        info.add("PGP-Encryption-Algorithm", ", ".join(state.ciphers))
-    if state.key_not_found:
-        info.flag("PGP-Decryption-Key-Not-Found")
-    if state.refused:
-        info.add("PGP-Decryption-Refused", state.ctx.readers.refusal())
-    for failure in dict.fromkeys(state.failures):
-        info.add("PGP-Decryption-Failed", failure)
-    if state.signatures:
-        _signature_info(info, state)
-    if state.mixed:
-        info.flag("PGP-Mixed-Content")
-    if state.withheld:
-        info.add("PGP-Decryption-Withheld", WITHHELD)
-    return info
-
-
-def _signature_info(info: InfoHeaders, state: _State) -> None:
-    signatures = state.signatures
-    info.flag("PGP-Signed")
-    info.add("PGP-Signer-KeyID", ", ".join(dict.fromkeys(s.keyid for s in signatures)))
-    valid = all(s.valid for s in signatures)
-    info.boolean("PGP-Signature-Valid", valid)
-    if not valid:
-        info.add("PGP-Signature-Failure", ", ".join(dict.fromkeys(s.reason for s in signatures if s.reason)))
-    emails = list(dict.fromkeys(e for s in signatures for e in s.emails))
-    if emails:
-        info.add("PGP-Signer-Email", ", ".join(emails))
-    if not from_names_signer(state.ctx.from_fields, [e for s in signatures if s.valid for e in s.emails]):
-        info.flag("PGP-Signer-Mismatch")
+def _findings(state: _State) -> findings.PgpFindings:
+    valid_emails = [email for s in state.signatures if s.valid for email in s.emails]
+    return findings.PgpFindings(
+        encodings=tuple(state.encodings), encrypted=state.encrypted, ciphers=tuple(state.ciphers),
+        key_not_found=state.key_not_found, refusal=state.ctx.readers.refusal() if state.refused else None,
+        failures=tuple(state.failures), signatures=_signature_findings(state.signatures),
+        signer_mismatch=not from_names_signer(state.ctx.from_fields, valid_emails), mixed=state.mixed,
+        withheld=state.withheld, blocks=tuple(state.blocks))
 
 
 def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
@@ -683,12 +651,9 @@ def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
     new_raw = _walk(message, state, "0", whole=True)
     _explain_carried_signers(state)
     _harvest_keys(state)
-    report = {
-        "encoding": state.encodings,
-        "blocks": state.blocks,
-        "signatures": [_signature_report(s) for s in state.signatures],
-    }
     if not state.encodings:
         return None
+    found = _findings(state)
     # The whole rewritten message: the core takes only its content headers (and RFC 9788 protected ones).
-    return HandlerResult(info=_info(state), entity=new_raw, report={"openpgp": report})
+    return HandlerResult(info=findings.info_headers(found), entity=new_raw, facts=findings.facts(found),
+                         report={"openpgp": found.explain()})
