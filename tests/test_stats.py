@@ -7,6 +7,7 @@ import re
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -223,3 +224,62 @@ def test_an_unwritable_stats_file_is_logged_and_never_raises(tmp_path, caplog):
     exporter.stop()
     warnings = [r.getMessage() for r in caplog.records if r.name == "ciphermilter.stats"]
     assert len(warnings) == 2 and all(w.startswith("cannot write statistics: ") for w in warnings)
+
+
+# --------------------------------------------------------------------------- facts agree with the headers
+
+
+def counted_from_headers(outcome: core.Outcome) -> tuple[set[str], list[tuple[str, str]]]:
+    """What the statistics counted before the findings were typed: the info header names parsed back.
+
+    Kept here as the oracle the facts must agree with, message by message (issue 15 section 3).
+    """
+    values: dict[str, list[str]] = {}
+    for name, value in outcome.info:
+        values.setdefault(re.sub(r"(?:-\d+)+\Z", "", name[len("X-CipherMail-Info-"):]), []).append(
+            value.replace("\n", ""))
+    found = {"messages"} | {name for name, happened in (("errors", outcome.error), ("rejected", outcome.reject),
+                                                         ("limit_held", outcome.held_at_limit)) if happened}
+    if outcome.report.get("skipped") == "no recipient in an internal domain":
+        found.add("not_internal")
+    found |= {"not_processed"} if "Not-Processed" in values else set()
+    for kind, undecrypted in (("smime", SMIME_UNDECRYPTED), ("pgp", PGP_UNDECRYPTED)):
+        prefix = "SMIME" if kind == "smime" else "PGP"
+        if f"{prefix}-Encrypted" in values:
+            found.add(f"{kind}_encrypted")
+            found |= {f"{kind}_key_not_found"} if f"{prefix}-Decryption-Key-Not-Found" in values else set()
+            found |= set() if undecrypted & values.keys() else {f"{kind}_decrypted"}
+    all_true = lambda name: name in values and all(v == "True" for v in values[name])  # noqa: E731
+    if "SMIME-Signed" in values:
+        found.add("smime_signed")
+        intact = "SMIME-Signature-Failed" not in values
+        found |= {"smime_verified"} if all_true("Signer-Verified") and intact else set()
+        found |= {"smime_trusted"} if all_true("Signer-Trusted") and intact else set()
+    if "PGP-Signed" in values:
+        found |= {"pgp_signed"} | ({"pgp_verified"} if all_true("PGP-Signature-Valid") else set())
+    failures = [(name, value) for name in stats.FAILURE_HEADERS for value in values.get(name, ())]
+    if outcome.error and not failures:
+        failures.append(("error", outcome.error))
+    if outcome.reject:
+        failures.append(("rejected", outcome.reject))
+    return found, failures
+
+
+EXPLAIN_VECTORS = sorted((Path(__file__).parent / "vectors" / "explain").glob("attack-*.eml"))
+
+
+@pytest.mark.parametrize("case", corpus_cases(), ids=lambda case: case["id"])
+def test_facts_count_what_the_headers_say_on_the_corpus(case, corpus_store):
+    outcome = core.process(case_message(case), case_envelope(case), corpus_store)
+    found, failures = stats.counted(outcome)
+    expected_found, expected_failures = counted_from_headers(outcome)
+    assert found == expected_found and sorted(failures) == sorted(expected_failures)
+
+
+@pytest.mark.parametrize("path", EXPLAIN_VECTORS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("recipient", [INTERNAL_RECIPIENT, "erin@corp-pub.example", "zed@elsewhere.example"])
+def test_facts_count_what_the_headers_say_on_attacks(path, recipient, corpus_store):
+    outcome = core.process(path.read_bytes(), core.Envelope(recipients=[recipient]), corpus_store)
+    found, failures = stats.counted(outcome)
+    expected_found, expected_failures = counted_from_headers(outcome)
+    assert found == expected_found and sorted(failures) == sorted(expected_failures)
