@@ -222,7 +222,7 @@ def test_an_unwritable_stats_file_is_logged_and_never_raises(tmp_path, caplog):
     exporter = stats.Exporter(stats.Counters(), str(tmp_path / "missing-dir" / "stats.json"), interval=3600)
     exporter.start()
     exporter.stop()
-    warnings = [r.getMessage() for r in caplog.records if r.name == "ciphermilter.stats"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == stats.log.name]
     assert len(warnings) == 2 and all(w.startswith("cannot write statistics: ") for w in warnings)
 
 
