@@ -110,6 +110,12 @@ class Context:
         if self.decompression is None:
             self.decompression = DecompressionBudget(self.settings.limits.decompressed_limit)
 
+    @property
+    def budget(self) -> DecompressionBudget:
+        """The message's decompression budget (made in __post_init__ when none was given)."""
+        assert self.decompression is not None
+        return self.decompression
+
     def note_keys(self, groups: list, decrypts: bool) -> list:
         """Pass on the reader rule's key groups for a layer, noting whether they make the content ours to decrypt."""
         if groups and decrypts:

@@ -23,7 +23,7 @@ import math
 import os
 import threading
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol, TypedDict
 
 from ciphermilter import files
 from ciphermilter.core.findings import Facts
@@ -110,10 +110,30 @@ def counted(outcome: Counted) -> tuple[set[str], list[tuple[str, str]]]:
 _FAILURE_ORDER = {header: position for position, header in enumerate(FAILURE_HEADERS)}
 
 
+class Timing(TypedDict):
+    count: int
+    sum: float
+    window: int  # messages the quantiles are computed from
+    quantiles: dict[str, float]  # "0.5" -> seconds
+    max: float | None
+
+
+class Snapshot(TypedDict):
+    """The stats file: what ``ciphermilter stats`` shows (FORMAT_VERSION)."""
+
+    version: int
+    pid: int
+    started: str  # ISO 8601
+    updated: str
+    counters: dict[str, int]
+    failures: dict[str, dict[str, int]]  # header -> reason -> count
+    processing_seconds: Timing
+
+
 class Counters:
     """The daemon's counters; every connection thread records into the same instance."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.started = _utcnow()
         self.counts = dict.fromkeys(COUNTERS, 0)
@@ -141,14 +161,14 @@ class Counters:
                 self._reasons += 1
         reasons[reason] = reasons.get(reason, 0) + 1
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> Snapshot:
         """Everything ``ciphermilter stats`` shows, as JSON-ready data."""
         with self._lock:
             counts = dict(self.counts)
             failures = {header: dict(reasons) for header, reasons in self.failures.items()}
             times = sorted(self.times)
             time_sum = self.time_sum
-        timing = {"count": counts["messages"], "sum": round(time_sum, 6), "window": len(times),
+        timing: Timing = {"count": counts["messages"], "sum": round(time_sum, 6), "window": len(times),
                   "quantiles": {f"{q:g}": round(_quantile(times, q), 6) for q in PERCENTILES} if times else {},
                   "max": round(times[-1], 6) if times else None}
         return {"version": FORMAT_VERSION, "pid": os.getpid(), "started": _iso(self.started),
@@ -178,7 +198,7 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
 
 
-def prometheus(snapshot: dict) -> str:
+def prometheus(snapshot: Snapshot) -> str:
     """The snapshot in the Prometheus text exposition format (version 0.0.4)."""
     lines = []
     for name, help_text in COUNTERS.items():
@@ -212,11 +232,11 @@ def default_stats_file(store_path: str) -> str:
     return os.path.join(os.path.dirname(store_path), STATS_FILE_NAME)
 
 
-def read_stats_file(path: str) -> dict:
+def read_stats_file(path: str) -> Snapshot:
     """The snapshot the daemon last wrote; ValueError with one clear line when it is missing or unreadable."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+            data: Snapshot = json.load(fh)  # checked below: a dict of this version
     except FileNotFoundError:
         raise ValueError(f"no statistics at {path}: is the daemon running with this stats_file?") from None
     except OSError as exc:
@@ -231,7 +251,7 @@ def read_stats_file(path: str) -> dict:
 class _MetricsHandler(http.server.BaseHTTPRequestHandler):
     counters: Counters  # set on the subclass the exporter makes
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         if self.path.split("?")[0] != "/metrics":
             self.send_error(404, "only /metrics is served here")
             return
@@ -242,7 +262,8 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format, *args):  # noqa: A002  scrapes every few seconds must not flood the mail log
+    # noqa: A002 (http.server names it format); scrapes every few seconds must not flood the mail log
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
 
 

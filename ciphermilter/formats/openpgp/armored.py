@@ -60,7 +60,8 @@ def open_armored(block: bytes, state: WalkState, where: str, kind: BlockKind,
     return _armor_inside(opened.plaintext, opened.signatures, state, where + ".d", whole), number
 
 
-def _armor_inside(plaintext: bytes, signatures, state: WalkState, where: str, whole: bool) -> bytes:
+def _armor_inside(plaintext: bytes, signatures: Sequence[openpgp.SignatureResult], state: WalkState, where: str,
+                  whole: bool) -> bytes:
     """The plaintext of an armored message, its own armored blocks opened as one more layer.
 
     ``gpg -a -e | gpg -a -e`` hid the inner message from the scanners after
@@ -84,14 +85,16 @@ def _armor_inside(plaintext: bytes, signatures, state: WalkState, where: str, wh
     return plaintext if replaced is None else replaced
 
 
-def is_alone(body: bytes, spans) -> bool:
+def is_alone(body: bytes, spans: Sequence[openpgp.ArmorSpan]) -> bool:
     """One armored block with nothing but blank text around it: blank text is no sender-chosen content."""
     return len(spans) == 1 and not (body[:spans[0].start].strip() or body[spans[0].end:].strip())
 
 
-def replace_blocks(body: bytes, spans, state: WalkState, where: str, whole: bool) -> bytes | None:
+def replace_blocks(body: bytes, spans: Sequence[openpgp.ArmorSpan], state: WalkState, where: str,
+                   whole: bool) -> bytes | None:
     """``body`` with its armored blocks opened and replaced by their plaintext where allowed, else None."""
-    pieces, pos, changed = [], 0, False
+    pieces: list[bytes] = []
+    pos, changed = 0, False
     opened: list[int] = []
     for span in spans:
         plaintext, number = _inline_block(body, span, state, where, whole)

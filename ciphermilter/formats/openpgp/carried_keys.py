@@ -51,7 +51,7 @@ def harvest_keys(state: WalkState) -> None:
                 state.ctx.harvest.note(f"{candidate.where}: {key.fingerprint.keyid} {FOREIGN_ADDRESSES}")
 
 
-def _carried_keys(candidate: KeyCandidate, state: WalkState) -> list:
+def _carried_keys(candidate: KeyCandidate, state: WalkState) -> list[Any]:
     if candidate.keys is None:
         try:
             candidate.keys = keyimport.parse(candidate.data).pgp_keys

@@ -246,7 +246,8 @@ def _pgp_mime_signed(entity: mime.Entity, state: WalkState, where: str, whole: b
 # --------------------------------------------------------------------------- inline
 
 
-def _inline_text(entity: mime.Entity, body: bytes, spans, state: WalkState, where: str, whole: bool) -> bytes | None:
+def _inline_text(entity: mime.Entity, body: bytes, spans: Sequence[openpgp.ArmorSpan], state: WalkState, where: str,
+                 whole: bool) -> bytes | None:
     """A text part with armored blocks (``whole``: one block alone in a whole part): replace where allowed."""
     replaced = replace_blocks(body, spans, state, where, whole)
     return None if replaced is None else _rewrite_leaf(entity, replaced, as_text=True)
@@ -323,7 +324,8 @@ def _walk(entity: mime.Entity, state: WalkState, where: str, *, whole: bool) -> 
     return _leaf(entity, state, where, whole)
 
 
-def _walk_covered(entity: mime.Entity, signatures, state: WalkState, where: str, *, whole: bool) -> bytes | None:
+def _walk_covered(entity: mime.Entity, signatures: Sequence[openpgp.SignatureResult], state: WalkState, where: str,
+                  *, whole: bool) -> bytes | None:
     """Walk protected content under the signatures that cover it (they decide what may be harvested there)."""
     outer = state.covering
     state.covering = outer + tuple(signatures)
@@ -336,26 +338,41 @@ def _walk_covered(entity: mime.Entity, signatures, state: WalkState, where: str,
 # --------------------------------------------------------------------------- results
 
 
-def _findings(state: WalkState) -> findings.PgpFindings:
-    valid_emails = [email for s in state.signatures if s.valid for email in s.emails]
-    return findings.PgpFindings(
-        encodings=tuple(state.encodings), encrypted=state.encrypted, ciphers=tuple(state.ciphers),
-        key_not_found=state.key_not_found, refusal=state.ctx.readers.refusal() if state.refused else None,
-        failures=tuple(state.failures), signatures=signature_findings(state.signatures),
-        signer_mismatch=not from_names_signer(state.ctx.from_fields, valid_emails), mixed=state.mixed,
-        withheld=state.withheld, blocks=tuple(state.blocks))
+class _Walker:
+    """One message's walk, with the S/MIME handler's skeleton: :meth:`unwrap`, then :meth:`finish`."""
+
+    def __init__(self, ctx: Context):
+        self.state = WalkState(ctx=ctx, keyring=openpgp.keyring_for(ctx.store))
+
+    def unwrap(self, message: mime.Entity, *, whole: bool) -> bytes | None:
+        """The new bytes of the message when something in it was replaced, else None."""
+        collect_autocrypt(message, self.state)
+        return _walk(message, self.state, "0", whole=whole)
+
+    def finish(self, entity: bytes | None) -> HandlerResult | None:
+        """The handler's result once every signature is known; None when the message holds no OpenPGP."""
+        state = self.state
+        explain_carried_signers(state)
+        harvest_keys(state)
+        if not state.encodings:
+            return None
+        found = self._findings()
+        # The whole rewritten message: the core takes only its content headers (and RFC 9788 protected ones).
+        return HandlerResult(info=findings.info_headers(found), entity=entity, facts=findings.facts(found),
+                             report={"openpgp": found.explain()})
+
+    def _findings(self) -> findings.PgpFindings:
+        state = self.state
+        valid_emails = [email for s in state.signatures if s.valid for email in s.emails]
+        return findings.PgpFindings(
+            encodings=tuple(state.encodings), encrypted=state.encrypted, ciphers=tuple(state.ciphers),
+            key_not_found=state.key_not_found, refusal=state.ctx.readers.refusal() if state.refused else None,
+            failures=tuple(state.failures), signatures=signature_findings(state.signatures),
+            signer_mismatch=not from_names_signer(state.ctx.from_fields, valid_emails), mixed=state.mixed,
+            withheld=state.withheld, blocks=tuple(state.blocks))
 
 
 def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
     """Find, open and (where safe) replace OpenPGP content; None when the message has none."""
-    state = WalkState(ctx=ctx, keyring=openpgp.keyring_for(ctx.store))
-    collect_autocrypt(message, state)
-    new_raw = _walk(message, state, "0", whole=True)
-    explain_carried_signers(state)
-    harvest_keys(state)
-    if not state.encodings:
-        return None
-    found = _findings(state)
-    # The whole rewritten message: the core takes only its content headers (and RFC 9788 protected ones).
-    return HandlerResult(info=findings.info_headers(found), entity=new_raw, facts=findings.facts(found),
-                         report={"openpgp": found.explain()})
+    walker = _Walker(ctx)
+    return walker.finish(walker.unwrap(message, whole=True))

@@ -23,7 +23,7 @@ class KeyCandidate:
     data: bytes
     where: str
     covered_by: tuple[openpgp.SignatureResult, ...]  # the signatures whose content holds it
-    keys: list | None = None  # parsed once, when needed (pgpy keys)
+    keys: list[Any] | None = None  # parsed once, when needed (pgpy keys: an untyped library)
 
 
 @dataclass
@@ -99,14 +99,14 @@ class WalkState:
         return openpgp.open_message(
             data,
             self.keyring,
-            max_output=self.ctx.decompression,
+            max_output=self.ctx.budget,
             max_nesting=limits.max_pgp_nesting,
             max_recipients=limits.max_recipient_infos,
             check=self.ctx.check_deadline,
             arrange=lambda candidates: self.ctx.note_keys(self.arrange(candidates), self.decrypts(whole)),
         )
 
-    def arrange(self, candidates: list) -> list[list]:
+    def arrange(self, candidates: list[Any]) -> list[list[Any]]:
         """The reader rule over (PKESK, secret subkey) pairs: a subkey reads as its primary key.
 
         Stored keys the rule refuses (:mod:`ciphermilter.readers`) leave the

@@ -132,8 +132,9 @@ BOUNDARY_CLASH = "plaintext contains the boundary of its parent"
 
 def explain(layers: Iterable[SmimeLayer], signer_mismatch: bool, verified_emails: Iterable[str]) -> dict[str, Json]:
     """The ``smime`` part of the report."""
+    emails: list[Json] = [*sorted(verified_emails)]
     return {"layers": [layer.explain() for layer in layers], "signer_mismatch": signer_mismatch,
-            "verified_signer_emails": sorted(verified_emails)}
+            "verified_signer_emails": emails}
 
 
 def facts(layers: list[SmimeLayer], signed: bool) -> Facts:

@@ -306,7 +306,7 @@ class _Walker:
             return None
         del info
         try:
-            content = inflate.inflate(inflate.ZLIB, packed, self.ctx.decompression, self.ctx.check_deadline,
+            content = inflate.inflate(inflate.ZLIB, packed, self.ctx.budget, self.ctx.check_deadline,
                                       "S/MIME compressed data")
         except inflate.CorruptData:
             self._decompression_failed(level, CORRUPT_COMPRESSED)
@@ -447,11 +447,11 @@ class _Walker:
             self.info.add("Signer-Email", ", ".join(emails), index=index, level=level)
         self.info.boolean("Signer-Verified", signer.verified, index=index, level=level)
         if not signer.verified:
-            self.info.add("Signer-Verification-Info", signer.reason, index=index, level=level)
+            self.info.add("Signer-Verification-Info", signer.reason or "", index=index, level=level)
         verdict = self._trust(signer, layer)
         self.info.boolean("Signer-Trusted", verdict.trusted, index=index, level=level)
         if not verdict.trusted:
-            self.info.add("Signer-Trusted-Info", verdict.reason, index=index, level=level)
+            self.info.add("Signer-Trusted-Info", verdict.reason or "", index=index, level=level)
         if signer.verified:
             self.verified_emails.update(emails)
         if signer.verified and verdict.trusted:
