@@ -16,7 +16,7 @@ from ciphermilter.core import pipeline as core
 
 from ciphermilter.daemon import stats
 from ciphermilter.cli.main import main
-from ciphermilter.core.findings import Facts, Failure
+from ciphermilter.core.findings import Facts, Failure, Protection
 from ciphermilter.core.info import InfoHeaders
 from ciphermilter.core.plan import EditPlan
 from conftest import case_envelope, case_message, corpus_cases
@@ -28,8 +28,6 @@ COMMENT = re.compile(r"# (HELP [a-z_]+ .+|TYPE [a-z_]+ (counter|gauge|summary))\
 
 
 # The facts a handler renders beside these headers (core.findings): counting reads the facts.
-FACT_OF_HEADER = {"Not-Processed": "not_processed", "SMIME-Encrypted": "smime_encrypted",
-                  "PGP-Encrypted": "pgp_encrypted", "PGP-Signed": "pgp_signed"}
 SMIME_UNDECRYPTED = {"SMIME-Decryption-Key-Not-Found", "SMIME-Decryption-Failed", "SMIME-Not-Decrypted"}
 PGP_UNDECRYPTED = {"PGP-Decryption-Key-Not-Found", "PGP-Decryption-Failed", "PGP-Decryption-Withheld"}
 
@@ -40,14 +38,14 @@ def outcome_with(*headers: tuple[str, str], report=None, error=None) -> core.Out
     for name, value in headers:
         info.add(name, value)
     named = dict(headers)
-    flags = {FACT_OF_HEADER[name]: True for name in named if name in FACT_OF_HEADER}
-    if named.get("PGP-Signature-Valid") == "True":
-        flags["pgp_verified"] = True
-    for kind, undecrypted in (("smime", SMIME_UNDECRYPTED), ("pgp", PGP_UNDECRYPTED)):
-        flags[f"{kind}_decrypted"] = flags.get(f"{kind}_encrypted", False) and not undecrypted & named.keys()
+    smime_encrypted = "SMIME-Encrypted" in named
+    pgp_encrypted, pgp_signed = "PGP-Encrypted" in named, "PGP-Signed" in named
+    smime = Protection(encrypted=smime_encrypted, decrypted=smime_encrypted and not SMIME_UNDECRYPTED & named.keys())
+    pgp = Protection(encrypted=pgp_encrypted, decrypted=pgp_encrypted and not PGP_UNDECRYPTED & named.keys(),
+                     signed=pgp_signed, verified=pgp_signed and named.get("PGP-Signature-Valid") == "True")
     failures = tuple(Failure.of(name, value) for name, value in headers if name in stats.FAILURE_HEADERS)
     return core.Outcome(plan=EditPlan(), info=info, report=report or {}, error=error,
-                        facts=Facts(**flags, failures=failures))
+                        facts=Facts(not_processed="Not-Processed" in named, smime=smime, pgp=pgp, failures=failures))
 
 
 @pytest.mark.parametrize("case", corpus_cases(), ids=lambda case: case["id"])

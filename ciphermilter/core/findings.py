@@ -33,35 +33,49 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Protection:
+    """What one format's handler found in a message (S/MIME or OpenPGP)."""
+
+    encrypted: bool = False  # encrypted content was found
+    decrypted: bool = False  # ... and all of it was decrypted
+    key_not_found: bool = False  # ... and no stored key opens some of it (or the reader rule refused those that do)
+    signed: bool = False  # a signature was found, readable or not
+    verified: bool = False  # ... and every one verified
+    trusted: bool = False  # ... and every signer chains to a trust anchor (S/MIME only)
+
+    def __or__(self, other: Protection) -> Protection:
+        return Protection(*(mine or theirs for mine, theirs in zip(self._flags(), other._flags())))
+
+    def _flags(self) -> tuple[bool, ...]:
+        return tuple(getattr(self, name) for name in _PROTECTION_FLAGS)
+
+    def counted(self, prefix: str) -> set[str]:
+        """The counter names (``smime_decrypted``) of the flags that are true."""
+        return {f"{prefix}_{name}" for name in _PROTECTION_FLAGS if getattr(self, name)}
+
+
+_PROTECTION_FLAGS = tuple(f.name for f in dataclasses.fields(Protection))
+
+
+@dataclass(frozen=True)
 class Facts:
     """The counters one message adds 1 to, and its failures (names as in ``daemon.stats.COUNTERS``)."""
 
     not_internal: bool = False
     not_processed: bool = False
-    smime_encrypted: bool = False
-    smime_decrypted: bool = False
-    smime_key_not_found: bool = False
-    smime_signed: bool = False
-    smime_verified: bool = False
-    smime_trusted: bool = False
-    pgp_encrypted: bool = False
-    pgp_decrypted: bool = False
-    pgp_key_not_found: bool = False
-    pgp_signed: bool = False
-    pgp_verified: bool = False
+    smime: Protection = Protection()
+    pgp: Protection = Protection()
     failures: tuple[Failure, ...] = ()
 
     def __or__(self, other: Facts) -> Facts:
-        """Both messages' facts: each handler reports its own format, so a flag is true when either found it."""
-        flags = {name: getattr(self, name) or getattr(other, name) for name in _FLAGS}
-        return Facts(**flags, failures=self.failures + other.failures)
+        """Both handlers' facts: each reports its own format, so a flag is true when either found it."""
+        return Facts(self.not_internal or other.not_internal, self.not_processed or other.not_processed,
+                     self.smime | other.smime, self.pgp | other.pgp, self.failures + other.failures)
 
     def counted(self) -> set[str]:
-        """The names of the flags that are true."""
-        return {name for name in _FLAGS if getattr(self, name)}
-
-
-_FLAGS = tuple(f.name for f in dataclasses.fields(Facts) if f.type == "bool")
+        """The names of the counters this message adds 1 to (not ``messages``, nor the outcome's own)."""
+        flags = {name for name in ("not_internal", "not_processed") if getattr(self, name)}
+        return flags | self.smime.counted("smime") | self.pgp.counted("pgp")
 
 
 class Readers(TypedDict, total=False):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ciphermilter.core.findings import Facts, Failure, Json
+from ciphermilter.core.findings import Facts, Failure, Json, Protection
 from ciphermilter.core.info import InfoHeaders
 from ciphermilter.formats.openpgp import engine as openpgp
 
@@ -168,11 +168,11 @@ def facts(found: PgpFindings) -> Facts:
     if found.signatures and not found.signatures_valid:
         failures.append(Failure.of("PGP-Signature-Failure", found.signature_failure))
     undecrypted = found.key_not_found or bool(found.failures) or found.withheld
-    return Facts(
-        pgp_encrypted=found.encrypted,
-        pgp_decrypted=found.encrypted and not undecrypted,
-        pgp_key_not_found=found.encrypted and found.key_not_found,
-        pgp_signed=bool(found.signatures),
-        pgp_verified=bool(found.signatures) and found.signatures_valid,
-        failures=tuple(failures),
+    pgp = Protection(
+        encrypted=found.encrypted,
+        decrypted=found.encrypted and not undecrypted,
+        key_not_found=found.encrypted and found.key_not_found,
+        signed=bool(found.signatures),
+        verified=bool(found.signatures) and found.signatures_valid,
     )
+    return Facts(pgp=pgp, failures=tuple(failures))

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ciphermilter.core.findings import Facts, Failure, Json
+from ciphermilter.core.findings import Facts, Failure, Json, Protection
 
 
 class LayerKind(enum.Enum):
@@ -145,12 +145,12 @@ def facts(layers: list[SmimeLayer], signed: bool) -> Facts:
     signers = [signer for layer in layers for signer in layer.signers or ()]
     signature_failed = any(layer.problem is Problem.SIGNATURE_FAILED for layer in layers)
     counted = signed and bool(signers) and not signature_failed
-    return Facts(
-        smime_encrypted=encrypted,
-        smime_decrypted=encrypted and not undecrypted,
-        smime_key_not_found=encrypted and key_not_found,
-        smime_signed=signed,
-        smime_verified=counted and all(signer.verified for signer in signers),
-        smime_trusted=counted and all(signer.trusted for signer in signers),
-        failures=tuple(failure for layer in layers for failure in layer.failures()),
+    smime = Protection(
+        encrypted=encrypted,
+        decrypted=encrypted and not undecrypted,
+        key_not_found=encrypted and key_not_found,
+        signed=signed,
+        verified=counted and all(signer.verified for signer in signers),
+        trusted=counted and all(signer.trusted for signer in signers),
     )
+    return Facts(smime=smime, failures=tuple(failure for layer in layers for failure in layer.failures()))
