@@ -291,7 +291,8 @@ def _check_content_headers(entity: mime.Entity) -> None:
             raise mime.MimeError(f"decrypted content has an invalid {header.name} header")
 
 
-def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Entity, settings: Settings, report: Report):
+def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Entity, settings: Settings,
+                      report: Report):
     _check_content_headers(entity)
     _replace_headers(outer, entity.headers, CONTENT_HEADERS, plan, drop_missing=True)
     if settings.header_protection:

@@ -16,6 +16,11 @@ opened (for the report and the signatures) but left encrypted, flagged with
 ``PGP-Mixed-Content`` and explained, unless ``Settings.decrypt_embedded``
 allows it. Signed content that is not the whole content gets the same flag
 beside its verdict: the signature does not cover what sits beside it.
+
+The handler is split by job (it had grown to 694 lines): this module walks the MIME tree (PGP/MIME,
+leaves, attachments) and writes what replaces a part; :mod:`.armored` opens armored blocks inside
+text; :mod:`.carried_keys` decides which keys the message carries may be kept; :mod:`.state` holds
+what the walk found, which :mod:`.findings` freezes and renders (info headers, facts, report).
 """
 
 from __future__ import annotations
