@@ -23,6 +23,7 @@ from support.attack_messages import (ATTACKER_TEXT, ATTACKS, PGP_SIGNER, SECRET,
 from ciphermilter import mime
 from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import handler as openpgp_mime
+from ciphermilter.formats.openpgp import findings as pgp_findings
 from ciphermilter.formats.smime import handler as smime
 from ciphermilter.cli.main import main
 from ciphermilter.config import Settings
@@ -31,7 +32,7 @@ from ciphermilter.formats.sender import from_names_signer
 from conftest import BOB, CORPUS, NO_HARVEST, info_of
 
 EMBEDDED_ON = Settings(harvest_certificates=False, harvest_pgp_keys=False, decrypt_embedded=True)
-PGP_WITHHELD = openpgp_mime.WITHHELD
+PGP_WITHHELD = pgp_findings.WITHHELD
 
 
 @pytest.fixture(scope="module")

@@ -101,8 +101,8 @@ def test_a_flood_is_refused_before_any_other_limit():
 
 
 def test_a_flood_is_counted_as_rejected():
-    assert stats.findings(process(flooded(LIMIT + 1))) == ({"messages", "rejected"}, [("rejected", REASON)])
-    assert "rejected" not in stats.findings(process(flooded(LIMIT)))[0]
+    assert stats.counted(process(flooded(LIMIT + 1))) == ({"messages", "rejected"}, [("rejected", REASON)])
+    assert "rejected" not in stats.counted(process(flooded(LIMIT)))[0]
 
 
 # --- forged fields in decrypted content: no per-field cost ------------------------------------------

@@ -19,6 +19,7 @@ from ciphermilter import mime
 from ciphermilter.core import pipeline as core
 from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import handler as openpgp_mime
+from ciphermilter.formats.openpgp import carried_keys
 from ciphermilter.cli.main import main
 from ciphermilter.config import Settings
 from ciphermilter.core.info import INFO_PREFIX
@@ -83,7 +84,7 @@ def test_autocrypt_key_signing_its_own_message_is_not_valid(store, forger, claim
     assert info == forged_pgp_mime(keyid)
     assert_body_untouched(message, outcome)
     assert store.pgp_public_keys(keyid) == [] and dump(store.path) == rows
-    assert outcome.report["harvest"] == [f"Autocrypt: {openpgp_mime.NOT_VOUCHED}"]
+    assert outcome.report["harvest"] == [f"Autocrypt: {carried_keys.NOT_VOUCHED}"]
 
 
 def test_attached_key_and_inline_clearsigned_text_is_not_valid(store, forger):
@@ -125,7 +126,7 @@ def test_a_signer_the_admin_imported_announces_a_new_key_of_his_own(store, bob):
 
     assert info["PGP-Signature-Valid"] == "True" and info["PGP-Signer-Email"] == BOB_PGP
     assert outcome.report["harvest"] == [
-        f"Autocrypt: {openpgp_mime.NOT_VOUCHED}", f"0.1.3: {ceo_keyid} {openpgp_mime.FOREIGN_ADDRESSES}",
+        f"Autocrypt: {carried_keys.NOT_VOUCHED}", f"0.1.3: {ceo_keyid} {carried_keys.FOREIGN_ADDRESSES}",
         f"0.1.2: {new_keyid} added"]
     assert store.show_key(new_keyid)["origin"] == "harvested"
     assert store.pgp_public_keys(ceo_keyid) == store.pgp_public_keys(autocrypt_keyid) == []

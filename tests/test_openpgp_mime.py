@@ -16,6 +16,8 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import engine as openpgp
 
 from ciphermilter.formats.openpgp import handler as openpgp_mime
+from ciphermilter.formats.openpgp import carried_keys
+from ciphermilter.formats.openpgp import findings as pgp_findings
 from ciphermilter.config import Limits, Settings
 from ciphermilter.core.contract import Context
 from ciphermilter.core.plan import apply_plan
@@ -132,7 +134,7 @@ def test_embedded_ciphertext_stays_encrypted_by_default(case, corpus_store):
     info = info_of(outcome)
     assert outcome.plan.body is None and not outcome.plan.changes
     assert info["PGP-Mixed-Content"] == "True"
-    assert info["PGP-Decryption-Withheld"] == openpgp_mime.WITHHELD
+    assert info["PGP-Decryption-Withheld"] == pgp_findings.WITHHELD
     assert apply_plan(message, outcome.plan).endswith(mime.parse(message).body)
     assert case["expected_plaintext_sha256"] in block_hashes(outcome)  # opened for the report all the same
 
@@ -225,7 +227,7 @@ def test_encrypted_part_between_html_wrappers_stays_encrypted(case, corpus_store
     outcome = run(message, corpus_store, envelope=case_envelope(case))
     info = info_of(outcome)
     assert info["PGP-Mixed-Content"] == "True"
-    assert info["PGP-Decryption-Withheld"] == openpgp_mime.WITHHELD
+    assert info["PGP-Decryption-Withheld"] == pgp_findings.WITHHELD
     assert outcome.plan.body is None
     assert case["expected_plaintext_sha256"] in block_hashes(outcome)
 
@@ -302,7 +304,7 @@ def test_attached_public_key_of_an_unsigned_message_is_never_harvested(vector_st
     outcome = run(message, vector_store, Settings(harvest_pgp_keys=harvest))
     assert vector_store.pgp_public_keys(vector_keyid("elg")) == []
     assert len(outcome.info) == 0  # a key alone is no OpenPGP-protected content
-    assert outcome.report.get("harvest", []) == ([f"0.2: {openpgp_mime.NOT_VOUCHED}"] if harvest
+    assert outcome.report.get("harvest", []) == ([f"0.2: {carried_keys.NOT_VOUCHED}"] if harvest
                                                                       else [])
 
 
@@ -312,7 +314,7 @@ def test_autocrypt_key_is_not_harvested(vector_store):
     folded = b"\r\n ".join(keydata[i:i + 70] for i in range(0, len(keydata), 70))
     outcome = run(harvest_message(b"Autocrypt: addr=p256@vectors.example; keydata=" + folded + b"\r\n"), vector_store)
     assert vector_store.pgp_public_keys(vector_keyid("p256")) == []
-    assert outcome.report["harvest"] == [f"Autocrypt: {openpgp_mime.NOT_VOUCHED}"]
+    assert outcome.report["harvest"] == [f"Autocrypt: {carried_keys.NOT_VOUCHED}"]
 
 
 def test_message_without_openpgp_gives_no_result(corpus_store):

@@ -385,7 +385,7 @@ def test_bindings_move_with_store_export_and_import(store, tmp_path):
 
 def test_refusals_are_counted_by_reason_for_the_stats_command(store):
     outcome, _ = process(smime_message(smime_encrypt(SECRET)), [ERIN], store)
-    found, failures = stats.findings(outcome)
+    found, failures = stats.counted(outcome)
     assert {"smime_encrypted", "smime_key_not_found"} <= found and "smime_decrypted" not in found
     assert failures == [("SMIME-Decryption-Refused", REFUSED)]
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 import click
 
 from ciphermilter.cli.common import echo_json, fail, resolved_config
-from ciphermilter.daemon.stats import COUNTERS, prometheus, read_stats_file
+from ciphermilter.daemon.stats import COUNTERS, Snapshot, prometheus, read_stats_file
 
 def _stats_file_of(ctx: click.Context) -> str:
     """The daemon's stats_file: from --config when it sets one, else beside the store."""
     return resolved_config(ctx).stats_path
 
 
-def _human(snapshot: dict) -> list[str]:
+def _human(snapshot: Snapshot) -> list[str]:
     lines = [f"started: {snapshot['started']}  updated: {snapshot['updated']}  pid: {snapshot['pid']}"]
     width = max(map(len, COUNTERS))
     lines += [f"{name:<{width}}  {snapshot['counters'].get(name, 0)}" for name in COUNTERS]
     timing = snapshot["processing_seconds"]
-    if timing["quantiles"]:
+    slowest = timing["max"]
+    if timing["quantiles"] and slowest is not None:  # both are there once a message was timed
         quantiles = "  ".join(f"p{float(q) * 100:g}={v * 1000:.1f}ms" for q, v in timing["quantiles"].items())
-        lines.append(f"processing time: {quantiles}  max={timing['max'] * 1000:.1f}ms"
+        lines.append(f"processing time: {quantiles}  max={slowest * 1000:.1f}ms"
                      f" (last {timing['window']} messages)")
     for header, reasons in sorted(snapshot["failures"].items()):
         lines += [f"failure {header}: {reason}: {count}" for reason, count in sorted(reasons.items())]
@@ -32,7 +33,7 @@ def _human(snapshot: dict) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--prometheus", "as_prometheus", is_flag=True, help="Prometheus text exposition format.")
 @click.pass_context
-def stats_command(ctx, stats_file, as_json, as_prometheus):
+def stats_command(ctx: click.Context, stats_file: str | None, as_json: bool, as_prometheus: bool) -> None:
     """Show the running daemon's counters: messages, decrypted, verified, failures, processing time.
 
     \b

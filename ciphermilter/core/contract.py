@@ -12,6 +12,7 @@ from ciphermilter import mime
 from ciphermilter.core import harvest
 from ciphermilter.formats.readers import NO_RULE, ReaderRule
 from ciphermilter.config import Limits, Settings
+from ciphermilter.core.findings import Facts, Report
 from ciphermilter.core.info import InfoHeaders
 
 if TYPE_CHECKING:
@@ -109,6 +110,12 @@ class Context:
         if self.decompression is None:
             self.decompression = DecompressionBudget(self.settings.limits.decompressed_limit)
 
+    @property
+    def budget(self) -> DecompressionBudget:
+        """The message's decompression budget (made in __post_init__ when none was given)."""
+        assert self.decompression is not None
+        return self.decompression
+
     def note_keys(self, groups: list, decrypts: bool) -> list:
         """Pass on the reader rule's key groups for a layer, noting whether they make the content ours to decrypt."""
         if groups and decrypts:
@@ -131,7 +138,7 @@ class Context:
 
 @dataclass
 class HandlerResult:
-    """A handler's findings.
+    """A handler's findings, rendered: its info headers, its counters and its part of the report.
 
     ``entity`` is the new content of the message as a complete MIME entity
     (its content headers, a blank line, its body) or ``None`` when the content
@@ -140,4 +147,5 @@ class HandlerResult:
 
     info: InfoHeaders = field(default_factory=InfoHeaders)
     entity: bytes | None = None
-    report: dict = field(default_factory=dict)
+    facts: Facts = field(default_factory=Facts)
+    report: Report = field(default_factory=lambda: Report())

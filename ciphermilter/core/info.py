@@ -8,6 +8,7 @@ test for headers a sender may have forged.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 from ciphermilter.core.plan import check_header_name, check_header_value
 
@@ -97,7 +98,7 @@ class InfoHeaders:
             if not (_is_flag_value(value) and any(n.lower() == full.lower() for n, _ in self.items)):
                 self.items.append((full, value))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.items)
 
     def __len__(self) -> int:

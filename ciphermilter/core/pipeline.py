@@ -28,6 +28,7 @@ from ciphermilter.formats.smime import handler as smime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.core.contract import (Context, DecompressionBudget, HandlerResult, LimitExceeded, check_part_count,
                                   parse_content)
+from ciphermilter.core.findings import Facts, Failure, Report
 from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
 from ciphermilter.daemon.stats import NOT_INTERNAL
@@ -79,12 +80,13 @@ class Envelope:
 class Outcome:
     plan: EditPlan
     info: InfoHeaders
-    report: dict
+    report: Report
     error: str | None = None  # set when processing failed for a reason of ours (the daemon's on_error applies)
     reject: str | None = None  # set when the message must be refused (554 5.7.0) for this reason; the plan is empty
     # The limit's reason when a limit stopped processing of encrypted content the store holds a key for
     # (:func:`stopped_at_limit`): the daemon's on_limit policy applies, the plan is the one for "pass".
     held_at_limit: str | None = None
+    facts: Facts = field(default_factory=Facts)  # what ``ciphermilter stats`` counts (core.findings)
 
 
 def forged_flood(forged: int, limits: Limits) -> str | None:
@@ -127,7 +129,7 @@ def refusal(outcome: Outcome, settings: Settings) -> tuple[str, str, str] | None
 
 def rejected(reason: str, envelope: Envelope, forged: int) -> Outcome:
     """The outcome for a message refused with 554 5.7.0: nothing to edit, nothing to report in headers."""
-    report = {"queue_id": envelope.queue_id, "rejected": reason, "forged_headers": forged}
+    report: Report = {"queue_id": envelope.queue_id, "rejected": reason, "forged_headers": forged}
     return Outcome(plan=EditPlan(), info=InfoHeaders(), report=report, reject=reason)
 
 
@@ -255,7 +257,7 @@ def _replace_headers(outer: list[mime.Header], inner: list[mime.Header], names, 
             plan.additions.append(HeaderAdd(name, value))
 
 
-def _restorable_protected_headers(entity: mime.Entity, report: dict) -> list[mime.Header]:
+def _restorable_protected_headers(entity: mime.Entity, report: Report) -> list[mime.Header]:
     """Protected headers (RFC 9788) of a decrypted entity that are safe to copy out."""
     if entity.params.get("protected-headers", "").lower() != "v1":
         return []
@@ -289,7 +291,8 @@ def _check_content_headers(entity: mime.Entity) -> None:
             raise mime.MimeError(f"decrypted content has an invalid {header.name} header")
 
 
-def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Entity, settings: Settings, report: dict):
+def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Entity, settings: Settings,
+                      report: Report):
     _check_content_headers(entity)
     _replace_headers(outer, entity.headers, CONTENT_HEADERS, plan, drop_missing=True)
     if settings.header_protection:
@@ -329,9 +332,11 @@ def check_new_content(content: bytes, limits: Limits) -> None:
         raise LimitExceeded(f"decrypted content larger than {limits.max_message_size} bytes")
 
 
-def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[InfoHeaders, mime.Entity | None]:
+def _run_handlers(message: mime.Entity, ctx: Context,
+                  report: Report) -> tuple[InfoHeaders, Facts, mime.Entity | None]:
     """Run every handler on the message as the previous one left it; the new entity, or None if unchanged."""
     info = InfoHeaders()
+    facts = Facts()
     current = message
     for handle in HANDLERS:
         ctx.check_deadline()
@@ -339,11 +344,12 @@ def _run_handlers(message: mime.Entity, ctx: Context, report: dict) -> tuple[Inf
         if result is None:
             continue
         info.extend(result.info)
+        facts |= result.facts
         report.update(result.report)
         if result.entity is not None:
             check_new_content(result.entity, ctx.settings.limits)
             current = parse_content(result.entity, ctx.settings.limits)
-    return info, (None if current is message else current)
+    return info, facts, (None if current is message else current)
 
 
 def process(
@@ -391,12 +397,12 @@ def process(
 
 def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings, progress, deadline: float,
              on_key_held) -> Outcome:
-    report: dict = {"queue_id": envelope.queue_id}
+    report: Report = {"queue_id": envelope.queue_id}
     headers = entity.headers
     plan = EditPlan(deletions=forged_header_deletions(headers))
     if envelope.recipients and not is_internal(envelope, store, settings):
         report["skipped"] = NOT_INTERNAL
-        return Outcome(plan=plan, info=InfoHeaders(), report=report)
+        return Outcome(plan=plan, info=InfoHeaders(), report=report, facts=Facts(not_internal=True))
     try:
         rule = reader_rule(envelope, store, settings)
         report["readers"] = {"required": rule.required, "recipients": list(rule.recipients)}
@@ -411,7 +417,7 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
             decompression=DecompressionBudget(settings.limits.decompression_budget(entity.size)),
         )
         check_part_count(entity, settings.limits.max_mime_parts)
-        info, new_entity = _run_handlers(entity, ctx, report)
+        info, facts, new_entity = _run_handlers(entity, ctx, report)
         harvested = harvest.keep(store, ctx.harvest, settings)
         if harvested:
             report["harvest"] = harvested
@@ -428,18 +434,19 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
     plan.additions.extend(HeaderAdd(name, value) for name, value in info)
     if any(name.startswith(_REFUSED_HEADERS) for name, _ in info):  # for --explain and the log line
         report["readers"]["refused"] = rule.refusal()
-    return Outcome(plan=plan, info=info, report=report)
+    return Outcome(plan=plan, info=info, report=report, facts=facts)
 
 
 def not_processed(
-    headers: list[mime.Header], reason: str, envelope: Envelope, error: str | None = None, report: dict | None = None
+    headers: list[mime.Header], reason: str, envelope: Envelope, error: str | None = None, report: Report | None = None
 ) -> Outcome:
     """The outcome for a message passed on as received: forged headers stripped, the reason added."""
     info = InfoHeaders()
     info.add(NOT_PROCESSED, reason)
     plan = EditPlan(deletions=forged_header_deletions(headers), additions=[HeaderAdd(n, v) for n, v in info])
     report = {**(report or {}), "queue_id": envelope.queue_id, "skipped": reason}
-    return Outcome(plan=plan, info=info, report=report, error=error)
+    facts = Facts(not_processed=True, failures=(Failure.of(NOT_PROCESSED, reason),))
+    return Outcome(plan=plan, info=info, report=report, error=error, facts=facts)
 
 
 def too_large(settings: Settings) -> str:
@@ -448,7 +455,7 @@ def too_large(settings: Settings) -> str:
 
 
 def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store, settings: Settings, *,
-                     key_held: bool = False, report: dict | None = None) -> Outcome:
+                     key_held: bool = False, report: Report | None = None) -> Outcome:
     """The outcome when a limit stopped processing: passed as received with ``reason``, as any Not-Processed.
 
     It is marked :attr:`Outcome.held_at_limit` (the daemon's on_limit then

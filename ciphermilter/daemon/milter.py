@@ -46,6 +46,7 @@ from ciphermilter.daemon import stats
 from ciphermilter.daemon import workers
 from ciphermilter.config import DaemonConfig
 from ciphermilter.core.contract import DEADLINE_EXCEEDED
+from ciphermilter.core.findings import Facts
 from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
 from ciphermilter.core.plan import EditPlan
 
@@ -295,7 +296,8 @@ class CipherMilter(Milter.Base):
             self.msg.needs_body = True
         if not self.msg.needs_body and not self.msg.forged:
             skipped = stats.NOT_INTERNAL if not self.msg.internal else "no content type that can be protected"
-            outcome = core.Outcome(EditPlan(), InfoHeaders(), {"skipped": skipped})
+            outcome = core.Outcome(EditPlan(), InfoHeaders(), {"skipped": skipped},
+                                   facts=Facts(not_internal=not self.msg.internal))
             self._summarise(outcome, "accepted at end of headers")
             self._reset()
             return Milter.ACCEPT

@@ -1,9 +1,10 @@
 """Statistics: what the daemon counts, the file ``ciphermilter stats`` reads, and the Prometheus exposition.
 
 The daemon calls :func:`record` once per message with the core's outcome.
-Counting reads only the info header *names* (and the failure reasons in
-their values), never the message, so it costs microseconds and cannot
-disagree with what the message says about itself.
+Counting reads only the outcome's :class:`~ciphermilter.core.findings.Facts`
+(flags and failure reasons the handlers rendered from their findings, as they
+rendered the info headers), never the message, so it costs microseconds and
+cannot disagree with what the message says about itself.
 
 Counters live in memory (one lock, held only to add) and an
 :class:`Exporter` thread writes a snapshot atomically every few seconds to
@@ -20,12 +21,12 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 from collections import deque
+from typing import Any, Protocol, TypedDict
 
 from ciphermilter import files
-from ciphermilter.core.info import INFO_PREFIX
+from ciphermilter.core.findings import Facts
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ COUNTERS = {
     "pgp_verified": "OpenPGP signed messages whose every signature verified.",
 }
 
-# Info headers whose value is a reason something failed: counted by (header, reason).
+# Info headers whose value is a reason something failed, in the order failures are counted.
 FAILURE_HEADERS = (
     "Not-Processed",
     "SMIME-Decryption-Failed",
@@ -76,63 +77,29 @@ FAILURE_HEADERS = (
     "PGP-Decryption-Withheld",
     "PGP-Signature-Failure",
 )
-SMIME_UNDECRYPTED = ("SMIME-Decryption-Key-Not-Found", "SMIME-Decryption-Failed", "SMIME-Not-Decrypted")
-PGP_UNDECRYPTED = ("PGP-Decryption-Key-Not-Found", "PGP-Decryption-Failed", "PGP-Decryption-Withheld")
 NOT_INTERNAL = "no recipient in an internal domain"  # core.process's report["skipped"] for external mail
-_SUFFIX = re.compile(r"(?:-\d+)+\Z")
 
 
-def base_name(header_name: str) -> str:
-    """``X-CipherMail-Info-Signer-Verified-0-1`` -> ``Signer-Verified``: the name without prefix, INDEX and LEVEL."""
-    return _SUFFIX.sub("", header_name[len(INFO_PREFIX):])
+class Counted(Protocol):
+    """What counting reads of the core's outcome (core.pipeline.Outcome)."""
+
+    @property
+    def facts(self) -> Facts: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def reject(self) -> str | None: ...
+    @property
+    def held_at_limit(self) -> str | None: ...
 
 
-def findings(outcome) -> tuple[set[str], list[tuple[str, str]]]:
-    """(the counters one message adds 1 to, its (header, reason) failures), from the outcome alone."""
-    values: dict[str, list[str]] = {}
-    for name, value in outcome.info:
-        values.setdefault(base_name(name), []).append(value.replace("\n", ""))
-    found = {"messages"}
-
-    def flagged(*names):
-        return any(name in values for name in names)
-
-    def all_true(name):
-        return name in values and all(v == "True" for v in values[name])
-
-    if outcome.report.get("skipped") == NOT_INTERNAL:
-        found.add("not_internal")
-    if flagged("Not-Processed"):
-        found.add("not_processed")
-    if outcome.error:
-        found.add("errors")
-    if outcome.reject:
-        found.add("rejected")
-    if outcome.held_at_limit:
-        found.add("limit_held")
-    if flagged("SMIME-Encrypted"):
-        found.add("smime_encrypted")
-        if flagged("SMIME-Decryption-Key-Not-Found"):
-            found.add("smime_key_not_found")
-        if not flagged(*SMIME_UNDECRYPTED):
-            found.add("smime_decrypted")
-    if flagged("SMIME-Signed"):
-        found.add("smime_signed")
-        if all_true("Signer-Verified") and not flagged("SMIME-Signature-Failed"):
-            found.add("smime_verified")
-        if all_true("Signer-Trusted") and not flagged("SMIME-Signature-Failed"):
-            found.add("smime_trusted")
-    if flagged("PGP-Encrypted"):
-        found.add("pgp_encrypted")
-        if flagged("PGP-Decryption-Key-Not-Found"):
-            found.add("pgp_key_not_found")
-        if not flagged(*PGP_UNDECRYPTED):
-            found.add("pgp_decrypted")
-    if flagged("PGP-Signed"):
-        found.add("pgp_signed")
-        if all_true("PGP-Signature-Valid"):
-            found.add("pgp_verified")
-    failures = [(name, value) for name in FAILURE_HEADERS for value in values.get(name, ())]
+def counted(outcome: Counted) -> tuple[set[str], list[tuple[str, str]]]:
+    """(the counters one message adds 1 to, its (header, reason) failures), from the outcome's facts."""
+    found = {"messages", *outcome.facts.counted()}
+    found |= {name for name, happened in (("errors", outcome.error), ("rejected", outcome.reject),
+                                          ("limit_held", outcome.held_at_limit)) if happened}
+    failures = sorted(((failure.header, failure.reason) for failure in outcome.facts.failures
+                       if failure.header in _FAILURE_ORDER), key=lambda failure: _FAILURE_ORDER[failure[0]])
     if outcome.error and not failures:
         failures.append(("error", outcome.error))
     if outcome.reject:
@@ -140,10 +107,33 @@ def findings(outcome) -> tuple[set[str], list[tuple[str, str]]]:
     return found, failures
 
 
+_FAILURE_ORDER = {header: position for position, header in enumerate(FAILURE_HEADERS)}
+
+
+class Timing(TypedDict):
+    count: int
+    sum: float
+    window: int  # messages the quantiles are computed from
+    quantiles: dict[str, float]  # "0.5" -> seconds
+    max: float | None
+
+
+class Snapshot(TypedDict):
+    """The stats file: what ``ciphermilter stats`` shows (FORMAT_VERSION)."""
+
+    version: int
+    pid: int
+    started: str  # ISO 8601
+    updated: str
+    counters: dict[str, int]
+    failures: dict[str, dict[str, int]]  # header -> reason -> count
+    processing_seconds: Timing
+
+
 class Counters:
     """The daemon's counters; every connection thread records into the same instance."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.started = _utcnow()
         self.counts = dict.fromkeys(COUNTERS, 0)
@@ -152,8 +142,8 @@ class Counters:
         self.time_sum = 0.0
         self._reasons = 0
 
-    def record(self, outcome, elapsed_s: float) -> None:
-        found, failures = findings(outcome)
+    def record(self, outcome: Counted, elapsed_s: float) -> None:
+        found, failures = counted(outcome)
         with self._lock:
             for name in found:
                 self.counts[name] += 1
@@ -171,14 +161,14 @@ class Counters:
                 self._reasons += 1
         reasons[reason] = reasons.get(reason, 0) + 1
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> Snapshot:
         """Everything ``ciphermilter stats`` shows, as JSON-ready data."""
         with self._lock:
             counts = dict(self.counts)
             failures = {header: dict(reasons) for header, reasons in self.failures.items()}
             times = sorted(self.times)
             time_sum = self.time_sum
-        timing = {"count": counts["messages"], "sum": round(time_sum, 6), "window": len(times),
+        timing: Timing = {"count": counts["messages"], "sum": round(time_sum, 6), "window": len(times),
                   "quantiles": {f"{q:g}": round(_quantile(times, q), 6) for q in PERCENTILES} if times else {},
                   "max": round(times[-1], 6) if times else None}
         return {"version": FORMAT_VERSION, "pid": os.getpid(), "started": _iso(self.started),
@@ -208,7 +198,7 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
 
 
-def prometheus(snapshot: dict) -> str:
+def prometheus(snapshot: Snapshot) -> str:
     """The snapshot in the Prometheus text exposition format (version 0.0.4)."""
     lines = []
     for name, help_text in COUNTERS.items():
@@ -242,11 +232,11 @@ def default_stats_file(store_path: str) -> str:
     return os.path.join(os.path.dirname(store_path), STATS_FILE_NAME)
 
 
-def read_stats_file(path: str) -> dict:
+def read_stats_file(path: str) -> Snapshot:
     """The snapshot the daemon last wrote; ValueError with one clear line when it is missing or unreadable."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+            data: Snapshot = json.load(fh)  # checked below: a dict of this version
     except FileNotFoundError:
         raise ValueError(f"no statistics at {path}: is the daemon running with this stats_file?") from None
     except OSError as exc:
@@ -261,7 +251,7 @@ def read_stats_file(path: str) -> dict:
 class _MetricsHandler(http.server.BaseHTTPRequestHandler):
     counters: Counters  # set on the subclass the exporter makes
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         if self.path.split("?")[0] != "/metrics":
             self.send_error(404, "only /metrics is served here")
             return
@@ -272,7 +262,8 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format, *args):  # noqa: A002  scrapes every few seconds must not flood the mail log
+    # noqa: A002 (http.server names it format); scrapes every few seconds must not flood the mail log
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
 
 
@@ -334,6 +325,6 @@ class Exporter:
 COUNTERS_OF_THIS_PROCESS = Counters()
 
 
-def record(outcome, elapsed_s: float) -> None:
+def record(outcome: Counted, elapsed_s: float) -> None:
     """Count one message the daemon handled (call once per message, at end of message)."""
     COUNTERS_OF_THIS_PROCESS.record(outcome, elapsed_s)

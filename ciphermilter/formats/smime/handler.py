@@ -40,7 +40,9 @@ Headers of our own (all under ``X-CipherMail-Info-``):
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+from typing import Any
 
 from ciphermilter import mime
 
@@ -54,6 +56,9 @@ from ciphermilter.formats.smime import trust
 from ciphermilter.core.contract import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
 from ciphermilter.core.info import InfoHeaders
 from ciphermilter.formats.sender import from_names_signer
+from ciphermilter.formats.smime import findings
+from ciphermilter.formats.smime.findings import (BOUNDARY_CLASH, LayerKind, Problem, RecipientFinding,
+                                                 SignerFinding, SmimeLayer)
 
 PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
@@ -61,7 +66,6 @@ PGP_SIGNATURE = "application/pgp-signature"  # RFC 3156
 EMBEDDED = "encrypted part beside other parts"
 UNDER_PGP_SIGNATURE = "encrypted part inside an OpenPGP signature"
 _LINE_WINDOW = 1 << 20  # bytes of a body checked for bare line ends at a time
-BOUNDARY_CLASH = "plaintext contains the boundary of its parent"
 COMPRESSED_TYPE = "compressed-data"  # RFC 3274 smime-type
 CORRUPT_COMPRESSED = "corrupt compressed data"
 
@@ -71,8 +75,7 @@ def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
     entity = walker.unwrap(message, whole=True)
     if not walker.layers:
         return None
-    walker.finish()
-    return HandlerResult(info=walker.info, entity=entity, report={"smime": walker.report()})
+    return walker.finish(entity)
 
 
 def is_pkcs7_mime(entity: mime.Entity) -> bool:
@@ -92,13 +95,18 @@ def is_smime_signed(entity: mime.Entity) -> bool:
 
 
 class _Walker:
-    """State of one message's unwrapping: levels handed out, headers, report, verified signers."""
+    """State of one message's unwrapping: levels handed out, headers, the layers found, verified signers.
+
+    The info headers are written as the walk finds each thing, from the layer finding it records (see
+    :meth:`_problem`): their order (flags where first met, a boundary clash after the layers inside the
+    part) is that of the message edits, which this change of representation keeps byte for byte.
+    """
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.limits = ctx.settings.limits
         self.info = InfoHeaders()
-        self.layers: list[dict] = []
+        self.layers: list[SmimeLayer] = []
         self.signed = False
         self.verified_emails: set[str] = set()
         self.frozen = False  # walking content another handler verifies after us: report, never change
@@ -136,14 +144,15 @@ class _Walker:
         """Walk the parts in order; a lone part is as whole as its parent, parts side by side are not."""
         parts = entity.parts
         delimiter = b"--" + entity.params["boundary"].encode("utf-8", "surrogateescape")
-        replacements = []
+        replacements: list[tuple[tuple[int, int], bytes]] = []
         for part, span in zip(parts, entity.part_spans):
             first_level = len(self.layers)
             new = self.unwrap(part, whole=is_whole_part(parts, whole))
             if new is None:
                 continue
             if delimiter in new:  # the plaintext would break its parent's structure: keep the part as it was
-                self.info.add("SMIME-Not-Decrypted", BOUNDARY_CLASH, level=first_level)
+                self._update(first_level, boundary_clash=True)
+                self.info.add(Problem.NOT_DECRYPTED.value, BOUNDARY_CLASH, level=first_level)
                 continue
             replacements.append((span, new))
         if not replacements:
@@ -158,17 +167,26 @@ class _Walker:
         if level >= self.limits.max_cms_layers:
             raise LimitExceeded(f"more than {self.limits.max_cms_layers} S/MIME layers")
         self.ctx.check_deadline()
-        self.layers.append({"level": level})
+        self.layers.append(SmimeLayer(level))
         return level
 
-    def _load(self, entity: mime.Entity, level: int):
+    def _update(self, level: int, **changes: Any) -> None:
+        """What the walk learnt about a layer: its finding is replaced by one with ``changes``."""
+        self.layers[level] = dataclasses.replace(self.layers[level], **changes)
+
+    def _problem(self, level: int, problem: Problem, reason: str, **changes: Any) -> None:
+        """A layer stays as received for ``reason``: noted on its finding and written to the problem's header."""
+        self._update(level, problem=problem, reason=reason, **changes)
+        self.info.add(problem.value, reason, level=level)
+
+    def _load(self, entity: mime.Entity, level: int) -> Any:
         """The ContentInfo of a pkcs7 body, or None after reporting why it is unreadable."""
         try:
             return cms.load(entity.decoded_body())
         except mime.MimeError:
-            self.layers[level]["reason"] = "corrupt transfer encoding"
+            self._update(level, reason="corrupt transfer encoding")
         except cms.CmsError as exc:
-            self.layers[level]["reason"] = exc.reason
+            self._update(level, reason=exc.reason)
         return None
 
     def _beside(self, whole: bool) -> None:
@@ -202,38 +220,40 @@ class _Walker:
             return self._opaque(info, level, whole)
         if kind == cms.COMPRESSED_DATA:
             return self._compressed(info, level, whole)
-        reason = f"unsupported CMS content type {kind}"
-        self.layers[level].update(type="unsupported", reason=reason)
-        self.info.add("SMIME-Unsupported", reason, level=level)
+        self._problem(level, Problem.UNSUPPORTED, f"unsupported CMS content type {kind}", kind=LayerKind.UNSUPPORTED)
         return None
 
     def _unreadable(self, entity: mime.Entity, level: int, whole: bool) -> None:
         """A pkcs7 body that does not parse: the smime-type label is all there is to tell what it was."""
         self._beside(whole)
-        reason = self.layers[level]["reason"]
+        reason = self._reason(level)
         smime_type = entity.params.get("smime-type", "").lower()
         if smime_type == "signed-data":
-            self.layers[level]["type"] = "signed (opaque)"
+            self._update(level, kind=LayerKind.OPAQUE)
             self._signature_failed(level, reason)
         elif smime_type == COMPRESSED_TYPE:
             self._decompression_failed(level, reason)
         else:
-            self.layers[level]["type"] = "enveloped"
             self.info.flag("SMIME-Encrypted")
-            self.info.add("SMIME-Decryption-Failed", reason, level=level)
+            self._problem(level, Problem.DECRYPTION_FAILED, reason, kind=LayerKind.ENVELOPED)
+
+    def _reason(self, level: int) -> str:
+        """Why :meth:`_load` found a layer unreadable."""
+        reason = self.layers[level].reason
+        assert reason is not None  # _load returned None, so it set one
+        return reason
 
     def _left_encrypted(self, level: int, reason: str) -> None:
         """Report an encrypted part left encrypted on purpose (it is not the whole content, or must not change)."""
-        self.layers[level].update(type="enveloped", reason=reason)
         self.info.flag("SMIME-Encrypted")
-        self.info.add("SMIME-Not-Decrypted", reason, level=level)
+        self._problem(level, Problem.NOT_DECRYPTED, reason, kind=LayerKind.ENVELOPED)
 
     # ------------------------------------------------------------ encryption
 
-    def _enveloped(self, info, level: int) -> bytearray | None:
+    def _enveloped(self, info: Any, level: int) -> bytearray | None:
         """Decrypt one (Auth)EnvelopedData layer: its content, or None after reporting why not."""
-        report = self.layers[level]
-        report["type"] = "auth-enveloped" if cms.content_type(info) == cms.AUTH_ENVELOPED_DATA else "enveloped"
+        authenticated = cms.content_type(info) == cms.AUTH_ENVELOPED_DATA
+        self._update(level, kind=LayerKind.AUTH_ENVELOPED if authenticated else LayerKind.ENVELOPED)
         self.info.flag("SMIME-Encrypted")
         try:
             layer = cms.open_enveloped(info, max_recipients=self.limits.max_recipient_infos, seen=self._seen)
@@ -241,36 +261,32 @@ class _Walker:
             self._note_named_keys(info)
             raise LimitExceeded(exc.reason) from None
         except cms.CmsError as exc:
-            report["reason"] = exc.reason
-            self.info.add("SMIME-Decryption-Failed", exc.reason, level=level)
+            self._problem(level, Problem.DECRYPTION_FAILED, exc.reason)
             return None
-        report["cipher"] = layer.cipher
-        report["recipients"] = [{"id": r.text, "type": r.kind, "algorithm": r.algorithm} for r in layer.recipients]
+        self._update(level, cipher=layer.cipher,
+                     recipients=tuple(RecipientFinding(r.text, r.kind, r.algorithm) for r in layer.recipients))
         self.info.add("Encryption-Algorithm", layer.cipher, level=level)
         for recipient in layer.recipients:
             self.info.add("Encryption-Recipient", recipient.text, index=recipient.index, level=level)
         try:
             content, used = cms.decrypt(layer, self._private_keys, self._arrange)
         except cms.KeysRefused:
-            report["reason"] = self.ctx.readers.refusal()
             self.info.flag("SMIME-Decryption-Key-Not-Found")
-            self.info.add("SMIME-Decryption-Refused", report["reason"], level=level)
+            self._problem(level, Problem.DECRYPTION_REFUSED, self.ctx.readers.refusal(), key_not_found=True)
             return None
         except cms.KeyNotFound as exc:
-            report["reason"] = exc.reason
+            self._update(level, reason=exc.reason, key_not_found=True)
             self.info.flag("SMIME-Decryption-Key-Not-Found")
             return None
         except cms.CmsError as exc:
-            report["reason"] = exc.reason
-            self.info.add("SMIME-Decryption-Failed", exc.reason, level=level)
+            self._problem(level, Problem.DECRYPTION_FAILED, exc.reason)
             return None
-        report["decrypted_with"] = used.text
-        report["content_sha256"] = ids.sha256_hex(content)
+        self._update(level, decrypted_with=used.text, content_sha256=ids.sha256_hex(content))
         return content
 
     # ------------------------------------------------------------ compression
 
-    def _compressed(self, info, level: int, whole: bool) -> bytes | None:
+    def _compressed(self, info: Any, level: int, whole: bool) -> bytes | None:
         """Unwrap a CompressedData layer (RFC 3274): inflated within the message's budget and walked on.
 
         Compression protects nothing, so it is unwrapped wherever it is (beside other parts too): left
@@ -278,33 +294,31 @@ class _Walker:
         encrypted layer we decrypt, issue 14). A bomb is a limit (LimitExceeded, the on_limit policy).
         Under an OpenPGP signature it is reported, never changed, like every layer there.
         """
-        self.layers[level]["type"] = "compressed"
+        self._update(level, kind=LayerKind.COMPRESSED)
         self.info.flag("SMIME-Compressed")
         try:
             packed = cms.compressed_content(info)
         except cms.UnsupportedAlgorithm as exc:
-            self.layers[level]["reason"] = exc.reason
-            self.info.add("SMIME-Unsupported", exc.reason, level=level)
+            self._problem(level, Problem.UNSUPPORTED, exc.reason)
             return None
         except cms.CmsError as exc:
             self._decompression_failed(level, exc.reason)
             return None
         del info
         try:
-            content = inflate.inflate(inflate.ZLIB, packed, self.ctx.decompression, self.ctx.check_deadline,
+            content = inflate.inflate(inflate.ZLIB, packed, self.ctx.budget, self.ctx.check_deadline,
                                       "S/MIME compressed data")
         except inflate.CorruptData:
             self._decompression_failed(level, CORRUPT_COMPRESSED)
             return None
         del packed
-        self.layers[level]["content_sha256"] = ids.sha256_hex(content)
+        self._update(level, content_sha256=ids.sha256_hex(content))
         inner = self._decrypted(content, whole)
         return None if self.frozen else inner
 
     def _decompression_failed(self, level: int, reason: str) -> None:
-        self.layers[level].update(type="compressed", reason=reason)
         self.info.flag("SMIME-Compressed")
-        self.info.add("SMIME-Decompression-Failed", reason, level=level)
+        self._problem(level, Problem.DECOMPRESSION_FAILED, reason, kind=LayerKind.COMPRESSED)
 
     def _decrypted(self, content: bytes, whole: bool) -> bytes:
         """Decrypted or decompressed content (in its canonical line ends), or what its own S/MIME layers
@@ -329,7 +343,7 @@ class _Walker:
         if candidates:
             self._arrange(candidates)
 
-    def _note_named_keys(self, info) -> None:
+    def _note_named_keys(self, info: Any) -> None:
         """Past max_recipient_infos, whether any RecipientInfo names a stored key the reader rule lets us
         use for this layer: then the limit hides content we could decrypt (Context.key_held, on_limit) in
         whatever shape it came. Identifiers and store lookups only, no private-key operation."""
@@ -340,7 +354,7 @@ class _Walker:
         if candidates:
             self._arrange(candidates)
 
-    def _private_keys(self, recipient: cms.Recipient) -> list:
+    def _private_keys(self, recipient: cms.Recipient) -> list[tuple[bytes, Any]]:
         lookup = recipient.lookup
         return self.ctx.store.smime_private_keys(**lookup) if lookup else []
 
@@ -353,11 +367,10 @@ class _Walker:
 
     def _signature_failed(self, level: int, reason: str) -> None:
         self.signed = True
-        self.layers[level]["reason"] = reason
         self.info.flag("SMIME-Signed")
-        self.info.add("SMIME-Signature-Failed", reason, level=level)
+        self._problem(level, Problem.SIGNATURE_FAILED, reason)
 
-    def _open_signed(self, info, level: int):
+    def _open_signed(self, info: Any, level: int) -> cms.SignedLayer | None:
         try:
             return cms.open_signed(info, max_signers=self.limits.max_signer_infos)
         except cms.TooMany as exc:
@@ -368,7 +381,7 @@ class _Walker:
 
     def _detached(self, entity: mime.Entity, whole: bool) -> bytes | None:
         level = self._next_level()
-        self.layers[level]["type"] = "signed (detached)"
+        self._update(level, kind=LayerKind.DETACHED)
         self._beside(whole)
         parts = entity.parts
         if len(parts) != 2:  # shown as multipart/mixed by clients (RFC 1847): parts side by side, none whole
@@ -376,7 +389,7 @@ class _Walker:
             return self._multipart(entity, whole=False) if entity.is_multipart else None
         info = self._load(parts[1], level)
         if info is None:
-            self._signature_failed(level, self.layers[level]["reason"])
+            self._signature_failed(level, self._reason(level))
             return None
         layer = self._open_signed(info, level)
         if layer is None:
@@ -385,13 +398,13 @@ class _Walker:
         self._verify(layer, content, level)
         return self.unwrap(parts[0], whole=whole)
 
-    def _opaque(self, info, level: int, whole: bool) -> bytes | None:
-        self.layers[level]["type"] = "signed (opaque)"
+    def _opaque(self, info: Any, level: int, whole: bool) -> bytes | None:
+        self._update(level, kind=LayerKind.OPAQUE)
         layer = self._open_signed(info, level)
         if layer is None:
             return None
         if not len(layer.signer_infos):  # certs-only: a certificate transport, not a signature
-            self.layers[level]["type"] = "certs-only"
+            self._update(level, kind=LayerKind.CERTS_ONLY)
             return None
         self._beside(whole)
         if layer.content is None:
@@ -406,27 +419,26 @@ class _Walker:
         try:
             signature = cms.detached_signature(layer)
         except cms.CmsError as exc:
-            self.layers[level]["not_converted"] = exc.reason
+            self._update(level, not_converted=exc.reason)
             return None
-        self.layers[level]["converted_to"] = "multipart/signed"
+        self._update(level, converted_to="multipart/signed")
         return as_multipart_signed(layer.content, signature, cms.micalg(signers))
 
     def _verify(self, layer: cms.SignedLayer, content: bytes, level: int) -> list[cms.Signer] | None:
         """Report every signer of the layer; None (and a reason header) when the SignedData is unreadable."""
         self.signed = True
         self.info.flag("SMIME-Signed")
-        report = self.layers[level]
-        report["content_sha256"] = ids.sha256_hex(content)
+        self._update(level, content_sha256=ids.sha256_hex(content))
         try:
             signers = cms.verify(layer, content, lambda lookup: self.ctx.store.certificates(**lookup),
                                  max_rsa_bits=self.limits.max_rsa_bits)
         except cms.CmsError as exc:
             self._signature_failed(level, exc.reason)
             return None
-        report["signers"] = [self._report_signer(signer, layer, level) for signer in signers]
+        self._update(level, signers=tuple(self._report_signer(signer, layer, level) for signer in signers))
         return signers
 
-    def _report_signer(self, signer: cms.Signer, layer: cms.SignedLayer, level: int) -> dict:
+    def _report_signer(self, signer: cms.Signer, layer: cms.SignedLayer, level: int) -> SignerFinding:
         self.ctx.check_deadline()
         index = signer.index
         emails = trust.emails(signer.certificate) if signer.certificate else []
@@ -435,26 +447,19 @@ class _Walker:
             self.info.add("Signer-Email", ", ".join(emails), index=index, level=level)
         self.info.boolean("Signer-Verified", signer.verified, index=index, level=level)
         if not signer.verified:
-            self.info.add("Signer-Verification-Info", signer.reason, index=index, level=level)
+            self.info.add("Signer-Verification-Info", signer.reason or "", index=index, level=level)
         verdict = self._trust(signer, layer)
         self.info.boolean("Signer-Trusted", verdict.trusted, index=index, level=level)
         if not verdict.trusted:
-            self.info.add("Signer-Trusted-Info", verdict.reason, index=index, level=level)
+            self.info.add("Signer-Trusted-Info", verdict.reason or "", index=index, level=level)
         if signer.verified:
             self.verified_emails.update(emails)
         if signer.verified and verdict.trusted:
             self._harvest(signer.certificate, f"Signer-{index}-{level}")
-        return {
-            "id": signer.text,
-            "digest": signer.digest,
-            "signature_algorithm": signer.signature_algorithm,
-            "emails": emails,
-            "verified": signer.verified,
-            "reason": signer.reason,
-            "trusted": verdict.trusted,
-            "trust_reason": verdict.reason,
-            "chain_sha256": [ids.sha256_hex(der) for der in verdict.chain],
-        }
+        return SignerFinding(
+            id=signer.text, digest=signer.digest, signature_algorithm=signer.signature_algorithm,
+            emails=tuple(emails), verified=signer.verified, reason=signer.reason, trusted=verdict.trusted,
+            trust_reason=verdict.reason, chain_sha256=tuple(ids.sha256_hex(der) for der in verdict.chain))
 
     def _trust(self, signer: cms.Signer, layer: cms.SignedLayer) -> trust.Verdict:
         if signer.certificate is None:
@@ -481,16 +486,13 @@ class _Walker:
 
     # ------------------------------------------------------------ end
 
-    def finish(self) -> None:
-        if self.signed and not from_names_signer(self.ctx.from_fields, self.verified_emails):
+    def finish(self, entity: bytes | None) -> HandlerResult:
+        """The handler's result once the walk is done: ``entity`` is what :meth:`unwrap` gave for the message."""
+        mismatch = self.signed and not from_names_signer(self.ctx.from_fields, self.verified_emails)
+        if mismatch:
             self.info.flag("Signer-Mismatch")
-
-    def report(self) -> dict:
-        return {
-            "layers": self.layers,
-            "signer_mismatch": self.info.has("Signer-Mismatch"),
-            "verified_signer_emails": sorted(self.verified_emails),
-        }
+        return HandlerResult(info=self.info, entity=entity, facts=findings.facts(self.layers, self.signed),
+                             report={"smime": findings.explain(self.layers, mismatch, self.verified_emails)})
 
 
 def is_lf_text(content: bytes, entity: mime.Entity) -> bool:
