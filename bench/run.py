@@ -45,7 +45,7 @@ import milter_client
 import postfix_instance
 from shared import SHARED
 from ciphermilter.core import pipeline as core
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.store.keystore import KeyStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from pathlib import Path
 import failure_pairs
 from run import build_store
 from ciphermilter.core import pipeline as core
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 
 SETTINGS = Settings(harvest_certificates=False, harvest_pgp_keys=False)  # a run must not change the store
 

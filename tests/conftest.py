@@ -21,7 +21,7 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.core import harvest
 
 from ciphermilter.store import keyimport
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import INFO_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]

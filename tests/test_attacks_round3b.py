@@ -40,7 +40,7 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.store import keystore as store_module
 from ciphermilter.cli.main import main
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import is_reserved
 from ciphermilter.store.keystore import KeyStore
 from conftest import BOB, NO_HARVEST, ROOT, corpus_store_file, harvested, info_of

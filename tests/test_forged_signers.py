@@ -20,7 +20,7 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import handler as openpgp_mime
 from ciphermilter.cli.main import main
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import INFO_PREFIX
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.store.keystore import KeyStore

@@ -21,7 +21,7 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.store import keyimport
 from ciphermilter.store import keystore as store_module
 from ciphermilter.cli.main import main
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.store.keystore import KeyStore
 from conftest import BOB, dump, harvested, info_of
 from forgery import TEXT, Gpg, head, pgp_mime_signed, with_keys

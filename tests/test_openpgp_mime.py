@@ -16,7 +16,7 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import engine as openpgp
 
 from ciphermilter.formats.openpgp import handler as openpgp_mime
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.contract import Context
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.store.keystore import KeyStore

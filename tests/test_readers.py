@@ -34,7 +34,7 @@ from ciphermilter.formats import readers
 from ciphermilter.daemon import stats
 from ciphermilter.cli.check import Report, check_reader_rule
 from ciphermilter.cli.main import main
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.store.keystore import KeyStore, StoreError
 from conftest import CORPUS, NO_HARVEST, corpus_store_file, dump, harvested, info_of

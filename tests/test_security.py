@@ -28,7 +28,7 @@ from ciphermilter import mime
 
 from ciphermilter.core import pipeline as core
 from ciphermilter.cli.main import main
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import INFO_PREFIX, is_reserved
 from ciphermilter.daemon.milter import MessageState
 from ciphermilter.core.plan import apply_plan

@@ -22,7 +22,7 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.store import keyimport
 
 from ciphermilter.formats.smime import handler as smime
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.contract import Context, DeadlineExceeded
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.formats.smime.handler import EMBEDDED

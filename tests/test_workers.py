@@ -17,7 +17,7 @@ import pytest
 from attack_messages import SECRET_ENTITY, Tools, message
 from ciphermilter.core import pipeline as core
 from ciphermilter.daemon import workers
-from ciphermilter.config import Limits
+from ciphermilter.core.settings import Limits
 from ciphermilter.daemon.milter import StoreUnavailable
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.daemon.workers import DeadlineOverrun, WorkerDied, Workers

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import click
 
 from ciphermilter import config
+from ciphermilter.core.settings import Settings
 
 from ciphermilter.formats.smime import trust
 
@@ -131,7 +132,7 @@ def subkey_expiry(subkey) -> datetime.datetime | None:
     return subkey.created + expirations[-1] if expirations else None
 
 
-def check_keys(store: KeyStore, settings: config.Settings, now: datetime.datetime, report: Report) -> None:
+def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, report: Report) -> None:
     """Our own keys (the ones we hold the private half of): expiry, and S/MIME trust chains."""
     report.checked.append("private keys")
     held = store.list_keys()
@@ -173,7 +174,7 @@ def check_trust_anchors(store: KeyStore, now: datetime.datetime, report: Report)
                                     f" 'ciphermilter trust remove {anchor['id'][:16]}'")
 
 
-def check_reader_rule(settings: config.Settings, report: Report) -> None:
+def check_reader_rule(settings: Settings, report: Report) -> None:
     report.checked.append("reader rule")
     if not settings.require_reader:
         report.warning("readers", "require_reader is false: every internal recipient gets the plaintext of every"
@@ -183,12 +184,12 @@ def check_reader_rule(settings: config.Settings, report: Report) -> None:
                                   " transaction that also has internal ones receive its plaintext")
 
 
-def verdict_seconds(settings: config.Settings) -> float:
+def verdict_seconds(settings: Settings) -> float:
     """The longest the milter takes to answer the final dot: the deadline, then the worker is killed."""
     return settings.limits.deadline_seconds + workers.DEADLINE_MARGIN
 
 
-def check_deadline(settings: config.Settings, report: Report) -> None:
+def check_deadline(settings: Settings, report: Report) -> None:
     report.checked.append("deadline")
     longest = verdict_seconds(settings)
     if longest > CLIENT_WAIT_S:
@@ -198,7 +199,7 @@ def check_deadline(settings: config.Settings, report: Report) -> None:
                                  f" keep it at most {CLIENT_WAIT_S - workers.DEADLINE_MARGIN:g}")
 
 
-def check_content_timeout(timeout: str, settings: config.Settings, report: Report) -> None:
+def check_content_timeout(timeout: str, settings: Settings, report: Report) -> None:
     """Postfix's milter_content_timeout must outlast our verdict, or Postfix applies default_action first."""
     match = re.fullmatch(r"(\d+)([smhdw]?)", timeout.strip())
     if not match:
@@ -212,7 +213,7 @@ def check_content_timeout(timeout: str, settings: config.Settings, report: Repor
                                   " deadline")
 
 
-def check_message_size(limit: str, settings: config.Settings, report: Report) -> None:
+def check_message_size(limit: str, settings: Settings, report: Report) -> None:
     """Decrypted content may be as large as max_message_size (core.check_new_content); Postfix refuses a
     replaced body above its message_size_limit with a permanent 552 5.3.4, so ours must not be larger."""
     ours = settings.limits.max_message_size
@@ -222,7 +223,7 @@ def check_message_size(limit: str, settings: config.Settings, report: Report) ->
                                   f" set max_message_size = {limit}")
 
 
-def check_domains(store: KeyStore | None, settings: config.Settings, report: Report) -> None:
+def check_domains(store: KeyStore | None, settings: Settings, report: Report) -> None:
     report.checked.append("internal domains")
     stored = store.list_domains() if store is not None else []
     if not stored and not settings.internal_domains:
@@ -296,7 +297,7 @@ def postconf(config_dir: str | None, names: list[str]) -> dict[str, str]:
     return dict(zip(names, (line.strip() for line in lines), strict=True))
 
 
-def check_postfix(config_dir: str | None, milter_socket: str, settings: config.Settings, report: Report) -> None:
+def check_postfix(config_dir: str | None, milter_socket: str, settings: Settings, report: Report) -> None:
     where = config_dir or "the default Postfix configuration"
     report.checked.append(f"Postfix ({where})")
     try:

@@ -15,6 +15,7 @@ import sys
 import click
 
 from ciphermilter import config
+from ciphermilter.core.settings import Settings
 from ciphermilter.store.keystore import KeyStore, StoreError
 
 
@@ -64,7 +65,7 @@ def load_config(ctx: click.Context) -> config.DaemonConfig:
     return options["config"]
 
 
-def open_settings(ctx: click.Context) -> config.Settings:
+def open_settings(ctx: click.Context) -> Settings:
     return load_config(ctx).settings
 
 

@@ -11,7 +11,7 @@ from ciphermilter import mime
 
 from ciphermilter.core import harvest
 from ciphermilter.formats.readers import NO_RULE, ReaderRule
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import InfoHeaders
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pgpy
 
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 
 
 @dataclass

@@ -30,7 +30,6 @@ from ciphermilter.core.info import INFO_PREFIX
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-STATS_FILE_NAME = "ciphermilter.stats.json"
 TIMING_WINDOW = 10_000  # the most recent messages the percentiles are computed from
 PERCENTILES = (0.5, 0.9, 0.99)
 MAX_REASONS = 200  # distinct failure reasons kept; more are counted under OTHER_REASON (bounded label set)
@@ -235,11 +234,6 @@ def prometheus(snapshot: dict) -> str:
 
 
 # --------------------------------------------------------------------------- files and the exporter
-
-
-def default_stats_file(store_path: str) -> str:
-    """Beside the store: ``var/ciphermilter.db`` -> ``var/ciphermilter.stats.json``."""
-    return os.path.join(os.path.dirname(store_path), STATS_FILE_NAME)
 
 
 def read_stats_file(path: str) -> dict:

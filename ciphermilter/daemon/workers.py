@@ -50,7 +50,7 @@ from multiprocessing import reduction
 from dataclasses import dataclass, field
 
 from ciphermilter.core import pipeline as core
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
