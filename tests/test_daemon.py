@@ -13,9 +13,8 @@ from click.testing import CliRunner
 
 from ciphermilter.cli.main import main
 from ciphermilter.config import ConfigError, DaemonConfig
-from ciphermilter.daemon.serve import (StoreHolder, account, prepare_directory, setup_logging, unix_socket_path,
-                                 write_pid_file)
-from ciphermilter.daemon.milter import StoreUnavailable
+from ciphermilter.daemon.serve import account, prepare_directory, setup_logging, unix_socket_path, write_pid_file
+from ciphermilter.store.holder import StoreHolder, StoreUnavailable
 from ciphermilter.store.keystore import KeyStore
 
 

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 
 from ciphermilter.core import pipeline as core
 from ciphermilter.core.settings import Settings
+from ciphermilter.store.holder import StoreHolder
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,6 @@ class DeadlineOverrun(Exception):
 
 def _serve(conn, store_path: str, master_key_path: str) -> None:
     """A worker's life: messages in, outcomes (or the exception) out, until the daemon closes the pipe."""
-    from ciphermilter.daemon.serve import StoreHolder  # here, not at the top: the daemon module imports this one
     holder = StoreHolder(store_path, master_key_path)
     settings = None
     conn.send(READY)  # imports done: the daemon's deadline clock may start with the first message
@@ -235,7 +235,7 @@ class Workers:
         large new body comes back as an open file in ``plan.body``.
 
         Raises :class:`WorkerDied`, :class:`DeadlineOverrun` (the worker was
-        killed and replaced), or what the worker raised (milter.StoreUnavailable).
+        killed and replaced), or what the worker raised (:class:`~ciphermilter.store.holder.StoreUnavailable`).
         """
         seconds = settings.limits.deadline_seconds
         deadline = time.monotonic() + seconds
