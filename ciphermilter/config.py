@@ -234,6 +234,12 @@ def _apply(config: DaemonConfig, table: str | None, key: str, value) -> None:
     setattr(target, key, _check_setting(key, value, getattr(target, key)))
 
 
+def resolve(path: str | None, store: str | None, master_key: str | None) -> DaemonConfig:
+    """The file at ``path`` (the defaults without one) with the store and master key named on the command
+    line (:meth:`DaemonConfig.with_store`): how every command, the daemon included, finds its store."""
+    return load(path).with_store(store, master_key)
+
+
 def load(path: str | None) -> DaemonConfig:
     """Read and validate the TOML file at ``path``; ``None`` gives the embedded defaults.
 

@@ -24,8 +24,10 @@ from ciphermilter.core.settings import Settings
 from ciphermilter.formats.smime import trust
 
 from ciphermilter.daemon import workers
-from ciphermilter.cli.common import echo_json
-from ciphermilter.store.keystore import KeyStore, StoreError
+from ciphermilter.cli.common import app, echo_json
+from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store.schema import StoreError
+from ciphermilter.store import admin
 
 EXPIRY_WARNING_DAYS = 30
 SCANNERS = ("clamav", "rspamd", "spamass", "amavis")  # content scanners: must see the plaintext
@@ -72,16 +74,17 @@ class Report:
 # --------------------------------------------------------------------------- configuration and store
 
 
-def load_config(path: str | None, report: Report) -> config.DaemonConfig:
-    """The configuration file's settings, or the defaults after reporting why it was refused."""
-    if path is None:
-        return config.DaemonConfig()
-    report.checked.append(f"configuration {path}")
+def resolve_config(path: str | None, store: str | None, master_key: str | None,
+                   report: Report) -> config.DaemonConfig:
+    """The configuration as every command resolves it (:func:`config.resolve`), or the defaults with the
+    command line's store after reporting why the file was refused."""
+    if path is not None:
+        report.checked.append(f"configuration {path}")
     try:
-        return config.load(path)
+        return config.resolve(path, store, master_key)
     except config.ConfigError as exc:
         report.error("config", f"{exc}: fix the file; the daemon refuses to start with it")
-        return config.DaemonConfig()
+        return config.resolve(None, store, master_key)
 
 
 def open_store(store_path: str, key_path: str, report: Report) -> KeyStore | None:
@@ -92,8 +95,8 @@ def open_store(store_path: str, key_path: str, report: Report) -> KeyStore | Non
         report.checked.append(f"store {store_path}")
         report.error("store", f"{exc}")
         return None
-    report.checked.append(f"store {store_path} (schema version {store.info()['schema_version']})")
-    problems = store.integrity_check()
+    report.checked.append(f"store {store_path} (schema version {admin.info(store)['schema_version']})")
+    problems = admin.integrity_check(store)
     if problems:
         report.error("store", f"{store_path} is damaged ({problems[0]}): restore it from a backup"
                               " ('ciphermilter store restore FILE --force')")
@@ -135,7 +138,7 @@ def subkey_expiry(subkey) -> datetime.datetime | None:
 def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, report: Report) -> None:
     """Our own keys (the ones we hold the private half of): expiry, and S/MIME trust chains."""
     report.checked.append("private keys")
-    held = store.list_keys()
+    held = admin.list_keys(store)
     smime_keys, pgp_keys = store.all_smime_private_keys(), store.all_pgp_secret_keys()
     sealed = (sum(1 for k in held if k.get("private_key")), sum(1 for k in held if k.get("secret")))
     if sealed != (len(smime_keys), len(pgp_keys)):
@@ -162,7 +165,7 @@ def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, repo
 
 def check_trust_anchors(store: KeyStore, now: datetime.datetime, report: Report) -> None:
     report.checked.append("trust anchors")
-    anchors = store.list_trust_anchors()
+    anchors = admin.list_trust_anchors(store)
     if not anchors:
         report.warning("trust", "no S/MIME trust anchors: every signature will be reported Signer-Trusted: False;"
                                 " add your CAs' roots with 'ciphermilter trust add ROOT.pem'")
@@ -225,7 +228,7 @@ def check_message_size(limit: str, settings: Settings, report: Report) -> None:
 
 def check_domains(store: KeyStore | None, settings: Settings, report: Report) -> None:
     report.checked.append("internal domains")
-    stored = store.list_domains() if store is not None else []
+    stored = admin.list_domains(store) if store is not None else []
     if not stored and not settings.internal_domains:
         report.error("domains", "no internal domain: no message will be decrypted; add yours with"
                                 " 'ciphermilter domains add example.com' (or internal_domains in the configuration)")
@@ -365,11 +368,10 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
                postfix_dir: str | None, with_postfix: bool, now: datetime.datetime | None = None) -> Report:
     report = Report()
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    configured = load_config(config_path, report)
+    configured = resolve_config(config_path, store_override, key_override, report)
     check_reader_rule(configured.settings, report)
     check_deadline(configured.settings, report)
-    resolved = configured.with_store(store_override, key_override)
-    store = open_store(resolved.store, resolved.master_key_path, report)
+    store = open_store(configured.store, configured.master_key_path, report)
     if store is not None:
         try:
             check_keys(store, configured.settings, now, report)
@@ -403,9 +405,8 @@ def check(ctx, postfix_dir, with_postfix, as_json):
       ciphermilter check --postfix-config /etc/postfix-in --json
       ciphermilter --store var/ciphermilter.db check --no-postfix
     """
-    options = ctx.find_root().obj
-    report = run_checks(options.get("config_path"), options.get("store_path"), options.get("master_key_path"),
-                        postfix_dir, with_postfix)
+    options = app(ctx)
+    report = run_checks(options.config_path, options.store_path, options.master_key_path, postfix_dir, with_postfix)
     if as_json:
         echo_json(report.as_dict())
     else:

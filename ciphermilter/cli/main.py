@@ -8,7 +8,11 @@ from ciphermilter import __version__
 from ciphermilter.cli.check import check
 from ciphermilter.cli.decrypt import decrypt
 from ciphermilter.cli.stats import stats_command
-from ciphermilter.cli.store import domains_group, keys_group, store_group, trust_group
+from ciphermilter.cli.common import App
+from ciphermilter.cli.domains import domains_group
+from ciphermilter.cli.keys import keys_group
+from ciphermilter.cli.store import store_group
+from ciphermilter.cli.trust import trust_group
 from ciphermilter.daemon.serve import run
 
 
@@ -23,7 +27,7 @@ from ciphermilter.daemon.serve import run
 @click.pass_context
 def main(ctx: click.Context, store_path, master_key_path, config_path):
     """Decrypt and verify inbound S/MIME and OpenPGP mail in front of Postfix's scanners."""
-    ctx.obj = {"store_path": store_path, "master_key_path": master_key_path, "config_path": config_path}
+    ctx.obj = App(store_path, master_key_path, config_path)
 
 
 for command in (store_group, keys_group, trust_group, domains_group, decrypt, run, check, stats_command):

@@ -30,9 +30,8 @@ from ciphermilter.daemon import milter
 from ciphermilter.daemon import stats
 
 from ciphermilter.daemon import workers
-from ciphermilter.cli.common import fail
+from ciphermilter.cli.common import app, fail
 from ciphermilter.config import ConfigError, DaemonConfig
-from ciphermilter.config import load as load_config
 from ciphermilter.store.holder import StoreHolder, StoreUnavailable
 
 log = logging.getLogger("ciphermilter.daemon")
@@ -177,10 +176,8 @@ def run(ctx: click.Context, config_path, stderr):
       ciphermilter --config /etc/ciphermilter/ciphermilter.toml run --no-stderr
       ciphermilter --store var/ciphermilter.db run
     """
-    options = ctx.obj or {}
     try:
-        config = load_config(config_path or options.get("config_path"))
-        config = config.with_store(options.get("store_path"), options.get("master_key_path"))
+        config = app(ctx).resolve(config_path)
         serve(config, stderr)
     except ConfigError as exc:
         fail(str(exc), 2)

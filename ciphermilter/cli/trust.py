@@ -1,0 +1,71 @@
+"""``ciphermilter trust``: the S/MIME trust anchors (root certificates) signatures are verified up to.
+
+A certificate becomes an anchor only by this explicit admin action, never by
+an import of keys or by a message: anchors live in a table of their own.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+import click
+
+from ciphermilter.cli.common import command_store, echo_listing, fail, reported
+from ciphermilter.store import admin, keyimport
+from ciphermilter.store.schema import StoreError
+
+
+@click.group("trust")
+def trust_group():
+    """S/MIME trust anchors (root certificates)."""
+
+
+@trust_group.command("add")
+@click.argument("file", type=click.File("rb"))
+@click.pass_context
+def trust_add(ctx, file):
+    """Trust every certificate in FILE (PEM or DER) as a root for S/MIME signatures.
+
+    \b
+    Examples:
+      ciphermilter trust add root-ca.pem
+    """
+    with reported(keyimport.KeyFormatError, prefix=f"{file.name}: "):
+        bundle = keyimport.parse(file.read())
+    if bundle.private_keys or bundle.pgp_keys or not bundle.certificates:
+        fail(f"{file.name}: a trust anchor file holds certificates only")
+    with reported(StoreError, prefix=f"{file.name}: "):
+        added = admin.add_trust_anchors(command_store(ctx), bundle.certificates)
+    for subject, is_new in added:
+        click.echo(f"{'added' if is_new else 'already present'}: trust anchor {subject}")
+
+
+@trust_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def trust_list(ctx, as_json):
+    """List the trust anchors.
+
+    \b
+    Examples:
+      ciphermilter trust list --json
+    """
+    echo_listing(admin.list_trust_anchors(command_store(ctx)), as_json,
+                 lambda anchor: f"{anchor['id'][:16]}  {anchor['subject']}  (until {anchor['not_after']})")
+
+
+@trust_group.command("remove")
+@click.argument("ident")
+@click.pass_context
+def trust_remove(ctx, ident):
+    """Stop trusting an anchor (ID: 8 or more hex digits of its SHA-256 thumbprint).
+
+    \b
+    Examples:
+      ciphermilter trust remove 3F2A9C10
+    """
+    with reported(StoreError):
+        removed = admin.remove_trust_anchor(command_store(ctx), ident)
+    if not removed:
+        fail(f"no trust anchor {ident}")
+    click.echo(f"removed trust anchor {ident}")
