@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
+from typing import NoReturn
 
 from ciphermilter import files
 from ciphermilter.core import domains
-from ciphermilter.core.settings import MIXED_RECIPIENTS, ON_ERROR_POLICIES, ON_LIMIT_POLICIES, Settings
+from ciphermilter.core.settings import MIXED_RECIPIENTS, ON_ERROR_POLICIES, ON_LIMIT_POLICIES, Limits, Settings
 from ciphermilter.store import masterkey
 
 
@@ -25,6 +27,8 @@ from ciphermilter.store import masterkey
 DEFAULT_SOCKET = "unix:./var/ciphermilter.sock"
 DEFAULT_STORE = "var/ciphermilter.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# A check of one value of the file: the value to store, or ValueError saying why it is refused.
+Check = Callable[[object], object]
 _SOCKET = re.compile(r"(?:(?:unix|local):(?P<path>.+)|inet6?:(?P<port>\d{1,5})(?:@(?P<host>[^@\s]+))?)\Z")
 
 
@@ -78,14 +82,14 @@ class DaemonConfig:
         return replace(self, store=store or self.store, master_key=master_key or own_key)
 
 
-def _check_socket(value) -> str:
+def _check_socket(value: object) -> str:
     match = _SOCKET.match(value) if isinstance(value, str) else None
     if not match or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
         raise ValueError("must be unix:/path/to/socket or inet:PORT@HOST")
-    return value
+    return match.string
 
 
-def _check_umask(value) -> int:
+def _check_umask(value: object) -> int:
     if isinstance(value, str) and re.fullmatch(r"0?[0-7]{1,3}", value):
         value = int(value, 8)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
@@ -93,46 +97,46 @@ def _check_umask(value) -> int:
     return value
 
 
-def _check_choice(choices):
-    def check(value):
-        if value not in choices:
+def _check_choice(choices: tuple[str, ...]) -> Check:
+    def check(value: object) -> str:
+        if not isinstance(value, str) or value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return value
     return check
 
 
-def _check_path(value) -> str:
+def _check_path(value: object) -> str:
     if not isinstance(value, str) or not value or "\0" in value:
         raise ValueError("must be a non-empty path")
     return value
 
 
-def _check_name(value) -> str:
+def _check_name(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
         raise ValueError("must be a user or group name")
     return value
 
 
-def _check_positive_int(value) -> int:
+def _check_positive_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError("must be a positive integer")
     return value
 
 
-def _check_positive_number(value) -> float:
+def _check_positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError("must be a positive number")
     return float(value)
 
 
-def _check_port(value) -> int:
+def _check_port(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise ValueError("must be a TCP port (1-65535)")
     return value
 
 
 # Keys of the file that are not Settings fields, with the check each value must pass.
-DAEMON_KEYS = {
+DAEMON_KEYS: dict[str, Check] = {
     "socket": _check_socket,
     "store": _check_path,
     "master_key": _check_path,
@@ -151,7 +155,7 @@ DAEMON_KEYS = {
 }
 
 
-def _check_setting(name: str, value, default):
+def _check_setting(name: str, value: object, default: object) -> object:
     """Check a Settings or Limits value against the type of its default."""
     if name == "on_error":
         return _check_choice(ON_ERROR_POLICIES)(value)
@@ -181,14 +185,14 @@ def _check_setting(name: str, value, default):
     raise ValueError(f"unsupported setting {name}")  # a new Settings field needs a check here
 
 
-def _check_delimiter(value) -> str:
+def _check_delimiter(value: object) -> str:
     """Postfix's recipient_delimiter: characters that may start an address extension, or empty for none."""
     if not isinstance(value, str) or any(not c.isprintable() or c.isspace() or c in '@<>"' for c in value):
         raise ValueError('must be a string of delimiter characters such as "+" or "+-" (empty: none)')
     return value
 
 
-def _not_a_domain(value):
+def _not_a_domain(value: object) -> NoReturn:
     raise domains.DomainError(f"not a domain name: {value!r}")
 
 
@@ -208,7 +212,7 @@ def _key_line(lines: list[str], table: str | None, key: str) -> int | None:
     return None
 
 
-def _flatten(data: dict):
+def _flatten(data: dict[str, object]) -> Iterator[tuple[str | None, str, object]]:
     """(table, key, value) for every top-level key and every key of the [limits] table."""
     for key, value in data.items():
         if key == "limits" and isinstance(value, dict):
@@ -217,10 +221,11 @@ def _flatten(data: dict):
             yield None, key, value
 
 
-def _apply(config: DaemonConfig, table: str | None, key: str, value) -> None:
+def _apply(config: DaemonConfig, table: str | None, key: str, value: object) -> None:
     """Check one value and store it in ``config``; ValueError says why it is refused."""
     if table is None and key == "limits":
         raise ValueError("must be a table: [limits]")
+    target: Limits | Settings
     if table == "limits":
         target = config.settings.limits
     elif key in DAEMON_KEYS:
@@ -262,7 +267,7 @@ def load(path: str | None) -> DaemonConfig:
         raise ConfigError(f"{path}: {exc}") from None
     lines = text.splitlines()
 
-    def refuse(table: str | None, key: str, reason: str):
+    def refuse(table: str | None, key: str, reason: str) -> NoReturn:
         line = _key_line(lines, table, key)
         where = f"{path}:{line}" if line else path
         name = f"{table}.{key}" if table else key

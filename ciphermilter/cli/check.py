@@ -17,17 +17,16 @@ import subprocess
 from dataclasses import asdict, dataclass
 
 import click
+import pgpy
 
 from ciphermilter import config
-from ciphermilter.core.settings import Settings
-
-from ciphermilter.formats.smime import trust
-
-from ciphermilter.daemon import workers
 from ciphermilter.cli.common import app, echo_json
+from ciphermilter.core.settings import Settings
+from ciphermilter.daemon import workers
+from ciphermilter.formats.smime import trust
+from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
-from ciphermilter.store import admin
 
 EXPIRY_WARNING_DAYS = 30
 SCANNERS = ("clamav", "rspamd", "spamass", "amavis")  # content scanners: must see the plaintext
@@ -57,7 +56,7 @@ class Finding:
 
 
 class Report:
-    def __init__(self):
+    def __init__(self) -> None:
         self.findings: list[Finding] = []
         self.checked: list[str] = []  # what was looked at, so that "all is well" says about what
 
@@ -67,7 +66,7 @@ class Report:
     def warning(self, area: str, message: str) -> None:
         self.findings.append(Finding("warning", area, message))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"ok": not self.findings, "checked": self.checked, "findings": [asdict(f) for f in self.findings]}
 
 
@@ -128,7 +127,7 @@ def check_expiry(what: str, expires: datetime.datetime | None, now: datetime.dat
                                " ('ciphermilter keys import')")
 
 
-def subkey_expiry(subkey) -> datetime.datetime | None:
+def subkey_expiry(subkey: pgpy.PGPKey) -> datetime.datetime | None:
     """When an OpenPGP subkey expires: pgpy's ``expires_at`` reads only user ID self-signatures, which a
     subkey has none of; its expiry is in its binding signature (RFC 4880 section 5.2.3.6)."""
     expirations = [sig.key_expiration for sig in subkey.self_signatures if sig.key_expiration is not None]
@@ -333,7 +332,7 @@ def check_postfix(config_dir: str | None, milter_socket: str, settings: Settings
                                 f" {REQUIRED_MILTER_PROTOCOL}; set milter_protocol = {REQUIRED_MILTER_PROTOCOL}")
 
 
-def _is_one_of(socket: str, names) -> str | None:
+def _is_one_of(socket: str, names: tuple[str, ...]) -> str | None:
     """Which of ``names`` the socket belongs to, from its path or its well-known port."""
     lowered = socket.lower()
     port = DEFAULT_PORTS.get(lowered.rpartition(":")[2]) if lowered.startswith("inet") else None
@@ -393,7 +392,7 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
               help="Check Postfix's milter settings (turn off where Postfix runs on another host).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def check(ctx, postfix_dir, with_postfix, as_json):
+def check(ctx: click.Context, postfix_dir: str | None, with_postfix: bool, as_json: bool) -> None:
     """Check the configuration, the key store, the keys and Postfix's milter chain.
 
     Every problem is one line saying what to do. Exit status 0 only when there

@@ -14,14 +14,14 @@ from ciphermilter.store.schema import StoreError
 
 
 @click.group("domains")
-def domains_group():
+def domains_group() -> None:
     """Internal domains: mail to them is decrypted (example.com or *.example.com)."""
 
 
 @domains_group.command("add")
 @click.argument("domain")
 @click.pass_context
-def domains_add(ctx, domain):
+def domains_add(ctx: click.Context, domain: str) -> None:
     """Add an internal domain; *.example.com covers every subdomain of example.com.
 
     \b
@@ -37,7 +37,7 @@ def domains_add(ctx, domain):
 @domains_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def domains_list(ctx, as_json):
+def domains_list(ctx: click.Context, as_json: bool) -> None:
     """List the internal domains.
 
     \b
@@ -50,7 +50,7 @@ def domains_list(ctx, as_json):
 @domains_group.command("remove")
 @click.argument("domain")
 @click.pass_context
-def domains_remove(ctx, domain):
+def domains_remove(ctx: click.Context, domain: str) -> None:
     """Remove an internal domain.
 
     \b

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Sequence
-from typing import BinaryIO, ContextManager, Iterable, TextIO
+from collections.abc import Iterable
+from typing import BinaryIO, ContextManager, TextIO
 
 import click
 
@@ -19,25 +19,30 @@ from ciphermilter.cli.common import command_store, echo_json, echo_listing, fail
 from ciphermilter.cli.secrets import interactive, required_secret, secret_options, secret_value, write_private_file
 from ciphermilter.cli.store import report_import
 from ciphermilter.store import admin, keyimport
-from ciphermilter.store.admin import KeyInfo
+from ciphermilter.store.admin import ExportFormat, KeyInfo
 from ciphermilter.store.schema import StoreError
 
 PROGRESS_MIN_FILES = 5  # fewer files read too fast for a progress bar to help
 
 
-def _progress(files):
+def _progress(files: tuple[BinaryIO, ...]) -> ContextManager[Iterable[BinaryIO]]:
     """A progress bar over many files, only for a person at a terminal: scripts get the same clean output."""
     if len(files) < PROGRESS_MIN_FILES or not sys.stderr.isatty():
         return contextlib.nullcontext(files)
-    return click.progressbar(files, label="Reading keys", file=sys.stderr, item_show_func=lambda f: f and f.name)
+    return click.progressbar(files, label="Reading keys", file=sys.stderr, item_show_func=_file_name)
+
+
+def _file_name(file: BinaryIO | None) -> str | None:
+    return file.name if file is not None else None
 
 
 @click.group("keys")
-def keys_group():
+def keys_group() -> None:
     """Import, list, show, export and remove certificates and keys."""
 
 
-def _parse_with_prompts(name: str, data: bytes, password: str | None, passphrase: str | None):
+def _parse_with_prompts(name: str, data: bytes, password: str | None,
+                        passphrase: str | None) -> tuple[keyimport.Bundle, str | None, str | None]:
     """Parse one file, asking for a missing password or passphrase when a person is at the terminal."""
     while True:
         try:
@@ -46,7 +51,7 @@ def _parse_with_prompts(name: str, data: bytes, password: str | None, passphrase
         except keyimport.SecretNeeded as exc:
             if not interactive():
                 fail(f"{name}: {exc} (--{exc.kind} or --{exc.kind}-file)")
-            answer = click.prompt(f"{name}: {exc.kind}", hide_input=True, err=True)
+            answer = str(click.prompt(f"{name}: {exc.kind}", hide_input=True, err=True))
             password, passphrase = (answer, passphrase) if exc.kind == "password" else (password, answer)
         except keyimport.KeyFormatError as exc:
             fail(f"{name}: {exc}")
@@ -57,7 +62,8 @@ def _parse_with_prompts(name: str, data: bytes, password: str | None, passphrase
 @secret_options("password", "PKCS#12 or private key password")
 @secret_options("passphrase", "OpenPGP secret key passphrase")
 @click.pass_context
-def keys_import(ctx, files, password, password_file, passphrase, passphrase_file):
+def keys_import(ctx: click.Context, files: tuple[BinaryIO, ...], password: str | None, password_file: TextIO | None,
+                passphrase: str | None, passphrase_file: TextIO | None) -> None:
     """Import certificates and keys: PKCS#12, PEM/DER certificates and keys, OpenPGP keys.
 
     All FILES are imported together or not at all; a private key needs its
@@ -80,7 +86,7 @@ def keys_import(ctx, files, password, password_file, passphrase, passphrase_file
         report_import(admin.import_bundles(store, named))
 
 
-def _key_summary(key: dict) -> str:
+def _key_summary(key: KeyInfo) -> str:
     readers = f"readers: {', '.join(key['readers']) or '-'}"
     if key["type"] == "x509":
         flags = "private key" if key["private_key"] else key["origin"]
@@ -92,7 +98,7 @@ def _key_summary(key: dict) -> str:
 @keys_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def keys_list(ctx, as_json):
+def keys_list(ctx: click.Context, as_json: bool) -> None:
     """List certificates and OpenPGP keys (ID, type, e-mail addresses, what we hold).
 
     \b
@@ -107,7 +113,7 @@ def keys_list(ctx, as_json):
 @click.argument("ident")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def keys_show(ctx, ident, as_json):
+def keys_show(ctx: click.Context, ident: str, as_json: bool) -> None:
     """Show one certificate or OpenPGP key (ID: 8 or more hex digits, or an OpenPGP key ID).
 
     \b
@@ -129,7 +135,7 @@ def keys_show(ctx, ident, as_json):
 @keys_group.command("remove")
 @click.argument("ident")
 @click.pass_context
-def keys_remove(ctx, ident):
+def keys_remove(ctx: click.Context, ident: str) -> None:
     """Remove a certificate (with its private key) or an OpenPGP key.
 
     \b
@@ -148,7 +154,7 @@ def keys_remove(ctx, ident):
               help="Age in days (default: harvest_expiry_days of the configuration, 90).")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.pass_context
-def keys_expire_harvested(ctx, days, dry_run):
+def keys_expire_harvested(ctx: click.Context, days: int | None, dry_run: bool) -> None:
     """Remove certificates and keys harvested from mail that were never used since, once older than the
     expiry age; what an administrator imported never expires. The daemon does this as it harvests.
 
@@ -170,7 +176,7 @@ def keys_expire_harvested(ctx, days, dry_run):
 @click.argument("ident")
 @click.argument("address")
 @click.pass_context
-def keys_bind(ctx, ident, address):
+def keys_bind(ctx: click.Context, ident: str, address: str) -> None:
     """Make ADDRESS (or every address of @DOMAIN) a reader of a key we hold the private half of.
 
     A message encrypted to the key is decrypted for a recipient only when the
@@ -191,7 +197,7 @@ def keys_bind(ctx, ident, address):
 @click.argument("ident")
 @click.argument("address")
 @click.pass_context
-def keys_unbind(ctx, ident, address):
+def keys_unbind(ctx: click.Context, ident: str, address: str) -> None:
     """Remove a binding that 'keys bind' added (a certificate's own addresses stay its readers).
 
     \b
@@ -212,7 +218,8 @@ def keys_unbind(ctx, ident, address):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
 @secret_options("password", "password that protects the exported private key")
 @click.pass_context
-def keys_export(ctx, ident, fmt, secret, output, password, password_file):
+def keys_export(ctx: click.Context, ident: str, fmt: ExportFormat, secret: bool, output: str | None,
+                password: str | None, password_file: TextIO | None) -> None:
     """Export one key: certificate PEM, PKCS#12, or armored OpenPGP key.
 
     \b
@@ -230,4 +237,5 @@ def keys_export(ctx, ident, fmt, secret, output, password, password_file):
     elif fmt == "p12" and sys.stdout.isatty():
         fail("PKCS#12 is binary: give -o FILE")
     else:
-        click.get_binary_stream("stdout").write(data)
+        sys.stdout.buffer.write(data)  # click.get_binary_stream is deprecated since click 8.2
+        sys.stdout.flush()

@@ -29,13 +29,13 @@ def report_import(result: ImportResult) -> None:
 
 
 @click.group("store")
-def store_group():
+def store_group() -> None:
     """Create, inspect, back up and move the key store."""
 
 
 @store_group.command("init")
 @click.pass_context
-def store_init(ctx):
+def store_init(ctx: click.Context) -> None:
     """Create a new store and its master key (refuses to touch an existing one).
 
     \b
@@ -53,7 +53,7 @@ def store_init(ctx):
 @store_group.command("info")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def store_info(ctx, as_json):
+def store_info(ctx: click.Context, as_json: bool) -> None:
     """Show the store's location, schema version and contents.
 
     \b
@@ -68,7 +68,7 @@ def store_info(ctx, as_json):
         echo_json(info)
         return
     for name, value in info.items():
-        if name == "counts":
+        if isinstance(value, dict):  # the counts of each table
             for table, count in value.items():
                 click.echo(f"{table}: {count}")
         else:
@@ -78,7 +78,7 @@ def store_info(ctx, as_json):
 @store_group.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.pass_context
-def store_backup(ctx, file):
+def store_backup(ctx: click.Context, file: str) -> None:
     """Write a consistent copy of the store to FILE (safe while the milter runs).
 
     \b
@@ -97,7 +97,7 @@ def store_backup(ctx, file):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace the contents of an existing store.")
 @click.pass_context
-def store_restore(ctx, file, force):
+def store_restore(ctx: click.Context, file: str, force: bool) -> None:
     """Replace the store with the backup FILE (the master key must be the one it was made with).
 
     \b
@@ -116,7 +116,7 @@ def store_restore(ctx, file, force):
 @click.argument("file", type=click.Path(dir_okay=False))
 @secret_options("password", "password that protects the exported private keys")
 @click.pass_context
-def store_export(ctx, file, password, password_file):
+def store_export(ctx: click.Context, file: str, password: str | None, password_file: TextIO | None) -> None:
     """Write every key, certificate, trust anchor, domain and binding to FILE (JSON, private keys under a password).
 
     \b
@@ -135,7 +135,7 @@ def store_export(ctx, file, password, password_file):
 @click.argument("file", type=click.File("rb"))
 @secret_options("password", "export password")
 @click.pass_context
-def store_import(ctx, file, password, password_file):
+def store_import(ctx: click.Context, file: BinaryIO, password: str | None, password_file: TextIO | None) -> None:
     """Read back a file written by 'store export'.
 
     \b

@@ -16,14 +16,14 @@ from ciphermilter.store.schema import StoreError
 
 
 @click.group("trust")
-def trust_group():
+def trust_group() -> None:
     """S/MIME trust anchors (root certificates)."""
 
 
 @trust_group.command("add")
 @click.argument("file", type=click.File("rb"))
 @click.pass_context
-def trust_add(ctx, file):
+def trust_add(ctx: click.Context, file: BinaryIO) -> None:
     """Trust every certificate in FILE (PEM or DER) as a root for S/MIME signatures.
 
     \b
@@ -43,7 +43,7 @@ def trust_add(ctx, file):
 @trust_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def trust_list(ctx, as_json):
+def trust_list(ctx: click.Context, as_json: bool) -> None:
     """List the trust anchors.
 
     \b
@@ -57,7 +57,7 @@ def trust_list(ctx, as_json):
 @trust_group.command("remove")
 @click.argument("ident")
 @click.pass_context
-def trust_remove(ctx, ident):
+def trust_remove(ctx: click.Context, ident: str) -> None:
     """Stop trusting an anchor (ID: 8 or more hex digits of its SHA-256 thumbprint).
 
     \b

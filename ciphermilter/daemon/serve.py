@@ -98,7 +98,7 @@ def write_pid_file(path: str, ids: tuple[int, int] | None) -> None:
 def drop_privileges(ids: tuple[int, int] | None, user: str | None) -> None:
     if os.geteuid() != 0:
         return
-    if ids is None:
+    if ids is None or user is None:  # account() gives ids only for a configured user
         log.warning("running as root: set user (and group) in the configuration file")
         return
     uid, gid = ids
@@ -168,7 +168,7 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
 @click.option("--stderr/--no-stderr", default=True, show_default=True,
               help="Log to stderr as well as to syslog (turn off under a supervisor that keeps stderr).")
 @click.pass_context
-def run(ctx: click.Context, config_path, stderr):
+def run(ctx: click.Context, config_path: str | None, stderr: bool) -> None:
     """Run the milter daemon until SIGTERM.
 
     \b

@@ -26,8 +26,43 @@ from ciphermilter.store.rows import ImportResult, KeyKind
 from ciphermilter.store.schema import PathLike, StoreError
 
 ExportFormat = Literal["pem", "p12", "openpgp"]
-# What `keys list --json` and `keys show --json` print about one key (a certificate or an OpenPGP key).
-KeyInfo = dict[str, object]
+
+
+class CertificateInfo(TypedDict):
+    """What ``keys list`` and ``keys show`` print about a certificate (and ``--json`` as it is)."""
+
+    id: str
+    type: Literal["x509"]
+    subject: str
+    issuer: str
+    serial: str
+    ski: str | None
+    emails: list[str]
+    not_before: str
+    not_after: str
+    origin: str
+    private_key: bool
+    readers: list[str]
+    bindings: list[str]
+    added: str
+
+
+class PgpKeyInfo(TypedDict):
+    """What ``keys list`` and ``keys show`` print about an OpenPGP key."""
+
+    id: str
+    type: Literal["openpgp"]
+    key_ids: list[str]
+    user_ids: list[str]
+    emails: list[str]
+    secret: bool
+    origin: str
+    readers: list[str]
+    bindings: list[str]
+    added: str
+
+
+KeyInfo = CertificateInfo | PgpKeyInfo
 
 
 class TrustAnchorInfo(TypedDict):
@@ -124,15 +159,15 @@ def import_export(store: KeyStore, data: bytes, password: str | None) -> ImportR
     result = ImportResult(warnings=contents.warnings)
     with store.transaction() as conn:
         for der, origin in contents.certificates:
-            rows.insert_certificate(conn, der, origin, result)
+            rows.insert_certificate(conn, der, rows.origin(origin), result)
         for private_key in contents.private_keys:
             rows.insert_smime_key(conn, store.sealer, private_key, result)
         for key, origin in contents.pgp_keys:
-            rows.insert_pgp_key(conn, store.sealer, key, origin, result)
+            rows.insert_pgp_key(conn, store.sealer, key, rows.origin(origin), result)
         for der in contents.trust_anchors:
             row, _ = rows.certificate_row(der, "imported")
             target = result.added if _insert_trust_anchor(conn, row) else result.already_present
-            target.append(f"trust anchor {str(row['thumbprint'])[:16]} {row['subject']}")
+            target.append(f"trust anchor {row['thumbprint'][:16]} {row['subject']}")
         for pattern in contents.domains:
             pattern = rows.domain_pattern(pattern)
             (result.added if _insert_domain(conn, pattern) else result.already_present).append(f"domain {pattern}")
@@ -280,7 +315,7 @@ def add_trust_anchors(store: KeyStore, ders: list[bytes]) -> list[tuple[str, boo
     """Add several anchors in one transaction: (subject, newly added) for each."""
     anchors = [rows.certificate_row(der, "imported")[0] for der in ders]
     with store.transaction() as conn:
-        return [(str(row["subject"]), _insert_trust_anchor(conn, row)) for row in anchors]
+        return [(row["subject"], _insert_trust_anchor(conn, row)) for row in anchors]
 
 
 def remove_trust_anchor(store: KeyStore, ident: str) -> bool:
@@ -419,7 +454,7 @@ def show_key(store: KeyStore, ident: str) -> KeyInfo | None:
     return _pgp_info(store, store.rows("SELECT * FROM pgp_keys WHERE fingerprint = ?", (key_id,))[0])
 
 
-def _certificate_info(store: KeyStore, row: sqlite3.Row) -> KeyInfo:
+def _certificate_info(store: KeyStore, row: sqlite3.Row) -> CertificateInfo:
     emails = [r["email"] for r in store.rows(
         "SELECT email FROM certificate_emails WHERE thumbprint = ? ORDER BY email", (row["thumbprint"],))]
     return {"id": row["thumbprint"], "type": "x509", "subject": row["subject"], "issuer": row["issuer"],
@@ -429,7 +464,7 @@ def _certificate_info(store: KeyStore, row: sqlite3.Row) -> KeyInfo:
             "bindings": store.bindings(row["thumbprint"]), "added": row["added"]}
 
 
-def _pgp_info(store: KeyStore, row: sqlite3.Row) -> KeyInfo:
+def _pgp_info(store: KeyStore, row: sqlite3.Row) -> PgpKeyInfo:
     fingerprint = row["fingerprint"]
     key_ids = [r["keyid"] for r in store.rows(
         "SELECT keyid FROM pgp_key_ids WHERE fingerprint = ? ORDER BY is_primary DESC, keyid", (fingerprint,))]

@@ -43,17 +43,18 @@ class StoreHolder:
         self.path = path
         self.master_key_path = master_key_path
         self._lock = threading.Lock()
-        self._store = None
-        self._file_id = None
+        self._store: KeyStore | None = None
+        self._file_id: tuple[int, int] | None = None
         self._last_error: str | None = None
 
-    def current(self):
+    def current(self) -> KeyStore:
         with self._lock:
             try:
                 file_id = self._file_identity()
-                if self._store is None or file_id != self._file_id:
-                    self._reopen(file_id)
-                self._store.refresh()
+                store = self._store
+                if store is None or file_id != self._file_id:
+                    store = self._reopen(file_id)
+                store.refresh()
             except StoreUnavailable as exc:
                 self._drop(str(exc))
                 raise
@@ -61,7 +62,7 @@ class StoreHolder:
                 reason = str(exc) or type(exc).__name__
                 self._drop(reason)
                 raise StoreUnavailable(reason) from None
-            return self._store
+            return store
 
     def _file_identity(self) -> tuple[int, int]:
         try:
@@ -70,12 +71,13 @@ class StoreHolder:
             raise StoreUnavailable(f"key store {self.path}: {exc.strerror}") from None
         return st.st_dev, st.st_ino
 
-    def _reopen(self, file_id) -> None:
+    def _reopen(self, file_id: tuple[int, int]) -> KeyStore:
         self._store = KeyStore.open(self.path, self.master_key_path)
         self._file_id = file_id
         if self._last_error is not None:
             log.warning("key store %s is usable again", self.path)
             self._last_error = None
+        return self._store
 
     def _drop(self, reason: str) -> None:
         """Forget the broken store; log the reason once, not once per message.

@@ -324,7 +324,7 @@ class KeyStore:
                 row, emails = rows.certificate_row(certificate, "harvested")
             except StoreError as exc:
                 return f"{offer.where}: not harvested ({exc})"
-            thumbprint = str(row["thumbprint"])
+            thumbprint = row["thumbprint"]
             return _Candidate(offer.where, thumbprint[:16], emails, emails,
                               ("SELECT 1 FROM certificates WHERE thumbprint = ?", (thumbprint,)),
                               lambda: rows.insert_certificate(self._conn, certificate, "harvested", None))

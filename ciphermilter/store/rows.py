@@ -16,7 +16,7 @@ import json
 import sqlite3
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypedDict
 
 import pgpy
 from asn1crypto import x509 as asn1_x509
@@ -34,8 +34,24 @@ from ciphermilter.store.schema import StoreError
 
 KeyKind = Literal["x509", "openpgp"]
 Origin = Literal["imported", "harvested"]
-# A certificates row as its columns hold it (der: bytes, ski: str or None, the rest text).
-CertificateRow = dict[str, str | bytes | None]
+
+
+class CertificateRow(TypedDict):
+    """A row of the certificates table (schema v1), as :func:`certificate_row` reads it off a certificate."""
+
+    thumbprint: str
+    der: bytes
+    subject: str
+    issuer: str
+    subject_key: str
+    issuer_key: str
+    serial: str
+    ski: str | None
+    spki_sha256: str
+    not_before: str
+    not_after: str
+    origin: Origin
+    added: str
 
 
 @dataclass
@@ -43,6 +59,15 @@ class ImportResult:
     added: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+def origin(value: str) -> Origin:
+    """The origin an export file names, refused unless it is one this store writes."""
+    if value == "imported":
+        return "imported"
+    if value == "harvested":
+        return "harvested"
+    raise StoreError(f"unknown origin {value!r}")
 
 
 def now() -> str:
@@ -106,8 +131,8 @@ def certificate_row(der: bytes, origin: Origin) -> tuple[CertificateRow, list[st
         raise StoreError(f"certificate not usable: {exc}") from None
 
 
-def describe_certificate(row: CertificateRow | sqlite3.Row) -> str:
-    return f"certificate {str(row['thumbprint'])[:16]} {row['subject']}"
+def describe_certificate(row: CertificateRow) -> str:
+    return f"certificate {row['thumbprint'][:16]} {row['subject']}"
 
 
 # ---------------------------------------------------------------------------- OpenPGP facts

@@ -35,12 +35,12 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
         "serial": str, "ski": str, "spki_sha256": str, "not_before": str, "not_after": str, "origin": str,
         "added": str,
     }, pk="thumbprint", not_null={"der", "subject_key", "issuer_key", "serial", "spki_sha256", "origin"})
-    db["certificates"].create_index(["issuer_key", "serial"])
-    db["certificates"].create_index(["ski"])
-    db["certificates"].create_index(["subject_key"])
-    db["certificates"].create_index(["spki_sha256"])
+    db.table("certificates").create_index(["issuer_key", "serial"])
+    db.table("certificates").create_index(["ski"])
+    db.table("certificates").create_index(["subject_key"])
+    db.table("certificates").create_index(["spki_sha256"])
     db.create_table("certificate_emails", {"email": str, "thumbprint": str}, pk=("email", "thumbprint"))
-    db["certificate_emails"].create_index(["thumbprint"])
+    db.table("certificate_emails").create_index(["thumbprint"])
     db.create_table("smime_keys", {"spki_sha256": str, "sealed": bytes, "added": str}, pk="spki_sha256")
     db.create_table("trust_anchors", {
         "thumbprint": str, "der": bytes, "subject": str, "not_after": str, "added": str,
@@ -51,9 +51,9 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
     }, pk="fingerprint", not_null={"public_key", "origin"})
     db.create_table("pgp_key_ids", {"keyid": str, "fingerprint": str, "is_primary": int},
                     pk=("keyid", "fingerprint"))
-    db["pgp_key_ids"].create_index(["fingerprint"])
+    db.table("pgp_key_ids").create_index(["fingerprint"])
     db.create_table("pgp_emails", {"email": str, "fingerprint": str}, pk=("email", "fingerprint"))
-    db["pgp_emails"].create_index(["fingerprint"])
+    db.table("pgp_emails").create_index(["fingerprint"])
     db.create_table("domains", {"pattern": str, "added": str}, pk="pattern")
 
 
@@ -67,7 +67,7 @@ def _schema_v3(db: sqlite_utils.Database) -> None:
     """When a harvested certificate was last selected by a lookup (issue 14): harvested material never used
     expires (:meth:`KeyStore.harvest`). NULL for every row so far: no use was recorded. OpenPGP keys need
     no such column: a harvested key verifies nothing (only an import makes it count), so it is never used."""
-    db["certificates"].add_column("last_used", str)
+    db.table("certificates").add_column("last_used", str)
 
 
 # Index i brings the schema from version i to i + 1; the current version is their number.
