@@ -38,7 +38,6 @@ import failure_pairs
 from attack_messages import SMIME_ERIN, Tools, message, multipart
 from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import engine as openpgp
-from ciphermilter.store import keystore as store_module
 from ciphermilter.cli.main import main
 from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import is_reserved

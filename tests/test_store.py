@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives import serialization
 from ciphermilter.formats import ids
 
 from ciphermilter.store import keyimport
-from ciphermilter.store import keystore as store_module
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
 from ciphermilter.store import admin

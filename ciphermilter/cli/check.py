@@ -20,7 +20,7 @@ import click
 import pgpy
 
 from ciphermilter import config
-from ciphermilter.cli.common import app, echo_json
+from ciphermilter.cli.common import app, echo_json, json_option
 from ciphermilter.core.settings import Settings
 from ciphermilter.daemon import workers
 from ciphermilter.formats.smime import trust
@@ -390,7 +390,7 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
               help="Postfix configuration directory to read with 'postconf -c DIR' (default: Postfix's own).")
 @click.option("--postfix/--no-postfix", "with_postfix", default=True, show_default=True,
               help="Check Postfix's milter settings (turn off where Postfix runs on another host).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 def check(ctx: click.Context, postfix_dir: str | None, with_postfix: bool, as_json: bool) -> None:
     """Check the configuration, the key store, the keys and Postfix's milter chain.

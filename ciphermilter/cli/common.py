@@ -46,6 +46,10 @@ class App:
         return self.loaded.with_store(self.store_path, self.master_key_path)
 
 
+# The --json flag of every listing and report.
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """One clear line on stderr and a non-zero exit."""
     click.echo(f"ciphermilter: {message}", err=True)
@@ -111,6 +115,16 @@ def open_store(ctx: click.Context, create: bool = False, read_only: bool = False
         if create:
             return KeyStore.create(store_path, key_path)
         return KeyStore.open_read_only(store_path, key_path) if read_only else KeyStore.open(store_path, key_path)
+
+
+def removal(remove: Callable[[], bool], absent: str, done: str) -> None:
+    """Run one removal from the store: the line ``done``, or ``absent`` and exit 1 when there was nothing
+    to remove; a refusal (StoreError) is one line too."""
+    with reported(StoreError):
+        removed = remove()
+    if not removed:
+        fail(absent)
+    click.echo(done)
 
 
 def command_store(ctx: click.Context) -> KeyStore:

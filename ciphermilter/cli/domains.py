@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ciphermilter.cli.common import command_store, echo_listing, fail, reported
+from ciphermilter.cli.common import command_store, echo_listing, json_option, removal, reported
 from ciphermilter.store import admin
 from ciphermilter.store.schema import StoreError
 
@@ -35,7 +35,7 @@ def domains_add(ctx: click.Context, domain: str) -> None:
 
 
 @domains_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 def domains_list(ctx: click.Context, as_json: bool) -> None:
     """List the internal domains.
@@ -57,8 +57,4 @@ def domains_remove(ctx: click.Context, domain: str) -> None:
     Examples:
       ciphermilter domains remove example.com
     """
-    with reported(StoreError):
-        removed = admin.remove_domain(command_store(ctx), domain)
-    if not removed:
-        fail(f"no domain {domain}")
-    click.echo(f"removed {domain}")
+    removal(lambda: admin.remove_domain(command_store(ctx), domain), f"no domain {domain}", f"removed {domain}")

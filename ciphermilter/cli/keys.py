@@ -15,7 +15,8 @@ from typing import BinaryIO, ContextManager, TextIO
 
 import click
 
-from ciphermilter.cli.common import command_store, echo_json, echo_listing, fail, open_settings, reported
+from ciphermilter.cli.common import (command_store, echo_json, echo_listing, fail, json_option, open_settings,
+                                     removal, reported)
 from ciphermilter.cli.secrets import interactive, required_secret, secret_options, secret_value, write_private_file
 from ciphermilter.cli.store import report_import
 from ciphermilter.store import admin, keyimport
@@ -96,7 +97,7 @@ def _key_summary(key: KeyInfo) -> str:
 
 
 @keys_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
     """List certificates and OpenPGP keys (ID, type, e-mail addresses, what we hold).
@@ -111,7 +112,7 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 
 @keys_group.command("show")
 @click.argument("ident")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 def keys_show(ctx: click.Context, ident: str, as_json: bool) -> None:
     """Show one certificate or OpenPGP key (ID: 8 or more hex digits, or an OpenPGP key ID).
@@ -142,11 +143,7 @@ def keys_remove(ctx: click.Context, ident: str) -> None:
     Examples:
       ciphermilter keys remove 84386E32596E0994
     """
-    with reported(StoreError):
-        removed = admin.remove_key(command_store(ctx), ident)
-    if not removed:
-        fail(f"no key {ident}")
-    click.echo(f"removed {ident}")
+    removal(lambda: admin.remove_key(command_store(ctx), ident), f"no key {ident}", f"removed {ident}")
 
 
 @keys_group.command("expire-harvested")
@@ -204,11 +201,8 @@ def keys_unbind(ctx: click.Context, ident: str, address: str) -> None:
     Examples:
       ciphermilter keys unbind 84386E32596E0994 team@example.com
     """
-    with reported(StoreError):
-        removed = admin.unbind(command_store(ctx), ident, address)
-    if not removed:
-        fail(f"{address} is not bound to {ident}")
-    click.echo(f"unbound: {address.strip().lower()} from {ident}")
+    removal(lambda: admin.unbind(command_store(ctx), ident, address), f"{address} is not bound to {ident}",
+            f"unbound: {address.strip().lower()} from {ident}")
 
 
 @keys_group.command("export")

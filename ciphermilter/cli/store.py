@@ -11,7 +11,7 @@ from typing import BinaryIO, TextIO
 
 import click
 
-from ciphermilter.cli.common import command_store, echo_json, fail, open_store, reported, store_paths
+from ciphermilter.cli.common import command_store, echo_json, fail, json_option, open_store, reported, store_paths
 from ciphermilter.cli.secrets import interactive, required_secret, secret_options, secret_value, write_private_file
 from ciphermilter.store import admin
 from ciphermilter.store.rows import ImportResult
@@ -51,7 +51,7 @@ def store_init(ctx: click.Context) -> None:
 
 
 @store_group.command("info")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 def store_info(ctx: click.Context, as_json: bool) -> None:
     """Show the store's location, schema version and contents.

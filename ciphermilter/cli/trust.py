@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 import click
 
-from ciphermilter.cli.common import command_store, echo_listing, fail, reported
+from ciphermilter.cli.common import command_store, echo_listing, fail, json_option, removal, reported
 from ciphermilter.store import admin, keyimport
 from ciphermilter.store.schema import StoreError
 
@@ -41,7 +41,7 @@ def trust_add(ctx: click.Context, file: BinaryIO) -> None:
 
 
 @trust_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 def trust_list(ctx: click.Context, as_json: bool) -> None:
     """List the trust anchors.
@@ -64,8 +64,5 @@ def trust_remove(ctx: click.Context, ident: str) -> None:
     Examples:
       ciphermilter trust remove 3F2A9C10
     """
-    with reported(StoreError):
-        removed = admin.remove_trust_anchor(command_store(ctx), ident)
-    if not removed:
-        fail(f"no trust anchor {ident}")
-    click.echo(f"removed trust anchor {ident}")
+    removal(lambda: admin.remove_trust_anchor(command_store(ctx), ident), f"no trust anchor {ident}",
+            f"removed trust anchor {ident}")

@@ -17,7 +17,6 @@ import os
 import pwd
 import signal
 import sys
-import threading
 
 import click
 import milter as libmilter
