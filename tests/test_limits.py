@@ -1,4 +1,4 @@
-"""Every limit of ``settings.Limits`` at its edge, on the corpus messages.
+"""Every limit of ``core.settings.Limits`` at its edge, on the corpus messages.
 
 For each limit the edge is what the message actually holds (its size, its
 deepest part, its number of parts, layers, RecipientInfos, SignerInfos, chain
