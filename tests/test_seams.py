@@ -29,7 +29,7 @@ def test_the_key_store_has_every_method_of_the_seam(protocol):
         wanted = inspect.signature(getattr(protocol, name))
         actual = inspect.signature(getattr(KeyStore, name))
         assert [(p.name, p.kind) for p in actual.parameters.values()] == \
-               [(p.name, p.kind) for p in wanted.parameters.values()], f"KeyStore.{name} does not fit {protocol.__name__}"
+               [(p.name, p.kind) for p in wanted.parameters.values()], f"KeyStore.{name} misfits {protocol.__name__}"
 
 
 def test_key_lookup_is_every_seam_together():

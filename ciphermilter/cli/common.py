@@ -22,6 +22,7 @@ import click
 from ciphermilter import config
 from ciphermilter.core.settings import Settings
 from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store.rows import ImportResult
 from ciphermilter.store.schema import StoreError
 
 T = TypeVar("T")
@@ -81,6 +82,16 @@ def echo_listing(items: Sequence[T], as_json: bool, line: Callable[[T], str]) ->
         return
     for item in items:
         click.echo(line(item))
+
+
+def report_import(result: ImportResult) -> None:
+    """What an import added and found present (stdout) and its warnings (stderr)."""
+    for line in result.added:
+        click.echo(f"added: {line}")
+    for line in result.already_present:
+        click.echo(f"already present: {line}")
+    for line in result.warnings:
+        click.echo(f"warning: {line}", err=True)
 
 
 def app(ctx: click.Context) -> App:

@@ -16,9 +16,8 @@ from typing import BinaryIO, ContextManager, TextIO
 import click
 
 from ciphermilter.cli.common import (command_store, echo_json, echo_listing, fail, json_option, open_settings,
-                                     removal, reported)
+                                     removal, report_import, reported)
 from ciphermilter.cli.secrets import interactive, required_secret, secret_options, secret_value, write_private_file
-from ciphermilter.cli.store import report_import
 from ciphermilter.store import admin, keyimport
 from ciphermilter.store.admin import ExportFormat, KeyInfo
 from ciphermilter.store.schema import StoreError

@@ -25,7 +25,7 @@ from ciphermilter.daemon.serve import run
 @click.option("--config", "config_path", envvar="CIPHERMILTER_CONFIG", type=click.Path(dir_okay=False),
               help="TOML configuration file.")
 @click.pass_context
-def main(ctx: click.Context, store_path, master_key_path, config_path):
+def main(ctx: click.Context, store_path: str | None, master_key_path: str | None, config_path: str | None) -> None:
     """Decrypt and verify inbound S/MIME and OpenPGP mail in front of Postfix's scanners."""
     ctx.obj = App(store_path, master_key_path, config_path)
 

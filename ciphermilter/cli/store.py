@@ -11,21 +11,11 @@ from typing import BinaryIO, TextIO
 
 import click
 
-from ciphermilter.cli.common import command_store, echo_json, fail, json_option, open_store, reported, store_paths
+from ciphermilter.cli.common import (command_store, echo_json, fail, json_option, open_store, report_import, reported,
+                                     store_paths)
 from ciphermilter.cli.secrets import interactive, required_secret, secret_options, secret_value, write_private_file
 from ciphermilter.store import admin
-from ciphermilter.store.rows import ImportResult
 from ciphermilter.store.schema import StoreError
-
-
-def report_import(result: ImportResult) -> None:
-    """What an import added and found present (stdout) and its warnings (stderr)."""
-    for line in result.added:
-        click.echo(f"added: {line}")
-    for line in result.already_present:
-        click.echo(f"already present: {line}")
-    for line in result.warnings:
-        click.echo(f"warning: {line}", err=True)
 
 
 @click.group("store")

@@ -95,5 +95,6 @@ class Settings:
     # the message is encrypted to. Off only for a site that shares one gateway key for everything.
     require_reader: bool = True
     recipient_delimiter: str = ""  # as Postfix's: any of these characters starts a +detail (empty: none)
-    mixed_recipients: MixedRecipients = "split"  # "split" (452 4.5.3 at RCPT, one class per transaction) or "decrypt-for-all"
+    # "split" (452 4.5.3 at RCPT, one class per transaction) or "decrypt-for-all"
+    mixed_recipients: MixedRecipients = "split"
     limits: Limits = field(default_factory=Limits)
