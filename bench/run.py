@@ -46,8 +46,9 @@ if not __package__:  # run as a file (python bench/run.py): the clone's root mak
 from bench import milter_client, milter_daemon, postfix_instance  # noqa: E402
 from bench.shared import SHARED  # noqa: E402
 from ciphermilter.core import pipeline as core
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store import admin
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = SHARED / "corpus" / "keys"
@@ -150,16 +151,16 @@ def gus_fingerprint(work: Path) -> str:
 def build_store(work: Path) -> KeyStore:
     store = KeyStore.create(str(work / "bench.db"))
     for path in (KEYS / "smime" / "pub-bob.p12", KEYS / "smime" / "pub-erin-p256.p12"):
-        store.import_file(path.read_bytes(), filename=path.name, password=b"corpus-public")
+        admin.import_file(store, path.read_bytes(), filename=path.name, password=b"corpus-public")
     for name in ("pub-pgp-bob-rsa3072.sec.asc", "pub-pgp-gus-sq-cv25519.sec.asc"):
         path = KEYS / "pgp" / name
-        store.import_file(path.read_bytes(), filename=path.name)
-    store.add_trust_anchor(certificate_der(KEYS / "trust" / "pub-root-ca.cert.pem"))
-    store.add_domain("corp-pub.example")
+        admin.import_file(store, path.read_bytes(), filename=path.name)
+    admin.add_trust_anchor(store, certificate_der(KEYS / "trust" / "pub-root-ca.cert.pem"))
+    admin.add_domain(store, "corp-pub.example")
     # Every sample goes to bob (RECIPIENT): the reader rule wants him to read erin's, bob.pgp's and gus's keys too.
-    for key in store.list_keys():
+    for key in admin.list_keys(store):
         if key.get("private_key") or key.get("secret"):
-            store.bind(key["id"], RECIPIENT)
+            admin.bind(store, key["id"], RECIPIENT)
     return store
 
 

@@ -28,7 +28,7 @@ if not __package__:  # run as a file (python bench/run.py): the clone's root mak
 from bench import failure_pairs  # noqa: E402
 from bench.run import build_store  # noqa: E402
 from ciphermilter.core import pipeline as core
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 
 SETTINGS = Settings(harvest_certificates=False, harvest_pgp_keys=False)  # a run must not change the store
 

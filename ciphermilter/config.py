@@ -1,8 +1,10 @@
-"""Settings of the core and the daemon.
+"""The daemon's configuration file: :class:`DaemonConfig` and its TOML loader.
 
-:class:`Settings` holds every knob with its safe default; the embedded
-default store runs with no file at all. Loading and validating the TOML file
-lives here too, so that the CLI and the daemon refuse the same mistakes.
+The core's own knobs (:class:`~ciphermilter.core.settings.Settings`,
+:class:`~ciphermilter.core.settings.Limits`) live in the core, which must
+not import this module; a :class:`DaemonConfig` carries them. Loading and
+validating the file lives here, so that the CLI and the daemon refuse the
+same mistakes, each with file, line and reason.
 """
 
 from __future__ import annotations
@@ -10,91 +12,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
+from typing import NoReturn
 
+from ciphermilter import files
 from ciphermilter.core import domains
-
+from ciphermilter.core.settings import MIXED_RECIPIENTS, ON_ERROR_POLICIES, ON_LIMIT_POLICIES, Limits, Settings
 from ciphermilter.store import masterkey
-
-from ciphermilter.daemon import stats
-
-
-@dataclass
-class Limits:
-    max_message_size: int = 10_240_000  # bytes, as Postfix's message_size_limit; larger messages pass untouched
-    max_mime_depth: int = 50
-    max_mime_parts: int = 1000
-    max_cms_layers: int = 8
-    max_recipient_infos: int = 100
-    max_signer_infos: int = 20
-    max_chain_length: int = 10
-    # OpenPGP compressed data, all of one message's packets together; None: DECOMPRESSED_PER_MESSAGE_SIZE
-    # times max_message_size (see decompressed_limit)
-    max_decompressed_size: int | None = None
-    max_pgp_nesting: int = 8  # OpenPGP compressed packets inside each other, encrypted layers inside each other
-    max_rsa_bits: int = 16384
-    deadline_seconds: float = 30.0
-    # New certificates and keys one message may add to the store: a real signed message brings 1 signer
-    # certificate (harvest keeps no chain) and 1-2 attached keys; more is a flood (300 in one message, issue 14).
-    max_harvest_per_message: int = 10
-    # Harvested certificates and keys kept per address they name: a correspondent renews a certificate or key
-    # every year or so, and never-used ones expire; new ones past this are refused, never an older one evicted.
-    max_harvest_per_address: int = 10
-    # Harvested certificates and keys kept for the addresses of one harvesting signer together: an OpenPGP
-    # signer vouches for keys of any of its addresses, so with N user IDs the cap per address alone let it
-    # keep 10 x N; an S/MIME signer is its certificate, whose addresses are counted together the same way.
-    max_harvest_per_signer: int = 10
-    # Reserved-namespace fields (X-CipherMail-, X-Djigzo-) a message may arrive with and still be accepted:
-    # each costs Postfix's cleanup one deletion, and deletions are quadratic there (10,000 took 23 s,
-    # 20,000 ended in "451 queue file write error"). Above it the message is rejected (core.forged_flood).
-    max_forged_headers: int = 100
-
-    @property
-    def decompressed_limit(self) -> int:
-        """``max_decompressed_size``, else a multiple of ``max_message_size``: what a message may unpack to
-        follows what it may be, so that lowering one lowers the other (10,240,000-byte messages: 40,960,000)."""
-        if self.max_decompressed_size is not None:
-            return self.max_decompressed_size
-        return DECOMPRESSED_PER_MESSAGE_SIZE * self.max_message_size
-
-    def decompression_budget(self, message_size: int) -> int:
-        """What one message of ``message_size`` bytes may unpack to, all its compressed data together: in
-        proportion to its own size, never above :attr:`decompressed_limit`. A 280 KB bomb unpacking to
-        200 MiB (under the 256 MiB limit) held 1.3 GB before; now it is refused after 16 MiB."""
-        return min(self.decompressed_limit, max(DECOMPRESSED_FLOOR, DECOMPRESSED_PER_BYTE * message_size))
-
-
-# Text deflates about 3 to 1: a message of max_message_size holding compressed
-# text unpacks to about three times its size; far more is a bomb, not mail.
-DECOMPRESSED_PER_MESSAGE_SIZE = 4
-# What one message may unpack to per byte it has (Limits.decompression_budget): text deflates 3-5 to 1, logs
-# and other repetitive text up to about 20 to 1 of the binary data, about 15 to 1 of the armored text
-# (base64 adds a third); zeros deflate 1000 to 1 and bzip2 more. 16 keeps all mail and refuses a bomb early.
-DECOMPRESSED_PER_BYTE = 16
-# ...but never less than this, whatever the message's size: small messages (a signed note of a few KB)
-# may unpack to 16 MiB, which holds little memory (the engine keeps 8 MiB while counting).
-DECOMPRESSED_FLOOR = 16 << 20
-
-
-@dataclass
-class Settings:
-    internal_domains: list[str] = field(default_factory=list)  # in addition to those in the store
-    harvest_certificates: bool = True
-    harvest_pgp_keys: bool = True
-    harvest_expiry_days: int = 90  # harvested material never used since its harvest is removed after this
-    header_protection: bool = True  # restore RFC 9788 protected headers from the decrypted entity
-    decrypt_embedded: bool = False  # EFAIL: decrypt parts that sit beside sender-chosen parts
-    opaque_to_detached: bool = True  # rewrite opaque signed-data as multipart/signed for the scanners
-    on_error: str = "pass"  # "pass" (unchanged, with a reason header) or "tempfail"
-    # A limit stopped processing of encrypted content the store holds a key for (core.Outcome.held_at_limit):
-    # "reject" (554 5.7.0), "tempfail" (451 4.7.0) or "pass" (delivered still encrypted, past the scanners).
-    on_limit: str = "reject"
-    # The reader rule (ciphermilter.readers): decrypt only when every internal envelope recipient reads a key
-    # the message is encrypted to. Off only for a site that shares one gateway key for everything.
-    require_reader: bool = True
-    recipient_delimiter: str = ""  # as Postfix's: any of these characters starts a +detail (empty: none)
-    mixed_recipients: str = "split"  # "split" (452 4.5.3 at RCPT, one class per transaction) or "decrypt-for-all"
-    limits: Limits = field(default_factory=Limits)
 
 
 # --- The daemon's configuration file -------------------------------------------------------------
@@ -102,9 +27,8 @@ class Settings:
 DEFAULT_SOCKET = "unix:./var/ciphermilter.sock"
 DEFAULT_STORE = "var/ciphermilter.db"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-ON_ERROR_POLICIES = ("pass", "tempfail")
-ON_LIMIT_POLICIES = ("reject", "tempfail", "pass")
-MIXED_RECIPIENTS = ("split", "decrypt-for-all")
+# A check of one value of the file: the value to store, or ValueError saying why it is refused.
+Check = Callable[[object], object]
 _SOCKET = re.compile(r"(?:(?:unix|local):(?P<path>.+)|inet6?:(?P<port>\d{1,5})(?:@(?P<host>[^@\s]+))?)\Z")
 
 
@@ -145,7 +69,7 @@ class DaemonConfig:
     @property
     def stats_path(self) -> str:
         """``stats_file``, else beside the store."""
-        return self.stats_file or stats.default_stats_file(self.store)
+        return self.stats_file or files.default_stats_file(self.store)
 
     def with_store(self, store: str | None, master_key: str | None) -> "DaemonConfig":
         """This configuration with the store and master key named on the command line, where they are.
@@ -158,14 +82,14 @@ class DaemonConfig:
         return replace(self, store=store or self.store, master_key=master_key or own_key)
 
 
-def _check_socket(value) -> str:
+def _check_socket(value: object) -> str:
     match = _SOCKET.match(value) if isinstance(value, str) else None
     if not match or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
         raise ValueError("must be unix:/path/to/socket or inet:PORT@HOST")
-    return value
+    return match.string
 
 
-def _check_umask(value) -> int:
+def _check_umask(value: object) -> int:
     if isinstance(value, str) and re.fullmatch(r"0?[0-7]{1,3}", value):
         value = int(value, 8)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
@@ -173,46 +97,46 @@ def _check_umask(value) -> int:
     return value
 
 
-def _check_choice(choices):
-    def check(value):
-        if value not in choices:
+def _check_choice(choices: tuple[str, ...]) -> Check:
+    def check(value: object) -> str:
+        if not isinstance(value, str) or value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return value
     return check
 
 
-def _check_path(value) -> str:
+def _check_path(value: object) -> str:
     if not isinstance(value, str) or not value or "\0" in value:
         raise ValueError("must be a non-empty path")
     return value
 
 
-def _check_name(value) -> str:
+def _check_name(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
         raise ValueError("must be a user or group name")
     return value
 
 
-def _check_positive_int(value) -> int:
+def _check_positive_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError("must be a positive integer")
     return value
 
 
-def _check_positive_number(value) -> float:
+def _check_positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError("must be a positive number")
     return float(value)
 
 
-def _check_port(value) -> int:
+def _check_port(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise ValueError("must be a TCP port (1-65535)")
     return value
 
 
 # Keys of the file that are not Settings fields, with the check each value must pass.
-DAEMON_KEYS = {
+DAEMON_KEYS: dict[str, Check] = {
     "socket": _check_socket,
     "store": _check_path,
     "master_key": _check_path,
@@ -231,7 +155,7 @@ DAEMON_KEYS = {
 }
 
 
-def _check_setting(name: str, value, default):
+def _check_setting(name: str, value: object, default: object) -> object:
     """Check a Settings or Limits value against the type of its default."""
     if name == "on_error":
         return _check_choice(ON_ERROR_POLICIES)(value)
@@ -261,14 +185,14 @@ def _check_setting(name: str, value, default):
     raise ValueError(f"unsupported setting {name}")  # a new Settings field needs a check here
 
 
-def _check_delimiter(value) -> str:
+def _check_delimiter(value: object) -> str:
     """Postfix's recipient_delimiter: characters that may start an address extension, or empty for none."""
     if not isinstance(value, str) or any(not c.isprintable() or c.isspace() or c in '@<>"' for c in value):
         raise ValueError('must be a string of delimiter characters such as "+" or "+-" (empty: none)')
     return value
 
 
-def _not_a_domain(value):
+def _not_a_domain(value: object) -> NoReturn:
     raise domains.DomainError(f"not a domain name: {value!r}")
 
 
@@ -288,7 +212,7 @@ def _key_line(lines: list[str], table: str | None, key: str) -> int | None:
     return None
 
 
-def _flatten(data: dict):
+def _flatten(data: dict[str, object]) -> Iterator[tuple[str | None, str, object]]:
     """(table, key, value) for every top-level key and every key of the [limits] table."""
     for key, value in data.items():
         if key == "limits" and isinstance(value, dict):
@@ -297,10 +221,11 @@ def _flatten(data: dict):
             yield None, key, value
 
 
-def _apply(config: DaemonConfig, table: str | None, key: str, value) -> None:
+def _apply(config: DaemonConfig, table: str | None, key: str, value: object) -> None:
     """Check one value and store it in ``config``; ValueError says why it is refused."""
     if table is None and key == "limits":
         raise ValueError("must be a table: [limits]")
+    target: Limits | Settings
     if table == "limits":
         target = config.settings.limits
     elif key in DAEMON_KEYS:
@@ -312,6 +237,12 @@ def _apply(config: DaemonConfig, table: str | None, key: str, value) -> None:
     if key not in known:
         raise ValueError("unknown key")
     setattr(target, key, _check_setting(key, value, getattr(target, key)))
+
+
+def resolve(path: str | None, store: str | None, master_key: str | None) -> DaemonConfig:
+    """The file at ``path`` (the defaults without one) with the store and master key named on the command
+    line (:meth:`DaemonConfig.with_store`): how every command, the daemon included, finds its store."""
+    return load(path).with_store(store, master_key)
 
 
 def load(path: str | None) -> DaemonConfig:
@@ -336,7 +267,7 @@ def load(path: str | None) -> DaemonConfig:
         raise ConfigError(f"{path}: {exc}") from None
     lines = text.splitlines()
 
-    def refuse(table: str | None, key: str, reason: str):
+    def refuse(table: str | None, key: str, reason: str) -> NoReturn:
         line = _key_line(lines, table, key)
         where = f"{path}:{line}" if line else path
         name = f"{table}.{key}" if table else key

@@ -14,6 +14,12 @@ import stat
 import tempfile
 
 PRIVATE_MODE = 0o600
+STATS_FILE_NAME = "ciphermilter.stats.json"
+
+
+def default_stats_file(store_path: str) -> str:
+    """Beside the store: ``var/ciphermilter.db`` -> ``var/ciphermilter.stats.json``."""
+    return os.path.join(os.path.dirname(store_path), STATS_FILE_NAME)
 
 
 def write_atomically(path: str, data: str, mode: int = PRIVATE_MODE) -> None:

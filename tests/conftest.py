@@ -20,8 +20,9 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.core import harvest
 
 from ciphermilter.store import keyimport
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import INFO_PREFIX
+from ciphermilter.store import admin
 
 from bench.shared import SHARED
 
@@ -112,25 +113,25 @@ def corpus_secrets() -> tuple[dict[str, bytes], dict[str, str]]:
 def import_corpus_keys(store) -> dict[str, str]:
     """Import every corpus key file and trust anchor into ``store``; returns {file: error} of refused files."""
     from ciphermilter.store.keyimport import parse
-    from ciphermilter.store.keystore import StoreError
+    from ciphermilter.store.schema import StoreError
 
     passwords, passphrases = corpus_secrets()
     refused = {}
     for path in corpus_key_files():
         relative = str(path.relative_to(CORPUS))
         try:
-            store.import_file(path.read_bytes(), filename=relative, password=passwords.get(relative),
+            admin.import_file(store, path.read_bytes(), filename=relative, password=passwords.get(relative),
                               passphrase=passphrases.get(relative))
         except StoreError as exc:
             refused[relative] = str(exc)
     for path in sorted((CORPUS / "keys" / "trust").iterdir()):
         for der in parse(path.read_bytes()).certificates:
-            store.add_trust_anchor(der)
+            admin.add_trust_anchor(store, der)
     for domain in CORPUS_INTERNAL_DOMAINS:
-        store.add_domain(domain)
+        admin.add_domain(store, domain)
     # One person, two addresses: bob reads his OpenPGP key (bob.pgp@) at his main address too, as an admin
     # binds it ("keys bind"), so that tests may send bob's PGP mail to bob@corp-pub.example.
-    store.bind(next(k["id"] for k in store.list_keys() if "bob.pgp@corp-pub.example" in k["emails"]
+    admin.bind(store, next(k["id"] for k in admin.list_keys(store) if "bob.pgp@corp-pub.example" in k["emails"]
                     and k.get("secret")), "bob@corp-pub.example")
     return refused
 

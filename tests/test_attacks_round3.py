@@ -501,7 +501,7 @@ def test_a8_cost_grows_linearly(open_store, shape):
     """CPU time of the whole pipeline (core.process, what the worker and the connection thread run) at x1 and
     x8 of each shape, median of five: linear gives 8, quadratic 64; the bound is 20. Passes for all shapes."""
     from ciphermilter.core import pipeline as core
-    from ciphermilter.config import Settings
+    from ciphermilter.core.settings import Settings
 
     settings = Settings(harvest_certificates=False, harvest_pgp_keys=False)
     envelope = core.Envelope(recipients=[BOB_PGP])

@@ -38,11 +38,12 @@ from bench import failure_pairs
 from support.attack_messages import SMIME_ERIN, Tools, message, multipart
 from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import engine as openpgp
-from ciphermilter.store import keystore as store_module
 from ciphermilter.cli.main import main
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import is_reserved
 from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store import admin
+from ciphermilter.store import rows as store_rows
 from conftest import BOB, NO_HARVEST, ROOT, corpus_store_file, harvested, info_of
 from support.openpgp_packets import literal, packet
 from support import pki
@@ -176,7 +177,7 @@ def test_forged_fields_in_a_message_rfc822_part_are_neither_counted_nor_edited()
 
 
 def backdate_everything(path, days: int) -> None:
-    then = store_module._before_now(days * 24 * 3600)
+    then = store_rows.before_now(days * 24 * 3600)
     conn = sqlite3.connect(path)
     with conn:
         for table in ("certificates", "pgp_keys", "smime_keys"):
@@ -197,15 +198,15 @@ def test_expiry_never_removes_a_private_key_the_admin_imported(tmp_path):
     root = pki.issue("Corp Root", ca=True)
     bob = pki.issue("Bob", root, email="bob@corp-pub.example")
     with KeyStore.create(tmp_path / "store.db") as store:
-        store.add_trust_anchor(root.der)
+        admin.add_trust_anchor(store, root.der)
         assert harvested(store, certificates=(bob.der,)) == ["added"]  # from Bob's own signed mail
-        result = store.import_file(bob.key_pem)  # the administrator's import
+        result = admin.import_file(store, bob.key_pem)  # the administrator's import
         assert result.added == ["S/MIME private key for CN=Bob"]
         backdate_everything(store.path, 91)
 
-        store.expire_harvested(90)
+        admin.expire_harvested(store, 90)
 
-        assert store._rows("SELECT count(*) FROM smime_keys")[0][0] == 1, "the admin's private key was expired"
+        assert store.rows("SELECT count(*) FROM smime_keys")[0][0] == 1, "the admin's private key was expired"
 
 
 def test_a_flood_of_certificates_from_one_message_adds_the_cap(tmp_path):
@@ -214,20 +215,20 @@ def test_a_flood_of_certificates_from_one_message_adds_the_cap(tmp_path):
     with KeyStore.create(tmp_path / "store.db") as store:
         verdicts = harvested(store, certificates=offered)
         assert verdicts.count("added") == Limits().max_harvest_per_message
-        assert store._rows("SELECT count(*) FROM certificates WHERE origin = 'harvested'")[0][0] == 10
+        assert store.rows("SELECT count(*) FROM certificates WHERE origin = 'harvested'")[0][0] == 10
 
 
 def test_a_harvest_never_evicts_nor_expires_what_the_admin_imported(tmp_path):
     root = pki.issue("Partner Root", ca=True)
     real = pki.issue("Partner", root, email="partner@sender-pub.example")
     with KeyStore.create(tmp_path / "store.db") as store:
-        store.import_file(real.pem)
+        admin.import_file(store, real.pem)
         offered = tuple(pki.issue(f"Partner {n}", root, email="partner@sender-pub.example").der for n in range(30))
         harvested(store, certificates=offered[:10])
         harvested(store, certificates=offered[10:20])
         backdate_everything(store.path, 400)
-        store.expire_harvested(90)
-        rows = store._rows("SELECT origin FROM certificates")
+        admin.expire_harvested(store, 90)
+        rows = store.rows("SELECT origin FROM certificates")
         assert [row["origin"] for row in rows] == ["imported"]
 
 

@@ -27,7 +27,7 @@ from ciphermilter import mime
 from ciphermilter.formats import inflate
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp import handler as openpgp_mime
-from ciphermilter.config import DECOMPRESSED_FLOOR, Limits, Settings
+from ciphermilter.core.settings import DECOMPRESSED_FLOOR, Limits, Settings
 from ciphermilter.core.contract import LimitExceeded
 from conftest import CORPUS, ROOT, corpus_store_file, info_of
 from support.openpgp_packets import literal, packet

@@ -15,6 +15,7 @@ from ciphermilter.cli import check
 from ciphermilter.cli.main import main
 from ciphermilter.store.keyimport import parse
 from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store import admin
 from conftest import CORPUS, ROOT
 
 SOCKET = "unix:/var/spool/postfix/ciphermilter/ciphermilter.sock"
@@ -36,8 +37,8 @@ def small_store(tmp_path_factory) -> str:
     """A store that passes every store check quickly: an internal domain and a trust anchor, no keys."""
     path = str(tmp_path_factory.mktemp("check-store") / "ciphermilter.db")
     with KeyStore.create(path) as store:
-        store.add_domain("example.com")
-        store.add_trust_anchors(parse((CORPUS / "keys" / "trust" / "pub-root-ca.cert.pem").read_bytes()).certificates)
+        admin.add_domain(store, "example.com")
+        admin.add_trust_anchors(store, parse((CORPUS / "keys" / "trust" / "pub-root-ca.cert.pem").read_bytes()).certificates)
     return path
 
 
@@ -198,7 +199,7 @@ def test_a_world_readable_master_key_is_a_warning(tmp_path, full_store):
 
 def test_own_keys_near_or_past_their_expiry_are_reported(full_store):
     with KeyStore.open(full_store) as store:
-        own = [k for k in store.list_keys() if k["type"] == "x509" and k["private_key"]]
+        own = [k for k in admin.list_keys(store) if k["type"] == "x509" and k["private_key"]]
     expiry = min(datetime.datetime.fromisoformat(k["not_after"]) for k in own)
     soon = check.run_checks(None, full_store, None, None, False, now=expiry - datetime.timedelta(days=10))
     lines = [f.line() for f in soon.findings]
@@ -234,8 +235,8 @@ def gpg_key_with_expiry(home, primary_expiry: str, subkey_expiry: str) -> bytes:
 def test_openpgp_key_and_subkey_expiry_are_reported(tmp_path):
     store_path = str(tmp_path / "ciphermilter.db")
     with KeyStore.create(store_path) as store:
-        store.import_file(gpg_key_with_expiry(tmp_path / "gnupg", "2031-01-01", "2030-06-01"))
-        store.add_domain("example.com")
+        admin.import_file(store, gpg_key_with_expiry(tmp_path / "gnupg", "2031-01-01", "2030-06-01"))
+        admin.add_domain(store, "example.com")
     report = check.run_checks(None, store_path, None, None, False,
                               now=datetime.datetime(2030, 5, 20, tzinfo=UTC))
     keys = [f.line() for f in report.findings if f.area == "keys"]
@@ -251,8 +252,8 @@ def test_openpgp_key_and_subkey_expiry_are_reported(tmp_path):
 def test_a_private_key_the_master_key_cannot_open_is_an_error(tmp_path):
     store_path = str(tmp_path / "ciphermilter.db")
     with KeyStore.create(store_path) as store:
-        store.import_file((CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
-        store.add_domain("example.com")
+        admin.import_file(store, (CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
+        admin.add_domain(store, "example.com")
     with sqlite3.connect(store_path) as conn:  # what a tampered or half-restored row looks like
         conn.execute("UPDATE smime_keys SET sealed = zeroblob(64)")
     conn.close()

@@ -9,7 +9,8 @@ import tomllib
 import pytest
 
 from ciphermilter.store import masterkey
-from ciphermilter.config import ConfigError, DaemonConfig, Limits, Settings, load
+from ciphermilter.config import ConfigError, DaemonConfig, load
+from ciphermilter.core.settings import Limits, Settings
 from conftest import ROOT
 
 EXAMPLE = ROOT / "postfix" / "ciphermilter.toml.example"

@@ -3,7 +3,7 @@ import pytest
 from ciphermilter import mime
 
 from ciphermilter.core import pipeline as core
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import is_reserved
 from ciphermilter.core.plan import EditPlan, apply_plan
 from conftest import NO_HARVEST, case_envelope, case_message, corpus_cases, ids, spooled

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from ciphermilter.cli.main import main
 from ciphermilter.config import ConfigError, DaemonConfig
-from ciphermilter.daemon.serve import (StoreHolder, account, prepare_directory, setup_logging, unix_socket_path,
-                                 write_pid_file)
-from ciphermilter.daemon.milter import StoreUnavailable
+from ciphermilter.daemon.serve import account, prepare_directory, setup_logging, unix_socket_path, write_pid_file
+from ciphermilter.store.holder import StoreHolder, StoreUnavailable
 from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store import admin as store_admin
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def store_path(tmp_path):
     path = tmp_path / "store" / "ciphermilter.db"
     path.parent.mkdir()
     with KeyStore.create(str(path)) as store:
-        store.add_domain("corp-pub.example")
+        store_admin.add_domain(store, "corp-pub.example")
     return path
 
 
@@ -54,7 +54,7 @@ def test_changes_by_another_process_are_seen_without_reopening(store_path):
     holder = holder_for(store_path)
     store = holder.current()
     with KeyStore.open(str(store_path)) as admin:
-        admin.add_domain("new.example")
+        store_admin.add_domain(admin, "new.example")
 
     assert holder.current() is store
     assert store.is_internal_domain("new.example")
@@ -66,7 +66,7 @@ def test_a_replaced_store_file_is_reopened(store_path, tmp_path):
     replacement = tmp_path / "replacement.db"
     shutil.copyfile(store_path, replacement)
     with KeyStore.open(str(replacement), str(store_path) + ".key") as restored:
-        restored.add_domain("restored.example")
+        store_admin.add_domain(restored, "restored.example")
     os.replace(replacement, store_path)
 
     new = holder.current()

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from ciphermilter import config
+from ciphermilter.core import settings as settings_module
 from ciphermilter.cli.main import main
 from conftest import ROOT
 from bench.shared import SHARED
@@ -80,8 +81,8 @@ def test_pages_install_with_the_package():
 
 def config_keys() -> list[str]:
     daemon = [f.name for f in dataclasses.fields(config.DaemonConfig) if f.name != "settings"]
-    settings = [f.name for f in dataclasses.fields(config.Settings) if f.name != "limits"]
-    return daemon + settings + [f.name for f in dataclasses.fields(config.Limits)]
+    settings = [f.name for f in dataclasses.fields(settings_module.Settings) if f.name != "limits"]
+    return daemon + settings + [f.name for f in dataclasses.fields(settings_module.Limits)]
 
 
 @pytest.mark.parametrize("key", config_keys())

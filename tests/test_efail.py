@@ -26,7 +26,7 @@ from ciphermilter.formats.openpgp import handler as openpgp_mime
 from ciphermilter.formats.openpgp import findings as pgp_findings
 from ciphermilter.formats.smime import handler as smime
 from ciphermilter.cli.main import main
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.formats.sender import from_names_signer
 from conftest import BOB, CORPUS, NO_HARVEST, info_of

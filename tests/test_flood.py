@@ -18,7 +18,7 @@ from ciphermilter.core import pipeline as core
 
 from ciphermilter.daemon import stats
 from ciphermilter.cli.main import main
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import is_reserved
 from ciphermilter.core.plan import apply_plan
 from conftest import BOB

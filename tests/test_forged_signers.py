@@ -21,10 +21,11 @@ from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import handler as openpgp_mime
 from ciphermilter.formats.openpgp import carried_keys
 from ciphermilter.cli.main import main
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import INFO_PREFIX
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store import admin
 from conftest import BOB, dump, harvested, info_of
 from support.forgery import ALICE_PGP, BOB_PGP, CEO, PGP_KEYS, TEXT, Gpg, autocrypt, head, pgp_mime_signed, with_keys
 
@@ -35,9 +36,9 @@ NOT_IMPORTED = "signer key not imported by an administrator"
 def store(tmp_path):
     """bob's OpenPGP key (secret too) and alice's public key, imported by the admin; corp-pub.example internal."""
     with KeyStore.create(tmp_path / "store.db") as store:
-        store.import_file((PGP_KEYS / "pub-pgp-bob-rsa3072.sec.asc").read_bytes())
-        store.import_file((PGP_KEYS / "pub-pgp-alice-ed25519.pub.asc").read_bytes())
-        store.add_domain("corp-pub.example")
+        admin.import_file(store, (PGP_KEYS / "pub-pgp-bob-rsa3072.sec.asc").read_bytes())
+        admin.import_file(store, (PGP_KEYS / "pub-pgp-alice-ed25519.pub.asc").read_bytes())
+        admin.add_domain(store, "corp-pub.example")
         yield store
 
 
@@ -109,7 +110,7 @@ def test_a_key_harvested_before_never_makes_a_later_signature_valid(store, forge
     assert info == forged_pgp_mime(keyid)
     assert_body_untouched(message, outcome)
 
-    store.import_file(forger.public_key(keyid))  # the admin vouches for it now: the same message verifies
+    admin.import_file(store, forger.public_key(keyid))  # the admin vouches for it now: the same message verifies
     assert info_of(core.process(message, BOB, store))["PGP-Signature-Valid"] == "True"
 
 
@@ -128,7 +129,7 @@ def test_a_signer_the_admin_imported_announces_a_new_key_of_his_own(store, bob):
     assert outcome.report["harvest"] == [
         f"Autocrypt: {carried_keys.NOT_VOUCHED}", f"0.1.3: {ceo_keyid} {carried_keys.FOREIGN_ADDRESSES}",
         f"0.1.2: {new_keyid} added"]
-    assert store.show_key(new_keyid)["origin"] == "harvested"
+    assert admin.show_key(store, new_keyid)["origin"] == "harvested"
     assert store.pgp_public_keys(ceo_keyid) == store.pgp_public_keys(autocrypt_keyid) == []
     # Harvested, the new key still makes no signature valid until the admin imports it.
     later = pgp_mime_signed(gpg, new_keyid, TEXT, head(BOB_PGP))
@@ -143,8 +144,8 @@ def smime_store(tmp_path):
     """An admin's store: the root of the test PKI as its only trust anchor; corp-pub.example internal."""
     root = pki.issue("Attack Root CA", ca=True)
     with KeyStore.create(tmp_path / "smime.db") as store:
-        store.add_trust_anchor(root.der)
-        store.add_domain("corp-pub.example")
+        admin.add_trust_anchor(store, root.der)
+        admin.add_domain(store, "corp-pub.example")
         yield store, root
 
 

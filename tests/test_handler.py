@@ -7,7 +7,7 @@ import pytest
 from ciphermilter import mime
 
 from ciphermilter.core import contract as handler
-from ciphermilter.config import Limits
+from ciphermilter.core.settings import Limits
 
 
 def multipart(parts: int, depth: int = 1) -> bytes:

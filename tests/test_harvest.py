@@ -21,8 +21,10 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.store import keyimport
 from ciphermilter.store import keystore as store_module
 from ciphermilter.cli.main import main
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store import admin
+from ciphermilter.store import rows as store_rows
 from conftest import BOB, dump, harvested, info_of
 from support.forgery import TEXT, Gpg, head, pgp_mime_signed, with_keys
 from support import pki
@@ -47,8 +49,8 @@ def store(tmp_path, partner):
     """The admin imported the partner's public key; corp-pub.example is internal."""
     gpg, keyid = partner
     with KeyStore.create(tmp_path / "store.db") as store:
-        store.import_file(gpg.public_key(keyid))
-        store.add_domain("corp-pub.example")
+        admin.import_file(store, gpg.public_key(keyid))
+        admin.add_domain(store, "corp-pub.example")
         yield store
 
 
@@ -62,7 +64,7 @@ def armored(keys) -> bytes:
 
 
 def harvested_rows(store) -> int:
-    return store._rows("SELECT (SELECT count(*) FROM pgp_keys WHERE origin = 'harvested')"
+    return store.rows("SELECT (SELECT count(*) FROM pgp_keys WHERE origin = 'harvested')"
                        " + (SELECT count(*) FROM certificates WHERE origin = 'harvested')")[0][0]
 
 
@@ -95,7 +97,7 @@ def test_a_message_with_300_vouched_keys_adds_the_cap_in_one_transaction(store, 
     assert len(lines) == 300
     assert lines[:10] == [f"0.1.2: {key.fingerprint.keyid} added" for key in FLOOD_KEYS[:10]]
     assert lines[10:] == [f"0.1.2: {key.fingerprint.keyid} {PER_MESSAGE}" for key in FLOOD_KEYS[10:]]
-    kept = {row[0] for row in store._rows("SELECT fingerprint FROM pgp_keys WHERE origin = 'harvested'")}
+    kept = {row[0] for row in store.rows("SELECT fingerprint FROM pgp_keys WHERE origin = 'harvested'")}
     assert kept == {str(key.fingerprint).replace(" ", "") for key in FLOOD_KEYS[:10]}
 
 
@@ -128,8 +130,8 @@ def test_a_signer_with_many_addresses_keeps_the_cap_per_signer_not_per_address(t
     # so before the cap per signer they were all kept
     gpg, signer, carried = many_addresses
     with KeyStore.create(tmp_path / "store.db") as store:
-        store.import_file(gpg.public_key(signer))
-        store.add_domain("corp-pub.example")
+        admin.import_file(store, gpg.public_key(signer))
+        admin.add_domain(store, "corp-pub.example")
         outcomes = [core.process(pgp_mime_signed(gpg, signer, with_keys(TEXT, *carried[n:n + 6]),
                                                  head("desk0@sender-pub.example")), BOB, store)
                     for n in (0, 6, 12)]
@@ -243,7 +245,7 @@ def test_a_locked_store_costs_the_message_its_harvest_not_its_result(store, part
 
 def backdate(store, days: int) -> None:
     """Every row was added ``days`` ago (as a store that old would hold them)."""
-    then = store_module._before_now(days * 24 * 3600)
+    then = store_rows.before_now(days * 24 * 3600)
     conn = sqlite3.connect(store.path)
     with conn:
         for table in ("certificates", "pgp_keys"):
@@ -255,7 +257,7 @@ def backdate(store, days: int) -> None:
 def smime_store(store):
     """The partner's store with a trust anchor and, harvested, two trusted signers' certificates."""
     root = pki.issue("Harvest Root", ca=True)
-    store.add_trust_anchor(root.der)
+    admin.add_trust_anchor(store, root.der)
     used, unused = (pki.issue(name, root, email=f"{name}@sender-pub.example") for name in ("used", "unused"))
     assert harvested(store, certificates=(used.der, unused.der)) == ["added", "added"]
     return store, root, used, unused
@@ -274,7 +276,7 @@ def signed_without_certificates(signer, tmp_path) -> bytes:
 
 def test_expiry_removes_only_harvested_rows_never_used_past_the_age(smime_store, tmp_path):
     store, _, used, unused = smime_store
-    store.import_file(armored(FLOOD_KEYS[20:21]))  # an administrator's import: never expires
+    admin.import_file(store, armored(FLOOD_KEYS[20:21]))  # an administrator's import: never expires
     assert harvested(store, pgp=armored(FLOOD_KEYS[:1])) == ["added"]  # a harvested OpenPGP key is never used
     message = signed_without_certificates(used, tmp_path)
     begun = write_transactions(store)
@@ -285,38 +287,38 @@ def test_expiry_removes_only_harvested_rows_never_used_past_the_age(smime_store,
     assert begun == ["BEGIN IMMEDIATE"]  # at most once a day: no write for the second message
 
     backdate(store, 89)
-    assert store.expire_harvested(90) == []
+    assert admin.expire_harvested(store, 90) == []
     backdate(store, 91)
     expected = sorted([f"certificate {thumbprint(unused)[:16]} CN=unused",
                        f'OpenPGP key {fingerprint(FLOOD_KEYS[0])} ["{PARTNER}"]'])
     before = dump(store.path)
-    assert sorted(store.expire_harvested(90, dry_run=True)) == expected and dump(store.path) == before
-    assert sorted(store.expire_harvested(90)) == expected
-    assert {(key["id"], key["origin"]) for key in store.list_keys()} == {
+    assert sorted(admin.expire_harvested(store, 90, dry_run=True)) == expected and dump(store.path) == before
+    assert sorted(admin.expire_harvested(store, 90)) == expected
+    assert {(key["id"], key["origin"]) for key in admin.list_keys(store)} == {
         (fingerprint(SIGNER), "imported"), (fingerprint(FLOOD_KEYS[20]), "imported"), (thumbprint(used), "harvested")}
 
 
 def test_an_admin_import_of_the_private_key_of_a_harvested_certificate_makes_it_imported(smime_store):
     # Bob's signed mail harvested his certificate before the admin imported his private key alone
     store, _, used, _ = smime_store
-    assert store.import_file(used.key_pem).added == ["S/MIME private key for CN=used"]
-    assert store.bind(thumbprint(used), "team@corp-pub.example")  # refused while 'harvested'
-    shown = store.show_key(thumbprint(used))
+    assert admin.import_file(store, used.key_pem).added == ["S/MIME private key for CN=used"]
+    assert admin.bind(store, thumbprint(used), "team@corp-pub.example")  # refused while 'harvested'
+    shown = admin.show_key(store, thumbprint(used))
     assert (shown["origin"], shown["private_key"]) == ("imported", True)
     assert shown["readers"] == ["team@corp-pub.example", "used@sender-pub.example"]
     backdate(store, 400)
-    assert [line.split()[2] for line in store.expire_harvested(90)] == ["CN=unused"]
+    assert [line.split()[2] for line in admin.expire_harvested(store, 90)] == ["CN=unused"]
 
 
 def test_expiry_spares_a_private_key_under_a_harvested_certificate(smime_store):
     # as a store may hold it from before imports promoted the certificate: only an admin imports a private key
     store, _, used, _ = smime_store
-    store.import_file(used.key_pem)
+    admin.import_file(store, used.key_pem)
     store._conn.execute("UPDATE certificates SET origin = 'harvested'")
     store._conn.commit()
     backdate(store, 400)
-    assert [line.split()[2] for line in store.expire_harvested(90)] == ["CN=unused"]
-    assert store.show_key(thumbprint(used))["private_key"]
+    assert [line.split()[2] for line in admin.expire_harvested(store, 90)] == ["CN=unused"]
+    assert admin.show_key(store, thumbprint(used))["private_key"]
 
 
 def test_a_harvest_write_expires_a_bounded_number(store, monkeypatch):
@@ -325,8 +327,8 @@ def test_a_harvest_write_expires_a_bounded_number(store, monkeypatch):
     backdate(store, 91)
     assert harvested(store, pgp=armored(FLOOD_KEYS[5:6])) == ["added"]
     assert harvested_rows(store) == 5 - 2 + 1
-    assert store.expire_harvested(90) and harvested_rows(store) == 1  # the new one stays
-    assert store.show_key(fingerprint(SIGNER))["origin"] == "imported"
+    assert admin.expire_harvested(store, 90) and harvested_rows(store) == 1  # the new one stays
+    assert admin.show_key(store, fingerprint(SIGNER))["origin"] == "imported"
 
 
 def test_keys_expire_harvested_command(store):
@@ -345,7 +347,7 @@ SIGNER = keyimport.parse((FLOOD / "signer.sec.asc").read_bytes()).pgp_keys[0]
 
 
 def thumbprint(issued) -> str:
-    return store_module._thumbprint(issued.der)
+    return store_rows.thumbprint(issued.der)
 
 
 def fingerprint(key) -> str:

@@ -1,4 +1,4 @@
-"""Every limit of ``config.Limits`` at its edge, on the corpus messages.
+"""Every limit of ``core.settings.Limits`` at its edge, on the corpus messages.
 
 For each limit the edge is what the message actually holds (its size, its
 deepest part, its number of parts, layers, RecipientInfos, SignerInfos, chain
@@ -20,7 +20,7 @@ import pytest
 from ciphermilter import mime
 
 from ciphermilter.core import pipeline as core
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import INFO_PREFIX
 from ciphermilter.core.plan import apply_plan
 from conftest import case_envelope, case_message, corpus_cases, ids

@@ -35,6 +35,7 @@ from ciphermilter.daemon.milter import (ACTIONS, FEATURES, NO_REPLY_STEPS, SKIPP
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.daemon.workers import FILE_THRESHOLD
+from ciphermilter.store import admin
 from conftest import CORPUS, ROOT, case_message, corpus_cases, corpus_store_file
 from support.messages import plain_entity, smime_encrypt
 from support.messages import large_plaintext, large_smime_message
@@ -550,11 +551,11 @@ def test_store_changes_take_effect_without_a_restart(daemons, tmp_path, encrypte
                                 (miltertest.SMFIR_CONTINUE, {})]
 
     with KeyStore.create(str(store_path)) as store:
-        store.add_domain("corp-pub.example")
+        admin.add_domain(store, "corp-pub.example")
     assert add_header("X-CipherMail-Info-SMIME-Decryption-Key-Not-Found", "True") in end_of_message()
 
     with KeyStore.open(str(store_path)) as store:
-        store.import_file((CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
+        admin.import_file(store, (CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
     replies = end_of_message()
     assert miltertest.SMFIR_REPLBODY in {reply[0] for reply in replies}
     assert add_header("X-CipherMail-Info-SMIME-Decryption-Key-Not-Found", "True") not in replies

@@ -25,7 +25,7 @@ from ciphermilter.cli import check
 from ciphermilter.core import pipeline as core
 from ciphermilter.daemon import stats
 from ciphermilter.cli.main import main
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import INFO_PREFIX
 from ciphermilter.core.plan import apply_plan
 from conftest import CORPUS

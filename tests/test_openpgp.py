@@ -13,6 +13,7 @@ from ciphermilter import mime
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.core.contract import LimitExceeded
 from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store import admin
 from conftest import case_message, corpus_cases, ids
 from support.openpgp_packets import literal, packet
 
@@ -57,7 +58,7 @@ def corpus_keyring(corpus_store):
 def vector_keyring(tmp_path_factory):
     store = KeyStore.create(tmp_path_factory.mktemp("vectors") / "store.db")
     for name in ("rsa", "elg", "p256"):
-        store.import_file((VECTORS / f"{name}.sec.asc").read_bytes(), filename=f"{name}.sec.asc")
+        admin.import_file(store, (VECTORS / f"{name}.sec.asc").read_bytes(), filename=f"{name}.sec.asc")
     yield openpgp.keyring_for(store)
     store.close()
 
@@ -243,7 +244,7 @@ def test_new_key_takes_effect_on_the_next_message(tmp_path):
     keyring = openpgp.keyring_for(store)
     data = openpgp.dearmor((VECTORS / "cipher-AES192.asc").read_bytes()).data
     assert open_(data, keyring).key_not_found
-    store.import_file((VECTORS / "rsa.sec.asc").read_bytes())
+    admin.import_file(store, (VECTORS / "rsa.sec.asc").read_bytes())
     assert open_(data, keyring).plaintext == PLAIN
     store.close()
 

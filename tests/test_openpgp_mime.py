@@ -18,10 +18,11 @@ from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp import handler as openpgp_mime
 from ciphermilter.formats.openpgp import carried_keys
 from ciphermilter.formats.openpgp import findings as pgp_findings
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.contract import Context
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store import admin
 from conftest import CORPUS, case_envelope, message_envelope, case_message, corpus_cases, ids, info_of
 
 VECTORS = Path(__file__).parent / "vectors" / "pgp"
@@ -252,9 +253,9 @@ def test_encrypted_part_between_html_wrappers_is_decrypted_when_allowed(case, co
 @pytest.fixture
 def vector_store(tmp_path):
     store = KeyStore.create(tmp_path / "store.db")
-    store.import_file((VECTORS / "rsa.sec.asc").read_bytes())
-    store.add_domain("corp-pub.example")
-    store.bind(store.list_keys()[0]["id"], "bob@corp-pub.example")  # the vectors go to bob, the key is rsa@vectors
+    admin.import_file(store, (VECTORS / "rsa.sec.asc").read_bytes())
+    admin.add_domain(store, "corp-pub.example")
+    admin.bind(store, admin.list_keys(store)[0]["id"], "bob@corp-pub.example")  # the vectors go to bob, the key is rsa@vectors
     yield store
     store.close()
 

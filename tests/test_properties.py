@@ -17,7 +17,7 @@ from ciphermilter import mime
 from ciphermilter.formats.smime import cms
 
 from ciphermilter.core import pipeline as core
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, fold, is_reserved, printable
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, apply_plan
 from ciphermilter.store.keystore import KeyStore

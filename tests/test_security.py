@@ -28,11 +28,12 @@ from ciphermilter import mime
 
 from ciphermilter.core import pipeline as core
 from ciphermilter.cli.main import main
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import INFO_PREFIX, is_reserved
 from ciphermilter.daemon.milter import MessageState
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store import admin
 from conftest import BOB, CORPUS, case_message, corpus_cases
 
 KEYS = CORPUS / "keys"
@@ -498,9 +499,9 @@ def test_files_stay_0600_under_a_permissive_umask(tmp_path):
     try:
         path = tmp_path / "store.db"
         with KeyStore.create(path) as store:
-            store.import_file(BOB_CERT.read_bytes() + BOB_KEY.read_bytes(), filename="bob.pem")
-            store.backup(tmp_path / "backup.db")
-            (bob,) = store.list_keys()
+            admin.import_file(store, BOB_CERT.read_bytes() + BOB_KEY.read_bytes(), filename="bob.pem")
+            admin.backup(store, tmp_path / "backup.db")
+            (bob,) = admin.list_keys(store)
         runner = CliRunner()
         for args in (["store", "export", str(tmp_path / "all.json"), "--password", "pw"],
                      ["keys", "export", bob["id"][:16], "--format", "p12", "--password", "pw",

@@ -22,10 +22,11 @@ from ciphermilter.core import pipeline as core
 from ciphermilter.store import keyimport
 
 from ciphermilter.formats.smime import handler as smime
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.contract import Context, DeadlineExceeded
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.formats.smime.handler import EMBEDDED
+from ciphermilter.store import admin
 from conftest import BOB, CORPUS, CORPUS_INTERNAL_DOMAINS, case_envelope, case_message, corpus_cases, ids, info_of
 
 SMIME_CASES = corpus_cases(
@@ -199,7 +200,7 @@ def test_signer_certificate_is_harvested_only_when_allowed(case, tmp_path):
         assert info_of(outcome)["Signer-Trusted-0-0"] == "False"  # this store holds no anchor
         assert store.certificates(email=email) == []
         for der in (CORPUS / "keys" / "trust").glob("*.pem"):
-            store.add_trust_anchors(keyimport.parse(der.read_bytes()).certificates)
+            admin.add_trust_anchors(store, keyimport.parse(der.read_bytes()).certificates)
         info = info_of(run(case, store, Settings(internal_domains=internal)))
         harvested = info["Signer-Verified-0-0"] == info["Signer-Trusted-0-0"] == "True"
         assert bool(store.certificates(email=email)) == harvested == case["signature_should_verify"]
@@ -265,8 +266,8 @@ def test_plaintext_holding_the_parent_boundary_stays_encrypted(tmp_path):
                  + base64.encodebytes((vectors / "env-clash.der").read_bytes()).replace(b"\n", b"\r\n"))
     message = embed_beside_text(b"From: a@b.example\r\n" + encrypted)
     with KeyStore.create(tmp_path / "store.db") as store:
-        store.import_file((vectors / "rsa.key.pem").read_bytes() + (vectors / "rsa.cert.pem").read_bytes())
-        store.bind(store.list_keys()[0]["id"], "bob@corp-pub.example")  # the vector's key is rsa@vectors.example
+        admin.import_file(store, (vectors / "rsa.key.pem").read_bytes() + (vectors / "rsa.cert.pem").read_bytes())
+        admin.bind(store, admin.list_keys(store)[0]["id"], "bob@corp-pub.example")  # the vector's key is rsa@vectors.example
         outcome = core.process(message, BOB, store, Settings(internal_domains=["corp-pub.example"],
                                                             decrypt_embedded=True))
     assert outcome.report["smime"]["layers"][0]["content_sha256"] == sha256((vectors / "clash.txt").read_bytes())

@@ -16,7 +16,7 @@ from asn1crypto import cms as asn1_cms
 
 from support.attack_messages import Tools, message, multipart
 from ciphermilter.core import pipeline as core
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from conftest import BOB, info_of
 
 PAYLOAD = b"Content-Type: text/plain\r\n\r\nthe packed words 7c2e\r\n"

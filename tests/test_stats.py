@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from ciphermilter.core import pipeline as core
 
+from ciphermilter import files
 from ciphermilter.daemon import stats
 from ciphermilter.cli.main import main
 from ciphermilter.core.findings import Facts, Failure, Protection
@@ -163,8 +164,8 @@ def test_exporter_writes_both_files_and_serves_metrics_on_loopback(tmp_path):
 
 
 def test_default_stats_file_sits_beside_the_store():
-    assert stats.default_stats_file("var/ciphermilter.db") == "var/ciphermilter.stats.json"
-    assert stats.default_stats_file("/var/lib/ciphermilter/keys.db") == "/var/lib/ciphermilter/ciphermilter.stats.json"
+    assert files.default_stats_file("var/ciphermilter.db") == "var/ciphermilter.stats.json"
+    assert files.default_stats_file("/var/lib/ciphermilter/keys.db") == "/var/lib/ciphermilter/ciphermilter.stats.json"
 
 
 @pytest.fixture

@@ -26,8 +26,10 @@ from cryptography.hazmat.primitives import serialization
 from ciphermilter.formats import ids
 
 from ciphermilter.store import keyimport
-from ciphermilter.store import keystore as store_module
-from ciphermilter.store.keystore import KeyStore, StoreError
+from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store.schema import StoreError
+from ciphermilter.store import admin
+from ciphermilter.store import schema
 from conftest import (CORPUS, CORPUS_INTERNAL_DOMAINS, ROOT, case_message, corpus_cases, corpus_key_files,
                       corpus_secrets, dump, harvested, import_corpus_keys)
 
@@ -75,7 +77,7 @@ def test_each_corpus_key_file_is_listed(imported, path):
     if str(path.relative_to(CORPUS)) in refused:
         pytest.raises(keyimport.KeyFormatError, parse_file, path)
         return
-    listed = {key["id"]: key for key in store.list_keys()}
+    listed = {key["id"]: key for key in admin.list_keys(store)}
     bundle = parse_file(path)
     for der in bundle.certificates:
         assert hashlib.sha256(der).hexdigest().upper() in listed
@@ -102,7 +104,7 @@ def test_trust_anchors_and_domains_of_the_corpus(imported):
     expected = {hashlib.sha256(der).hexdigest().upper()
                 for path in (CORPUS / "keys" / "trust").iterdir() for der in parse_file(path).certificates}
     assert anchors == expected and len(anchors) == 2
-    assert store.list_domains() == sorted(CORPUS_INTERNAL_DOMAINS)
+    assert admin.list_domains(store) == sorted(CORPUS_INTERNAL_DOMAINS)
 
 
 def test_reimport_is_idempotent(imported, tmp_path):
@@ -112,7 +114,7 @@ def test_reimport_is_idempotent(imported, tmp_path):
         relative = str(path.relative_to(CORPUS))
         if relative in refused:
             continue
-        result = store.import_file(path.read_bytes(), filename=relative, password=PASSWORDS.get(relative),
+        result = admin.import_file(store, path.read_bytes(), filename=relative, password=PASSWORDS.get(relative),
                                    passphrase=PASSPHRASES.get(relative))
         assert result.added == [] and result.already_present
     assert dump(store.path) == before
@@ -120,7 +122,7 @@ def test_reimport_is_idempotent(imported, tmp_path):
 
 def test_certificate_fields_follow_the_spec(imported):
     store, _ = imported
-    bob = [key for key in store.list_keys() if key["emails"] == ["bob@corp-pub.example"]]
+    bob = [key for key in admin.list_keys(store) if key["emails"] == ["bob@corp-pub.example"]]
     assert len(bob) == 1 and bob[0]["private_key"] and bob[0]["serial"] == "5A000003"
     assert bob[0]["issuer"] == "CN=Corpus Public Test Root CA,O=Corpus Public Test Org"
     # The NSS test certificate has no subjectAltName: its address comes from the subject, in lower case.
@@ -237,14 +239,14 @@ def test_lookups_by_ski_and_email(corpus_store):
 
 
 def test_internal_domains(store):
-    assert store.add_domain("Example.COM.") and not store.add_domain("example.com")
-    assert store.add_domain("*.corp.example")
+    assert admin.add_domain(store, "Example.COM.") and not admin.add_domain(store, "example.com")
+    assert admin.add_domain(store, "*.corp.example")
     assert store.is_internal_domain("EXAMPLE.com") and store.is_internal_domain("a.b.corp.example")
     assert not store.is_internal_domain("corp.example") and not store.is_internal_domain("example.org")
     with pytest.raises(StoreError, match="not a domain name"):
-        store.add_domain("exa mple.com")
-    assert store.remove_domain("EXAMPLE.com") and not store.is_internal_domain("example.com")
-    assert not store.remove_domain("example.com")
+        admin.add_domain(store, "exa mple.com")
+    assert admin.remove_domain(store, "EXAMPLE.com") and not store.is_internal_domain("example.com")
+    assert not admin.remove_domain(store, "example.com")
 
 
 # ---------------------------------------------------------------------------- secrecy at rest
@@ -271,7 +273,7 @@ def private_byte_strings() -> list[bytes]:
 def test_no_private_key_in_db_wal_or_backup(imported, tmp_path):
     store, _ = imported
     backup = tmp_path / "backup.db"
-    store.backup(backup)
+    admin.backup(store, backup)
     files = [Path(store.path), Path(store.path + "-wal"), backup]
     secrets = private_byte_strings()
     assert len(secrets) > 10
@@ -292,7 +294,7 @@ def test_protected_pgp_key_is_stored_unprotected(store):
     path = CORPUS / "keys/pgp/pub-pgp-erin-cv25519.sec.asc"
     original, _ = pgpy.PGPKey.from_file(str(path))
     assert original.is_protected
-    store.import_file(path.read_bytes(), passphrase=PASSPHRASES[str(path.relative_to(CORPUS))])
+    admin.import_file(store, path.read_bytes(), passphrase=PASSPHRASES[str(path.relative_to(CORPUS))])
     (key,) = store.all_pgp_secret_keys()
     assert not key.is_protected and all(not sub.is_protected for sub in key.subkeys.values())
     signature = key.sign("text")
@@ -302,7 +304,7 @@ def test_protected_pgp_key_is_stored_unprotected(store):
 def test_rows_cannot_swap_their_secrets(tmp_path, caplog):
     with KeyStore.create(tmp_path / "s.db") as store:
         for name in ("pub-bob", "pub-erin-p256"):
-            store.import_file((CORPUS / f"keys/smime/{name}.p12").read_bytes(), password=b"corpus-public")
+            admin.import_file(store, (CORPUS / f"keys/smime/{name}.p12").read_bytes(), password=b"corpus-public")
     conn = sqlite3.connect(tmp_path / "s.db")
     rows = conn.execute("SELECT spki_sha256, sealed FROM smime_keys").fetchall()
     with conn:
@@ -359,15 +361,15 @@ def test_open_refuses_other_files_and_newer_schemas(tmp_path):
 def test_open_runs_forward_migrations(tmp_path, monkeypatch):
     """A store made by this version gets a later version's migration when that version opens it."""
     with KeyStore.create(tmp_path / "s.db") as made:
-        made.add_domain("kept.example")
+        admin.add_domain(made, "kept.example")
 
     def add_notes_table(db):
         db.create_table("notes", {"text": str})
 
-    later = [*store_module._MIGRATIONS, add_notes_table]
-    monkeypatch.setattr(store_module, "_MIGRATIONS", later)
+    later = [*schema.MIGRATIONS, add_notes_table]
+    monkeypatch.setattr(schema, "MIGRATIONS", later)
     with KeyStore.open(tmp_path / "s.db") as upgraded:
-        assert upgraded.info()["schema_version"] == len(later) and upgraded.list_domains() == ["kept.example"]
+        assert admin.info(upgraded)["schema_version"] == len(later) and admin.list_domains(upgraded) == ["kept.example"]
     conn = sqlite3.connect(tmp_path / "s.db")
     assert conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)
     conn.close()
@@ -386,7 +388,7 @@ def test_an_older_store_is_migrated_on_open(tmp_path, version):
     """Stores made before the reader rule (v1) and before harvest expiry (v2): opening one adds the bindings
     table and the last_used column; keys stay, and both new parts work."""
     with KeyStore.create(tmp_path / "s.db") as made:
-        made.import_file((CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
+        admin.import_file(made, (CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
     conn = sqlite3.connect(tmp_path / "s.db")
     with conn:
         for undone in range(3, version, -1):
@@ -395,12 +397,12 @@ def test_an_older_store_is_migrated_on_open(tmp_path, version):
     assert "last_used" not in [row[1] for row in conn.execute("PRAGMA table_info(certificates)")]
     conn.close()
     with KeyStore.open(tmp_path / "s.db") as upgraded:
-        assert upgraded.info()["schema_version"] == 3
-        key = upgraded.list_keys()[0]["id"]
-        assert upgraded.bind(key, "@corp-pub.example")
-        assert upgraded.show_key(key)["readers"] == ["@corp-pub.example", "bob@corp-pub.example"]
-        assert upgraded._rows("SELECT last_used FROM certificates")[0][0] is None
-        assert upgraded.expire_harvested(0) == []  # the imported certificate never expires
+        assert admin.info(upgraded)["schema_version"] == 3
+        key = admin.list_keys(upgraded)[0]["id"]
+        assert admin.bind(upgraded, key, "@corp-pub.example")
+        assert admin.show_key(upgraded, key)["readers"] == ["@corp-pub.example", "bob@corp-pub.example"]
+        assert upgraded.rows("SELECT last_used FROM certificates")[0][0] is None
+        assert admin.expire_harvested(upgraded, 0) == []  # the imported certificate never expires
 
 
 # ---------------------------------------------------------------------------- failures leave the store as it was
@@ -418,11 +420,11 @@ FAILURES = [
 
 @pytest.mark.parametrize("name, relative, password, passphrase, message", FAILURES, ids=[f[0] for f in FAILURES])
 def test_refused_imports_change_nothing(store, name, relative, password, passphrase, message):
-    store.add_domain("corp-pub.example")
-    store.import_file((CORPUS / "keys/foreign/pub-alice.cert.pem").read_bytes())
+    admin.add_domain(store, "corp-pub.example")
+    admin.import_file(store, (CORPUS / "keys/foreign/pub-alice.cert.pem").read_bytes())
     before = dump(store.path)
     with pytest.raises(StoreError, match=message):
-        store.import_file((CORPUS / relative).read_bytes(), filename=relative, password=password,
+        admin.import_file(store, (CORPUS / relative).read_bytes(), filename=relative, password=password,
                           passphrase=passphrase)
     assert dump(store.path) == before
 
@@ -451,7 +453,7 @@ def damaged_files() -> list[tuple[str, bytes, str]]:
 def test_damaged_files_are_refused(store, name, data, message):
     before = dump(store.path)
     with pytest.raises(StoreError, match=message):
-        store.import_file(data, filename="f", password=b"corpus-public")
+        admin.import_file(store, data, filename="f", password=b"corpus-public")
     assert dump(store.path) == before
 
 
@@ -460,12 +462,12 @@ def test_one_bad_file_rolls_back_the_whole_import(store):
     lonely_key = parse_file(CORPUS / "keys/smime/pub-erin-p256.key.pem")
     before = dump(store.path)
     with pytest.raises(StoreError, match="erin.key: private key without its certificate"):
-        store.import_bundles([("bob.cert", good), ("erin.key", lonely_key)])
+        admin.import_bundles(store, [("bob.cert", good), ("erin.key", lonely_key)])
     assert dump(store.path) == before
 
 
 def test_key_and_certificate_in_separate_files_of_one_import(store):
-    result = store.import_bundles([("key", parse_file(CORPUS / "keys/smime/pub-bob.key.pem")),
+    result = admin.import_bundles(store, [("key", parse_file(CORPUS / "keys/smime/pub-bob.key.pem")),
                                    ("cert", parse_file(CORPUS / "keys/smime/pub-bob.cert.pem"))])
     assert len(result.added) == 2 and len(store.all_smime_private_keys()) == 1
 
@@ -477,29 +479,29 @@ def test_harvested_certificates_and_keys(store):
     der = parse_file(CORPUS / "keys/foreign/pub-alice.cert.pem").certificates[0]
     assert harvested(store, certificates=(der,)) == ["added"] and harvested(store, certificates=(der,)) == ["known"]
     assert harvested(store, certificates=(b"\x30\x03junk",))[0].startswith("not harvested (certificate not usable: ")
-    (entry,) = store.list_keys()
+    (entry,) = admin.list_keys(store)
     assert entry["origin"] == "harvested" and store.trust_anchors() == []
     secret = (CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.sec.asc").read_bytes()
     assert harvested(store, pgp=secret) == ["added"] and harvested(store, pgp=secret) == ["known"]
     assert store.all_pgp_secret_keys() == [] and store.pgp_public_keys("8A351CCB200DA75B")
     # an admin import of the same certificate vouches for it
-    store.import_file((CORPUS / "keys/foreign/pub-alice.cert.pem").read_bytes())
-    assert store.list_keys()[0]["origin"] == "imported"
+    admin.import_file(store, (CORPUS / "keys/foreign/pub-alice.cert.pem").read_bytes())
+    assert admin.list_keys(store)[0]["origin"] == "imported"
 
 
 def test_remove_keys_and_anchors(store):
-    store.import_file((CORPUS / "keys/smime/pub-bob.p12").read_bytes(), password=b"corpus-public")
-    store.import_file((CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.sec.asc").read_bytes())
+    admin.import_file(store, (CORPUS / "keys/smime/pub-bob.p12").read_bytes(), password=b"corpus-public")
+    admin.import_file(store, (CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.sec.asc").read_bytes())
     anchor = parse_file(CORPUS / "keys/trust/pub-root-ca.cert.pem").certificates[0]
-    assert store.add_trust_anchor(anchor) and not store.add_trust_anchor(anchor)
-    (cert,) = [k for k in store.list_keys() if k["type"] == "x509"]
+    assert admin.add_trust_anchor(store, anchor) and not admin.add_trust_anchor(store, anchor)
+    (cert,) = [k for k in admin.list_keys(store) if k["type"] == "x509"]
     with pytest.raises(StoreError, match="not a key ID"):
-        store.remove_key("bob")
-    assert store.remove_key(cert["id"][:12].lower())
+        admin.remove_key(store, "bob")
+    assert admin.remove_key(store, cert["id"][:12].lower())
     assert store.all_smime_private_keys() == []
-    assert store.remove_key("8A351CCB200DA75B")  # a subkey ID names its key
-    assert store.list_keys() == [] and not store.remove_key("8A351CCB200DA75B")
-    assert store.remove_trust_anchor(hashlib.sha256(anchor).hexdigest()[:8]) and store.trust_anchors() == []
+    assert admin.remove_key(store, "8A351CCB200DA75B")  # a subkey ID names its key
+    assert admin.list_keys(store) == [] and not admin.remove_key(store, "8A351CCB200DA75B")
+    assert admin.remove_trust_anchor(store, hashlib.sha256(anchor).hexdigest()[:8]) and store.trust_anchors() == []
 
 
 # ---------------------------------------------------------------------------- caches, other processes
@@ -510,16 +512,17 @@ def test_changes_by_another_process_reach_the_caches(imported, tmp_path):
     assert not store.is_internal_domain("late.example")
     version = store.data_version()
     script = textwrap.dedent(f"""
+        from ciphermilter.store import admin
         from ciphermilter.store.keystore import KeyStore
         with KeyStore.open({store.path!r}) as other:
-            other.add_domain("late.example")
+            admin.add_domain(other, "late.example")
     """)
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)
     assert store.data_version() == version  # the daemon refreshes once per message, not on every lookup
     assert store.refresh() != version
     assert store.data_version() != version
     assert store.is_internal_domain("late.example")
-    store.remove_domain("late.example")
+    admin.remove_domain(store, "late.example")
 
 
 def test_decrypted_keys_are_cached(corpus_store):
@@ -535,121 +538,122 @@ def test_decrypted_keys_are_cached(corpus_store):
 def test_backup_while_another_process_writes(imported, tmp_path):
     store, _ = imported
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        from ciphermilter.store import admin
         from ciphermilter.store.keystore import KeyStore
         with KeyStore.open({store.path!r}) as other:
             for n in range(150):
-                other.add_domain(f"d{{n}}.busy.example")
+                admin.add_domain(other, f"d{{n}}.busy.example")
             for n in range(150):
-                other.remove_domain(f"d{{n}}.busy.example")
+                admin.remove_domain(other, f"d{{n}}.busy.example")
     """)], cwd=ROOT)
     backups = []
     while writer.poll() is None or not backups:
         target = tmp_path / f"b{len(backups)}.db"
-        store.backup(target)
+        admin.backup(store, target)
         backups.append(target)
     assert writer.wait() == 0
     for target in backups:
         with KeyStore.open_read_only(target, store.path + ".key") as copy:
-            assert copy.integrity_check() == []
-            assert len(copy.list_keys()) == len(store.list_keys())
+            assert admin.integrity_check(copy) == []
+            assert len(admin.list_keys(copy)) == len(admin.list_keys(store))
 
 
 def test_backup_refuses_to_overwrite(store, tmp_path):
     (tmp_path / "exists.db").write_bytes(b"keep")
     with pytest.raises(StoreError, match="exists already"):
-        store.backup(tmp_path / "exists.db")
+        admin.backup(store, tmp_path / "exists.db")
     assert (tmp_path / "exists.db").read_bytes() == b"keep"
 
 
 def test_restore(imported, tmp_path):
     store, _ = imported
-    store.backup(tmp_path / "backup.db")
+    admin.backup(store, tmp_path / "backup.db")
     key = Path(store.path + ".key")
     target, target_key = tmp_path / "new.db", tmp_path / "new.db.key"
     target_key.write_bytes(key.read_bytes())
-    with KeyStore.restore(tmp_path / "backup.db", target) as restored:
-        assert restored.list_keys() == store.list_keys()
-        assert restored.integrity_check() == []
+    with admin.restore(tmp_path / "backup.db", target) as restored:
+        assert admin.list_keys(restored) == admin.list_keys(store)
+        assert admin.integrity_check(restored) == []
         assert len(restored.all_smime_private_keys()) == len(store.all_smime_private_keys())
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     (tmp_path / "other.key").write_bytes(os.urandom(32))
     before = dump(target)
     with pytest.raises(StoreError, match="does not belong"):
-        KeyStore.restore(tmp_path / "backup.db", target, tmp_path / "other.key")
+        admin.restore(tmp_path / "backup.db", target, tmp_path / "other.key")
     (tmp_path / "broken.db").write_bytes((tmp_path / "backup.db").read_bytes()[:5000])
     with pytest.raises(StoreError):
-        KeyStore.restore(tmp_path / "broken.db", target)
+        admin.restore(tmp_path / "broken.db", target)
     assert dump(target) == before
 
 
 def test_export_and_import_into_a_fresh_store(imported, tmp_path):
     store, _ = imported
-    data = store.export_all("moving day")
+    data = admin.export_all(store, "moving day")
     document = json.loads(data)
     secrets = [pgpy.PGPKey.from_blob(item["armored"])[0] for item in document["openpgp_keys"] if item["secret"]]
     assert len(secrets) == 5 and all(key.is_protected for key in secrets)
     assert len(document["smime_keys"]) == 4 and b"BEGIN PRIVATE KEY" not in data
     with KeyStore.create(tmp_path / "fresh.db") as fresh:
         with pytest.raises(StoreError, match="wrong export password"):
-            fresh.import_export(data, "wrong")
+            admin.import_export(fresh, data, "wrong")
         with pytest.raises(StoreError, match="give its password"):
-            fresh.import_export(data, None)
+            admin.import_export(fresh, data, None)
         with pytest.raises(StoreError, match="corrupt or truncated export"):
-            fresh.import_export(data[: len(data) // 2], "moving day")
-        assert fresh.list_keys() == []
-        fresh.import_export(data, "moving day")
+            admin.import_export(fresh, data[: len(data) // 2], "moving day")
+        assert admin.list_keys(fresh) == []
+        admin.import_export(fresh, data, "moving day")
 
         def comparable(keys):
             return [{k: v for k, v in key.items() if k != "added"} for key in keys]
-        assert comparable(fresh.list_keys()) == comparable(store.list_keys())
-        assert comparable(fresh.list_trust_anchors()) == comparable(store.list_trust_anchors())
-        assert fresh.list_domains() == store.list_domains()
+        assert comparable(admin.list_keys(fresh)) == comparable(admin.list_keys(store))
+        assert comparable(admin.list_trust_anchors(fresh)) == comparable(admin.list_trust_anchors(store))
+        assert admin.list_domains(fresh) == admin.list_domains(store)
         assert [der for der, _ in fresh.all_smime_private_keys()] == [der for der, _ in store.all_smime_private_keys()]
         secrets = [bytes(key) for key in fresh.all_pgp_secret_keys()]
         assert secrets == [bytes(key) for key in store.all_pgp_secret_keys()]
-        assert fresh.import_export(data, "moving day").added == []
+        assert admin.import_export(fresh, data, "moving day").added == []
 
 
 @pytest.mark.parametrize("fmt, secret", [("pem", False), ("pem", True), ("p12", True)])
 def test_export_one_smime_key(corpus_store, fmt, secret, tmp_path):
-    (bob,) = [k for k in corpus_store.list_keys() if k["emails"] == ["bob@corp-pub.example"]]
-    data = corpus_store.export_key(bob["id"][:16], fmt, secret=secret, password="pw")
+    (bob,) = [k for k in admin.list_keys(corpus_store) if k["emails"] == ["bob@corp-pub.example"]]
+    data = admin.export_key(corpus_store, bob["id"][:16], fmt, secret=secret, password="pw")
     bundle = keyimport.parse(data, password=b"pw")
     assert hashlib.sha256(bundle.certificates[0]).hexdigest().upper() == bob["id"]
     assert len(bundle.private_keys) == int(secret)
 
 
 def test_export_one_pgp_key(corpus_store):
-    public = corpus_store.export_key("8A351CCB200DA75B", "openpgp")
+    public = admin.export_key(corpus_store, "8A351CCB200DA75B", "openpgp")
     assert public.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
-    protected = corpus_store.export_key("8A351CCB200DA75B", "openpgp", secret=True, password="pw")
+    protected = admin.export_key(corpus_store, "8A351CCB200DA75B", "openpgp", secret=True, password="pw")
     with pytest.raises(keyimport.KeyFormatError, match="wrong passphrase"):
         keyimport.parse(protected, passphrase="nope")
     (key,) = keyimport.parse(protected, passphrase="pw").pgp_keys
     assert bytes(key) == bytes(corpus_store.pgp_secret_keys("8A351CCB200DA75B")[0])
     with pytest.raises(StoreError, match="export it with --format openpgp"):
-        corpus_store.export_key("8A351CCB200DA75B", "pem")
+        admin.export_key(corpus_store, "8A351CCB200DA75B", "pem")
 
 
 def test_known_pgp_key_is_updated_by_an_admin_import_only(store):
     """A key that gained a user ID is updated by an import, never by harvesting; the secret stays."""
     path = CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.sec.asc"
-    store.import_file((CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.pub.asc").read_bytes())
+    admin.import_file(store, (CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.pub.asc").read_bytes())
     (extended,) = keyimport.parse(path.read_bytes()).pgp_keys
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         extended.add_uid(pgpy.PGPUID.new("Bob Again", email="bob.again@corp-pub.example"))
     newer = bytes(extended.pubkey)
     assert harvested(store, pgp=newer) == ["known"]
-    result = store.import_file(newer)
+    result = admin.import_file(store, newer)
     (line,) = result.added
     assert line.startswith("OpenPGP public key E97C6CC22ACC850FFBCF941C7135474EBE209041 ")
     assert line.endswith(" (updated)") and "Bob Again <bob.again@corp-pub.example>" in line
-    result = store.import_file(path.read_bytes())  # the older secret key: adds the secret, keeps the new user ID
+    result = admin.import_file(store, path.read_bytes())  # the older secret key: adds the secret, keeps the new user ID
     assert result.added and store.all_pgp_secret_keys()
-    (entry,) = store.list_keys()
+    (entry,) = admin.list_keys(store)
     assert entry["secret"] and entry["emails"] == ["bob.again@corp-pub.example", "bob.pgp@corp-pub.example"]
-    assert store.import_file(newer).added == []
+    assert admin.import_file(store, newer).added == []
 
 
 def test_milter_threads_share_one_store(imported):
@@ -665,8 +669,8 @@ def test_milter_threads_share_one_store(imported):
 
     def write():
         for n in range(50):
-            store.add_domain(f"t{n}.threads.example")
-            store.remove_domain(f"t{n}.threads.example")
+            admin.add_domain(store, f"t{n}.threads.example")
+            admin.remove_domain(store, f"t{n}.threads.example")
 
     threads = [threading.Thread(target=look_up) for _ in range(4)] + [threading.Thread(target=write)]
     for thread in threads:
@@ -677,7 +681,7 @@ def test_milter_threads_share_one_store(imported):
 
 
 def test_harvesting_a_known_certificate_keeps_the_caches(store):
-    store.import_file((CORPUS / "keys/smime/pub-bob.p12").read_bytes(), password=b"corpus-public")
+    admin.import_file(store, (CORPUS / "keys/smime/pub-bob.p12").read_bytes(), password=b"corpus-public")
     ((der, key),) = store.all_smime_private_keys()
     version = store.data_version()
     assert harvested(store, certificates=(der,)) == ["known"]

@@ -17,14 +17,16 @@ import subprocess
 from dataclasses import asdict, dataclass
 
 import click
+import pgpy
 
 from ciphermilter import config
-
-from ciphermilter.formats.smime import trust
-
+from ciphermilter.cli.common import app, echo_json, json_option
+from ciphermilter.core.settings import Settings
 from ciphermilter.daemon import workers
-from ciphermilter.cli.common import echo_json
-from ciphermilter.store.keystore import KeyStore, StoreError
+from ciphermilter.formats.smime import trust
+from ciphermilter.store import admin
+from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store.schema import StoreError
 
 EXPIRY_WARNING_DAYS = 30
 SCANNERS = ("clamav", "rspamd", "spamass", "amavis")  # content scanners: must see the plaintext
@@ -54,7 +56,7 @@ class Finding:
 
 
 class Report:
-    def __init__(self):
+    def __init__(self) -> None:
         self.findings: list[Finding] = []
         self.checked: list[str] = []  # what was looked at, so that "all is well" says about what
 
@@ -64,23 +66,24 @@ class Report:
     def warning(self, area: str, message: str) -> None:
         self.findings.append(Finding("warning", area, message))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"ok": not self.findings, "checked": self.checked, "findings": [asdict(f) for f in self.findings]}
 
 
 # --------------------------------------------------------------------------- configuration and store
 
 
-def load_config(path: str | None, report: Report) -> config.DaemonConfig:
-    """The configuration file's settings, or the defaults after reporting why it was refused."""
-    if path is None:
-        return config.DaemonConfig()
-    report.checked.append(f"configuration {path}")
+def resolve_config(path: str | None, store: str | None, master_key: str | None,
+                   report: Report) -> config.DaemonConfig:
+    """The configuration as every command resolves it (:func:`config.resolve`), or the defaults with the
+    command line's store after reporting why the file was refused."""
+    if path is not None:
+        report.checked.append(f"configuration {path}")
     try:
-        return config.load(path)
+        return config.resolve(path, store, master_key)
     except config.ConfigError as exc:
         report.error("config", f"{exc}: fix the file; the daemon refuses to start with it")
-        return config.DaemonConfig()
+        return config.resolve(None, store, master_key)
 
 
 def open_store(store_path: str, key_path: str, report: Report) -> KeyStore | None:
@@ -91,8 +94,8 @@ def open_store(store_path: str, key_path: str, report: Report) -> KeyStore | Non
         report.checked.append(f"store {store_path}")
         report.error("store", f"{exc}")
         return None
-    report.checked.append(f"store {store_path} (schema version {store.info()['schema_version']})")
-    problems = store.integrity_check()
+    report.checked.append(f"store {store_path} (schema version {admin.info(store)['schema_version']})")
+    problems = admin.integrity_check(store)
     if problems:
         report.error("store", f"{store_path} is damaged ({problems[0]}): restore it from a backup"
                               " ('ciphermilter store restore FILE --force')")
@@ -124,17 +127,17 @@ def check_expiry(what: str, expires: datetime.datetime | None, now: datetime.dat
                                " ('ciphermilter keys import')")
 
 
-def subkey_expiry(subkey) -> datetime.datetime | None:
+def subkey_expiry(subkey: pgpy.PGPKey) -> datetime.datetime | None:
     """When an OpenPGP subkey expires: pgpy's ``expires_at`` reads only user ID self-signatures, which a
     subkey has none of; its expiry is in its binding signature (RFC 4880 section 5.2.3.6)."""
     expirations = [sig.key_expiration for sig in subkey.self_signatures if sig.key_expiration is not None]
     return subkey.created + expirations[-1] if expirations else None
 
 
-def check_keys(store: KeyStore, settings: config.Settings, now: datetime.datetime, report: Report) -> None:
+def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, report: Report) -> None:
     """Our own keys (the ones we hold the private half of): expiry, and S/MIME trust chains."""
     report.checked.append("private keys")
-    held = store.list_keys()
+    held = admin.list_keys(store)
     smime_keys, pgp_keys = store.all_smime_private_keys(), store.all_pgp_secret_keys()
     sealed = (sum(1 for k in held if k.get("private_key")), sum(1 for k in held if k.get("secret")))
     if sealed != (len(smime_keys), len(pgp_keys)):
@@ -161,7 +164,7 @@ def check_keys(store: KeyStore, settings: config.Settings, now: datetime.datetim
 
 def check_trust_anchors(store: KeyStore, now: datetime.datetime, report: Report) -> None:
     report.checked.append("trust anchors")
-    anchors = store.list_trust_anchors()
+    anchors = admin.list_trust_anchors(store)
     if not anchors:
         report.warning("trust", "no S/MIME trust anchors: every signature will be reported Signer-Trusted: False;"
                                 " add your CAs' roots with 'ciphermilter trust add ROOT.pem'")
@@ -173,7 +176,7 @@ def check_trust_anchors(store: KeyStore, now: datetime.datetime, report: Report)
                                     f" 'ciphermilter trust remove {anchor['id'][:16]}'")
 
 
-def check_reader_rule(settings: config.Settings, report: Report) -> None:
+def check_reader_rule(settings: Settings, report: Report) -> None:
     report.checked.append("reader rule")
     if not settings.require_reader:
         report.warning("readers", "require_reader is false: every internal recipient gets the plaintext of every"
@@ -183,12 +186,12 @@ def check_reader_rule(settings: config.Settings, report: Report) -> None:
                                   " transaction that also has internal ones receive its plaintext")
 
 
-def verdict_seconds(settings: config.Settings) -> float:
+def verdict_seconds(settings: Settings) -> float:
     """The longest the milter takes to answer the final dot: the deadline, then the worker is killed."""
     return settings.limits.deadline_seconds + workers.DEADLINE_MARGIN
 
 
-def check_deadline(settings: config.Settings, report: Report) -> None:
+def check_deadline(settings: Settings, report: Report) -> None:
     report.checked.append("deadline")
     longest = verdict_seconds(settings)
     if longest > CLIENT_WAIT_S:
@@ -198,7 +201,7 @@ def check_deadline(settings: config.Settings, report: Report) -> None:
                                  f" keep it at most {CLIENT_WAIT_S - workers.DEADLINE_MARGIN:g}")
 
 
-def check_content_timeout(timeout: str, settings: config.Settings, report: Report) -> None:
+def check_content_timeout(timeout: str, settings: Settings, report: Report) -> None:
     """Postfix's milter_content_timeout must outlast our verdict, or Postfix applies default_action first."""
     match = re.fullmatch(r"(\d+)([smhdw]?)", timeout.strip())
     if not match:
@@ -212,7 +215,7 @@ def check_content_timeout(timeout: str, settings: config.Settings, report: Repor
                                   " deadline")
 
 
-def check_message_size(limit: str, settings: config.Settings, report: Report) -> None:
+def check_message_size(limit: str, settings: Settings, report: Report) -> None:
     """Decrypted content may be as large as max_message_size (core.check_new_content); Postfix refuses a
     replaced body above its message_size_limit with a permanent 552 5.3.4, so ours must not be larger."""
     ours = settings.limits.max_message_size
@@ -222,9 +225,9 @@ def check_message_size(limit: str, settings: config.Settings, report: Report) ->
                                   f" set max_message_size = {limit}")
 
 
-def check_domains(store: KeyStore | None, settings: config.Settings, report: Report) -> None:
+def check_domains(store: KeyStore | None, settings: Settings, report: Report) -> None:
     report.checked.append("internal domains")
-    stored = store.list_domains() if store is not None else []
+    stored = admin.list_domains(store) if store is not None else []
     if not stored and not settings.internal_domains:
         report.error("domains", "no internal domain: no message will be decrypted; add yours with"
                                 " 'ciphermilter domains add example.com' (or internal_domains in the configuration)")
@@ -296,7 +299,7 @@ def postconf(config_dir: str | None, names: list[str]) -> dict[str, str]:
     return dict(zip(names, (line.strip() for line in lines), strict=True))
 
 
-def check_postfix(config_dir: str | None, milter_socket: str, settings: config.Settings, report: Report) -> None:
+def check_postfix(config_dir: str | None, milter_socket: str, settings: Settings, report: Report) -> None:
     where = config_dir or "the default Postfix configuration"
     report.checked.append(f"Postfix ({where})")
     try:
@@ -329,7 +332,7 @@ def check_postfix(config_dir: str | None, milter_socket: str, settings: config.S
                                 f" {REQUIRED_MILTER_PROTOCOL}; set milter_protocol = {REQUIRED_MILTER_PROTOCOL}")
 
 
-def _is_one_of(socket: str, names) -> str | None:
+def _is_one_of(socket: str, names: tuple[str, ...]) -> str | None:
     """Which of ``names`` the socket belongs to, from its path or its well-known port."""
     lowered = socket.lower()
     port = DEFAULT_PORTS.get(lowered.rpartition(":")[2]) if lowered.startswith("inet") else None
@@ -364,11 +367,10 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
                postfix_dir: str | None, with_postfix: bool, now: datetime.datetime | None = None) -> Report:
     report = Report()
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    configured = load_config(config_path, report)
+    configured = resolve_config(config_path, store_override, key_override, report)
     check_reader_rule(configured.settings, report)
     check_deadline(configured.settings, report)
-    resolved = configured.with_store(store_override, key_override)
-    store = open_store(resolved.store, resolved.master_key_path, report)
+    store = open_store(configured.store, configured.master_key_path, report)
     if store is not None:
         try:
             check_keys(store, configured.settings, now, report)
@@ -388,9 +390,9 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
               help="Postfix configuration directory to read with 'postconf -c DIR' (default: Postfix's own).")
 @click.option("--postfix/--no-postfix", "with_postfix", default=True, show_default=True,
               help="Check Postfix's milter settings (turn off where Postfix runs on another host).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
-def check(ctx, postfix_dir, with_postfix, as_json):
+def check(ctx: click.Context, postfix_dir: str | None, with_postfix: bool, as_json: bool) -> None:
     """Check the configuration, the key store, the keys and Postfix's milter chain.
 
     Every problem is one line saying what to do. Exit status 0 only when there
@@ -402,9 +404,8 @@ def check(ctx, postfix_dir, with_postfix, as_json):
       ciphermilter check --postfix-config /etc/postfix-in --json
       ciphermilter --store var/ciphermilter.db check --no-postfix
     """
-    options = ctx.find_root().obj
-    report = run_checks(options.get("config_path"), options.get("store_path"), options.get("master_key_path"),
-                        postfix_dir, with_postfix)
+    options = app(ctx)
+    report = run_checks(options.config_path, options.store_path, options.master_key_path, postfix_dir, with_postfix)
     if as_json:
         echo_json(report.as_dict())
     else:

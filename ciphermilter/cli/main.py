@@ -9,8 +9,12 @@ from ciphermilter.library_warnings import ignore_pgpy_warnings
 from ciphermilter.cli.check import check
 from ciphermilter.cli.decrypt import decrypt
 from ciphermilter.cli.stats import stats_command
-from ciphermilter.cli.store import domains_group, keys_group, store_group, trust_group
+from ciphermilter.cli.common import App
+from ciphermilter.cli.domains import domains_group
+from ciphermilter.cli.keys import keys_group
 from ciphermilter.cli.run import run
+from ciphermilter.cli.store import store_group
+from ciphermilter.cli.trust import trust_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,11 +26,10 @@ from ciphermilter.cli.run import run
 @click.option("--config", "config_path", envvar="CIPHERMILTER_CONFIG", type=click.Path(dir_okay=False),
               help="TOML configuration file.")
 @click.pass_context
-def main(ctx: click.Context, store_path: str | None, master_key_path: str | None,
-         config_path: str | None) -> None:
+def main(ctx: click.Context, store_path: str | None, master_key_path: str | None, config_path: str | None) -> None:
     """Decrypt and verify inbound S/MIME and OpenPGP mail in front of Postfix's scanners."""
     ignore_pgpy_warnings()
-    ctx.obj = {"store_path": store_path, "master_key_path": master_key_path, "config_path": config_path}
+    ctx.obj = App(store_path, master_key_path, config_path)
 
 
 for command in (store_group, keys_group, trust_group, domains_group, decrypt, run, check, stats_command):

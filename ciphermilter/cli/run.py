@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import click
 
-from ciphermilter.cli.common import fail
+from ciphermilter.cli.common import app, fail
 from ciphermilter.config import ConfigError
-from ciphermilter.config import load as load_config
 from ciphermilter.daemon.serve import ServeError, serve
 
 
@@ -30,11 +29,8 @@ def run(ctx: click.Context, config_path: str | None, stderr: bool) -> None:
       ciphermilter --config /etc/ciphermilter/ciphermilter.toml run --no-stderr
       ciphermilter --store var/ciphermilter.db run
     """
-    options = ctx.obj or {}
     try:
-        config = load_config(config_path or options.get("config_path"))
-        config = config.with_store(options.get("store_path"), options.get("master_key_path"))
-        serve(config, stderr)
+        serve(app(ctx).resolve(config_path), stderr)
     except ConfigError as exc:
         fail(str(exc), 2)
     except ServeError as exc:

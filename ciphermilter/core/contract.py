@@ -5,18 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from ciphermilter import mime
 
 from ciphermilter.core import harvest
 from ciphermilter.formats.readers import NO_RULE, ReaderRule
-from ciphermilter.config import Limits, Settings
 from ciphermilter.core.findings import Facts, Report
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import InfoHeaders
-
-if TYPE_CHECKING:
-    from ciphermilter.store.keystore import KeyStore
+from ciphermilter.core.seams import KeyLookup
 
 
 class LimitExceeded(Exception):
@@ -85,7 +82,7 @@ def parse_content(content: bytes, limits: Limits) -> mime.Entity:
 
 @dataclass
 class Context:
-    store: "KeyStore"
+    store: KeyLookup
     settings: Settings
     from_fields: tuple[str, ...] = ()  # the values of every From: field, for the signer mismatch flags
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))

@@ -15,11 +15,13 @@ vouched for them, and forgets what was never used after
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pgpy
 
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 
 
 @dataclass
@@ -52,7 +54,14 @@ class Batch:
         self.notes.append(line)
 
 
-def keep(store, batch: Batch, settings: Settings) -> list[str]:
+class Harvester(Protocol):
+    """Where one message's offers go, once, at its end (the key store: :meth:`KeyStore.harvest`)."""
+
+    def harvest(self, offers: Sequence[Offer], *, per_message: int, per_address: int, per_signer: int,
+                expiry_days: int) -> list[str]: ...
+
+
+def keep(store: Harvester | None, batch: Batch, settings: Settings) -> list[str]:
     """Write the batch (and the uses of harvested rows the message's lookups made) in one transaction:
     one line per note and per offer, saying what became of it."""
     if store is None:

@@ -25,7 +25,7 @@ from ciphermilter.formats.openpgp import handler as openpgp_mime
 from ciphermilter.formats import readers
 
 from ciphermilter.formats.smime import handler as smime
-from ciphermilter.config import Limits, Settings
+from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.contract import (Context, DecompressionBudget, HandlerResult, LimitExceeded, check_part_count,
                                   parse_content)
 from ciphermilter.core.findings import Facts, Failure, Report

@@ -7,15 +7,17 @@ backend fits them the same way, and ``mypy --strict`` checks every fit.
 The seams are split by who uses them: the OpenPGP engine needs only
 :class:`PgpKeys`, the CMS engine only :class:`SmimeKeys`; the pipeline
 needs the whole :class:`KeyLookup` and, at the end of a message,
-:class:`Harvester`.
+:class:`~ciphermilter.core.harvest.Harvester` (declared beside the offers it takes).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    import pgpy
+import pgpy
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from ciphermilter.core.harvest import Harvester
 
 
 class PgpKeys(Protocol):
@@ -34,7 +36,7 @@ class SmimeKeys(Protocol):
     """S/MIME private keys and certificates by the identifiers a CMS structure names."""
 
     def smime_private_keys(self, *, issuer_key: str | None = None, serial: int | None = None,
-                           ski: bytes | None = None) -> list[tuple[bytes, Any]]: ...
+                           ski: bytes | None = None) -> list[tuple[bytes, PrivateKeyTypes]]: ...
 
     def certificates(self, *, issuer_key: str | None = None, serial: int | None = None, ski: bytes | None = None,
                      email: str | None = None, subject_key: str | None = None) -> list[bytes]: ...
@@ -54,13 +56,6 @@ class Readers(Protocol):
     def pgp_readers(self, fingerprint: str) -> frozenset[str]: ...
 
     def holds_private_keys(self) -> bool: ...
-
-
-class Harvester(Protocol):
-    """Where one message's harvested certificates and keys go, once, at its end."""
-
-    def harvest(self, offers: list[Any], *, per_message: int, per_address: int, per_signer: int,
-                expiry_days: int) -> list[str]: ...
 
 
 class KeyLookup(PgpKeys, SmimeKeys, Readers, Harvester, Protocol):

@@ -49,6 +49,7 @@ from ciphermilter.core.contract import DEADLINE_EXCEEDED
 from ciphermilter.core.findings import Facts
 from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
 from ciphermilter.core.plan import EditPlan
+from ciphermilter.store.holder import StoreUnavailable
 
 log = logging.getLogger("ciphermilter.milter")
 
@@ -68,10 +69,6 @@ FEATURES = Milter.P_HDR_LEADSPC | Milter.P_SKIP
 TEMPFAIL_REPLY = ("451", "4.3.0", "Message could not be processed now, please try again later")
 # RFC 5321 section 4.5.3.1.10: the client sends the recipients refused so in another transaction.
 SPLIT_REPLY = ("452", "4.5.3", "Too many recipients")
-
-
-class StoreUnavailable(Exception):
-    """The key store cannot be opened or read; the message is handled by the on_error policy."""
 
 
 def guarded(no_reply_bit: int = 0):
@@ -126,7 +123,7 @@ class Runtime:
     """What every connection shares: the configuration and the key store provider.
 
     ``stores`` has a ``current()`` method that returns an open, up-to-date
-    key store or raises :class:`StoreUnavailable` (see ``daemon.StoreHolder``).
+    key store or raises :class:`StoreUnavailable` (see :class:`~ciphermilter.store.holder.StoreHolder`).
     ``workers`` (a :class:`~ciphermilter.workers.Workers` pool) runs the core
     in other processes, past the GIL; without it, and for light messages
     (:func:`core.is_light`: nothing to decrypt or verify, only a scan), the

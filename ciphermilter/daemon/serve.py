@@ -5,7 +5,7 @@ anything else happens), set up logging, open the key store, create the
 socket directory and the pid file, set the umask, drop root privileges, and
 only then serve. libmilter owns the signals (SIGTERM, SIGINT and SIGHUP all
 stop it), so changes to the store are picked up without a restart by
-:class:`StoreHolder`, not by a reload signal.
+:class:`~ciphermilter.store.holder.StoreHolder`, not by a reload signal.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import os
 import pwd
 import signal
 import sys
-import threading
 
 import milter as libmilter
 import Milter
@@ -30,7 +29,7 @@ from ciphermilter.daemon import stats
 
 from ciphermilter.daemon import workers
 from ciphermilter.config import ConfigError, DaemonConfig
-from ciphermilter.store.keystore import KeyStore
+from ciphermilter.store.holder import StoreHolder, StoreUnavailable
 
 log = logging.getLogger(__name__)
 SYSLOG_SOCKET = "/dev/log"
@@ -40,72 +39,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # each one stops 
 
 class ServeError(Exception):
     """libmilter could not serve on the configured socket; the CLI reports it in one line."""
-
-
-class StoreHolder:
-    """Hands out the open key store, reopening it when it was replaced on disk or came back.
-
-    Called once per message. Each call refreshes the store, which drops its
-    caches when ``PRAGMA data_version`` moved (another process, such as the
-    admin's CLI, committed), so new keys and domains take effect on the next
-    message without a reopen; the refresh is also a cheap health check. What
-    a long-lived connection does not notice is the file being replaced (a
-    restored backup) or removed: the holder compares the file's identity on
-    every call. While the store is missing, locked or corrupt every call
-    raises :class:`milter.StoreUnavailable` with the reason (and the on_error
-    policy applies); the next call tries again, so service recovers by itself.
-    One store object serves every connection thread (it locks internally);
-    a replaced one is dropped, not closed, so that messages in flight finish.
-    """
-
-    def __init__(self, path: str, master_key_path: str):
-        self.path = path
-        self.master_key_path = master_key_path
-        self._lock = threading.Lock()
-        self._store = None
-        self._file_id = None
-        self._last_error: str | None = None
-
-    def current(self):
-        with self._lock:
-            try:
-                file_id = self._file_identity()
-                if self._store is None or file_id != self._file_id:
-                    self._reopen(file_id)
-                self._store.refresh()
-            except milter.StoreUnavailable as exc:
-                self._drop(str(exc))
-                raise
-            except Exception as exc:  # StoreError, sqlite3.DatabaseError, ...: all mean "not usable now"
-                reason = str(exc) or type(exc).__name__
-                self._drop(reason)
-                raise milter.StoreUnavailable(reason) from None
-            return self._store
-
-    def _file_identity(self) -> tuple[int, int]:
-        try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            raise milter.StoreUnavailable(f"key store {self.path}: {exc.strerror}") from None
-        return st.st_dev, st.st_ino
-
-    def _reopen(self, file_id) -> None:
-        self._store = KeyStore.open(self.path, self.master_key_path)
-        self._file_id = file_id
-        if self._last_error is not None:
-            log.warning("key store %s is usable again", self.path)
-            self._last_error = None
-
-    def _drop(self, reason: str) -> None:
-        """Forget the broken store; log the reason once, not once per message.
-
-        The old store object is not closed here: another connection's thread
-        may still be using it for its message; it closes when the last one lets go.
-        """
-        self._store = None
-        if reason != self._last_error:
-            log.error("key store unavailable, on_error policy applies: %s", reason)
-            self._last_error = reason
 
 
 def setup_logging(level: str, stderr: bool, syslog_socket: str = SYSLOG_SOCKET) -> None:
@@ -166,7 +99,7 @@ def write_pid_file(path: str, ids: tuple[int, int] | None) -> None:
 def drop_privileges(ids: tuple[int, int] | None, user: str | None) -> None:
     if os.geteuid() != 0:
         return
-    if ids is None:
+    if ids is None or user is None:  # account() gives ids only for a configured user
         log.warning("running as root: set user (and group) in the configuration file")
         return
     uid, gid = ids
@@ -196,7 +129,7 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
     try:
         holder.current()
         log.info("key store %s opened", config.store)
-    except milter.StoreUnavailable:
+    except StoreUnavailable:
         pass  # logged by the holder; we serve anyway and recover when the store is back
     socket_path = unix_socket_path(config.socket)
     if socket_path:

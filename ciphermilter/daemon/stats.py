@@ -31,7 +31,6 @@ from ciphermilter.core.findings import Facts
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-STATS_FILE_NAME = "ciphermilter.stats.json"
 TIMING_WINDOW = 10_000  # the most recent messages the percentiles are computed from
 PERCENTILES = (0.5, 0.9, 0.99)
 MAX_REASONS = 200  # distinct failure reasons kept; more are counted under OTHER_REASON (bounded label set)
@@ -225,11 +224,6 @@ def prometheus(snapshot: Snapshot) -> str:
 
 
 # --------------------------------------------------------------------------- files and the exporter
-
-
-def default_stats_file(store_path: str) -> str:
-    """Beside the store: ``var/ciphermilter.db`` -> ``var/ciphermilter.stats.json``."""
-    return os.path.join(os.path.dirname(store_path), STATS_FILE_NAME)
 
 
 def read_stats_file(path: str) -> Snapshot:

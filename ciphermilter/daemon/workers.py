@@ -50,8 +50,9 @@ from multiprocessing import reduction
 from dataclasses import dataclass, field
 
 from ciphermilter.core import pipeline as core
-from ciphermilter.config import Settings
+from ciphermilter.core.settings import Settings
 from ciphermilter.library_warnings import ignore_pgpy_warnings
+from ciphermilter.store.holder import StoreHolder
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,6 @@ class DeadlineOverrun(Exception):
 
 def _serve(conn, store_path: str, master_key_path: str) -> None:
     """A worker's life: messages in, outcomes (or the exception) out, until the daemon closes the pipe."""
-    from ciphermilter.daemon.serve import StoreHolder  # here, not at the top: the daemon module imports this one
     ignore_pgpy_warnings()  # a fresh interpreter: the CLI's filter does not come along
     holder = StoreHolder(store_path, master_key_path)
     settings = None
@@ -237,7 +237,7 @@ class Workers:
         large new body comes back as an open file in ``plan.body``.
 
         Raises :class:`WorkerDied`, :class:`DeadlineOverrun` (the worker was
-        killed and replaced), or what the worker raised (milter.StoreUnavailable).
+        killed and replaced), or what the worker raised (:class:`~ciphermilter.store.holder.StoreUnavailable`).
         """
         seconds = settings.limits.deadline_seconds
         deadline = time.monotonic() + seconds

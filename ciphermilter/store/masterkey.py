@@ -29,11 +29,11 @@ class MasterKeyError(Exception):
     """The master key file is missing, unreadable or malformed, or a ciphertext does not open."""
 
 
-def default_path(store_path: str | os.PathLike) -> str:
+def default_path(store_path: str | os.PathLike[str]) -> str:
     return os.fspath(store_path) + ".key"
 
 
-def write_private_file(path: str | os.PathLike, data: bytes = b"") -> None:
+def write_private_file(path: str | os.PathLike[str], data: bytes = b"") -> None:
     """Create ``path`` with mode 0600 holding ``data``; FileExistsError rather than replace a file.
 
     The one way ciphermilter writes secrets to disk: the master key, a new
@@ -44,7 +44,7 @@ def write_private_file(path: str | os.PathLike, data: bytes = b"") -> None:
         fh.write(data)
 
 
-def generate(path: str | os.PathLike) -> bytes:
+def generate(path: str | os.PathLike[str]) -> bytes:
     """Write a new random key to ``path`` (mode 0600); refuses to replace an existing file."""
     key = os.urandom(KEY_SIZE)
     try:
@@ -54,7 +54,7 @@ def generate(path: str | os.PathLike) -> bytes:
     return key
 
 
-def load(path: str | os.PathLike) -> bytes:
+def load(path: str | os.PathLike[str]) -> bytes:
     try:
         with open(path, "rb") as fh:
             key = fh.read(KEY_SIZE + 1)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(TESTS.parent))
 
 with atheris.instrument_imports(include=["ciphermilter"]):
     from ciphermilter.core import pipeline as core
-    from ciphermilter.config import Settings
+    from ciphermilter.core.settings import Settings
 
 from conftest import CORPUS, case_message, corpus_cases, import_corpus_keys
 from fuzz.invariants import check_output

@@ -9,9 +9,9 @@ section 4), decrypts the session key with cached ``cryptography`` key objects
 and the SEIPDv1 data with ``cryptography`` directly (CFB plus the MDC check),
 and inflates compressed packets incrementally up to a byte budget.
 
-Keys come through a :class:`Keyring` built on any object with the key store's
-lookup methods (``pgp_secret_keys``, ``all_pgp_secret_keys``,
-``pgp_public_keys``, ``data_version``); this module never imports the store.
+Keys come through a :class:`Keyring` built on a
+:class:`~ciphermilter.core.seams.PgpKeys` (the key store fits it); this
+module never imports the store.
 Only the public keys an administrator imported verify signatures
 (``pgp_public_keys(keyid, imported_only=True)``): a key that arrived in mail
 carries whatever user IDs its maker chose.
@@ -44,6 +44,7 @@ from ciphermilter.formats import inflate
 
 from ciphermilter.formats import readers
 from ciphermilter.core.contract import DecompressionBudget, LimitExceeded
+from ciphermilter.core.seams import PgpKeys
 
 WILDCARD_KEYID = "0" * 16
 KEY_NOT_FOUND = "public key not found"
@@ -437,12 +438,12 @@ def _secret_subkeys(key: pgpy.PGPKey) -> list[SecretSubkey]:
 class Keyring:
     """The engine's view of a key store, caching unlocked key material across messages.
 
-    ``source`` has the key store's methods. Everything cached is dropped when
+    ``source`` is the key store seen as :class:`PgpKeys`. Everything cached is dropped when
     ``source.data_version()`` changes, so an added or deleted key takes effect
     on the next message.
     """
 
-    def __init__(self, source):
+    def __init__(self, source: PgpKeys):
         self.source = source
         self._version = None
         self._by_keyid: dict[str, list[SecretSubkey]] = {}
@@ -479,26 +480,26 @@ class Keyring:
 
 
 class _NoKeys:
-    """The key source of a run without a key store: nothing to decrypt or verify with."""
+    """The :class:`PgpKeys` of a run without a key store: nothing to decrypt or verify with."""
 
-    def pgp_secret_keys(self, keyid: str) -> list:
+    def pgp_secret_keys(self, keyid: str) -> list[pgpy.PGPKey]:
         return []
 
-    def all_pgp_secret_keys(self) -> list:
+    def all_pgp_secret_keys(self) -> list[pgpy.PGPKey]:
         return []
 
-    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list:
+    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[pgpy.PGPKey]:
         return []
 
     def data_version(self) -> int:
         return 0
 
 
-_NO_KEYS = _NoKeys()
+_NO_KEYS: PgpKeys = _NoKeys()
 _KEYRINGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def keyring_for(source) -> Keyring:
+def keyring_for(source: PgpKeys | None) -> Keyring:
     """The long-lived :class:`Keyring` of a key store (or of no store), so its cache outlives one message."""
     source = _NO_KEYS if source is None else source
     keyring = _KEYRINGS.get(source)

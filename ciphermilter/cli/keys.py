@@ -1,0 +1,234 @@
+"""``ciphermilter keys``: import, list, show, bind, export and remove certificates and OpenPGP keys.
+
+Each command runs as one store transaction: on any error it prints one line
+on stderr, exits non-zero and leaves the store exactly as it was. A file
+that needs a password or passphrase asks for it when a person is at the
+terminal, and says which option gives it otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterable
+from typing import BinaryIO, ContextManager, TextIO
+
+import click
+
+from ciphermilter.cli.common import (command_store, echo_json, echo_listing, fail, json_option, open_settings,
+                                     removal, report_import, reported)
+from ciphermilter.cli.secrets import interactive, required_secret, secret_options, secret_value, write_private_file
+from ciphermilter.store import admin, keyimport
+from ciphermilter.store.admin import ExportFormat, KeyInfo
+from ciphermilter.store.schema import StoreError
+
+PROGRESS_MIN_FILES = 5  # fewer files read too fast for a progress bar to help
+
+
+def _progress(files: tuple[BinaryIO, ...]) -> ContextManager[Iterable[BinaryIO]]:
+    """A progress bar over many files, only for a person at a terminal: scripts get the same clean output."""
+    if len(files) < PROGRESS_MIN_FILES or not sys.stderr.isatty():
+        return contextlib.nullcontext(files)
+    return click.progressbar(files, label="Reading keys", file=sys.stderr, item_show_func=_file_name)
+
+
+def _file_name(file: BinaryIO | None) -> str | None:
+    return file.name if file is not None else None
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Import, list, show, export and remove certificates and keys."""
+
+
+def _parse_with_prompts(name: str, data: bytes, password: str | None,
+                        passphrase: str | None) -> tuple[keyimport.Bundle, str | None, str | None]:
+    """Parse one file, asking for a missing password or passphrase when a person is at the terminal."""
+    while True:
+        try:
+            return keyimport.parse(data, password=password.encode("utf-8") if password is not None else None,
+                                   passphrase=passphrase), password, passphrase
+        except keyimport.SecretNeeded as exc:
+            if not interactive():
+                fail(f"{name}: {exc} (--{exc.kind} or --{exc.kind}-file)")
+            answer = str(click.prompt(f"{name}: {exc.kind}", hide_input=True, err=True))
+            password, passphrase = (answer, passphrase) if exc.kind == "password" else (password, answer)
+        except keyimport.KeyFormatError as exc:
+            fail(f"{name}: {exc}")
+
+
+@keys_group.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.File("rb"))
+@secret_options("password", "PKCS#12 or private key password")
+@secret_options("passphrase", "OpenPGP secret key passphrase")
+@click.pass_context
+def keys_import(ctx: click.Context, files: tuple[BinaryIO, ...], password: str | None, password_file: TextIO | None,
+                passphrase: str | None, passphrase_file: TextIO | None) -> None:
+    """Import certificates and keys: PKCS#12, PEM/DER certificates and keys, OpenPGP keys.
+
+    All FILES are imported together or not at all; a private key needs its
+    certificate in the same import or already in the store.
+
+    \b
+    Examples:
+      ciphermilter keys import bob.p12 --password-file bob.pass
+      ciphermilter keys import bob.cert.pem bob.key.pem
+      ciphermilter keys import bob.sec.asc --passphrase-file bob.pp
+    """
+    password, passphrase = secret_value(password, password_file), secret_value(passphrase, passphrase_file)
+    store = command_store(ctx)
+    named = []
+    with _progress(files) as progress:
+        for file in progress:
+            bundle, password, passphrase = _parse_with_prompts(file.name, file.read(), password, passphrase)
+            named.append((file.name, bundle))
+    with reported(StoreError):
+        report_import(admin.import_bundles(store, named))
+
+
+def _key_summary(key: KeyInfo) -> str:
+    readers = f"readers: {', '.join(key['readers']) or '-'}"
+    if key["type"] == "x509":
+        flags = "private key" if key["private_key"] else key["origin"]
+        return f"{key['id'][:16]}  x509     {', '.join(key['emails']) or '-'}  [{flags}]  {readers}  {key['subject']}"
+    flags = "secret" if key["secret"] else key["origin"]
+    return f"{key['id'][:16]}  openpgp  {', '.join(key['emails']) or '-'}  [{flags}]  {readers}  {key['id']}"
+
+
+@keys_group.command("list")
+@json_option
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """List certificates and OpenPGP keys (ID, type, e-mail addresses, what we hold).
+
+    \b
+    Examples:
+      ciphermilter keys list
+      ciphermilter keys list --json
+    """
+    echo_listing(admin.list_keys(command_store(ctx)), as_json, _key_summary)
+
+
+@keys_group.command("show")
+@click.argument("ident")
+@json_option
+@click.pass_context
+def keys_show(ctx: click.Context, ident: str, as_json: bool) -> None:
+    """Show one certificate or OpenPGP key (ID: 8 or more hex digits, or an OpenPGP key ID).
+
+    \b
+    Examples:
+      ciphermilter keys show 84386E32596E0994
+      ciphermilter keys show 8A351CCB200DA75B --json
+    """
+    with reported(StoreError):
+        key = admin.show_key(command_store(ctx), ident)
+    if key is None:
+        fail(f"no key {ident}")
+    if as_json:
+        echo_json(key)
+        return
+    for name, value in key.items():
+        click.echo(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+@keys_group.command("remove")
+@click.argument("ident")
+@click.pass_context
+def keys_remove(ctx: click.Context, ident: str) -> None:
+    """Remove a certificate (with its private key) or an OpenPGP key.
+
+    \b
+    Examples:
+      ciphermilter keys remove 84386E32596E0994
+    """
+    removal(lambda: admin.remove_key(command_store(ctx), ident), f"no key {ident}", f"removed {ident}")
+
+
+@keys_group.command("expire-harvested")
+@click.option("--days", type=click.IntRange(min=0), default=None,
+              help="Age in days (default: harvest_expiry_days of the configuration, 90).")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.pass_context
+def keys_expire_harvested(ctx: click.Context, days: int | None, dry_run: bool) -> None:
+    """Remove certificates and keys harvested from mail that were never used since, once older than the
+    expiry age; what an administrator imported never expires. The daemon does this as it harvests.
+
+    \b
+    Examples:
+      ciphermilter keys expire-harvested --dry-run
+      ciphermilter keys expire-harvested --days 30
+    """
+    days = open_settings(ctx).harvest_expiry_days if days is None else days
+    with reported(StoreError):
+        removed = admin.expire_harvested(command_store(ctx), days, dry_run=dry_run)
+    for line in removed:
+        click.echo(f"{'would remove' if dry_run else 'removed'}: {line}")
+    click.echo(f"{len(removed)} harvested certificates and keys (never used, harvested over {days} days ago)"
+               f" {'would be' if dry_run else 'were'} removed")
+
+
+@keys_group.command("bind")
+@click.argument("ident")
+@click.argument("address")
+@click.pass_context
+def keys_bind(ctx: click.Context, ident: str, address: str) -> None:
+    """Make ADDRESS (or every address of @DOMAIN) a reader of a key we hold the private half of.
+
+    A message encrypted to the key is decrypted for a recipient only when the
+    recipient is a reader of it: the addresses of its certificate or user IDs,
+    and its bindings. A harvested key gets no readers.
+
+    \b
+    Examples:
+      ciphermilter keys bind 84386E32596E0994 team@example.com
+      ciphermilter keys bind 8A351CCB200DA75B @example.com
+    """
+    with reported(StoreError):
+        added = admin.bind(command_store(ctx), ident, address)
+    click.echo(f"{'bound' if added else 'already bound'}: {address.strip().lower()} to {ident}")
+
+
+@keys_group.command("unbind")
+@click.argument("ident")
+@click.argument("address")
+@click.pass_context
+def keys_unbind(ctx: click.Context, ident: str, address: str) -> None:
+    """Remove a binding that 'keys bind' added (a certificate's own addresses stay its readers).
+
+    \b
+    Examples:
+      ciphermilter keys unbind 84386E32596E0994 team@example.com
+    """
+    removal(lambda: admin.unbind(command_store(ctx), ident, address), f"{address} is not bound to {ident}",
+            f"unbound: {address.strip().lower()} from {ident}")
+
+
+@keys_group.command("export")
+@click.argument("ident")
+@click.option("--format", "fmt", type=click.Choice(["p12", "pem", "openpgp"]), required=True)
+@click.option("--secret", is_flag=True, help="Include the private key (always so for p12).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+@secret_options("password", "password that protects the exported private key")
+@click.pass_context
+def keys_export(ctx: click.Context, ident: str, fmt: ExportFormat, secret: bool, output: str | None,
+                password: str | None, password_file: TextIO | None) -> None:
+    """Export one key: certificate PEM, PKCS#12, or armored OpenPGP key.
+
+    \b
+    Examples:
+      ciphermilter keys export 84386E32596E0994 --format pem > bob.pem
+      ciphermilter keys export 84386E32596E0994 --format p12 --password-file p12.pass -o bob.p12
+    """
+    password = secret_value(password, password_file)
+    if fmt == "p12" and password is None:
+        password = required_secret(None, None, "PKCS#12 password")
+    with reported(StoreError):
+        data = admin.export_key(command_store(ctx), ident, fmt, secret=secret, password=password)
+    if output:
+        write_private_file(output, data)
+    elif fmt == "p12" and sys.stdout.isatty():
+        fail("PKCS#12 is binary: give -o FILE")
+    else:
+        sys.stdout.buffer.write(data)  # click.get_binary_stream is deprecated since click 8.2
+        sys.stdout.flush()
