@@ -54,7 +54,7 @@ def _escape_value(text: str) -> str:
     return "".join(out)
 
 
-def _attribute(type_and_value) -> str:
+def _attribute(type_and_value: asn1_x509.AttributeTypeAndValue) -> str:
     oid = type_and_value["type"].dotted
     value = type_and_value["value"]
     label = _SHORT_NAMES.get(oid)
