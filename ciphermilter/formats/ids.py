@@ -93,6 +93,6 @@ def ski_id(ski: bytes) -> str:
     return f"ski={ski.hex().upper()}"
 
 
-def sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes | bytearray | memoryview) -> str:
     """How reports identify content (plaintext, certificates) without holding it."""
     return hashlib.sha256(data).hexdigest()
