@@ -2,7 +2,7 @@
 
 A compressed body is sender-chosen and tiny beside what it may unpack to (a 2 KB OpenPGP packet can
 expand to 1 GiB): output is produced in steps, counted against the one budget of the whole message
-(:class:`handler.DecompressionBudget`, shared by both formats), and held only up to KEEP_WHILE_COUNTING
+(:class:`core.contract.DecompressionBudget`, shared by both formats), and held only up to KEEP_WHILE_COUNTING
 bytes until it is known to fit. No MIME, no format here: callers name the compression (RAW_DEFLATE,
 ZLIB, BZIP2) and turn :class:`CorruptData` into their own reason.
 """

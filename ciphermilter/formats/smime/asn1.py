@@ -41,12 +41,17 @@ def encapsulated_content(data: cms.SignedData | cms.CompressedData) -> bytes | N
     return None if isinstance(encap, core.Void) else bytes(encap)
 
 
-def native_bytes(value: core.Asn1Value) -> bytes | None:
-    """A value asn1crypto reads as bytes (an OCTET STRING, optional ones included); None when absent."""
+def octets(value: core.Asn1Value) -> bytes:
+    """A value asn1crypto reads as bytes: an OCTET STRING, or a BIT STRING of whole octets (a public key)."""
     native = value.native
-    if native is not None and not isinstance(native, bytes):
-        raise TypeError("not an OCTET STRING")
+    if not isinstance(native, bytes):
+        raise TypeError("not a string of octets")
     return native
+
+
+def optional_octets(value: core.Asn1Value) -> bytes | None:
+    """An OPTIONAL OCTET STRING: its bytes, or None when absent."""
+    return None if value.native is None else octets(value)
 
 
 class Lookup(TypedDict, total=False):

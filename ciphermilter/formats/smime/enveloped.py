@@ -63,7 +63,7 @@ def open_enveloped(info: cms.ContentInfo, *, max_recipients: int,
         found = recipients.parse_recipients(data["recipient_infos"], max_recipients, seen)
         ciphertext: Ciphertext | None = getattr(info, "encrypted_content", None)
         if ciphertext is None:
-            inside = asn1.native_bytes(encrypted["encrypted_content"])
+            inside = asn1.optional_octets(encrypted["encrypted_content"])
             ciphertext = None if inside is None else [inside]
     except asn1.PARSE_ERRORS:
         raise MalformedCms() from None
@@ -180,14 +180,13 @@ def _decrypt_content(layer: EnvelopedLayer, mode: CipherMode, cek: bytes) -> byt
 def _decrypt_gcm(layer: EnvelopedLayer, ciphertext: Ciphertext, params: core.Asn1Value,
                  cek: bytes) -> bytearray:
     gcm = asn1.GcmParameters.load(params.dump())
-    tag = asn1.native_bytes(layer._data["mac"]) or b""
+    tag = asn1.octets(layer._data["mac"])
     # RFC 5084 section 3.2 allows 12 to 16 bytes; the length is not authenticated, and a shorter
     # tag cut from the real one would verify, with each forgery attempt far likelier to succeed.
     if not 12 <= len(tag) <= 16 or len(tag) != gcm["icv_len"].native:
         raise ValueError("tag length")
     auth_attrs = layer._data["auth_attrs"]
-    nonce = asn1.native_bytes(gcm["nonce"]) or b""
-    decryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce, tag, min_tag_length=len(tag))).decryptor()
+    decryptor = Cipher(algorithms.AES(cek), modes.GCM(asn1.octets(gcm["nonce"]), tag, min_tag_length=len(tag))).decryptor()
     # RFC 5083 section 2.1: the AAD is the DER of the authAttrs as a SET OF.
     if auth_attrs.contents:
         decryptor.authenticate_additional_data(b"\x31" + auth_attrs.dump()[1:])

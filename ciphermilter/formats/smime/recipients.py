@@ -37,8 +37,7 @@ class Recipient(asn1.Identifier):
     index: int  # position among the layer's recipients, for the INDEX of the headers
     kind: RecipientKind
     algorithm: str  # key encryption algorithm, dotted OID
-    _info: cms.KeyTransRecipientInfo | cms.KeyAgreeRecipientInfo | None = field(default=None, repr=False,
-                                                                                 compare=False)
+    _info: core.Asn1Value = field(repr=False, compare=False)  # the RecipientInfo's chosen alternative
     _encrypted_key: bytes = field(default=b"", repr=False)
 
 
@@ -73,12 +72,13 @@ def each_recipient(recipient_infos: Iterable[cms.RecipientInfo]) -> Iterator[Rec
             continue
         if info.name == "kekri":
             kek_id = chosen["kekid"]["key_identifier"].native
-            yield Recipient(text=f"kek={kek_id.hex().upper()}", index=index, kind="kekri", algorithm="kek")
+            yield Recipient(text=f"kek={kek_id.hex().upper()}", index=index, kind="kekri", algorithm="kek",
+                            _info=chosen)
         elif info.name == "pwri":
-            yield Recipient(text="password", index=index, kind="pwri", algorithm="password")
+            yield Recipient(text="password", index=index, kind="pwri", algorithm="password", _info=chosen)
         else:
             yield Recipient(text=f"other={asn1.dotted(chosen['ori_type'])}", index=index, kind="ori",
-                            algorithm="other")
+                            algorithm="other", _info=chosen)
         index += 1
 
 
@@ -108,8 +108,6 @@ def unwrap_content_key(recipient: Recipient, key: PrivateKeyTypes, key_size: int
 def _key_transport(recipient: Recipient, key: PrivateKeyTypes) -> bytes:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise UnsupportedAlgorithm("key is not an RSA key")
-    if recipient._info is None:
-        raise TypeError("not a key transport recipient")
     algorithm = recipient._info["key_encryption_algorithm"]
     if recipient.algorithm == RSA_PKCS1:
         # With OpenSSL >= 3.2 this returns random bytes of random length instead of raising on bad padding
@@ -139,8 +137,6 @@ def _key_agreement(recipient: Recipient, key: PrivateKeyTypes, key_size: int) ->
     kdf_hash = ECDH_SCHEMES.get(recipient.algorithm)
     if kdf_hash is None or not isinstance(key, ec.EllipticCurvePrivateKey):
         raise UnsupportedAlgorithm(f"unsupported key agreement {recipient.algorithm}")
-    if kari is None:
-        raise TypeError("not a key agreement recipient")
     wrap_oid, wrap = _key_wrap(kari["key_encryption_algorithm"])
     if wrap_oid not in KEY_WRAPS:
         raise UnsupportedAlgorithm(f"unsupported key wrap {wrap_oid}")
@@ -148,12 +144,10 @@ def _key_agreement(recipient: Recipient, key: PrivateKeyTypes, key_size: int) ->
     originator = kari["originator"]
     if originator.name != "originator_key":
         raise UnsupportedAlgorithm("static-static ECDH is not supported")
-    point = asn1.native_bytes(originator.chosen["public_key"])
-    if point is None:
-        raise TypeError("originator public key")
+    point = asn1.octets(originator.chosen["public_key"])
     peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, point)
     shared = key.exchange(ec.ECDH(), peer)
-    ukm = asn1.native_bytes(kari["ukm"])
+    ukm = asn1.optional_octets(kari["ukm"])
     kek = X963KDF(kdf_hash(), kek_size, shared_info(wrap, ukm, kek_size)).derive(shared)
     if padded:
         return keywrap.aes_key_unwrap_with_padding(kek, recipient._encrypted_key)
