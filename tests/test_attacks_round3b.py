@@ -435,7 +435,7 @@ def test_every_failed_unwrap_runs_the_decoy_aes256_over_the_whole_data(cipher_tw
 
 def test_smime_wrong_key_and_bad_padding_run_the_same_cipher(tools, corpus_store, monkeypatch, tmp_path):
     """AES-128-CBC: the cipher is public (in the clear), the decoy has its size; the work is the same."""
-    from ciphermilter.formats.smime import cms
+    from ciphermilter.formats.smime import enveloped
     from asn1crypto import cms as asn1_cms
 
     der = subprocess.run(["openssl", "cms", "-encrypt", "-binary", "-aes128", "-outform", "DER",
@@ -453,8 +453,8 @@ def test_smime_wrong_key_and_bad_padding_run_the_same_cipher(tools, corpus_store
     bad_padding = info.dump(force=True)
 
     calls: list[tuple[str, int]] = []
-    real = cms._decrypt_content
-    monkeypatch.setattr(cms, "_decrypt_content", lambda layer, mode, cek: (calls.append((mode, len(cek))),
+    real = enveloped._decrypt_content
+    monkeypatch.setattr(enveloped, "_decrypt_content", lambda layer, mode, cek: (calls.append((mode, len(cek))),
                                                                              real(layer, mode, cek))[1])
     work = []
     for der_message in (wrong_key, bad_padding):

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ciphermilter.formats.smime import cms
+from ciphermilter.formats.smime import cms, recipients
 
 from ciphermilter.core import pipeline as core
 
@@ -406,8 +406,8 @@ def test_offline_decrypt_applies_the_rule_to_the_recipients_it_is_given(store, t
 def test_private_key_operations_stay_one_per_recipient_key(store, monkeypatch):
     """Bob and erin: one unwrap each (the agreement check), bob alone: one, erin on bob's message: none."""
     unwraps = []
-    real = cms._unwrap_cek
-    monkeypatch.setattr(cms, "_unwrap_cek", lambda recipient, key, size: unwraps.append(recipient.kind) or real(
+    real = recipients.unwrap_content_key
+    monkeypatch.setattr(recipients, "unwrap_content_key", lambda recipient, key, size: unwraps.append(recipient.kind) or real(
         recipient, key, size))
     both = smime_message(_to_bob_and_erin())
     assert b"the merger closes" in process(both, [BOB, ERIN], store)[1] and unwraps == ["ktri", "kari"]

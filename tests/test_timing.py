@@ -4,7 +4,7 @@ A sender who can tell by the reply's time whether the key transport step failed 
 changed wrapped key) or the content did (a bad GCM tag or MDC) has a padding oracle, even though both
 replies are the same (test_security.test_bad_padding_and_a_wrong_key_look_the_same). So a failed unwrap
 goes on with a random content key through the same content decryption. No clock here: the tests count
-the calls of the engines' content decryption (``cms._decrypt_content``, ``openpgp._decrypt_seipd_v1``),
+the calls of the engines' content decryption (``enveloped._decrypt_content``, ``openpgp._decrypt_seipd_v1``),
 and bench/timing.py measures the time.
 
 The messages are made by ``openssl cms`` and ``gpg`` for the corpus keys and then changed the way an
@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from bench import failure_pairs
-from ciphermilter.formats.smime import cms
+from ciphermilter.formats.smime import cms, enveloped
 from ciphermilter.core import pipeline as core
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats import readers
@@ -60,7 +60,7 @@ def pairs(tmp_path_factory) -> list[failure_pairs.Pair]:
 def content_decryptions(monkeypatch) -> list[str]:
     """The names of the engines' content decryptions, one per call (each still does its work)."""
     calls: list[str] = []
-    for module, name in ((cms, "_decrypt_content"), (openpgp, "_decrypt_seipd_v1")):
+    for module, name in ((enveloped, "_decrypt_content"), (openpgp, "_decrypt_seipd_v1")):
         monkeypatch.setattr(module, name, _counting(getattr(module, name), calls))
     return calls
 
@@ -116,7 +116,7 @@ def _opening_anything(function):
 
 
 def test_what_a_decoy_key_opens_is_never_cms_content(monkeypatch):
-    monkeypatch.setattr(cms, "_decrypt_content", _opening_anything(lambda *args: None))
+    monkeypatch.setattr(enveloped, "_decrypt_content", _opening_anything(lambda *args: None))
     layer = cms.open_enveloped(cms.load(der("env-rsa15-aes128")), max_recipients=10)
     wrong_key = private_key("other")
     with pytest.raises(cms.DecryptionFailed):

@@ -54,7 +54,7 @@ def _escape_value(text: str) -> str:
     return "".join(out)
 
 
-def _attribute(type_and_value) -> str:
+def _attribute(type_and_value: asn1_x509.AttributeTypeAndValue) -> str:
     oid = type_and_value["type"].dotted
     value = type_and_value["value"]
     label = _SHORT_NAMES.get(oid)
@@ -93,6 +93,6 @@ def ski_id(ski: bytes) -> str:
     return f"ski={ski.hex().upper()}"
 
 
-def sha256_hex(data: bytes | bytearray) -> str:
+def sha256_hex(data: bytes | bytearray | memoryview) -> str:
     """How reports identify content (plaintext, certificates) without holding it."""
     return hashlib.sha256(data).hexdigest()

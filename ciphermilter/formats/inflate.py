@@ -2,7 +2,7 @@
 
 A compressed body is sender-chosen and tiny beside what it may unpack to (a 2 KB OpenPGP packet can
 expand to 1 GiB): output is produced in steps, counted against the one budget of the whole message
-(:class:`handler.DecompressionBudget`, shared by both formats), and held only up to KEEP_WHILE_COUNTING
+(:class:`core.contract.DecompressionBudget`, shared by both formats), and held only up to KEEP_WHILE_COUNTING
 bytes until it is known to fit. No MIME, no format here: callers name the compression (RAW_DEFLATE,
 ZLIB, BZIP2) and turn :class:`CorruptData` into their own reason.
 """
@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import bz2
 import zlib
+from collections.abc import Callable, Iterator
+from typing import Literal
 
 from ciphermilter.core.contract import DecompressionBudget
 
-RAW_DEFLATE, ZLIB, BZIP2 = "deflate", "zlib", "bzip2"  # RFC 1951, RFC 1950, bzip2
+Compression = Literal["deflate", "zlib", "bzip2"]
+RAW_DEFLATE: Compression = "deflate"  # RFC 1951
+ZLIB: Compression = "zlib"  # RFC 1950
+BZIP2: Compression = "bzip2"
 
 # Decompressed output kept while a body is first inflated. Past it the output is only counted against
 # the budget, and a body that fits the budget all the same is inflated a second time to keep it: a
@@ -29,13 +34,13 @@ class CorruptData(ValueError):
 
 
 
-def _decompressor(kind: str):
+def _decompressor(kind: Compression) -> bz2.BZ2Decompressor | zlib._Decompress:
     if kind == BZIP2:
         return bz2.BZ2Decompressor()
     return zlib.decompressobj(-15 if kind == RAW_DEFLATE else 15)
 
 
-def _inflated_pieces(kind: str, data: bytes, limit: int, check):
+def _inflated_pieces(kind: Compression, data: bytes, limit: int, check: Callable[[], None]) -> Iterator[bytes]:
     """Yield the decompressed output of ``data`` in pieces of at most INFLATE_STEP bytes; stop once more
     than ``limit`` bytes came out (the caller's budget is exceeded then: no need to inflate further)."""
     decompressor = _decompressor(kind)
@@ -48,7 +53,7 @@ def _inflated_pieces(kind: str, data: bytes, limit: int, check):
             check()
             if decompressor.eof:
                 return
-            if kind == BZIP2:
+            if isinstance(decompressor, bz2.BZ2Decompressor):
                 pending = b""
                 if decompressor.needs_input:
                     return
@@ -60,7 +65,8 @@ def _inflated_pieces(kind: str, data: bytes, limit: int, check):
         raise CorruptData(f"corrupt compressed data: {exc}") from None
 
 
-def inflate(kind: str, data: bytes, budget: DecompressionBudget, check, what: str) -> bytes:
+def inflate(kind: Compression, data: bytes, budget: DecompressionBudget, check: Callable[[], None],
+            what: str) -> bytes:
     """Decompress ``data``, stopping as soon as it exceeds the budget, and holding no more than
     KEEP_WHILE_COUNTING bytes of output until it is known to fit. ``check`` runs after every step
     (the handler's deadline check); ``what`` names the data in the limit's reason."""

@@ -30,6 +30,7 @@ NO_RECIPIENT = "no envelope recipient to decrypt for (reader policy)"
 EXTERNAL, READER, NO_KEY = "external", "internal with a key", "internal without a key"
 
 Candidate = TypeVar("Candidate")
+Content = TypeVar("Content")
 
 
 def base_address(address: str, delimiters: str = "") -> str:
@@ -65,7 +66,8 @@ class ReaderRule:
     recipients: tuple[str, ...]
     required: bool = True
 
-    def arrange(self, candidates: list[Candidate], readers_of: Callable[[Candidate], frozenset]) -> list[list]:
+    def arrange(self, candidates: list[Candidate],
+                readers_of: Callable[[Candidate], frozenset[str]]) -> list[list[Candidate]]:
         """The keys to open a layer with, in groups: one group per recipient, holding the keys they read.
 
         The first group's keys open the content; every other group must hold
@@ -75,7 +77,7 @@ class ReaderRule:
         """
         if not self.required:
             return [candidates] if candidates else []
-        groups = []
+        groups: list[list[Candidate]] = []
         for recipient in self.recipients:
             group = [c for c in candidates if reads(readers_of(c), recipient)]
             if not group:
@@ -111,7 +113,7 @@ class Disagreement(Exception):
 
 
 def open_agreeing(groups: list[list[Candidate]], session_key: Callable[[Candidate], bytes | None],
-                  open_content: Callable[[bytes], object | None]):
+                  open_content: Callable[[bytes], Content | None]) -> tuple[Content, Candidate] | None:
     """(content, candidate) opened with a session key that a candidate of every group yields.
 
     ``session_key`` unwraps one candidate's key (None when no attempt fits
@@ -125,15 +127,17 @@ def open_agreeing(groups: list[list[Candidate]], session_key: Callable[[Candidat
     """
     unwrapped: dict[int, bytes | None] = {}  # by id(): the candidates live as long as this call
 
-    def key_of(candidate) -> bytes | None:
+    def key_of(candidate: Candidate) -> bytes | None:
         if id(candidate) not in unwrapped:
             unwrapped[id(candidate)] = session_key(candidate)
         return unwrapped[id(candidate)]
 
-    opened = None
+    opened: tuple[Content, Candidate, bytes] | None = None
     for candidate in groups[0] if groups else []:
         key = key_of(candidate)
-        content = None if key is None else open_content(key)
+        if key is None:
+            continue
+        content = open_content(key)
         if content is not None:
             opened = (content, candidate, key)
             break

@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.header
 import email.policy
 import re
+from collections.abc import Iterable
 from email import errors
 
 from ciphermilter.formats import memo
@@ -31,7 +32,7 @@ _ADDRESS_LIKE = re.compile(f"(?<!{_ADDRESS_CHAR}){_ADDRESS_CHAR}+@{_ADDRESS_CHAR
 MAX_FROM_LENGTH = 2048  # characters
 
 
-def from_names_signer(from_fields: list[str] | tuple[str, ...], signer_emails) -> bool:
+def from_names_signer(from_fields: list[str] | tuple[str, ...], signer_emails: Iterable[str]) -> bool:
     """True when the From: fields name exactly one mailbox and it is one of ``signer_emails`` (no mismatch)."""
     if len(from_fields) != 1:
         return False

@@ -13,6 +13,7 @@ it returns None, and asn1crypto's full parse of the original decides.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 SEQUENCE = 0x30
@@ -28,6 +29,8 @@ EMPTY_CONTENT = bytes([IMPLICIT_0, 0])  # what the encrypted content is replaced
 # Indefinite lengths inside one another: a CMS message nests about six (ContentInfo down to the
 # pieces of its encrypted content); deeper ones go to asn1crypto's parser, which refuses them.
 MAX_INDEFINITE_DEPTH = 16
+
+Ends = dict[int, int]  # content offset of an indefinite-length element -> where its end-of-contents starts
 
 
 class BerError(ValueError):
@@ -54,7 +57,7 @@ class Tlv(NamedTuple):
         return self.end + 2 if self.indefinite else self.end
 
 
-def read(buf: memoryview, pos: int, limit: int, depth: int = 0, ends: dict | None = None) -> Tlv:
+def read(buf: memoryview, pos: int, limit: int, depth: int = 0, ends: Ends | None = None) -> Tlv:
     """The element that starts at ``pos`` and must end by ``limit``.
 
     An indefinite length is found by reading every element inside it, and
@@ -100,7 +103,7 @@ def read(buf: memoryview, pos: int, limit: int, depth: int = 0, ends: dict | Non
     return Tlv(pos, tag, length_at, content, content + length, False)
 
 
-def _end_of_contents(buf: memoryview, pos: int, limit: int, depth: int, ends: dict | None) -> int:
+def _end_of_contents(buf: memoryview, pos: int, limit: int, depth: int, ends: Ends | None) -> int:
     if depth > MAX_INDEFINITE_DEPTH:
         raise BerError("indefinite lengths nested too deep")
     while pos + 2 <= limit:
@@ -110,7 +113,7 @@ def _end_of_contents(buf: memoryview, pos: int, limit: int, depth: int, ends: di
     raise BerError("missing end-of-contents")
 
 
-def children(buf: memoryview, parent: Tlv, ends: dict | None = None):
+def children(buf: memoryview, parent: Tlv, ends: Ends | None = None) -> Iterator[Tlv]:
     pos = parent.content
     while pos < parent.end:
         child = read(buf, pos, parent.end, ends=ends)
@@ -118,11 +121,11 @@ def children(buf: memoryview, parent: Tlv, ends: dict | None = None):
         pos = child.next
 
 
-def octets(buf: memoryview, element: Tlv, ends: dict | None = None) -> list[memoryview]:
+def octets(buf: memoryview, element: Tlv, ends: Ends | None = None) -> list[memoryview]:
     """The pieces of an OCTET STRING (or an implicitly tagged one), primitive or constructed, in order."""
     if not element.tag & CONSTRUCTED:
         return [buf[element.content:element.end]]
-    pieces = []
+    pieces: list[memoryview] = []
     for child in children(buf, element, ends):
         if child.tag & ~CONSTRUCTED != OCTET_STRING:
             raise BerError("constructed OCTET STRING with a piece of another type")
@@ -150,7 +153,7 @@ def rebuild(buf: memoryview, path: list[Tlv], replacement: bytes) -> bytes:
     return bytes(buf[:path[0].start]) + new + bytes(buf[path[0].next:])
 
 
-def _encrypted_content_path(buf: memoryview, content_types: tuple[bytes, ...], ends: dict) -> list[Tlv] | None:
+def _encrypted_content_path(buf: memoryview, content_types: tuple[bytes, ...], ends: Ends) -> list[Tlv] | None:
     """ContentInfo, its [0], the (Auth)EnvelopedData, its EncryptedContentInfo and the encryptedContent."""
     info = read(buf, 0, len(buf), ends=ends)
     if info.tag != SEQUENCE:
@@ -176,7 +179,7 @@ def _encrypted_content_path(buf: memoryview, content_types: tuple[bytes, ...], e
     return [info, wrapper, data, encrypted_info, parts[2]]
 
 
-def lift_encrypted_content(der, content_types: tuple[bytes, ...]) -> tuple[bytes, list[memoryview]] | None:
+def lift_encrypted_content(der: bytes | bytearray | memoryview, content_types: tuple[bytes, ...]) -> tuple[bytes, list[memoryview]] | None:
     """The structure without its encrypted content, and that content as views of ``der``.
 
     ``content_types`` are the encoded OIDs (contents octets) of the ContentInfo
@@ -185,7 +188,7 @@ def lift_encrypted_content(der, content_types: tuple[bytes, ...]) -> tuple[bytes
     """
     buf = memoryview(der)
     try:
-        ends: dict = {}  # where each indefinite length ends, found once for the whole walk
+        ends: Ends = {}  # where each indefinite length ends, found once for the whole walk
         path = _encrypted_content_path(buf, content_types, ends)
         if path is None:
             return None

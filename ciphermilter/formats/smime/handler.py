@@ -257,9 +257,9 @@ class _Walker:
         self.info.flag("SMIME-Encrypted")
         try:
             layer = cms.open_enveloped(info, max_recipients=self.limits.max_recipient_infos, seen=self._seen)
-        except cms.TooMany as exc:
+        except LimitExceeded:
             self._note_named_keys(info)
-            raise LimitExceeded(exc.reason) from None
+            raise
         except cms.CmsError as exc:
             self._problem(level, Problem.DECRYPTION_FAILED, exc.reason)
             return None
@@ -373,8 +373,6 @@ class _Walker:
     def _open_signed(self, info: Any, level: int) -> cms.SignedLayer | None:
         try:
             return cms.open_signed(info, max_signers=self.limits.max_signer_infos)
-        except cms.TooMany as exc:
-            raise LimitExceeded(exc.reason) from None
         except cms.CmsError as exc:
             self._signature_failed(level, exc.reason)
             return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import Callable, NoReturn
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -102,7 +102,7 @@ def emails(der: bytes) -> list[str]:
 
 
 def _subject_emails(cert: Certificate) -> list[str]:
-    found = []
+    found: list[str] = []
     for rdn in cert.asn1.subject.chosen:
         for atv in rdn:
             if atv["type"].dotted != _EMAIL_ADDRESS_OID:
@@ -121,7 +121,7 @@ class Verdict:
     chain: list[bytes]  # DER, signer first, up to the anchor when trusted
 
 
-IssuerFinder = Callable[[str], list]  # subject name key -> [certificate DER] from the store
+IssuerFinder = Callable[[str], list[bytes]]  # subject name key -> [certificate DER] from the store
 
 
 def evaluate(
@@ -152,7 +152,7 @@ def evaluate(
         return Verdict(False, "unreadable certificate", [signer_der])
 
 
-def _validate(signer: Certificate, candidates: list[Certificate], anchors: list, now: datetime,
+def _validate(signer: Certificate, candidates: list[Certificate], anchors: list[x509.Certificate], now: datetime,
               max_chain_length: int) -> Verdict:
     refusals: list[str] = []  # what our extension validators refused, latest last
     verifier = _verifier(anchors, now, max_chain_length, refusals)
@@ -185,7 +185,7 @@ def _issuer_candidates(signer: Certificate, pool: list[Certificate], find_issuer
     no more than a path of the allowed length can use.
     """
     found: dict[bytes, Certificate] = {}
-    wanted, asked = [signer.issuer_key], set()
+    wanted, asked = [signer.issuer_key], set[str]()
     while wanted and len(found) < limit:
         name = wanted.pop(0)
         if name in asked:
@@ -200,7 +200,8 @@ def _issuer_candidates(signer: Certificate, pool: list[Certificate], find_issuer
     return list(found.values())
 
 
-def _verifier(anchors: list, now: datetime, max_chain_length: int, refusals: list[str]):
+def _verifier(anchors: list[x509.Certificate], now: datetime, max_chain_length: int,
+              refusals: list[str]) -> verification.ClientVerifier:
     """cryptography's client verifier with the e-mail protection policy of RFC 8550 section 4.4.
 
     The extension policies start from ``permit_all`` rather than the Web PKI
@@ -210,19 +211,20 @@ def _verifier(anchors: list, now: datetime, max_chain_length: int, refusals: lis
     checks stay: basicConstraints on every issuer (cA, pathLenConstraint),
     name constraints, and refusal of unknown critical extensions.
     """
-    def refuse(reason: str):
+    def refuse(reason: str) -> NoReturn:
         refusals.append(reason)
         raise ValueError(reason)
 
-    def issuer_usage(policy, cert, usage):
+    def issuer_usage(policy: verification.Policy, cert: x509.Certificate, usage: x509.KeyUsage | None) -> None:
         if usage is not None and not usage.key_cert_sign:
             refuse(ISSUER_USAGE)
 
-    def signer_usage(policy, cert, usage):
+    def signer_usage(policy: verification.Policy, cert: x509.Certificate, usage: x509.KeyUsage | None) -> None:
         if usage is not None and not (usage.digital_signature or usage.content_commitment):
             refuse(SIGNING_USAGE)
 
-    def signer_purposes(policy, cert, purposes):
+    def signer_purposes(policy: verification.Policy, cert: x509.Certificate,
+                        purposes: x509.ExtendedKeyUsage | None) -> None:
         if purposes is not None and ExtendedKeyUsageOID.EMAIL_PROTECTION not in purposes and _ANY_EKU not in purposes:
             refuse(EMAIL_PURPOSE)
 
@@ -266,7 +268,7 @@ def _issuer_validity_problem(candidates: list[Certificate], now: datetime) -> st
     return next((p for p in problems if p), "issuer certificate expired")
 
 
-def _email_constraints_problem(chain: list, addresses: list[str]) -> str | None:
+def _email_constraints_problem(chain: list[x509.Certificate], addresses: list[str]) -> str | None:
     """RFC 5280 section 4.2.1.10 for the addresses we report, the subject's emailAddress ones included.
 
     cryptography applies rfc822Name constraints to the subjectAltName; a

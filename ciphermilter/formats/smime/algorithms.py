@@ -1,0 +1,102 @@
+"""What the CMS engine implements, by OID: content types, content ciphers, digests, key agreement and key wraps.
+
+Tables only, no parsing: the engine's modules look algorithms up here, so
+that supporting one more is one line in one place. An OID that is not here is
+refused by name (``unsupported ...``) before any key is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from cryptography.hazmat.primitives import hashes
+
+from ciphermilter.formats.smime.errors import UnsupportedAlgorithm
+
+ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+SIGNED_DATA = "1.2.840.113549.1.7.2"
+AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
+COMPRESSED_DATA = "1.2.840.113549.1.9.16.1.9"  # RFC 3274
+ZLIB = "1.2.840.113549.1.9.16.3.8"  # the one compression algorithm RFC 3274 defines
+
+CipherMode = Literal["cbc", "gcm", "3des"]
+
+
+@dataclass(frozen=True)
+class ContentCipher:
+    name: str  # the spec's name, reported in the headers
+    key_size: int  # bytes
+    mode: CipherMode
+
+
+# Content ciphers we implement, by OID.
+CONTENT_CIPHERS = {
+    "2.16.840.1.101.3.4.1.2": ContentCipher("AES-128-CBC", 16, "cbc"),
+    "2.16.840.1.101.3.4.1.22": ContentCipher("AES-192-CBC", 24, "cbc"),
+    "2.16.840.1.101.3.4.1.42": ContentCipher("AES-256-CBC", 32, "cbc"),
+    "2.16.840.1.101.3.4.1.6": ContentCipher("AES-128-GCM", 16, "gcm"),
+    "2.16.840.1.101.3.4.1.26": ContentCipher("AES-192-GCM", 24, "gcm"),
+    "2.16.840.1.101.3.4.1.46": ContentCipher("AES-256-GCM", 32, "gcm"),
+    "1.2.840.113549.3.7": ContentCipher("DES-EDE3-CBC", 24, "3des"),
+}
+# Content ciphers we name but do not implement.
+_NAMED_CIPHERS = {
+    "1.2.840.113549.3.2": "RC2-CBC",
+    "1.3.14.3.2.7": "DES-CBC",
+}
+
+
+def cipher_name(oid: str) -> str:
+    """The spec's name of a content cipher, or its dotted OID."""
+    cipher = CONTENT_CIPHERS.get(oid)
+    return cipher.name if cipher is not None else _NAMED_CIPHERS.get(oid, oid)
+
+
+# Digests by asn1crypto's name for their OID; MD5 and the like are refused.
+HASH_BY_NAME: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+MICALG = {"sha1": "sha-1", "sha224": "sha-224", "sha256": "sha-256", "sha384": "sha-384", "sha512": "sha-512"}
+
+
+def hash_named(name: str) -> hashes.HashAlgorithm:
+    try:
+        return HASH_BY_NAME[name]()
+    except KeyError:
+        raise UnsupportedAlgorithm(f"unsupported digest {name}") from None
+
+
+# RFC 5753 / RFC 8418 key agreement schemes: OID -> KDF hash. For the NIST
+# prime curves the cofactor is 1, so cofactor ECDH equals standard ECDH.
+ECDH_SCHEMES: dict[str, type[hashes.HashAlgorithm]] = {
+    "1.3.133.16.840.63.0.2": hashes.SHA1,  # dhSinglePass-stdDH-sha1kdf-scheme
+    "1.3.132.1.11.0": hashes.SHA224,
+    "1.3.132.1.11.1": hashes.SHA256,
+    "1.3.132.1.11.2": hashes.SHA384,
+    "1.3.132.1.11.3": hashes.SHA512,
+    "1.3.133.16.840.63.0.3": hashes.SHA1,  # dhSinglePass-cofactorDH-sha1kdf-scheme
+    "1.3.132.1.14.0": hashes.SHA224,
+    "1.3.132.1.14.1": hashes.SHA256,
+    "1.3.132.1.14.2": hashes.SHA384,
+    "1.3.132.1.14.3": hashes.SHA512,
+}
+
+
+class KeyWrap(NamedTuple):
+    kek_size: int  # bytes
+    padded: bool  # RFC 5649 padding; without it, RFC 3394
+
+
+# AES key wraps by OID.
+KEY_WRAPS = {
+    "2.16.840.1.101.3.4.1.5": KeyWrap(16, False),
+    "2.16.840.1.101.3.4.1.25": KeyWrap(24, False),
+    "2.16.840.1.101.3.4.1.45": KeyWrap(32, False),
+    "2.16.840.1.101.3.4.1.8": KeyWrap(16, True),
+    "2.16.840.1.101.3.4.1.28": KeyWrap(24, True),
+    "2.16.840.1.101.3.4.1.48": KeyWrap(32, True),
+}
+RSA_PKCS1 = "1.2.840.113549.1.1.1"
+RSA_OAEP = "1.2.840.113549.1.1.7"
+MGF1 = "1.2.840.113549.1.1.8"
