@@ -11,7 +11,6 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ciphermilter import mime
 from ciphermilter.core.contract import LimitExceeded
 from ciphermilter.formats import ids
 from ciphermilter.formats.smime import asn1, ber, cms, recipients, signed
