@@ -26,6 +26,7 @@ from collections import deque
 
 from ciphermilter import files
 from ciphermilter.core.info import INFO_PREFIX
+from ciphermilter.core.skip import Skip
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,6 @@ FAILURE_HEADERS = (
 )
 SMIME_UNDECRYPTED = ("SMIME-Decryption-Key-Not-Found", "SMIME-Decryption-Failed", "SMIME-Not-Decrypted")
 PGP_UNDECRYPTED = ("PGP-Decryption-Key-Not-Found", "PGP-Decryption-Failed", "PGP-Decryption-Withheld")
-NOT_INTERNAL = "no recipient in an internal domain"  # core.process's report["skipped"] for external mail
 _SUFFIX = re.compile(r"(?:-\d+)+\Z")
 
 
@@ -100,7 +100,7 @@ def findings(outcome) -> tuple[set[str], list[tuple[str, str]]]:
     def all_true(name):
         return name in values and all(v == "True" for v in values[name])
 
-    if outcome.report.get("skipped") == NOT_INTERNAL:
+    if outcome.skip is Skip.NOT_INTERNAL:
         found.add("not_internal")
     if flagged("Not-Processed"):
         found.add("not_processed")

@@ -1,4 +1,4 @@
-"""Worker processes for :func:`core.process`: the daemon's way past the GIL.
+"""Worker processes for :func:`pipeline.process`: the daemon's way past the GIL.
 
 libmilter runs every connection in its own thread, but the private-key
 operations (cryptography's RSA, pgpy) and the MIME and CMS parsing hold the
@@ -46,11 +46,17 @@ import queue
 import select
 import tempfile
 import time
-from multiprocessing import reduction
 from dataclasses import dataclass, field
+from multiprocessing import reduction
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
+from typing import Any, BinaryIO
 
-from ciphermilter.core import pipeline as core
 from ciphermilter.config import Settings
+from ciphermilter.core import pipeline
+from ciphermilter.core.contract import Progress
+from ciphermilter.core.outcome import Outcome
+from ciphermilter.core.triage import Envelope, Triage
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +87,24 @@ class DeadlineOverrun(Exception):
         self.key_held = key_held
 
 
-def _serve(conn, store_path: str, master_key_path: str) -> None:
+def _serve(conn: Connection, store_path: str, master_key_path: str) -> None:
     """A worker's life: messages in, outcomes (or the exception) out, until the daemon closes the pipe."""
     from ciphermilter.daemon.serve import StoreHolder  # here, not at the top: the daemon module imports this one
     holder = StoreHolder(store_path, master_key_path)
-    settings = None
+    settings: Settings | None = None
     conn.send(READY)  # imports done: the daemon's deadline clock may start with the first message
     while True:
         try:
-            message, envelope, new_settings, deadline = conn.recv()
+            message, envelope, verdict, new_settings, deadline = conn.recv()
             settings = new_settings or settings
             if message is None:  # the message comes as its spool file
                 message = os.fdopen(reduction.recv_handle(conn), "rb")
         except EOFError:
             return
         try:
-            outcome = core.process(message, envelope, holder.current(), settings, deadline=deadline,
-                                   on_key_held=lambda: conn.send(KEY_HELD))
-            reply = (True, _for_the_daemon(outcome))
+            outcome = pipeline.process(message, envelope, holder.current(), settings, verdict=verdict,
+                                       deadline=deadline, on_key_held=lambda: conn.send(KEY_HELD))
+            reply: tuple[bool, Outcome | Exception] = (True, _for_the_daemon(outcome))
         except Exception as exc:  # StoreUnavailable, or OSError reading the spool file: the daemon decides
             reply = (False, exc)
         if not isinstance(message, bytes):
@@ -107,23 +113,24 @@ def _serve(conn, store_path: str, master_key_path: str) -> None:
         _send_outcome(conn, reply)
 
 
-def _for_the_daemon(outcome: core.Outcome) -> core.Outcome:
+def _for_the_daemon(outcome: Outcome) -> Outcome:
     """The outcome without the detailed report, which only ``ciphermilter decrypt`` shows: less to pickle.
 
     The daemon reads the plan, the info headers, the error, the rejection, why a message was skipped
-    and, for its log line, whom the reader rule refused a decryption for.
+    (Outcome.skip, and its text for the log line) and whom the reader rule refused a decryption for.
     """
     kept = {key: outcome.report[key] for key in ("skipped", "readers") if outcome.report.get(key)}
     return dataclasses.replace(outcome, report=kept)
 
 
-def _send_outcome(conn, reply) -> None:
+def _send_outcome(conn: Connection, reply: tuple[bool, Outcome | Exception]) -> None:
     """Send the reply; a large new body follows it as a file, not inside the pickle."""
     ok, outcome = reply
-    body = outcome.plan.body if ok else None
-    if body is None or len(body) <= FILE_THRESHOLD:
+    body = outcome.plan.body if isinstance(outcome, Outcome) else None
+    if not isinstance(body, bytes) or len(body) <= FILE_THRESHOLD:  # a worker's core gives bytes
         conn.send(reply)
         return
+    assert isinstance(outcome, Outcome)
     with tempfile.TemporaryFile(prefix="ciphermilter-body-") as file:
         file.write(body)
         file.seek(0)  # the daemon's copy of the descriptor shares this offset
@@ -133,7 +140,7 @@ def _send_outcome(conn, reply) -> None:
         reduction.send_handle(conn, file.fileno(), os.getppid())
 
 
-def _receive_outcome(conn, reply):
+def _receive_outcome(conn: Connection, reply: tuple[Any, ...]) -> tuple[bool, Any]:
     """The worker's reply; a new body sent as a file becomes the plan's body (an open file)."""
     ok, value, *body_file = reply
     if body_file:
@@ -143,15 +150,15 @@ def _receive_outcome(conn, reply):
 
 @dataclass
 class _Worker:
-    process: multiprocessing.Process
-    conn: object
+    process: SpawnProcess
+    conn: Connection
     settings: Settings | None = None  # the settings this worker was last sent
     ready: bool = False  # the worker has sent READY
     # Waits for the worker's reply. Connection.poll() builds a selector on every call (py-spy --gil:
     # 17 % of the daemon's time holding the GIL for S/MIME); one poll object per worker builds none.
     replies: select.poll = field(default_factory=select.poll)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.replies.register(self.conn.fileno(), select.POLLIN)
 
     def reply_within(self, seconds: float) -> bool:
@@ -166,7 +173,7 @@ class _Worker:
             raise EOFError(f"no {READY!r} within {STARTUP_TIMEOUT:g} s")
         self.ready = self.conn.recv() == READY  # EOFError when it died while starting
 
-    def answers_within(self, seconds: float, progress) -> bool:
+    def answers_within(self, seconds: float, progress: Progress) -> bool:
         """True once the worker has replied (or died); False after ``seconds``. ``progress()`` at once and
         every PROGRESS_INTERVAL: the MTA knows the message is being worked on."""
         end = time.monotonic() + seconds
@@ -191,7 +198,8 @@ class _Worker:
         self.conn.close()
 
 
-def _send_message(worker: _Worker, message, envelope: core.Envelope, settings: Settings, deadline: float) -> None:
+def _send_message(worker: _Worker, message: bytes | BinaryIO, envelope: Envelope, verdict: Triage | None,
+                  settings: Settings, deadline: float) -> None:
     """Bytes go inside the pickle; a spool file goes as its descriptor, so the message is not copied.
 
     The settings go only when they are not the ones the worker already has
@@ -201,14 +209,14 @@ def _send_message(worker: _Worker, message, envelope: core.Envelope, settings: S
     new_settings = None if settings is worker.settings else settings
     worker.settings = settings
     if isinstance(message, bytes):
-        worker.conn.send((message, envelope, new_settings, deadline))
+        worker.conn.send((message, envelope, verdict, new_settings, deadline))
         return
-    worker.conn.send((None, envelope, new_settings, deadline))
+    worker.conn.send((None, envelope, verdict, new_settings, deadline))
     reduction.send_handle(worker.conn, message.fileno(), worker.process.pid)
 
 
 class Workers:
-    """``count`` worker processes that run :func:`core.process`, each started on first use."""
+    """``count`` worker processes that run :func:`pipeline.process`, each started on first use."""
 
     def __init__(self, count: int, store_path: str, master_key_path: str):
         self.count = count
@@ -216,7 +224,7 @@ class Workers:
         self._context = multiprocessing.get_context("spawn")
         # SimpleQueue is C code: with 16 connections waiting on 2 workers, Queue's Condition
         # machinery in Python took a sixth of the daemon's own CPU time (py-spy --gil).
-        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         for _ in range(count):
             self._idle.put(None)  # a slot whose worker is not started yet
 
@@ -228,11 +236,13 @@ class Workers:
         child_end.close()
         return _Worker(process, parent_end)
 
-    def process(self, message, envelope: core.Envelope, settings: Settings, progress) -> core.Outcome:
-        """:func:`core.process` in a worker; ``progress()`` is called at once and every PROGRESS_INTERVAL.
+    def process(self, message: bytes | BinaryIO, envelope: Envelope, settings: Settings, progress: Progress,
+                verdict: Triage | None = None) -> Outcome:
+        """:func:`pipeline.process` in a worker; ``progress()`` is called at once and every PROGRESS_INTERVAL.
 
-        ``message`` is bytes or the spool file (its descriptor is passed). A
-        large new body comes back as an open file in ``plan.body``.
+        ``message`` is bytes or the spool file (its descriptor is passed);
+        ``verdict`` is the message's triage, taken by the daemon at end of
+        headers (without it, the worker takes it). A large new body comes back as an open file in ``plan.body``.
 
         Raises :class:`WorkerDied`, :class:`DeadlineOverrun` (the worker was
         killed and replaced), or what the worker raised (milter.StoreUnavailable).
@@ -249,7 +259,7 @@ class Workers:
             starting = time.monotonic()
             worker.wait_until_ready()
             deadline += time.monotonic() - starting  # a new worker's imports (about 0.5 s) never count
-            _send_message(worker, message, envelope, settings, deadline)
+            _send_message(worker, message, envelope, verdict, settings, deadline)
             key_held = False
             while True:
                 if not worker.answers_within(deadline + DEADLINE_MARGIN - time.monotonic(), progress):

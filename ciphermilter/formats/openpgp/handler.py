@@ -32,7 +32,8 @@ from ciphermilter.formats import ids
 from ciphermilter.store import keyimport
 
 from ciphermilter.formats.openpgp import engine as openpgp
-from ciphermilter.core.contract import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
+from ciphermilter.core.contract import (Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, new_content,
+                                        parse_content)
 from ciphermilter.core.info import InfoHeaders
 from ciphermilter.formats.sender import from_names_signer
 from ciphermilter.formats.smime.handler import is_pgp_signed, is_smime_signed
@@ -41,6 +42,10 @@ PGP_MIME, PGP_INLINE = "PGP/MIME", "PGP/INLINE"
 ENCRYPTED_PROTOCOL = "application/pgp-encrypted"
 KEY_TYPES = ("application/pgp-keys",)
 PGP_FILE_SUFFIXES = (".asc", ".pgp", ".gpg")
+# Words (lower case) in the header block of every entity this handler acts on: its types (application/pgp-*)
+# and file names (.pgp, .gpg; an .asc file holds armor, whose "PGP" the body shows), its multiparts and the
+# Autocrypt header. The core's is_light is made of the handlers' signs, so it cannot drift from them.
+HEADER_SIGNS = (b"pgp", b"multipart/signed", b"multipart/encrypted", b"autocrypt")
 WITHHELD = "encrypted content beside unprotected content left encrypted (EFAIL protection)"
 NOT_VOUCHED = "not harvested (no signature by a key an administrator imported covers it)"
 FOREIGN_ADDRESSES = "not harvested (user IDs other than the verified signer's addresses)"
@@ -84,6 +89,7 @@ class _State:
     blocks: list[dict] = field(default_factory=list)
     key_candidates: list[_KeyCandidate] = field(default_factory=list)
     covering: tuple[openpgp.SignatureResult, ...] = ()  # the signatures over the entity being walked
+    parsed: mime.Entity | None = None  # the last plaintext parsed, kept for the result if whole (new_content)
 
     def found(self, encoding: str) -> None:
         if encoding not in self.encodings:
@@ -326,7 +332,7 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: b
         return None
     content = _crlf(opened.plaintext)
     _count_layer(state)
-    inner = parse_content(content, state.ctx.settings.limits)
+    inner = state.parsed = parse_content(content, state.ctx.settings.limits)
     content = _walk_covered(inner, opened.signatures, state, where + ".d", whole=whole) or content
     return content if state.replaces(whole, [block]) else None
 
@@ -691,4 +697,5 @@ def handle(message: mime.Entity, ctx: Context) -> HandlerResult | None:
     if not state.encodings:
         return None
     # The whole rewritten message: the core takes only its content headers (and RFC 9788 protected ones).
-    return HandlerResult(info=_info(state), entity=new_raw, report={"openpgp": report})
+    entity = None if new_raw is None else new_content(new_raw, ctx.settings.limits, state.parsed)
+    return HandlerResult(info=_info(state), entity=entity, report={"openpgp": report})
