@@ -114,4 +114,5 @@ def test_a_decrypted_header_that_is_not_utf8_is_refused_by_both(daemon, tmp_path
     kind, delivered = by_daemon
     assert kind == "delivered" and isinstance(delivered, bytes)
     added = {header.name: " ".join(header.value.split()) for header in mime.split_headers(delivered)[0]}
-    assert added["X-CipherMail-Info-Not-Processed"] == "header Content-Disposition of the decrypted content is not UTF-8"
+    reason = "header Content-Disposition of the decrypted content is not UTF-8"
+    assert added["X-CipherMail-Info-Not-Processed"] == reason

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import BinaryIO
 
 import click
 
@@ -51,7 +52,8 @@ def as_smtp_lines(message: bytes) -> bytes:
                    " is only read.")
 @click.argument("message_file", type=click.File("rb"), metavar="FILE|-")
 @click.pass_context
-def decrypt(ctx, recipients, explain, explain_file, harvest, message_file):
+def decrypt(ctx: click.Context, recipients: tuple[str, ...], explain: bool, explain_file: str | None, harvest: bool,
+            message_file: BinaryIO) -> None:
     """Run the milter's pipeline on FILE and write the resulting message to stdout.
 
     \b

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ciphermilter import mime
 from ciphermilter.config import Limits, Settings
@@ -17,6 +17,7 @@ from ciphermilter.formats.readers import NO_RULE, ReaderRule
 
 # Called during long work so the MTA does not time out (the milter's progress()).
 Progress = Callable[[], None]
+Group = TypeVar("Group")  # a handler's key group (its own type: CMS candidates, OpenPGP keys)
 
 
 class LimitExceeded(Exception):
@@ -129,7 +130,7 @@ class Context:
         if self.decompression is None:
             self.decompression = DecompressionBudget(self.settings.limits.decompressed_limit)
 
-    def note_keys(self, groups: list, decrypts: bool) -> list:
+    def note_keys(self, groups: list[Group], decrypts: bool) -> list[Group]:
         """Pass on the reader rule's key groups for a layer, noting whether they make the content ours to decrypt."""
         if groups and decrypts:
             self.hold_key()

@@ -15,7 +15,7 @@ from typing import Any
 from ciphermilter import mime
 from ciphermilter.config import Settings
 from ciphermilter.core.info import InfoHeaders
-from ciphermilter.core.plan import EditPlan, HeaderAdd
+from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange
 from ciphermilter.core.triage import Envelope, Skip, Triage, forged_header_deletions
 
 NOT_PROCESSED = "Not-Processed"
@@ -94,7 +94,8 @@ def non_utf8_header(plan: EditPlan) -> str | None:
     The core refuses such a plan itself (pipeline), so that the daemon and
     ``ciphermilter decrypt`` agree.
     """
-    for edit in (*plan.changes, *plan.additions):
+    edits: list[HeaderChange | HeaderAdd] = [*plan.changes, *plan.additions]
+    for edit in edits:
         try:
             edit.value.encode("utf-8")
         except UnicodeEncodeError:

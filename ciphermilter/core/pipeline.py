@@ -1,23 +1,23 @@
 """The pure core: message bytes + envelope + key store -> :class:`EditPlan`.
 
 No milter import here. The daemon and the offline ``ciphermilter decrypt``
-command both call :func:`process`, so what an admin sees offline is what the
-milter does.
+command both call :func:`~ciphermilter.core.triage.triage` on the header
+block and then :func:`process`, so what an admin sees offline is what the
+milter does: every decision is taken once, here or in triage, never again
+in the glue (a decrypted header the milter cannot carry included).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import BinaryIO
 
 from ciphermilter import mime
 from ciphermilter.config import Limits, Settings
 from ciphermilter.core import harvest
-from ciphermilter.core.contract import (Context, DecompressionBudget, LimitExceeded, Progress, check_new_content,
-                                        check_part_count)
+from ciphermilter.core.contract import Context, DecompressionBudget, LimitExceeded, Progress, check_part_count
 from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
 from ciphermilter.core.outcome import NOT_PROCESSED as NOT_PROCESSED
 from ciphermilter.core.outcome import Outcome as Outcome
@@ -27,7 +27,7 @@ from ciphermilter.core.outcome import reject_reply as reject_reply
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
 from ciphermilter.core.seams import KeyLookup, Readers
 from ciphermilter.core.triage import Envelope as Envelope
-from ciphermilter.core.triage import Skip, Triage, is_internal_address, triage
+from ciphermilter.core.triage import QueueLog, Skip, Triage, is_internal_address, triage
 from ciphermilter.core.triage import forged_flood as forged_flood
 from ciphermilter.formats import readers
 from ciphermilter.formats.openpgp import engine as openpgp
@@ -140,7 +140,8 @@ def _milter_value(header: mime.Header) -> str:
     return raw_value.replace(b"\r\n", b"\n").decode("utf-8", "surrogateescape")
 
 
-def _replace_headers(outer: list[mime.Header], inner: list[mime.Header], names, plan: EditPlan, *, drop_missing: bool):
+def _replace_headers(outer: list[mime.Header], inner: list[mime.Header], names: tuple[str, ...], plan: EditPlan, *,
+                     drop_missing: bool) -> None:
     """Make each of ``names`` in ``outer`` equal the first one in ``inner``.
 
     With ``drop_missing``, an outer header the inner side lacks is removed.
@@ -165,7 +166,7 @@ def _replace_headers(outer: list[mime.Header], inner: list[mime.Header], names, 
             plan.additions.append(HeaderAdd(name, value))
 
 
-def _restorable_protected_headers(entity: mime.Entity, report: dict) -> list[mime.Header]:
+def _restorable_protected_headers(entity: mime.Entity, report: Report) -> list[mime.Header]:
     """Protected headers (RFC 9788) of a decrypted entity that are safe to copy out."""
     if entity.params.get("protected-headers", "").lower() != "v1":
         return []
@@ -199,7 +200,8 @@ def _check_content_headers(entity: mime.Entity) -> None:
             raise mime.MimeError(f"decrypted content has an invalid {header.name} header")
 
 
-def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Entity, settings: Settings, report: dict):
+def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Entity, settings: Settings,
+                      report: Report) -> None:
     _check_content_headers(entity)
     _replace_headers(outer, entity.headers, CONTENT_HEADERS, plan, drop_missing=True)
     if settings.header_protection:
@@ -341,7 +343,7 @@ def _inspect(entity: mime.Entity, verdict: Triage, envelope: Envelope, store: Ke
     except mime.MimeError as exc:
         return not_processed(headers, str(exc), envelope, report=report)
     except Exception as exc:  # a bug of ours must never lose or reject the message
-        log.exception("queue %s: processing failed", envelope.queue_id or "-")
+        QueueLog(log, envelope.queue_id).exception("processing failed")
         error = f"internal error: {type(exc).__name__}"
         return not_processed(headers, error, envelope, error, report)
     plan.additions.extend(HeaderAdd(name, value) for name, value in info)
@@ -382,7 +384,7 @@ def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store
     return outcome
 
 
-def unfinished(head: bytes, reason: str, envelope: Envelope, store, settings: Settings, *,
+def unfinished(head: bytes, reason: str, envelope: Envelope, store: Readers | None, settings: Settings, *,
                key_held: bool = False) -> Outcome:
     """:func:`stopped_at_limit` for a message the milter stopped before the core finished (or started) it.
 
@@ -395,7 +397,7 @@ def unfinished(head: bytes, reason: str, envelope: Envelope, store, settings: Se
     return stopped_at_limit(mime.parse(head + b"\r\n"), reason, envelope, store, settings, key_held=key_held)
 
 
-def shows_held_content(entity: mime.Entity, envelope: Envelope, store, settings: Settings) -> bool:
+def shows_held_content(entity: mime.Entity, envelope: Envelope, store: Readers | None, settings: Settings) -> bool:
     """Rule (b) of :func:`stopped_at_limit`: the message's whole content is encrypted, for its readers.
 
     Kept cheap and linear: no key is looked up, nothing is decrypted. The

@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, Protocol, TypeVar
+from typing import IO, Any, BinaryIO, TypeVar
 
 import Milter
 
@@ -47,7 +47,7 @@ from ciphermilter.core.plan import EditPlan
 from ciphermilter.core.seams import KeyLookup
 from ciphermilter.core.triage import Envelope, QueueLog, Skip, Triage, exceeds_size, triage
 from ciphermilter.daemon import stats
-from ciphermilter.daemon.workers import DeadlineOverrun, Workers
+from ciphermilter.daemon.workers import DeadlineOverrun, StoreProvider, Workers
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,6 @@ Callback = TypeVar("Callback", bound=Callable[..., Reply])
 
 class StoreUnavailable(Exception):
     """The key store cannot be opened or read; the message is handled by the on_error policy."""
-
-
-class StoreProvider(Protocol):
-    """Hands out an open, up-to-date key store (``daemon.serve.StoreHolder``)."""
-
-    def current(self) -> KeyLookup:
-        """The store, or :class:`StoreUnavailable` with the reason."""
-        ...
 
 
 def guarded(no_reply_bit: int = 0) -> Callable[[Callback], Callback]:
@@ -215,14 +207,14 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
 
     # --- per-message callbacks ----------------------------------------------------------------
 
-    @Milter.decode("bytes")  # type: ignore[misc]  # pymilter's decorators are untyped
+    @Milter.decode("bytes")  # type: ignore[untyped-decorator]  # pymilter's decorators are untyped
     @guarded(Milter.P_NR_MAIL)
     def envfrom(self, mail_from: bytes | str, *params: bytes | str) -> Reply:
         self._reset()
         self.msg = MessageState(_text(mail_from), self.runtime.config.spool_memory)
         return self._continue(Milter.P_NR_MAIL)
 
-    @Milter.decode("bytes")  # type: ignore[misc]  # pymilter's decorators are untyped
+    @Milter.decode("bytes")  # type: ignore[untyped-decorator]  # pymilter's decorators are untyped
     @guarded(Milter.P_NR_RCPT)
     def envrcpt(self, recipient: bytes | str, *params: bytes | str) -> Reply:
         if self.msg is None:
@@ -252,7 +244,7 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
                  kind, msg.recipient_class)
         return False
 
-    @Milter.decode("bytes")  # type: ignore[misc]  # pymilter's decorators are untyped
+    @Milter.decode("bytes")  # type: ignore[untyped-decorator]  # pymilter's decorators are untyped
     @guarded(Milter.P_NR_HDR)
     def header(self, name: bytes | str, value: bytes) -> Reply:
         """Keep the field as raw bytes: non-ASCII and non-UTF-8 headers must survive untouched."""

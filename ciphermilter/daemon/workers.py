@@ -50,12 +50,13 @@ from dataclasses import dataclass, field
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from ciphermilter.config import Settings
 from ciphermilter.core import pipeline
 from ciphermilter.core.contract import Progress
 from ciphermilter.core.outcome import Outcome
+from ciphermilter.core.seams import KeyLookup
 from ciphermilter.core.triage import Envelope, Triage
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,17 @@ class DeadlineOverrun(Exception):
         self.key_held = key_held
 
 
+class StoreProvider(Protocol):
+    """Hands out an open, up-to-date key store, or raises ``milter.StoreUnavailable`` with the reason
+    (``daemon.serve.StoreHolder``: the daemon's threads and each worker have one)."""
+
+    def current(self) -> KeyLookup: ...
+
+
 def _serve(conn: Connection, store_path: str, master_key_path: str) -> None:
     """A worker's life: messages in, outcomes (or the exception) out, until the daemon closes the pipe."""
     from ciphermilter.daemon.serve import StoreHolder  # here, not at the top: the daemon module imports this one
-    holder = StoreHolder(store_path, master_key_path)
+    holder: StoreProvider = StoreHolder(store_path, master_key_path)
     settings: Settings | None = None
     conn.send(READY)  # imports done: the daemon's deadline clock may start with the first message
     while True:
@@ -140,12 +148,13 @@ def _send_outcome(conn: Connection, reply: tuple[bool, Outcome | Exception]) -> 
         reduction.send_handle(conn, file.fileno(), os.getppid())
 
 
-def _receive_outcome(conn: Connection, reply: tuple[Any, ...]) -> tuple[bool, Any]:
-    """The worker's reply; a new body sent as a file becomes the plan's body (an open file)."""
-    ok, value, *body_file = reply
+def _receive_outcome(conn: Connection, reply: tuple[Any, ...]) -> Outcome | Exception:
+    """The worker's outcome or exception; a new body sent as a file becomes the plan's body (an open file)."""
+    _, value, *body_file = reply
     if body_file:
         value.plan.body = os.fdopen(reduction.recv_handle(conn), "rb")
-    return ok, value
+    assert isinstance(value, (Outcome, Exception))  # what _serve sends
+    return value
 
 
 @dataclass
@@ -269,16 +278,17 @@ class Workers:
                 if reply != KEY_HELD:
                     break
                 key_held = True
-            ok, value = _receive_outcome(worker.conn, reply)
+            value = _receive_outcome(worker.conn, reply)
         except (EOFError, OSError):
-            worker.stop()
+            if worker is not None:  # None: it died while starting
+                worker.stop()
             worker = None
             raise WorkerDied("the worker process ended while it had the message") from None
         finally:
             self._idle.put(worker)
-        if not ok:
-            raise value
-        return value
+        if isinstance(value, Outcome):
+            return value
+        raise value
 
     def _replace(self, worker: _Worker) -> _Worker:
         """Kill a worker that overran the deadline and start its successor at once (it imports meanwhile)."""
