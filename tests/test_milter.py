@@ -30,8 +30,9 @@ from ciphermilter.core import pipeline as core
 
 from ciphermilter.daemon import stats
 from ciphermilter.config import load
-from ciphermilter.daemon.milter import (ACTIONS, FEATURES, NO_REPLY_STEPS, SKIPPED_STEPS, TEMPFAIL_REPLY, may_carry_crypto,
-                                 non_utf8_header)
+from ciphermilter.core.outcome import non_utf8_header
+from ciphermilter.core.triage import may_carry_crypto
+from ciphermilter.daemon.milter import ACTIONS, FEATURES, NO_REPLY_STEPS, SKIPPED_STEPS, TEMPFAIL_REPLY
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.daemon.workers import FILE_THRESHOLD

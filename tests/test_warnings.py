@@ -39,7 +39,7 @@ def test_pgpy_warns_when_embedded_without_the_entry_points_filter(tmp_path):
     """The reason the filter exists: without it a verification writes pgpy's warnings to stderr."""
     store = corpus_store_file(tmp_path)
     result = python(f"""
-        from ciphermilter.config import Settings
+        from ciphermilter.core.settings import Settings
         from ciphermilter.core import pipeline
         from ciphermilter.store.keystore import KeyStore
         with KeyStore.open({str(store)!r}) as store:
@@ -61,7 +61,7 @@ def test_the_cli_verifies_quietly(tmp_path):
 def test_a_worker_verifies_quietly(tmp_path):
     store = corpus_store_file(tmp_path)
     result = python(f"""
-        from ciphermilter.config import Settings
+        from ciphermilter.core.settings import Settings
         from ciphermilter.core.pipeline import Envelope
         from ciphermilter.daemon.workers import Workers
         pool = Workers(1, {str(store)!r}, {str(store) + ".key"!r})

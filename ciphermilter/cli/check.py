@@ -216,7 +216,7 @@ def check_content_timeout(timeout: str, settings: Settings, report: Report) -> N
 
 
 def check_message_size(limit: str, settings: Settings, report: Report) -> None:
-    """Decrypted content may be as large as max_message_size (core.check_new_content); Postfix refuses a
+    """Decrypted content may be as large as max_message_size (contract.check_new_content); Postfix refuses a
     replaced body above its message_size_limit with a permanent 552 5.3.4, so ours must not be larger."""
     ours = settings.limits.max_message_size
     if limit.isdigit() and int(limit) > 0 and ours > int(limit):

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import BinaryIO
 
 import click
 
-from ciphermilter import files
-
-from ciphermilter.core import pipeline as core
+from ciphermilter import files, mime
 from ciphermilter.cli.common import fail, open_settings, open_store, to_json
+from ciphermilter.core import pipeline
+from ciphermilter.core.outcome import refusal
 from ciphermilter.core.plan import apply_plan
+from ciphermilter.core.triage import Envelope, triage
 
 # Exit status when the daemon would not take the message as processed (1 is a processing failure): it
 # refuses a forged-header flood (554 5.7.0: nothing is written), or a limit stopped the inspection of
@@ -50,7 +52,8 @@ def as_smtp_lines(message: bytes) -> bytes:
                    " is only read.")
 @click.argument("message_file", type=click.File("rb"), metavar="FILE|-")
 @click.pass_context
-def decrypt(ctx, recipients, explain, explain_file, harvest, message_file):
+def decrypt(ctx: click.Context, recipients: tuple[str, ...], explain: bool, explain_file: str | None, harvest: bool,
+            message_file: BinaryIO) -> None:
     """Run the milter's pipeline on FILE and write the resulting message to stdout.
 
     \b
@@ -66,14 +69,17 @@ def decrypt(ctx, recipients, explain, explain_file, harvest, message_file):
         message = as_smtp_lines(message_file.read())
     except OSError as exc:
         fail(f"cannot read {message_file.name}: {exc.strerror}")
-    outcome = core.process(message, core.Envelope(recipients=list(recipients)), store, settings)
+    envelope = Envelope(recipients=list(recipients))
+    # The daemon's decisions on the header block, taken as it takes them at end of headers.
+    verdict = triage(mime.split_headers(message)[0], envelope, store, settings, size=len(message))
+    outcome = pipeline.process(message, envelope, store, settings, verdict=verdict)
     if not outcome.reject:  # a refused message has no result: the daemon passes nothing on
         sys.stdout.buffer.write(apply_plan(message, outcome.plan))
         sys.stdout.buffer.flush()
     if explain or explain_file:
         report = {"headers": outcome.info.as_dict(), "error": outcome.error, **outcome.report}
         _write_report(to_json(report) + "\n", explain_file)
-    reply = core.refusal(outcome, settings)
+    reply = refusal(outcome, settings)
     if reply:
         fail(("rejected: " if reply[0].startswith("5") else "tempfail: ") + " ".join(reply), EXIT_REFUSED)
     if outcome.error:

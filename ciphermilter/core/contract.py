@@ -5,15 +5,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Callable
+from typing import TypeVar
 
 from ciphermilter import mime
-
 from ciphermilter.core import harvest
-from ciphermilter.formats.readers import NO_RULE, ReaderRule
 from ciphermilter.core.findings import Facts, Report
-from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import InfoHeaders
 from ciphermilter.core.seams import KeyLookup
+from ciphermilter.core.settings import Limits, Settings
+from ciphermilter.formats.readers import NO_RULE, ReaderRule
+
+# Called during long work so the MTA does not time out (the milter's progress()).
+Progress = Callable[[], None]
+Group = TypeVar("Group")  # a handler's key group (its own type: CMS candidates, OpenPGP keys)
 
 
 class LimitExceeded(Exception):
@@ -80,14 +85,33 @@ def parse_content(content: bytes, limits: Limits) -> mime.Entity:
     return entity
 
 
+def check_new_content(content: bytes, limits: Limits) -> None:
+    """Decrypted (or unpacked) content becomes the message's new body: above max_message_size it is a limit.
+    Postfix refuses a replaced body above its message_size_limit ("552 5.3.4 message file too big", a
+    permanent error for the client: a 280 KB message once unpacked to 200 MiB here), and max_message_size
+    must not exceed that (ciphermilter.conf(5))."""
+    if len(content) > limits.max_message_size:
+        raise LimitExceeded(f"decrypted content larger than {limits.max_message_size} bytes")
+
+
+def new_content(content: bytes, limits: Limits, parsed: mime.Entity | None = None) -> mime.Entity:
+    """A handler's new content for the message, as :attr:`HandlerResult.entity`: first bounded by
+    max_message_size, then parsed, or ``parsed`` itself when the handler parsed these very bytes already
+    (with :func:`parse_content`, so under the same depth and part limits): decrypted content is parsed once."""
+    check_new_content(content, limits)
+    if parsed is not None and parsed.raw is content:
+        return parsed
+    return parse_content(content, limits)
+
+
 @dataclass
 class Context:
-    store: KeyLookup
+    store: KeyLookup | None  # None: tests and tools that run the handlers without a key store
     settings: Settings
     from_fields: tuple[str, ...] = ()  # the values of every From: field, for the signer mismatch flags
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     deadline: float | None = None  # time.monotonic() value after which work stops
-    progress: "callable | None" = None  # called during long work so the MTA does not time out
+    progress: Progress | None = None  # called during long work so the MTA does not time out
     # Whom the plaintext is for: the core always sets it from the envelope (core.reader_rule). Handler tests
     # that build a Context themselves get the rule off, every stored key usable, as before the rule.
     readers: ReaderRule = NO_RULE
@@ -98,7 +122,7 @@ class Context:
     key_held: bool = False
     # Called once when key_held becomes true: a worker tells the daemon at once, so the finding outlives a
     # kill at the deadline (workers.KEY_HELD).
-    on_key_held: "callable | None" = None
+    on_key_held: Callable[[], None] | None = None
     # What the message may still unpack to; None: Limits.decompressed_limit (the core sets it by the message's
     # own size, Limits.decompression_budget).
     decompression: DecompressionBudget | None = None
@@ -113,7 +137,7 @@ class Context:
         assert self.decompression is not None
         return self.decompression
 
-    def note_keys(self, groups: list, decrypts: bool) -> list:
+    def note_keys(self, groups: list[Group], decrypts: bool) -> list[Group]:
         """Pass on the reader rule's key groups for a layer, noting whether they make the content ours to decrypt."""
         if groups and decrypts:
             self.hold_key()
@@ -138,11 +162,12 @@ class HandlerResult:
     """A handler's findings, rendered: its info headers, its counters and its part of the report.
 
     ``entity`` is the new content of the message as a complete MIME entity
-    (its content headers, a blank line, its body) or ``None`` when the content
-    stays as received. The core turns it into header changes and a new body.
+    (its content headers, a blank line, its body), parsed by :func:`new_content`,
+    or ``None`` when the content stays as received. The core turns it into
+    header changes and a new body, and hands it to the next handler as it is.
     """
 
     info: InfoHeaders = field(default_factory=InfoHeaders)
-    entity: bytes | None = None
+    entity: mime.Entity | None = None
     facts: Facts = field(default_factory=Facts)
     report: Report = field(default_factory=lambda: Report())

@@ -1,37 +1,39 @@
 """The pure core: message bytes + envelope + key store -> :class:`EditPlan`.
 
 No milter import here. The daemon and the offline ``ciphermilter decrypt``
-command both call :func:`process`, so what an admin sees offline is what the
-milter does.
+command both call :func:`~ciphermilter.core.triage.triage` on the header
+block and then :func:`process`, so what an admin sees offline is what the
+milter does: every decision is taken once, here or in triage, never again
+in the glue (a decrypted header the milter cannot carry included).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import BinaryIO
 
 from ciphermilter import mime
-
-from ciphermilter.core import domains
-
 from ciphermilter.core import harvest
-
-from ciphermilter.formats.openpgp import engine as openpgp
-
-from ciphermilter.formats.openpgp import handler as openpgp_mime
-
-from ciphermilter.formats import readers
-
-from ciphermilter.formats.smime import handler as smime
-from ciphermilter.core.settings import Limits, Settings
-from ciphermilter.core.contract import (Context, DecompressionBudget, HandlerResult, LimitExceeded, check_part_count,
-                                  parse_content)
-from ciphermilter.core.findings import Facts, Failure, Report
+from ciphermilter.core.contract import Context, DecompressionBudget, LimitExceeded, Progress, check_part_count
+from ciphermilter.core.findings import Facts, Report
 from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
+from ciphermilter.core.outcome import NOT_PROCESSED as NOT_PROCESSED
+from ciphermilter.core.outcome import Outcome as Outcome
+from ciphermilter.core.outcome import non_utf8_header, not_processed, rejected, skipped
+from ciphermilter.core.outcome import refusal as refusal
+from ciphermilter.core.outcome import reject_reply as reject_reply
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
-from ciphermilter.daemon.stats import NOT_INTERNAL
+from ciphermilter.core.seams import KeyLookup, Readers
+from ciphermilter.core.settings import Limits, Settings
+from ciphermilter.core.triage import Envelope as Envelope
+from ciphermilter.core.triage import QueueLog, Skip, Triage, is_internal_address, triage
+from ciphermilter.core.triage import forged_flood as forged_flood
+from ciphermilter.formats import readers
+from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.formats.openpgp import handler as openpgp_mime
+from ciphermilter.formats.smime import handler as smime
 
 log = logging.getLogger(__name__)
 
@@ -52,121 +54,28 @@ RESTORABLE_HEADERS = ("Subject", "To", "Cc", "Reply-To", "In-Reply-To", "Referen
 _CONTENT_KEYS = frozenset(name.lower() for name in CONTENT_HEADERS)
 _RESTORABLE_KEYS = frozenset(name.lower() for name in RESTORABLE_HEADERS)
 MAX_RESTORED_LINE = 998  # RFC 5322 section 2.1.1
-NOT_PROCESSED = "Not-Processed"
-# Words found (in lower case) in the header block of every entity the handlers act on: CMS types and
-# file names, PGP types and headers, signed and encrypted multiparts, and base64, which can wrap any
-# of them. Searched one by one in a lower-cased copy: a case-insensitive regex alternation stepped
-# through the message byte by byte, ten times slower than processing a plain message.
-_HEAVY_MARKERS = (b"pkcs7", b".p7m", b".p7c", b".p7s", b"pgp", b"multipart/signed", b"multipart/encrypted",
-                  b"autocrypt", b"base64")
+HANDLERS = (smime.handle, openpgp_mime.handle)
+# Words (in lower case) found in the header block of every entity the handlers act on: each handler's own
+# HEADER_SIGNS, and base64, which can wrap any of them. Searched one by one in a lower-cased copy: a
+# case-insensitive regex alternation stepped through the message byte by byte, ten times slower than
+# processing a plain message.
+_HEAVY_MARKERS = tuple(dict.fromkeys((*smime.HEADER_SIGNS, *openpgp_mime.HEADER_SIGNS, b"base64")))
 # Header words after which the body itself must be searched for the words: a multipart body holds
 # header blocks of its own, and quoted-printable can split or encode an armor line.
 _WHOLE_MESSAGE_SIGNS = (b"multipart/", b"quoted-printable")
 LIGHT_SIZE = 256 * 1024  # bytes; larger messages always go to a worker, whatever they hold
-
-HANDLERS = (smime.handle, openpgp_mime.handle)
 # The handlers' headers for keys the reader rule refused (ciphermilter-headers(7)).
 _REFUSED_HEADERS = (INFO_PREFIX + "SMIME-Decryption-Refused-", INFO_PREFIX + "PGP-Decryption-Refused")
 
 
-@dataclass
-class Envelope:
-    mail_from: str = ""
-    recipients: list[str] = field(default_factory=list)
-    queue_id: str | None = None
-
-
-@dataclass
-class Outcome:
-    plan: EditPlan
-    info: InfoHeaders
-    report: Report
-    error: str | None = None  # set when processing failed for a reason of ours (the daemon's on_error applies)
-    reject: str | None = None  # set when the message must be refused (554 5.7.0) for this reason; the plan is empty
-    # The limit's reason when a limit stopped processing of encrypted content the store holds a key for
-    # (:func:`stopped_at_limit`): the daemon's on_limit policy applies, the plan is the one for "pass".
-    held_at_limit: str | None = None
-    facts: Facts = field(default_factory=Facts)  # what ``ciphermilter stats`` counts (core.findings)
-
-
-def forged_flood(forged: int, limits: Limits) -> str | None:
-    """Why a message that arrived with ``forged`` reserved-namespace fields is refused, or None.
-
-    Each forged field is deleted with one chgheader, and Postfix's cleanup
-    pays for deletions quadratically (a reverse jump record each): 10,000
-    forged fields took 23 s, 20,000 ended in "451 4.3.0 queue file write
-    error", so that such a message could never be accepted. Counted over all
-    reserved names together, since the cost is per deletion. The daemon asks
-    at end of headers, before the body is read; :func:`process` asks too, so
-    that ``ciphermilter decrypt`` reports the same.
-    """
-    if forged <= limits.max_forged_headers:
-        return None
-    return f"more than {limits.max_forged_headers} forged X-CipherMail headers"
-
-
-def reject_reply(reason: str) -> tuple[str, str, str]:
-    """The SMTP reply for a refused message: what the daemon answers and ``ciphermilter decrypt`` shows."""
-    return "554", "5.7.0", f"Message rejected: {reason}"
-
-
-def refusal(outcome: Outcome, settings: Settings) -> tuple[str, str, str] | None:
-    """The SMTP reply that refuses the message instead of passing it on, or None to pass it.
-
-    The one place that turns an outcome and the policies into a reply: the
-    daemon answers it, ``ciphermilter decrypt`` shows it. A forged-header
-    flood is always refused; content held at a limit follows ``on_limit``
-    ("pass" delivers it still encrypted, with its Not-Processed reason).
-    """
-    if outcome.reject:
-        return reject_reply(outcome.reject)
-    if outcome.held_at_limit and settings.on_limit == "reject":
-        return "554", "5.7.0", f"Encrypted content could not be inspected: {outcome.held_at_limit}"
-    if outcome.held_at_limit and settings.on_limit == "tempfail":
-        return "451", "4.7.0", f"Encrypted content could not be inspected now ({outcome.held_at_limit}), please try again later"
-    return None
-
-
-def rejected(reason: str, envelope: Envelope, forged: int) -> Outcome:
-    """The outcome for a message refused with 554 5.7.0: nothing to edit, nothing to report in headers."""
-    report: Report = {"queue_id": envelope.queue_id, "rejected": reason, "forged_headers": forged}
-    return Outcome(plan=EditPlan(), info=InfoHeaders(), report=report, reject=reason)
-
-
-def forged_header_deletions(headers: list[mime.Header]) -> list[HeaderDelete]:
-    """Delete every reserved-namespace header the message arrived with, by libmilter's per-name index."""
-    counts: dict[str, int] = {}
-    deletions = []
-    for header in headers:
-        key = header.name.lower()
-        counts[key] = counts.get(key, 0) + 1
-        if is_reserved(header.name):
-            deletions.append(HeaderDelete(header.name, counts[key]))
-    return deletions
-
-
-def is_internal(envelope: Envelope, ctx_store, settings: Settings) -> bool:
-    """True when at least one envelope recipient is in an internal domain (settings or store)."""
-    return any(is_internal_address(recipient, ctx_store, settings) for recipient in envelope.recipients)
-
-
-def is_internal_address(address: str, ctx_store, settings: Settings) -> bool:
-    domain = domains.address_domain(address)
-    if not domain:
-        return False
-    if any(domains.matches(domain, pattern) for pattern in settings.internal_domains):
-        return True
-    return ctx_store is not None and ctx_store.is_internal_domain(domain)
-
-
-def reader_rule(envelope: Envelope, ctx_store, settings: Settings) -> readers.ReaderRule:
+def reader_rule(envelope: Envelope, ctx_store: Readers | None, settings: Settings) -> readers.ReaderRule:
     """Whom this message may be decrypted for: its internal recipients (readers module)."""
     internal = (readers.base_address(r, settings.recipient_delimiter) for r in envelope.recipients
                 if is_internal_address(r, ctx_store, settings))
     return readers.ReaderRule(tuple(dict.fromkeys(internal)), required=settings.require_reader)
 
 
-def recipient_class(address: str, ctx_store, settings: Settings) -> str:
+def recipient_class(address: str, ctx_store: Readers | None, settings: Settings) -> str:
     """External, internal reader of a key we hold, or internal without one: a transaction holds one class.
 
     The milter asks at RCPT time (``mixed_recipients = "split"``), so that a
@@ -185,8 +94,8 @@ def recipient_class(address: str, ctx_store, settings: Settings) -> str:
 def is_light(message: bytes) -> bool:
     """True when a small ``message`` shows no sign of S/MIME, OpenPGP or key material.
 
-    The signs are words in a header block (the message's, and every part's
-    when it is a multipart) and an armored block in the body.
+    The signs are the handlers' words in a header block (the message's, and
+    every part's when it is a multipart) and an armored block in the body.
 
     Such a message is only parsed and scanned, which costs the daemon less in
     the connection's own thread than the hop to a worker process (measured in
@@ -232,7 +141,8 @@ def _milter_value(header: mime.Header) -> str:
     return raw_value.replace(b"\r\n", b"\n").decode("utf-8", "surrogateescape")
 
 
-def _replace_headers(outer: list[mime.Header], inner: list[mime.Header], names, plan: EditPlan, *, drop_missing: bool):
+def _replace_headers(outer: list[mime.Header], inner: list[mime.Header], names: tuple[str, ...], plan: EditPlan, *,
+                     drop_missing: bool) -> None:
     """Make each of ``names`` in ``outer`` equal the first one in ``inner``.
 
     With ``drop_missing``, an outer header the inner side lacks is removed.
@@ -292,7 +202,7 @@ def _check_content_headers(entity: mime.Entity) -> None:
 
 
 def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Entity, settings: Settings,
-                      report: Report):
+                      report: Report) -> None:
     _check_content_headers(entity)
     _replace_headers(outer, entity.headers, CONTENT_HEADERS, plan, drop_missing=True)
     if settings.header_protection:
@@ -323,50 +233,47 @@ def check_deletion_count(plan: EditPlan, limits: Limits) -> None:
         raise LimitExceeded(f"more than {limits.max_forged_headers} header fields to remove")
 
 
-def check_new_content(content: bytes, limits: Limits) -> None:
-    """Decrypted (or unpacked) content becomes the message's new body: above max_message_size it is a limit.
-    Postfix refuses a replaced body above its message_size_limit ("552 5.3.4 message file too big", a
-    permanent error for the client: a 280 KB message once unpacked to 200 MiB here), and max_message_size
-    must not exceed that (ciphermilter.conf(5))."""
-    if len(content) > limits.max_message_size:
-        raise LimitExceeded(f"decrypted content larger than {limits.max_message_size} bytes")
-
-
 def _run_handlers(message: mime.Entity, ctx: Context,
                   report: Report) -> tuple[InfoHeaders, Facts, mime.Entity | None]:
-    """Run every handler on the message as the previous one left it; the new entity, or None if unchanged."""
+    """Run every handler on the message as the previous one left it; the new entity, or None if unchanged.
+
+    A handler's new entity is parsed already, checked against max_message_size and the part limit
+    (contract.new_content): the plaintext is parsed once, by the handler that decrypted it.
+    """
     info = InfoHeaders()
     facts = Facts()
     current = message
     for handle in HANDLERS:
         ctx.check_deadline()
-        result: HandlerResult | None = handle(current, ctx)
+        result = handle(current, ctx)
         if result is None:
             continue
         info.extend(result.info)
         facts |= result.facts
         report.update(result.report)
         if result.entity is not None:
-            check_new_content(result.entity, ctx.settings.limits)
-            current = parse_content(result.entity, ctx.settings.limits)
+            current = result.entity
     return info, facts, (None if current is message else current)
 
 
 def process(
     message: bytes | BinaryIO,
     envelope: Envelope,
-    store,
+    store: KeyLookup | None,
     settings: Settings | None = None,
     *,
-    progress=None,
+    verdict: Triage | None = None,
+    progress: Progress | None = None,
     deadline: float | None = None,
-    on_key_held=None,
+    on_key_held: Callable[[], None] | None = None,
 ) -> Outcome:
     """Inspect ``message`` and return the edits that decrypt it and report on it.
 
     ``message`` is the whole message as bytes, or a seekable binary file that
     holds it (the daemon's spool: a large body is then decoded from the file
-    instead of being held twice in memory).
+    instead of being held twice in memory). ``verdict`` is the message's
+    :func:`~ciphermilter.core.triage.triage`, taken from its header block
+    (the daemon's, at end of headers); without it, it is taken here.
 
     Never raises for anything the message contains: a limit, a parse error or
     a bug of ours gives a plan that only strips forged headers and adds a
@@ -377,32 +284,44 @@ def process(
 
     ``deadline`` (a time.monotonic() value) replaces now + deadline_seconds
     when the clock started earlier (a worker: at the final dot);
-    ``on_key_held`` is :attr:`handler.Context.on_key_held`.
+    ``on_key_held`` is :attr:`ciphermilter.core.contract.Context.on_key_held`.
     """
     settings = settings or Settings()
     started = time.monotonic()
     entity = mime.parse(message, settings.limits.max_mime_depth)
-    forged = sum(is_reserved(header.name) for header in entity.headers)
-    flood = forged_flood(forged, settings.limits)
-    if flood:
-        outcome = rejected(flood, envelope, forged)
-    elif entity.size > settings.limits.max_message_size:
-        outcome = stopped_at_limit(entity, too_large(settings), envelope, store, settings)
-    else:
+    if verdict is None:
+        verdict = triage(entity.headers, envelope, store, settings, size=entity.size)
+    outcome = decided(verdict, entity, envelope, store, settings)
+    if outcome is None:
         deadline = started + settings.limits.deadline_seconds if deadline is None else deadline
-        outcome = _inspect(entity, envelope, store, settings, progress, deadline, on_key_held)
+        outcome = _inspect(entity, verdict, envelope, store, settings, deadline, progress, on_key_held)
     outcome.report["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)
     return outcome
 
 
-def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings, progress, deadline: float,
-             on_key_held) -> Outcome:
+def decided(verdict: Triage, entity: mime.Entity, envelope: Envelope, store: Readers | None,
+            settings: Settings) -> Outcome | None:
+    """The outcome triage alone decides (refused, skipped, too large, no store), or None: inspect the content.
+
+    ``entity`` may be the header block alone (the daemon's, when it read no body).
+    """
+    if verdict.flood:
+        return rejected(verdict.flood, envelope, verdict.forged)
+    if verdict.skip is None:
+        return None
+    reason = verdict.skip.reason(settings.limits.max_message_size)
+    if verdict.skip is Skip.STORE_UNAVAILABLE:
+        return not_processed(entity.headers, reason, envelope, verdict.store_error, skip=verdict.skip)
+    if verdict.skip is Skip.TOO_LARGE:
+        return stopped_at_limit(entity, reason, envelope, store, settings, skip=verdict.skip)
+    return skipped(verdict, envelope, reason)
+
+
+def _inspect(entity: mime.Entity, verdict: Triage, envelope: Envelope, store: KeyLookup | None, settings: Settings,
+             deadline: float, progress: Progress | None, on_key_held: Callable[[], None] | None) -> Outcome:
     report: Report = {"queue_id": envelope.queue_id}
     headers = entity.headers
-    plan = EditPlan(deletions=forged_header_deletions(headers))
-    if envelope.recipients and not is_internal(envelope, store, settings):
-        report["skipped"] = NOT_INTERNAL
-        return Outcome(plan=plan, info=InfoHeaders(), report=report, facts=Facts(not_internal=True))
+    plan = EditPlan(deletions=list(verdict.deletions))
     try:
         rule = reader_rule(envelope, store, settings)
         report["readers"] = {"required": rule.required, "recipients": list(rule.recipients)}
@@ -428,34 +347,21 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
     except mime.MimeError as exc:
         return not_processed(headers, str(exc), envelope, report=report)
     except Exception as exc:  # a bug of ours must never lose or reject the message
-        log.exception("queue %s: processing failed", envelope.queue_id or "-")
+        QueueLog(log, envelope.queue_id).exception("processing failed")
         error = f"internal error: {type(exc).__name__}"
         return not_processed(headers, error, envelope, error, report)
     plan.additions.extend(HeaderAdd(name, value) for name, value in info)
+    unsendable = non_utf8_header(plan)
+    if unsendable:  # libmilter carries UTF-8 only: the daemon could not send the plan, so nobody does
+        reason = f"header {unsendable} of the decrypted content is not UTF-8"
+        return not_processed(headers, reason, envelope, reason, report)
     if any(name.startswith(_REFUSED_HEADERS) for name, _ in info):  # for --explain and the log line
         report["readers"]["refused"] = rule.refusal()
     return Outcome(plan=plan, info=info, report=report, facts=facts)
 
 
-def not_processed(
-    headers: list[mime.Header], reason: str, envelope: Envelope, error: str | None = None, report: Report | None = None
-) -> Outcome:
-    """The outcome for a message passed on as received: forged headers stripped, the reason added."""
-    info = InfoHeaders()
-    info.add(NOT_PROCESSED, reason)
-    plan = EditPlan(deletions=forged_header_deletions(headers), additions=[HeaderAdd(n, v) for n, v in info])
-    report = {**(report or {}), "queue_id": envelope.queue_id, "skipped": reason}
-    facts = Facts(not_processed=True, failures=(Failure.of(NOT_PROCESSED, reason),))
-    return Outcome(plan=plan, info=info, report=report, error=error, facts=facts)
-
-
-def too_large(settings: Settings) -> str:
-    """The reason for a message above max_message_size (the core's, and the milter's when it stops spooling)."""
-    return f"message larger than {settings.limits.max_message_size} bytes"
-
-
-def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store, settings: Settings, *,
-                     key_held: bool = False, report: Report | None = None) -> Outcome:
+def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store: Readers | None, settings: Settings,
+                     *, key_held: bool = False, report: Report | None = None, skip: Skip | None = None) -> Outcome:
     """The outcome when a limit stopped processing: passed as received with ``reason``, as any Not-Processed.
 
     It is marked :attr:`Outcome.held_at_limit` (the daemon's on_limit then
@@ -475,14 +381,14 @@ def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store
     message to keys we do not hold) is unaffected: we could not decrypt it
     anyway, so nothing is hidden from the scanners that would not be.
     """
-    outcome = not_processed(entity.headers, reason, envelope, report=report)
+    outcome = not_processed(entity.headers, reason, envelope, report=report, skip=skip)
     if key_held or shows_held_content(entity, envelope, store, settings):
         outcome.held_at_limit = reason
         outcome.report["on_limit"] = {"reason": reason, "policy": settings.on_limit}
     return outcome
 
 
-def unfinished(head: bytes, reason: str, envelope: Envelope, store, settings: Settings, *,
+def unfinished(head: bytes, reason: str, envelope: Envelope, store: Readers | None, settings: Settings, *,
                key_held: bool = False) -> Outcome:
     """:func:`stopped_at_limit` for a message the milter stopped before the core finished (or started) it.
 
@@ -495,7 +401,7 @@ def unfinished(head: bytes, reason: str, envelope: Envelope, store, settings: Se
     return stopped_at_limit(mime.parse(head + b"\r\n"), reason, envelope, store, settings, key_held=key_held)
 
 
-def shows_held_content(entity: mime.Entity, envelope: Envelope, store, settings: Settings) -> bool:
+def shows_held_content(entity: mime.Entity, envelope: Envelope, store: Readers | None, settings: Settings) -> bool:
     """Rule (b) of :func:`stopped_at_limit`: the message's whole content is encrypted, for its readers.
 
     Kept cheap and linear: no key is looked up, nothing is decrypted. The

@@ -1,11 +1,15 @@
 """The pymilter glue: collect one message per SMTP transaction, hand it to the core, replay the EditPlan.
 
-No crypto lives here, and the only judgement about content is whether the
-body is needed at all (below); :func:`core.process` makes every other
-decision. This module turns libmilter callbacks into message bytes
-and an :class:`~ciphermilter.core.Envelope`, and the core's
-:class:`~ciphermilter.plan.EditPlan` back into ``chgheader``/``addheader``/
-``replacebody`` calls.
+No crypto lives here and no judgement about content: at end of headers the
+core's :func:`~ciphermilter.core.triage.triage` decides, once, whether the
+body is needed at all (an internal recipient and a top-level type that can
+carry S/MIME or OpenPGP), whether forged headers must go or flood the
+message (then it is rejected before the body), and whether it is too large;
+:func:`~ciphermilter.core.pipeline.process` takes that verdict and makes
+every other decision. This module turns libmilter callbacks into message
+bytes and an :class:`~ciphermilter.core.triage.Envelope`, and the core's
+:class:`~ciphermilter.core.plan.EditPlan` back into ``chgheader``/
+``addheader``/``replacebody`` calls.
 
 Header reconstruction: we negotiate ``SMFIP_HDR_LEADSPC`` so that the MTA
 passes each header value exactly as it travelled (the white space after the
@@ -13,17 +17,11 @@ colon included), which makes ``name + ":" + value`` the original field byte for
 byte. The price is that the MTA then also writes our values verbatim, so every
 value we send gets its leading space back (:meth:`CipherMilter._wire_value`).
 
-Skipping the body: the body is only needed when the core could decrypt or
-verify something, which takes a recipient in an internal domain *and* a
-top-level Content-Type that can carry S/MIME or OpenPGP. Inline PGP can hide in
-any text part at any depth of a multipart, and armored blocks or CMS files in
-``application/*`` attachments, so the only types ruled out from the headers
-are the discrete binary media types (:data:`CRYPTO_FREE_TYPES`). When the body
-is not needed and the sender forged no reserved header we answer ACCEPT at
-end of headers (the MTA then sends us nothing more for this message); when
-forged headers must still be deleted we answer SKIP to the first body chunk
-and strip them at end of message. A message with more forged headers than
-the core allows (:func:`core.forged_flood`) is rejected at end of headers.
+Skipping the body: when triage says the body is not needed and the sender
+forged no reserved header we answer ACCEPT at end of headers (the MTA then
+sends us nothing more for this message); when forged headers must still be
+deleted we answer SKIP to the first body chunk and strip them at end of
+message.
 """
 
 from __future__ import annotations
@@ -33,30 +31,29 @@ import io
 import logging
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import IO, Any, BinaryIO, TypeVar
 
 import Milter
 
 from ciphermilter import mime
-
-from ciphermilter.core import pipeline as core
-
-from ciphermilter.daemon import stats
-
-from ciphermilter.daemon import workers
 from ciphermilter.config import DaemonConfig
+from ciphermilter.core import pipeline
 from ciphermilter.core.contract import DEADLINE_EXCEEDED
-from ciphermilter.core.findings import Facts
-from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
+from ciphermilter.core.info import INFO_PREFIX
+from ciphermilter.core.outcome import Outcome, not_processed, refusal, rejected
 from ciphermilter.core.plan import EditPlan
+from ciphermilter.core.seams import KeyLookup
+from ciphermilter.core.triage import Envelope, QueueLog, Skip, Triage, exceeds_size, triage
+from ciphermilter.daemon import stats
+from ciphermilter.daemon.workers import DeadlineOverrun, StoreProvider, Workers
 from ciphermilter.store.holder import StoreUnavailable
 
-log = logging.getLogger("ciphermilter.milter")
+log = logging.getLogger(__name__)
 
 CRLF = b"\r\n"
 REPLACEBODY_CHUNK = 65535  # libmilter's MILTER_CHUNK_SIZE: larger replacebody calls are split anyway
-# Discrete media types that are binary by nature: no armored block, no CMS structure the core looks for.
-CRYPTO_FREE_TYPES = ("image/", "audio/", "video/", "font/", "model/")
 # Actions we may take: delete/change headers (forged results, content headers), add info headers, new body.
 ACTIONS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.MODBODY
 # Protocol steps we ask the MTA to leave out (connect, HELO, unknown commands and DATA are of no
@@ -69,70 +66,46 @@ FEATURES = Milter.P_HDR_LEADSPC | Milter.P_SKIP
 TEMPFAIL_REPLY = ("451", "4.3.0", "Message could not be processed now, please try again later")
 # RFC 5321 section 4.5.3.1.10: the client sends the recipients refused so in another transaction.
 SPLIT_REPLY = ("452", "4.5.3", "Too many recipients")
+# What a libmilter callback answers: one of Milter's reply codes (pymilter is untyped).
+Reply = Any
+Callback = TypeVar("Callback", bound=Callable[..., Reply])
 
 
-def guarded(no_reply_bit: int = 0):
+def guarded(no_reply_bit: int = 0) -> Callable[[Callback], Callback]:
     """No exception may escape a callback: pymilter would answer 451 4.3.0 for the whole message.
 
     A failure is logged with its traceback and remembered; end of message
     then applies the on_error policy (tempfail, or pass with forged headers
     stripped and a reason header).
     """
-    def decorate(callback):
+    def decorate(callback: Callback) -> Callback:
         @functools.wraps(callback)
-        def wrapper(self, *args):
+        def wrapper(self: CipherMilter, *args: Any) -> Reply:
             try:
                 return callback(self, *args)
             except Exception:
-                log.exception("queue %s: %s callback failed", self._queue_id() or "-", callback.__name__)
+                self._log().exception("%s callback failed", callback.__name__)
                 if self.msg is not None:
                     self.msg.failed = "internal error"
                 return self._continue(no_reply_bit)
-        return wrapper
+        return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature mypy cannot see
     return decorate
-
-
-def may_carry_crypto(content_type: str) -> bool:
-    """False only for top-level types that cannot hold S/MIME or OpenPGP content (see module docstring)."""
-    return not content_type.startswith(CRYPTO_FREE_TYPES)
-
-
-def unprocessed_outcome(header_block: bytes, reason: str, envelope: core.Envelope, error: str | None) -> core.Outcome:
-    """The outcome for a message the core did not look at: forged headers stripped, a reason header added."""
-    headers, _ = mime.split_headers(header_block + CRLF)
-    return core.not_processed(headers, reason, envelope, error)
-
-
-def non_utf8_header(plan: EditPlan) -> str | None:
-    """Name of a header value libmilter cannot carry, or None.
-
-    pymilter passes values as UTF-8 text, so raw 8-bit bytes from a decrypted
-    entity (kept as surrogates) cannot reach the MTA as they are; sending the
-    rest without them would leave headers that no longer describe the body.
-    """
-    for edit in (*plan.changes, *plan.additions):
-        try:
-            edit.value.encode("utf-8")
-        except UnicodeEncodeError:
-            return edit.name
-    return None
 
 
 @dataclass
 class Runtime:
     """What every connection shares: the configuration and the key store provider.
 
-    ``stores`` has a ``current()`` method that returns an open, up-to-date
-    key store or raises :class:`StoreUnavailable` (see :class:`~ciphermilter.store.holder.StoreHolder`).
-    ``workers`` (a :class:`~ciphermilter.workers.Workers` pool) runs the core
-    in other processes, past the GIL; without it, and for light messages
-    (:func:`core.is_light`: nothing to decrypt or verify, only a scan), the
-    core runs in the connection's own thread.
+    ``stores`` returns an open, up-to-date key store or raises
+    :class:`StoreUnavailable`. ``workers`` runs the core in other processes,
+    past the GIL; without it, and for light messages
+    (:func:`pipeline.is_light`: nothing to decrypt or verify, only a scan),
+    the core runs in the connection's own thread.
     """
 
     config: DaemonConfig
-    stores: object
-    workers: object | None = None
+    stores: StoreProvider
+    workers: Workers | None = None
 
 
 @dataclass
@@ -144,33 +117,37 @@ class MessageState:
     recipients: list[str] = field(default_factory=list)
     recipient_class: str | None = None  # the class of the first accepted recipient (mixed_recipients = "split")
     header_fields: list[bytes] = field(default_factory=list)  # each field as received, CRLF inside folds
-    forged: int = 0
-    needs_body: bool = True
-    internal: bool = True  # a recipient is in an internal domain (decided at end of headers)
-    store: object | None = None
+    headers: list[mime.Header] = field(default_factory=list)  # the fields parsed, once, at end of headers
+    verdict: Triage | None = None  # the core's triage, taken once at end of headers
+    store: KeyLookup | None = None
     store_error: str | None = None
     head: bytes = b""  # the header block, fixed at end of headers
     body_size: int = 0
-    oversized: bool = False
+    oversized: bool = False  # past max_message_size: spooling stopped
     edits_sent: bool = False  # after a failure halfway through, indexes no longer match: send no more
     failed: str | None = None  # why a callback failed: the message gets the on_error policy
     started: float = field(default_factory=time.monotonic)
 
-    spool: tempfile.SpooledTemporaryFile | None = None  # made at end of headers, only when the body is read
+    spool: IO[bytes] | None = None  # made at end of headers, only when the body is read
+
+    @property
+    def needs_body(self) -> bool:
+        return self.verdict is not None and self.verdict.needs_body
 
     def open_spool(self) -> None:
         """The spool for the message: in memory up to spool_memory bytes, then a mode 0600 temp file."""
         self.spool = tempfile.SpooledTemporaryFile(max_size=self.spool_memory, prefix="ciphermilter-")
 
-    def spooled_message(self):
+    def spooled_message(self) -> bytes | BinaryIO:
         """The whole message: bytes when the spool is still in memory, else the spool file itself.
 
         A message too large for memory goes to the core (and to a worker
         process) as the file, so it is never read whole into this process.
         """
+        assert self.spool is not None  # opened at end of headers whenever the body is needed
         in_memory = self.spool.tell() <= self.spool_memory  # the spool's own rule for rolling over to a file
         self.spool.seek(0)
-        return self.spool.read() if in_memory else self.spool
+        return self.spool.read() if in_memory else self.spool  # type: ignore[return-value]  # a binary file
 
     def header_block(self) -> bytes:
         return b"".join(f + CRLF for f in self.header_fields)
@@ -179,11 +156,12 @@ class MessageState:
     def header_size(self) -> int:
         return len(self.head)
 
-    def content_type(self) -> str:
-        field = next((f for f in self.header_fields if mime.field_name(f).lower() == "content-type"), None)
-        return mime.parse_content_type(mime.Header.from_raw(field).value if field else None)[0]
+    @property
+    def size(self) -> int:
+        """The message's size as the core counts it (``ciphermilter decrypt`` too): header block, blank line, body."""
+        return len(self.head) + len(CRLF) + self.body_size
 
-    def close(self):
+    def close(self) -> None:
         if self.spool is None:
             return
         try:
@@ -192,18 +170,19 @@ class MessageState:
             pass
 
 
-class CipherMilter(Milter.Base):
+class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: its Base is Any to mypy
     """One instance per MTA connection (libmilter runs each connection in its own thread)."""
 
     runtime: Runtime  # set on the class by the daemon before serving
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.msg: MessageState | None = None
         self.leading_space = False
+        self._protocol = 0
 
     # --- negotiation --------------------------------------------------------------------------
 
-    def negotiate(self, opts):
+    def negotiate(self, opts: list[int]) -> Reply:
         """Ask only for the actions and protocol steps we use (pymilter ignores set_flags())."""
         offered_actions, offered_protocol, _, _ = opts
         actions = offered_actions & ACTIONS
@@ -219,42 +198,41 @@ class CipherMilter(Milter.Base):
     def _splits(self) -> bool:
         return self.runtime.config.settings.mixed_recipients == "split"
 
-    def _continue(self, no_reply_bit: int):
+    def _continue(self, no_reply_bit: int) -> Reply:
         """CONTINUE, or NOREPLY when the MTA agreed not to wait for this step's reply."""
         return Milter.NOREPLY if self._protocol & no_reply_bit else Milter.CONTINUE
 
     # --- per-message callbacks ----------------------------------------------------------------
 
-    @Milter.decode("bytes")
+    @Milter.decode("bytes")  # type: ignore[untyped-decorator]  # pymilter's decorators are untyped
     @guarded(Milter.P_NR_MAIL)
-    def envfrom(self, mail_from, *params):
+    def envfrom(self, mail_from: bytes | str, *params: bytes | str) -> Reply:
         self._reset()
         self.msg = MessageState(_text(mail_from), self.runtime.config.spool_memory)
         return self._continue(Milter.P_NR_MAIL)
 
-    @Milter.decode("bytes")
+    @Milter.decode("bytes")  # type: ignore[untyped-decorator]  # pymilter's decorators are untyped
     @guarded(Milter.P_NR_RCPT)
-    def envrcpt(self, recipient, *params):
+    def envrcpt(self, recipient: bytes | str, *params: bytes | str) -> Reply:
         if self.msg is None:
             return self._continue(Milter.P_NR_RCPT)
         address = _text(recipient)
-        if self._splits() and not self._same_class(address):
+        if self._splits() and not self._same_class(self.msg, address):
             self.setreply(*SPLIT_REPLY)
             return Milter.TEMPFAIL
         self.msg.recipients.append(address)
         return self._continue(Milter.P_NR_RCPT)
 
-    def _same_class(self, address: str) -> bool:
+    def _same_class(self, msg: MessageState, address: str) -> bool:
         """Whether ``address`` is of the transaction's class (the first recipient's), or starts it.
 
         Without the key store nobody can tell the classes apart: every
         recipient is accepted, and end of message applies on_error.
         """
-        msg = self.msg
-        self._open_store()
+        self._open_store(msg)
         if msg.store_error:
             return True
-        kind = core.recipient_class(address, msg.store, self.runtime.config.settings)
+        kind = pipeline.recipient_class(address, msg.store, self.runtime.config.settings)
         if msg.recipient_class is None:
             msg.recipient_class = kind
         if kind == msg.recipient_class:
@@ -263,9 +241,9 @@ class CipherMilter(Milter.Base):
                  kind, msg.recipient_class)
         return False
 
-    @Milter.decode("bytes")
+    @Milter.decode("bytes")  # type: ignore[untyped-decorator]  # pymilter's decorators are untyped
     @guarded(Milter.P_NR_HDR)
-    def header(self, name, value):
+    def header(self, name: bytes | str, value: bytes) -> Reply:
         """Keep the field as raw bytes: non-ASCII and non-UTF-8 headers must survive untouched."""
         if self.msg is not None:
             name_bytes = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else name
@@ -273,51 +251,55 @@ class CipherMilter(Milter.Base):
                 value = b" " + value  # the MTA dropped the white space after the colon; put back the usual one
             value = value.replace(CRLF, b"\n").replace(b"\n", CRLF)
             self.msg.header_fields.append(name_bytes + b":" + value)
-            if is_reserved(name_bytes.decode("ascii", "replace")):
-                self.msg.forged += 1
         return self._continue(Milter.P_NR_HDR)
 
     @guarded()
-    def eoh(self):
-        if self.msg is None:
+    def eoh(self) -> Reply:
+        msg = self.msg
+        if msg is None:
             return Milter.CONTINUE
-        self.msg.head = self.msg.header_block()
-        flood = core.forged_flood(self.msg.forged, self.runtime.config.settings.limits)
-        if flood:  # decided before the body: the message can only be refused
-            outcome = core.rejected(flood, self._envelope(), self.msg.forged)
-            return self._refuse(outcome, core.refusal(outcome, self.runtime.config.settings))
-        try:
-            self.msg.needs_body = self._needs_body()
-        except Exception:  # never let a bug of ours turn into the MTA's 451 for this callback
-            log.exception("end of headers: cannot decide, reading the body")
-            self.msg.needs_body = True
-        if not self.msg.needs_body and not self.msg.forged:
-            skipped = stats.NOT_INTERNAL if not self.msg.internal else "no content type that can be protected"
-            outcome = core.Outcome(EditPlan(), InfoHeaders(), {"skipped": skipped},
-                                   facts=Facts(not_internal=not self.msg.internal))
-            self._summarise(outcome, "accepted at end of headers")
+        msg.head = msg.header_block()
+        msg.headers = mime.split_headers(msg.head + CRLF)[0]
+        verdict = msg.verdict = self._triage(msg)
+        if verdict.flood:  # decided before the body: the message can only be refused
+            outcome = rejected(verdict.flood, self._envelope(msg), verdict.forged)
+            return self._refuse(msg, outcome, refusal(outcome, self.runtime.config.settings))
+        if not verdict.needs_body and not verdict.forged:
+            self._summarise(msg, self._decided(msg, verdict), "accepted at end of headers")
             self._reset()
             return Milter.ACCEPT
-        if self.msg.needs_body:
-            self.msg.open_spool()
-            self._spool(self.msg.head + CRLF)  # the spool holds the whole message, as the core reads it
+        if verdict.needs_body:
+            msg.open_spool()
+            self._spool(msg, msg.head + CRLF)  # the spool holds the whole message, as the core reads it
         return Milter.CONTINUE
+
+    def _triage(self, msg: MessageState) -> Triage:
+        """The core's verdict on the header block, taken once (a bug of ours in it reads the body)."""
+        settings = self.runtime.config.settings
+        self._open_store(msg)
+        try:
+            return triage(msg.headers, self._envelope(msg), msg.store, settings, store_error=msg.store_error)
+        except Exception:  # never let a bug of ours turn into the MTA's 451 for this callback
+            log.exception("end of headers: cannot decide, reading the body")
+            unsure = triage(msg.headers, Envelope(), None, settings)  # no recipient, no store: only the headers
+            return Triage(internal=True, forged=unsure.forged, deletions=unsure.deletions, flood=unsure.flood)
 
     @guarded()
-    def body(self, chunk):
+    def body(self, chunk: bytes) -> Reply:
         msg = self.msg
-        if msg is None or not msg.needs_body or msg.oversized or msg.failed:
+        if msg is None or not msg.needs_body or msg.oversized or msg.failed or msg.verdict is None:
             return self._skip_body()
         msg.body_size += len(chunk)
-        if msg.header_size + msg.body_size > self.runtime.config.settings.limits.max_message_size:
+        if exceeds_size(msg.size, self.runtime.config.settings.limits):
             msg.oversized = True
+            msg.verdict = msg.verdict.oversized()
             msg.close()  # stop spooling: the message passes untouched apart from stripping
             return self._skip_body()
-        if not self._spool(chunk):
+        if not self._spool(msg, chunk):
             return self._skip_body()
         return Milter.CONTINUE
 
-    def eom(self):
+    def eom(self) -> Reply:
         msg = self.msg
         if msg is None:
             return Milter.CONTINUE
@@ -326,136 +308,141 @@ class CipherMilter(Milter.Base):
                 return self._fail_safe(msg)
             return self._end_of_message(msg)
         except Exception:
-            log.exception("queue %s: end of message failed", self._queue_id())
+            self._log().exception("end of message failed")
             return self._fail_safe(msg)
         finally:
             self._reset()
 
-    def abort(self):
+    def abort(self) -> Reply:
         self._reset()
         return Milter.CONTINUE
 
-    def close(self):
+    def close(self) -> Reply:
         self._reset()
         return Milter.CONTINUE
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _reset(self):
+    def _reset(self) -> None:
         if self.msg is not None:
             self.msg.close()
             self.msg = None
 
-    def _spool(self, data: bytes) -> bool:
+    def _log(self) -> QueueLog:
+        """The log for this transaction's lines: each starts with Postfix's queue ID."""
+        return QueueLog(log, self._queue_id())
+
+    def _spool(self, msg: MessageState, data: bytes) -> bool:
         """Append to the message's spool; on failure (disk full, unwritable) the on_error policy applies."""
+        assert msg.spool is not None  # opened at end of headers whenever the body is needed
         try:
-            self.msg.spool.write(data)
+            msg.spool.write(data)
         except OSError as exc:
-            log.error("queue %s: cannot spool the message: %s", self._queue_id() or "-", exc)
-            self.msg.failed = "cannot spool the message"
+            self._log().error("cannot spool the message: %s", exc)
+            msg.failed = "cannot spool the message"
             return False
         return True
 
-    def _skip_body(self):
+    def _skip_body(self) -> Reply:
         return Milter.SKIP if self._protocol & Milter.P_SKIP else Milter.CONTINUE
 
-    def _envelope(self) -> core.Envelope:
-        return core.Envelope(mail_from=self.msg.mail_from, recipients=list(self.msg.recipients),
-                             queue_id=self._queue_id())
+    def _envelope(self, msg: MessageState) -> Envelope:
+        return Envelope(mail_from=msg.mail_from, recipients=list(msg.recipients), queue_id=self._queue_id())
 
     def _queue_id(self) -> str | None:
         try:
-            return self.getsymval("i")
+            queue_id: str | None = self.getsymval("i")
         except Exception:  # outside a callback context (tests) there are no macros
             return None
+        return queue_id
 
-    def _open_store(self):
+    def _open_store(self, msg: MessageState) -> None:
         """The key store for this transaction, opened once: at the first RCPT (split) or at end of headers."""
-        if self.msg.store is not None or self.msg.store_error:
+        if msg.store is not None or msg.store_error:
             return
         try:
-            self.msg.store = self.runtime.stores.current()
+            msg.store = self.runtime.stores.current()
         except StoreUnavailable as exc:
-            self.msg.store_error = str(exc)
+            msg.store_error = str(exc)
 
-    def _needs_body(self) -> bool:
-        """True unless the headers show the core has nothing to decrypt or verify (module docstring)."""
-        self._open_store()
-        if self.msg.store_error:
-            return True  # the on_error policy decides at end of message
-        settings = self.runtime.config.settings
-        self.msg.internal = core.is_internal(self._envelope(), self.msg.store, settings)
-        return self.msg.internal and may_carry_crypto(self.msg.content_type())
+    def _decided(self, msg: MessageState, verdict: Triage) -> Outcome:
+        """The outcome triage decided alone (skipped, too large, no store), from the header block."""
+        outcome = pipeline.decided(verdict, mime.parse(msg.head + CRLF), self._envelope(msg), msg.store,
+                                   self.runtime.config.settings)
+        assert outcome is not None  # only asked when the verdict skips the message
+        return outcome
 
-    def _outcome(self, msg: MessageState) -> core.Outcome:
-        envelope = self._envelope()
+    def _outcome(self, msg: MessageState) -> Outcome:
+        verdict = msg.verdict
+        if verdict is None:
+            raise RuntimeError("end of message before end of headers")
+        if verdict.skip is not None:
+            return self._decided(msg, verdict)
+        envelope = self._envelope(msg)
         settings = self.runtime.config.settings
-        head = msg.head
-        if msg.store_error:
-            return unprocessed_outcome(head, "key store unavailable", envelope, msg.store_error)
-        if msg.oversized:
-            return core.unfinished(head, core.too_large(settings), envelope, msg.store, settings)
-        message = msg.spooled_message() if msg.needs_body else head + CRLF
-        if self.runtime.workers is None:
-            return core.process(message, envelope, msg.store, settings, progress=self.progress)
-        if isinstance(message, bytes) and core.is_light(message):
+        message = msg.spooled_message()
+        pool = self.runtime.workers
+        if pool is None:
+            return pipeline.process(message, envelope, msg.store, settings, verdict=verdict, progress=self.progress)
+        if isinstance(message, bytes) and pipeline.is_light(message):
             # A parse and a scan, here where no worker can be killed: its cost is bounded by LIGHT_SIZE (256 KiB)
             # alone, every search being linear (tests/test_linear.py). Measured: a header folded 80,000 times
             # 0.02 s, 20,000 empty parts 0.06 s; plain mail of that size under 0.25 s. Well inside the deadline,
             # too quick for progress reports.
-            return core.process(message, envelope, msg.store, settings)
+            return pipeline.process(message, envelope, msg.store, settings, verdict=verdict)
         try:
-            return self.runtime.workers.process(message, envelope, settings, self.progress)
+            return pool.process(message, envelope, settings, self.progress, verdict)
         except StoreUnavailable as exc:  # the worker's own store connection failed
-            return unprocessed_outcome(head, "key store unavailable", envelope, str(exc))
-        except workers.DeadlineOverrun as exc:  # killed and replaced, or none idle in time: the deadline is a limit
-            return core.unfinished(head, DEADLINE_EXCEEDED, envelope, msg.store, settings, key_held=exc.key_held)
+            unavailable = Skip.STORE_UNAVAILABLE
+            return not_processed(msg.headers, unavailable.reason(settings.limits.max_message_size), envelope, str(exc),
+                                 skip=unavailable)
+        except DeadlineOverrun as exc:  # killed and replaced, or none idle in time: the deadline is a limit
+            return pipeline.unfinished(msg.head, DEADLINE_EXCEEDED, envelope, msg.store, settings,
+                                       key_held=exc.key_held)
 
-    def _end_of_message(self, msg: MessageState):
+    def _end_of_message(self, msg: MessageState) -> Reply:
         outcome = self._outcome(msg)
-        unsendable = non_utf8_header(outcome.plan)
-        if unsendable:
-            reason = f"header {unsendable} of the decrypted content is not UTF-8"
-            outcome = unprocessed_outcome(msg.head, reason, self._envelope(), reason)
         settings = self.runtime.config.settings
-        reply = core.refusal(outcome, settings)
+        reply = refusal(outcome, settings)
         if reply:
-            return self._refuse(outcome, reply)
+            return self._refuse(msg, outcome, reply)
         if outcome.error and settings.on_error == "tempfail":
-            self._summarise(outcome, f"tempfail: {outcome.error}")
+            self._summarise(msg, outcome, f"tempfail: {outcome.error}")
             return self._tempfail()
-        self._apply(outcome.plan)
+        self._apply(msg, outcome.plan)
         note = outcome.error and f"passed on error: {outcome.error}"
         if outcome.held_at_limit:
             note = f"passed at limit, still encrypted: {outcome.held_at_limit}"
-        self._summarise(outcome, note)
+        self._summarise(msg, outcome, note)
         return Milter.CONTINUE
 
-    def _fail_safe(self, msg: MessageState):
+    def _fail_safe(self, msg: MessageState) -> Reply:
         """After a failure: tempfail, or pass with forged headers stripped (unless edits were already sent)."""
         reason = msg.failed or "internal error"
-        outcome = unprocessed_outcome(msg.header_block(), reason, self._envelope(), reason)
-        self._summarise(outcome, f"failed: {reason}")
+        headers = mime.split_headers(msg.header_block() + CRLF)[0]  # end of headers may not have parsed them
+        outcome = not_processed(headers, reason, self._envelope(msg), reason)
+        self._summarise(msg, outcome, f"failed: {reason}")
         if self.runtime.config.settings.on_error == "tempfail":
             return self._tempfail()
         if not msg.edits_sent:
             try:
-                self._apply(outcome.plan)
+                self._apply(msg, outcome.plan)
             except Exception:
-                log.exception("queue %s: cannot even strip forged headers", self._queue_id())
+                self._log().exception("cannot even strip forged headers")
         return Milter.CONTINUE
 
-    def _tempfail(self):
+    def _tempfail(self) -> Reply:
         self.setreply(*TEMPFAIL_REPLY)
         return Milter.TEMPFAIL
 
-    def _refuse(self, outcome: core.Outcome, reply: tuple[str, str, str]):
+    def _refuse(self, msg: MessageState, outcome: Outcome, reply: tuple[str, str, str] | None) -> Reply:
         """Answer the core's refusal (logged and counted); the MTA sends nothing more of the message."""
+        assert reply is not None  # a rejected or held outcome always has its refusal
         permanent = reply[0].startswith("5")
         if outcome.reject:
-            self._summarise(outcome, f"rejected: {outcome.reject}")
+            self._summarise(msg, outcome, f"rejected: {outcome.reject}")
         else:
-            self._summarise(outcome, f"{'reject' if permanent else 'tempfail'} at limit: {outcome.held_at_limit}")
+            self._summarise(msg, outcome, f"{'reject' if permanent else 'tempfail'} at limit: {outcome.held_at_limit}")
         self._reset()
         self.setreply(*reply)
         return Milter.REJECT if permanent else Milter.TEMPFAIL
@@ -464,9 +451,9 @@ class CipherMilter(Milter.Base):
         """A plan value as the MTA must receive it: with HDR_LEADSPC it writes the value verbatim."""
         return " " + value if self.leading_space else value
 
-    def _apply(self, plan: EditPlan) -> None:
+    def _apply(self, msg: MessageState, plan: EditPlan) -> None:
         """Replay the plan: deletions (highest index first), changes, additions, then the whole body."""
-        self.msg.edits_sent = True
+        msg.edits_sent = True
         for deletion in plan.replay_deletions():
             self.chgheader(deletion.name, deletion.index, None)
         for change in plan.changes:
@@ -477,14 +464,13 @@ class CipherMilter(Milter.Base):
             for chunk in _body_chunks(plan.body):
                 self.replacebody(chunk)
 
-    def _summarise(self, outcome: core.Outcome, note: str | None) -> None:
+    def _summarise(self, msg: MessageState, outcome: Outcome, note: str | None) -> None:
         """The one log line per message, and the message counted for ``ciphermilter stats``."""
-        msg = self.msg
         elapsed = time.monotonic() - msg.started
         stats.record(outcome, elapsed)
         plan = outcome.plan
         found = ",".join(name.removeprefix(INFO_PREFIX) for name, _ in outcome.info) or "nothing"
-        parts = [f"queue {self._queue_id() or '-'}:", f"from=<{msg.mail_from.strip('<>')}>",
+        parts = [f"from=<{msg.mail_from.strip('<>')}>",
                  f"rcpts={len(msg.recipients)}", f"size={msg.header_size + msg.body_size}", f"info={found}",
                  f"deleted={len(plan.deletions)}", f"changed={len(plan.changes)}", f"added={len(plan.additions)}",
                  f"body={'replaced' if plan.body is not None else 'kept'}"]
@@ -497,15 +483,15 @@ class CipherMilter(Milter.Base):
         if note:
             parts.append(f"note=\"{note}\"")
         parts.append(f"time={elapsed * 1000:.1f}ms")
-        log.info(" ".join(parts))
+        self._log().info(" ".join(parts))
 
 
-def _body_chunks(body):
+def _body_chunks(body: bytes | BinaryIO) -> Iterator[bytes]:
     """A new body in replacebody-sized pieces, from bytes or from a worker's body file (closed at the end)."""
     with io.BytesIO(body) if isinstance(body, bytes) else body as source:
         yield from iter(lambda: source.read(REPLACEBODY_CHUNK), b"")
 
 
-def _text(value) -> str:
+def _text(value: bytes | str) -> str:
     """An envelope address as text: undecodable bytes kept as surrogates, like the core expects."""
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value

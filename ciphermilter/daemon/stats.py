@@ -76,7 +76,6 @@ FAILURE_HEADERS = (
     "PGP-Decryption-Withheld",
     "PGP-Signature-Failure",
 )
-NOT_INTERNAL = "no recipient in an internal domain"  # core.process's report["skipped"] for external mail
 
 
 class Counted(Protocol):

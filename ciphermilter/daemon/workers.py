@@ -1,4 +1,4 @@
-"""Worker processes for :func:`core.process`: the daemon's way past the GIL.
+"""Worker processes for :func:`pipeline.process`: the daemon's way past the GIL.
 
 libmilter runs every connection in its own thread, but the private-key
 operations (cryptography's RSA, pgpy) and the MIME and CMS parsing hold the
@@ -46,11 +46,18 @@ import queue
 import select
 import tempfile
 import time
-from multiprocessing import reduction
 from dataclasses import dataclass, field
+from multiprocessing import reduction
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
+from typing import Any, BinaryIO, Protocol
 
-from ciphermilter.core import pipeline as core
+from ciphermilter.core import pipeline
+from ciphermilter.core.contract import Progress
+from ciphermilter.core.outcome import Outcome
+from ciphermilter.core.seams import KeyLookup
 from ciphermilter.core.settings import Settings
+from ciphermilter.core.triage import Envelope, Triage
 from ciphermilter.library_warnings import ignore_pgpy_warnings
 from ciphermilter.store.holder import StoreHolder
 
@@ -83,24 +90,31 @@ class DeadlineOverrun(Exception):
         self.key_held = key_held
 
 
-def _serve(conn, store_path: str, master_key_path: str) -> None:
+class StoreProvider(Protocol):
+    """Hands out an open, up-to-date key store, or raises :class:`~ciphermilter.store.holder.StoreUnavailable`
+    with the reason (:class:`~ciphermilter.store.holder.StoreHolder`: the daemon's threads and each worker have one)."""
+
+    def current(self) -> KeyLookup: ...
+
+
+def _serve(conn: Connection, store_path: str, master_key_path: str) -> None:
     """A worker's life: messages in, outcomes (or the exception) out, until the daemon closes the pipe."""
     ignore_pgpy_warnings()  # a fresh interpreter: the CLI's filter does not come along
-    holder = StoreHolder(store_path, master_key_path)
-    settings = None
+    holder: StoreProvider = StoreHolder(store_path, master_key_path)
+    settings: Settings | None = None
     conn.send(READY)  # imports done: the daemon's deadline clock may start with the first message
     while True:
         try:
-            message, envelope, new_settings, deadline = conn.recv()
+            message, envelope, verdict, new_settings, deadline = conn.recv()
             settings = new_settings or settings
             if message is None:  # the message comes as its spool file
                 message = os.fdopen(reduction.recv_handle(conn), "rb")
         except EOFError:
             return
         try:
-            outcome = core.process(message, envelope, holder.current(), settings, deadline=deadline,
-                                   on_key_held=lambda: conn.send(KEY_HELD))
-            reply = (True, _for_the_daemon(outcome))
+            outcome = pipeline.process(message, envelope, holder.current(), settings, verdict=verdict,
+                                       deadline=deadline, on_key_held=lambda: conn.send(KEY_HELD))
+            reply: tuple[bool, Outcome | Exception] = (True, _for_the_daemon(outcome))
         except Exception as exc:  # StoreUnavailable, or OSError reading the spool file: the daemon decides
             reply = (False, exc)
         if not isinstance(message, bytes):
@@ -109,23 +123,24 @@ def _serve(conn, store_path: str, master_key_path: str) -> None:
         _send_outcome(conn, reply)
 
 
-def _for_the_daemon(outcome: core.Outcome) -> core.Outcome:
+def _for_the_daemon(outcome: Outcome) -> Outcome:
     """The outcome without the detailed report, which only ``ciphermilter decrypt`` shows: less to pickle.
 
     The daemon reads the plan, the info headers, the error, the rejection, why a message was skipped
-    and, for its log line, whom the reader rule refused a decryption for.
+    (Outcome.skip, and its text for the log line) and whom the reader rule refused a decryption for.
     """
     kept = {key: outcome.report[key] for key in ("skipped", "readers") if outcome.report.get(key)}
     return dataclasses.replace(outcome, report=kept)
 
 
-def _send_outcome(conn, reply) -> None:
+def _send_outcome(conn: Connection, reply: tuple[bool, Outcome | Exception]) -> None:
     """Send the reply; a large new body follows it as a file, not inside the pickle."""
     ok, outcome = reply
-    body = outcome.plan.body if ok else None
-    if body is None or len(body) <= FILE_THRESHOLD:
+    body = outcome.plan.body if isinstance(outcome, Outcome) else None
+    if not isinstance(body, bytes) or len(body) <= FILE_THRESHOLD:  # a worker's core gives bytes
         conn.send(reply)
         return
+    assert isinstance(outcome, Outcome)
     with tempfile.TemporaryFile(prefix="ciphermilter-body-") as file:
         file.write(body)
         file.seek(0)  # the daemon's copy of the descriptor shares this offset
@@ -135,25 +150,26 @@ def _send_outcome(conn, reply) -> None:
         reduction.send_handle(conn, file.fileno(), os.getppid())
 
 
-def _receive_outcome(conn, reply):
-    """The worker's reply; a new body sent as a file becomes the plan's body (an open file)."""
-    ok, value, *body_file = reply
+def _receive_outcome(conn: Connection, reply: tuple[Any, ...]) -> Outcome | Exception:
+    """The worker's outcome or exception; a new body sent as a file becomes the plan's body (an open file)."""
+    _, value, *body_file = reply
     if body_file:
         value.plan.body = os.fdopen(reduction.recv_handle(conn), "rb")
-    return ok, value
+    assert isinstance(value, (Outcome, Exception))  # what _serve sends
+    return value
 
 
 @dataclass
 class _Worker:
-    process: multiprocessing.Process
-    conn: object
+    process: SpawnProcess
+    conn: Connection
     settings: Settings | None = None  # the settings this worker was last sent
     ready: bool = False  # the worker has sent READY
     # Waits for the worker's reply. Connection.poll() builds a selector on every call (py-spy --gil:
     # 17 % of the daemon's time holding the GIL for S/MIME); one poll object per worker builds none.
     replies: select.poll = field(default_factory=select.poll)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.replies.register(self.conn.fileno(), select.POLLIN)
 
     def reply_within(self, seconds: float) -> bool:
@@ -168,7 +184,7 @@ class _Worker:
             raise EOFError(f"no {READY!r} within {STARTUP_TIMEOUT:g} s")
         self.ready = self.conn.recv() == READY  # EOFError when it died while starting
 
-    def answers_within(self, seconds: float, progress) -> bool:
+    def answers_within(self, seconds: float, progress: Progress) -> bool:
         """True once the worker has replied (or died); False after ``seconds``. ``progress()`` at once and
         every PROGRESS_INTERVAL: the MTA knows the message is being worked on."""
         end = time.monotonic() + seconds
@@ -193,7 +209,8 @@ class _Worker:
         self.conn.close()
 
 
-def _send_message(worker: _Worker, message, envelope: core.Envelope, settings: Settings, deadline: float) -> None:
+def _send_message(worker: _Worker, message: bytes | BinaryIO, envelope: Envelope, verdict: Triage | None,
+                  settings: Settings, deadline: float) -> None:
     """Bytes go inside the pickle; a spool file goes as its descriptor, so the message is not copied.
 
     The settings go only when they are not the ones the worker already has
@@ -203,14 +220,14 @@ def _send_message(worker: _Worker, message, envelope: core.Envelope, settings: S
     new_settings = None if settings is worker.settings else settings
     worker.settings = settings
     if isinstance(message, bytes):
-        worker.conn.send((message, envelope, new_settings, deadline))
+        worker.conn.send((message, envelope, verdict, new_settings, deadline))
         return
-    worker.conn.send((None, envelope, new_settings, deadline))
+    worker.conn.send((None, envelope, verdict, new_settings, deadline))
     reduction.send_handle(worker.conn, message.fileno(), worker.process.pid)
 
 
 class Workers:
-    """``count`` worker processes that run :func:`core.process`, each started on first use."""
+    """``count`` worker processes that run :func:`pipeline.process`, each started on first use."""
 
     def __init__(self, count: int, store_path: str, master_key_path: str):
         self.count = count
@@ -218,7 +235,7 @@ class Workers:
         self._context = multiprocessing.get_context("spawn")
         # SimpleQueue is C code: with 16 connections waiting on 2 workers, Queue's Condition
         # machinery in Python took a sixth of the daemon's own CPU time (py-spy --gil).
-        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         for _ in range(count):
             self._idle.put(None)  # a slot whose worker is not started yet
 
@@ -230,11 +247,13 @@ class Workers:
         child_end.close()
         return _Worker(process, parent_end)
 
-    def process(self, message, envelope: core.Envelope, settings: Settings, progress) -> core.Outcome:
-        """:func:`core.process` in a worker; ``progress()`` is called at once and every PROGRESS_INTERVAL.
+    def process(self, message: bytes | BinaryIO, envelope: Envelope, settings: Settings, progress: Progress,
+                verdict: Triage | None = None) -> Outcome:
+        """:func:`pipeline.process` in a worker; ``progress()`` is called at once and every PROGRESS_INTERVAL.
 
-        ``message`` is bytes or the spool file (its descriptor is passed). A
-        large new body comes back as an open file in ``plan.body``.
+        ``message`` is bytes or the spool file (its descriptor is passed);
+        ``verdict`` is the message's triage, taken by the daemon at end of
+        headers (without it, the worker takes it). A large new body comes back as an open file in ``plan.body``.
 
         Raises :class:`WorkerDied`, :class:`DeadlineOverrun` (the worker was
         killed and replaced), or what the worker raised (:class:`~ciphermilter.store.holder.StoreUnavailable`).
@@ -251,7 +270,7 @@ class Workers:
             starting = time.monotonic()
             worker.wait_until_ready()
             deadline += time.monotonic() - starting  # a new worker's imports (about 0.5 s) never count
-            _send_message(worker, message, envelope, settings, deadline)
+            _send_message(worker, message, envelope, verdict, settings, deadline)
             key_held = False
             while True:
                 if not worker.answers_within(deadline + DEADLINE_MARGIN - time.monotonic(), progress):
@@ -261,16 +280,17 @@ class Workers:
                 if reply != KEY_HELD:
                     break
                 key_held = True
-            ok, value = _receive_outcome(worker.conn, reply)
+            value = _receive_outcome(worker.conn, reply)
         except (EOFError, OSError):
-            worker.stop()
+            if worker is not None:  # None: it died while starting
+                worker.stop()
             worker = None
             raise WorkerDied("the worker process ended while it had the message") from None
         finally:
             self._idle.put(worker)
-        if not ok:
-            raise value
-        return value
+        if isinstance(value, Outcome):
+            return value
+        raise value
 
     def _replace(self, worker: _Worker) -> _Worker:
         """Kill a worker that overran the deadline and start its successor at once (it imports meanwhile)."""

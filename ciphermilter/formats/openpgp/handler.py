@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 
 from ciphermilter import mime
-from ciphermilter.core.contract import Context, HandlerResult, is_whole, is_whole_part, parse_content
+from ciphermilter.core.contract import Context, HandlerResult, is_whole, is_whole_part, new_content, parse_content
 from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp import findings
@@ -46,6 +46,10 @@ from ciphermilter.formats.smime.handler import is_pgp_signed, is_smime_signed
 PGP_MIME = "PGP/MIME"
 ENCRYPTED_PROTOCOL = "application/pgp-encrypted"
 KEY_TYPES = ("application/pgp-keys",)
+# Words (lower case) in the header block of every entity this handler acts on: its types (application/pgp-*)
+# and file names (.pgp, .gpg; an .asc file holds armor, whose "PGP" the body shows), its multiparts and the
+# Autocrypt header. The core's is_light is made of the handlers' signs, so it cannot drift from them.
+HEADER_SIGNS = (b"pgp", b"multipart/signed", b"multipart/encrypted", b"autocrypt")
 PGP_FILE_SUFFIXES = (".asc", ".pgp", ".gpg")
 MAX_LINE = 998  # RFC 5322 section 2.1.1
 # A file name in Content-Disposition (_without_pgp_suffixes): its start, the byte that ends it, its suffix.
@@ -222,7 +226,7 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: WalkState, where: str, whole
         return None
     content = _crlf(opened.plaintext)
     count_layer(state)
-    inner = parse_content(content, state.ctx.settings.limits)
+    inner = state.parsed = parse_content(content, state.ctx.settings.limits)
     content = _walk_covered(inner, opened.signatures, state, where + ".d", whole=whole) or content
     return content if state.replaces(whole, [block]) else None
 
@@ -363,7 +367,8 @@ class _Walker:
             return None
         found = self._findings()
         # The whole rewritten message: the core takes only its content headers (and RFC 9788 protected ones).
-        return HandlerResult(info=findings.info_headers(found), entity=entity, facts=findings.facts(found),
+        new = None if entity is None else new_content(entity, state.ctx.settings.limits, state.parsed)
+        return HandlerResult(info=findings.info_headers(found), entity=new, facts=findings.facts(found),
                              report={"openpgp": found.explain()})
 
     def _findings(self) -> findings.PgpFindings:

@@ -45,6 +45,7 @@ class WalkState:
     blocks: list[PgpBlock] = field(default_factory=list)
     key_candidates: list[KeyCandidate] = field(default_factory=list)
     covering: tuple[openpgp.SignatureResult, ...] = ()  # the signatures over the entity being walked
+    parsed: mime.Entity | None = None  # the last plaintext parsed, kept for the result if whole (new_content)
 
     def found(self, encoding: str) -> None:
         if encoding not in self.encodings:

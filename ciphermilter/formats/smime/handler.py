@@ -53,7 +53,8 @@ from ciphermilter.formats import ids
 from ciphermilter.formats import inflate
 
 from ciphermilter.formats.smime import trust
-from ciphermilter.core.contract import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
+from ciphermilter.core.contract import (Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, new_content,
+                                        parse_content)
 from ciphermilter.core.info import InfoHeaders
 from ciphermilter.formats.sender import from_names_signer
 from ciphermilter.formats.smime import findings
@@ -61,6 +62,10 @@ from ciphermilter.formats.smime.findings import (BOUNDARY_CLASH, LayerKind, Prob
                                                  SignerFinding, SmimeLayer)
 
 PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+# Words (lower case) in the header block of every entity this handler acts on: its CMS types (both tuples
+# here hold "pkcs7"), the file names clients give them, and multipart/signed. The core's is_light (which
+# messages are too plain to be worth a worker) is made of the handlers' signs, so it cannot drift from them.
+HEADER_SIGNS = (b"pkcs7", b".p7m", b".p7c", b".p7s", b"multipart/signed")
 PKCS7_SIGNATURE = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 PGP_SIGNATURE = "application/pgp-signature"  # RFC 3156
 EMBEDDED = "encrypted part beside other parts"
@@ -105,6 +110,7 @@ class _Walker:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.limits = ctx.settings.limits
+        self.parsed: mime.Entity | None = None  # the last plaintext parsed and kept whole: parsed once (new_content)
         self.info = InfoHeaders()
         self.layers: list[SmimeLayer] = []
         self.signed = False
@@ -330,7 +336,10 @@ class _Walker:
         if has_illegal_chars(plaintext):
             self.info.flag("SMIME-Illegal-Chars-Found")
         inner = self.unwrap(plaintext, whole=whole)
-        return content if inner is None else inner
+        if inner is None:
+            self.parsed = plaintext
+            return content
+        return inner
 
     def _seen(self, recipient: cms.Recipient) -> None:
         """Each recipient as the layer is parsed: its stored keys, if the reader rule lets us use one alone,
@@ -489,7 +498,8 @@ class _Walker:
         mismatch = self.signed and not from_names_signer(self.ctx.from_fields, self.verified_emails)
         if mismatch:
             self.info.flag("Signer-Mismatch")
-        return HandlerResult(info=self.info, entity=entity, facts=findings.facts(self.layers, self.signed),
+        new = None if entity is None else new_content(entity, self.limits, self.parsed)
+        return HandlerResult(info=self.info, entity=new, facts=findings.facts(self.layers, self.signed),
                              report={"smime": findings.explain(self.layers, mismatch, self.verified_emails)})
 
 

@@ -1,0 +1,103 @@
+"""What the core decided for one message, and the few ways to say it: processed, not processed, refused.
+
+Split out of the pipeline so that the daemon's glue, its workers and
+``ciphermilter decrypt`` build every "not processed" outcome with the one
+constructor here (:func:`not_processed`) instead of by hand, and turn an
+outcome into an SMTP reply with the one function here (:func:`refusal`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ciphermilter import mime
+from ciphermilter.core.findings import Facts, Failure, Report
+from ciphermilter.core.settings import Settings
+from ciphermilter.core.info import InfoHeaders
+from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange
+from ciphermilter.core.triage import Envelope, Skip, Triage, forged_header_deletions
+
+NOT_PROCESSED = "Not-Processed"
+
+
+@dataclass
+class Outcome:
+    plan: EditPlan
+    info: InfoHeaders
+    report: Report
+    error: str | None = None  # set when processing failed for a reason of ours (the daemon's on_error applies)
+    reject: str | None = None  # set when the message must be refused (554 5.7.0) for this reason; the plan is empty
+    # The limit's reason when a limit stopped processing of encrypted content the store holds a key for
+    # (pipeline.stopped_at_limit): the daemon's on_limit policy applies, the plan is the one for "pass".
+    held_at_limit: str | None = None
+    skip: Skip | None = None  # why the message was not inspected, when triage decided it
+    facts: Facts = field(default_factory=Facts)  # what ``ciphermilter stats`` counts (core.findings)
+
+
+def reject_reply(reason: str) -> tuple[str, str, str]:
+    """The SMTP reply for a refused message: what the daemon answers and ``ciphermilter decrypt`` shows."""
+    return "554", "5.7.0", f"Message rejected: {reason}"
+
+
+def refusal(outcome: Outcome, settings: Settings) -> tuple[str, str, str] | None:
+    """The SMTP reply that refuses the message instead of passing it on, or None to pass it.
+
+    The one place that turns an outcome and the policies into a reply: the
+    daemon answers it, ``ciphermilter decrypt`` shows it. A forged-header
+    flood is always refused; content held at a limit follows ``on_limit``
+    ("pass" delivers it still encrypted, with its Not-Processed reason).
+    """
+    if outcome.reject:
+        return reject_reply(outcome.reject)
+    if outcome.held_at_limit and settings.on_limit == "reject":
+        return "554", "5.7.0", f"Encrypted content could not be inspected: {outcome.held_at_limit}"
+    if outcome.held_at_limit and settings.on_limit == "tempfail":
+        return "451", "4.7.0", f"Encrypted content could not be inspected now ({outcome.held_at_limit}), please try again later"
+    return None
+
+
+def rejected(reason: str, envelope: Envelope, forged: int) -> Outcome:
+    """The outcome for a message refused with 554 5.7.0: nothing to edit, nothing to report in headers."""
+    report: Report = {"queue_id": envelope.queue_id, "rejected": reason, "forged_headers": forged}
+    return Outcome(plan=EditPlan(), info=InfoHeaders(), report=report, reject=reason)
+
+
+def skipped(verdict: Triage, envelope: Envelope, reason: str) -> Outcome:
+    """The outcome for a message triage let pass uninspected (not internal, no protectable type): forged
+    headers stripped, nothing added."""
+    report: Report = {"queue_id": envelope.queue_id, "skipped": reason}
+    return Outcome(plan=EditPlan(deletions=list(verdict.deletions)), info=InfoHeaders(), report=report,
+                   skip=verdict.skip, facts=Facts(not_internal=verdict.skip is Skip.NOT_INTERNAL))
+
+
+def not_processed(headers: Sequence[mime.Header], reason: str, envelope: Envelope, error: str | None = None,
+                  report: Report | None = None, *, skip: Skip | None = None) -> Outcome:
+    """The outcome for a message passed on as received: forged headers stripped, the reason added.
+
+    ``headers`` are the message's top-level fields, already parsed.
+    """
+    info = InfoHeaders()
+    info.add(NOT_PROCESSED, reason)
+    plan = EditPlan(deletions=forged_header_deletions(headers), additions=[HeaderAdd(n, v) for n, v in info])
+    report = {**(report or {}), "queue_id": envelope.queue_id, "skipped": reason}
+    facts = Facts(not_processed=True, failures=(Failure.of(NOT_PROCESSED, reason),))
+    return Outcome(plan=plan, info=info, report=report, error=error, skip=skip, facts=facts)
+
+
+def non_utf8_header(plan: EditPlan) -> str | None:
+    """Name of a header value libmilter cannot carry, or None.
+
+    pymilter passes values as UTF-8 text, so raw 8-bit bytes from a decrypted
+    entity (kept as surrogates) cannot reach the MTA as they are; sending the
+    rest without them would leave headers that no longer describe the body.
+    The core refuses such a plan itself (pipeline), so that the daemon and
+    ``ciphermilter decrypt`` agree.
+    """
+    edits: list[HeaderChange | HeaderAdd] = [*plan.changes, *plan.additions]
+    for edit in edits:
+        try:
+            edit.value.encode("utf-8")
+        except UnicodeEncodeError:
+            return edit.name
+    return None
