@@ -21,7 +21,7 @@ from ciphermilter import mime
 from ciphermilter.cli.main import main
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, apply_plan
 from conftest import case_envelope, case_message, corpus_cases
-from e2e.messages import smime_encrypt
+from support.messages import smime_encrypt
 from test_milter import SENDER, Daemon, Mta, bytes_on_the_wire, daemons, store_file  # noqa: F401 (fixtures)
 
 CASES = corpus_cases()
