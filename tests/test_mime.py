@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ciphermilter import mime
+from ciphermilter.mime import parser
 from conftest import case_message, corpus_cases, ids, spooled
 
 
@@ -221,7 +222,7 @@ def test_line_bounds_end_lines_where_a_crlf_or_lf_match_starts(data, draw):
     end = draw.draw(st.integers(0, len(data)))
     pos = draw.draw(st.integers(0, end))
     match = re.compile(rb"\r?\n").search(data, pos, end)
-    assert mime._line_bounds(data, pos, end) == ((match.start(), match.end()) if match else (end, end))
+    assert parser._line_bounds(data, pos, end) == ((match.start(), match.end()) if match else (end, end))
 
 
 def nested(depth: int, leaf: bytes) -> tuple[bytes, list[bytes]]:

@@ -15,6 +15,7 @@ import sys
 import click
 
 from ciphermilter import files
+from ciphermilter.mime import write
 
 from ciphermilter.core import pipeline as core
 from ciphermilter.cli.common import fail, open_settings, open_store, to_json
@@ -33,9 +34,7 @@ def as_smtp_lines(message: bytes) -> bytes:
     A file that already holds CRLF is left alone: it may carry binary
     (``Content-Transfer-Encoding: binary``) bytes that must not change.
     """
-    if b"\r\n" in message:
-        return message
-    return message.replace(b"\n", b"\r\n")
+    return message if b"\r\n" in message else write.to_crlf(message)
 
 
 @click.command("decrypt")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import BinaryIO
 
 from ciphermilter import mime
+from ciphermilter.mime import write
 
 from ciphermilter.core import domains
 
@@ -50,7 +52,6 @@ CONTENT_HEADERS = (
 RESTORABLE_HEADERS = ("Subject", "To", "Cc", "Reply-To", "In-Reply-To", "References", "Keywords", "Comments")
 _CONTENT_KEYS = frozenset(name.lower() for name in CONTENT_HEADERS)
 _RESTORABLE_KEYS = frozenset(name.lower() for name in RESTORABLE_HEADERS)
-MAX_RESTORED_LINE = 998  # RFC 5322 section 2.1.1
 NOT_PROCESSED = "Not-Processed"
 # Words found (in lower case) in the header block of every entity the handlers act on: CMS types and
 # file names, PGP types and headers, signed and encrypted multiparts, and base64, which can wrap any
@@ -131,16 +132,9 @@ def rejected(reason: str, envelope: Envelope, forged: int) -> Outcome:
     return Outcome(plan=EditPlan(), info=InfoHeaders(), report=report, reject=reason)
 
 
-def forged_header_deletions(headers: list[mime.Header]) -> list[HeaderDelete]:
+def forged_header_deletions(headers: mime.HeaderList) -> list[HeaderDelete]:
     """Delete every reserved-namespace header the message arrived with, by libmilter's per-name index."""
-    counts: dict[str, int] = {}
-    deletions = []
-    for header in headers:
-        key = header.name.lower()
-        counts[key] = counts.get(key, 0) + 1
-        if is_reserved(header.name):
-            deletions.append(HeaderDelete(header.name, counts[key]))
-    return deletions
+    return [HeaderDelete(header.name, index) for header, index in headers.numbered() if is_reserved(header.name)]
 
 
 def is_internal(envelope: Envelope, ctx_store, settings: Settings) -> bool:
@@ -215,39 +209,23 @@ def from_fields(entity: mime.Entity) -> tuple[str, ...]:
     return tuple(header.value for header in entity.headers if header.name.lower() == "from")
 
 
-def _counts(headers: list[mime.Header]) -> dict[str, int]:
-    """How many fields each lower-case header name has."""
-    counts: dict[str, int] = {}
-    for header in headers:
-        key = header.name.lower()
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-def _milter_value(header: mime.Header) -> str:
-    """A header's value as libmilter wants it: no leading space, LF before continuation lines."""
-    raw_value = header.raw.partition(b":")[2].lstrip(b" \t")
-    return raw_value.replace(b"\r\n", b"\n").decode("utf-8", "surrogateescape")
-
-
-def _replace_headers(outer: list[mime.Header], inner: list[mime.Header], names, plan: EditPlan, *, drop_missing: bool):
+def _replace_headers(outer: mime.HeaderList, inner: Iterable[mime.Header], names, plan: EditPlan, *, drop_missing: bool):
     """Make each of ``names`` in ``outer`` equal the first one in ``inner``.
 
     With ``drop_missing``, an outer header the inner side lacks is removed.
     Extra outer copies are removed so exactly one value stays.
     """
-    outer_counts = _counts(outer)
     first_inner: dict[str, mime.Header] = {}
     for header in inner:
         first_inner.setdefault(header.name.lower(), header)
     for name in names:
-        outer_count = outer_counts.get(name.lower(), 0)
+        outer_count = outer.count(name)
         source = first_inner.get(name.lower())
         if source is None:
             if drop_missing:
                 plan.deletions.extend(HeaderDelete(name, i) for i in range(1, outer_count + 1))
             continue
-        value = _milter_value(source)
+        value = write.milter_value(source)
         if outer_count:
             plan.deletions.extend(HeaderDelete(name, i) for i in range(2, outer_count + 1))
             plan.changes.append(HeaderChange(name, 1, value))
@@ -274,10 +252,10 @@ def _restorable_protected_headers(entity: mime.Entity, report: dict) -> list[mim
 def _unsafe_reason(header: mime.Header) -> str | None:
     """Why a header of decrypted content must not be copied into the message, or None when it may."""
     try:
-        check_header_value(_milter_value(header))
+        check_header_value(write.milter_value(header))
     except PlanError as exc:
         return str(exc)
-    if any(len(line) > MAX_RESTORED_LINE for line in header.raw.split(b"\r\n")):
+    if any(len(line) > write.MAX_LINE for line in header.raw.split(b"\r\n")):
         return "line too long"
     return None
 
@@ -289,7 +267,7 @@ def _check_content_headers(entity: mime.Entity) -> None:
             raise mime.MimeError(f"decrypted content has an invalid {header.name} header")
 
 
-def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Entity, settings: Settings, report: dict):
+def _apply_new_entity(plan: EditPlan, outer: mime.HeaderList, entity: mime.Entity, settings: Settings, report: dict):
     _check_content_headers(entity)
     _replace_headers(outer, entity.headers, CONTENT_HEADERS, plan, drop_missing=True)
     if settings.header_protection:
@@ -432,7 +410,7 @@ def _inspect(entity: mime.Entity, envelope: Envelope, store, settings: Settings,
 
 
 def not_processed(
-    headers: list[mime.Header], reason: str, envelope: Envelope, error: str | None = None, report: dict | None = None
+    headers: mime.HeaderList, reason: str, envelope: Envelope, error: str | None = None, report: dict | None = None
 ) -> Outcome:
     """The outcome for a message passed on as received: forged headers stripped, the reason added."""
     info = InfoHeaders()

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import Milter
 
 from ciphermilter import mime
+from ciphermilter.mime import write
 
 from ciphermilter.core import pipeline as core
 
@@ -273,7 +274,7 @@ class CipherMilter(Milter.Base):
             name_bytes = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else name
             if not self.leading_space:
                 value = b" " + value  # the MTA dropped the white space after the colon; put back the usual one
-            value = value.replace(CRLF, b"\n").replace(b"\n", CRLF)
+            value = write.to_crlf(value)
             self.msg.header_fields.append(name_bytes + b":" + value)
             if is_reserved(name_bytes.decode("ascii", "replace")):
                 self.msg.forged += 1

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from ciphermilter import mime
+from ciphermilter.mime import write
 
 from ciphermilter.formats import ids
 
@@ -44,14 +45,13 @@ PGP_FILE_SUFFIXES = (".asc", ".pgp", ".gpg")
 WITHHELD = "encrypted content beside unprotected content left encrypted (EFAIL protection)"
 NOT_VOUCHED = "not harvested (no signature by a key an administrator imported covers it)"
 FOREIGN_ADDRESSES = "not harvested (user IDs other than the verified signer's addresses)"
-MAX_LINE = 998  # RFC 5322 section 2.1.1
 # A file name in Content-Disposition (_without_pgp_suffixes): its start, the byte that ends it, its suffix.
 _FILENAME_PREFIX = re.compile(rb'filename\s*=\s*"?', re.I)
 _FILENAME_STOP = re.compile(rb'[";\r\n]')
 _PGP_SUFFIX = re.compile(rb'\.(?:asc|pgp|gpg)(?=["\s;]|$)', re.I)
-# A line longer than MAX_LINE in text whose line ends are all CRLF; anchored at line starts, so that the
+# A line longer than write.MAX_LINE in text whose line ends are all CRLF; anchored at line starts, so that the
 # search looks at each byte a bounded number of times (unanchored, every byte of a long line starts a scan).
-_LONG_LINE = re.compile(rb"(?:\A|\n)[^\r\n]{%d}" % (MAX_LINE + 1))
+_LONG_LINE = re.compile(rb"(?:\A|\n)[^\r\n]{%d}" % (write.MAX_LINE + 1))
 _AUTOCRYPT_KEYDATA = re.compile(r"(?:^|;)\s*keydata\s*=\s*([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
 
 
@@ -161,13 +161,6 @@ def _signature_report(result: openpgp.SignatureResult) -> dict:
     return {"keyid": result.keyid, "valid": result.valid, "reason": result.reason, "emails": result.emails}
 
 
-def _crlf(data: bytes) -> bytes:
-    """Bare LF to CRLF (SMTP line ends); C-level counts and replaces are much faster than a look-behind regex."""
-    if data.count(b"\n") == data.count(b"\r\n"):
-        return data
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
 def _filename(entity: mime.Entity) -> str:
     disposition = entity.get("Content-Disposition")
     name = mime.parse_content_type("x/x" + (";" + disposition.partition(";")[2] if disposition else ""))[1]
@@ -185,18 +178,6 @@ def is_pgp_file(entity: mime.Entity) -> bool:
 # --------------------------------------------------------------------------- rebuilding
 
 
-def _rebuild_multipart(entity: mime.Entity, replacements: list[bytes | None]) -> bytes:
-    """The multipart with some parts replaced; delimiters, preamble and epilogue stay byte-exact."""
-    body = entity.body
-    out, pos = [entity.header_bytes], 0
-    for (start, end), new in zip(entity.part_spans, replacements):
-        out.append(body[pos:start])
-        out.append(new if new is not None else body[start:end])
-        pos = end
-    out.append(body[pos:])
-    return b"".join(out)
-
-
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -207,7 +188,7 @@ def _strip_pgp_suffix(name: str) -> str:
 
 def _encode_text(data: bytes) -> tuple[bytes, str, str | None]:
     """(body, Content-Transfer-Encoding, charset) for decrypted text: the lightest encoding that is valid."""
-    data = _crlf(data)
+    data = write.to_crlf(data)
     charset = "utf-8" if data.isascii() or _is_utf8(data) else None
     # Counts and one search instead of a copy without CRLF and a list of lines: decompressed text may
     # be hundreds of MB, and a list of short lines costs five times the text (49 bytes per line of 8).
@@ -278,18 +259,13 @@ def _rewrite_leaf(entity: mime.Entity, data: bytes, *, as_text: bool) -> bytes:
     if "name" in params:
         params["name"] = _strip_pgp_suffix(params["name"])
     content_type = "; ".join([ctype] + [f"{k}={_quote(v)}" for k, v in params.items()])
-    headers = []
+    kept = []
     for header in entity.headers:
         lname = header.name.lower()
         if lname in ("content-type", "content-transfer-encoding"):
             continue
-        raw = header.raw
-        if lname == "content-disposition":
-            raw = _without_pgp_suffixes(raw)
-        headers.append(raw)
-    headers.append(f"Content-Type: {content_type}".encode("utf-8", "surrogateescape"))
-    headers.append(f"Content-Transfer-Encoding: {cte}".encode("ascii"))
-    return b"\r\n".join(headers) + b"\r\n\r\n" + body
+        kept.append(_without_pgp_suffixes(header.raw) if lname == "content-disposition" else header.raw)
+    return write.leaf(kept, content_type, body, cte)
 
 
 # --------------------------------------------------------------------------- PGP/MIME
@@ -324,7 +300,7 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: _State, where: str, whole: b
     block = state.record_opened(opened, where, "pgp/mime-encrypted")
     if opened.plaintext is None:
         return None
-    content = _crlf(opened.plaintext)
+    content = write.to_crlf(opened.plaintext)
     _count_layer(state)
     inner = parse_content(content, state.ctx.settings.limits)
     content = _walk_covered(inner, opened.signatures, state, where + ".d", whole=whole) or content
@@ -343,7 +319,7 @@ def _pgp_mime_signed(entity: mime.Entity, state: _State, where: str, whole: bool
     signed = parts[0].raw  # sliced from the message on each access: once here
     try:
         signature = _payload(parts[1])
-        results = openpgp.verify_detached(_crlf(signed), signature, state.keyring)
+        results = openpgp.verify_detached(write.to_crlf(signed), signature, state.keyring)
     except (openpgp.OpenPGPError, mime.MimeError) as exc:
         results = [openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, f"unreadable signature ({exc})")]
     state.signatures += results
@@ -537,13 +513,10 @@ def _walk(entity: mime.Entity, state: _State, where: str, *, whole: bool) -> byt
         return _walk(entity.parts[0], state, where + ".1", whole=whole)
     if entity.is_multipart:
         parts = entity.parts
-        replacements = [
-            _walk(part, state, f"{where}.{i}", whole=is_whole_part(parts, whole))
-            for i, part in enumerate(parts, start=1)
-        ]
-        if all(r is None for r in replacements):
-            return None
-        return _rebuild_multipart(entity, replacements)
+        walked = (_walk(part, state, f"{where}.{i}", whole=is_whole_part(parts, whole))
+                  for i, part in enumerate(parts, start=1))
+        replacements = {index: new for index, new in enumerate(walked) if new is not None}
+        return write.splice(entity, replacements) if replacements else None
     return _leaf(entity, state, where, whole)
 
 
