@@ -35,7 +35,9 @@ from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
 from pgpy.errors import PGPDecryptionError, PGPError
 from pgpy.packet.fields import String2Key
 
-from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.formats.openpgp import armor
+from ciphermilter.formats.openpgp.packets import OpenPGPError, packets as openpgp_packets
+from ciphermilter.formats.openpgp.verify import parse_signature
 
 
 class KeyFormatError(ValueError):
@@ -73,7 +75,7 @@ def parse(data: bytes, *, password: bytes | None = None, passphrase: str | None 
 def _parse_any(data: bytes, password: bytes | None, passphrase: str | None) -> Bundle:
     if is_export(data):
         raise KeyFormatError("this is a ciphermilter export: read it with 'ciphermilter store import'")
-    if openpgp.ARMOR_BEGIN in data:
+    if armor.ARMOR_BEGIN in data:
         return _parse_openpgp(_dearmor(data), passphrase)
     if b"-----BEGIN " in data:
         return _parse_pem(data, password)
@@ -291,31 +293,19 @@ _FEATURE_SEIPD_V2 = 0x08  # RFC 9580 SEIPD version 2
 
 
 def _dearmor(data: bytes) -> list[bytes]:
+    """The key blocks of armored OpenPGP data, read strictly (:func:`armor.dearmor`): a damaged key is refused."""
     blobs = []
     for block in delimited_blocks(data, _ARMOR_BEGIN, _ARMOR_END):
         kind = block.label.decode("ascii")
         if kind not in ("PUBLIC KEY BLOCK", "PRIVATE KEY BLOCK"):
             raise KeyFormatError(f"armored OpenPGP '{kind}' is not a key")
-        body = data[block.body_start:block.body_end]
-        lines = [line.strip() for line in _armor_payload(body.replace(b"\r", b"").split(b"\n"))]
-        lines = [line for line in lines if line and not line.startswith(b"=")]  # "=" starts the CRC line
         try:
-            blobs.append(base64.b64decode(b"".join(lines), validate=True))
-        except binascii.Error:
+            blobs.append(armor.dearmor(data[block.start:block.end], strict=True).data)
+        except OpenPGPError:
             raise KeyFormatError("corrupt armored OpenPGP key (bad base64)") from None
     if not blobs:
         raise KeyFormatError("armored OpenPGP data without a complete BEGIN/END block (truncated?)")
     return blobs
-
-
-def _armor_payload(lines: list[bytes]) -> list[bytes]:
-    """The base64 lines after the armor headers ("Key: value" lines up to a blank line)."""
-    for pos, line in enumerate(lines):
-        if not line.strip():
-            return lines[pos + 1:]
-        if b": " not in line:
-            return lines[pos:]  # some writers omit both the headers and the blank line
-    return lines
 
 
 def _looks_like_openpgp(data: bytes) -> bool:
@@ -329,11 +319,11 @@ def _looks_like_openpgp(data: bytes) -> bool:
 def _packets(data: bytes):
     """(tag, body, start) of every packet of a key; KeyFormatError when one is cut short or streamed."""
     try:
-        for packet in openpgp.packets(data):
+        for packet in openpgp_packets(data):
             if packet.streamed:
                 raise KeyFormatError("corrupt OpenPGP data (a partial or indeterminate length in a key)")
             yield packet.tag, packet.body, packet.start
-    except openpgp.OpenPGPError as exc:
+    except OpenPGPError as exc:
         raise KeyFormatError(f"truncated or corrupt OpenPGP data ({exc})") from None
 
 
@@ -448,7 +438,7 @@ def _uid_text(body: bytes) -> str:
 
 def _verifies(key: pgpy.PGPKey, data: bytes, signature_body: bytes) -> bool:
     try:
-        signature = openpgp.parse_signature(signature_body)
+        signature = parse_signature(signature_body)
         digest = getattr(hashes, HashAlgorithm(signature_body[3]).name)()
         return key._key.verify(data, signature.__sig__, digest) is True
     except Exception:  # noqa: BLE001  pgpy raises assorted errors on what it cannot verify: not certified
