@@ -51,7 +51,7 @@ class HeaderDelete:
     name: str
     index: int  # 1-based among the headers of this name (case-insensitive), as libmilter counts
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # A deletion names a field the message arrived with and writes nothing, so it cannot inject a
         # header: a forged reserved field with a name RFC 5322 refuses (a space, 8-bit bytes, 300
         # characters) must still be deletable, so only the type is checked here.
@@ -67,7 +67,7 @@ class HeaderChange:
     index: int  # counted after every deletion of the plan has been applied
     value: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_header_name(self.name)
         check_header_value(self.value)
         if self.index < 1:
@@ -79,7 +79,7 @@ class HeaderAdd:
     name: str
     value: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_header_name(self.name)
         check_header_value(self.value)
 

@@ -56,7 +56,7 @@ from ciphermilter.core import domains
 
 from ciphermilter.formats import ids
 
-from ciphermilter.store import keyimport
+from ciphermilter.store import keyexport, keyimport
 
 from ciphermilter.store import masterkey
 
@@ -1051,7 +1051,7 @@ class KeyStore:
 
     def export_all(self, password: str) -> bytes:
         """Every certificate, key, trust anchor, domain and binding as one container (see keyimport)."""
-        contents = keyimport.ExportContents(domains=self.list_domains())
+        contents = keyexport.ExportContents(domains=self.list_domains())
         contents.certificates = [(row["der"], row["origin"]) for row in self._rows(
             "SELECT der, origin FROM certificates ORDER BY thumbprint")]
         for row in self._rows("SELECT spki_sha256, sealed FROM smime_keys ORDER BY spki_sha256"):
@@ -1060,7 +1060,7 @@ class KeyStore:
                               (row["spki_sha256"],))
             if key is None:
                 raise StoreError(f"S/MIME key {row['spki_sha256']} does not open with the master key")
-            contents.private_keys.append((cert[0]["der"], key))
+            contents.smime_keys.append((cert[0]["der"], key))
         for row in self._rows("SELECT * FROM pgp_keys ORDER BY fingerprint"):
             key = (self._pgp_secret(row["fingerprint"], row["sealed_secret"]) if row["sealed_secret"] is not None
                    else _load_pgp(row["public_key"]))
@@ -1071,14 +1071,14 @@ class KeyStore:
         contents.bindings = [(row["key_id"], row["address"]) for row in self._rows(
             "SELECT key_id, address FROM bindings ORDER BY key_id, address")]
         try:
-            return keyimport.write_export(contents, password, _now())
+            return keyexport.write_export(contents, password, _now())
         except keyimport.KeyFormatError as exc:
             raise StoreError(str(exc)) from None
 
     def import_export(self, data: bytes, password: str | None) -> ImportResult:
         """Read back what :meth:`export_all` wrote, all or nothing."""
         try:
-            contents = keyimport.read_export(data, password)
+            contents = keyexport.read_export(data, password)
         except keyimport.KeyFormatError as exc:
             raise StoreError(str(exc)) from None
         result = ImportResult(warnings=contents.warnings)
@@ -1120,8 +1120,8 @@ class KeyStore:
                 raise StoreError(f"no private key for {key_id}: PKCS#12 needs one (use --format pem)")
             if not password:
                 raise StoreError("a PKCS#12 export needs a password")
-            return keyimport.pkcs12_bytes(row["der"], private_key, password.encode("utf-8"))
-        pem = keyimport.certificate_pem(row["der"]).encode("ascii")
+            return keyexport.pkcs12_bytes(row["der"], private_key, password.encode("utf-8"))
+        pem = keyexport.certificate_pem(row["der"]).encode("ascii")
         if not secret:
             return pem
         if private_key is None:
@@ -1141,7 +1141,7 @@ class KeyStore:
         key = self._pgp_secret(fingerprint, row["sealed_secret"]) if row["sealed_secret"] is not None else None
         if key is None:
             raise StoreError(f"no secret key for {fingerprint}")
-        return str(keyimport.protected_pgp_key(key, password) if password else key).encode("ascii")
+        return str(keyexport.protected_pgp_key(key, password) if password else key).encode("ascii")
 
     # ------------------------------------------------------------------ maintenance
 

@@ -16,10 +16,11 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
-from cryptography.hazmat.primitives.asymmetric import ec, padding, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
@@ -28,7 +29,7 @@ from pgpy.constants import EllipticCurveOID
 from ciphermilter.core.contract import DecompressionBudget, LimitExceeded
 from ciphermilter.formats import ids, inflate, readers
 from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey, algorithm_family
-from ciphermilter.formats.openpgp.packets import (ELGAMAL_ALGORITHMS, INTEGRITY_FAILED, RSA_ALGORITHMS, TAG_COMPRESSED,
+from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESSED,
                                                   TAG_LITERAL, TAG_MARKER, TAG_OCB_AEAD, TAG_ONE_PASS, TAG_PADDING,
                                                   TAG_PKESK, TAG_SED, TAG_SEIPD, TAG_SIGNATURE, TAG_SKESK,
                                                   WILDCARD_KEYID, EncryptedSessionKey, IntegrityError, OpenPGPError,
@@ -56,6 +57,11 @@ CIPHERS = {
 COMPRESSION = {0: "uncompressed", 1: "ZIP", 2: "ZLIB", 3: "BZIP2"}
 MDC_LENGTH = 22  # 0xD3 0x14 + SHA-1
 NO_KEY_DECRYPTS = "no key in the store decrypts the session key"
+
+Check = Callable[[], None]  # the handler's deadline check, called between expensive steps
+Candidate = tuple[EncryptedSessionKey, SecretSubkey]  # a (PKESK, secret subkey) pair that may open the session key
+Arrange = Callable[[list[Candidate]], list[list[Candidate]]]  # groups candidates as readers.open_agreeing takes them
+SessionKey = tuple[int, bytes]  # (symmetric algorithm, key); the key is a readers.DecoyKey after a failed unwrap
 
 
 @dataclass
@@ -89,17 +95,21 @@ def _eme_pkcs1_decode(block: bytes) -> bytes | None:
 
 
 def _ecdh_shared_secret(subkey: SecretSubkey, point: bytes) -> bytes:
-    material = subkey.material
+    material, private = subkey.material, subkey.private
     if material.oid == EllipticCurveOID.Curve25519:
-        if len(point) != 33 or point[0] != 0x40:
+        if len(point) != 33 or point[0] != 0x40 or not isinstance(private, x25519.X25519PrivateKey):
             raise OpenPGPError("malformed Curve25519 ephemeral key")
-        return subkey.private.exchange(x25519.X25519PublicKey.from_public_bytes(point[1:]))
+        return private.exchange(x25519.X25519PublicKey.from_public_bytes(point[1:]))
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise OpenPGPError("not an elliptic curve key")
     public = ec.EllipticCurvePublicKey.from_encoded_point(material.oid.curve(), point)
-    return subkey.private.exchange(ec.ECDH(), public)
+    return private.exchange(ec.ECDH(), public)
 
 
 def _unwrap_ecdh(subkey: SecretSubkey, point: bytes, wrapped: bytes) -> bytes | None:
     """RFC 6637 section 8: shared point -> KDF -> AES key unwrap -> PKCS#5 unpadding."""
+    if subkey.kdf is None:
+        return None
     hash_algorithm, length, param = subkey.kdf
     kek = ConcatKDFHash(hash_algorithm(), length, param).derive(_ecdh_shared_secret(subkey, point))
     try:
@@ -112,6 +122,19 @@ def _unwrap_ecdh(subkey: SecretSubkey, point: bytes, wrapped: bytes) -> bytes | 
     return padded[:-pad]
 
 
+def _rsa_session_key(private: rsa.RSAPrivateKey, c: int) -> bytes | None:
+    size = (private.key_size + 7) // 8
+    if c >= 1 << (size * 8):
+        return None
+    return private.decrypt(c.to_bytes(size, "big"), padding.PKCS1v15())
+
+
+def _elgamal_session_key(material: Any, c1: int, c2: int, x: int) -> bytes | None:
+    p = int(material.p)
+    plain = c2 * pow(c1, p - 1 - x, p) % p
+    return _eme_pkcs1_decode(plain.to_bytes((p.bit_length() + 7) // 8, "big"))
+
+
 def _fits(esk: EncryptedSessionKey, subkey: SecretSubkey) -> bool:
     """True when ``subkey`` can attempt ``esk`` at all (public facts: its algorithm and fields)."""
     return algorithm_family(esk.algorithm) == algorithm_family(subkey.algorithm) and bool(esk.fields)
@@ -122,17 +145,14 @@ def _session_key_block(esk: EncryptedSessionKey, subkey: SecretSubkey) -> bytes 
     if not _fits(esk, subkey):
         return None
     try:
-        if esk.algorithm in RSA_ALGORITHMS:
-            size = (subkey.private.key_size + 7) // 8
-            if esk.fields[0] >= 1 << (size * 8):
-                return None
-            return subkey.private.decrypt(esk.fields[0].to_bytes(size, "big"), padding.PKCS1v15())
-        if esk.algorithm in ELGAMAL_ALGORITHMS:
-            p = int(subkey.material.p)
-            c1, c2 = esk.fields
-            plain = c2 * pow(c1, p - 1 - subkey.private, p) % p
-            return _eme_pkcs1_decode(plain.to_bytes((p.bit_length() + 7) // 8, "big"))
-        return _unwrap_ecdh(subkey, *esk.fields)
+        fields, private = esk.fields, subkey.private  # the shapes parse_pkesk and the Keyring give each family
+        if len(fields) == 1 and isinstance(private, rsa.RSAPrivateKey):
+            return _rsa_session_key(private, fields[0])
+        if len(fields) == 2 and isinstance(fields[0], int) and isinstance(private, int):
+            return _elgamal_session_key(subkey.material, fields[0], fields[1], private)
+        if len(fields) == 2 and isinstance(fields[0], bytes):
+            return _unwrap_ecdh(subkey, fields[0], fields[1])
+        return None
     except ValueError:  # bad padding, a point not on the curve: not this key
         return None
 
@@ -175,11 +195,12 @@ def _decrypt_seipd_v1(body: bytes, algorithm: int, key: bytes) -> bytes | None:
     name, cipher_class, _ = CIPHERS[algorithm]
     if cipher_class is None:
         raise UnsupportedFormat(f"unsupported cipher {name}")
-    block = cipher_class.block_size // 8
+    cipher = cipher_class(key)
+    block = cipher.block_size // 8
     data = body[1:]
     if len(data) < block + 2 + MDC_LENGTH:
         raise OpenPGPError("truncated encrypted data")
-    decryptor = Cipher(cipher_class(key), CFB(bytes(block))).decryptor()
+    decryptor = Cipher(cipher, CFB(bytes(block))).decryptor()
     plain = decryptor.update(data) + decryptor.finalize()
     # Hashed before the quick check decides, so that a wrong key (a decoy among them) does the same work
     # as a right key on changed data: only the outcome tells them apart, never the time.
@@ -197,7 +218,7 @@ _COMPRESSION_KINDS = {1: inflate.RAW_DEFLATE, 2: inflate.ZLIB, 3: inflate.BZIP2}
 _COMPRESSED_DATA = "OpenPGP data"  # what the budget's reason names
 
 
-def _inflate(algorithm: int, data: bytes, budget: DecompressionBudget, check) -> bytes:
+def _inflate(algorithm: int, data: bytes, budget: DecompressionBudget, check: Check) -> bytes:
     """Decompress a compressed packet's data within the budget (:func:`inflate.inflate`)."""
     if algorithm == 0:
         budget.take(len(data), _COMPRESSED_DATA)
@@ -220,7 +241,7 @@ def _read_literal(body: bytes, opened: Opened) -> None:
 
 
 def _unwrap(data: bytes, opened: Opened, signatures: list[bytes], budget: DecompressionBudget, max_nesting: int,
-            check, depth: int = 0) -> None:
+            check: Check, depth: int = 0) -> None:
     """Read a decrypted (or plain signed/compressed) packet sequence into ``opened``."""
     if depth > max_nesting:
         raise LimitExceeded(f"OpenPGP packets nested deeper than {max_nesting}")
@@ -247,9 +268,10 @@ def _seipd_cipher_v2(body: bytes) -> str | None:
     return CIPHERS.get(body[1], (str(body[1]),))[0] if len(body) > 1 else None
 
 
-def _session_key_candidates(esks: list[EncryptedSessionKey], keyring: Keyring):
+def _session_key_candidates(esks: list[EncryptedSessionKey], keyring: Keyring) -> list[Candidate]:
     """(PKESK, subkey) pairs to try: named recipients first, then every key for wildcard recipients."""
-    named, wildcard = [], []
+    named: list[Candidate] = []
+    wildcard: list[Candidate] = []
     for esk in esks:
         if esk.keyid == WILDCARD_KEYID:
             wildcard += [(esk, subkey) for subkey in keyring.all_secret_subkeys()]
@@ -258,7 +280,8 @@ def _session_key_candidates(esks: list[EncryptedSessionKey], keyring: Keyring):
     return named + wildcard
 
 
-def _name_held_keys(esks: list[EncryptedSessionKey], packet: Packet, stream, keyring: Keyring, arrange) -> None:
+def _name_held_keys(esks: list[EncryptedSessionKey], packet: Packet | None, stream: Iterator[Packet], keyring: Keyring,
+                    arrange: Arrange) -> None:
     """Past max_recipients: hand ``arrange`` the stored keys every PKESK names (the one met at the limit and
     those after it), as if the message were decrypted: the caller learns that the limit hides content it
     could open. Key ids only, no secret-key operation; broken packets end the list."""
@@ -273,7 +296,8 @@ def _name_held_keys(esks: list[EncryptedSessionKey], packet: Packet, stream, key
         arrange(candidates)
 
 
-def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check, arrange) -> bytes | None:
+def _decrypt(esks: list[EncryptedSessionKey], seipd: Packet, keyring: Keyring, opened: Opened, check: Check,
+             arrange: Arrange) -> bytes | None:
     """Open the SEIPD packet with a session key from the candidate keys ``arrange`` groups; None when none fits."""
     candidates = _session_key_candidates(esks, keyring)
     groups = arrange(candidates) if candidates else []
@@ -284,7 +308,7 @@ def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check, arran
         return None
     failure, cipher = NO_KEY_DECRYPTS, None
 
-    def session_key(candidate):
+    def session_key(candidate: Candidate) -> SessionKey | None:
         check()
         esk, subkey = candidate
         if not _fits(esk, subkey):
@@ -293,7 +317,7 @@ def _decrypt(esks, seipd: Packet, keyring: Keyring, opened: Opened, check, arran
         # rejection): the work is then the same as for a right key on changed data (readers.DecoyKey).
         return _parse_session_key(_session_key_block(esk, subkey)) or _decoy_session_key()
 
-    def open_content(session):
+    def open_content(session: SessionKey) -> bytes | None:
         nonlocal failure, cipher
         # implicit rejection (RSA) can hand back a random "session key" that passes the
         # checksum by chance; the quick check and MDC of the data settle it. A changed
@@ -331,8 +355,8 @@ def open_message(
     max_output: int | DecompressionBudget,
     max_nesting: int = DEFAULT_MAX_NESTING,
     max_recipients: int = DEFAULT_MAX_RECIPIENTS,
-    check=lambda: None,
-    arrange=lambda candidates: [candidates],
+    check: Check = lambda: None,
+    arrange: Arrange = lambda candidates: [candidates],
 ) -> Opened:
     """Open a binary OpenPGP message: decrypt it when it is encrypted, unwrap compression, verify signatures.
 

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import pgpy
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
 from pyasn1.codec.der import encoder
 
+from ciphermilter.core.seams import PgpKeys
 from ciphermilter.formats.openpgp.packets import ECDH_ALGORITHM, ELGAMAL_ALGORITHMS, RSA_ALGORITHMS
+
+PrivateKey = rsa.RSAPrivateKey | x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey | int  # int: ElGamal's x
+# ECDH (RFC 6637 section 8): the KDF's hash algorithm, the key-wrap key length and the KDF "Param"
+EcdhKdf = tuple[type[hashes.HashAlgorithm], int, bytes]
+
 
 @dataclass
 class SecretSubkey:
@@ -25,13 +33,13 @@ class SecretSubkey:
     keyid: str
     fingerprint: bytes
     algorithm: int
-    material: object  # pgpy key material (for the ECDH curve, the ElGamal group)
-    private: object  # cryptography private key (RSA, X25519, EC) or the ElGamal exponent
-    kdf: tuple | None = None  # ECDH: (hash algorithm, key length, KDF "Param" of RFC 6637 section 8)
+    material: Any  # pgpy key material (for the ECDH curve, the ElGamal group); pgpy is untyped
+    private: PrivateKey  # cryptography private key (RSA, X25519, EC) or the ElGamal exponent
+    kdf: EcdhKdf | None = None  # ECDH only
     primary: str = ""  # fingerprint of the primary key (upper-case hex): the key whose readers count
 
 
-def _ecdh_kdf(material, fingerprint: bytes) -> tuple:
+def _ecdh_kdf(material: Any, fingerprint: bytes) -> EcdhKdf:
     """The parts of the ECDH key derivation that depend only on the key, computed once per key."""
     kdf = material.kdf
     param = (
@@ -78,9 +86,9 @@ class Keyring:
     on the next message.
     """
 
-    def __init__(self, source):
+    def __init__(self, source: PgpKeys):
         self.source = source
-        self._version = None
+        self._version: int | None = None
         self._by_keyid: dict[str, list[SecretSubkey]] = {}
         self._all: list[SecretSubkey] | None = None
 
@@ -117,13 +125,13 @@ class Keyring:
 class _NoKeys:
     """The key source of a run without a key store: nothing to decrypt or verify with."""
 
-    def pgp_secret_keys(self, keyid: str) -> list:
+    def pgp_secret_keys(self, keyid: str) -> list[pgpy.PGPKey]:
         return []
 
-    def all_pgp_secret_keys(self) -> list:
+    def all_pgp_secret_keys(self) -> list[pgpy.PGPKey]:
         return []
 
-    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list:
+    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[pgpy.PGPKey]:
         return []
 
     def data_version(self) -> int:
@@ -131,13 +139,13 @@ class _NoKeys:
 
 
 _NO_KEYS = _NoKeys()
-_KEYRINGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_KEYRINGS: weakref.WeakKeyDictionary[PgpKeys, Keyring] = weakref.WeakKeyDictionary()
 
 
-def keyring_for(source) -> Keyring:
+def keyring_for(source: PgpKeys | None) -> Keyring:
     """The long-lived :class:`Keyring` of a key store (or of no store), so its cache outlives one message."""
-    source = _NO_KEYS if source is None else source
-    keyring = _KEYRINGS.get(source)
+    keys = _NO_KEYS if source is None else source
+    keyring = _KEYRINGS.get(keys)
     if keyring is None:
-        keyring = _KEYRINGS[source] = Keyring(source)
+        keyring = _KEYRINGS[keys] = Keyring(keys)
     return keyring

@@ -60,7 +60,7 @@ def _new_length(data: bytes, pos: int) -> tuple[int, int, bool]:
     return 1 << (first & 0x1F), pos + 1, True
 
 
-def packets(data: bytes):
+def packets(data: bytes) -> Iterator[Packet]:
     """Yield the packets of ``data`` (RFC 4880 section 4.2), joining partial body lengths."""
     view = memoryview(data)  # the pieces of a partial body are joined without a copy of each first
     pos = 0
@@ -119,13 +119,17 @@ def _mpi(data: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(octets, "big"), end
 
 
+# RSA: (c,), ElGamal: (c1, c2), ECDH: (ephemeral point bytes, wrapped key); () for other algorithms
+SessionKeyFields = tuple[int] | tuple[int, int] | tuple[bytes, bytes] | tuple[()]
+
+
 @dataclass
 class EncryptedSessionKey:
     """A version 3 public-key encrypted session key packet (RFC 4880 section 5.1)."""
 
     keyid: str
     algorithm: int
-    fields: tuple  # RSA: (c,), ElGamal: (c1, c2), ECDH: (ephemeral point bytes, wrapped key)
+    fields: SessionKeyFields
 
 
 def _pkesk_v6_keyid(body: bytes) -> str:
@@ -144,6 +148,7 @@ def parse_pkesk(body: bytes) -> EncryptedSessionKey:
     if body[0] != 3 or len(body) < 10:
         raise OpenPGPError(f"unknown PKESK version {body[0]}")
     keyid, algorithm = body[1:9].hex().upper(), body[9]
+    fields: SessionKeyFields
     if algorithm in RSA_ALGORITHMS:
         fields = (_mpi(body, 10)[0],)
     elif algorithm in ELGAMAL_ALGORITHMS:
