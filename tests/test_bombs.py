@@ -189,7 +189,7 @@ def encode_text_by_splitting(data: bytes):
     if clean_lines and charset:
         return data, "8bit", charset
     if b"\0" in data:
-        return openpgp_mime._encode_base64(data), "base64", charset
+        return write.base64_lines(data), "base64", charset
     return binascii.b2a_qp(data), "quoted-printable", charset
 
 

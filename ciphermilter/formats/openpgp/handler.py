@@ -198,7 +198,7 @@ def _encode_text(data: bytes) -> tuple[bytes, str, str | None]:
     if clean_lines and charset:
         return data, "8bit", charset
     if b"\0" in data:  # no text, whatever its label: quoted-printable would triple it ("=00"), base64 adds a third
-        return _encode_base64(data), "base64", charset
+        return write.base64_lines(data), "base64", charset
     return binascii.b2a_qp(data), "quoted-printable", charset
 
 
@@ -208,16 +208,6 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-# Input encoded at a time: whole 76-character lines (57 bytes each), about 1 MiB. One object per line for
-# the whole data cost three times the data again (a decompressed part may be hundreds of MB).
-_BASE64_STEP = 57 * 18396
-
-
-def _encode_base64(data: bytes) -> bytes:
-    return b"".join(base64.encodebytes(data[i:i + _BASE64_STEP]).replace(b"\n", b"\r\n")
-                    for i in range(0, len(data), _BASE64_STEP))
 
 
 def _without_pgp_suffixes(raw: bytes) -> bytes:
@@ -255,7 +245,7 @@ def _rewrite_leaf(entity: mime.Entity, data: bytes, *, as_text: bool) -> bytes:
         if charset:
             params["charset"] = charset
     else:
-        body, cte, ctype = _encode_base64(data), "base64", "application/octet-stream"
+        body, cte, ctype = write.base64_lines(data), "base64", "application/octet-stream"
     if "name" in params:
         params["name"] = _strip_pgp_suffix(params["name"])
     content_type = "; ".join([ctype] + [f"{k}={_quote(v)}" for k, v in params.items()])
