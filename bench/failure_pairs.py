@@ -119,7 +119,7 @@ def _with_pkesk_body(binary: bytes, change) -> bytes:
     out = b""
     for packet in openpgp.packets(binary):
         body = change(packet.body) if packet.tag == openpgp.TAG_PKESK else packet.body
-        out += openpgp._frame(packet.tag, body)
+        out += openpgp.frame(packet.tag, body)
     return out
 
 

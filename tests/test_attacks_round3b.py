@@ -37,6 +37,7 @@ from click.testing import CliRunner
 from bench import failure_pairs
 from support.attack_messages import SMIME_ERIN, Tools, message, multipart
 from ciphermilter.core import pipeline as core
+from ciphermilter.formats.openpgp import decrypt as pgp_decrypt
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.cli.main import main
 from ciphermilter.core.settings import Limits, Settings
@@ -282,7 +283,7 @@ def under_the_bound_bomb() -> bytes:
 
 
 # FAILS: a bomb that stays under max_decompressed_size is not refused, and then all of it is held, twice
-# (openpgp._inflate keeps every piece of a packet that fits and joins them), and the text built from it
+# (pgp_decrypt._inflate keeps every piece of a packet that fits and joins them), and the text built from it
 # again: `ciphermilter decrypt` peaks at about 1.3 GB for this 280 KB message (1.56 GB at 250 MiB), five
 # times the issue's 256 MB for the daemon and all its workers together. "a bomb costs time up to this
 # bound, never memory" holds only for bombs above the bound.
@@ -410,18 +411,18 @@ def cipher_twins(tmp_path_factory, request):
 # key) or not -- unwraps to a block whose checksum fails, so every tampered PKESK runs the decoy, AES-256,
 # whatever cipher the sender named. Only an untampered PKESK reaches the real cipher, and its sender chose
 # that cipher: the clock tells him nothing he did not know. The rule asserted: every failed unwrap decrypts the
-# whole data once with AES-256 and a 32-byte key; a bad MDC runs the sender's cipher (openpgp._DECOY_ALGORITHM,
+# whole data once with AES-256 and a 32-byte key; a bad MDC runs the sender's cipher (pgp_decrypt._DECOY_ALGORITHM,
 # bench/README.md "Timing of decryption failures").
 def test_every_failed_unwrap_runs_the_decoy_aes256_over_the_whole_data(cipher_twins, corpus_store, monkeypatch):
     twins, algorithm, data_size = cipher_twins
     calls: list[tuple[int, int, int]] = []
-    real = openpgp._decrypt_seipd_v1
+    real = pgp_decrypt._decrypt_seipd_v1
 
     def recording(body, cipher, key):
         calls.append((cipher, len(key), len(body)))
         return real(body, cipher, key)
 
-    monkeypatch.setattr(openpgp, "_decrypt_seipd_v1", recording)
+    monkeypatch.setattr(pgp_decrypt, "_decrypt_seipd_v1", recording)
     work = {}
     for kind, mail in twins.items():
         calls.clear()

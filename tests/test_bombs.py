@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from support.attack_messages import Tools, message
 from ciphermilter import mime
+from ciphermilter.mime import write
 from ciphermilter.formats import inflate
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp import handler as openpgp_mime
@@ -175,20 +176,20 @@ def test_signed_text_of_exactly_the_bound_is_verified_after_counting(tools, corp
 
 def encode_text_by_splitting(data: bytes):
     """_encode_text as it was, with a copy without CRLF and a list of lines: the oracle."""
-    data = openpgp_mime._crlf(data)
+    data = write.to_crlf(data)
     try:
         data.decode("utf-8")
         charset = "utf-8"
     except UnicodeDecodeError:
         charset = None
     clean_lines = b"\0" not in data and b"\r" not in data.replace(b"\r\n", b"") and all(
-        len(line) <= openpgp_mime.MAX_LINE for line in data.split(b"\r\n"))
+        len(line) <= write.MAX_LINE for line in data.split(b"\r\n"))
     if clean_lines and data.isascii():
         return data, "7bit", charset
     if clean_lines and charset:
         return data, "8bit", charset
     if b"\0" in data:
-        return openpgp_mime._encode_base64(data), "base64", charset
+        return write.base64_lines(data), "base64", charset
     return binascii.b2a_qp(data), "quoted-printable", charset
 
 

@@ -130,7 +130,7 @@ def test_unprotected_copy_is_accepted_by_gpg(tmp_path):
 def _samples() -> list[bytes]:
     samples = [path.read_bytes() for path in sorted((CORPUS / "keys").rglob("*"))
                if path.suffix in (".pem", ".p12", ".asc") and "v6" not in path.name]
-    samples += keyimport._dearmor((CORPUS / "keys/pgp/pub-pgp-gus-sq-cv25519.sec.asc").read_bytes())
+    samples += keyimport.dearmor_keys((CORPUS / "keys/pgp/pub-pgp-gus-sq-cv25519.sec.asc").read_bytes())
     return samples
 
 

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ciphermilter import mime
+from ciphermilter.mime import parser as mime_parser
 
 from ciphermilter.core import pipeline as core
 
@@ -176,7 +177,7 @@ DELIMITER_INPUTS = {
 
 @pytest.mark.parametrize("build", DELIMITER_INPUTS.values(), ids=DELIMITER_INPUTS.keys())
 def test_delimiter_line_check_is_linear(build, monkeypatch):
-    count_patterns(monkeypatch, mime, "_DELIMITER_LINE_END")
+    count_patterns(monkeypatch, mime_parser, "_DELIMITER_LINE_END")
     assert_linear(counted(lambda data: mime.has_uniform_delimiter_lines(CountingBytes(data), "b"), build))
 
 

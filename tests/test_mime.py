@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ciphermilter import mime
+from ciphermilter.mime import parser, write
 from conftest import case_message, corpus_cases, ids, spooled
 
 
@@ -221,7 +222,7 @@ def test_line_bounds_end_lines_where_a_crlf_or_lf_match_starts(data, draw):
     end = draw.draw(st.integers(0, len(data)))
     pos = draw.draw(st.integers(0, end))
     match = re.compile(rb"\r?\n").search(data, pos, end)
-    assert mime._line_bounds(data, pos, end) == ((match.start(), match.end()) if match else (end, end))
+    assert parser._line_bounds(data, pos, end) == ((match.start(), match.end()) if match else (end, end))
 
 
 def nested(depth: int, leaf: bytes) -> tuple[bytes, list[bytes]]:
@@ -362,3 +363,41 @@ def test_an_encoded_embedded_message_is_not_entered():
 def test_embedded_messages_count_towards_the_depth_limit():
     with pytest.raises(mime.DepthLimitExceeded):
         list(mime.parse(FORWARDED, max_depth=2).walk_with_embedded())
+
+
+# --------------------------------------------------------------------------- the writer and the header list
+
+
+def test_header_list_counts_and_numbers_names_case_insensitively():
+    headers, _ = mime.split_headers(b"Received: a\r\nX-A: 1\r\nreceived: b\r\nRECEIVED: c\r\n\r\n")
+    assert headers.count("Received") == 3 and headers.count("x-a") == 1 and headers.count("Subject") == 0
+    assert [index for _, index in headers.numbered()] == [1, 1, 2, 3]
+    assert headers.occurrence("received", 2) == 2 and headers.occurrence("Received", 4) is None
+    assert [h.raw for h in headers.without(0).replacing(0, mime.Header.from_raw(b"X-A: 2"))] == \
+        [b"X-A: 2", b"received: b", b"RECEIVED: c"]
+
+
+def test_splice_replaces_only_the_given_parts_byte_for_byte():
+    message = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\npreamble\r\n--b\r\n\r\none\r\n--b\r\n\r\ntwo"
+               b"\r\n--b--\r\nepilogue\r\n")
+    entity = mime.parse(message)
+    assert write.splice(entity, {}) == message
+    assert write.splice(entity, {1: b"\r\n2"}) == message.replace(b"\r\ntwo", b"\r\n2")
+
+
+def test_leaf_writes_fields_then_content_headers():
+    assert write.leaf([b"Subject: x"], "text/plain; charset=\"utf-8\"", b"body", "7bit") == (
+        b"Subject: x\r\nContent-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\nbody")
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"", b""), (b"a\r\nb", b"a\r\nb"), (b"a\nb\r\nc\n", b"a\r\nb\r\nc\r\n"), (b"\r\r\n", b"\r\r\n"),
+])
+def test_to_crlf_ends_every_line_with_crlf(data, expected):
+    assert write.to_crlf(data) == expected
+
+
+def test_field_and_milter_value_are_inverse():
+    raw = write.field("Subject", "caf\udcc3 folded\n\tline")
+    assert raw == b"Subject: caf\xc3 folded\r\n\tline"
+    assert write.milter_value(mime.Header.from_raw(raw)) == "caf\udcc3 folded\n\tline"

@@ -323,3 +323,17 @@ def test_two_literal_packets_are_refused(corpus_keyring):
     opened = open_(literal(b"a") + literal(b"b"), corpus_keyring)
     assert opened.plaintext is None
     assert opened.failure == "more than one literal data packet"
+
+
+def test_strict_armor_takes_only_key_value_headers_and_clean_base64():
+    """The key import reads armor strictly (one reader, two rules): what a mail reader skips is an error there."""
+    block = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nComment: x\n\nAAEC\n=AAAA\n-----END PGP PUBLIC KEY BLOCK-----\n"
+    assert openpgp.dearmor(block, strict=True).data == openpgp.dearmor(block).data == b"\x00\x01\x02"
+    damaged = block.replace(b"AAEC", b"AA*EC")
+    assert openpgp.dearmor(damaged).data == b"\x00\x01\x02"  # a2b_base64 skips the stray byte
+    with pytest.raises(openpgp.OpenPGPError):
+        openpgp.dearmor(damaged, strict=True)
+    no_space = block.replace(b"Comment: x", b"Comment:x")
+    assert openpgp.dearmor(no_space).headers == {"Comment": "x"}
+    with pytest.raises(openpgp.OpenPGPError):  # not "Key: Value": the body, and not base64
+        openpgp.dearmor(no_space, strict=True)

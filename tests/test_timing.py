@@ -4,7 +4,7 @@ A sender who can tell by the reply's time whether the key transport step failed 
 changed wrapped key) or the content did (a bad GCM tag or MDC) has a padding oracle, even though both
 replies are the same (test_security.test_bad_padding_and_a_wrong_key_look_the_same). So a failed unwrap
 goes on with a random content key through the same content decryption. No clock here: the tests count
-the calls of the engines' content decryption (``enveloped._decrypt_content``, ``openpgp._decrypt_seipd_v1``),
+the calls of the engines' content decryption (``enveloped._decrypt_content``, ``pgp_decrypt._decrypt_seipd_v1``),
 and bench/timing.py measures the time.
 
 The messages are made by ``openssl cms`` and ``gpg`` for the corpus keys and then changed the way an
@@ -21,6 +21,7 @@ import pytest
 from bench import failure_pairs
 from ciphermilter.formats.smime import cms, enveloped
 from ciphermilter.core import pipeline as core
+from ciphermilter.formats.openpgp import decrypt as pgp_decrypt
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats import readers
 from conftest import NO_HARVEST, info_of
@@ -60,7 +61,7 @@ def pairs(tmp_path_factory) -> list[failure_pairs.Pair]:
 def content_decryptions(monkeypatch) -> list[str]:
     """The names of the engines' content decryptions, one per call (each still does its work)."""
     calls: list[str] = []
-    for module, name in ((enveloped, "_decrypt_content"), (openpgp, "_decrypt_seipd_v1")):
+    for module, name in ((enveloped, "_decrypt_content"), (pgp_decrypt, "_decrypt_seipd_v1")):
         monkeypatch.setattr(module, name, _counting(getattr(module, name), calls))
     return calls
 
@@ -96,7 +97,7 @@ def test_openpgp_hashes_the_data_for_the_mdc_whether_or_not_the_quick_check_pass
                                                                                   index):
     """The decoy fails the quick check, the bad MDC passes it: both hash the data once (SHA-1 of the MDC)."""
     hashed: list[int] = []
-    monkeypatch.setattr(openpgp, "hashlib", SimpleNamespace(  # the engine's own view of hashlib only
+    monkeypatch.setattr(pgp_decrypt, "hashlib", SimpleNamespace(  # the engine's own view of hashlib only
         sha1=lambda data: (hashed.append(len(data)), hashlib.sha1(data))[1]))
     for message in (pairs[index].wrong_key, pairs[index].bad_tag):
         hashed.clear()
@@ -125,7 +126,7 @@ def test_what_a_decoy_key_opens_is_never_cms_content(monkeypatch):
 
 @pytest.mark.parametrize("outcome_of_the_decoy", ["opens", "fails the MDC"])
 def test_what_a_decoy_session_key_opens_is_never_openpgp_content(pairs, process, monkeypatch, outcome_of_the_decoy):
-    real = openpgp._decrypt_seipd_v1
+    real = pgp_decrypt._decrypt_seipd_v1
 
     def decrypt(body, algorithm, key):
         if not isinstance(key, readers.DecoyKey):
@@ -134,7 +135,7 @@ def test_what_a_decoy_session_key_opens_is_never_openpgp_content(pairs, process,
             return _opening_anything(real)(body, algorithm, key)
         raise openpgp.IntegrityError()
 
-    monkeypatch.setattr(openpgp, "_decrypt_seipd_v1", decrypt)
+    monkeypatch.setattr(pgp_decrypt, "_decrypt_seipd_v1", decrypt)
     outcome = process(pairs[3], pairs[3].wrong_key)
     assert info_of(outcome) == PGP_WRONG_KEY and outcome.plan.body is None
 

@@ -16,6 +16,7 @@ from typing import BinaryIO
 import click
 
 from ciphermilter import files, mime
+from ciphermilter.mime import write
 from ciphermilter.cli.common import fail, open_settings, open_store, to_json
 from ciphermilter.core import pipeline
 from ciphermilter.core.outcome import refusal
@@ -35,9 +36,7 @@ def as_smtp_lines(message: bytes) -> bytes:
     A file that already holds CRLF is left alone: it may carry binary
     (``Content-Transfer-Encoding: binary``) bytes that must not change.
     """
-    if b"\r\n" in message:
-        return message
-    return message.replace(b"\n", b"\r\n")
+    return message if b"\r\n" in message else write.to_crlf(message)
 
 
 @click.command("decrypt")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from ciphermilter import mime
+from ciphermilter.mime import write
 from ciphermilter.core import harvest
 from ciphermilter.core.contract import Context, DecompressionBudget, LimitExceeded, Progress, check_part_count
 from ciphermilter.core.findings import Facts, Report
@@ -53,7 +54,6 @@ CONTENT_HEADERS = (
 RESTORABLE_HEADERS = ("Subject", "To", "Cc", "Reply-To", "In-Reply-To", "References", "Keywords", "Comments")
 _CONTENT_KEYS = frozenset(name.lower() for name in CONTENT_HEADERS)
 _RESTORABLE_KEYS = frozenset(name.lower() for name in RESTORABLE_HEADERS)
-MAX_RESTORED_LINE = 998  # RFC 5322 section 2.1.1
 HANDLERS = (smime.handle, openpgp_mime.handle)
 # Words (in lower case) found in the header block of every entity the handlers act on: each handler's own
 # HEADER_SIGNS, and base64, which can wrap any of them. Searched one by one in a lower-cased copy: a
@@ -126,40 +126,24 @@ def from_fields(entity: mime.Entity) -> tuple[str, ...]:
     return tuple(header.value for header in entity.headers if header.name.lower() == "from")
 
 
-def _counts(headers: list[mime.Header]) -> dict[str, int]:
-    """How many fields each lower-case header name has."""
-    counts: dict[str, int] = {}
-    for header in headers:
-        key = header.name.lower()
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-def _milter_value(header: mime.Header) -> str:
-    """A header's value as libmilter wants it: no leading space, LF before continuation lines."""
-    raw_value = header.raw.partition(b":")[2].lstrip(b" \t")
-    return raw_value.replace(b"\r\n", b"\n").decode("utf-8", "surrogateescape")
-
-
-def _replace_headers(outer: list[mime.Header], inner: list[mime.Header], names: tuple[str, ...], plan: EditPlan, *,
+def _replace_headers(outer: mime.HeaderList, inner: Iterable[mime.Header], names: tuple[str, ...], plan: EditPlan, *,
                      drop_missing: bool) -> None:
     """Make each of ``names`` in ``outer`` equal the first one in ``inner``.
 
     With ``drop_missing``, an outer header the inner side lacks is removed.
     Extra outer copies are removed so exactly one value stays.
     """
-    outer_counts = _counts(outer)
     first_inner: dict[str, mime.Header] = {}
     for header in inner:
         first_inner.setdefault(header.name.lower(), header)
     for name in names:
-        outer_count = outer_counts.get(name.lower(), 0)
+        outer_count = outer.count(name)
         source = first_inner.get(name.lower())
         if source is None:
             if drop_missing:
                 plan.deletions.extend(HeaderDelete(name, i) for i in range(1, outer_count + 1))
             continue
-        value = _milter_value(source)
+        value = write.milter_value(source)
         if outer_count:
             plan.deletions.extend(HeaderDelete(name, i) for i in range(2, outer_count + 1))
             plan.changes.append(HeaderChange(name, 1, value))
@@ -186,10 +170,10 @@ def _restorable_protected_headers(entity: mime.Entity, report: Report) -> list[m
 def _unsafe_reason(header: mime.Header) -> str | None:
     """Why a header of decrypted content must not be copied into the message, or None when it may."""
     try:
-        check_header_value(_milter_value(header))
+        check_header_value(write.milter_value(header))
     except PlanError as exc:
         return str(exc)
-    if any(len(line) > MAX_RESTORED_LINE for line in header.raw.split(b"\r\n")):
+    if any(len(line) > write.MAX_LINE for line in header.raw.split(b"\r\n")):
         return "line too long"
     return None
 
@@ -201,7 +185,7 @@ def _check_content_headers(entity: mime.Entity) -> None:
             raise mime.MimeError(f"decrypted content has an invalid {header.name} header")
 
 
-def _apply_new_entity(plan: EditPlan, outer: list[mime.Header], entity: mime.Entity, settings: Settings,
+def _apply_new_entity(plan: EditPlan, outer: mime.HeaderList, entity: mime.Entity, settings: Settings,
                       report: Report) -> None:
     _check_content_headers(entity)
     _replace_headers(outer, entity.headers, CONTENT_HEADERS, plan, drop_missing=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ciphermilter import mime
+from ciphermilter.mime import write
 
 # RFC 5322 section 3.6.8: field names are printable ASCII except the colon.
 _FIELD_NAME = re.compile(r"[!-9;-~]+\Z")
@@ -50,7 +51,7 @@ class HeaderDelete:
     name: str
     index: int  # 1-based among the headers of this name (case-insensitive), as libmilter counts
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # A deletion names a field the message arrived with and writes nothing, so it cannot inject a
         # header: a forged reserved field with a name RFC 5322 refuses (a space, 8-bit bytes, 300
         # characters) must still be deletable, so only the type is checked here.
@@ -66,7 +67,7 @@ class HeaderChange:
     index: int  # counted after every deletion of the plan has been applied
     value: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_header_name(self.name)
         check_header_value(self.value)
         if self.index < 1:
@@ -78,7 +79,7 @@ class HeaderAdd:
     name: str
     value: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_header_name(self.name)
         check_header_value(self.value)
 
@@ -103,36 +104,25 @@ class EditPlan:
         return sorted(self.deletions, key=lambda d: (d.name.lower(), -d.index))
 
 
-def _occurrence(headers: list[mime.Header], name: str, index: int) -> int | None:
-    """Position in ``headers`` of the index-th header called ``name``, or None."""
-    seen = 0
-    for pos, header in enumerate(headers):
-        if header.name.lower() == name.lower():
-            seen += 1
-            if seen == index:
-                return pos
-    return None
-
-
-def _raw_header(name: str, value: str) -> bytes:
-    return f"{name}: {value}".replace("\n", "\r\n").encode("utf-8", "surrogateescape")
-
-
 def apply_plan(message: bytes, plan: EditPlan) -> bytes:
     """Replay ``plan`` on ``message`` exactly as Postfix would, returning the new message."""
     headers, body_offset = mime.split_headers(message)
-    headers = list(headers)
     for deletion in plan.replay_deletions():
-        pos = _occurrence(headers, deletion.name, deletion.index)
+        pos = headers.occurrence(deletion.name, deletion.index)
         if pos is not None:
-            del headers[pos]
+            headers = headers.without(pos)
     for change in plan.changes:
-        pos = _occurrence(headers, change.name, change.index)
-        new = mime.Header.from_raw(_raw_header(change.name, change.value))
-        if pos is None:
-            headers.append(new)
-        else:
-            headers[pos] = new
-    headers.extend(mime.Header.from_raw(_raw_header(a.name, a.value)) for a in plan.additions)
+        pos = headers.occurrence(change.name, change.index)
+        new = mime.Header.from_raw(write.field(change.name, change.value))
+        headers = headers.plus([new]) if pos is None else headers.replacing(pos, new)
+    headers = headers.plus(mime.Header.from_raw(write.field(a.name, a.value)) for a in plan.additions)
     body = message[body_offset:] if plan.body is None else plan.body
-    return b"".join(h.raw + b"\r\n" for h in headers) + b"\r\n" + body
+    return write.entity((h.raw for h in headers), _as_bytes(body))
+
+
+def _as_bytes(body: bytes | BinaryIO) -> bytes:
+    """A body the workers handed over as an open file, read (the offline command holds bytes already)."""
+    if isinstance(body, bytes):
+        return body
+    body.seek(0)
+    return body.read()

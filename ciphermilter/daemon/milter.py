@@ -38,6 +38,7 @@ from typing import IO, Any, BinaryIO, TypeVar
 import Milter
 
 from ciphermilter import mime
+from ciphermilter.mime import write
 from ciphermilter.config import DaemonConfig
 from ciphermilter.core import pipeline
 from ciphermilter.core.contract import DEADLINE_EXCEEDED
@@ -249,7 +250,7 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
             name_bytes = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else name
             if not self.leading_space:
                 value = b" " + value  # the MTA dropped the white space after the colon; put back the usual one
-            value = value.replace(CRLF, b"\n").replace(b"\n", CRLF)
+            value = write.to_crlf(value)
             self.msg.header_fields.append(name_bytes + b":" + value)
         return self._continue(Milter.P_NR_HDR)
 

@@ -30,6 +30,7 @@ NO_RECIPIENT = "no envelope recipient to decrypt for (reader policy)"
 EXTERNAL, READER, NO_KEY = "external", "internal with a key", "internal without a key"
 
 Candidate = TypeVar("Candidate")
+Key = TypeVar("Key")  # what session_key unwraps: a content key, or an OpenPGP (algorithm, key)
 Content = TypeVar("Content")
 
 
@@ -112,8 +113,8 @@ class Disagreement(Exception):
     """A key of a later group opened a different content key than the one that opened the content."""
 
 
-def open_agreeing(groups: list[list[Candidate]], session_key: Callable[[Candidate], bytes | None],
-                  open_content: Callable[[bytes], Content | None]) -> tuple[Content, Candidate] | None:
+def open_agreeing(groups: list[list[Candidate]], session_key: Callable[[Candidate], Key | None],
+                  open_content: Callable[[Key], Content | None]) -> tuple[Content, Candidate] | None:
     """(content, candidate) opened with a session key that a candidate of every group yields.
 
     ``session_key`` unwraps one candidate's key (None when no attempt fits
@@ -125,20 +126,18 @@ def open_agreeing(groups: list[list[Candidate]], session_key: Callable[[Candidat
     the first group opens nothing; raises :class:`Disagreement` when a later
     group yields no matching key.
     """
-    unwrapped: dict[int, bytes | None] = {}  # by id(): the candidates live as long as this call
+    unwrapped: dict[int, Key | None] = {}  # by id(): the candidates live as long as this call
 
-    def key_of(candidate: Candidate) -> bytes | None:
+    def key_of(candidate: Candidate) -> Key | None:
         if id(candidate) not in unwrapped:
             unwrapped[id(candidate)] = session_key(candidate)
         return unwrapped[id(candidate)]
 
-    opened: tuple[Content, Candidate, bytes] | None = None
+    opened: tuple[Content, Candidate, Key] | None = None
     for candidate in groups[0] if groups else []:
         key = key_of(candidate)
-        if key is None:
-            continue
-        content = open_content(key)
-        if content is not None:
+        content = None if key is None else open_content(key)
+        if key is not None and content is not None:
             opened = (content, candidate, key)
             break
     if opened is None:

@@ -20,7 +20,7 @@ from typing import Literal, TypedDict
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from ciphermilter.store import keyimport, rows, schema
+from ciphermilter.store import keyexport, keyimport, rows, schema
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.rows import ImportResult, KeyKind
 from ciphermilter.store.schema import PathLike, StoreError
@@ -125,7 +125,7 @@ def import_bundles(store: KeyStore, named: list[tuple[str, keyimport.Bundle]]) -
 
 def export_all(store: KeyStore, password: str) -> bytes:
     """Every certificate, key, trust anchor, domain and binding as one container (see keyimport)."""
-    contents = keyimport.ExportContents(domains=list_domains(store))
+    contents = keyexport.ExportContents(domains=list_domains(store))
     contents.certificates = [(row["der"], row["origin"]) for row in store.rows(
         "SELECT der, origin FROM certificates ORDER BY thumbprint")]
     for row in store.rows("SELECT spki_sha256, sealed FROM smime_keys ORDER BY spki_sha256"):
@@ -134,7 +134,7 @@ def export_all(store: KeyStore, password: str) -> bytes:
                           (row["spki_sha256"],))
         if key is None:
             raise StoreError(f"S/MIME key {row['spki_sha256']} does not open with the master key")
-        contents.private_keys.append((cert[0]["der"], key))
+        contents.smime_keys.append((cert[0]["der"], key))
     for row in store.rows("SELECT * FROM pgp_keys ORDER BY fingerprint"):
         pgp_key = (store.pgp_secret(row["fingerprint"], row["sealed_secret"]) if row["sealed_secret"] is not None
                    else rows.load_pgp(row["public_key"]))
@@ -145,7 +145,7 @@ def export_all(store: KeyStore, password: str) -> bytes:
     contents.bindings = [(row["key_id"], row["address"]) for row in store.rows(
         "SELECT key_id, address FROM bindings ORDER BY key_id, address")]
     try:
-        return keyimport.write_export(contents, password, rows.now())
+        return keyexport.write_export(contents, password, rows.now())
     except keyimport.KeyFormatError as exc:
         raise StoreError(str(exc)) from None
 
@@ -153,7 +153,7 @@ def export_all(store: KeyStore, password: str) -> bytes:
 def import_export(store: KeyStore, data: bytes, password: str | None) -> ImportResult:
     """Read back what :func:`export_all` wrote, all or nothing."""
     try:
-        contents = keyimport.read_export(data, password)
+        contents = keyexport.read_export(data, password)
     except keyimport.KeyFormatError as exc:
         raise StoreError(str(exc)) from None
     result = ImportResult(warnings=contents.warnings)
@@ -197,8 +197,8 @@ def export_key(store: KeyStore, ident: str, fmt: ExportFormat, *, secret: bool =
             raise StoreError(f"no private key for {key_id}: PKCS#12 needs one (use --format pem)")
         if not password:
             raise StoreError("a PKCS#12 export needs a password")
-        return keyimport.pkcs12_bytes(row["der"], private_key, password.encode("utf-8"))
-    pem = keyimport.certificate_pem(row["der"]).encode("ascii")
+        return keyexport.pkcs12_bytes(row["der"], private_key, password.encode("utf-8"))
+    pem = keyexport.certificate_pem(row["der"]).encode("ascii")
     if not secret:
         return pem
     if private_key is None:
@@ -220,7 +220,7 @@ def _export_pgp(store: KeyStore, fingerprint: str, secret: bool, password: str |
     key = store.pgp_secret(fingerprint, row["sealed_secret"]) if row["sealed_secret"] is not None else None
     if key is None:
         raise StoreError(f"no secret key for {fingerprint}")
-    return str(keyimport.protected_pgp_key(key, password) if password else key).encode("ascii")
+    return str(keyexport.protected_pgp_key(key, password) if password else key).encode("ascii")
 
 
 # ---------------------------------------------------------------------------- maintenance

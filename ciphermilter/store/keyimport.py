@@ -19,10 +19,11 @@ import base64
 import binascii
 import bisect
 import itertools
-import json
 import re
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import pgpy
 from asn1crypto import core as asn1_core
@@ -30,12 +31,15 @@ from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
-from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
+from pgpy.constants import HashAlgorithm
 from pgpy.errors import PGPDecryptionError, PGPError
 from pgpy.packet.fields import String2Key
 
-from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.formats.openpgp import armor
+from ciphermilter.formats.openpgp.packets import OpenPGPError, packets as openpgp_packets
+from ciphermilter.formats.openpgp.verify import parse_signature
 
 
 class KeyFormatError(ValueError):
@@ -53,7 +57,7 @@ class SecretNeeded(KeyFormatError):
 @dataclass
 class Bundle:
     certificates: list[bytes] = field(default_factory=list)  # DER
-    private_keys: list = field(default_factory=list)  # cryptography private key objects
+    private_keys: list[PrivateKeyTypes] = field(default_factory=list)  # cryptography private key objects
     pgp_keys: list[pgpy.PGPKey] = field(default_factory=list)  # secret keys unprotected
     warnings: list[str] = field(default_factory=list)
 
@@ -73,12 +77,12 @@ def parse(data: bytes, *, password: bytes | None = None, passphrase: str | None 
 def _parse_any(data: bytes, password: bytes | None, passphrase: str | None) -> Bundle:
     if is_export(data):
         raise KeyFormatError("this is a ciphermilter export: read it with 'ciphermilter store import'")
-    if openpgp.ARMOR_BEGIN in data:
-        return _parse_openpgp(_dearmor(data), passphrase)
+    if armor.ARMOR_BEGIN in data:
+        return parse_openpgp(dearmor_keys(data), passphrase)
     if b"-----BEGIN " in data:
-        return _parse_pem(data, password)
+        return parse_pem(data, password)
     if _looks_like_openpgp(data):
-        return _parse_openpgp([data], passphrase)
+        return parse_openpgp([data], passphrase)
     return _parse_der(data, password)
 
 
@@ -94,7 +98,7 @@ class Block:
     end: int  # after the END line's label and dashes
 
 
-def delimited_blocks(data: bytes, begin: re.Pattern, end: re.Pattern) -> list[Block]:
+def delimited_blocks(data: bytes, begin: re.Pattern[bytes], end: re.Pattern[bytes]) -> list[Block]:
     """Every block from a ``begin`` match to the first ``end`` match after it with the same label (group 1),
     in order and apart; a BEGIN without its END is skipped.
 
@@ -131,7 +135,7 @@ _KEY_LABELS = {b"PRIVATE KEY", b"ENCRYPTED PRIVATE KEY", b"RSA PRIVATE KEY", b"E
 _PKCS7_LABELS = {b"PKCS7", b"CMS"}
 
 
-def _parse_pem(data: bytes, password: bytes | None) -> Bundle:
+def parse_pem(data: bytes, password: bytes | None) -> Bundle:
     bundle = Bundle()
     blocks = delimited_blocks(data, _PEM_BEGIN, _PEM_END)
     if not blocks:
@@ -172,7 +176,8 @@ def _certificate_der(der: bytes, error: str) -> bytes:
     return der
 
 
-def _private_key(data: bytes, password: bytes | None, loader, name: str):
+def _private_key(data: bytes, password: bytes | None, loader: Callable[..., PrivateKeyTypes],
+                 name: str) -> PrivateKeyTypes:
     try:
         return loader(data, password=password)
     except TypeError:  # cryptography's way to say "password missing" or "not encrypted"
@@ -188,7 +193,7 @@ def _private_key(data: bytes, password: bytes | None, loader, name: str):
         raise KeyFormatError(f"unsupported private key ({name}): {exc}") from None
 
 
-def _pkcs7(data: bytes, loader) -> list[bytes]:
+def _pkcs7(data: bytes, loader: Callable[[bytes], list[x509.Certificate]]) -> list[bytes]:
     try:
         with warnings.catch_warnings():  # bundles with unsorted SETs (openssl's) parse as BER, with a warning
             warnings.simplefilter("ignore")
@@ -202,7 +207,7 @@ def _first_der_element(data: bytes) -> bytes:
     """The first complete DER element of ``data``; KeyFormatError when it is cut short."""
     try:
         element = asn1_core.Asn1Value.load(data, strict=False)
-        return element.dump()
+        return cast(bytes, element.dump())  # asn1crypto is untyped
     except (ValueError, TypeError) as exc:
         raise KeyFormatError(f"truncated or corrupt DER data: {exc}") from None
 
@@ -229,7 +234,7 @@ def _parse_der(data: bytes, password: bytes | None) -> Bundle:
     if not _der_is_complete(data):
         raise KeyFormatError("truncated or corrupt DER data")
     if _is_pkcs12(data):
-        return _parse_pkcs12(data, password)
+        return parse_pkcs12(data, password)
     try:
         return Bundle(certificates=[x509.load_der_x509_certificate(data).public_bytes(serialization.Encoding.DER)])
     except _BAD_CERTIFICATE:
@@ -247,7 +252,7 @@ def _parse_der(data: bytes, password: bytes | None) -> Bundle:
     raise KeyFormatError("unknown DER structure (not a certificate, private key, PKCS#12 or PKCS#7)")
 
 
-def _parse_pkcs12(data: bytes, password: bytes | None) -> Bundle:
+def parse_pkcs12(data: bytes, password: bytes | None) -> Bundle:
     # Try no password, then the empty one, when the admin gave none: some tools write those.
     attempts = [password] if password is not None else [None, b""]
     for attempt in attempts:
@@ -290,32 +295,20 @@ _FEATURE_AEAD_V5 = 0x02  # 4880bis AEAD Encrypted Data packet
 _FEATURE_SEIPD_V2 = 0x08  # RFC 9580 SEIPD version 2
 
 
-def _dearmor(data: bytes) -> list[bytes]:
+def dearmor_keys(data: bytes) -> list[bytes]:
+    """The key blocks of armored OpenPGP data, read strictly (:func:`armor.dearmor`): a damaged key is refused."""
     blobs = []
     for block in delimited_blocks(data, _ARMOR_BEGIN, _ARMOR_END):
         kind = block.label.decode("ascii")
         if kind not in ("PUBLIC KEY BLOCK", "PRIVATE KEY BLOCK"):
             raise KeyFormatError(f"armored OpenPGP '{kind}' is not a key")
-        body = data[block.body_start:block.body_end]
-        lines = [line.strip() for line in _armor_payload(body.replace(b"\r", b"").split(b"\n"))]
-        lines = [line for line in lines if line and not line.startswith(b"=")]  # "=" starts the CRC line
         try:
-            blobs.append(base64.b64decode(b"".join(lines), validate=True))
-        except binascii.Error:
+            blobs.append(armor.dearmor(data[block.start:block.end], strict=True).data)
+        except OpenPGPError:
             raise KeyFormatError("corrupt armored OpenPGP key (bad base64)") from None
     if not blobs:
         raise KeyFormatError("armored OpenPGP data without a complete BEGIN/END block (truncated?)")
     return blobs
-
-
-def _armor_payload(lines: list[bytes]) -> list[bytes]:
-    """The base64 lines after the armor headers ("Key: value" lines up to a blank line)."""
-    for pos, line in enumerate(lines):
-        if not line.strip():
-            return lines[pos + 1:]
-        if b": " not in line:
-            return lines[pos:]  # some writers omit both the headers and the blank line
-    return lines
 
 
 def _looks_like_openpgp(data: bytes) -> bool:
@@ -326,14 +319,14 @@ def _looks_like_openpgp(data: bytes) -> bool:
     return tag in _KEY_TAGS
 
 
-def _packets(data: bytes):
+def _packets(data: bytes) -> Iterator[tuple[int, bytes, int]]:
     """(tag, body, start) of every packet of a key; KeyFormatError when one is cut short or streamed."""
     try:
-        for packet in openpgp.packets(data):
+        for packet in openpgp_packets(data):
             if packet.streamed:
                 raise KeyFormatError("corrupt OpenPGP data (a partial or indeterminate length in a key)")
             yield packet.tag, packet.body, packet.start
-    except openpgp.OpenPGPError as exc:
+    except OpenPGPError as exc:
         raise KeyFormatError(f"truncated or corrupt OpenPGP data ({exc})") from None
 
 
@@ -357,7 +350,7 @@ def _split_keys(blob: bytes) -> list[tuple[bytes, list[tuple[int, bytes]]]]:
     return [(blob[bounds[i]:bounds[i + 1]], packets[i]) for i in range(len(starts))]
 
 
-def _parse_openpgp(blobs: list[bytes], passphrase: str | None, *, check_user_ids: bool = True) -> Bundle:
+def parse_openpgp(blobs: list[bytes], passphrase: str | None, *, check_user_ids: bool = True) -> Bundle:
     bundle = Bundle()
     for blob in blobs:
         for raw, packets in _split_keys(blob):
@@ -448,7 +441,7 @@ def _uid_text(body: bytes) -> str:
 
 def _verifies(key: pgpy.PGPKey, data: bytes, signature_body: bytes) -> bool:
     try:
-        signature = openpgp.parse_signature(signature_body)
+        signature = parse_signature(signature_body)
         digest = getattr(hashes, HashAlgorithm(signature_body[3]).name)()
         return key._key.verify(data, signature.__sig__, digest) is True
     except Exception:  # noqa: BLE001  pgpy raises assorted errors on what it cannot verify: not certified
@@ -502,7 +495,7 @@ def _feature_warnings(key: pgpy.PGPKey, packets: list[tuple[int, bytes]]) -> lis
             " formats this milter (pgpy) cannot decrypt; consider removing these features from the key"]
 
 
-def _hashed_subpackets(body: bytes):
+def _hashed_subpackets(body: bytes) -> Iterator[tuple[int, bytes]]:
     """(type, value) of a v4 signature's hashed subpackets; nothing for other versions."""
     if len(body) < 6 or body[0] != 4:
         return
@@ -522,116 +515,9 @@ def _hashed_subpackets(body: bytes):
         pos += size
 
 
-# ---------------------------------------------------------------------------- export container
-#
-# ``ciphermilter store export`` writes one JSON document (UTF-8) so that an admin can move every key to a
-# new gateway and read it with ordinary tools:
-#
-#   {"format": "ciphermilter-export", "version": 1, "created": "<ISO 8601>",
-#    "certificates":  [{"pem": "<PEM certificate>", "origin": "imported" | "harvested"}, ...],
-#    "smime_keys":    ["<base64 PKCS#12: one private key with its certificate, under the export password>", ...],
-#    "openpgp_keys":  [{"armored": "<armored key>", "secret": true | false, "origin": "..."}, ...],
-#    "trust_anchors": ["<PEM certificate>", ...],
-#    "domains":       ["example.com", "*.example.org", ...]}
-#
-# Secret OpenPGP keys are protected with the export password (AES-256, iterated and salted S2K).
-
+# The first bytes of a ``ciphermilter store export`` document (:mod:`ciphermilter.store.keyexport`): not a key file.
 EXPORT_FORMAT = "ciphermilter-export"
-EXPORT_VERSION = 1
-
-
-@dataclass
-class ExportContents:
-    certificates: list[tuple[bytes, str]] = field(default_factory=list)  # (DER, origin)
-    private_keys: list = field(default_factory=list)
-    pgp_keys: list[tuple[pgpy.PGPKey, str]] = field(default_factory=list)  # (key, origin)
-    trust_anchors: list[bytes] = field(default_factory=list)
-    domains: list[str] = field(default_factory=list)
-    bindings: list[tuple[str, str]] = field(default_factory=list)  # (key ID, address or @domain): readers
-    warnings: list[str] = field(default_factory=list)
-
-
-def certificate_pem(der: bytes) -> str:
-    body = base64.encodebytes(der).decode("ascii").replace("\n", "")
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
-    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-
-
-def protected_pgp_key(key: pgpy.PGPKey, password: str) -> pgpy.PGPKey:
-    """A passphrase-protected copy of an unprotected secret key (the argument stays as it was)."""
-    copy = pgpy.PGPKey()
-    copy.parse(bytearray(bytes(key)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        copy.protect(password, SymmetricKeyAlgorithm.AES256, HashAlgorithm.SHA256)
-    return copy
-
-
-def pkcs12_bytes(der: bytes, private_key, password: bytes | None, name: bytes | None = None) -> bytes:
-    encryption = (serialization.BestAvailableEncryption(password) if password
-                  else serialization.NoEncryption())
-    return pkcs12.serialize_key_and_certificates(name, private_key, x509.load_der_x509_certificate(der), None,
-                                                 encryption)
-
-
-def write_export(contents: ExportContents, password: str, created: str) -> bytes:
-    if not password:
-        raise KeyFormatError("an export needs a password to protect its private keys")
-    document = {
-        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "created": created,
-        "certificates": [{"pem": certificate_pem(der), "origin": origin} for der, origin in contents.certificates],
-        "smime_keys": [base64.b64encode(pkcs12_bytes(der, key, password.encode("utf-8"))).decode("ascii")
-                       for der, key in contents.private_keys],
-        "openpgp_keys": [{"armored": str(key if key.is_public else protected_pgp_key(key, password)),
-                          "secret": not key.is_public, "origin": origin} for key, origin in contents.pgp_keys],
-        "trust_anchors": [certificate_pem(der) for der in contents.trust_anchors],
-        "domains": list(contents.domains),
-        "bindings": [{"key": key_id, "address": address} for key_id, address in contents.bindings],
-    }
-    return json.dumps(document, indent=1).encode("utf-8")
 
 
 def is_export(data: bytes) -> bool:
     return data.lstrip()[:1] == b"{" and EXPORT_FORMAT.encode() in data[:200]
-
-
-def read_export(data: bytes, password: str | None) -> ExportContents:
-    try:
-        document = json.loads(data.decode("utf-8"))
-        if document.get("format") != EXPORT_FORMAT:
-            raise KeyFormatError("not a ciphermilter export")
-        if document.get("version") != EXPORT_VERSION:
-            raise KeyFormatError(f"export version {document.get('version')} is not supported")
-        return _export_contents(document, password)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise KeyFormatError("corrupt or truncated export file (not valid JSON)") from None
-    except (KeyError, TypeError, AttributeError, binascii.Error):
-        raise KeyFormatError("corrupt export file (unexpected structure)") from None
-
-
-def _export_contents(document: dict, password: str | None) -> ExportContents:
-    needs_password = document["smime_keys"] or any(item["secret"] for item in document["openpgp_keys"])
-    if needs_password and not password:
-        raise KeyFormatError("the export holds private keys: give its password")
-    contents = ExportContents(domains=[str(domain) for domain in document["domains"]],
-                              bindings=[(str(item["key"]), str(item["address"]))
-                                        for item in document.get("bindings", [])])  # none before schema 2
-    for item in document["certificates"]:
-        contents.certificates.extend((der, str(item["origin"])) for der in _parse_pem(item["pem"].encode(), None).certificates)
-    for anchor in document["trust_anchors"]:
-        contents.trust_anchors.extend(_parse_pem(anchor.encode(), None).certificates)
-    for blob in document["smime_keys"]:
-        try:
-            bundle = _parse_pkcs12(base64.b64decode(blob, validate=True), password.encode("utf-8"))
-        except KeyFormatError as exc:
-            raise KeyFormatError(str(exc).replace("PKCS#12 password", "export password")) from None
-        contents.certificates.extend((der, "imported") for der in bundle.certificates)
-        contents.private_keys.extend(bundle.private_keys)
-    for item in document["openpgp_keys"]:
-        # The store's own export: its user IDs were checked when first imported, and pgpy's serialisation
-        # of the stored keys drops feature bits it does not know (SEIPDv2) from the self-signatures, which
-        # then no longer verify.
-        bundle = _parse_openpgp(_dearmor(item["armored"].encode("ascii")), password, check_user_ids=False)
-        contents.pgp_keys.extend((key, str(item["origin"])) for key in bundle.pgp_keys)
-        contents.warnings.extend(bundle.warnings)
-    return contents

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 from ciphermilter import mime
 from ciphermilter.core.contract import Context, HandlerResult, is_whole, is_whole_part, new_content, parse_content
+from ciphermilter.mime import write
 from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp import findings
@@ -51,21 +52,13 @@ KEY_TYPES = ("application/pgp-keys",)
 # Autocrypt header. The core's is_light is made of the handlers' signs, so it cannot drift from them.
 HEADER_SIGNS = (b"pgp", b"multipart/signed", b"multipart/encrypted", b"autocrypt")
 PGP_FILE_SUFFIXES = (".asc", ".pgp", ".gpg")
-MAX_LINE = 998  # RFC 5322 section 2.1.1
 # A file name in Content-Disposition (_without_pgp_suffixes): its start, the byte that ends it, its suffix.
 _FILENAME_PREFIX = re.compile(rb'filename\s*=\s*"?', re.I)
 _FILENAME_STOP = re.compile(rb'[";\r\n]')
 _PGP_SUFFIX = re.compile(rb'\.(?:asc|pgp|gpg)(?=["\s;]|$)', re.I)
-# A line longer than MAX_LINE in text whose line ends are all CRLF; anchored at line starts, so that the
+# A line longer than write.MAX_LINE in text whose line ends are all CRLF; anchored at line starts, so that the
 # search looks at each byte a bounded number of times (unanchored, every byte of a long line starts a scan).
-_LONG_LINE = re.compile(rb"(?:\A|\n)[^\r\n]{%d}" % (MAX_LINE + 1))
-
-
-def _crlf(data: bytes) -> bytes:
-    """Bare LF to CRLF (SMTP line ends); C-level counts and replaces are much faster than a look-behind regex."""
-    if data.count(b"\n") == data.count(b"\r\n"):
-        return data
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+_LONG_LINE = re.compile(rb"(?:\A|\n)[^\r\n]{%d}" % (write.MAX_LINE + 1))
 
 
 def _filename(entity: mime.Entity) -> str:
@@ -85,18 +78,6 @@ def is_pgp_file(entity: mime.Entity) -> bool:
 # --------------------------------------------------------------------------- rebuilding
 
 
-def _rebuild_multipart(entity: mime.Entity, replacements: list[bytes | None]) -> bytes:
-    """The multipart with some parts replaced; delimiters, preamble and epilogue stay byte-exact."""
-    body = entity.body
-    out, pos = [entity.header_bytes], 0
-    for (start, end), new in zip(entity.part_spans, replacements):
-        out.append(body[pos:start])
-        out.append(new if new is not None else body[start:end])
-        pos = end
-    out.append(body[pos:])
-    return b"".join(out)
-
-
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -107,7 +88,7 @@ def _strip_pgp_suffix(name: str) -> str:
 
 def _encode_text(data: bytes) -> tuple[bytes, str, str | None]:
     """(body, Content-Transfer-Encoding, charset) for decrypted text: the lightest encoding that is valid."""
-    data = _crlf(data)
+    data = write.to_crlf(data)
     charset = "utf-8" if data.isascii() or _is_utf8(data) else None
     # Counts and one search instead of a copy without CRLF and a list of lines: decompressed text may
     # be hundreds of MB, and a list of short lines costs five times the text (49 bytes per line of 8).
@@ -117,7 +98,7 @@ def _encode_text(data: bytes) -> tuple[bytes, str, str | None]:
     if clean_lines and charset:
         return data, "8bit", charset
     if b"\0" in data:  # no text, whatever its label: quoted-printable would triple it ("=00"), base64 adds a third
-        return _encode_base64(data), "base64", charset
+        return write.base64_lines(data), "base64", charset
     return binascii.b2a_qp(data), "quoted-printable", charset
 
 
@@ -127,16 +108,6 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-# Input encoded at a time: whole 76-character lines (57 bytes each), about 1 MiB. One object per line for
-# the whole data cost three times the data again (a decompressed part may be hundreds of MB).
-_BASE64_STEP = 57 * 18396
-
-
-def _encode_base64(data: bytes) -> bytes:
-    return b"".join(base64.encodebytes(data[i:i + _BASE64_STEP]).replace(b"\n", b"\r\n")
-                    for i in range(0, len(data), _BASE64_STEP))
 
 
 def _without_pgp_suffixes(raw: bytes) -> bytes:
@@ -174,22 +145,17 @@ def _rewrite_leaf(entity: mime.Entity, data: bytes, *, as_text: bool) -> bytes:
         if charset:
             params["charset"] = charset
     else:
-        body, cte, ctype = _encode_base64(data), "base64", "application/octet-stream"
+        body, cte, ctype = write.base64_lines(data), "base64", "application/octet-stream"
     if "name" in params:
         params["name"] = _strip_pgp_suffix(params["name"])
     content_type = "; ".join([ctype] + [f"{k}={_quote(v)}" for k, v in params.items()])
-    headers = []
+    kept = []
     for header in entity.headers:
         lname = header.name.lower()
         if lname in ("content-type", "content-transfer-encoding"):
             continue
-        raw = header.raw
-        if lname == "content-disposition":
-            raw = _without_pgp_suffixes(raw)
-        headers.append(raw)
-    headers.append(f"Content-Type: {content_type}".encode("utf-8", "surrogateescape"))
-    headers.append(f"Content-Transfer-Encoding: {cte}".encode("ascii"))
-    return b"\r\n".join(headers) + b"\r\n\r\n" + body
+        kept.append(_without_pgp_suffixes(header.raw) if lname == "content-disposition" else header.raw)
+    return write.leaf(kept, content_type, body, cte)
 
 
 # --------------------------------------------------------------------------- PGP/MIME
@@ -224,7 +190,7 @@ def _pgp_mime_encrypted(entity: mime.Entity, state: WalkState, where: str, whole
     block = state.record_opened(opened, where, BlockKind.PGP_MIME_ENCRYPTED)
     if opened.plaintext is None:
         return None
-    content = _crlf(opened.plaintext)
+    content = write.to_crlf(opened.plaintext)
     count_layer(state)
     inner = state.parsed = parse_content(content, state.ctx.settings.limits)
     content = _walk_covered(inner, opened.signatures, state, where + ".d", whole=whole) or content
@@ -243,7 +209,7 @@ def _pgp_mime_signed(entity: mime.Entity, state: WalkState, where: str, whole: b
     signed = parts[0].raw  # sliced from the message on each access: once here
     try:
         signature = _payload(parts[1])
-        results = openpgp.verify_detached(_crlf(signed), signature, state.keyring)
+        results = openpgp.verify_detached(write.to_crlf(signed), signature, state.keyring)
     except (openpgp.OpenPGPError, mime.MimeError) as exc:
         results = [openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, f"unreadable signature ({exc})")]
     state.signatures += results
@@ -323,13 +289,10 @@ def _walk(entity: mime.Entity, state: WalkState, where: str, *, whole: bool) -> 
         return _walk(entity.parts[0], state, where + ".1", whole=whole)
     if entity.is_multipart:
         parts = entity.parts
-        replacements = [
-            _walk(part, state, f"{where}.{i}", whole=is_whole_part(parts, whole))
-            for i, part in enumerate(parts, start=1)
-        ]
-        if all(r is None for r in replacements):
-            return None
-        return _rebuild_multipart(entity, replacements)
+        walked = (_walk(part, state, f"{where}.{i}", whole=is_whole_part(parts, whole))
+                  for i, part in enumerate(parts, start=1))
+        replacements = {index: new for index, new in enumerate(walked) if new is not None}
+        return write.splice(entity, replacements) if replacements else None
     return _leaf(entity, state, where, whole)
 
 

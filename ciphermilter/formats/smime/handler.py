@@ -39,12 +39,11 @@ Headers of our own (all under ``X-CipherMail-Info-``):
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 from typing import Any
 
 from ciphermilter import mime
+from ciphermilter.mime import write
 
 from ciphermilter.formats.smime import cms
 
@@ -150,8 +149,8 @@ class _Walker:
         """Walk the parts in order; a lone part is as whole as its parent, parts side by side are not."""
         parts = entity.parts
         delimiter = b"--" + entity.params["boundary"].encode("utf-8", "surrogateescape")
-        replacements: list[tuple[tuple[int, int], bytes]] = []
-        for part, span in zip(parts, entity.part_spans):
+        replacements: dict[int, bytes] = {}
+        for index, part in enumerate(parts):
             first_level = len(self.layers)
             new = self.unwrap(part, whole=is_whole_part(parts, whole))
             if new is None:
@@ -160,13 +159,10 @@ class _Walker:
                 self._update(first_level, boundary_clash=True)
                 self.info.add(Problem.NOT_DECRYPTED.value, BOUNDARY_CLASH, level=first_level)
                 continue
-            replacements.append((span, new))
+            replacements[index] = new
         if not replacements:
             return None
-        body = entity.body
-        for (start, end), new in reversed(replacements):  # from the end, so earlier offsets stay valid
-            body = body[:start] + new + body[end:]
-        return entity.header_bytes + body
+        return write.splice(entity, replacements)
 
     def _next_level(self) -> int:
         level = len(self.layers)
@@ -429,7 +425,7 @@ class _Walker:
             self._update(level, not_converted=exc.reason)
             return None
         self._update(level, converted_to="multipart/signed")
-        return as_multipart_signed(layer.content, signature, cms.micalg(signers))
+        return write.multipart_signed(layer.content, signature, cms.micalg(signers))
 
     def _verify(self, layer: cms.SignedLayer, content: bytes, level: int) -> list[cms.Signer] | None:
         """Report every signer of the layer; None (and a reason header) when the SignedData is unreadable."""
@@ -550,26 +546,3 @@ def has_bare_line_end(data: bytes) -> bool:
             return True
         start = end
     return False
-
-
-def as_multipart_signed(content: bytes, signature: bytes, micalg: str) -> bytes:
-    """A multipart/signed entity (RFC 8551 section 3.5) carrying ``content`` byte for byte."""
-    boundary = "----=_ciphermilter_" + hashlib.sha256(content).hexdigest()[:24]
-    marker = b"--" + boundary.encode("ascii")
-    if marker in content:  # practically impossible; a longer digest slice would do, but never loop
-        boundary = "----=_ciphermilter_" + hashlib.sha256(signature + content).hexdigest()
-        marker = b"--" + boundary.encode("ascii")
-    encoded = base64.encodebytes(signature).replace(b"\n", b"\r\n")
-    return b"".join([
-        b"Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n",
-        f" micalg={micalg}; boundary=\"{boundary}\"\r\n".encode("ascii"),
-        b"\r\n",
-        b"This is an S/MIME signed message\r\n\r\n",
-        marker, b"\r\n", content, b"\r\n",
-        marker, b"\r\n",
-        b"Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n",
-        b"Content-Transfer-Encoding: base64\r\n",
-        b"Content-Disposition: attachment; filename=\"smime.p7s\"\r\n",
-        b"\r\n", encoded,
-        marker, b"--\r\n",
-    ])

@@ -1,0 +1,187 @@
+"""OpenPGP packet framing (RFC 4880 section 4, RFC 9580 section 4): packets, PKESKs, the errors of the engine.
+
+The engine reads the packet stream itself rather than through pgpy, whose
+decryption path cannot be used as is (see :mod:`.decrypt`). Partial body
+lengths are joined through a memoryview, so a streamed packet costs one copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+WILDCARD_KEYID = "0" * 16
+TAG_PKESK, TAG_SIGNATURE, TAG_SKESK, TAG_ONE_PASS = 1, 2, 3, 4
+TAG_COMPRESSED, TAG_SED, TAG_MARKER, TAG_LITERAL = 8, 9, 10, 11
+TAG_SEIPD, TAG_OCB_AEAD, TAG_PADDING = 18, 20, 21
+RSA_ALGORITHMS = (1, 2)
+ELGAMAL_ALGORITHMS = (16, 20)
+ECDH_ALGORITHM = 18
+INTEGRITY_FAILED = "integrity check failed"
+
+
+class OpenPGPError(ValueError):
+    """The OpenPGP data cannot be processed; ``str()`` is a short reason for a header."""
+
+
+class IntegrityError(OpenPGPError):
+    """The session key opened the data (its quick check passed) but the MDC does not match: the data was changed."""
+
+    def __init__(self) -> None:
+        super().__init__(INTEGRITY_FAILED)
+
+
+class UnsupportedFormat(OpenPGPError):
+    """Valid OpenPGP we cannot read (RFC 9580 SEIPDv2, v6 keys, the OCB AEAD packet)."""
+
+
+
+@dataclass
+class Packet:
+    tag: int
+    body: bytes
+    start: int = 0  # offset of its header in the data
+    streamed: bool = False  # partial or indeterminate length: fine in a message, never in a key
+
+
+def _new_length(data: bytes, pos: int) -> tuple[int, int, bool]:
+    """A new-format length at ``pos``: (length, next position, is a partial length)."""
+    first = data[pos]
+    if first < 192:
+        return first, pos + 1, False
+    if first < 224:
+        if pos + 1 >= len(data):
+            raise OpenPGPError("truncated packet length")
+        return ((first - 192) << 8) + data[pos + 1] + 192, pos + 2, False
+    if first == 255:
+        if pos + 5 > len(data):
+            raise OpenPGPError("truncated packet length")
+        return int.from_bytes(data[pos + 1:pos + 5], "big"), pos + 5, False
+    return 1 << (first & 0x1F), pos + 1, True
+
+
+def packets(data: bytes) -> Iterator[Packet]:
+    """Yield the packets of ``data`` (RFC 4880 section 4.2), joining partial body lengths."""
+    view = memoryview(data)  # the pieces of a partial body are joined without a copy of each first
+    pos = 0
+    while pos < len(data):
+        start, header = pos, data[pos]
+        if not header & 0x80:
+            raise OpenPGPError("not an OpenPGP packet")
+        if header & 0x40:
+            tag = header & 0x3F
+            if pos + 1 >= len(data):
+                raise OpenPGPError("truncated packet header")
+            chunks = []
+            length, pos, partial = _new_length(data, pos + 1)
+            streamed = partial
+            while partial:
+                chunks.append(view[pos:pos + length])
+                pos += length
+                if pos >= len(data):
+                    raise OpenPGPError("truncated partial packet")
+                length, pos, partial = _new_length(data, pos)
+            chunks.append(view[pos:pos + length])
+            if len(chunks[-1]) < length:
+                raise OpenPGPError("truncated packet")
+            body = b"".join(chunks) if len(chunks) > 1 else chunks[0].tobytes()
+        else:
+            tag, length_type = (header >> 2) & 0x0F, header & 0x03
+            streamed = length_type == 3
+            if streamed:  # indeterminate: to the end of the data
+                body, length = data[pos + 1:], len(data) - pos - 1
+                pos += 1
+            else:
+                size = 1 << length_type
+                if pos + 1 + size > len(data):
+                    raise OpenPGPError("truncated packet header")
+                length = int.from_bytes(data[pos + 1:pos + 1 + size], "big")
+                pos += 1 + size
+                body = data[pos:pos + length]
+                if len(body) < length:
+                    raise OpenPGPError("truncated packet")
+        pos += length
+        yield Packet(tag, body, start, streamed)
+
+
+def _mpi_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The octets of an MPI at ``pos`` (RFC 4880 section 3.2): (octets, next position)."""
+    if pos + 2 > len(data):
+        raise OpenPGPError("truncated MPI")
+    end = pos + 2 + (int.from_bytes(data[pos:pos + 2], "big") + 7) // 8
+    if end > len(data):
+        raise OpenPGPError("truncated MPI")
+    return data[pos + 2:end], end
+
+
+def _mpi(data: bytes, pos: int) -> tuple[int, int]:
+    octets, end = _mpi_bytes(data, pos)
+    return int.from_bytes(octets, "big"), end
+
+
+# RSA: (c,), ElGamal: (c1, c2), ECDH: (ephemeral point bytes, wrapped key); () for other algorithms
+SessionKeyFields = tuple[int] | tuple[int, int] | tuple[bytes, bytes] | tuple[()]
+
+
+@dataclass
+class EncryptedSessionKey:
+    """A version 3 public-key encrypted session key packet (RFC 4880 section 5.1)."""
+
+    keyid: str
+    algorithm: int
+    fields: SessionKeyFields
+
+
+def _pkesk_v6_keyid(body: bytes) -> str:
+    """The key ID in a PKESKv6 (RFC 9580 section 5.1.1): v4 fingerprints end with it, v6 ones start with it."""
+    if len(body) < 3 or body[1] == 0:
+        return WILDCARD_KEYID
+    key_version, fingerprint = body[2], body[3:2 + body[1]]
+    return (fingerprint[:8] if key_version == 6 else fingerprint[-8:]).hex().upper()
+
+
+def parse_pkesk(body: bytes) -> EncryptedSessionKey:
+    if not body:
+        raise OpenPGPError("empty PKESK packet")
+    if body[0] == 6:  # RFC 9580: only the recipient's key ID is of use to us
+        return EncryptedSessionKey(_pkesk_v6_keyid(body), -1, ())
+    if body[0] != 3 or len(body) < 10:
+        raise OpenPGPError(f"unknown PKESK version {body[0]}")
+    keyid, algorithm = body[1:9].hex().upper(), body[9]
+    fields: SessionKeyFields
+    if algorithm in RSA_ALGORITHMS:
+        fields = (_mpi(body, 10)[0],)
+    elif algorithm in ELGAMAL_ALGORITHMS:
+        c1, pos = _mpi(body, 10)
+        fields = (c1, _mpi(body, pos)[0])
+    elif algorithm == ECDH_ALGORITHM:
+        point, pos = _mpi_bytes(body, 10)
+        size = body[pos] if pos < len(body) else 0
+        fields = (point, body[pos + 1:pos + 1 + size])
+    else:
+        fields = ()
+    return EncryptedSessionKey(keyid, algorithm, fields)
+
+
+def looks_binary_openpgp(data: bytes) -> bool:
+    """True when ``data`` starts like a binary OpenPGP message (a PKESK, SKESK, compressed, signed... packet)."""
+    if not data or not data[0] & 0x80:
+        return False
+    tag = data[0] & 0x3F if data[0] & 0x40 else (data[0] >> 2) & 0x0F
+    return tag in (TAG_PKESK, TAG_SIGNATURE, TAG_SKESK, TAG_ONE_PASS, TAG_COMPRESSED, TAG_LITERAL, TAG_SEIPD)
+
+
+def frame(tag: int, body: bytes) -> bytes:
+    length = len(body)
+    if length < 192:
+        header = bytes([length])
+    elif length < 8384:
+        header = bytes([((length - 192) >> 8) + 192, (length - 192) & 0xFF])
+    else:
+        header = b"\xff" + length.to_bytes(4, "big")
+    return bytes([0xC0 | tag]) + header + body
+
+
+def signature_packets(data: bytes) -> list[bytes]:
+    """The signature packet bodies of a (dearmored) detached signature."""
+    return [p.body for p in packets(data) if p.tag == TAG_SIGNATURE]
