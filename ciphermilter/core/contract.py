@@ -12,7 +12,7 @@ from ciphermilter import mime
 from ciphermilter.core import harvest
 from ciphermilter.core.findings import Facts, Report
 from ciphermilter.core.info import InfoHeaders
-from ciphermilter.core.seams import KeyLookup
+from ciphermilter.core.seams import NO_KEYS, KeyLookup
 from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.formats.readers import NO_RULE, ReaderRule
 
@@ -130,6 +130,11 @@ class Context:
     def __post_init__(self) -> None:
         if self.decompression is None:
             self.decompression = DecompressionBudget(self.settings.limits.decompressed_limit)
+
+    @property
+    def keys(self) -> KeyLookup:
+        """The key store to look keys up in: an empty one when the handlers run without a store."""
+        return NO_KEYS if self.store is None else self.store
 
     @property
     def budget(self) -> DecompressionBudget:

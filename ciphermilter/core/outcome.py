@@ -8,7 +8,6 @@ outcome into an SMTP reply with the one function here (:func:`refusal`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ciphermilter import mime
@@ -71,7 +70,7 @@ def skipped(verdict: Triage, envelope: Envelope, reason: str) -> Outcome:
                    skip=verdict.skip, facts=Facts(not_internal=verdict.skip is Skip.NOT_INTERNAL))
 
 
-def not_processed(headers: Sequence[mime.Header], reason: str, envelope: Envelope, error: str | None = None,
+def not_processed(headers: mime.HeaderList, reason: str, envelope: Envelope, error: str | None = None,
                   report: Report | None = None, *, skip: Skip | None = None) -> Outcome:
     """The outcome for a message passed on as received: forged headers stripped, the reason added.
 

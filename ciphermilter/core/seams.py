@@ -12,12 +12,13 @@ needs the whole :class:`KeyLookup` and, at the end of a message,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import pgpy
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from ciphermilter.core.harvest import Harvester
+from ciphermilter.core.harvest import Harvester, Offer
 
 
 class PgpKeys(Protocol):
@@ -60,3 +61,56 @@ class Readers(Protocol):
 
 class KeyLookup(PgpKeys, SmimeKeys, Readers, Harvester, Protocol):
     """Everything the pipeline asks of a key store while it processes one message."""
+
+
+class NoKeys:
+    """The key store of a run without one (handler tests, tools): it holds nothing and keeps nothing.
+
+    Handlers and the OpenPGP keyring ask this instead of checking for a
+    missing store at every lookup.
+    """
+
+    def pgp_secret_keys(self, keyid: str) -> list[pgpy.PGPKey]:
+        return []
+
+    def all_pgp_secret_keys(self) -> list[pgpy.PGPKey]:
+        return []
+
+    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[pgpy.PGPKey]:
+        return []
+
+    def data_version(self) -> int:
+        return 0
+
+    def smime_private_keys(self, *, issuer_key: str | None = None, serial: int | None = None,
+                           ski: bytes | None = None) -> list[tuple[bytes, PrivateKeyTypes]]:
+        return []
+
+    def certificates(self, *, issuer_key: str | None = None, serial: int | None = None, ski: bytes | None = None,
+                     email: str | None = None, subject_key: str | None = None) -> list[bytes]:
+        return []
+
+    def trust_anchors(self) -> list[bytes]:
+        return []
+
+    def is_internal_domain(self, domain: str) -> bool:
+        return False
+
+    def reader_addresses(self) -> frozenset[str]:
+        return frozenset()
+
+    def certificate_readers(self, der: bytes) -> frozenset[str]:
+        return frozenset()
+
+    def pgp_readers(self, fingerprint: str) -> frozenset[str]:
+        return frozenset()
+
+    def holds_private_keys(self) -> bool:
+        return False
+
+    def harvest(self, offers: Sequence[Offer], *, per_message: int, per_address: int, per_signer: int,
+                expiry_days: int) -> list[str]:
+        return []
+
+
+NO_KEYS: KeyLookup = NoKeys()

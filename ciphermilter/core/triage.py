@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +81,7 @@ class Triage:
         return self if self.skip is Skip.STORE_UNAVAILABLE else dataclasses.replace(self, skip=Skip.TOO_LARGE)
 
 
-def triage(headers: Sequence[mime.Header], envelope: Envelope, store: Readers | None, settings: Settings, *,
+def triage(headers: mime.HeaderList, envelope: Envelope, store: Readers | None, settings: Settings, *,
            size: int | None = None, store_error: str | None = None) -> Triage:
     """The verdict on a message from its top-level ``headers``, its envelope and (when known) its ``size``.
 
@@ -98,7 +97,7 @@ def triage(headers: Sequence[mime.Header], envelope: Envelope, store: Readers | 
     return dataclasses.replace(verdict, skip=_skip(verdict, headers, settings.limits, size))
 
 
-def _skip(verdict: Triage, headers: Sequence[mime.Header], limits: Limits, size: int | None) -> Skip | None:
+def _skip(verdict: Triage, headers: mime.HeaderList, limits: Limits, size: int | None) -> Skip | None:
     if verdict.store_error is not None:
         return Skip.STORE_UNAVAILABLE
     # A size known here is a limit whoever the message is for (the core, offline); the milter learns the size
@@ -128,7 +127,7 @@ def may_carry_crypto(content_type: str) -> bool:
     return not content_type.startswith(CRYPTO_FREE_TYPES)
 
 
-def _content_type(headers: Sequence[mime.Header]) -> str:
+def _content_type(headers: mime.HeaderList) -> str:
     field_ = next((header for header in headers if header.name.lower() == "content-type"), None)
     return mime.parse_content_type(field_.value if field_ else None)[0]
 
@@ -148,16 +147,9 @@ def forged_flood(forged: int, limits: Limits) -> str | None:
     return f"more than {limits.max_forged_headers} forged X-CipherMail headers"
 
 
-def forged_header_deletions(headers: Sequence[mime.Header]) -> list[HeaderDelete]:
+def forged_header_deletions(headers: mime.HeaderList) -> list[HeaderDelete]:
     """Delete every reserved-namespace header the message arrived with, by libmilter's per-name index."""
-    counts: dict[str, int] = {}
-    deletions = []
-    for header in headers:
-        key = header.name.lower()
-        counts[key] = counts.get(key, 0) + 1
-        if is_reserved(header.name):
-            deletions.append(HeaderDelete(header.name, counts[key]))
-    return deletions
+    return [HeaderDelete(header.name, index) for header, index in headers.numbered() if is_reserved(header.name)]
 
 
 def is_internal(envelope: Envelope, store: Readers | None, settings: Settings) -> bool:

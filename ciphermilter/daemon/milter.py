@@ -118,7 +118,7 @@ class MessageState:
     recipients: list[str] = field(default_factory=list)
     recipient_class: str | None = None  # the class of the first accepted recipient (mixed_recipients = "split")
     header_fields: list[bytes] = field(default_factory=list)  # each field as received, CRLF inside folds
-    headers: list[mime.Header] = field(default_factory=list)  # the fields parsed, once, at end of headers
+    headers: mime.HeaderList = field(default_factory=mime.HeaderList)  # the fields parsed, once, at end of headers
     verdict: Triage | None = None  # the core's triage, taken once at end of headers
     store: KeyLookup | None = None
     store_error: str | None = None

@@ -54,6 +54,7 @@ from typing import Any, BinaryIO, Protocol
 
 from ciphermilter.core import pipeline
 from ciphermilter.core.contract import Progress
+from ciphermilter.core.findings import Report
 from ciphermilter.core.outcome import Outcome
 from ciphermilter.core.seams import KeyLookup
 from ciphermilter.core.settings import Settings
@@ -129,7 +130,11 @@ def _for_the_daemon(outcome: Outcome) -> Outcome:
     The daemon reads the plan, the info headers, the error, the rejection, why a message was skipped
     (Outcome.skip, and its text for the log line) and whom the reader rule refused a decryption for.
     """
-    kept = {key: outcome.report[key] for key in ("skipped", "readers") if outcome.report.get(key)}
+    kept: Report = {}
+    if "skipped" in outcome.report:
+        kept["skipped"] = outcome.report["skipped"]
+    if "readers" in outcome.report:
+        kept["readers"] = outcome.report["readers"]
     return dataclasses.replace(outcome, report=kept)
 
 

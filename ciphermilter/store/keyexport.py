@@ -19,6 +19,7 @@ from typing import Any
 import pgpy
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
@@ -47,7 +48,7 @@ EXPORT_VERSION = 1
 class ExportContents:
     certificates: list[tuple[bytes, str]] = field(default_factory=list)  # (DER, origin)
     private_keys: list[PrivateKeyTypes] = field(default_factory=list)  # as read back: their certificates are above
-    smime_keys: list[tuple[bytes, pkcs12.PKCS12PrivateKeyTypes]] = field(default_factory=list)  # to write: (DER, key)
+    smime_keys: list[tuple[bytes, PrivateKeyTypes]] = field(default_factory=list)  # to write: (DER, key)
     pgp_keys: list[tuple[pgpy.PGPKey, str]] = field(default_factory=list)  # (key, origin)
     trust_anchors: list[bytes] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
@@ -71,8 +72,16 @@ def protected_pgp_key(key: pgpy.PGPKey, password: str) -> pgpy.PGPKey:
     return copy
 
 
-def pkcs12_bytes(der: bytes, private_key: pkcs12.PKCS12PrivateKeyTypes, password: bytes | None,
+# The private keys PKCS#12 carries (cryptography's PKCS12PrivateKeyTypes).
+_PKCS12_KEYS = (rsa.RSAPrivateKey, dsa.DSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
+                ed448.Ed448PrivateKey)
+
+
+def pkcs12_bytes(der: bytes, private_key: PrivateKeyTypes, password: bytes | None,
                  name: bytes | None = None) -> bytes:
+    """The certificate and its private key as PKCS#12; KeyFormatError for a key PKCS#12 cannot carry."""
+    if not isinstance(private_key, _PKCS12_KEYS):  # the store keeps RSA, EC and EdDSA keys: not reached
+        raise KeyFormatError(f"a {type(private_key).__name__} cannot be exported as PKCS#12")
     encryption = (serialization.BestAvailableEncryption(password) if password
                   else serialization.NoEncryption())
     return pkcs12.serialize_key_and_certificates(name, private_key, x509.load_der_x509_certificate(der), None,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
 from pyasn1.codec.der import encoder
 
-from ciphermilter.core.seams import PgpKeys
+from ciphermilter.core.seams import NO_KEYS, PgpKeys
 from ciphermilter.formats.openpgp.packets import ECDH_ALGORITHM, ELGAMAL_ALGORITHMS, RSA_ALGORITHMS
 
 PrivateKey = rsa.RSAPrivateKey | x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey | int  # int: ElGamal's x
@@ -122,29 +122,12 @@ class Keyring:
         return bool(self.source.pgp_public_keys(keyid))
 
 
-class _NoKeys:
-    """The :class:`PgpKeys` of a run without a key store: nothing to decrypt or verify with."""
-
-    def pgp_secret_keys(self, keyid: str) -> list[pgpy.PGPKey]:
-        return []
-
-    def all_pgp_secret_keys(self) -> list[pgpy.PGPKey]:
-        return []
-
-    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[pgpy.PGPKey]:
-        return []
-
-    def data_version(self) -> int:
-        return 0
-
-
-_NO_KEYS: PgpKeys = _NoKeys()
 _KEYRINGS: weakref.WeakKeyDictionary[PgpKeys, Keyring] = weakref.WeakKeyDictionary()
 
 
 def keyring_for(source: PgpKeys | None) -> Keyring:
     """The long-lived :class:`Keyring` of a key store (or of no store), so its cache outlives one message."""
-    keys = _NO_KEYS if source is None else source
+    keys = NO_KEYS if source is None else source
     keyring = _KEYRINGS.get(keys)
     if keyring is None:
         keyring = _KEYRINGS[keys] = Keyring(keys)

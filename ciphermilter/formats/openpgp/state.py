@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ciphermilter import mime
 from ciphermilter.core.contract import Context, LimitExceeded
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp.findings import Action, BlockKind, Decryption, PgpBlock, SignatureFinding
@@ -115,7 +116,7 @@ class WalkState:
         ``PGP-Decryption-Refused: not encrypted to a key of every recipient
         (reader policy)``.
         """
-        return self.ctx.readers.arrange(candidates, lambda candidate: self.ctx.store.pgp_readers(candidate[1].primary))
+        return self.ctx.readers.arrange(candidates, lambda candidate: self.ctx.keys.pgp_readers(candidate[1].primary))
 
 
 def signature_findings(results: list[openpgp.SignatureResult]) -> tuple[SignatureFinding, ...]:

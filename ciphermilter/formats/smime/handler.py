@@ -361,11 +361,11 @@ class _Walker:
 
     def _private_keys(self, recipient: cms.Recipient) -> list[tuple[bytes, Any]]:
         lookup = recipient.lookup
-        return self.ctx.store.smime_private_keys(**lookup) if lookup else []
+        return self.ctx.keys.smime_private_keys(**lookup) if lookup else []
 
     def _arrange(self, candidates: list[cms.Candidate]) -> list[list[cms.Candidate]]:
         """The reader rule: the readers of a key are those of the certificate the RecipientInfo names."""
-        groups = self.ctx.readers.arrange(candidates, lambda candidate: self.ctx.store.certificate_readers(candidate[1]))
+        groups = self.ctx.readers.arrange(candidates, lambda candidate: self.ctx.keys.certificate_readers(candidate[1]))
         return self.ctx.note_keys(groups, decrypts=True)  # only whole (or embedded, if allowed) layers get here
 
     # ------------------------------------------------------------ signatures
@@ -433,7 +433,7 @@ class _Walker:
         self.info.flag("SMIME-Signed")
         self._update(level, content_sha256=ids.sha256_hex(content))
         try:
-            signers = cms.verify(layer, content, lambda lookup: self.ctx.store.certificates(**lookup),
+            signers = cms.verify(layer, content, lambda lookup: self.ctx.keys.certificates(**lookup),
                                  max_rsa_bits=self.limits.max_rsa_bits)
         except cms.CmsError as exc:
             self._signature_failed(level, exc.reason)
@@ -467,7 +467,7 @@ class _Walker:
     def _trust(self, signer: cms.Signer, layer: cms.SignedLayer) -> trust.Verdict:
         if signer.certificate is None:
             return trust.Verdict(False, "signer certificate not found", [])
-        store = self.ctx.store
+        store = self.ctx.keys
         return trust.evaluate(
             signer.certificate,
             message_certificates=layer.certificates,
