@@ -19,7 +19,7 @@ from ciphermilter.core import pipeline as core
 
 from ciphermilter.core import harvest
 
-from ciphermilter.store import keyimport
+from ciphermilter.formats import keyfiles as keyimport
 from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import INFO_PREFIX
 from ciphermilter.store import admin
@@ -112,7 +112,7 @@ def corpus_secrets() -> tuple[dict[str, bytes], dict[str, str]]:
 
 def import_corpus_keys(store) -> dict[str, str]:
     """Import every corpus key file and trust anchor into ``store``; returns {file: error} of refused files."""
-    from ciphermilter.store.keyimport import parse
+    from ciphermilter.formats.keyfiles import parse
     from ciphermilter.store.schema import StoreError
 
     passwords, passphrases = corpus_secrets()

@@ -105,6 +105,23 @@ def test_the_daemon_and_decrypt_agree_on_every_corpus_message(daemon, case, tmp_
     assert through_decrypt(daemon, message, accepted, tmp_path) == by_daemon
 
 
+@pytest.mark.parametrize("recipient", ["bob@corp-pub.example", "zed@elsewhere-pub.example"], ids=["internal", "external"])
+def test_a_message_past_max_message_size_gets_the_same_answer_from_both(daemon, recipient, tmp_path):
+    """The daemon learns the size while it reads the body, and reads it only for internal recipients."""
+    padding = b"x" * 76 + b"\r\n"
+    entity = b"Content-Type: text/plain\r\n\r\n" + padding * (10_300_000 // len(padding))
+    message = smime_encrypt(entity, tmp_path)
+    by_daemon, accepted = through_the_daemon(daemon, message, [recipient])
+
+    assert through_decrypt(daemon, message, accepted, tmp_path) == by_daemon
+    kind, delivered = by_daemon
+    assert isinstance(delivered, (bytes, str))
+    if recipient.endswith("elsewhere-pub.example"):
+        assert by_daemon == ("delivered", message)
+    else:  # held at the limit (bob reads the key): on_limit's default refuses it
+        assert kind == "refused" and "message larger than" in str(delivered)
+
+
 def test_a_decrypted_header_that_is_not_utf8_is_refused_by_both(daemon, tmp_path):
     """libmilter cannot carry the value: the message passes still encrypted, offline as in the daemon."""
     message = smime_encrypt(LATIN1_ENTITY, tmp_path)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from ciphermilter.cli import check
 from ciphermilter.cli.main import main
-from ciphermilter.store.keyimport import parse
+from ciphermilter.formats.keyfiles import parse
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store import admin
 from conftest import CORPUS, ROOT

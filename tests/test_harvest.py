@@ -18,7 +18,7 @@ from cryptography import x509
 
 from ciphermilter.core import pipeline as core
 
-from ciphermilter.store import keyimport
+from ciphermilter.formats import keyfiles as keyimport
 from ciphermilter.store import keystore as store_module
 from ciphermilter.cli.main import main
 from ciphermilter.core.settings import Limits, Settings

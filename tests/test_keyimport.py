@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ciphermilter.store import keyimport
+from ciphermilter.formats import keyfiles as keyimport
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
 from ciphermilter.store import admin

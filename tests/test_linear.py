@@ -28,7 +28,7 @@ from ciphermilter.core import pipeline as core
 
 from ciphermilter.core import info as headers
 
-from ciphermilter.store import keyimport
+from ciphermilter.formats import keyfiles as keyimport
 
 from ciphermilter.formats.openpgp import engine as openpgp
 

@@ -19,7 +19,7 @@ from ciphermilter import mime
 
 from ciphermilter.core import pipeline as core
 
-from ciphermilter.store import keyimport
+from ciphermilter.formats import keyfiles as keyimport
 
 from ciphermilter.formats.smime import handler as smime
 from ciphermilter.core.settings import Limits, Settings

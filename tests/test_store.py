@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ciphermilter.formats import ids
 
-from ciphermilter.store import keyimport
+from ciphermilter.formats import keyfiles as keyimport
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
 from ciphermilter.store import admin

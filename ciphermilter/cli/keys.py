@@ -18,7 +18,8 @@ import click
 from ciphermilter.cli.common import (command_store, echo_json, echo_listing, fail, json_option, open_settings,
                                      removal, report_import, reported)
 from ciphermilter.cli.secrets import interactive, required_secret, secret_options, secret_value, write_private_file
-from ciphermilter.store import admin, keyimport
+from ciphermilter.formats import keyfiles
+from ciphermilter.store import admin
 from ciphermilter.store.admin import ExportFormat, KeyInfo
 from ciphermilter.store.schema import StoreError
 
@@ -42,18 +43,18 @@ def keys_group() -> None:
 
 
 def _parse_with_prompts(name: str, data: bytes, password: str | None,
-                        passphrase: str | None) -> tuple[keyimport.Bundle, str | None, str | None]:
+                        passphrase: str | None) -> tuple[keyfiles.Bundle, str | None, str | None]:
     """Parse one file, asking for a missing password or passphrase when a person is at the terminal."""
     while True:
         try:
-            return keyimport.parse(data, password=password.encode("utf-8") if password is not None else None,
+            return keyfiles.parse(data, password=password.encode("utf-8") if password is not None else None,
                                    passphrase=passphrase), password, passphrase
-        except keyimport.SecretNeeded as exc:
+        except keyfiles.SecretNeeded as exc:
             if not interactive():
                 fail(f"{name}: {exc} (--{exc.kind} or --{exc.kind}-file)")
             answer = str(click.prompt(f"{name}: {exc.kind}", hide_input=True, err=True))
             password, passphrase = (answer, passphrase) if exc.kind == "password" else (password, answer)
-        except keyimport.KeyFormatError as exc:
+        except keyfiles.KeyFormatError as exc:
             fail(f"{name}: {exc}")
 
 

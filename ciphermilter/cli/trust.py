@@ -11,7 +11,8 @@ from typing import BinaryIO
 import click
 
 from ciphermilter.cli.common import command_store, echo_listing, fail, json_option, removal, reported
-from ciphermilter.store import admin, keyimport
+from ciphermilter.formats import keyfiles
+from ciphermilter.store import admin
 from ciphermilter.store.schema import StoreError
 
 
@@ -30,8 +31,8 @@ def trust_add(ctx: click.Context, file: BinaryIO) -> None:
     Examples:
       ciphermilter trust add root-ca.pem
     """
-    with reported(keyimport.KeyFormatError, prefix=f"{file.name}: "):
-        bundle = keyimport.parse(file.read())
+    with reported(keyfiles.KeyFormatError, prefix=f"{file.name}: "):
+        bundle = keyfiles.parse(file.read())
     if bundle.private_keys or bundle.pgp_keys or not bundle.certificates:
         fail(f"{file.name}: a trust anchor file holds certificates only")
     with reported(StoreError, prefix=f"{file.name}: "):

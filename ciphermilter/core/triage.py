@@ -100,12 +100,13 @@ def triage(headers: mime.HeaderList, envelope: Envelope, store: Readers | None, 
 def _skip(verdict: Triage, headers: mime.HeaderList, limits: Limits, size: int | None) -> Skip | None:
     if verdict.store_error is not None:
         return Skip.STORE_UNAVAILABLE
-    # A size known here is a limit whoever the message is for (the core, offline); the milter learns the size
-    # only while it reads the body, which it does for an internal recipient and a type that can be protected.
-    if size is not None and exceeds_size(size, limits):
-        return Skip.TOO_LARGE
+    # Recipients before size: the milter decides at end of headers, before it knows the size, and lets mail for
+    # external recipients pass untouched whatever its size. Offline (the size known at once) the same order
+    # gives the same answer: an external message past max_message_size passes without a Not-Processed header.
     if not verdict.internal:
         return Skip.NOT_INTERNAL
+    if size is not None and exceeds_size(size, limits):
+        return Skip.TOO_LARGE
     if not may_carry_crypto(_content_type(headers)):
         return Skip.NO_PROTECTABLE_TYPE
     return None

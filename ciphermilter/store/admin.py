@@ -20,7 +20,8 @@ from typing import Literal, TypedDict
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from ciphermilter.store import keyexport, keyimport, rows, schema
+from ciphermilter.formats import keyfiles
+from ciphermilter.store import keyexport, rows, schema
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.rows import ImportResult, KeyKind
 from ciphermilter.store.schema import PathLike, StoreError
@@ -95,13 +96,13 @@ def import_file(store: KeyStore, data: bytes, *, filename: str = "", password: b
                 passphrase: str | None = None) -> ImportResult:
     """Import every certificate and key of one file, all or nothing."""
     try:
-        bundle = keyimport.parse(data, password=password, passphrase=passphrase)
-    except keyimport.KeyFormatError as exc:
+        bundle = keyfiles.parse(data, password=password, passphrase=passphrase)
+    except keyfiles.KeyFormatError as exc:
         raise StoreError(f"{filename}: {exc}" if filename else str(exc)) from None
     return import_bundles(store, [(filename, bundle)])
 
 
-def import_bundles(store: KeyStore, named: list[tuple[str, keyimport.Bundle]]) -> ImportResult:
+def import_bundles(store: KeyStore, named: list[tuple[str, keyfiles.Bundle]]) -> ImportResult:
     """Import parsed files in one transaction: all certificates first, so that a key finds its
     certificate in any file of the same import."""
     result = ImportResult()
@@ -124,7 +125,7 @@ def import_bundles(store: KeyStore, named: list[tuple[str, keyimport.Bundle]]) -
 
 
 def export_all(store: KeyStore, password: str) -> bytes:
-    """Every certificate, key, trust anchor, domain and binding as one container (see keyimport)."""
+    """Every certificate, key, trust anchor, domain and binding as one container (see keyexport)."""
     contents = keyexport.ExportContents(domains=list_domains(store))
     contents.certificates = [(row["der"], row["origin"]) for row in store.rows(
         "SELECT der, origin FROM certificates ORDER BY thumbprint")]
@@ -146,7 +147,7 @@ def export_all(store: KeyStore, password: str) -> bytes:
         "SELECT key_id, address FROM bindings ORDER BY key_id, address")]
     try:
         return keyexport.write_export(contents, password, rows.now())
-    except keyimport.KeyFormatError as exc:
+    except keyfiles.KeyFormatError as exc:
         raise StoreError(str(exc)) from None
 
 
@@ -154,7 +155,7 @@ def import_export(store: KeyStore, data: bytes, password: str | None) -> ImportR
     """Read back what :func:`export_all` wrote, all or nothing."""
     try:
         contents = keyexport.read_export(data, password)
-    except keyimport.KeyFormatError as exc:
+    except keyfiles.KeyFormatError as exc:
         raise StoreError(str(exc)) from None
     result = ImportResult(warnings=contents.warnings)
     with store.transaction() as conn:

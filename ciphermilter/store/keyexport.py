@@ -1,7 +1,7 @@
 """The container ``ciphermilter store export`` writes and ``store import`` reads: every key of a gateway in
 one JSON document, private keys under the export password.
 
-Apart from :mod:`ciphermilter.store.keyimport` (which reads key files as an
+Apart from :mod:`ciphermilter.formats.keyfiles` (which reads key files as an
 admin or a message hands them over) because it writes as well as reads, and
 reads what the store itself wrote: user IDs were checked when a key was first
 imported, so they are not checked again.
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
 
-from ciphermilter.store.keyimport import (EXPORT_FORMAT, KeyFormatError, dearmor_keys, parse_openpgp, parse_pem,
+from ciphermilter.formats.keyfiles import (EXPORT_FORMAT, KeyFormatError, dearmor_keys, parse_openpgp, parse_pem,
                                           parse_pkcs12)
 
 # ---------------------------------------------------------------------------- export container

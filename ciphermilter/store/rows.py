@@ -29,7 +29,8 @@ from ciphermilter.core import domains
 from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.smime import trust
-from ciphermilter.store import keyimport, masterkey
+from ciphermilter.formats import keyfiles
+from ciphermilter.store import masterkey
 from ciphermilter.store.schema import StoreError
 
 KeyKind = Literal["x509", "openpgp"]
@@ -243,7 +244,7 @@ def insert_pgp_key(conn: sqlite3.Connection, sealer: masterkey.Sealer, key: pgpy
     public = public_bytes(key)
     gains_secret = not key.is_public and (present is None or present["sealed_secret"] is None)
     gains_packets = present is not None and not (
-        keyimport.packet_contents(public) <= keyimport.packet_contents(present["public_key"]))
+        keyfiles.packet_contents(public) <= keyfiles.packet_contents(present["public_key"]))
     if present is not None and (origin == "harvested" or not (gains_secret or gains_packets)):
         if present["origin"] == "harvested" and origin == "imported":  # the admin vouches for it now
             conn.execute("UPDATE pgp_keys SET origin = 'imported' WHERE fingerprint = ?", (fingerprint,))

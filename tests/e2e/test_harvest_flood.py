@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ciphermilter.store import keyimport
+from ciphermilter.formats import keyfiles as keyimport
 from support.messages import INTERNAL_RECIPIENT
 from support.chain import delivered, submit
 from e2e.test_forged_signers import PREFIX, as_daemon_user, ours

@@ -14,7 +14,7 @@ from typing import Any
 from ciphermilter import mime
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp.state import KeyCandidate, WalkState
-from ciphermilter.store import keyimport
+from ciphermilter.formats import keyfiles
 
 NOT_VOUCHED = "not harvested (no signature by a key an administrator imported covers it)"
 FOREIGN_ADDRESSES = "not harvested (user IDs other than the verified signer's addresses)"
@@ -54,7 +54,7 @@ def harvest_keys(state: WalkState) -> None:
 def _carried_keys(candidate: KeyCandidate, state: WalkState) -> list[Any]:
     if candidate.keys is None:
         try:
-            candidate.keys = keyimport.parse(candidate.data).pgp_keys
+            candidate.keys = keyfiles.parse(candidate.data).pgp_keys
         except Exception as exc:  # whatever the sender sent: pgpy raises assorted errors on what it cannot read
             state.ctx.harvest.note(f"{candidate.where}: refused ({type(exc).__name__})")
             candidate.keys = []
