@@ -48,7 +48,7 @@ def contracts() -> list[dict]:
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     """``lint-imports`` over the package found first on the path: the copy in ``root`` when one is there."""
     env = dict(os.environ, PYTHONPATH=str(root))
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
+    return subprocess.run([str(LINT_IMPORTS), str(root / "pyproject.toml"), "--no-cache"],
                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
 
