@@ -128,6 +128,8 @@ def test_decrypted_content_above_the_message_size_is_held(tools, corpus_store):
     assert_passed_with(raw, outcome, "decrypted content larger than 100000 bytes")
     assert core.refusal(outcome, settings) == (
         "554", "5.7.0", "Encrypted content could not be inspected: decrypted content larger than 100000 bytes")
+    # what the handler found before the limit stays in --explain (the report is taken before the new content)
+    assert outcome.report["openpgp"]["blocks"][0]["encrypted"] is True
 
 
 def test_the_encrypted_bomb_beside_text_is_not_held(corpus_store):

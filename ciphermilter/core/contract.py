@@ -95,7 +95,7 @@ def check_new_content(content: bytes, limits: Limits) -> None:
 
 
 def new_content(content: bytes, limits: Limits, parsed: mime.Entity | None = None) -> mime.Entity:
-    """A handler's new content for the message, as :attr:`HandlerResult.entity`: first bounded by
+    """A handler's new content for the message (:attr:`HandlerResult.content`): first bounded by
     max_message_size, then parsed, or ``parsed`` itself when the handler parsed these very bytes already
     (with :func:`parse_content`, so under the same depth and part limits): decrypted content is parsed once."""
     check_new_content(content, limits)
@@ -166,13 +166,17 @@ class Context:
 class HandlerResult:
     """A handler's findings, rendered: its info headers, its counters and its part of the report.
 
-    ``entity`` is the new content of the message as a complete MIME entity
-    (its content headers, a blank line, its body), parsed by :func:`new_content`,
-    or ``None`` when the content stays as received. The core turns it into
-    header changes and a new body, and hands it to the next handler as it is.
+    ``content`` is the new content of the message as a complete MIME entity
+    (its content headers, a blank line, its body), or ``None`` when the
+    content stays as received; ``parsed`` is the handler's own parse of those
+    very bytes, if it made one. The core takes the report first, then the
+    content through :func:`new_content` (a limit there keeps what the handler
+    found in ``--explain``), turns it into header changes and a new body, and
+    hands the parsed entity to the next handler as it is.
     """
 
     info: InfoHeaders = field(default_factory=InfoHeaders)
-    entity: mime.Entity | None = None
+    content: bytes | None = None
+    parsed: mime.Entity | None = None
     facts: Facts = field(default_factory=Facts)
     report: Report = field(default_factory=lambda: Report())

@@ -17,7 +17,8 @@ from typing import BinaryIO
 from ciphermilter import mime
 from ciphermilter.mime import write
 from ciphermilter.core import harvest
-from ciphermilter.core.contract import Context, DecompressionBudget, LimitExceeded, Progress, check_part_count
+from ciphermilter.core.contract import (Context, DecompressionBudget, LimitExceeded, Progress, check_part_count,
+                                        new_content)
 from ciphermilter.core.findings import Facts, Report
 from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
 from ciphermilter.core.outcome import NOT_PROCESSED as NOT_PROCESSED
@@ -221,8 +222,9 @@ def _run_handlers(message: mime.Entity, ctx: Context,
                   report: Report) -> tuple[InfoHeaders, Facts, mime.Entity | None]:
     """Run every handler on the message as the previous one left it; the new entity, or None if unchanged.
 
-    A handler's new entity is parsed already, checked against max_message_size and the part limit
-    (contract.new_content): the plaintext is parsed once, by the handler that decrypted it.
+    A handler's new content is checked against max_message_size and parsed under the part limit
+    (contract.new_content) after its report is taken, so that a limit there keeps what it found; the
+    plaintext is parsed once, by the handler that decrypted it, whose parse comes along.
     """
     info = InfoHeaders()
     facts = Facts()
@@ -235,8 +237,8 @@ def _run_handlers(message: mime.Entity, ctx: Context,
         info.extend(result.info)
         facts |= result.facts
         report.update(result.report)
-        if result.entity is not None:
-            current = result.entity
+        if result.content is not None:
+            current = new_content(result.content, ctx.settings.limits, result.parsed)
     return info, facts, (None if current is message else current)
 
 

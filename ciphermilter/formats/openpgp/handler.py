@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 
 from ciphermilter import mime
-from ciphermilter.core.contract import Context, HandlerResult, is_whole, is_whole_part, new_content, parse_content
+from ciphermilter.core.contract import Context, HandlerResult, is_whole, is_whole_part, parse_content
 from ciphermilter.mime import write
 from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import engine as openpgp
@@ -330,8 +330,7 @@ class _Walker:
             return None
         found = self._findings()
         # The whole rewritten message: the core takes only its content headers (and RFC 9788 protected ones).
-        new = None if entity is None else new_content(entity, state.ctx.settings.limits, state.parsed)
-        return HandlerResult(info=findings.info_headers(found), entity=new, facts=findings.facts(found),
+        return HandlerResult(info=findings.info_headers(found), content=entity, parsed=state.parsed, facts=findings.facts(found),
                              report={"openpgp": found.explain()})
 
     def _findings(self) -> findings.PgpFindings:

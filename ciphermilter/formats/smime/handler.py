@@ -52,8 +52,7 @@ from ciphermilter.formats import ids
 from ciphermilter.formats import inflate
 
 from ciphermilter.formats.smime import trust
-from ciphermilter.core.contract import (Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, new_content,
-                                        parse_content)
+from ciphermilter.core.contract import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
 from ciphermilter.core.info import InfoHeaders
 from ciphermilter.formats.sender import from_names_signer
 from ciphermilter.formats.smime import findings
@@ -494,8 +493,7 @@ class _Walker:
         mismatch = self.signed and not from_names_signer(self.ctx.from_fields, self.verified_emails)
         if mismatch:
             self.info.flag("Signer-Mismatch")
-        new = None if entity is None else new_content(entity, self.limits, self.parsed)
-        return HandlerResult(info=self.info, entity=new, facts=findings.facts(self.layers, self.signed),
+        return HandlerResult(info=self.info, content=entity, parsed=self.parsed, facts=findings.facts(self.layers, self.signed),
                              report={"smime": findings.explain(self.layers, mismatch, self.verified_emails)})
 
 
