@@ -58,8 +58,7 @@ def handler_entity(case, store, **settings) -> bytes | None:
     """The handler's new entity for the message, with the core's own From: address."""
     message = mime.parse(case_message(case))
     ctx = Context(store=store, settings=Settings(**settings), from_fields=core.from_fields(message))
-    entity = smime.handle(message, ctx).entity
-    return None if entity is None else entity.raw
+    return smime.handle(message, ctx).content
 
 
 def sha256(data: bytes) -> str:
