@@ -27,6 +27,8 @@ from ciphermilter.store import admin
 from bench.shared import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
+# Fixtures several test modules share live in plugins, never in a test module another one imports.
+pytest_plugins = ["support.attack_fixtures", "support.gpg_fixtures", "support.milter_fixtures"]
 
 CORPUS = SHARED / "corpus"
 # Every property test is derandomized and keeps no example database: CI draws the same examples on

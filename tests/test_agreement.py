@@ -3,7 +3,7 @@
 Both promise that what an admin sees offline is what the milter does. Each
 corpus message (and a decrypted header that is not UTF-8, which the daemon
 once refused alone) goes through the real daemon, driven as Postfix drives
-it (tests/test_milter.py's MTA), and through ``ciphermilter decrypt`` with
+it (the MTA of tests/support/milter.py), and through ``ciphermilter decrypt`` with
 the same configuration, store and accepted recipients. The daemon's replies
 are replayed on the message as Postfix would (``plan.apply_plan``); a
 refusal is compared by its SMTP reply.
@@ -22,7 +22,10 @@ from ciphermilter.cli.main import main
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, apply_plan
 from conftest import case_envelope, case_message, corpus_cases
 from support.messages import smime_encrypt
-from test_milter import SENDER, Daemon, Mta, bytes_on_the_wire, daemons, store_file  # noqa: F401 (fixtures)
+from support.milter import SENDER, Daemon, Mta
+
+# The daemon is driven through miltertest, which must carry bytes (support/milter_fixtures.py).
+pytestmark = pytest.mark.usefixtures("bytes_on_the_wire")
 
 CASES = corpus_cases()
 # Content whose Content-Disposition holds a raw Latin-1 byte: libmilter carries UTF-8 header values only.

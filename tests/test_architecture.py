@@ -5,14 +5,17 @@
 * no import cycle between modules, imports under ``TYPE_CHECKING`` included (grimp, import-linter's graph);
 * no module over 600 lines;
 * every module is in ARCHITECTURE.md's module map, and every module the map names exists;
-* ``mypy --strict`` (its configuration is in pyproject.toml) is clean over the whole package.
+* ``mypy --strict`` (its configuration is in pyproject.toml) is clean over the whole package;
+* no module under tests/ imports a test module (``test_*.py``), imports inside functions included: what
+  tests share lives in tests/support and in the conftest files.
 
 The failure messages name what to fix: the broken contract and its import chain, the modules of a cycle,
-the long module and its length, mypy's summary.
+the long module and its length, mypy's summary, the test file, line and test module it imports.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -27,6 +30,7 @@ import grimp
 from conftest import ROOT
 
 PACKAGE = ROOT / "ciphermilter"
+TESTS = ROOT / "tests"
 PYPROJECT = ROOT / "pyproject.toml"
 ARCHITECTURE = ROOT / "ARCHITECTURE.md"
 MAX_LINES = 600
@@ -194,3 +198,63 @@ def test_mypy_strict_is_clean():
     summary = result.stdout.strip().splitlines()[-1:] or [result.stderr.strip()]
     counts = "\n".join(f"{count:4d} {path}" for path, count in per_file.most_common())
     assert result.returncode == 0, f"mypy --strict: {summary[0]}\n{counts}\nfirst errors:\n" + "\n".join(errors[:20])
+
+
+def importable_name(path: Path) -> str:
+    """The dotted name a test file is imported by: from the first folder up without ``__init__.py``
+    (pytest's rootdir-relative "prepend" import mode: tests/e2e/test_split.py is ``e2e.test_split``)."""
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").exists():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts)
+
+
+def imported_names(tree: ast.AST, importer: str) -> list[tuple[int, str]]:
+    """Every module name an import statement anywhere in the file may load (in functions too), with its line:
+    ``import a.b`` gives a and a.b; ``from a import b`` gives a and a.b, as b may be a module."""
+    package = importer.rpartition(".")[0]
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [(node.lineno, ".".join(alias.name.split(".")[:end]))
+                      for alias in node.names for end in range(1, alias.name.count(".") + 2)]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level and package else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names += [(node.lineno, module)] + [(node.lineno, f"{module}.{alias.name}".lstrip("."))
+                                                for alias in node.names]
+    return names
+
+
+def imports_of_test_modules(root: Path, files: list[Path]) -> list[str]:
+    """"file:line imports test_module" for each import of a test module by another module of ``files``."""
+    test_modules = {importable_name(path) for path in files if path.name.startswith("test_")}
+    found = set()
+    for path in files:
+        importer = importable_name(path)
+        for line, name in imported_names(ast.parse(path.read_text(), str(path)), importer):
+            if name in test_modules and name != importer:
+                found.add((path.relative_to(root), line, name))
+    return [f"{path}:{line} imports {name}" for path, line, name in sorted(found)]
+
+
+def test_the_test_import_check_sees_every_form_of_import(tmp_path):
+    (tmp_path / "e2e").mkdir()
+    (tmp_path / "e2e" / "__init__.py").write_text("")
+    (tmp_path / "e2e" / "test_chain.py").write_text("from . import test_split\nfrom .test_split import x\n")
+    (tmp_path / "e2e" / "test_split.py").write_text("import support.chain\n")
+    (tmp_path / "test_milter.py").write_text("def f():\n    from test_flood import flooded\n")
+    (tmp_path / "test_flood.py").write_text("import e2e.test_split as split\nfrom e2e import test_chain\n")
+    (tmp_path / "conftest.py").write_text("import test_milter\n")
+    files = sorted(tmp_path.rglob("*.py"))
+    found = [line.split(" ", 1)[1] for line in imports_of_test_modules(tmp_path, files)]
+    assert sorted(found) == sorted(["imports e2e.test_split"] * 3 + ["imports e2e.test_chain", "imports test_flood",
+                                                                      "imports test_milter"])
+
+
+def test_no_test_module_is_imported_by_another():
+    found = imports_of_test_modules(ROOT, sorted(TESTS.rglob("*.py")))
+    assert not found, ("test modules imported by other modules under tests/ (move what they share to "
+                       "tests/support/<topic>.py or a conftest.py):\n" + "\n".join(found))

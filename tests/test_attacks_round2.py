@@ -1,6 +1,7 @@
 """Second-round attacks on the merged fixes for issue 13: what tests/test_attacks.py did not try.
 
-Same black box and same builders as tests/test_attacks.py (imported from it): every message goes through
+Same black box and same builders as tests/test_attacks.py (tests/support/attack_suite.py, the session fixtures
+in tests/support/attack_fixtures.py): every message goes through
 `ciphermilter --store S decrypt --rcpt ADDR --explain` as a subprocess, on a store built with the CLI from
 the corpus keys; signatures are made with gpg in a throwaway GNUPGHOME (sigrid@sender-pub.example, imported
 into the store by the administrator) and the corpus S/MIME signed message (alice, valid and trusted).
@@ -18,7 +19,7 @@ Commands that build the vectors (besides those documented in tests/test_attacks.
   polluted key
            gpg --export sigrid@sender-pub.example, plus a User ID packet (tag 13) "The CEO
            <ceo@corp-pub.example>" without any signature, imported with `ciphermilter keys import`.
-  captured ciphertexts (R4, R7, R8): the `captured` fixture of tests/test_attacks.py (gpg --encrypt -r bob.pgp,
+  captured ciphertexts (R4, R7, R8): the `captured` fixture (tests/support/attack_fixtures.py; gpg --encrypt -r bob.pgp,
            openssl cms -encrypt to pub-bob), wrapped in multiparts that two MIME parsers read differently.
 
 Families: R1 From: comment hidden by an undecodable encoded word; R2 third part in a PGP/MIME
@@ -35,10 +36,9 @@ import email.policy
 
 import pytest
 
-from test_attacks import (  # noqa: F401  fixtures are used by name
-    ALICE, BOB, SIGRID, base_store, clearsigned, corpus_smime_signed_entity, gpg, message, multipart, pki,
-    sigrid_signed, split, store, text_part, work,
-)
+from support.attack_suite import (ALICE, BOB, BOB_PGP, CAPTURED_READER, EXFIL_HTML, MIXED, SIGRID, Store,
+                                  corpus_smime_signed_entity, crlf, message, pgp_encrypt, pgpmime_encrypted_entity,
+                                  split, text_part)
 
 CEO = "ceo@corp-pub.example"
 SHOWN_CEO = "=?utf-8?q?" + CEO.replace("@", "=40") + "?="  # the comment shows "ceo@corp-pub.example"
@@ -149,8 +149,6 @@ def test_r3_unsigned_text_inside_the_clearsigned_block_is_not_whole(store, clear
 
 # ============================================================================ R4. boundary parameter differential
 
-from test_attacks import CAPTURED_READER, EXFIL_HTML, MIXED, captured  # noqa: E402,F401
-
 
 def boundary_differential(part: bytes, content_type: str) -> bytes:
     """A multipart whose body reads as one part (the captured ciphertext) with boundary "a" and as one
@@ -185,8 +183,6 @@ def test_r4_rfc2231_boundary_differential_is_not_decrypted(store, captured, payl
 
 # ============================================================================ R5. forged fields in an embedded message
 
-from test_attacks import BOB_PGP, crlf, pgp_encrypt, pgpmime_encrypted_entity  # noqa: E402
-
 FORGED = "X-CipherMail-Info-PGP-Signature-Valid: True"
 
 
@@ -214,8 +210,6 @@ def test_r5_forged_field_in_decrypted_content_is_removed(store, gpg, where):
 
 
 # ============================================================================ R6. user IDs without a self-signature
-
-from test_attacks import Store  # noqa: E402
 
 
 def unsigned_uid_packet(uid: str) -> bytes:

@@ -23,13 +23,11 @@ Promises attacked (quoted or condensed):
 
 from __future__ import annotations
 
-import base64
 import os
 import sqlite3
 import stat
 import subprocess
 import sys
-import zlib
 
 import pytest
 from click.testing import CliRunner
@@ -46,12 +44,10 @@ from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store import admin
 from ciphermilter.store import rows as store_rows
 from conftest import BOB, NO_HARVEST, ROOT, corpus_store_file, harvested, info_of
-from support.openpgp_packets import literal, packet
 from support import pki
+from support.attacker_b import (FLOOD, LIMIT, MIB, armored, compressed_data_entity, fields, spelled,
+                                 under_the_bound_bomb, zlib_literal)
 
-MIB = 1 << 20
-LIMIT = Limits().max_forged_headers
-FLOOD = 20_000  # the issue's count that ends in "451 4.3.0 queue file write error"
 PGP_BOB = core.Envelope(recipients=["bob.pgp@corp-pub.example"])
 # What a plan may ask of Postfix's cleanup for one message besides the forged fields it may delete: the
 # content headers of the new body, the protected headers restored, a handful of info headers. Far below
@@ -71,19 +67,7 @@ def header_edits(outcome) -> int:
     return len(plan.deletions) + len(plan.changes) + len(plan.additions)
 
 
-def fields(name: bytes, count: int) -> bytes:
-    return b"".join(name + b": value %d\r\n" % i for i in range(count))
-
-
 # =========================================================================== forged-header flood
-
-
-def spelled(count: int) -> bytes:
-    """``count`` reserved fields in the spellings a filter might miss: any case, both namespaces, white space
-    before the colon, folded values."""
-    names = (b"X-CipherMail-Info-SMIME-Signed", b"x-CIPHERMAIL-info-Signer-Verified-0-0 ", b"X-Djigzo-Info-X\t",
-             b"X-DJIGZO-anything", b"x-ciphermail-")
-    return b"".join(names[i % len(names)] + b": True\r\n folded %d\r\n" % i for i in range(count))
 
 
 def test_forged_fields_in_every_spelling_are_counted_together_exactly_at_the_limit():
@@ -236,19 +220,6 @@ def test_a_harvest_never_evicts_nor_expires_what_the_admin_imported(tmp_path):
 # =========================================================================== bombs
 
 
-def armored(binary: bytes) -> bytes:
-    checksum = base64.b64encode(openpgp.crc24(binary).to_bytes(3, "big"))
-    return (b"-----BEGIN PGP MESSAGE-----\r\n\r\n" + base64.encodebytes(binary).replace(b"\n", b"\r\n")
-            + b"=" + checksum + b"\r\n-----END PGP MESSAGE-----\r\n")
-
-
-def zlib_literal(size: int) -> bytes:
-    """A binary OpenPGP message: a ZLIB compressed packet holding a literal of ``size`` zero bytes."""
-    compressor = zlib.compressobj(9)
-    data = literal(bytes(size))
-    return packet(openpgp.TAG_COMPRESSED, b"\x02" + compressor.compress(data) + compressor.flush())
-
-
 # FAILS: the budget is per OpenPGP message (openpgp.open_message makes a new _Budget for each), not per mail
 # message as documented: three blocks that each unpack to 0.6 of max_decompressed_size pass, 1.8 times the
 # bound in all, in one text part or in three parts alike. With the defaults, N blocks of 255 MiB each cost N
@@ -274,14 +245,6 @@ import resource, subprocess, sys
 subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
-UNDER_THE_BOUND = 200 * MIB  # under the default max_decompressed_size (256 MiB): not refused, so kept whole
-
-
-def under_the_bound_bomb() -> bytes:
-    """A 280 KB message whose one armored block inflates to 200 MiB (no key, no signature needed)."""
-    return message(b"Content-Type: text/plain\r\n\r\n" + armored(zlib_literal(UNDER_THE_BOUND)))
-
-
 # FAILS: a bomb that stays under max_decompressed_size is not refused, and then all of it is held, twice
 # (pgp_decrypt._inflate keeps every piece of a packet that fits and joins them), and the text built from it
 # again: `ciphermilter decrypt` peaks at about 1.3 GB for this 280 KB message (1.56 GB at 250 MiB), five
@@ -321,17 +284,6 @@ def test_many_small_bombs_in_one_part_stay_within_256_mb(tmp_path):
     # configured ceiling the test asserted first (256 MiB): a message may unpack in proportion to its size.
     budget = Limits().decompression_budget(path.stat().st_size)
     assert f"OpenPGP data decompresses to more than {budget} bytes" in report.read_text()
-
-
-def compressed_data_entity(content: bytes) -> bytes:
-    """An S/MIME compressed-data entity (RFC 3274, ZLIB) of ``content``, as any CMS library writes it."""
-    from asn1crypto import cms as asn1_cms
-
-    info = asn1_cms.ContentInfo({"content_type": "compressed_data", "content": asn1_cms.CompressedData({
-        "version": "v0", "compression_algorithm": {"algorithm": "zlib"},
-        "encap_content_info": {"content_type": "data", "content": zlib.compress(content)}})})
-    return (b'Content-Type: application/pkcs7-mime; smime-type=compressed-data; name="smime.p7z"\r\n'
-            b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(info.dump()).replace(b"\n", b"\r\n"))
 
 
 PAYLOAD = b"Content-Type: text/plain\r\n\r\nSECRET-PAYLOAD-4b1e\r\n"

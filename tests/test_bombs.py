@@ -30,24 +30,13 @@ from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp import handler as openpgp_mime
 from ciphermilter.core.settings import DECOMPRESSED_FLOOR, Limits, Settings
 from ciphermilter.core.contract import LimitExceeded
-from conftest import CORPUS, ROOT, corpus_store_file, info_of
+from conftest import ROOT, corpus_store_file, info_of
 from support.openpgp_packets import literal, packet
-from test_openpgp_mime import run
+from support.bombs import BOMB_IDS, BOMBS, TOO_LARGE, too_large
+from support.pipeline import run
 
 MIB = 1 << 20
-BOMB_DIR = Path(__file__).parent / "vectors" / "pgp" / "bombs"
-BOMBS = [*sorted(BOMB_DIR.glob("*.eml")), CORPUS / "malformed-pgp-compression-bomb-bzip2-1GiB" / "message.eml"]
-BOMB_IDS = [p.stem if p.parent == BOMB_DIR else p.parent.name for p in BOMBS]
 DEFAULT_BOUND = Limits().decompressed_limit
-
-
-def too_large(bound: int) -> str:
-    return f"OpenPGP data decompresses to more than {bound} bytes"
-
-
-# Every bomb here is a message under 1 MiB, so what it may unpack to is the floor of the per-message budget
-# (Limits.decompression_budget), far below the configured ceiling: the reason the core gives for each.
-TOO_LARGE = too_large(DECOMPRESSED_FLOOR)
 # What ciphermilter decrypt may hold for a bomb: the interpreter with everything imported (48 MB on
 # a plain message), the 8 MiB kept while counting, the decompressor's state and the message. Half
 # the bound for the daemon and its workers together (256 MB); it was 310 MB.

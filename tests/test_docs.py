@@ -19,9 +19,8 @@ from ciphermilter.core import settings as settings_module
 from ciphermilter.cli.main import main
 from conftest import ROOT
 from bench.shared import SHARED
+from support.man import MAN, MAN_PAGES, page, rendered
 
-MAN = ROOT / "man"
-MAN_PAGES = sorted(MAN.glob("man?/*.?"))
 SYSTEMD = ROOT / "systemd"
 SPEC = SHARED / "spec" / "info-headers.md"
 VENV_CIPHERMILTER = ROOT / ".venv" / "bin" / "ciphermilter"
@@ -29,22 +28,11 @@ VENV_CIPHERMILTER = ROOT / ".venv" / "bin" / "ciphermilter"
 INFO_CALL = re.compile(r"\binfo\.(?:add|flag|boolean)\(\s*(?:\"([A-Za-z0-9-]+)\"|([A-Za-z_][A-Za-z0-9_.]*))")
 
 
-def rendered(page: Path) -> str:
-    """The page as man(1) shows it, wide enough that no name is broken across lines, without overstrikes."""
-    text = subprocess.run(["mandoc", "-Tascii", "-O", "width=200", str(page)], capture_output=True, check=True,
-                          text=True).stdout
-    return re.sub(".\b", "", text)
-
-
 def section(text: str, title: str) -> str:
     """The lines of one top-level section (``NAME``, ``OPTIONS``, ...) of a rendered page."""
     match = re.search(rf"^{re.escape(title)}\n(.*?)(?=^\S)", text, re.S | re.M)
     assert match, f"no section {title}"
     return match.group(1)
-
-
-def page(name: str) -> Path:
-    return next(p for p in MAN_PAGES if p.name == name)
 
 
 # --------------------------------------------------------------------------- lint

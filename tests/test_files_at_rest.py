@@ -18,9 +18,11 @@ from click.testing import CliRunner
 from ciphermilter.daemon import stats
 from ciphermilter.cli.main import main
 from conftest import CORPUS, corpus_store_file
-from test_milter import (bytes_on_the_wire, encrypted, one_message, snapshot_counting, start_daemon,  # noqa: F401
-                         stop_daemons)  # the fixtures too
-from test_flood import flooded
+from support.flood import flooded
+from support.milter import one_message, snapshot_counting, start_daemon, stop_daemons
+
+# The daemon is driven through miltertest, which must carry bytes (support/milter_fixtures.py).
+pytestmark = pytest.mark.usefixtures("bytes_on_the_wire")
 
 USUAL_UMASK = 0o022
 PRIVATE = 0o600

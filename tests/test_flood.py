@@ -22,30 +22,16 @@ from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import is_reserved
 from ciphermilter.core.plan import apply_plan
 from conftest import BOB
+from support.flood import BODY, FORGED_NAMES, KEPT, LIMIT, REASON, flooded, forged_fields
+from support.man import page, rendered
 from support.messages import smime_encrypt
-from test_milter import (EXTERNAL, INTERNAL, SENDER, Mta, bytes_on_the_wire, daemons, expected_eom,  # noqa: F401
-                         snapshot_counting, store_file)  # the fixtures too
+from support.milter import EXTERNAL, INTERNAL, SENDER, Mta, expected_eom, snapshot_counting
 
-LIMIT = Limits().max_forged_headers
-REASON = f"more than {LIMIT} forged X-CipherMail headers"
-# Reserved names in the spellings a sender would use to get one past a filter: several names, any case,
-# the legacy namespace; no one name reaches the limit alone, so only counting them together rejects.
-FORGED_NAMES = (b"X-CipherMail-Info-SMIME-Signed", b"x-ciphermail-info-signer-verified-0-0",
-                b"X-DJIGZO-Info-Signer-Verified", b"X-CipherMail-Anything")
-KEPT = [b"From: alice@sender-pub.example", b"Subject: flood"]
-BODY = b"plain text\r\n"
+# The daemon is driven through miltertest, which must carry bytes (support/milter_fixtures.py).
+pytestmark = pytest.mark.usefixtures("bytes_on_the_wire")
+
+
 INTERNAL_SETTINGS = Settings(internal_domains=["corp-pub.example"])
-
-
-def forged_fields(count: int) -> list[bytes]:
-    return [FORGED_NAMES[i % len(FORGED_NAMES)] + b": True" for i in range(count)]
-
-
-def flooded(count: int) -> bytes:
-    """A plain message with ``count`` forged fields, half of them before its Subject:, half after."""
-    forged = forged_fields(count)
-    fields = [KEPT[0], *forged[:count // 2], KEPT[1], *forged[count // 2:]]
-    return b"\r\n".join(fields) + b"\r\n\r\n" + BODY
 
 
 def process(message: bytes, recipient: str = "bob@corp-pub.example", settings: Settings = INTERNAL_SETTINGS):
@@ -188,7 +174,7 @@ def test_decrypt_at_the_limit_writes_the_message_without_them(corpus_store):
 # --- the daemon, at the protocol level -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def flood_daemon(daemons, store_file):  # noqa: F811 (fixtures imported from test_milter)
+def flood_daemon(daemons, store_file):
     return daemons("flood", store_file, "[limits]\nmax_forged_headers = 100\n")
 
 
@@ -219,7 +205,7 @@ def test_daemon_deletes_a_flood_up_to_the_limit(flood_daemon):
     assert eom == expected_eom(outcome) and len(eom) == LIMIT + 1
 
 
-def test_daemon_logs_and_counts_the_rejection(daemons, store_file):  # noqa: F811
+def test_daemon_logs_and_counts_the_rejection(daemons, store_file):
     counted = daemons("flood-counted", store_file)
     client = Mta(counted.socket)
     try:
@@ -236,8 +222,6 @@ def test_daemon_logs_and_counts_the_rejection(daemons, store_file):  # noqa: F81
 # --- documentation --------------------------------------------------------------------------------------
 
 def test_the_reply_and_the_setting_are_documented():
-    from test_docs import page, rendered
-
     headers = " ".join(rendered(page("ciphermilter-headers.7")).split())
     reply = " ".join(core.reject_reply(core.forged_flood(LIMIT + 1, Limits())))
     assert reply.replace(str(LIMIT), "N") in headers
@@ -246,7 +230,5 @@ def test_the_reply_and_the_setting_are_documented():
 
 
 def test_the_deletion_bound_is_documented():
-    from test_docs import page, rendered
-
     assert DELETIONS.replace(str(LIMIT), "N") in " ".join(rendered(page("ciphermilter-headers.7")).split())
     assert DELETIONS.replace(str(LIMIT), "N") in " ".join(rendered(page("ciphermilter.conf.5")).split())

@@ -23,7 +23,8 @@ from ciphermilter.core.contract import Context
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store import admin
-from conftest import CORPUS, case_envelope, message_envelope, case_message, corpus_cases, ids, info_of
+from conftest import CORPUS, case_envelope, case_message, corpus_cases, ids, info_of
+from support.pipeline import run
 
 VECTORS = Path(__file__).parent / "vectors" / "pgp"
 PGP_CASES = corpus_cases(lambda c: c["smime_or_pgp"] == "pgp")
@@ -45,12 +46,6 @@ SIGNED = [c for c in READABLE if c["signed"]]
 SIGNED_ONLY = [c for c in SIGNED if not c["encrypted"]]
 MIXED_FAMILIES = ("pgp-inline-mixed", "pgp-attachment")
 MIB = 1 << 20
-
-
-def run(message: bytes, store, settings=None, envelope=None):
-    outcome = core.process(message, envelope or message_envelope(message), store, settings)
-    assert outcome.error is None
-    return outcome
 
 
 def expected_plaintext(case) -> bytes:

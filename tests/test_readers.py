@@ -41,7 +41,7 @@ from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
 from ciphermilter.store import admin
 from conftest import CORPUS, NO_HARVEST, corpus_store_file, dump, harvested, info_of
-from test_security import BOB_CERT, OUTER, gpg_home, pgp_encrypt, pgp_mime_part, smime_encrypt, smime_part  # noqa: F401
+from support.to_bob import BOB_CERT, OUTER, pgp_encrypt, pgp_mime_part, smime_encrypt, smime_part
 
 ERIN_CERT = CORPUS / "keys" / "smime" / "pub-erin-p256.cert.pem"
 SECRET = b"Content-Type: text/plain\r\n\r\nthe merger closes on friday\r\n"

@@ -34,56 +34,17 @@ from ciphermilter.daemon.milter import MessageState
 from ciphermilter.core.plan import apply_plan
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store import admin
-from conftest import BOB, CORPUS, case_message, corpus_cases
+from conftest import BOB, case_message, corpus_cases
+from support.to_bob import (BOB_CERT, KEYS, OUTER, PGP_BOB, PGP_BOB_UID, pgp_encrypt, pgp_mime_part, smime_encrypt,
+                            smime_part)
 
-KEYS = CORPUS / "keys"
-BOB_CERT = KEYS / "smime" / "pub-bob.cert.pem"
 BOB_KEY = KEYS / "smime" / "pub-bob.key.pem"
 ZED_CERT = KEYS / "foreign" / "pub-zed-foreign.cert.pem"
-PGP_BOB = KEYS / "pgp" / "pub-pgp-bob-rsa3072.pub.asc"
-PGP_BOB_UID = "bob.pgp@corp-pub.example"
-OUTER = b"From: alice@sender-pub.example\r\nTo: bob@corp-pub.example\r\nSubject: outer subject\r\n"
 SECRET = b"launch code 0451 for EFAIL"
 FIELD_NAME = re.compile(rb"[!-9;-~]+\Z")  # RFC 5322 section 3.6.8
 
 
 # ---------------------------------------------------------------------------- building messages
-
-
-def smime_encrypt(content: bytes, cert: Path = BOB_CERT, cipher: str = "-aes256") -> bytes:
-    """EnvelopedData (DER) of ``content`` exactly as given (``-binary``) for the certificate's key."""
-    return subprocess.run(["openssl", "cms", "-encrypt", "-binary", cipher, "-outform", "DER", "-recip", str(cert)],
-                          input=content, check=True, capture_output=True).stdout
-
-
-def smime_part(der: bytes) -> bytes:
-    """An application/pkcs7-mime entity (headers, blank line, base64 body) carrying ``der``."""
-    return (b'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\r\n'
-            b"Content-Transfer-Encoding: base64\r\n\r\n"
-            + base64.encodebytes(der).replace(b"\n", b"\r\n"))
-
-
-@pytest.fixture(scope="module")
-def gpg_home(tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("gnupg")
-    home.chmod(0o700)
-    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--import", str(PGP_BOB)], check=True, capture_output=True)
-    return home
-
-
-def pgp_encrypt(home: Path, content: bytes) -> bytes:
-    """ASCII-armored OpenPGP message of ``content`` for bob's RSA-3072 key, made by gpg."""
-    return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--trust-model", "always", "--armor",
-                           "--recipient", PGP_BOB_UID, "--encrypt"],
-                          input=content, check=True, capture_output=True).stdout.replace(b"\n", b"\r\n")
-
-
-def pgp_mime_part(armored: bytes) -> bytes:
-    """A multipart/encrypted entity (RFC 3156) carrying ``armored``."""
-    return (b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="pgp-b"\r\n\r\n'
-            b"--pgp-b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
-            b'--pgp-b\r\nContent-Type: application/octet-stream; name="encrypted.asc"\r\n\r\n'
-            + armored + b"--pgp-b--\r\n")
 
 
 def encrypted_message(kind: str, content: bytes, gpg_home: Path) -> bytes:

@@ -23,7 +23,7 @@ import pytest
 from e2e.conftest import STOP_TIMEOUT
 from e2e.load import send
 from support.messages import SENDER
-from e2e.test_split import EXTERNAL, NO_KEY, READERS, copies, smime_message, start_sender
+from support.split import EXTERNAL, NO_KEY, READERS, copies, smime_message, start_sender
 from bench.postfix_instance import stop_master
 
 DEFAULTS_TIMEOUT = 1200.0
@@ -37,7 +37,7 @@ def default_sender(e2e_dir, postfix):
 
 
 def test_deferred_recipients_wait_for_the_next_queue_run(sink, default_sender, tmp_path, monkeypatch):
-    monkeypatch.setattr("e2e.test_split.DELIVERY_TIMEOUT", DEFAULTS_TIMEOUT)
+    monkeypatch.setattr("support.split.DELIVERY_TIMEOUT", DEFAULTS_TIMEOUT)
     marker = f"split-defaults-{time.monotonic_ns()}"
     started = time.monotonic()
     assert send(default_sender.port, smime_message(marker, tmp_path), READERS + [NO_KEY, EXTERNAL], SENDER).code == 250

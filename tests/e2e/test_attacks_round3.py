@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import smtplib
 import threading
 import time
 
@@ -30,8 +29,8 @@ from support.attack_messages import SECRET_ENTITY, Tools, base64_lines, message,
 from ciphermilter.formats.openpgp import engine as openpgp
 from e2e.conftest import VIRUS_MARKER, chown
 from e2e.load import Reply
-from support.messages import INTERNAL_RECIPIENT, SENDER, plain_entity
-from support.chain import assert_nothing_queued, delivered, submit
+from support.messages import INTERNAL_RECIPIENT, plain_entity
+from support.chain import assert_nothing_queued, delivered, submit, timed_submit
 
 BOB_PGP = "bob.pgp@corp-pub.example"
 HELD = "5.7.0 Encrypted content could not be inspected: "
@@ -63,31 +62,6 @@ def pgp_inline(tools: Tools, entity: bytes, count: int) -> bytes:
     data = binary[:found[1].start] * count + binary[found[1].start:]
     armored = b"-----BEGIN PGP MESSAGE-----\r\n\r\n" + base64_lines(data) + b"-----END PGP MESSAGE-----\r\n"
     return message(b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + armored)
-
-
-def timed_submit(port: int, msg: bytes, recipients: list[str]) -> tuple[Reply, float]:
-    """One transaction; the seconds from the final dot (the whole message sent) to the reply."""
-    client = smtplib.SMTP("127.0.0.1", port, timeout=120)
-    try:
-        client.ehlo("attack.e2e.test")
-        client.mail(SENDER)
-        for rcpt in recipients:
-            client.rcpt(rcpt)
-        client.putcmd("data")
-        code, text = client.getreply()
-        assert code == 354, (code, text)
-        data = smtplib.quotedata(msg.decode("latin-1")).encode("latin-1")
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
-        client.send(data + b".\r\n")
-        started = time.monotonic()
-        code, text = client.getreply()
-        return Reply(code, text.decode("utf-8", "replace")), time.monotonic() - started
-    finally:
-        try:
-            client.quit()
-        except (OSError, smtplib.SMTPException):
-            client.close()
 
 
 # =========================================================================== (1) on_limit bypass, whole chain

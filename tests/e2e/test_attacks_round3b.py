@@ -15,8 +15,8 @@ from e2e.load import header_fields
 from support.messages import INTERNAL_RECIPIENT
 from support.chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, without_trace
 from e2e.conftest import VIRUS_MARKER
-from e2e.test_attacks_round3 import timed_submit
-from test_attacks_round3b import FLOOD, LIMIT, compressed_data_entity, fields, spelled, under_the_bound_bomb
+from support.attacker_b import FLOOD, LIMIT, compressed_data_entity, fields, spelled, under_the_bound_bomb
+from support.chain import timed_submit
 
 PEAK_RSS_KIB = 256 * 1000 * 1000 // 1024  # the bound over the daemon and its processes
 

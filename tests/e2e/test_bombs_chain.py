@@ -14,7 +14,7 @@ import uuid
 
 from e2e.load import Ledger, Outgoing, Tally, header_fields, send_all, tagged
 from support.messages import INTERNAL_RECIPIENT, SENDER
-from test_bombs import BOMBS, TOO_LARGE
+from support.bombs import BOMBS, TOO_LARGE
 
 DELIVERY_TIMEOUT = 120.0
 PEAK_RSS_KIB = 256 * 1000 * 1000 // 1024  # the bound: 256 MB over the daemon and its processes

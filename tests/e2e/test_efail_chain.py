@@ -4,8 +4,6 @@ ciphertext is beside sender-chosen content, the body exactly as sent."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from support.attack_messages import ATTACKS, NEVER, SECRET, Tools
@@ -14,19 +12,11 @@ from ciphermilter.core.info import INFO_PREFIX
 from conftest import BOB
 from e2e.load import header_fields
 from support.messages import INTERNAL_RECIPIENT
-from support.chain import delivered, submit, without_trace
-
-OURS = re.compile(rb"^x-ciphermail-info-", re.IGNORECASE)
-
+from support.chain import OURS, delivered, submit, unfolded, without_trace
 
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory) -> Tools:
     return Tools(tmp_path_factory.mktemp("attacker"))
-
-
-def unfolded(field: bytes) -> tuple[str, str]:
-    name, _, value = field.decode("ascii").partition(":")
-    return name, re.sub(r"\r\n(?=[ \t])", "", value).strip()  # RFC 5322 unfolding: the CRLF goes
 
 
 @pytest.mark.parametrize("build, expected, body_kept", [a[1:] for a in ATTACKS], ids=[a[0] for a in ATTACKS])

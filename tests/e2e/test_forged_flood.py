@@ -12,7 +12,7 @@ import pytest
 from e2e.load import header_fields
 from support.messages import INTERNAL_RECIPIENT
 from support.chain import EXTERNAL_RECIPIENT, RESERVED, assert_nothing_queued, delivered, submit, without_trace
-from test_flood import BODY, KEPT, LIMIT, REASON, flooded
+from support.flood import BODY, KEPT, LIMIT, REASON, flooded
 
 RECIPIENTS = pytest.mark.parametrize("recipient", [INTERNAL_RECIPIENT, EXTERNAL_RECIPIENT],
                                      ids=["internal", "external"])

@@ -8,35 +8,14 @@ belongs to root.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 
 import pytest
 
 from support import pki
 from ciphermilter.formats import ids
-from conftest import ROOT
-from e2e.load import header_fields
 from support.messages import INTERNAL_RECIPIENT
-from support.chain import delivered, submit
+from support.chain import PREFIX, as_daemon_user, delivered, ours, submit
 from support.forgery import CEO, TEXT, Gpg, autocrypt, head, pgp_mime_signed
-
-PREFIX = b"X-CipherMail-Info-"
-RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
-
-
-def as_daemon_user(key_store_file, *args: str, data: bytes = b"") -> bytes:
-    """``ciphermilter --store STORE ARGS`` as the daemon's user (nobody, group postfix)."""
-    return subprocess.run([RUNUSER, "-u", "nobody", "-g", "postfix", "--", sys.executable, "-m", "ciphermilter",
-                           "--store", str(key_store_file), *args], input=data, check=True, capture_output=True,
-                          cwd="/", env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stdout
-
-
-def ours(head: bytes) -> list[bytes]:
-    """Our header fields as delivered, unfolded."""
-    return [b" ".join(f.split()) for f in header_fields(head) if f.startswith(PREFIX)]
-
 
 def test_autocrypt_key_signing_for_an_internal_address_is_delivered_as_not_valid(postfix, sink, key_store_file,
                                                                                  tmp_path):

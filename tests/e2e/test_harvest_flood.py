@@ -16,8 +16,7 @@ import pytest
 
 from ciphermilter.formats import keyfiles as keyimport
 from support.messages import INTERNAL_RECIPIENT
-from support.chain import delivered, submit
-from e2e.test_forged_signers import PREFIX, as_daemon_user, ours
+from support.chain import PREFIX, as_daemon_user, delivered, ours, submit
 from support.forgery import TEXT, Gpg, head, pgp_mime_signed, with_keys
 
 FLOOD = Path(__file__).parent.parent / "vectors" / "harvest-flood"

@@ -12,8 +12,7 @@ from ciphermilter.core import pipeline as core
 from conftest import BOB
 from e2e.load import header_fields
 from support.messages import INTERNAL_RECIPIENT
-from support.chain import delivered, submit, without_trace
-from e2e.test_efail_chain import OURS, unfolded
+from support.chain import OURS, delivered, submit, unfolded, without_trace
 from bench.linear import armor_flood_message
 
 FLOOD_SIZE = 8 * 1024 * 1024  # under the default max_message_size (10,240,000): the daemon searches it all
