@@ -19,7 +19,6 @@ import hashlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import pytest
 from conftest import ROOT, corpus_store_file
 from e2e.sink import Sink
 from support.messages import EICAR
+from support.milter import is_listening
 from bench.postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, queued_files, start_private,
                               stop_master, stop_process, wait_until)
 
@@ -51,15 +51,6 @@ GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 RSPAMD_CACHE = Path(tempfile.gettempdir()) / "ciphermilter-e2e-rspamd-cache"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-
-
-def is_listening(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 def chown(path: Path, user: str, group: str | None = None) -> None:

@@ -69,6 +69,16 @@ class Daemon:
         return load(str(self.config)).settings
 
 
+def is_listening(path: Path) -> bool:
+    """Whether a unix socket accepts connections (a bare connect: the milter sees it close at once)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def start_daemon(directory: Path, store: Path, extra: str = "", max_file_size: int | None = None) -> Daemon:
     """The daemon as ``ciphermilter run`` starts it; ``max_file_size`` caps what it may write (RLIMIT_FSIZE)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -84,7 +94,7 @@ def start_daemon(directory: Path, store: Path, extra: str = "", max_file_size: i
                                    preexec_fn=max_file_size and functools.partial(
                                        resource.setrlimit, resource.RLIMIT_FSIZE, (max_file_size, max_file_size)))
     deadline = time.monotonic() + START_TIMEOUT
-    while not sock.exists():
+    while not is_listening(sock):  # the file appears at bind(), a moment before listen(): connect to know
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"daemon did not start:\n{log.read_text()}")
