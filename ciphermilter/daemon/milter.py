@@ -118,7 +118,8 @@ class MessageState:
     recipients: list[str] = field(default_factory=list)
     recipient_class: str | None = None  # the class of the first accepted recipient (mixed_recipients = "split")
     header_fields: list[bytes] = field(default_factory=list)  # each field as received, CRLF inside folds
-    headers: mime.HeaderList = field(default_factory=mime.HeaderList)  # the fields parsed, once, at end of headers
+    # The header block parsed, once, at end of headers: triage reads its fields, a skipped message's outcome the entity.
+    head_entity: mime.Entity | None = None
     verdict: Triage | None = None  # the core's triage, taken once at end of headers
     store: KeyLookup | None = None
     store_error: str | None = None
@@ -149,6 +150,10 @@ class MessageState:
         in_memory = self.spool.tell() <= self.spool_memory  # the spool's own rule for rolling over to a file
         self.spool.seek(0)
         return self.spool.read() if in_memory else self.spool  # type: ignore[return-value]  # a binary file
+
+    @property
+    def headers(self) -> mime.HeaderList:
+        return mime.HeaderList() if self.head_entity is None else self.head_entity.headers
 
     def header_block(self) -> bytes:
         return b"".join(f + CRLF for f in self.header_fields)
@@ -260,7 +265,7 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
         if msg is None:
             return Milter.CONTINUE
         msg.head = msg.header_block()
-        msg.headers = mime.split_headers(msg.head + CRLF)[0]
+        msg.head_entity = mime.parse(msg.head + CRLF)
         verdict = msg.verdict = self._triage(msg)
         if verdict.flood:  # decided before the body: the message can only be refused
             outcome = rejected(verdict.flood, self._envelope(msg), verdict.forged)
@@ -368,7 +373,8 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
 
     def _decided(self, msg: MessageState, verdict: Triage) -> Outcome:
         """The outcome triage decided alone (skipped, too large, no store), from the header block."""
-        outcome = pipeline.decided(verdict, mime.parse(msg.head + CRLF), self._envelope(msg), msg.store,
+        assert msg.head_entity is not None  # parsed at end of headers, where the verdict was taken
+        outcome = pipeline.decided(verdict, msg.head_entity, self._envelope(msg), msg.store,
                                    self.runtime.config.settings)
         assert outcome is not None  # only asked when the verdict skips the message
         return outcome

@@ -7,12 +7,12 @@ The walk (:mod:`ciphermilter.formats.openpgp.handler`), the armored blocks insid
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from ciphermilter import mime
 from ciphermilter.core.contract import Context, LimitExceeded
+from ciphermilter.core.findings import revised
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp.findings import Action, BlockKind, Decryption, PgpBlock, SignatureFinding
 
@@ -87,7 +87,7 @@ class WalkState:
         allowed = self.decrypts(whole)
         action = Action.REPLACED if allowed else Action.WITHHELD
         for number in blocks:
-            self.blocks[number] = dataclasses.replace(self.blocks[number], action=action)
+            self.blocks[number] = revised(self.blocks[number], action=action)
         self.withheld |= not allowed and any(self._encrypted(number) for number in blocks)
         return allowed
 

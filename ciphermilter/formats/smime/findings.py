@@ -3,7 +3,7 @@
 The layers are the ``smime.layers`` of ``ciphermilter decrypt --explain`` (keys pinned by
 tests/test_explain_snapshot.py: a field that was never set is left out, as the report always did) and the
 S/MIME counters of ``ciphermilter stats`` (:func:`facts`). A layer is replaced, never changed, as the walk
-learns more about it (``dataclasses.replace``).
+learns more about it (``core.findings.revised``).
 """
 
 from __future__ import annotations

@@ -39,7 +39,6 @@ Headers of our own (all under ``X-CipherMail-Info-``):
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ciphermilter import mime
@@ -53,6 +52,7 @@ from ciphermilter.formats import inflate
 
 from ciphermilter.formats.smime import trust
 from ciphermilter.core.contract import Context, HandlerResult, LimitExceeded, is_whole, is_whole_part, parse_content
+from ciphermilter.core.findings import revised
 from ciphermilter.core.info import InfoHeaders
 from ciphermilter.formats.sender import from_names_signer
 from ciphermilter.formats.smime import findings
@@ -173,7 +173,7 @@ class _Walker:
 
     def _update(self, level: int, **changes: Any) -> None:
         """What the walk learnt about a layer: its finding is replaced by one with ``changes``."""
-        self.layers[level] = dataclasses.replace(self.layers[level], **changes)
+        self.layers[level] = revised(self.layers[level], **changes)
 
     def _problem(self, level: int, problem: Problem, reason: str, **changes: Any) -> None:
         """A layer stays as received for ``reason``: noted on its finding and written to the problem's header."""
