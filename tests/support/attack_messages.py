@@ -94,20 +94,21 @@ class Tools:
         return (f'Content-Type: application/pkcs7-mime; smime-type={smime_type}; name="smime.p7m"\r\n'.encode()
                 + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64_lines(der))
 
-    def smime_with_decoys(self, content: bytes, decoys: int) -> bytes:
+    def smime_with_decoys(self, content: bytes, decoys: int, *, oaep: bool = False) -> bytes:
         """:meth:`smime_encrypted` with ``decoys`` RecipientInfos for bob first, each wrapping random bytes.
 
         Each one costs the gateway a private-key operation (about 1 ms for bob's RSA-2048) before the real
         one opens the content: thousands make one slow step that no check between steps interrupts.
 
-        The key transport is RSA-OAEP, so random bytes never unwrap to a key. Under PKCS#1 v1.5 the
-        implicit rejection of OpenSSL 3.2+ (in cryptography's own OpenSSL) turns each decoy into a
-        synthetic key; about 1 in 246 has AES-256's 32 bytes, and 1 in 256 of those decrypts the
-        AES-CBC content with valid padding, so 12,000 decoys opened the content to garbage in about
-        one run in five (the control test_without_the_deadline_the_slow_message_decrypts then failed).
+        ``oaep``: the key transport is RSA-OAEP, so random bytes never unwrap to a key, for a test that needs
+        the content to open. Under PKCS#1 v1.5 the implicit rejection of OpenSSL 3.2+ (in cryptography's
+        own OpenSSL) turns each decoy into a synthetic key; about 1 in 246 has AES-256's 32 bytes, and
+        1 in 256 of those decrypts the AES-CBC content with valid padding: 12,000 decoys opened the content
+        to garbage in about one run in five.
         """
+        padding = ["-keyopt", "rsa_padding_mode:oaep"] if oaep else []
         der = self._openssl(["-encrypt", "-binary", "-aes256", "-outform", "DER", "-recip", str(SMIME_BOB[0]),
-                             "-keyopt", "rsa_padding_mode:oaep"], content)
+                             *padding], content)
         info = asn1_cms.ContentInfo.load(der)
         real = info["content"]["recipient_infos"][0].chosen
         random = Random(decoys)
