@@ -135,7 +135,7 @@ HURRIED = replace(NO_HARVEST, limits=Limits(deadline_seconds=0.5, max_recipient_
 
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory) -> bytes:
-    return message(Tools(tmp_path_factory.mktemp("tools")).smime_with_decoys(SECRET_ENTITY, DECOYS, oaep=True))
+    return message(Tools(tmp_path_factory.mktemp("tools")).smime_with_decoys(SECRET_ENTITY, DECOYS))
 
 
 def worker_pids() -> set[int]:

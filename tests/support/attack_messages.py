@@ -94,21 +94,20 @@ class Tools:
         return (f'Content-Type: application/pkcs7-mime; smime-type={smime_type}; name="smime.p7m"\r\n'.encode()
                 + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64_lines(der))
 
-    def smime_with_decoys(self, content: bytes, decoys: int, *, oaep: bool = False) -> bytes:
-        """:meth:`smime_encrypted` with ``decoys`` RecipientInfos for bob first, each wrapping random bytes.
+    def smime_with_decoys(self, content: bytes, decoys: int) -> bytes:
+        """An AuthEnvelopedData (AES-256-GCM) of ``content`` for bob with ``decoys`` RecipientInfos for bob
+        first, each wrapping random bytes.
 
         Each one costs the gateway a private-key operation (about 1 ms for bob's RSA-2048) before the real
         one opens the content: thousands make one slow step that no check between steps interrupts.
 
-        ``oaep``: the key transport is RSA-OAEP, so random bytes never unwrap to a key, for a test that needs
-        the content to open. Under PKCS#1 v1.5 the implicit rejection of OpenSSL 3.2+ (in cryptography's
-        own OpenSSL) turns each decoy into a synthetic key; about 1 in 246 has AES-256's 32 bytes, and
-        1 in 256 of those decrypts the AES-CBC content with valid padding: 12,000 decoys opened the content
-        to garbage in about one run in five.
+        GCM, not CBC: under PKCS#1 v1.5 the implicit rejection of OpenSSL 3.2+ (in cryptography's own
+        OpenSSL) turns each decoy into a synthetic key; about 1 in 246 has AES-256's 32 bytes, and 1 in 256
+        of those decrypted CBC content with valid padding. 12,000 decoys opened the content to garbage, and
+        early, in about one run in five (a deadline test then saw no deadline). A GCM tag never verifies
+        under a wrong key.
         """
-        padding = ["-keyopt", "rsa_padding_mode:oaep"] if oaep else []
-        der = self._openssl(["-encrypt", "-binary", "-aes256", "-outform", "DER", "-recip", str(SMIME_BOB[0]),
-                             *padding], content)
+        der = self._openssl(["-encrypt", "-binary", "-aes-256-gcm", "-outform", "DER", str(SMIME_BOB[0])], content)
         info = asn1_cms.ContentInfo.load(der)
         real = info["content"]["recipient_infos"][0].chosen
         random = Random(decoys)
@@ -119,7 +118,7 @@ class Tools:
             decoy["encrypted_key"] = b"\0" + random.randbytes(len(real["encrypted_key"].native) - 1)
             decoy_infos.append(asn1_cms.RecipientInfo(name="ktri", value=decoy))
         info["content"]["recipient_infos"] = [*decoy_infos, *info["content"]["recipient_infos"]]
-        return self.smime_entity(info.dump(force=True), "enveloped-data")
+        return self.smime_entity(info.dump(force=True), "authEnveloped-data")
 
     def smime_signed(self, content: bytes, signer=SMIME_BOB) -> bytes:
         """A multipart/signed entity over ``content`` (CRLF, kept exact), made by ``openssl cms -sign``."""
