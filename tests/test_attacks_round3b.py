@@ -35,6 +35,7 @@ from click.testing import CliRunner
 from bench import failure_pairs
 from support.attack_messages import SMIME_ERIN, Tools, message, multipart
 from ciphermilter.core import pipeline as core
+from ciphermilter.core.outcome import refusal
 from ciphermilter.formats.openpgp import decrypt as pgp_decrypt
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.cli.main import main
@@ -79,7 +80,7 @@ def test_forged_fields_in_every_spelling_are_counted_together_exactly_at_the_lim
 
     over = core.process(message(plain, extra=spelled(LIMIT + 1)), BOB, None, settings)
     assert over.reject == f"more than {LIMIT} forged X-CipherMail headers"
-    assert core.refusal(over, settings) == ("554", "5.7.0", f"Message rejected: more than {LIMIT} forged X-CipherMail headers")
+    assert refusal(over, settings) == ("554", "5.7.0", f"Message rejected: more than {LIMIT} forged X-CipherMail headers")
 
 
 # FAILS: the flood check counts only reserved names, but the milter also deletes every extra copy of the
@@ -146,7 +147,7 @@ def test_repeated_protected_headers_cost_no_deletion_flood(tools, corpus_store, 
 def assert_held_at_the_deletion_bound(outcome):
     """Content the gateway can decrypt, stopped at the deletion bound: on_limit applies (554 by default)."""
     assert outcome.held_at_limit == TOO_MANY_DELETIONS and outcome.plan.body is None
-    assert core.refusal(outcome, Settings()) == (
+    assert refusal(outcome, Settings()) == (
         "554", "5.7.0", f"Encrypted content could not be inspected: {TOO_MANY_DELETIONS}")
 
 
@@ -304,7 +305,7 @@ def test_compressed_data_inside_encryption_never_reaches_the_scanners_still_pack
 
     body = outcome.plan.body if outcome.plan.body is None or isinstance(outcome.plan.body, (bytes, bytearray)) \
         else outcome.plan.body.read()
-    refused = core.refusal(outcome, Settings())
+    refused = refusal(outcome, Settings())
     assert refused is not None or (body is not None and b"SECRET-PAYLOAD-4b1e" in body), (
         info_of(outcome), (body or b"")[:120])
 

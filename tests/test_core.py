@@ -3,6 +3,7 @@ import pytest
 from ciphermilter import mime
 
 from ciphermilter.core import pipeline as core
+from ciphermilter.core.outcome import NOT_PROCESSED
 from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.info import is_reserved
 from ciphermilter.core.plan import EditPlan, apply_plan
@@ -136,7 +137,7 @@ def test_an_oversized_message_in_a_file_passes_with_a_reason():
 def acted_on(case, store) -> bool:
     """The handlers found something in the case's message or decrypted it (a limit reached is no finding)."""
     outcome = core.process(case_message(case), case_envelope(case), store, NO_HARVEST)
-    findings = [name for name, _ in outcome.info if name != "X-CipherMail-Info-" + core.NOT_PROCESSED]
+    findings = [name for name, _ in outcome.info if name != "X-CipherMail-Info-" + NOT_PROCESSED]
     return bool(findings) or outcome.plan.body is not None
 
 

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from ciphermilter import mime
 
 from ciphermilter.core import pipeline as core
+from ciphermilter.core.outcome import refusal, reject_reply
+from ciphermilter.core.triage import forged_flood
 
 from ciphermilter.daemon import stats
 from ciphermilter.cli.main import main
@@ -59,7 +61,7 @@ def test_one_more_than_the_limit_rejects_the_message(recipient):
     outcome = process(message, recipient)
 
     assert outcome.reject == REASON == "more than 100 forged X-CipherMail headers"
-    assert core.reject_reply(outcome.reject) == ("554", "5.7.0", f"Message rejected: {REASON}")
+    assert reject_reply(outcome.reject) == ("554", "5.7.0", f"Message rejected: {REASON}")
     assert (outcome.plan.deletions, outcome.plan.additions, outcome.plan.body, len(outcome.info)) == ([], [], None, 0)
     assert outcome.report["forged_headers"] == LIMIT + 1 and outcome.error is None
 
@@ -73,8 +75,8 @@ def test_the_limit_is_a_setting():
 
 def test_forged_flood_is_the_one_rule_for_the_daemon_and_the_core():
     """The daemon counts the fields it is handed and asks the same function the core asks."""
-    assert core.forged_flood(LIMIT, Limits()) is None
-    assert core.forged_flood(LIMIT + 1, Limits()) == REASON
+    assert forged_flood(LIMIT, Limits()) is None
+    assert forged_flood(LIMIT + 1, Limits()) == REASON
     message = flooded(LIMIT + 1)
     forged = sum(is_reserved(h.name) for h in mime.split_headers(message)[0])
     assert forged == LIMIT + 1
@@ -143,8 +145,8 @@ def test_forged_and_content_deletions_are_bounded_together(corpus_store, tmp_pat
     assert over.plan.body is None and over.held_at_limit == DELETIONS == "more than 100 header fields to remove"
     assert over.info.as_dict() == {"X-CipherMail-Info-Not-Processed": DELETIONS}
     assert len(over.plan.deletions) == forged and all(is_reserved(d.name) for d in over.plan.deletions)
-    assert core.refusal(over, Settings()) == ("554", "5.7.0", f"Encrypted content could not be inspected: {DELETIONS}")
-    assert core.refusal(over, Settings(on_limit="pass")) is None
+    assert refusal(over, Settings()) == ("554", "5.7.0", f"Encrypted content could not be inspected: {DELETIONS}")
+    assert refusal(over, Settings(on_limit="pass")) is None
 
 
 # --- ciphermilter decrypt -----------------------------------------------------------------------------
@@ -223,7 +225,7 @@ def test_daemon_logs_and_counts_the_rejection(daemons, store_file):
 
 def test_the_reply_and_the_setting_are_documented():
     headers = " ".join(rendered(page("ciphermilter-headers.7")).split())
-    reply = " ".join(core.reject_reply(core.forged_flood(LIMIT + 1, Limits())))
+    reply = " ".join(reject_reply(forged_flood(LIMIT + 1, Limits())))
     assert reply.replace(str(LIMIT), "N") in headers
     assert "exit status 3 too when the daemon would refuse the message outright" in " ".join(
         rendered(page("ciphermilter.1")).split()).lower()

@@ -23,6 +23,7 @@ from support.attack_messages import ATTACKER_TEXT, SECRET, SECRET_ENTITY, SMIME_
 from ciphermilter import config
 from ciphermilter.cli import check
 from ciphermilter.core import pipeline as core
+from ciphermilter.core.outcome import refusal
 from ciphermilter.daemon import stats
 from ciphermilter.cli.main import main
 from ciphermilter.core.settings import Limits, Settings
@@ -126,7 +127,7 @@ def test_decrypted_content_above_the_message_size_is_held(tools, corpus_store):
 
     assert outcome.held_at_limit == "decrypted content larger than 100000 bytes"
     assert_passed_with(raw, outcome, "decrypted content larger than 100000 bytes")
-    assert core.refusal(outcome, settings) == (
+    assert refusal(outcome, settings) == (
         "554", "5.7.0", "Encrypted content could not be inspected: decrypted content larger than 100000 bytes")
     # what the handler found before the limit stays in --explain (the report is taken before the new content)
     assert outcome.report["openpgp"]["blocks"][0]["encrypted"] is True

@@ -16,6 +16,7 @@ from asn1crypto import cms as asn1_cms
 
 from support.attack_messages import Tools, message, multipart
 from ciphermilter.core import pipeline as core
+from ciphermilter.core.outcome import refusal
 from ciphermilter.core.settings import Limits, Settings
 from conftest import BOB, info_of
 
@@ -66,7 +67,7 @@ def test_compressed_inside_encryption_is_decrypted_and_unpacked(tools, corpus_st
     assert info["SMIME-Encrypted"] == "True" and info["SMIME-Compressed"] == "True"
     assert "Not-Processed" not in info and "SMIME-Unsupported-1" not in info
     assert body_of(outcome) == b"the packed words 7c2e\r\n"
-    assert core.refusal(outcome, Settings()) is None
+    assert refusal(outcome, Settings()) is None
 
 
 def test_a_compressed_part_beside_others_is_unpacked_too(corpus_store):
@@ -88,7 +89,7 @@ def test_a_bomb_inside_encryption_is_held_at_the_limit(tools, corpus_store):
     reason = f"S/MIME compressed data decompresses to more than {MIB} bytes"
     assert outcome.held_at_limit == reason
     assert info_of(outcome)["Not-Processed"] == reason
-    assert core.refusal(outcome, settings) == ("554", "5.7.0", f"Encrypted content could not be inspected: {reason}")
+    assert refusal(outcome, settings) == ("554", "5.7.0", f"Encrypted content could not be inspected: {reason}")
 
 
 def test_the_budget_is_shared_by_every_compressed_layer_of_the_message(corpus_store):

@@ -15,7 +15,8 @@ from ciphermilter.core.findings import Facts, Failure, Report
 from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import InfoHeaders
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange
-from ciphermilter.core.triage import Envelope, Skip, Triage, forged_header_deletions
+from ciphermilter.core.skip import Skip
+from ciphermilter.core.triage import Envelope, Triage, forged_header_deletions
 
 NOT_PROCESSED = "Not-Processed"
 

@@ -21,17 +21,14 @@ from ciphermilter.core.contract import (Context, DecompressionBudget, LimitExcee
                                         new_content)
 from ciphermilter.core.findings import Facts, Report
 from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
-from ciphermilter.core.outcome import NOT_PROCESSED as NOT_PROCESSED
 from ciphermilter.core.outcome import Outcome as Outcome
 from ciphermilter.core.outcome import non_utf8_header, not_processed, rejected, skipped
-from ciphermilter.core.outcome import refusal as refusal
-from ciphermilter.core.outcome import reject_reply as reject_reply
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
 from ciphermilter.core.seams import KeyLookup, Readers
 from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.triage import Envelope as Envelope
-from ciphermilter.core.triage import QueueLog, Skip, Triage, is_internal_address, triage
-from ciphermilter.core.triage import forged_flood as forged_flood
+from ciphermilter.core.skip import Skip
+from ciphermilter.core.triage import QueueLog, Triage, is_internal_address, triage
 from ciphermilter.formats import readers
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp import handler as openpgp_mime
@@ -265,7 +262,7 @@ def process(
     a bug of ours gives a plan that only strips forged headers and adds a
     ``Not-Processed`` reason, with ``Outcome.error`` set for the daemon's
     ``on_error`` policy when the fault is ours. A flood of forged headers
-    (:func:`forged_flood`) sets ``Outcome.reject`` instead. Only an error reading a
+    (:func:`~ciphermilter.core.triage.forged_flood`) sets ``Outcome.reject`` instead. Only an error reading a
     spool file (OSError) propagates: the daemon applies on_error to it.
 
     ``deadline`` (a time.monotonic() value) replaces now + deadline_seconds

@@ -48,7 +48,7 @@ class Limits:
     max_harvest_per_signer: int = 10
     # Reserved-namespace fields (X-CipherMail-, X-Djigzo-) a message may arrive with and still be accepted:
     # each costs Postfix's cleanup one deletion, and deletions are quadratic there (10,000 took 23 s,
-    # 20,000 ended in "451 queue file write error"). Above it the message is rejected (core.forged_flood).
+    # 20,000 ended in "451 queue file write error"). Above it the message is rejected (triage.forged_flood).
     max_forged_headers: int = 100
 
     @property

@@ -26,7 +26,7 @@ from ciphermilter.core import domains
 from ciphermilter.core.info import is_reserved
 from ciphermilter.core.plan import HeaderDelete
 from ciphermilter.core.seams import Readers
-from ciphermilter.core.skip import Skip as Skip
+from ciphermilter.core.skip import Skip
 
 # Discrete media types that are binary by nature: no armored block, no CMS structure the handlers look for.
 CRYPTO_FREE_TYPES = ("image/", "audio/", "video/", "font/", "model/")

@@ -46,7 +46,8 @@ from ciphermilter.core.info import INFO_PREFIX
 from ciphermilter.core.outcome import Outcome, not_processed, refusal, rejected
 from ciphermilter.core.plan import EditPlan
 from ciphermilter.core.seams import KeyLookup
-from ciphermilter.core.triage import Envelope, QueueLog, Skip, Triage, exceeds_size, triage
+from ciphermilter.core.skip import Skip
+from ciphermilter.core.triage import Envelope, QueueLog, Triage, exceeds_size, triage
 from ciphermilter.daemon import stats
 from ciphermilter.daemon.workers import DeadlineOverrun, StoreProvider, Workers
 from ciphermilter.store.holder import StoreUnavailable
