@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from asn1crypto import cms as asn1_cms
 
 from support.attack_messages import ATTACKER_TEXT, SECRET, SECRET_ENTITY, SMIME_BOB, Tools, message, multipart, virus_with_parts
-from ciphermilter import config
+from ciphermilter import config, mime
 from ciphermilter.cli import check
 from ciphermilter.core import pipeline as core
 from ciphermilter.core.outcome import refusal
@@ -225,13 +225,14 @@ def test_recipient_infos_only_for_a_stranger_past_the_limit_pass(corpus_store, s
 
 
 def test_the_milter_glue_gets_the_same_verdict_from_the_header_block(corpus_store, tools):
-    """core.unfinished: what the milter calls when it stops spooling or kills a worker (only the head is known)."""
+    """core.stopped_at_limit on the header block alone: what the milter calls when it kills a worker."""
     raw = message(tools.smime_encrypted(SECRET_ENTITY))
     head = raw.partition(b"\r\n\r\n")[0] + b"\r\n"
     reason = "processing deadline exceeded"
 
-    held = core.unfinished(head, reason, core.Envelope(recipients=[BOB]), corpus_store, SETTINGS)
-    plain = core.unfinished(b"Subject: hi\r\n", reason, core.Envelope(recipients=[BOB]), corpus_store, SETTINGS)
+    envelope = core.Envelope(recipients=[BOB])
+    held = core.stopped_at_limit(mime.parse(head + b"\r\n"), reason, envelope, corpus_store, SETTINGS)
+    plain = core.stopped_at_limit(mime.parse(b"Subject: hi\r\n\r\n"), reason, envelope, corpus_store, SETTINGS)
 
     assert held.held_at_limit == reason and held.info.as_dict() == {NOT_PROCESSED: reason}
     assert plain.held_at_limit is None and plain.info.as_dict() == {NOT_PROCESSED: reason}

@@ -15,13 +15,13 @@ from typing import BinaryIO
 
 import click
 
-from ciphermilter import files, mime
+from ciphermilter import files
 from ciphermilter.mime import write
 from ciphermilter.cli.common import fail, open_settings, open_store, to_json
 from ciphermilter.core import pipeline
 from ciphermilter.core.outcome import refusal
 from ciphermilter.core.plan import apply_plan
-from ciphermilter.core.triage import Envelope, triage
+from ciphermilter.core.triage import Envelope
 
 # Exit status when the daemon would not take the message as processed (1 is a processing failure): it
 # refuses a forged-header flood (554 5.7.0: nothing is written), or a limit stopped the inspection of
@@ -69,9 +69,7 @@ def decrypt(ctx: click.Context, recipients: tuple[str, ...], explain: bool, expl
     except OSError as exc:
         fail(f"cannot read {message_file.name}: {exc.strerror}")
     envelope = Envelope(recipients=list(recipients))
-    # The daemon's decisions on the header block, taken as it takes them at end of headers.
-    verdict = triage(mime.split_headers(message)[0], envelope, store, settings, size=len(message))
-    outcome = pipeline.process(message, envelope, store, settings, verdict=verdict)
+    outcome = pipeline.process(message, envelope, store, settings)  # triage included, as the daemon takes it
     if not outcome.reject:  # a refused message has no result: the daemon passes nothing on
         sys.stdout.buffer.write(apply_plan(message, outcome.plan))
         sys.stdout.buffer.flush()

@@ -15,8 +15,7 @@ from ciphermilter.core.findings import Facts, Failure, Report
 from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import InfoHeaders
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange
-from ciphermilter.core.skip import Skip
-from ciphermilter.core.triage import Envelope, Triage, forged_header_deletions
+from ciphermilter.core.triage import Envelope, Skip, Triage, forged_header_deletions
 
 NOT_PROCESSED = "Not-Processed"
 
@@ -31,7 +30,6 @@ class Outcome:
     # The limit's reason when a limit stopped processing of encrypted content the store holds a key for
     # (pipeline.stopped_at_limit): the daemon's on_limit policy applies, the plan is the one for "pass".
     held_at_limit: str | None = None
-    skip: Skip | None = None  # why the message was not inspected, when triage decided it
     facts: Facts = field(default_factory=Facts)  # what ``ciphermilter stats`` counts (core.findings)
 
 
@@ -68,11 +66,11 @@ def skipped(verdict: Triage, envelope: Envelope, reason: str) -> Outcome:
     headers stripped, nothing added."""
     report: Report = {"queue_id": envelope.queue_id, "skipped": reason}
     return Outcome(plan=EditPlan(deletions=list(verdict.deletions)), info=InfoHeaders(), report=report,
-                   skip=verdict.skip, facts=Facts(not_internal=verdict.skip is Skip.NOT_INTERNAL))
+                   facts=Facts(not_internal=verdict.skip is Skip.NOT_INTERNAL))
 
 
 def not_processed(headers: mime.HeaderList, reason: str, envelope: Envelope, error: str | None = None,
-                  report: Report | None = None, *, skip: Skip | None = None) -> Outcome:
+                  report: Report | None = None) -> Outcome:
     """The outcome for a message passed on as received: forged headers stripped, the reason added.
 
     ``headers`` are the message's top-level fields, already parsed.
@@ -82,7 +80,7 @@ def not_processed(headers: mime.HeaderList, reason: str, envelope: Envelope, err
     plan = EditPlan(deletions=forged_header_deletions(headers), additions=[HeaderAdd(n, v) for n, v in info])
     report = {**(report or {}), "queue_id": envelope.queue_id, "skipped": reason}
     facts = Facts(not_processed=True, failures=(Failure.of(NOT_PROCESSED, reason),))
-    return Outcome(plan=plan, info=info, report=report, error=error, skip=skip, facts=facts)
+    return Outcome(plan=plan, info=info, report=report, error=error, facts=facts)
 
 
 def non_utf8_header(plan: EditPlan) -> str | None:

@@ -27,8 +27,7 @@ from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDele
 from ciphermilter.core.seams import KeyLookup, Readers
 from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.triage import Envelope as Envelope
-from ciphermilter.core.skip import Skip
-from ciphermilter.core.triage import QueueLog, Triage, is_internal_address, triage
+from ciphermilter.core.triage import QueueLog, Skip, Triage, is_internal_address, triage
 from ciphermilter.formats import readers
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp import handler as openpgp_mime
@@ -294,9 +293,9 @@ def decided(verdict: Triage, entity: mime.Entity, envelope: Envelope, store: Rea
         return None
     reason = verdict.skip.reason(settings.limits.max_message_size)
     if verdict.skip is Skip.STORE_UNAVAILABLE:
-        return not_processed(entity.headers, reason, envelope, verdict.store_error, skip=verdict.skip)
+        return not_processed(entity.headers, reason, envelope, verdict.store_error)
     if verdict.skip is Skip.TOO_LARGE:
-        return stopped_at_limit(entity, reason, envelope, store, settings, skip=verdict.skip)
+        return stopped_at_limit(entity, reason, envelope, store, settings)
     return skipped(verdict, envelope, reason)
 
 
@@ -344,7 +343,7 @@ def _inspect(entity: mime.Entity, verdict: Triage, envelope: Envelope, store: Ke
 
 
 def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store: Readers | None, settings: Settings,
-                     *, key_held: bool = False, report: Report | None = None, skip: Skip | None = None) -> Outcome:
+                     *, key_held: bool = False, report: Report | None = None) -> Outcome:
     """The outcome when a limit stopped processing: passed as received with ``reason``, as any Not-Processed.
 
     It is marked :attr:`Outcome.held_at_limit` (the daemon's on_limit then
@@ -364,24 +363,11 @@ def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store
     message to keys we do not hold) is unaffected: we could not decrypt it
     anyway, so nothing is hidden from the scanners that would not be.
     """
-    outcome = not_processed(entity.headers, reason, envelope, report=report, skip=skip)
+    outcome = not_processed(entity.headers, reason, envelope, report=report)
     if key_held or shows_held_content(entity, envelope, store, settings):
         outcome.held_at_limit = reason
         outcome.report["on_limit"] = {"reason": reason, "policy": settings.on_limit}
     return outcome
-
-
-def unfinished(head: bytes, reason: str, envelope: Envelope, store: Readers | None, settings: Settings, *,
-               key_held: bool = False) -> Outcome:
-    """:func:`stopped_at_limit` for a message the milter stopped before the core finished (or started) it.
-
-    The milter glue calls it with the message's header block for the two
-    limits it meets itself: a message above max_message_size (it stops
-    spooling) and a worker that overran the deadline (it was killed).
-    Nothing is known of the body but what the worker said before it was
-    killed (``key_held``, rule (a)); else only rule (b) can hold it.
-    """
-    return stopped_at_limit(mime.parse(head + b"\r\n"), reason, envelope, store, settings, key_held=key_held)
 
 
 def shows_held_content(entity: mime.Entity, envelope: Envelope, store: Readers | None, settings: Settings) -> bool:

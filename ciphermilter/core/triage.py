@@ -5,17 +5,19 @@ protected content" were each decided in the milter glue and again in the
 core, in two processes with two store lookups (review 2026-12, section 2,
 hops 3/17, 6/18, 7/13 and 10/16). Now the milter calls :func:`triage` once
 at end of headers, before it reads a byte of the body, and hands the
-:class:`Triage` to :func:`ciphermilter.core.pipeline.process`; the offline
-``ciphermilter decrypt`` calls :func:`triage` itself and then ``process``,
-so both take the same decisions by construction.
+:class:`Triage` to :func:`ciphermilter.core.pipeline.process`; given no
+verdict (``ciphermilter decrypt``), ``process`` calls :func:`triage` on the
+message it parsed, so both take the same decisions by construction.
 
-Why a message is not inspected is a :class:`~ciphermilter.core.skip.Skip`,
-not a string compared across modules.
+Why a message is not inspected is a :class:`Skip`, not a string compared
+across the pipeline, the glue, its workers and the statistics; its values
+are the texts reports, log lines and ``--explain`` show, unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,10 +28,22 @@ from ciphermilter.core import domains
 from ciphermilter.core.info import is_reserved
 from ciphermilter.core.plan import HeaderDelete
 from ciphermilter.core.seams import Readers
-from ciphermilter.core.skip import Skip
 
 # Discrete media types that are binary by nature: no armored block, no CMS structure the handlers look for.
 CRYPTO_FREE_TYPES = ("image/", "audio/", "video/", "font/", "model/")
+
+
+class Skip(enum.Enum):
+    """Why triage let a message pass uninspected; the value is its text in reports, log lines and --explain."""
+
+    NOT_INTERNAL = "no recipient in an internal domain"
+    NO_PROTECTABLE_TYPE = "no content type that can be protected"
+    STORE_UNAVAILABLE = "key store unavailable"
+    TOO_LARGE = "message larger than {max_message_size} bytes"
+
+    def reason(self, max_message_size: int) -> str:
+        """The text for this message: TOO_LARGE names the configured bound."""
+        return self.value.format(max_message_size=max_message_size)
 
 
 @dataclass

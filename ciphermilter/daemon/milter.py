@@ -26,6 +26,7 @@ message.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import logging
@@ -43,11 +44,10 @@ from ciphermilter.config import DaemonConfig
 from ciphermilter.core import pipeline
 from ciphermilter.core.contract import DEADLINE_EXCEEDED
 from ciphermilter.core.info import INFO_PREFIX
-from ciphermilter.core.outcome import Outcome, not_processed, refusal, rejected
+from ciphermilter.core.outcome import Outcome, not_processed, refusal
 from ciphermilter.core.plan import EditPlan
 from ciphermilter.core.seams import KeyLookup
-from ciphermilter.core.skip import Skip
-from ciphermilter.core.triage import Envelope, QueueLog, Triage, exceeds_size, triage
+from ciphermilter.core.triage import Envelope, QueueLog, Skip, Triage, exceeds_size, triage
 from ciphermilter.daemon import stats
 from ciphermilter.daemon.workers import DeadlineOverrun, StoreProvider, Workers
 from ciphermilter.store.holder import StoreUnavailable
@@ -269,7 +269,7 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
         msg.head_entity = mime.parse(msg.head + CRLF)
         verdict = msg.verdict = self._triage(msg)
         if verdict.flood:  # decided before the body: the message can only be refused
-            outcome = rejected(verdict.flood, self._envelope(msg), verdict.forged)
+            outcome = self._decided(msg, verdict)
             return self._refuse(msg, outcome, refusal(outcome, self.runtime.config.settings))
         if not verdict.needs_body and not verdict.forged:
             self._summarise(msg, self._decided(msg, verdict), "accepted at end of headers")
@@ -373,11 +373,11 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
             msg.store_error = str(exc)
 
     def _decided(self, msg: MessageState, verdict: Triage) -> Outcome:
-        """The outcome triage decided alone (skipped, too large, no store), from the header block."""
+        """The outcome triage decided alone (refused, skipped, too large, no store), from the header block."""
         assert msg.head_entity is not None  # parsed at end of headers, where the verdict was taken
         outcome = pipeline.decided(verdict, msg.head_entity, self._envelope(msg), msg.store,
                                    self.runtime.config.settings)
-        assert outcome is not None  # only asked when the verdict skips the message
+        assert outcome is not None  # only asked when the verdict refuses or skips the message
         return outcome
 
     def _outcome(self, msg: MessageState) -> Outcome:
@@ -400,13 +400,13 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
             return pipeline.process(message, envelope, msg.store, settings, verdict=verdict)
         try:
             return pool.process(message, envelope, settings, self.progress, verdict)
-        except StoreUnavailable as exc:  # the worker's own store connection failed
-            unavailable = Skip.STORE_UNAVAILABLE
-            return not_processed(msg.headers, unavailable.reason(settings.limits.max_message_size), envelope, str(exc),
-                                 skip=unavailable)
+        except StoreUnavailable as exc:  # the worker's own store connection failed: as if triage had known it
+            return self._decided(msg, dataclasses.replace(verdict, skip=Skip.STORE_UNAVAILABLE, store_error=str(exc)))
         except DeadlineOverrun as exc:  # killed and replaced, or none idle in time: the deadline is a limit
-            return pipeline.unfinished(msg.head, DEADLINE_EXCEEDED, envelope, msg.store, settings,
-                                       key_held=exc.key_held)
+            # Nothing is known of the body but what the worker said before it was killed (key_held, rule (a)).
+            assert msg.head_entity is not None  # parsed at end of headers, where the verdict was taken
+            return pipeline.stopped_at_limit(msg.head_entity, DEADLINE_EXCEEDED, envelope, msg.store, settings,
+                                             key_held=exc.key_held)
 
     def _end_of_message(self, msg: MessageState) -> Reply:
         outcome = self._outcome(msg)

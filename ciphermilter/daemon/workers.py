@@ -128,7 +128,7 @@ def _for_the_daemon(outcome: Outcome) -> Outcome:
     """The outcome without the detailed report, which only ``ciphermilter decrypt`` shows: less to pickle.
 
     The daemon reads the plan, the info headers, the error, the rejection, why a message was skipped
-    (Outcome.skip, and its text for the log line) and whom the reader rule refused a decryption for.
+    (for the log line) and whom the reader rule refused a decryption for.
     """
     kept: Report = {}
     if "skipped" in outcome.report:
