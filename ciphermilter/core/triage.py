@@ -78,11 +78,15 @@ class Triage:
     """
 
     internal: bool
-    forged: int
     deletions: tuple[HeaderDelete, ...] = ()
     flood: str | None = None
     skip: Skip | None = None
     store_error: str | None = None  # why the store could not be opened (Skip.STORE_UNAVAILABLE)
+
+    @property
+    def forged(self) -> int:
+        """How many reserved-namespace fields the message arrived with (one deletion each)."""
+        return len(self.deletions)
 
     @property
     def needs_body(self) -> bool:
@@ -103,21 +107,20 @@ def triage(headers: mime.HeaderList, envelope: Envelope, store: Readers | None, 
     counts as internal. ``store_error`` says the store could not be opened:
     then nothing else can be decided, the on_error policy applies at the end.
     """
-    deletions = forged_header_deletions(headers)
-    forged = len(deletions)
+    deletions = tuple(forged_header_deletions(headers))
     internal = not envelope.recipients or store_error is not None or is_internal(envelope, store, settings)
-    verdict = Triage(internal=internal, forged=forged, deletions=tuple(deletions),
-                     flood=forged_flood(forged, settings.limits), store_error=store_error)
-    return dataclasses.replace(verdict, skip=_skip(verdict, headers, settings.limits, size))
+    return Triage(internal=internal, deletions=deletions, flood=forged_flood(len(deletions), settings.limits),
+                  skip=_skip(internal, store_error, headers, settings.limits, size), store_error=store_error)
 
 
-def _skip(verdict: Triage, headers: mime.HeaderList, limits: Limits, size: int | None) -> Skip | None:
-    if verdict.store_error is not None:
+def _skip(internal: bool, store_error: str | None, headers: mime.HeaderList, limits: Limits,
+          size: int | None) -> Skip | None:
+    if store_error is not None:
         return Skip.STORE_UNAVAILABLE
     # Recipients before size: the milter decides at end of headers, before it knows the size, and lets mail for
     # external recipients pass untouched whatever its size. Offline (the size known at once) the same order
     # gives the same answer: an external message past max_message_size passes without a Not-Processed header.
-    if not verdict.internal:
+    if not internal:
         return Skip.NOT_INTERNAL
     if size is not None and exceeds_size(size, limits):
         return Skip.TOO_LARGE
@@ -143,7 +146,7 @@ def may_carry_crypto(content_type: str) -> bool:
 
 
 def _content_type(headers: mime.HeaderList) -> str:
-    field_ = next((header for header in headers if header.name.lower() == "content-type"), None)
+    field_ = headers.first("Content-Type")
     return mime.parse_content_type(field_.value if field_ else None)[0]
 
 

@@ -289,7 +289,7 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
         except Exception:  # never let a bug of ours turn into the MTA's 451 for this callback
             log.exception("end of headers: cannot decide, reading the body")
             unsure = triage(msg.headers, Envelope(), None, settings)  # no recipient, no store: only the headers
-            return Triage(internal=True, forged=unsure.forged, deletions=unsure.deletions, flood=unsure.flood)
+            return Triage(internal=True, deletions=unsure.deletions, flood=unsure.flood)
 
     @guarded()
     def body(self, chunk: bytes) -> Reply:

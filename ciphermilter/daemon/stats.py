@@ -23,10 +23,10 @@ import math
 import os
 import threading
 from collections import deque
-from typing import Any, Protocol, TypedDict
+from typing import Any, TypedDict
 
 from ciphermilter import files
-from ciphermilter.core.findings import Facts
+from ciphermilter.core.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +78,7 @@ FAILURE_HEADERS = (
 )
 
 
-class Counted(Protocol):
-    """What counting reads of the core's outcome (core.pipeline.Outcome)."""
-
-    @property
-    def facts(self) -> Facts: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def reject(self) -> str | None: ...
-    @property
-    def held_at_limit(self) -> str | None: ...
-
-
-def counted(outcome: Counted) -> tuple[set[str], list[tuple[str, str]]]:
+def counted(outcome: Outcome) -> tuple[set[str], list[tuple[str, str]]]:
     """(the counters one message adds 1 to, its (header, reason) failures), from the outcome's facts."""
     found = {"messages", *outcome.facts.counted()}
     found |= {name for name, happened in (("errors", outcome.error), ("rejected", outcome.reject),
@@ -140,7 +127,7 @@ class Counters:
         self.time_sum = 0.0
         self._reasons = 0
 
-    def record(self, outcome: Counted, elapsed_s: float) -> None:
+    def record(self, outcome: Outcome, elapsed_s: float) -> None:
         found, failures = counted(outcome)
         with self._lock:
             for name in found:
@@ -318,6 +305,6 @@ class Exporter:
 COUNTERS_OF_THIS_PROCESS = Counters()
 
 
-def record(outcome: Counted, elapsed_s: float) -> None:
+def record(outcome: Outcome, elapsed_s: float) -> None:
     """Count one message the daemon handled (call once per message, at end of message)."""
     COUNTERS_OF_THIS_PROCESS.record(outcome, elapsed_s)
