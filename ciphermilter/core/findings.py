@@ -78,11 +78,13 @@ class Facts:
     smime: Protection = Protection()
     pgp: Protection = Protection()
     failures: tuple[Failure, ...] = ()
+    refused: bool = False  # the reader rule refused a stored key that opens the content (for the report)
 
     def __or__(self, other: Facts) -> Facts:
         """Both handlers' facts: each reports its own format, so a flag is true when either found it."""
         return Facts(self.not_internal or other.not_internal, self.not_processed or other.not_processed,
-                     self.smime | other.smime, self.pgp | other.pgp, self.failures + other.failures)
+                     self.smime | other.smime, self.pgp | other.pgp, self.failures + other.failures,
+                     self.refused or other.refused)
 
     def counted(self) -> set[str]:
         """The names of the counters this message adds 1 to (not ``messages``, nor the outcome's own)."""

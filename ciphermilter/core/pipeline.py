@@ -20,7 +20,7 @@ from ciphermilter.core import harvest
 from ciphermilter.core.contract import (Context, DecompressionBudget, LimitExceeded, Progress, check_part_count,
                                         new_content)
 from ciphermilter.core.findings import Facts, Report
-from ciphermilter.core.info import INFO_PREFIX, InfoHeaders, is_reserved
+from ciphermilter.core.info import InfoHeaders, is_reserved
 from ciphermilter.core.outcome import Outcome as Outcome
 from ciphermilter.core.outcome import non_utf8_header, not_processed, rejected, skipped
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
@@ -62,7 +62,6 @@ _HEAVY_MARKERS = tuple(dict.fromkeys((*smime.HEADER_SIGNS, *openpgp_mime.HEADER_
 _WHOLE_MESSAGE_SIGNS = (b"multipart/", b"quoted-printable")
 LIGHT_SIZE = 256 * 1024  # bytes; larger messages always go to a worker, whatever they hold
 # The handlers' headers for keys the reader rule refused (ciphermilter-headers(7)).
-_REFUSED_HEADERS = (INFO_PREFIX + "SMIME-Decryption-Refused-", INFO_PREFIX + "PGP-Decryption-Refused")
 
 
 def reader_rule(envelope: Envelope, ctx_store: Readers | None, settings: Settings) -> readers.ReaderRule:
@@ -337,7 +336,7 @@ def _inspect(entity: mime.Entity, verdict: Triage, envelope: Envelope, store: Ke
     if unsendable:  # libmilter carries UTF-8 only: the daemon could not send the plan, so nobody does
         reason = f"header {unsendable} of the decrypted content is not UTF-8"
         return not_processed(headers, reason, envelope, reason, report)
-    if any(name.startswith(_REFUSED_HEADERS) for name, _ in info):  # for --explain and the log line
+    if facts.refused:  # for --explain and the log line
         report["readers"]["refused"] = rule.refusal()
     return Outcome(plan=plan, info=info, report=report, facts=facts)
 

@@ -175,4 +175,4 @@ def facts(found: PgpFindings) -> Facts:
         signed=bool(found.signatures),
         verified=bool(found.signatures) and found.signatures_valid,
     )
-    return Facts(pgp=pgp, failures=tuple(failures))
+    return Facts(pgp=pgp, failures=tuple(failures), refused=found.refusal is not None)

@@ -153,4 +153,6 @@ def facts(layers: list[SmimeLayer], signed: bool) -> Facts:
         verified=counted and all(signer.verified for signer in signers),
         trusted=counted and all(signer.trusted for signer in signers),
     )
-    return Facts(smime=smime, failures=tuple(failure for layer in layers for failure in layer.failures()))
+    refused = any(layer.problem is Problem.DECRYPTION_REFUSED for layer in layers)
+    return Facts(smime=smime, failures=tuple(failure for layer in layers for failure in layer.failures()),
+                 refused=refused)
