@@ -19,12 +19,18 @@ Families (the brief's numbering):
   3 two addresses in From: with a message validly signed by one of them
   4 a colleague's ciphertext sent to oneself (internal user without a key, a mix, an external recipient)
   5 signed-only content labelled as encrypted
+
+# FAILS marks the tests that fail on the code as merged (4af2c66); each comment gives the headers written.
+Found: (a) a display name that is another address written with a look-alike at sign (U+FF20, U+FE6B, in an
+encoded-word) gets no Signer-Mismatch/PGP-Signer-Mismatch; (b) a multipart/signed whose signature part holds
+no signature at all is reported PGP-Signed/SMIME-Signed True (PGP with the invented key ID 0000000000000000),
+the mirror of "labelled encrypted is not encrypted". Never a Signer-Verified/PGP-Signature-Valid True nor an
+*-Encrypted claim beyond what was proven in the other vectors.
 """
 
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pytest
 
@@ -158,6 +164,46 @@ def test_1_smime_signed_part_wrapped_is_mixed(through, how):
     assert result.untouched, result
 
 
+@pytest.fixture(scope="session")
+def forged_signed(forger) -> bytes:
+    """A PGP/MIME signed part by the forger's key (never imported: its signature cannot be valid)."""
+    from support.attack_suite import CEO, pgpmime_signed
+    return pgpmime_signed(forger, text_part("ATTACKER: the payment above is approved.\n"), CEO, "forged-sig")
+
+
+@pytest.mark.parametrize("order", ["valid-first", "forged-first"])
+def test_1_valid_and_unverifiable_signed_parts_side_by_side(through, sigrid_signed, forged_signed, order):
+    """Two signed parts, one by an admin-imported key, one by an unknown key: PGP-Signature-Valid is True only
+    when EVERY signature verified."""
+    parts = [sigrid_signed, forged_signed] if order == "valid-first" else [forged_signed, sigrid_signed]
+    result = through(message(multipart("mixed", parts, "w1"), from_lines=(f"From: <{SIGRID}>",)), BOB)
+    assert result.info.get("pgp-signed") == "True", result
+    assert result.info.get("pgp-signature-valid") == "False", result
+    assert result.info.get("pgp-mixed-content") == "True", result
+    assert result.untouched, result
+
+
+@pytest.mark.parametrize("order", ["valid-first", "attacker-first"])
+def test_1_two_valid_smime_signers_side_by_side(through, erin_opaque, order):
+    """alice's signed part beside erin's opaque signed part: each signature covers only its own part; From:
+    alice names one of two signers of different content, so the message is mixed."""
+    parts = [corpus_smime_signed_entity(), p7m_entity(erin_opaque, "signed-data")]
+    parts = parts if order == "valid-first" else parts[::-1]
+    result = through(message(multipart("mixed", parts, "w1"), from_lines=(f"From: <{ALICE}>",)), BOB)
+    assert result.info.get("smime-mixed-content") == "True", result
+    assert result.untouched, result
+
+
+@pytest.mark.parametrize("how", ["mixed-before", "mixed-after", "alternative-html-last", "related-attacker-root"])
+def test_1_smime_opaque_signed_part_wrapped_is_mixed(through, erin_opaque, how):
+    result = through(message(wraps(p7m_entity(erin_opaque, "signed-data"))[how], from_lines=(f"From: <{ERIN}>",)),
+                     BOB)
+    assert result.info.get("smime-signed") == "True", result
+    assert result.info.get("signer-verified-0-0") == "True", result
+    assert result.info.get("smime-mixed-content") == "True", result
+    assert "signer-mismatch" not in result.info, result
+
+
 # ============================================================================ 2. re-typing around a ciphertext
 
 @pytest.fixture(scope="session")
@@ -182,6 +228,10 @@ def smime_retyped(der: bytes) -> dict[str, bytes]:
         "labelled-pkcs7-signature": b"Content-Type: application/pkcs7-signature\r\n" + b64,
         "text-plain-base64": b"Content-Type: text/plain; charset=us-ascii\r\n" + b64,
         "text-plain-p7m-name": b'Content-Type: text/plain; name="smime.p7m"\r\n' + b64,
+        "p7m-quoted-printable-label": (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+                                       b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + b64_lines(der)),
+        "mixed-alone-text-plain-base64": multipart("mixed", [b"Content-Type: text/plain\r\n" + b64], "m1"),
+        "alternative-p7m-and-text": multipart("alternative", [ATTACKER_TEXT, p7m_entity(der)], "m1"),
         "multipart-encrypted-pgp-protocol": multipart("encrypted", [
             b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n",
             b'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\r\n' + b64],
@@ -197,6 +247,8 @@ def test_2_smime_ciphertext_retyped_claims_only_what_it_is(through, bob_der, how
     """Whatever the label, the content is an EnvelopedData for bob: either it is decrypted (and then the
     headers say encrypted, never signed) or it is left exactly as received; no label makes it "signed"."""
     result = through(message(smime_retyped(bob_der)[how]), BOB)
+    if how == "alternative-p7m-and-text":  # an encrypted part beside the attacker's alternative: never opened
+        assert result.untouched and result.info.get("smime-mixed-content") == "True", result
     if result.untouched:
         assert not any(k.startswith("signer") or k == "smime-signed" or k.startswith("pgp-encrypted")
                        or k.startswith("pgp-sign") for k in result.info), result
@@ -224,9 +276,6 @@ def pgp_retyped(armored: bytes) -> dict[str, bytes]:
         "three-parts": multipart("encrypted", [
             b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n", data, ATTACKER_TEXT], "e1",
             '; protocol="application/pgp-encrypted"'),
-        "multipart-signed-around-ciphertext": multipart("signed", [
-            b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n", data], "e1",
-            '; protocol="application/pgp-signature"'),
     }
 
 
@@ -247,6 +296,44 @@ def test_2_pgp_ciphertext_retyped_claims_only_what_it_is(through, bob_pgp_armore
         assert result.shows(MARKER), result
         assert {k: v for k, v in result.info.items() if k != "pgp-encoding"} == {
             "pgp-encrypted": "True", "pgp-encryption-algorithm": "AES-256"}, result
+
+
+NOT_A_SIGNATURE = {
+    "ciphertext-as-signature": lambda armored: (b'Content-Type: application/octet-stream; name="encrypted.asc"\r\n\r\n'
+                                                + crlf(armored.decode())),
+    "text-as-signature": lambda armored: b"Content-Type: application/pgp-signature\r\n\r\nnot a signature\r\n",
+}
+
+
+# FAILS on 4af2c66: PGP-Signed True, PGP-Signer-KeyID 0000000000000000, PGP-Signature-Valid False,
+# PGP-Signature-Failure "no signature packet" -- a signature is claimed where none exists.
+@pytest.mark.parametrize("second", list(NOT_A_SIGNATURE))
+def test_2_multipart_signed_without_any_signature_claims_no_signature(through, bob_pgp_armored, second):
+    """multipart/signed; protocol="application/pgp-signature" around bob's ciphertext: the first part is the
+    PGP/MIME control part, the second holds no OpenPGP signature packet (the ciphertext, or plain text under
+    the application/pgp-signature label). The spec: "PGP-Signed: True when an OpenPGP signature was found" --
+    none was, so neither PGP-Signed nor a signer key ID (here the invented 0000000000000000) may be written."""
+    entity = multipart("signed", [b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n",
+                                  NOT_A_SIGNATURE[second](bob_pgp_armored)], "e1",
+                       '; protocol="application/pgp-signature"')
+    result = through(message(entity, to=BOB_PGP), BOB_PGP)
+    assert "pgp-signed" not in result.info and "pgp-signer-keyid" not in result.info, result
+    assert result.untouched, result
+
+
+# FAILS on 4af2c66: SMIME-Signed True with SMIME-Signature-Failed-0 ("not signed data: 1.2.840.113549.1.7.3" /
+# "malformed CMS") and Signer-Mismatch True -- a signed layer is claimed where the signature part holds none.
+@pytest.mark.parametrize("second", ["enveloped-data-as-signature", "text-as-signature"])
+def test_2_smime_multipart_signed_without_any_signature_claims_no_signature(through, bob_der, second):
+    """The S/MIME twin: multipart/signed; protocol="application/pkcs7-signature" whose second part is bob's
+    EnvelopedData (or text) under the application/pkcs7-signature label: no SignedData, so no signature."""
+    body = (b64_lines(bob_der) if second.startswith("enveloped") else b64_lines(b"not a signature"))
+    sig = b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    entity = multipart("signed", [text_part("Pay invoice 17.\n"), sig + body], "s1",
+                       '; protocol="application/pkcs7-signature"; micalg=sha-256')
+    result = through(message(entity), BOB)
+    assert not [k for k in result.info if k == "smime-signed" or k.startswith("signer-")], result
+    assert result.untouched, result
 
 
 @pytest.mark.parametrize("fmt", ["smime", "pgp"])
@@ -275,6 +362,10 @@ def test_2_ciphertext_as_the_only_message_rfc822_claims_only_what_it_is(through,
 
 # ============================================================================ 3. two addresses in From:
 
+def b_word(text: str) -> str:
+    return f"=?utf-8?b?{base64.b64encode(text.encode()).decode()}?="
+
+
 def from_attacks(signer: str) -> dict[str, tuple[str, ...]]:
     b64 = base64.b64encode(f"{EVE}, ".encode()).decode()
     return {
@@ -294,12 +385,26 @@ def from_attacks(signer: str) -> dict[str, tuple[str, ...]]:
         "two-angles": (f"From: <{EVE}> <{signer}>",),
         "display-name-at-without-dot": (f"From: eve@evil <{signer}>",),
         "obs-route": (f"From: <@evil.example:{EVE}>, <{signer}>",),
+        # clients decode encoded-words that RFC 2047 forbids to decode, and join adjacent ones
+        "encoded-word-inside-quotes": (f'From: "=?utf-8?q?{EVE.replace("@", "=40")}?=" <{signer}>',),
+        "encoded-words-split-address": (f"From: =?utf-8?q?{EVE.split('@')[0]}?= =?utf-8?q?=40{EVE.split('@')[1]}?="
+                                        f" <{signer}>",),
+        "encoded-word-language-tag": (f"From: =?utf-8*en?q?{EVE.replace('@', '=40')}?= <{signer}>",),
+        "encoded-word-utf16": (f"From: =?utf-16be?b?{base64.b64encode(EVE.encode('utf-16-be')).decode()}?="
+                               f" <{signer}>",),
+        "comment-in-display-name": (f"From: Sigrid ({EVE}) <{signer}>",),
+        # eve\uff20evil.example: what a reader sees is another address (NFKC maps U+FF20 to "@")
+        "fullwidth-at-display-name": (f"From: {b_word(EVE.replace('@', chr(0xFF20)))} <{signer}>",),
+        "small-commercial-at-display-name": (f"From: {b_word(EVE.replace('@', chr(0xFE6B)))} <{signer}>",),
     }
 
 
 FROM = list(from_attacks(SIGRID))
 
 
+# FAILS on 4af2c66 for fullwidth-at-display-name and small-commercial-at-display-name (both doors, both formats):
+# "=?utf-8?b?...?= <signer>" decoding to "eve\uff20evil.example" (or U+FE6B) gets no Signer-Mismatch / PGP-Signer-
+# Mismatch: the display name shows another address (NFKC folds both to "@"), the headers say From: is the signer.
 @pytest.mark.parametrize("variant", FROM)
 def test_3_pgp_signer_mismatch(through, sigrid_signed, sigrid_keyid, variant):
     result = through(message(sigrid_signed, from_lines=from_attacks(SIGRID)[variant]), BOB)
@@ -319,7 +424,8 @@ SMIME_REFUSED = {**SMIME_TO_BOB, "SMIME-Decryption-Key-Not-Found": "True",
 PGP_REFUSED = {"PGP-Encoding": "PGP/MIME", "PGP-Encrypted": "True", "PGP-Decryption-Key-Not-Found": "True",
                "PGP-Decryption-Refused": "not encrypted to a key of every recipient (reader policy)"}
 WRONG_READERS = {"nokey": (NOKEY,), "bob+nokey": (BOB, NOKEY), "nokey+bob": (NOKEY, BOB), "erin+nokey": (ERIN, NOKEY),
-                 "erin": (ERIN,), "angle-bob+nokey": (f"<{BOB}>", NOKEY), "bob-plus-detail": ("bob+x@corp-pub.example",),
+                 "erin": (ERIN,), "angle-bob+nokey": (f"<{BOB}>", NOKEY),
+                 "bob-plus-detail": ("bob+x@corp-pub.example",),
                  "bob-twice+nokey": (BOB, BOB.upper(), NOKEY)}
 
 
