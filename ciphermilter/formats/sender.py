@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.header
 import email.policy
 import re
+import unicodedata
 from collections.abc import Iterable
 from email import errors
 
@@ -61,7 +62,9 @@ def _single_mailbox(value: str) -> str | None:
     address = mailbox.addr_spec.lower()
     if "@" not in address:
         return None
-    shown = {found.lower().rstrip(".") for found in _ADDRESS_LIKE.findall(mailbox.display_name + " " + _decoded(value))}
+    # NFKC, as a reader's eye does: a full-width or small "@" (U+FF20, U+FE6B) in a display name shows an address.
+    visible = unicodedata.normalize("NFKC", mailbox.display_name + " " + _decoded(value))
+    shown = {found.lower().rstrip(".") for found in _ADDRESS_LIKE.findall(visible)}
     return address if shown <= {address} else None
 
 
