@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,8 +167,20 @@ def forged_flood(forged: int, limits: Limits) -> str | None:
 
 
 def forged_header_deletions(headers: mime.HeaderList) -> list[HeaderDelete]:
-    """Delete every reserved-namespace header the message arrived with, by libmilter's per-name index."""
-    return [HeaderDelete(header.name, index) for header, index in headers.numbered() if is_reserved(header.name)]
+    """Delete every reserved-namespace header the message arrived with, by libmilter's per-name index.
+
+    Only reserved names are counted: every field of a reserved name is
+    reserved, so their indexes are the ones :meth:`HeaderList.numbered` would
+    give, without numbering a whole block that (as nearly always) holds none.
+    """
+    seen: Counter[str] = Counter()
+    deletions = []
+    for header in headers:
+        if is_reserved(header.name):
+            key = header.name.lower()
+            seen[key] += 1
+            deletions.append(HeaderDelete(header.name, seen[key]))
+    return deletions
 
 
 def is_internal(envelope: Envelope, store: Readers | None, settings: Settings) -> bool:
