@@ -22,7 +22,7 @@ from ciphermilter.core.contract import (Context, DecompressionBudget, LimitExcee
 from ciphermilter.core.findings import Facts, Report
 from ciphermilter.core.info import InfoHeaders, is_reserved
 from ciphermilter.core.outcome import Outcome as Outcome
-from ciphermilter.core.outcome import non_utf8_header, not_processed, rejected, skipped
+from ciphermilter.core.outcome import INTERNAL_ERROR, non_utf8_header, not_processed, rejected, skipped
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
 from ciphermilter.core.seams import KeyLookup, Readers
 from ciphermilter.core.settings import Limits, Settings
@@ -329,7 +329,7 @@ def _inspect(entity: mime.Entity, verdict: Triage, envelope: Envelope, store: Ke
         return not_processed(headers, str(exc), envelope, report=report)
     except Exception as exc:  # a bug of ours must never lose or reject the message
         QueueLog(log, envelope.queue_id).exception("processing failed")
-        error = f"internal error: {type(exc).__name__}"
+        error = f"{INTERNAL_ERROR}: {type(exc).__name__}"
         return not_processed(headers, error, envelope, error, report)
     plan.additions.extend(HeaderAdd(name, value) for name, value in info)
     unsendable = non_utf8_header(plan)

@@ -44,7 +44,7 @@ from ciphermilter.config import DaemonConfig
 from ciphermilter.core import pipeline
 from ciphermilter.core.contract import DEADLINE_EXCEEDED
 from ciphermilter.core.info import INFO_PREFIX
-from ciphermilter.core.outcome import Outcome, not_processed, refusal
+from ciphermilter.core.outcome import INTERNAL_ERROR, Outcome, not_processed, refusal
 from ciphermilter.core.plan import EditPlan
 from ciphermilter.core.seams import KeyLookup
 from ciphermilter.core.triage import Envelope, QueueLog, Skip, Triage, exceeds_size, triage
@@ -88,7 +88,7 @@ def guarded(no_reply_bit: int = 0) -> Callable[[Callback], Callback]:
             except Exception:
                 self._log().exception("%s callback failed", callback.__name__)
                 if self.msg is not None:
-                    self.msg.failed = "internal error"
+                    self.msg.failed = INTERNAL_ERROR
                 return self._continue(no_reply_bit)
         return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature mypy cannot see
     return decorate
@@ -426,7 +426,7 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
 
     def _fail_safe(self, msg: MessageState) -> Reply:
         """After a failure: tempfail, or pass with forged headers stripped (unless edits were already sent)."""
-        reason = msg.failed or "internal error"
+        reason = msg.failed or INTERNAL_ERROR
         headers = mime.split_headers(msg.header_block() + CRLF)[0]  # end of headers may not have parsed them
         outcome = not_processed(headers, reason, self._envelope(msg), reason)
         self._summarise(msg, outcome, f"failed: {reason}")
