@@ -57,6 +57,8 @@ def cipher_name(oid: str) -> str:
 HASH_BY_NAME: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
     "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+# id-shake256-len (asn1crypto's name): the digest of Ed448 signers, with its output length as parameter (RFC 8419).
+SHAKE256_LEN = "shake256_len"
 MICALG = {"sha1": "sha-1", "sha224": "sha-224", "sha256": "sha-256", "sha384": "sha-384", "sha512": "sha-512"}
 
 
@@ -67,8 +69,10 @@ def hash_named(name: str) -> hashes.HashAlgorithm:
         raise UnsupportedAlgorithm(f"unsupported digest {name}") from None
 
 
-# RFC 5753 / RFC 8418 key agreement schemes: OID -> KDF hash. For the NIST
-# prime curves the cofactor is 1, so cofactor ECDH equals standard ECDH.
+# RFC 5753 / RFC 8418 key agreement schemes: OID -> the hash of their ANSI X9.63 KDF. For the NIST and brainpool
+# prime curves the cofactor is 1, so cofactor ECDH equals standard ECDH. X25519 and X448 use the stdDH schemes
+# (RFC 8418 section 2); its HKDF schemes (1.2.840.113549.1.9.16.3.19-21) are refused by name: no tool here
+# writes them (Bouncy Castle 1.72 neither), so nothing tests them.
 ECDH_SCHEMES: dict[str, type[hashes.HashAlgorithm]] = {
     "1.3.133.16.840.63.0.2": hashes.SHA1,  # dhSinglePass-stdDH-sha1kdf-scheme
     "1.3.132.1.11.0": hashes.SHA224,
@@ -81,21 +85,29 @@ ECDH_SCHEMES: dict[str, type[hashes.HashAlgorithm]] = {
     "1.3.132.1.14.2": hashes.SHA384,
     "1.3.132.1.14.3": hashes.SHA512,
 }
+# The originator's public key algorithm a key agreement needs, by the recipient key's type (RFC 5753, RFC 8418).
+EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+X25519 = "1.3.101.110"
+X448 = "1.3.101.111"
+
+WrapScheme = Literal["aes", "aes-pad", "3des"]
 
 
 class KeyWrap(NamedTuple):
     kek_size: int  # bytes
-    padded: bool  # RFC 5649 padding; without it, RFC 3394
+    scheme: WrapScheme  # AES key wrap (RFC 3394), with padding (RFC 5649), or the CMS 3DES key wrap (RFC 3217)
 
 
-# AES key wraps by OID.
+# Key wraps by OID.
 KEY_WRAPS = {
-    "2.16.840.1.101.3.4.1.5": KeyWrap(16, False),
-    "2.16.840.1.101.3.4.1.25": KeyWrap(24, False),
-    "2.16.840.1.101.3.4.1.45": KeyWrap(32, False),
-    "2.16.840.1.101.3.4.1.8": KeyWrap(16, True),
-    "2.16.840.1.101.3.4.1.28": KeyWrap(24, True),
-    "2.16.840.1.101.3.4.1.48": KeyWrap(32, True),
+    "2.16.840.1.101.3.4.1.5": KeyWrap(16, "aes"),
+    "2.16.840.1.101.3.4.1.25": KeyWrap(24, "aes"),
+    "2.16.840.1.101.3.4.1.45": KeyWrap(32, "aes"),
+    "2.16.840.1.101.3.4.1.8": KeyWrap(16, "aes-pad"),
+    "2.16.840.1.101.3.4.1.28": KeyWrap(24, "aes-pad"),
+    "2.16.840.1.101.3.4.1.48": KeyWrap(32, "aes-pad"),
+    # id-alg-CMS3DESwrap: OpenSSL 3's default for an EC recipient, whose content cipher defaults to DES-EDE3-CBC.
+    "1.2.840.113549.1.9.16.3.6": KeyWrap(24, "3des"),
 }
 RSA_PKCS1 = "1.2.840.113549.1.1.1"
 RSA_OAEP = "1.2.840.113549.1.1.7"

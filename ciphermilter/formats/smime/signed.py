@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from ciphermilter.core.contract import LimitExceeded
 from ciphermilter.formats import ids, memo
 from ciphermilter.formats.smime import asn1
-from ciphermilter.formats.smime.algorithms import HASH_BY_NAME, MICALG, SIGNED_DATA, hash_named
+from ciphermilter.formats.smime.algorithms import HASH_BY_NAME, MICALG, SHAKE256_LEN, SIGNED_DATA, hash_named
 from ciphermilter.formats.smime.errors import MALFORMED, CmsError, MalformedCms, UnsupportedAlgorithm
 
-HashClass = type[hashes.HashAlgorithm]
+HashClass = Callable[[], hashes.HashAlgorithm]
 
 
 @dataclass
@@ -93,11 +93,11 @@ def _verify_signer(index: int, signer_info: cms.SignerInfo, content: bytes, econ
         sid = asn1.identify(signer_info["sid"])
         digest_name: str = signer_info["digest_algorithm"]["algorithm"].native
         sig_name: str = signer_info["signature_algorithm"]["algorithm"].native
+        hash_cls = _digest(signer_info["digest_algorithm"])
     except asn1.PARSE_ERRORS:
         return Signer(index, "unknown", "unknown", "unknown", None, False, MALFORMED)
     certificate = _find_signer_certificate(sid, message_certs, find_certificates)
     signer = Signer(index, sid.text, digest_name, sig_name, certificate, False, None)
-    hash_cls = HASH_BY_NAME.get(digest_name)
     if hash_cls is None:
         signer.reason = f"unsupported digest {digest_name}"
         return signer
@@ -124,6 +124,18 @@ def _verify_signer(index: int, signer_info: cms.SignerInfo, content: bytes, econ
         return signer
     signer.verified = True
     return signer
+
+
+def _digest(algorithm: cms.DigestAlgorithm) -> HashClass | None:
+    """The digest a SignerInfo names; None when we do not implement it."""
+    name: str = algorithm["algorithm"].native
+    if name == SHAKE256_LEN:  # only the 512-bit output RFC 8419 section 2.3 gives Ed448 signers
+        return _shake256_512 if algorithm["parameters"].native == 512 else None
+    return HASH_BY_NAME.get(name)
+
+
+def _shake256_512() -> hashes.HashAlgorithm:
+    return hashes.SHAKE256(64)
 
 
 def _find_signer_certificate(sid: asn1.Identifier, message_certs: list[bytes],
