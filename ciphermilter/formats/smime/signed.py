@@ -87,6 +87,22 @@ def verify(layer: SignedLayer, content: bytes, find_certificates: CertFinder, *,
                            max_rsa_bits) for index, signer_info in enumerate(signer_infos)]
 
 
+def verify_either(layer: SignedLayer, canonical: bytes, received: bytes | None, find_certificates: CertFinder, *,
+                  max_rsa_bits: int = 16384) -> list[Signer]:
+    """Each signer over the canonical CRLF form; one that fails there, over the bytes ``received`` too.
+
+    RFC 8551 section 3.1.1 signs the canonical form, and NSS (Thunderbird)
+    signs it but may encrypt its content with bare LF line ends; OpenSSL's
+    ``cms -sign -binary`` signs the LF bytes as they are. Both are the bytes
+    the signer signed; any other bytes (LF signed, CRLF received) fail.
+    """
+    signers = verify(layer, canonical, find_certificates, max_rsa_bits=max_rsa_bits)
+    if received is None or all(signer.verified for signer in signers):
+        return signers
+    as_received = verify(layer, received, find_certificates, max_rsa_bits=max_rsa_bits)
+    return [second if second.verified else first for first, second in zip(signers, as_received, strict=True)]
+
+
 def _verify_signer(index: int, signer_info: cms.SignerInfo, content: bytes, econtent_type: str,
                    message_certs: list[bytes], find_certificates: CertFinder, max_rsa_bits: int) -> Signer:
     try:

@@ -6,7 +6,7 @@
 # Usage: sh make.sh   (run in this directory; it overwrites every output)
 set -eu
 cd "$(dirname "$0")"
-rm -f ./*.pem ./*.eml ./*.txt ./*.p12 ./*.pem12
+rm -f ./*.pem ./*.eml ./*.txt ./*.der ./*.mime ./*.pem12
 DAYS=36500
 DOMAIN=modern.example
 FROM="Sam Sender <sam@sender.example>"
@@ -40,20 +40,75 @@ leaf ed25519 -algorithm ED25519
 leaf ed448 -algorithm ED448
 rm -f leaf.ext
 
-# --- OpenSSL 3.0, cms and smime, defaults (DES-EDE3-CBC; ECDH with the 3DES key wrap for EC), then chosen ciphers
-headers() {  # headers NAME: the mail headers openssl writes for -to/-from/-subject
-    echo -from "$FROM" -to "$1@$DOMAIN" -subject "vector $2"
-}
+# --- OpenSSL 3.0, cms and smime, defaults (DES-EDE3-CBC; ECDH with the 3DES key wrap for EC), then chosen ciphers.
+# The content goes in as text (no -binary), as a user's mail does: it is already in canonical CRLF form.
 for key in rsa p256 p384 bp256 bp384; do
-    # shellcheck disable=SC2046
-    openssl cms -encrypt -in content.txt -recip "$key.cert.pem" $(true) -from "$FROM" -to "$key@$DOMAIN" \
-        -subject "cms default" -out "cms-default-$key.eml"
-    openssl cms -encrypt -in content.txt -recip "$key.cert.pem" -aes256 -from "$FROM" -to "$key@$DOMAIN" \
-        -subject "cms aes256" -out "cms-aes256-$key.eml"
-    openssl cms -encrypt -in content.txt -recip "$key.cert.pem" -aes-128-gcm -from "$FROM" -to "$key@$DOMAIN" \
-        -subject "cms aes128-gcm" -out "cms-aes128gcm-$key.eml"
-    openssl smime -encrypt -in content.txt -from "$FROM" -to "$key@$DOMAIN" -subject "smime default" \
-        -out "smime-default-$key.eml" "$key.cert.pem" 2>"smime-$key.err" || true
-    openssl smime -encrypt -aes256 -in content.txt -from "$FROM" -to "$key@$DOMAIN" -subject "smime aes256" \
-        -out "smime-aes256-$key.eml" "$key.cert.pem" 2>>"smime-$key.err" || true
+    for cipher in default aes256 aes-128-gcm; do
+        option=$([ $cipher = default ] && echo "" || echo "-$cipher")
+        # shellcheck disable=SC2086  # $option is one word or none
+        openssl cms -encrypt -in content.txt -recip "$key.cert.pem" $option -from "$FROM" -to "$key@$DOMAIN" \
+            -subject "cms $cipher" -out "cms-$cipher-$key.eml"
+    done
 done
+# openssl smime writes PKCS#7, which OpenSSL 3.0 encrypts to RSA only ("encryption not supported for this
+# key type" for EC), and no AEAD cipher.
+for cipher in default aes256; do
+    option=$([ $cipher = default ] && echo "" || echo "-$cipher")
+    # shellcheck disable=SC2086
+    openssl smime -encrypt $option -in content.txt -from "$FROM" -to "rsa@$DOMAIN" -subject "smime $cipher" \
+        -out "smime-$cipher-rsa.eml" rsa.cert.pem
+done
+
+# --- gpgsm 2.2.40: RSA only ("ksba_cms_set_enc_val failed: Invalid S-expression" for P-256 and brainpool)
+export GNUPGHOME="$(mktemp -d)"
+gpgsm --batch --import ca.cert.pem rsa.cert.pem 2>/dev/null
+echo "$(openssl x509 -in ca.cert.pem -noout -fingerprint -sha1 | cut -d= -f2) S relax" > "$GNUPGHOME/trustlist.txt"
+gpgsm --batch --disable-crl-checks -r "rsa@$DOMAIN" -o gpgsm-default-rsa.der --encrypt content.txt 2>/dev/null
+rm -rf "$GNUPGHOME"; unset GNUPGHOME
+
+# --- pyca/cryptography's PKCS7EnvelopeBuilder (RSA key transport only): defaults
+../../../.venv/bin/python make_pyca.py
+
+# --- sign, then encrypt, over content with bare LF line ends (as Thunderbird/NSS may write it)
+printf 'Content-Type: text/plain; charset=us-ascii\n\nSigned with LF line ends.\nSecond line.\n' > lf.txt
+# -binary: the signature covers the LF bytes exactly as they are (openssl cms -verify -binary checks it)
+openssl cms -sign -binary -in lf.txt -signer rsa.cert.pem -inkey rsa.key.pem -md sha256 -out lf-signed.mime
+openssl cms -sign -binary -nodetach -in lf.txt -signer p256.cert.pem -inkey p256.key.pem -md sha256 \
+    -out lf-opaque.mime
+# then encrypt the signed message as it is (-binary again: its LF stay LF inside the envelope)
+openssl cms -encrypt -binary -in lf-signed.mime -recip rsa.cert.pem -aes256 -from "$FROM" -to "rsa@$DOMAIN" \
+    -subject "signed LF, then encrypted" -out signed-lf-env-rsa.eml
+openssl cms -encrypt -binary -in lf-signed.mime -recip p256.cert.pem -from "$FROM" -to "p256@$DOMAIN" \
+    -subject "signed LF, then encrypted, defaults" -out signed-lf-env-p256.eml
+openssl cms -encrypt -binary -in lf-opaque.mime -recip p256.cert.pem -from "$FROM" -to "p256@$DOMAIN" \
+    -subject "opaque-signed LF, then encrypted, defaults" -out opaque-lf-env-p256.eml
+# the canonical way for contrast: signed over CRLF (text mode turns lf.txt's LF into CRLF), then encrypted with LF
+openssl cms -sign -in lf.txt -signer rsa.cert.pem -inkey rsa.key.pem -md sha256 -out crlf-signed.mime
+tr -d '\r' < crlf-signed.mime > crlf-signed-sent-lf.mime  # what NSS hands its encryption: platform LF
+openssl cms -encrypt -binary -in crlf-signed-sent-lf.mime -recip rsa.cert.pem -aes256 -from "$FROM" \
+    -to "rsa@$DOMAIN" -subject "signed CRLF, encrypted with LF" -out signed-crlf-env-lf-rsa.eml
+# an attacker's version: the LF-signed message with every LF made CRLF, encrypted to us again
+sed 's/$/\r/' lf-signed.mime > lf-signed-made-crlf.mime
+openssl cms -encrypt -binary -in lf-signed-made-crlf.mime -recip rsa.cert.pem -aes256 -from "$FROM" \
+    -to "rsa@$DOMAIN" -subject "LF signature, content made CRLF" -out signed-lf-made-crlf-env-rsa.eml
+# OpenSSL's own verdicts, kept with the vectors (README.md)
+for f in lf-signed crlf-signed-sent-lf lf-signed-made-crlf; do
+    for mode in -binary ""; do
+        # shellcheck disable=SC2086
+        if openssl cms -verify $mode -noverify -in "$f.mime" -out /dev/null 2>/dev/null; then v=ok; else v=fails; fi
+        echo "$f ${mode:-text}: $v"
+    done
+done > openssl-verify.txt
+rm -f lf-signed-made-crlf.mime crlf-signed.mime
+
+# --- Bouncy Castle 1.72 (apt-get install libbcpkix-java): X25519/X448 key agreement, Ed25519/Ed448 signatures
+CP=/usr/share/java/bcprov.jar:/usr/share/java/bcpkix.jar:/usr/share/java/bcutil.jar
+CLASSES="$(mktemp -d)"
+javac -d "$CLASSES" -cp "$CP" MakeBc.java
+java -cp "$CLASSES:$CP" MakeBc
+rm -rf "$CLASSES"
+
+# --- a PEM-armoured PKCS#12 (-----BEGIN PKCS12-----, as gpgsm and some test suites ship them), password "vector"
+openssl pkcs12 -export -inkey rsa.key.pem -in rsa.cert.pem -certfile ca.cert.pem -passout pass:vector -out rsa.p12
+{ echo "-----BEGIN PKCS12-----"; base64 -w 64 rsa.p12; echo "-----END PKCS12-----"; } > rsa.pem12
+rm -f rsa.p12 ca.key.pem
