@@ -1,6 +1,8 @@
 // Bouncy Castle 1.72 (Debian 12: libbcpkix-java) writes the CMS that OpenSSL 3.0 cannot: X25519/X448 key
 // agreement (RFC 8418) and Ed25519/Ed448 signatures (RFC 8419). Run by make.sh; writes bc-*.der.
 import java.io.FileReader;
+import java.nio.charset.StandardCharsets;
+import java.util.Base64;
 import java.io.FileOutputStream;
 import java.nio.file.Files;
 import java.nio.file.Paths;
@@ -101,8 +103,12 @@ public class MakeBc {
             CMSAlgorithm.AES128_WRAP, CMSAlgorithm.AES128_GCM));
         write("bc-sig-ed25519.der", sign(content, "ed25519", "Ed25519", true));
         write("bc-sig-ed448.der", sign(content, "ed448", "Ed448", true));
-        // sign, then encrypt the signed data to X25519: the order S/MIME clients use
-        write("bc-sig-ed25519-env-x25519.der", envelope(sign(content, "ed25519", "Ed25519", true), "x25519", "X25519",
+        // sign, then encrypt the signed data to X25519, in its MIME entity (RFC 8551 section 3.4): as clients do
+        byte[] signedEntity = ("Content-Type: application/pkcs7-mime; smime-type=signed-data; name=\"smime.p7m\"\r\n"
+            + "Content-Transfer-Encoding: base64\r\n\r\n"
+            + Base64.getMimeEncoder().encodeToString(sign(content, "ed25519", "Ed25519", true)) + "\r\n")
+            .getBytes(StandardCharsets.US_ASCII);
+        write("bc-sig-ed25519-env-x25519.der", envelope(signedEntity, "x25519", "X25519",
             CMSAlgorithm.ECDH_SHA256KDF, CMSAlgorithm.AES128_WRAP, CMSAlgorithm.AES128_CBC));
     }
 }

@@ -9,7 +9,8 @@ cd "$(dirname "$0")"
 rm -f ./*.pem ./*.eml ./*.txt ./*.der ./*.mime ./*.pem12
 DAYS=36500
 DOMAIN=modern.example
-FROM="Sam Sender <sam@sender.example>"
+FROM="Sam Sender <sam@sender.example>"  # of the encrypted-only messages; a signed one is from its signer
+SIGNER="Rita RSA <rsa@$DOMAIN>"
 
 # The plaintext: a MIME entity in canonical form (CRLF), as a mail client hands it to its CMS library.
 printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\nModern sender vector, line one.\r\nLine two.\r\n' > content.txt
@@ -76,20 +77,20 @@ openssl cms -sign -binary -in lf.txt -signer rsa.cert.pem -inkey rsa.key.pem -md
 openssl cms -sign -binary -nodetach -in lf.txt -signer p256.cert.pem -inkey p256.key.pem -md sha256 \
     -out lf-opaque.mime
 # then encrypt the signed message as it is (-binary again: its LF stay LF inside the envelope)
-openssl cms -encrypt -binary -in lf-signed.mime -recip rsa.cert.pem -aes256 -from "$FROM" -to "rsa@$DOMAIN" \
+openssl cms -encrypt -binary -in lf-signed.mime -recip rsa.cert.pem -aes256 -from "$SIGNER" -to "rsa@$DOMAIN" \
     -subject "signed LF, then encrypted" -out signed-lf-env-rsa.eml
-openssl cms -encrypt -binary -in lf-signed.mime -recip p256.cert.pem -from "$FROM" -to "p256@$DOMAIN" \
+openssl cms -encrypt -binary -in lf-signed.mime -recip p256.cert.pem -from "$SIGNER" -to "p256@$DOMAIN" \
     -subject "signed LF, then encrypted, defaults" -out signed-lf-env-p256.eml
-openssl cms -encrypt -binary -in lf-opaque.mime -recip p256.cert.pem -from "$FROM" -to "p256@$DOMAIN" \
+openssl cms -encrypt -binary -in lf-opaque.mime -recip p256.cert.pem -from "Pia P256 <p256@$DOMAIN>" -to "p256@$DOMAIN" \
     -subject "opaque-signed LF, then encrypted, defaults" -out opaque-lf-env-p256.eml
 # the canonical way for contrast: signed over CRLF (text mode turns lf.txt's LF into CRLF), then encrypted with LF
 openssl cms -sign -in lf.txt -signer rsa.cert.pem -inkey rsa.key.pem -md sha256 -out crlf-signed.mime
 tr -d '\r' < crlf-signed.mime > crlf-signed-sent-lf.mime  # what NSS hands its encryption: platform LF
-openssl cms -encrypt -binary -in crlf-signed-sent-lf.mime -recip rsa.cert.pem -aes256 -from "$FROM" \
+openssl cms -encrypt -binary -in crlf-signed-sent-lf.mime -recip rsa.cert.pem -aes256 -from "$SIGNER" \
     -to "rsa@$DOMAIN" -subject "signed CRLF, encrypted with LF" -out signed-crlf-env-lf-rsa.eml
 # an attacker's version: the LF-signed message with every LF made CRLF, encrypted to us again
 sed 's/$/\r/' lf-signed.mime > lf-signed-made-crlf.mime
-openssl cms -encrypt -binary -in lf-signed-made-crlf.mime -recip rsa.cert.pem -aes256 -from "$FROM" \
+openssl cms -encrypt -binary -in lf-signed-made-crlf.mime -recip rsa.cert.pem -aes256 -from "$SIGNER" \
     -to "rsa@$DOMAIN" -subject "LF signature, content made CRLF" -out signed-lf-made-crlf-env-rsa.eml
 # OpenSSL's own verdicts, kept with the vectors (README.md)
 for f in lf-signed crlf-signed-sent-lf lf-signed-made-crlf; do
