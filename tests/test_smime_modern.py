@@ -27,7 +27,7 @@ from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
 from conftest import info_of
 from support.attack_messages import Tools
-from test_agreement import through_decrypt, through_the_daemon
+from support.agreement import through_decrypt, through_the_daemon
 
 VECTORS = Path(__file__).parent / "vectors" / "smime-modern"
 CONTENT = (VECTORS / "content.txt").read_bytes()
