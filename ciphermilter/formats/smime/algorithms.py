@@ -85,6 +85,19 @@ ECDH_SCHEMES: dict[str, type[hashes.HashAlgorithm]] = {
     "1.3.132.1.14.2": hashes.SHA384,
     "1.3.132.1.14.3": hashes.SHA512,
 }
+# Key agreement schemes we name but do not implement: RFC 8418's HKDF schemes, which no tool here writes.
+_NAMED_AGREEMENTS = {
+    "1.2.840.113549.1.9.16.3.19": "dhSinglePass-stdDH-hkdf-sha256-scheme",
+    "1.2.840.113549.1.9.16.3.20": "dhSinglePass-stdDH-hkdf-sha384-scheme",
+    "1.2.840.113549.1.9.16.3.21": "dhSinglePass-stdDH-hkdf-sha512-scheme",
+}
+
+
+def agreement_name(oid: str) -> str:
+    """The spec's name of a key agreement scheme we refuse, or its dotted OID."""
+    return _NAMED_AGREEMENTS.get(oid, oid)
+
+
 # The originator's public key algorithm a key agreement needs, by the recipient key's type (RFC 5753, RFC 8418).
 EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 X25519 = "1.3.101.110"
