@@ -71,8 +71,7 @@ def hash_named(name: str) -> hashes.HashAlgorithm:
 
 # RFC 5753 / RFC 8418 key agreement schemes: OID -> the hash of their ANSI X9.63 KDF. For the NIST and brainpool
 # prime curves the cofactor is 1, so cofactor ECDH equals standard ECDH. X25519 and X448 use the stdDH schemes
-# (RFC 8418 section 2); its HKDF schemes (1.2.840.113549.1.9.16.3.19-21) are refused by name: no tool here
-# writes them (Bouncy Castle 1.72 neither), so nothing tests them.
+# (RFC 8418 section 2); its HKDF schemes are refused, by name (_NAMED_AGREEMENTS).
 ECDH_SCHEMES: dict[str, type[hashes.HashAlgorithm]] = {
     "1.3.133.16.840.63.0.2": hashes.SHA1,  # dhSinglePass-stdDH-sha1kdf-scheme
     "1.3.132.1.11.0": hashes.SHA224,
@@ -85,7 +84,8 @@ ECDH_SCHEMES: dict[str, type[hashes.HashAlgorithm]] = {
     "1.3.132.1.14.2": hashes.SHA384,
     "1.3.132.1.14.3": hashes.SHA512,
 }
-# Key agreement schemes we name but do not implement: RFC 8418's HKDF schemes, which no tool here writes.
+# Key agreement schemes we name but do not implement: RFC 8418's HKDF schemes. No tool here writes them (Bouncy
+# Castle 1.72 neither), so nothing could test them.
 _NAMED_AGREEMENTS = {
     "1.2.840.113549.1.9.16.3.19": "dhSinglePass-stdDH-hkdf-sha256-scheme",
     "1.2.840.113549.1.9.16.3.20": "dhSinglePass-stdDH-hkdf-sha384-scheme",
