@@ -26,7 +26,7 @@ from ciphermilter.formats.smime import asn1
 from ciphermilter.formats.smime.algorithms import HASH_BY_NAME, MICALG, SHAKE256_LEN, SIGNED_DATA, hash_named
 from ciphermilter.formats.smime.errors import MALFORMED, CmsError, MalformedCms, UnsupportedAlgorithm
 
-HashClass = Callable[[], hashes.HashAlgorithm]
+HashFactory = Callable[[], hashes.HashAlgorithm]  # a hash class, or SHAKE256 with its output length
 
 
 @dataclass
@@ -142,7 +142,7 @@ def _verify_signer(index: int, signer_info: cms.SignerInfo, content: bytes, econ
     return signer
 
 
-def _digest(algorithm: cms.DigestAlgorithm) -> HashClass | None:
+def _digest(algorithm: cms.DigestAlgorithm) -> HashFactory | None:
     """The digest a SignerInfo names; None when we do not implement it."""
     name: str = algorithm["algorithm"].native
     if name == SHAKE256_LEN:  # only the 512-bit output RFC 8419 section 2.3 gives Ed448 signers
@@ -194,7 +194,7 @@ def _public_key(der: bytes) -> PublicKeyTypes:
     return load_der_public_key(asn1_x509.Certificate.load(der).public_key.dump())
 
 
-def _signed_bytes(signer_info: cms.SignerInfo, content: bytes, econtent_type: str, hash_cls: HashClass) -> bytes:
+def _signed_bytes(signer_info: cms.SignerInfo, content: bytes, econtent_type: str, hash_cls: HashFactory) -> bytes:
     """What the signature covers: the signed attributes (after checking them) or the content itself."""
     attrs = signer_info["signed_attrs"]
     if not attrs.contents:
@@ -218,7 +218,7 @@ def _signed_bytes(signer_info: cms.SignerInfo, content: bytes, econtent_type: st
 
 
 def _check_signature(public_key: PublicKeyTypes, signer_info: cms.SignerInfo, data: bytes,
-                     hash_cls: HashClass) -> None:
+                     hash_cls: HashFactory) -> None:
     algorithm = signer_info["signature_algorithm"]
     signature = signer_info["signature"].native
     kind = algorithm.signature_algo
@@ -238,7 +238,7 @@ def _check_signature(public_key: PublicKeyTypes, signer_info: cms.SignerInfo, da
         raise UnsupportedAlgorithm(f"unsupported signature algorithm {algorithm['algorithm'].native}")
 
 
-def _signature_hash(algorithm: cms.SignedDigestAlgorithm, hash_cls: HashClass) -> hashes.HashAlgorithm:
+def _signature_hash(algorithm: cms.SignedDigestAlgorithm, hash_cls: HashFactory) -> hashes.HashAlgorithm:
     """The hash named by sha256WithRSAEncryption and friends, else the SignerInfo's digest algorithm."""
     try:
         return hash_named(algorithm.hash_algo)
