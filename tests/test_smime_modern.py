@@ -232,6 +232,28 @@ def test_an_aes_wrap_relabelled_as_3des_wrap_fails_closed():
         decrypt_engine(with_wrap(info, DES3_WRAP), "p256")
 
 
+def with_scheme(name: str, scheme: str) -> asn1_cms.ContentInfo:
+    info = asn1_cms.ContentInfo.load(mime.parse(vector_message(name)).decoded_body())
+    kari = kari_of(info)
+    kari["key_encryption_algorithm"] = {"algorithm": scheme,
+                                        "parameters": kari["key_encryption_algorithm"]["parameters"]}
+    return asn1_cms.ContentInfo.load(info.dump(force=True))
+
+
+@pytest.mark.parametrize(("name", "key", "scheme"), [
+    ("cms-default-p256.eml", "p256", "1.3.132.1.11.1"),  # the sha1kdf scheme relabelled sha256kdf
+    ("bc-x25519-sha256kdf-aes128.der", "x25519", "1.3.132.1.11.2"),  # sha256kdf relabelled sha384kdf
+])
+def test_a_relabelled_kdf_scheme_fails_closed(name, key, scheme):
+    with pytest.raises(cms.DecryptionFailed):
+        decrypt_engine(with_scheme(name, scheme), key)
+
+
+def test_stddh_relabelled_cofactordh_is_the_same_agreement_on_a_cofactor_1_curve():
+    # P-256's cofactor is 1: both schemes give the same secret, the same KEK, the same content (no claim gained)
+    assert decrypt_engine(with_scheme("cms-default-p256.eml", "1.3.133.16.840.63.0.3"), "p256") == CONTENT
+
+
 def test_a_3des_content_relabelled_as_aes192_fails_closed():
     info = default_p256()
     info["content"]["encrypted_content_info"]["content_encryption_algorithm"] = {
