@@ -254,6 +254,14 @@ def test_stddh_relabelled_cofactordh_is_the_same_agreement_on_a_cofactor_1_curve
     assert decrypt_engine(with_scheme("cms-default-p256.eml", "1.3.133.16.840.63.0.3"), "p256") == CONTENT
 
 
+def test_a_key_wrap_we_do_not_implement_is_named_in_the_reason(store):
+    info = with_wrap(default_p256(), "1.2.840.113549.1.9.16.3.7")
+    message = der_message(info.dump(), "enveloped-data", f"p256@{DOMAIN}")
+
+    found = info_of(core.process(message, envelope_of(message), store))
+    assert found["SMIME-Decryption-Failed-0"] == "unsupported key wrap id-alg-CMSRC2wrap"
+
+
 def test_a_3des_content_relabelled_as_aes192_fails_closed():
     info = default_p256()
     info["content"]["encrypted_content_info"]["content_encryption_algorithm"] = {

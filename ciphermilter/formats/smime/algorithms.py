@@ -122,6 +122,20 @@ KEY_WRAPS = {
     # id-alg-CMS3DESwrap: OpenSSL 3's default for an EC recipient, whose content cipher defaults to DES-EDE3-CBC.
     "1.2.840.113549.1.9.16.3.6": KeyWrap(24, "3des"),
 }
+# Key wraps we name but do not implement: RC2's (RFC 3217 section 4) and Camellia's (RFC 3657).
+_NAMED_WRAPS = {
+    "1.2.840.113549.1.9.16.3.7": "id-alg-CMSRC2wrap",
+    "1.2.392.200011.61.1.1.3.2": "id-camellia128-wrap",
+    "1.2.392.200011.61.1.1.3.3": "id-camellia192-wrap",
+    "1.2.392.200011.61.1.1.3.4": "id-camellia256-wrap",
+}
+
+
+def wrap_name(oid: str) -> str:
+    """The spec's name of a key wrap we refuse, or its dotted OID."""
+    return _NAMED_WRAPS.get(oid, oid)
+
+
 RSA_PKCS1 = "1.2.840.113549.1.1.1"
 RSA_OAEP = "1.2.840.113549.1.1.7"
 MGF1 = "1.2.840.113549.1.1.8"
