@@ -71,7 +71,7 @@ def hash_named(name: str) -> hashes.HashAlgorithm:
 
 # RFC 5753 / RFC 8418 key agreement schemes: OID -> the hash of their ANSI X9.63 KDF. For the NIST and brainpool
 # prime curves the cofactor is 1, so cofactor ECDH equals standard ECDH. X25519 and X448 use the stdDH schemes
-# (RFC 8418 section 2); its HKDF schemes are refused, by name (_NAMED_AGREEMENTS).
+# (RFC 8418 section 2); its HKDF schemes are refused, by name (_REFUSED_NAMES).
 ECDH_SCHEMES: dict[str, type[hashes.HashAlgorithm]] = {
     "1.3.133.16.840.63.0.2": hashes.SHA1,  # dhSinglePass-stdDH-sha1kdf-scheme
     "1.3.132.1.11.0": hashes.SHA224,
@@ -84,19 +84,6 @@ ECDH_SCHEMES: dict[str, type[hashes.HashAlgorithm]] = {
     "1.3.132.1.14.2": hashes.SHA384,
     "1.3.132.1.14.3": hashes.SHA512,
 }
-# Key agreement schemes we name but do not implement: RFC 8418's HKDF schemes. No tool here writes them (Bouncy
-# Castle 1.72 neither), so nothing could test them.
-_NAMED_AGREEMENTS = {
-    "1.2.840.113549.1.9.16.3.19": "dhSinglePass-stdDH-hkdf-sha256-scheme",
-    "1.2.840.113549.1.9.16.3.20": "dhSinglePass-stdDH-hkdf-sha384-scheme",
-    "1.2.840.113549.1.9.16.3.21": "dhSinglePass-stdDH-hkdf-sha512-scheme",
-}
-
-
-def agreement_name(oid: str) -> str:
-    """The spec's name of a key agreement scheme we refuse, or its dotted OID."""
-    return _NAMED_AGREEMENTS.get(oid, oid)
-
 
 # The originator's public key algorithm a key agreement needs, by the recipient key's type (RFC 5753, RFC 8418).
 EC_PUBLIC_KEY = "1.2.840.10045.2.1"
@@ -122,8 +109,13 @@ KEY_WRAPS = {
     # id-alg-CMS3DESwrap: OpenSSL 3's default for an EC recipient, whose content cipher defaults to DES-EDE3-CBC.
     "1.2.840.113549.1.9.16.3.6": KeyWrap(24, "3des"),
 }
-# Key wraps we name but do not implement: RC2's (RFC 3217 section 4) and Camellia's (RFC 3657).
-_NAMED_WRAPS = {
+# Key agreement schemes and key wraps we name but do not implement: RFC 8418's HKDF schemes (no tool here
+# writes them, Bouncy Castle 1.72 neither, so nothing could test them), the RC2 key wrap (RFC 3217 section 4)
+# and Camellia's (RFC 3657).
+_REFUSED_NAMES = {
+    "1.2.840.113549.1.9.16.3.19": "dhSinglePass-stdDH-hkdf-sha256-scheme",
+    "1.2.840.113549.1.9.16.3.20": "dhSinglePass-stdDH-hkdf-sha384-scheme",
+    "1.2.840.113549.1.9.16.3.21": "dhSinglePass-stdDH-hkdf-sha512-scheme",
     "1.2.840.113549.1.9.16.3.7": "id-alg-CMSRC2wrap",
     "1.2.392.200011.61.1.1.3.2": "id-camellia128-wrap",
     "1.2.392.200011.61.1.1.3.3": "id-camellia192-wrap",
@@ -131,9 +123,9 @@ _NAMED_WRAPS = {
 }
 
 
-def wrap_name(oid: str) -> str:
-    """The spec's name of a key wrap we refuse, or its dotted OID."""
-    return _NAMED_WRAPS.get(oid, oid)
+def refused_name(oid: str) -> str:
+    """The spec's name of a key agreement scheme or key wrap we refuse, or its dotted OID."""
+    return _REFUSED_NAMES.get(oid, oid)
 
 
 RSA_PKCS1 = "1.2.840.113549.1.1.1"

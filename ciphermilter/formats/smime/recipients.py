@@ -25,7 +25,7 @@ from ciphermilter.core.contract import LimitExceeded
 from ciphermilter.formats import memo
 from ciphermilter.formats.smime import asn1, keywrap
 from ciphermilter.formats.smime.algorithms import (EC_PUBLIC_KEY, ECDH_SCHEMES, KEY_WRAPS, MGF1, RSA_OAEP, RSA_PKCS1,
-                                                   X448, X25519, agreement_name, hash_named, wrap_name)
+                                                   X448, X25519, hash_named, refused_name)
 from ciphermilter.formats.smime.errors import UnsupportedAlgorithm
 
 RecipientKind = Literal["ktri", "kari", "kekri", "pwri", "ori"]
@@ -137,10 +137,10 @@ def _key_agreement(recipient: Recipient, key: PrivateKeyTypes, key_size: int) ->
     kari = recipient._info
     kdf_hash = ECDH_SCHEMES.get(recipient.algorithm)
     if kdf_hash is None or not isinstance(key, AGREEMENT_KEYS):
-        raise UnsupportedAlgorithm(f"unsupported key agreement {agreement_name(recipient.algorithm)}")
+        raise UnsupportedAlgorithm(f"unsupported key agreement {refused_name(recipient.algorithm)}")
     wrap_oid, wrap = _key_wrap(kari["key_encryption_algorithm"])
     if wrap_oid not in KEY_WRAPS:
-        raise UnsupportedAlgorithm(f"unsupported key wrap {wrap_name(wrap_oid)}")
+        raise UnsupportedAlgorithm(f"unsupported key wrap {refused_name(wrap_oid)}")
     kek_size, scheme = KEY_WRAPS[wrap_oid]
     originator = kari["originator"]
     if originator.name != "originator_key":
