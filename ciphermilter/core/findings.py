@@ -62,10 +62,13 @@ class Protection:
 
     def counted(self, prefix: str) -> set[str]:
         """The counter names (``smime_decrypted``) of the flags that are true."""
+        if self == _NOTHING:  # what nearly every message finds of at least one format: no flag to name
+            return set()
         return {f"{prefix}_{name}" for name in _PROTECTION_FLAGS if getattr(self, name)}
 
 
 _PROTECTION_FLAGS = tuple(f.name for f in dataclasses.fields(Protection))
+_NOTHING = Protection()
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,12 @@ class Facts:
 
     def counted(self) -> set[str]:
         """The names of the counters this message adds 1 to (not ``messages``, nor the outcome's own)."""
-        flags = {name for name in ("not_internal", "not_processed") if getattr(self, name)}
-        return flags | self.smime.counted("smime") | self.pgp.counted("pgp")
+        flags = self.smime.counted("smime") | self.pgp.counted("pgp")
+        if self.not_internal:
+            flags.add("not_internal")
+        if self.not_processed:
+            flags.add("not_processed")
+        return flags
 
 
 class Readers(TypedDict, total=False):
