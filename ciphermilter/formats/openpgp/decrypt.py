@@ -1,12 +1,13 @@
-"""Opening an OpenPGP message: session keys, SEIPDv1 decryption, decompression within a budget.
+"""Opening an OpenPGP message: session keys, the encrypted data (SEIPDv1 here, AEAD in :mod:`.aead`), decompression.
 
 pgpy 0.6 parses keys for us, but its decryption path cannot be used as is:
 it refuses wildcard ("hidden") recipients, inflates compressed data without a
 bound (a 2 KB message can expand to 1 GiB) and rebuilds and re-validates an
 RSA private key on every call. So the session key is decrypted here with the
 cached ``cryptography`` key objects of the :class:`.keyring.Keyring`, the
-SEIPDv1 data with ``cryptography`` directly (CFB plus the MDC check), and
-compressed packets are inflated incrementally up to a byte budget.
+SEIPDv1 data with ``cryptography`` directly (CFB plus the MDC check), the
+AEAD packets (SEIPDv2, LibrePGP's tag 20) by :mod:`.aead` once their header
+is read, and compressed packets are inflated incrementally up to a byte budget.
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers import Cipher
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from pgpy.constants import EllipticCurveOID
 
 from ciphermilter.core.contract import DecompressionBudget, LimitExceeded
 from ciphermilter.formats import ids, inflate, readers
+from ciphermilter.formats.openpgp import aead
 from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey, algorithm_family
-from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESSED,
+from ciphermilter.formats.openpgp.packets import (CIPHERS, INTEGRITY_FAILED, TAG_COMPRESSED,
                                                   TAG_LITERAL, TAG_MARKER, TAG_OCB_AEAD, TAG_ONE_PASS, TAG_PADDING,
                                                   TAG_PKESK, TAG_SED, TAG_SEIPD, TAG_SIGNATURE, TAG_SKESK,
                                                   WILDCARD_KEYID, EncryptedSessionKey, IntegrityError, OpenPGPError,
@@ -39,21 +40,6 @@ from ciphermilter.formats.openpgp.verify import SignatureResult, verify
 DEFAULT_MAX_NESTING = 8
 DEFAULT_MAX_RECIPIENTS = 100  # PKESK packets: each one may cost a private-key operation per secret key
 
-# Symmetric algorithm number -> (header name, cipher class, key bytes).
-# Twofish has no implementation in cryptography: it is named in reports but not decrypted.
-CIPHERS = {
-    1: ("IDEA", decrepit.IDEA, 16),
-    2: ("3DES", decrepit.TripleDES, 24),
-    3: ("CAST5", decrepit.CAST5, 16),
-    4: ("Blowfish", decrepit.Blowfish, 16),
-    7: ("AES-128", algorithms.AES, 16),
-    8: ("AES-192", algorithms.AES, 24),
-    9: ("AES-256", algorithms.AES, 32),
-    10: ("Twofish", None, 32),
-    11: ("Camellia-128", decrepit.Camellia, 16),
-    12: ("Camellia-192", decrepit.Camellia, 24),
-    13: ("Camellia-256", decrepit.Camellia, 32),
-}
 COMPRESSION = {0: "uncompressed", 1: "ZIP", 2: "ZLIB", 3: "BZIP2"}
 MDC_LENGTH = 22  # 0xD3 0x14 + SHA-1
 NO_KEY_DECRYPTS = "no key in the store decrypts the session key"
@@ -264,8 +250,31 @@ def _unwrap(data: bytes, opened: Opened, signatures: list[bytes], budget: Decomp
             raise OpenPGPError(f"unexpected packet (tag {packet.tag}) in the message")
 
 
-def _seipd_cipher_v2(body: bytes) -> str | None:
-    return CIPHERS.get(body[1], (str(body[1]),))[0] if len(body) > 1 else None
+EncryptedData = Packet | aead.AeadData  # a SEIPDv1 packet, or an AEAD packet whose header was read
+SESSION_KEY_UNNAMED = 0  # the session key of a v6 PKESK names no cipher (RFC 9580 section 5.1): the SEIPDv2 does
+
+
+def _aead_key(data: aead.AeadData, session: SessionKey) -> bytes:
+    """The session key for AEAD data; a decoy for a key of another cipher, so that it costs the same work.
+
+    The cipher of AEAD data is public (its header); a session key that names
+    another one, or has another size, is not this data's key.
+    """
+    algorithm, key = session
+    fits = algorithm in (data.cipher, SESSION_KEY_UNNAMED) and len(key) == data.key_size
+    return key if fits and not isinstance(key, readers.DecoyKey) else readers.DecoyKey.of_size(data.key_size)
+
+
+def decrypt_data(encrypted: EncryptedData, session: SessionKey, check: Check = lambda: None) -> bytes | None:
+    """The packets inside encrypted data, given a session key: the one step after the session key is known.
+
+    None when the key does not open SEIPDv1 data (its quick check);
+    :class:`IntegrityError` when the data was changed (MDC) or, for AEAD data,
+    when a tag does not match; :class:`UnsupportedFormat` for a cipher we do not have.
+    """
+    if isinstance(encrypted, aead.AeadData):
+        return aead.decrypt(encrypted, _aead_key(encrypted, session), check)
+    return _decrypt_seipd_v1(encrypted.body, *session)
 
 
 def _session_key_candidates(esks: list[EncryptedSessionKey], keyring: Keyring) -> list[Candidate]:
@@ -296,9 +305,9 @@ def _name_held_keys(esks: list[EncryptedSessionKey], packet: Packet | None, stre
         arrange(candidates)
 
 
-def _decrypt(esks: list[EncryptedSessionKey], seipd: Packet, keyring: Keyring, opened: Opened, check: Check,
+def _decrypt(esks: list[EncryptedSessionKey], encrypted: EncryptedData, keyring: Keyring, opened: Opened, check: Check,
              arrange: Arrange) -> bytes | None:
-    """Open the SEIPD packet with a session key from the candidate keys ``arrange`` groups; None when none fits."""
+    """Open the encrypted data with a session key from the candidate keys ``arrange`` groups; None when none fits."""
     candidates = _session_key_candidates(esks, keyring)
     groups = arrange(candidates) if candidates else []
     if not groups:
@@ -306,7 +315,7 @@ def _decrypt(esks: list[EncryptedSessionKey], seipd: Packet, keyring: Keyring, o
         opened.keys_refused = bool(candidates)
         opened.failure = "decryption key not found"
         return None
-    failure, cipher = NO_KEY_DECRYPTS, None
+    failure, cipher = NO_KEY_DECRYPTS, opened.cipher  # AEAD data names its cipher, SEIPDv1's is in the PKESK
 
     def session_key(candidate: Candidate) -> SessionKey | None:
         check()
@@ -324,13 +333,15 @@ def _decrypt(esks: list[EncryptedSessionKey], seipd: Packet, keyring: Keyring, o
         # ciphertext passes the quick check (its first blocks are intact) and fails the MDC:
         # go on with the other keys all the same, one of them may be the right one after all.
         algorithm, key = session
+        if isinstance(encrypted, aead.AeadData):
+            session = algorithm, key = encrypted.cipher, _aead_key(encrypted, session)
         if isinstance(key, readers.DecoyKey):  # the same work, and nothing of it reaches the outcome
             with contextlib.suppress(OpenPGPError):
-                _decrypt_seipd_v1(seipd.body, algorithm, key)
+                decrypt_data(encrypted, session, check)
             return None
         opened.cipher = CIPHERS[algorithm][0]
         try:
-            return _decrypt_seipd_v1(seipd.body, algorithm, key)
+            return decrypt_data(encrypted, session, check)
         except IntegrityError:  # the session key is right, so is the cipher it names
             failure, cipher = INTEGRITY_FAILED, opened.cipher
             return None
@@ -346,6 +357,17 @@ def _decrypt(esks: list[EncryptedSessionKey], seipd: Packet, keyring: Keyring, o
     opened.cipher = cipher
     opened.failure = failure
     return None
+
+
+def _encrypted_data(packet: Packet, opened: Opened) -> EncryptedData:
+    """The SEIPDv1 packet as it is, or the checked header of an AEAD packet (its cipher is then known)."""
+    if aead.is_aead(packet):
+        data = aead.read_header(packet)
+        opened.cipher = aead.cipher_name(data.cipher)
+        return data
+    if packet.tag != TAG_SEIPD or packet.body[:1] != b"\x01":
+        raise OpenPGPError("unknown encrypted data version")
+    return packet
 
 
 def open_message(
@@ -387,23 +409,15 @@ def open_message(
                 opened.recipients.append(esk.keyid)
             elif packet.tag == TAG_SKESK:
                 opened.encrypted = True
-            elif packet.tag == TAG_MARKER:
+            elif packet.tag in (TAG_MARKER, TAG_PADDING):  # padding may stand anywhere (RFC 9580 section 5.14)
                 continue
-            elif packet.tag == TAG_SEIPD:
+            elif packet.tag in (TAG_SEIPD, TAG_OCB_AEAD):
                 opened.encrypted = True
-                if packet.body[:1] == b"\x02":
-                    opened.cipher = _seipd_cipher_v2(packet.body)
-                    raise UnsupportedFormat("unsupported packet format (SEIPDv2)")
-                if packet.body[:1] != b"\x01":
-                    raise OpenPGPError("unknown encrypted data version")
-                plain = _decrypt(esks, packet, keyring, opened, check, arrange)
+                plain = _decrypt(esks, _encrypted_data(packet, opened), keyring, opened, check, arrange)
                 if plain is None:
                     return opened
                 _unwrap(plain, opened, signatures, budget, max_nesting, check)
                 break
-            elif packet.tag == TAG_OCB_AEAD:
-                opened.encrypted = True
-                raise UnsupportedFormat("unsupported packet format (OCB AEAD packet)")
             elif packet.tag == TAG_SED:
                 # No integrity protection: the malleable CFB data is what EFAIL's gadgets exploit.
                 opened.encrypted = True

@@ -4,16 +4,17 @@ The engine is split by job, each module with the reasons for its own
 implementation: :mod:`.armor` (ASCII armor, also read by the key import),
 :mod:`.packets` (framing and the engine's errors), :mod:`.keyring` (secret keys
 built once and cached per store version), :mod:`.decrypt` (session keys,
-SEIPDv1, bounded decompression) and :mod:`.verify` (signatures, cleartext).
+SEIPDv1, bounded decompression), :mod:`.aead` (SEIPDv2 and LibrePGP's AEAD
+packet; EAX from :mod:`.eax`) and :mod:`.verify` (signatures, cleartext).
 Callers outside the package use these names; a test that replaces an
 internal does so on the module that owns it.
 """
 
 from ciphermilter.formats.openpgp.armor import (ARMOR_BEGIN, ARMOR_MESSAGE, Armor, ArmorSpan, checksum_mismatch, crc24,
                                                 dearmor, find_armor, find_at_line_start)
-from ciphermilter.formats.openpgp.decrypt import CIPHERS, COMPRESSION, Opened, open_message
+from ciphermilter.formats.openpgp.decrypt import COMPRESSION, Opened, open_message
 from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey, keyring_for
-from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESSED, TAG_LITERAL, TAG_OCB_AEAD,
+from ciphermilter.formats.openpgp.packets import (CIPHERS, INTEGRITY_FAILED, TAG_COMPRESSED, TAG_LITERAL, TAG_OCB_AEAD,
                                                   TAG_PKESK, TAG_SEIPD, TAG_SIGNATURE, WILDCARD_KEYID,
                                                   IntegrityError, OpenPGPError, Packet, UnsupportedFormat, frame,
                                                   looks_binary_openpgp, packets, parse_pkesk, signature_packets)

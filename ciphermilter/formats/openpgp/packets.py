@@ -7,8 +7,11 @@ lengths are joined through a memoryview, so a streamed packet costs one copy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
+from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, algorithms
 
 WILDCARD_KEYID = "0" * 16
 TAG_PKESK, TAG_SIGNATURE, TAG_SKESK, TAG_ONE_PASS = 1, 2, 3, 4
@@ -19,20 +22,37 @@ ELGAMAL_ALGORITHMS = (16, 20)
 ECDH_ALGORITHM = 18
 INTEGRITY_FAILED = "integrity check failed"
 
+# Symmetric algorithm number -> (header name, cipher class, key bytes).
+# Twofish has no implementation in cryptography: it is named in reports but not decrypted.
+CIPHERS: dict[int, tuple[str, Callable[[bytes], BlockCipherAlgorithm] | None, int]] = {
+    1: ("IDEA", decrepit.IDEA, 16),
+    2: ("3DES", decrepit.TripleDES, 24),
+    3: ("CAST5", decrepit.CAST5, 16),
+    4: ("Blowfish", decrepit.Blowfish, 16),
+    7: ("AES-128", algorithms.AES, 16),
+    8: ("AES-192", algorithms.AES, 24),
+    9: ("AES-256", algorithms.AES, 32),
+    10: ("Twofish", None, 32),
+    11: ("Camellia-128", decrepit.Camellia, 16),
+    12: ("Camellia-192", decrepit.Camellia, 24),
+    13: ("Camellia-256", decrepit.Camellia, 32),
+}
+
 
 class OpenPGPError(ValueError):
     """The OpenPGP data cannot be processed; ``str()`` is a short reason for a header."""
 
 
 class IntegrityError(OpenPGPError):
-    """The session key opened the data (its quick check passed) but the MDC does not match: the data was changed."""
+    """The data was changed: the session key opened SEIPDv1 data (its quick check passed) but the MDC does not
+    match, or a tag of AEAD data does not (where a wrong key fails too: the caller's key checks tell them apart)."""
 
     def __init__(self) -> None:
         super().__init__(INTEGRITY_FAILED)
 
 
 class UnsupportedFormat(OpenPGPError):
-    """Valid OpenPGP we cannot read (RFC 9580 SEIPDv2, v6 keys, the OCB AEAD packet)."""
+    """Valid OpenPGP we cannot read (a cipher cryptography lacks, an AEAD algorithm or version we do not know)."""
 
 
 
