@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESOCB3
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ciphermilter.formats.openpgp.eax import EAX
-from ciphermilter.formats.openpgp.packets import (CIPHERS, TAG_OCB_AEAD, TAG_SEIPD, IntegrityError, OpenPGPError,
-                                                  Packet, UnsupportedFormat)
+from ciphermilter.formats.openpgp.packets import (TAG_OCB_AEAD, TAG_SEIPD, IntegrityError, OpenPGPError, Packet,
+                                                  UnsupportedFormat)
 
 TAG_LENGTH = 16  # every OpenPGP AEAD mode: a 16-octet tag
 SALT_LENGTH = 32  # SEIPDv2
@@ -82,7 +82,7 @@ class AeadData:
 
     @property
     def key_size(self) -> int:
-        return AES_KEY_SIZES[self.cipher]
+        return AES_KEY_SIZES.get(self.cipher, 0)  # 0: a cipher this module cannot use
 
     @property
     def chunk_size(self) -> int:
@@ -99,12 +99,10 @@ def is_aead(packet: Packet) -> bool:
     return packet.tag == TAG_OCB_AEAD or (packet.tag == TAG_SEIPD and packet.body[:1] == b"\x02")
 
 
-def cipher_name(algorithm: int) -> str:
-    return CIPHERS[algorithm][0] if algorithm in CIPHERS else str(algorithm)
-
-
 def read_header(packet: Packet) -> AeadData:
-    """The header of a SEIPDv2 or LibrePGP AEAD packet; :class:`UnsupportedFormat` naming the exact format."""
+    """The header of a SEIPDv2 or LibrePGP AEAD packet; :class:`UnsupportedFormat` naming the exact format.
+
+    Its cipher is the caller's to check against :data:`AES_KEY_SIZES` (the caller names ciphers)."""
     body = packet.body
     seipd = packet.tag == TAG_SEIPD
     name, modes, version = (SEIPDV2, MODES, 2) if seipd else (LIBREPGP, LIBREPGP_MODES, 1)
@@ -116,8 +114,6 @@ def read_header(packet: Packet) -> AeadData:
     if mode not in modes:
         raise UnsupportedFormat(f"unknown AEAD algorithm {mode} ({name})")
     where = f"{name}, {MODES[mode].name}"
-    if cipher not in AES_KEY_SIZES:
-        raise UnsupportedFormat(f"unsupported cipher {cipher_name(cipher)} ({where})")
     if chunk_octet > MAX_CHUNK_SIZE_OCTET:
         raise UnsupportedFormat(f"chunk size octet {chunk_octet} above {MAX_CHUNK_SIZE_OCTET} ({where})")
     iv_end = 4 + (SALT_LENGTH if seipd else MODES[mode].nonce_length)

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
-from cryptography.hazmat.primitives.ciphers import Cipher
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from pgpy.constants import EllipticCurveOID
@@ -30,7 +31,7 @@ from ciphermilter.core.contract import DecompressionBudget, LimitExceeded
 from ciphermilter.formats import ids, inflate, readers
 from ciphermilter.formats.openpgp import aead
 from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey, algorithm_family
-from ciphermilter.formats.openpgp.packets import (CIPHERS, INTEGRITY_FAILED, TAG_COMPRESSED,
+from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESSED,
                                                   TAG_LITERAL, TAG_MARKER, TAG_OCB_AEAD, TAG_ONE_PASS, TAG_PADDING,
                                                   TAG_PKESK, TAG_SED, TAG_SEIPD, TAG_SIGNATURE, TAG_SKESK,
                                                   WILDCARD_KEYID, EncryptedSessionKey, IntegrityError, OpenPGPError,
@@ -40,6 +41,21 @@ from ciphermilter.formats.openpgp.verify import SignatureResult, verify
 DEFAULT_MAX_NESTING = 8
 DEFAULT_MAX_RECIPIENTS = 100  # PKESK packets: each one may cost a private-key operation per secret key
 
+# Symmetric algorithm number -> (header name, cipher class, key bytes).
+# Twofish has no implementation in cryptography: it is named in reports but not decrypted.
+CIPHERS = {
+    1: ("IDEA", decrepit.IDEA, 16),
+    2: ("3DES", decrepit.TripleDES, 24),
+    3: ("CAST5", decrepit.CAST5, 16),
+    4: ("Blowfish", decrepit.Blowfish, 16),
+    7: ("AES-128", algorithms.AES, 16),
+    8: ("AES-192", algorithms.AES, 24),
+    9: ("AES-256", algorithms.AES, 32),
+    10: ("Twofish", None, 32),
+    11: ("Camellia-128", decrepit.Camellia, 16),
+    12: ("Camellia-192", decrepit.Camellia, 24),
+    13: ("Camellia-256", decrepit.Camellia, 32),
+}
 COMPRESSION = {0: "uncompressed", 1: "ZIP", 2: "ZLIB", 3: "BZIP2"}
 MDC_LENGTH = 22  # 0xD3 0x14 + SHA-1
 NO_KEY_DECRYPTS = "no key in the store decrypts the session key"
@@ -363,7 +379,9 @@ def _encrypted_data(packet: Packet, opened: Opened) -> EncryptedData:
     """The SEIPDv1 packet as it is, or the checked header of an AEAD packet (its cipher is then known)."""
     if aead.is_aead(packet):
         data = aead.read_header(packet)
-        opened.cipher = aead.cipher_name(data.cipher)
+        opened.cipher = CIPHERS[data.cipher][0] if data.cipher in CIPHERS else str(data.cipher)
+        if data.cipher not in aead.AES_KEY_SIZES:  # cryptography has OCB and GCM for AES only
+            raise UnsupportedFormat(f"unsupported cipher {opened.cipher} ({data.format})")
         return data
     if packet.tag != TAG_SEIPD or packet.body[:1] != b"\x01":
         raise OpenPGPError("unknown encrypted data version")

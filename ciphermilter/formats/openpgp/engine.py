@@ -12,9 +12,9 @@ internal does so on the module that owns it.
 
 from ciphermilter.formats.openpgp.armor import (ARMOR_BEGIN, ARMOR_MESSAGE, Armor, ArmorSpan, checksum_mismatch, crc24,
                                                 dearmor, find_armor, find_at_line_start)
-from ciphermilter.formats.openpgp.decrypt import COMPRESSION, Opened, open_message
+from ciphermilter.formats.openpgp.decrypt import CIPHERS, COMPRESSION, Opened, open_message
 from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey, keyring_for
-from ciphermilter.formats.openpgp.packets import (CIPHERS, INTEGRITY_FAILED, TAG_COMPRESSED, TAG_LITERAL, TAG_OCB_AEAD,
+from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESSED, TAG_LITERAL, TAG_OCB_AEAD,
                                                   TAG_PKESK, TAG_SEIPD, TAG_SIGNATURE, WILDCARD_KEYID,
                                                   IntegrityError, OpenPGPError, Packet, UnsupportedFormat, frame,
                                                   looks_binary_openpgp, packets, parse_pkesk, signature_packets)

@@ -7,11 +7,8 @@ lengths are joined through a memoryview, so a streamed packet costs one copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-
-from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
-from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, algorithms
 
 WILDCARD_KEYID = "0" * 16
 TAG_PKESK, TAG_SIGNATURE, TAG_SKESK, TAG_ONE_PASS = 1, 2, 3, 4
@@ -21,22 +18,6 @@ RSA_ALGORITHMS = (1, 2)
 ELGAMAL_ALGORITHMS = (16, 20)
 ECDH_ALGORITHM = 18
 INTEGRITY_FAILED = "integrity check failed"
-
-# Symmetric algorithm number -> (header name, cipher class, key bytes).
-# Twofish has no implementation in cryptography: it is named in reports but not decrypted.
-CIPHERS: dict[int, tuple[str, Callable[[bytes], BlockCipherAlgorithm] | None, int]] = {
-    1: ("IDEA", decrepit.IDEA, 16),
-    2: ("3DES", decrepit.TripleDES, 24),
-    3: ("CAST5", decrepit.CAST5, 16),
-    4: ("Blowfish", decrepit.Blowfish, 16),
-    7: ("AES-128", algorithms.AES, 16),
-    8: ("AES-192", algorithms.AES, 24),
-    9: ("AES-256", algorithms.AES, 32),
-    10: ("Twofish", None, 32),
-    11: ("Camellia-128", decrepit.Camellia, 16),
-    12: ("Camellia-192", decrepit.Camellia, 24),
-    13: ("Camellia-256", decrepit.Camellia, 32),
-}
 
 
 class OpenPGPError(ValueError):
