@@ -172,9 +172,16 @@ def _decoy_session_key() -> tuple[int, readers.DecoyKey]:
     return _DECOY_ALGORITHM, readers.DecoyKey.of_size(CIPHERS[_DECOY_ALGORITHM][2])
 
 
-def _parse_session_key(block: bytes | None) -> tuple[int, bytes] | None:
-    """Check the algorithm byte, key length and two-byte checksum of a decrypted session key."""
-    if not block or block[0] not in CIPHERS or len(block) != 3 + CIPHERS[block[0]][2]:
+def _parse_session_key(esk: EncryptedSessionKey, block: bytes | None) -> tuple[int, bytes] | None:
+    """Check the algorithm byte, key length and two-byte checksum of a decrypted session key.
+
+    A v6 PKESK's block has no algorithm byte (RFC 9580 section 5.1.3): the SEIPDv2 packet names the cipher.
+    """
+    if esk.version == 6 and block:
+        block = bytes([SESSION_KEY_UNNAMED]) + block
+        if len(block) - 3 not in aead.AES_KEY_SIZES.values():
+            return None
+    elif not block or block[0] not in CIPHERS or len(block) != 3 + CIPHERS[block[0]][2]:
         return None
     key = block[1:-2]
     if sum(key) & 0xFFFF != int.from_bytes(block[-2:], "big"):
@@ -270,15 +277,21 @@ EncryptedData = Packet | aead.AeadData  # a SEIPDv1 packet, or an AEAD packet wh
 SESSION_KEY_UNNAMED = 0  # the session key of a v6 PKESK names no cipher (RFC 9580 section 5.1): the SEIPDv2 does
 
 
-def _aead_key(data: aead.AeadData, session: SessionKey) -> bytes:
-    """The session key for AEAD data; a decoy for a key of another cipher, so that it costs the same work.
+def _content_key(encrypted: EncryptedData, session: SessionKey) -> SessionKey:
+    """The session key as the data takes it; a decoy (the same work) for a key that cannot be the data's.
 
-    The cipher of AEAD data is public (its header); a session key that names
-    another one, or has another size, is not this data's key.
+    The cipher of AEAD data is public (its header): a session key that names
+    another one, or has another size, is not its key. SEIPDv1 data takes the
+    cipher its session key names; a v6 PKESK's key names none (a SEIPDv2 retyped as v1).
     """
     algorithm, key = session
-    fits = algorithm in (data.cipher, SESSION_KEY_UNNAMED) and len(key) == data.key_size
-    return key if fits and not isinstance(key, readers.DecoyKey) else readers.DecoyKey.of_size(data.key_size)
+    if isinstance(encrypted, aead.AeadData):
+        size = encrypted.key_size
+        fits = algorithm in (encrypted.cipher, SESSION_KEY_UNNAMED) and len(key) == size
+        if not fits or isinstance(key, readers.DecoyKey):
+            key = readers.DecoyKey.of_size(size)
+        return encrypted.cipher, key
+    return session if algorithm in CIPHERS else _decoy_session_key()
 
 
 def decrypt_data(encrypted: EncryptedData, session: SessionKey, check: Check = lambda: None) -> bytes | None:
@@ -288,9 +301,10 @@ def decrypt_data(encrypted: EncryptedData, session: SessionKey, check: Check = l
     :class:`IntegrityError` when the data was changed (MDC) or, for AEAD data,
     when a tag does not match; :class:`UnsupportedFormat` for a cipher we do not have.
     """
+    algorithm, key = _content_key(encrypted, session)
     if isinstance(encrypted, aead.AeadData):
-        return aead.decrypt(encrypted, _aead_key(encrypted, session), check)
-    return _decrypt_seipd_v1(encrypted.body, *session)
+        return aead.decrypt(encrypted, key, check)
+    return _decrypt_seipd_v1(encrypted.body, algorithm, key)
 
 
 def _session_key_candidates(esks: list[EncryptedSessionKey], keyring: Keyring) -> list[Candidate]:
@@ -340,7 +354,7 @@ def _decrypt(esks: list[EncryptedSessionKey], encrypted: EncryptedData, keyring:
             return None
         # A key that fails to open the session key still decrypts the data, with a decoy (implicit
         # rejection): the work is then the same as for a right key on changed data (readers.DecoyKey).
-        return _parse_session_key(_session_key_block(esk, subkey)) or _decoy_session_key()
+        return _parse_session_key(esk, _session_key_block(esk, subkey)) or _decoy_session_key()
 
     def open_content(session: SessionKey) -> bytes | None:
         nonlocal failure, cipher
@@ -348,9 +362,7 @@ def _decrypt(esks: list[EncryptedSessionKey], encrypted: EncryptedData, keyring:
         # checksum by chance; the quick check and MDC of the data settle it. A changed
         # ciphertext passes the quick check (its first blocks are intact) and fails the MDC:
         # go on with the other keys all the same, one of them may be the right one after all.
-        algorithm, key = session
-        if isinstance(encrypted, aead.AeadData):
-            session = algorithm, key = encrypted.cipher, _aead_key(encrypted, session)
+        session = algorithm, key = _content_key(encrypted, session)
         if isinstance(key, readers.DecoyKey):  # the same work, and nothing of it reaches the outcome
             with contextlib.suppress(OpenPGPError):
                 decrypt_data(encrypted, session, check)
