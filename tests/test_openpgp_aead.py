@@ -431,3 +431,33 @@ def test_a_tampered_message_leaves_the_mail_as_received(store, tmp_path):
 def openpgp_armor(data: bytes) -> bytes:
     lines = base64.encodebytes(data).replace(b"\n", b"\r\n")
     return b"-----BEGIN PGP MESSAGE-----\r\n\r\n" + lines + b"-----END PGP MESSAGE-----\r\n"
+
+
+@pytest.fixture()
+def aead_decryptions(monkeypatch) -> list[bytes]:
+    """The session keys aead.decrypt ran with, one per call (each still does its work)."""
+    calls: list[bytes] = []
+    real = aead.decrypt
+
+    def counted(data, session_key, check=lambda: None):
+        calls.append(session_key)
+        return real(data, session_key, check)
+
+    monkeypatch.setattr(aead, "decrypt", counted)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["rnp-ocb-rsa-none", "seq-seipdv2-rsa"])
+def test_a_changed_pkesk_and_a_changed_chunk_decrypt_the_data_once_each(name, keyring, aead_decryptions):
+    """Implicit rejection (issue 14): a session key that fails to unwrap still runs the AEAD data, with a decoy."""
+    data = data_of(name)
+    pkesk, encrypted = packets_of(data)
+    changed_pkesk = bytearray(pkesk.body)
+    changed_pkesk[-20] ^= 0x01  # inside the RSA ciphertext
+    changed_data = bytearray(encrypted.body)
+    changed_data[-40] ^= 0x01
+    for body, tag, failure in ((changed_pkesk, pkesk.tag, decrypt.NO_KEY_DECRYPTS),
+                               (changed_data, encrypted.tag, openpgp.INTEGRITY_FAILED)):
+        aead_decryptions.clear()
+        assert_refused(open_(rebuilt(data, tag, bytes(body)), keyring), failure)
+        assert len(aead_decryptions) == 1 and len(aead_decryptions[0]) == 32
