@@ -23,7 +23,8 @@ from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp.eax import EAX
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
-from support import openpgp_aead
+from bench import aead_messages
+from conftest import CORPUS
 from support.openpgp_packets import literal, packet
 
 VECTORS = Path(__file__).parent / "vectors" / "openpgp-aead"
@@ -34,6 +35,7 @@ KEYS = ("rsa", "cv25519", "seq-rsa", "seq-cv25519")
 RNP = sorted(p.name[:-4] for p in VECTORS.glob("rnp-*.asc") if p.name != "rnp-ocb-camellia.asc")
 SEQUOIA = sorted(p.name[:-4] for p in VECTORS.glob("seq-seipdv2-*.asc"))
 HELLO = b"Hello, world!"
+CORPUS_KEYS = CORPUS / "keys" / "pgp"
 
 
 def data_of(name: str) -> bytes:
@@ -379,7 +381,7 @@ def test_padding_packets_anywhere_are_skipped(keyring):
 def test_deadline_is_checked_while_many_chunks_decrypt():
     session_key = bytes(range(32))
     plain = literal(bytes(64 * 3000))  # 3,000 chunks of 64 octets
-    data = aead.read_header(openpgp.Packet(openpgp.TAG_SEIPD, openpgp_aead.seipd_v2(plain, session_key)))
+    data = aead.read_header(openpgp.Packet(openpgp.TAG_SEIPD, aead_messages.seipd_v2(plain, session_key)))
     calls = []
     assert aead.decrypt(data, session_key, lambda: calls.append(1)) == plain
     assert len(calls) == 3001 // aead.CHECK_EVERY  # 3,001 tags: the chunks and the final one
@@ -391,23 +393,23 @@ def test_deadline_is_checked_while_many_chunks_decrypt():
         aead.decrypt(data, session_key, deadline)
 
 
-@pytest.mark.parametrize("mode", [openpgp_aead.OCB, openpgp_aead.GCM])
+@pytest.mark.parametrize("mode", [aead_messages.OCB, aead_messages.GCM])
 @pytest.mark.parametrize("chunk_octet", [0, 16])
 def test_independently_sealed_packets_open(mode, chunk_octet):
-    """The engine reads what a second writer (tests/support/openpgp_aead.py) seals, at both chunk size bounds."""
+    """The engine reads what a second writer (tests/support/aead_messages.py) seals, at both chunk size bounds."""
     session_key = bytes(range(32))
     plain = bytes(range(256)) * 5
-    body = openpgp_aead.seipd_v2(plain, session_key, mode=mode, chunk_octet=chunk_octet)
+    body = aead_messages.seipd_v2(plain, session_key, mode=mode, chunk_octet=chunk_octet)
     data = aead.read_header(openpgp.Packet(openpgp.TAG_SEIPD, body))
     assert aead.decrypt(data, session_key) == plain
-    body = openpgp_aead.librepgp(plain, session_key, chunk_octet=chunk_octet)
+    body = aead_messages.librepgp(plain, session_key, chunk_octet=chunk_octet)
     assert aead.decrypt(aead.read_header(openpgp.Packet(openpgp.TAG_OCB_AEAD, body)), session_key) == plain
 
 
 def test_a_session_key_for_another_cipher_never_opens_the_data():
     """A v3 PKESK naming AES-128 before AES-256 data: a decoy of the right size runs, and fails."""
     session_key = bytes(range(32))
-    data = aead.read_header(openpgp.Packet(openpgp.TAG_SEIPD, openpgp_aead.seipd_v2(b"x" * 100, session_key)))
+    data = aead.read_header(openpgp.Packet(openpgp.TAG_SEIPD, aead_messages.seipd_v2(b"x" * 100, session_key)))
     assert decrypt.decrypt_data(data, (9, session_key)) == b"x" * 100
     with pytest.raises(openpgp.IntegrityError):
         decrypt.decrypt_data(data, (7, session_key[:16]))
@@ -461,3 +463,14 @@ def test_a_changed_pkesk_and_a_changed_chunk_decrypt_the_data_once_each(name, ke
         aead_decryptions.clear()
         assert_refused(open_(rebuilt(data, tag, bytes(body)), keyring), failure)
         assert len(aead_decryptions) == 1 and len(aead_decryptions[0]) == 32
+
+
+@pytest.mark.parametrize("packet_format", ["SEIPDv2", "LibrePGP"])
+def test_the_bench_messages_open_with_the_corpus_key(packet_format, corpus_store):
+    """bench/run.py's AEAD rows: a PKESK (v6 or v3) to bob's RSA-3072 key of the corpus, then the AEAD packet."""
+    bob = aead_messages.rsa_recipient(CORPUS_KEYS / "pub-pgp-bob-rsa3072.sec.asc")
+    data = aead_messages.message(PLAIN, bob, packet_format)
+    opened = open_(data, openpgp.keyring_for(corpus_store))
+    assert opened.failure is None and opened.plaintext == PLAIN and opened.cipher == "AES-256"
+    assert aead.read_header(packets_of(data)[-1]).format.startswith("SEIPDv2" if packet_format == "SEIPDv2"
+                                                                     else "LibrePGP AEAD packet")
