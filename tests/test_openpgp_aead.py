@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from cryptography.exceptions import InvalidTag
 
 from ciphermilter import mime
@@ -474,3 +476,21 @@ def test_the_bench_messages_open_with_the_corpus_key(packet_format, corpus_store
     assert opened.failure is None and opened.plaintext == PLAIN and opened.cipher == "AES-256"
     assert aead.read_header(packets_of(data)[-1]).format.startswith("SEIPDv2" if packet_format == "SEIPDv2"
                                                                      else "LibrePGP AEAD packet")
+
+
+MUTATED = ["rnp-eax-chunks", "rnp-ocb-chunks", "seq-seipdv2-cv25519"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(MUTATED), position=st.integers(min_value=0), value=st.integers(0, 255),
+       cut=st.booleans())
+def test_any_changed_or_cut_octet_gives_the_plaintext_or_a_reason_never_an_error(name, position, value, cut, keyring):
+    data = bytearray(data_of(name))
+    position %= len(data)
+    if cut:
+        del data[position:]
+    else:
+        data[position] = value
+    opened = open_(bytes(data), keyring)
+    assert opened.plaintext in (None, PLAIN)
+    assert (opened.plaintext is None) == isinstance(opened.failure, str)
