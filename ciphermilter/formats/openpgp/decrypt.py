@@ -64,6 +64,7 @@ Check = Callable[[], None]  # the handler's deadline check, called between expen
 Candidate = tuple[EncryptedSessionKey, SecretSubkey]  # a (PKESK, secret subkey) pair that may open the session key
 Arrange = Callable[[list[Candidate]], list[list[Candidate]]]  # groups candidates as readers.open_agreeing takes them
 SessionKey = tuple[int, bytes]  # (symmetric algorithm, key); the key is a readers.DecoyKey after a failed unwrap
+SESSION_KEY_UNNAMED = 0  # the algorithm of a v6 PKESK's session key: it names none (RFC 9580 section 5.1.3)
 
 
 @dataclass
@@ -177,16 +178,19 @@ def _parse_session_key(esk: EncryptedSessionKey, block: bytes | None) -> tuple[i
 
     A v6 PKESK's block has no algorithm byte (RFC 9580 section 5.1.3): the SEIPDv2 packet names the cipher.
     """
-    if esk.version == 6 and block:
-        block = bytes([SESSION_KEY_UNNAMED]) + block
-        if len(block) - 3 not in aead.AES_KEY_SIZES.values():
+    if not block:
+        return None
+    if esk.version == 6:
+        algorithm, key, checksum = SESSION_KEY_UNNAMED, block[:-2], block[-2:]
+        if len(key) not in aead.AES_KEY_SIZES.values():
             return None
-    elif not block or block[0] not in CIPHERS or len(block) != 3 + CIPHERS[block[0]][2]:
+    else:
+        if block[0] not in CIPHERS or len(block) != 3 + CIPHERS[block[0]][2]:
+            return None
+        algorithm, key, checksum = block[0], block[1:-2], block[-2:]
+    if sum(key) & 0xFFFF != int.from_bytes(checksum, "big"):
         return None
-    key = block[1:-2]
-    if sum(key) & 0xFFFF != int.from_bytes(block[-2:], "big"):
-        return None
-    return block[0], key
+    return algorithm, key
 
 
 # --------------------------------------------------------------------------- symmetric layer
@@ -274,7 +278,6 @@ def _unwrap(data: bytes, opened: Opened, signatures: list[bytes], budget: Decomp
 
 
 EncryptedData = Packet | aead.AeadData  # a SEIPDv1 packet, or an AEAD packet whose header was read
-SESSION_KEY_UNNAMED = 0  # the session key of a v6 PKESK names no cipher (RFC 9580 section 5.1): the SEIPDv2 does
 
 
 def _content_key(encrypted: EncryptedData, session: SessionKey) -> SessionKey:
@@ -359,9 +362,10 @@ def _decrypt(esks: list[EncryptedSessionKey], encrypted: EncryptedData, keyring:
     def open_content(session: SessionKey) -> bytes | None:
         nonlocal failure, cipher
         # implicit rejection (RSA) can hand back a random "session key" that passes the
-        # checksum by chance; the quick check and MDC of the data settle it. A changed
-        # ciphertext passes the quick check (its first blocks are intact) and fails the MDC:
-        # go on with the other keys all the same, one of them may be the right one after all.
+        # checksum by chance; the quick check and MDC of the data settle it (AEAD data: its
+        # first tag). A changed ciphertext passes the quick check (its first blocks are intact)
+        # and fails the MDC or a later tag: go on with the other keys all the same, one of them
+        # may be the right one after all.
         session = algorithm, key = _content_key(encrypted, session)
         if isinstance(key, readers.DecoyKey):  # the same work, and nothing of it reaches the outcome
             with contextlib.suppress(OpenPGPError):
