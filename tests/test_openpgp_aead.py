@@ -34,7 +34,8 @@ PLAIN = (VECTORS / "inner.mime").read_bytes()
 MIB = 1 << 20
 RECIPIENT = "bob@corp-pub.example"
 KEYS = ("rsa", "cv25519", "seq-rsa", "seq-cv25519")
-RNP = sorted(p.name[:-4] for p in VECTORS.glob("rnp-*.asc") if p.name != "rnp-ocb-camellia.asc")
+RNP = sorted(p.name[:-4] for p in VECTORS.glob("rnp-*.asc")
+             if p.name not in ("rnp-ocb-camellia.asc", "rnp-ocb-partial.asc"))
 SEQUOIA = sorted(p.name[:-4] for p in VECTORS.glob("seq-seipdv2-*.asc"))
 HELLO = b"Hello, world!"
 CORPUS_KEYS = CORPUS / "keys" / "pgp"
@@ -211,6 +212,15 @@ def test_either_recipient_key_alone_opens_a_message_to_two(name, tmp_path):
             admin.import_file(one, (VECTORS / f"{key}.sec.asc").read_bytes())
             opened = open_(data_of(name), openpgp.keyring_for(one))
         assert len(opened.recipients) == 2 and opened.plaintext == PLAIN
+
+
+def test_a_packet_streamed_in_partial_lengths_decrypts(keyring, store, tmp_path):
+    """rnp streams larger data (here four times the plaintext) in partial body lengths, over 4 KiB chunks."""
+    data = data_of("rnp-ocb-partial")
+    assert packets_of(data)[-1].streamed and aead.read_header(packets_of(data)[-1]).chunk_size == 4096
+    assert open_(data, keyring).plaintext == PLAIN * 4
+    armored = re.sub(rb"\r?\n", b"\r\n", (VECTORS / "rnp-ocb-partial.asc").read_bytes())
+    assert mime.parse(decrypted(store, inline(armored), tmp_path)).decoded_body() == PLAIN * 4
 
 
 def test_camellia_with_ocb_is_named_not_decrypted(keyring):

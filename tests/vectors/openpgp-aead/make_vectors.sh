@@ -65,6 +65,9 @@ rm rnp-eax-two.pgp rnp-eax-hidden.pgp
 # The smallest chunks (chunk size octet 0, 64 octets): many chunks, for the attacks on chunk order and length.
 $rnp -e -r aead-rsa@vectors.example --aead=ocb --aead-chunk-bits 0 -z 0 --output rnp-ocb-chunks.asc inner.mime
 $rnp -e -r aead-rsa@vectors.example --aead=eax --aead-chunk-bits 0 -z 0 --output rnp-eax-chunks.asc inner.mime
+# Four times the plaintext (8,468 octets): rnp streams the packet in partial body lengths; 4 KiB chunks.
+for i in 1 2 3 4; do cat inner.mime; done > inner4.mime
+$rnp -e -r aead-rsa@vectors.example --aead=ocb --aead-chunk-bits 6 -z 0 --output rnp-ocb-partial.asc inner4.mime
 # A cipher cryptography has no OCB for: a reason naming it, not a decryption.
 $rnp -e -r aead-rsa@vectors.example --aead=ocb --cipher CAMELLIA256 --output rnp-ocb-camellia.asc inner.mime
 
@@ -95,9 +98,12 @@ EOF
 # key for the hidden recipients: it does not try its keys on them).
 for message in rnp-*.asc; do
     [ "$message" = rnp-eax-hidden.asc ] && continue
-    rnp --homedir "$RNPHOME" --notty --decrypt --output - "$message" 2>/dev/null | cmp -s - inner.mime \
-        || { echo "rnp does not decrypt $message to inner.mime" >&2; exit 1; }
+    expected=inner.mime
+    [ "$message" = rnp-ocb-partial.asc ] && expected=inner4.mime
+    rnp --homedir "$RNPHOME" --notty --decrypt --output - "$message" 2>/dev/null | cmp -s - $expected \
+        || { echo "rnp does not decrypt $message to $expected" >&2; exit 1; }
 done
+rm inner4.mime
 "$PYTHON" - <<'EOF'
 import glob
 import pysequoia as sq
