@@ -326,6 +326,28 @@ def test_cut_dropped_or_reordered_chunks_release_nothing(name, attack, keyring):
     assert_refused(open_(with_sealed(data, header, sealed), keyring))
 
 
+@pytest.mark.parametrize("attack", ["flipped bits", *sorted(CHUNK_ATTACKS)])
+@pytest.mark.parametrize("mode", [aead_messages.OCB, aead_messages.GCM])
+def test_seipdv2_chunk_attacks_raise_before_any_plaintext(mode, attack):
+    """The same attacks on SEIPDv2 with many chunks (no tool here writes small SEIPDv2 chunks: Sequoia's are 4 KiB)."""
+    session_key = bytes(range(32))
+    body = aead_messages.seipd_v2(PLAIN, session_key, mode=mode)
+    header = aead.read_header(openpgp.Packet(openpgp.TAG_SEIPD, body))
+    chunks, final = chunks_of(header)
+    prefix = body[:len(body) - len(header.sealed)]
+    if attack == "flipped bits":
+        variants = []
+        for index in range(len(chunks) + 1):
+            changed = [bytearray(c) for c in chunks + [final]]
+            changed[index][-1] ^= 0x01
+            variants.append(b"".join(changed))
+    else:
+        variants = [CHUNK_ATTACKS[attack](chunks, final)]
+    for sealed in variants:
+        with pytest.raises(openpgp.IntegrityError):
+            aead.decrypt(aead.read_header(openpgp.Packet(openpgp.TAG_SEIPD, prefix + sealed)), session_key)
+
+
 def test_a_changed_header_octet_fails_its_tags(keyring):
     """The chunk size octet and the cipher are authenticated: a smaller chunk size does not parse the data anew."""
     data, _header = chunked("rnp-ocb-chunks")
