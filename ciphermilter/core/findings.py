@@ -56,10 +56,9 @@ class Protection:
     trusted: bool = False  # ... and every signer chains to a trust anchor (S/MIME only)
 
     def __or__(self, other: Protection) -> Protection:
-        return Protection(*(mine or theirs for mine, theirs in zip(self._flags(), other._flags())))
-
-    def _flags(self) -> tuple[bool, ...]:
-        return tuple(getattr(self, name) for name in _PROTECTION_FLAGS)
+        return Protection(self.encrypted or other.encrypted, self.decrypted or other.decrypted,
+                          self.key_not_found or other.key_not_found, self.signed or other.signed,
+                          self.verified or other.verified, self.trusted or other.trusted)
 
     def counted(self, prefix: str) -> set[str]:
         """The counter names (``smime_decrypted``) of the flags that are true."""
