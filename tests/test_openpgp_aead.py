@@ -27,6 +27,7 @@ from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
 from bench import aead_messages
 from conftest import CORPUS
+from support.agreement import through_decrypt, through_the_daemon
 from support.openpgp_packets import literal, packet
 
 VECTORS = Path(__file__).parent / "vectors" / "openpgp-aead"
@@ -269,6 +270,23 @@ def test_ciphermilter_decrypt_opens_pgp_mime_and_inline(name, store, tmp_path):
     assert headers["PGP-Encrypted"] == "True" and "PGP-Decryption-Failed" not in headers
     if name in SIGNERS:
         assert headers["PGP-Signature-Valid"] == "True" and headers["PGP-Signer-Email"] == SIGNERS[name]
+
+
+@pytest.fixture(scope="module")
+def daemon(daemons, store):
+    return daemons("aead", store.path)
+
+
+@pytest.mark.usefixtures("bytes_on_the_wire")
+@pytest.mark.parametrize("name", ["rnp-eax-signed", "rnp-ocb-rsa-bzip2", "seq-seipdv2-signed", "seq-seipdv2-two"])
+def test_the_daemon_decrypts_as_ciphermilter_decrypt_does(daemon, name, tmp_path):
+    message = pgp_mime(re.sub(rb"\r?\n", b"\r\n", (VECTORS / f"{name}.asc").read_bytes()))
+    by_daemon, accepted = through_the_daemon(daemon, message, [RECIPIENT])
+    assert accepted == [RECIPIENT]
+    kind, delivered = by_daemon
+    assert kind == "delivered" and isinstance(delivered, bytes)
+    assert mime.parse(delivered).body == mime.parse(PLAIN).body
+    assert through_decrypt(daemon, message, accepted, tmp_path) == by_daemon
 
 
 # --------------------------------------------------------------------------- attacks
