@@ -206,6 +206,16 @@ def test_hidden_recipients_are_tried_with_every_key(keyring):
     assert opened.recipients == [openpgp.WILDCARD_KEYID] * 2 and opened.plaintext == PLAIN
 
 
+@pytest.mark.parametrize("name", ["seq-seipdv2-rsa", "seq-seipdv2-cv25519"])
+def test_an_anonymous_v6_pkesk_is_tried_with_every_key(name, keyring):
+    """RFC 9580 section 5.1.2: a v6 PKESK with an empty recipient field is Sequoia's hidden recipient."""
+    data = data_of(name)
+    pkesk = packets_of(data)[0].body
+    anonymous = b"\x06\x00" + pkesk[2 + pkesk[1]:]
+    opened = open_(rebuilt(data, openpgp.TAG_PKESK, anonymous), keyring)
+    assert opened.recipients == [openpgp.WILDCARD_KEYID] and opened.plaintext == PLAIN
+
+
 @pytest.mark.parametrize("name", ["rnp-ocb-two", "seq-seipdv2-two"])
 def test_either_recipient_key_alone_opens_a_message_to_two(name, tmp_path):
     for key in ("rsa", "cv25519") if name.startswith("rnp") else ("seq-rsa", "seq-cv25519"):
