@@ -5,7 +5,10 @@ OpenPGP's AEAD algorithm 1 (RFC 9580 section 5.13.4, LibrePGP) is EAX with a
 (CMAC with a one-block tweak in front) over the nonce, the associated data
 and the ciphertext; the tag is their XOR. :meth:`EAX.decrypt` has the shape
 of cryptography's ``AESOCB3.decrypt`` and ``AESGCM.decrypt`` and raises the
-same ``InvalidTag``, so the chunk loop treats the three modes alike.
+same ``InvalidTag``, so the chunk loop treats the three modes alike. The tag
+is checked before the CTR pass runs. Cost: a 2 MiB rnp message (256 KiB
+chunks) opens in 4.4 ms with EAX and 7.4 ms with cryptography's OCB, the
+RSA-3072 operation included (bench/README.md).
 """
 
 from __future__ import annotations
