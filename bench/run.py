@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 if not __package__:  # run as a file (python bench/run.py): the clone's root makes the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import milter_client, milter_daemon, postfix_instance  # noqa: E402
+from bench import aead_messages, milter_client, milter_daemon, postfix_instance  # noqa: E402
 from bench.shared import SHARED  # noqa: E402
 from ciphermilter.core import pipeline as core
 from ciphermilter.core.settings import Settings
@@ -110,6 +110,19 @@ def gpg_env(work: Path) -> dict:
 def pgp_mime_message(entity: bytes, work: Path, fingerprint: str) -> bytes:
     armored = run(["gpg", "--batch", "--quiet", "--trust-model", "always", "--armor", "--encrypt", "-r", fingerprint],
                   entity, env=gpg_env(work))
+    return pgp_mime(armored)
+
+
+def aead_message(entity: bytes, packet_format: str) -> bytes:
+    """The entity to bob's RSA-3072 key as SEIPDv2 (Sequoia 2) or the LibrePGP AEAD packet (GnuPG 2.4) send it:
+    OCB, AES-256; sealed by bench/aead_messages.py, as gpg 2.2 writes neither."""
+    bob = aead_messages.rsa_recipient(KEYS / "pgp" / "pub-pgp-bob-rsa3072.sec.asc")
+    data = aead_messages.message(entity, bob, packet_format)
+    lines = base64.encodebytes(data)
+    return pgp_mime(b"-----BEGIN PGP MESSAGE-----\n\n" + lines + b"-----END PGP MESSAGE-----\n")
+
+
+def pgp_mime(armored: bytes) -> bytes:
     boundary = b"bench-pgp-boundary"
     return crlf(
         b"From: Alice <alice@sender-pub.example>\nTo: Bob <" + RECIPIENT.encode() + b">\nSubject: bench\n"
@@ -135,6 +148,8 @@ def samples(work: Path, sizes: dict[str, int]) -> list[Sample]:
             Sample("OpenPGP RSA-3072", label,
                    pgp_mime_message(entity, work, "E97C6CC22ACC850FFBCF941C7135474EBE209041")),
             Sample("OpenPGP Curve25519", label, pgp_mime_message(entity, work, gus_fingerprint(work))),
+            Sample("OpenPGP RSA-3072 SEIPDv2 OCB", label, aead_message(entity, "SEIPDv2")),
+            Sample("OpenPGP RSA-3072 LibrePGP OCB", label, aead_message(entity, "LibrePGP")),
             Sample("S/MIME signed (detached)", label,
                    openssl_message(entity, work, ["-sign", "-signer", str(bob_cert), "-inkey", str(bob_key)])),
             Sample("plain", label, crlf(b"From: a@b.example\nTo: " + RECIPIENT.encode() + b"\nSubject: bench\n"
@@ -211,7 +226,7 @@ def peer_runs(sample: Sample, work: Path) -> dict:
         if "GCM" not in sample.name:  # cryptography's PKCS#7 decrypt knows no AuthEnvelopedData
             peers[CEILING] = lambda: pkcs7.pkcs7_decrypt_der(der, certificate, key, [])
         return peers
-    if sample.name.startswith("OpenPGP"):
+    if sample.name.startswith("OpenPGP") and "OCB" not in sample.name:  # gpg 2.2 reads no AEAD packet
         armored = sample.message.split(b"Content-Type: application/octet-stream\r\n\r\n", 1)[1]
         env = gpg_env(work)
         cmd = ["gpg", "--batch", "--quiet", "--decrypt"]

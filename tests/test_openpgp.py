@@ -14,7 +14,7 @@ from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.core.contract import LimitExceeded
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store import admin
-from conftest import case_message, corpus_cases, ids
+from conftest import CORPUS, case_message, corpus_cases, ids
 from support.openpgp_packets import literal, packet
 
 VECTORS = Path(__file__).parent / "vectors" / "pgp"
@@ -28,6 +28,9 @@ CLEARSIGNED = corpus_cases(lambda c: c["family"] == "pgp-inline-clearsigned")
 BOMBS = corpus_cases(lambda c: c["family"] == "malformed-pgp-compression-bomb")
 NOT_OURS = [c for c in PGP_CASES if c["encrypted"] and c["decryptable_with_our_keys"] is False]
 RFC9580 = [c for c in PGP_CASES if c.get("expect_pgpy_supported") is False]
+# SEIPDv2 to a v6 key: the store holds no v6 key yet (the key model of issue 16 imports them).
+RFC9580_V6_KEY = [c for c in RFC9580 if any(r["key_version"] == 6 for r in c["recipients"])]
+RFC9580_V4_KEY = [c for c in RFC9580 if c not in RFC9580_V6_KEY]
 SIGNED_MIME = corpus_cases(lambda c: c["family"] == "pgp-mime-signed")
 
 
@@ -225,12 +228,20 @@ def test_missing_secret_key(case, corpus_keyring):
     assert opened.recipients == [r["keyid"] for r in case["recipients"]]
 
 
-@pytest.mark.parametrize("case", RFC9580, ids=ids(RFC9580))
-def test_rfc9580_is_reported_unsupported(case, corpus_keyring):
+@pytest.mark.parametrize("case", RFC9580_V4_KEY, ids=ids(RFC9580_V4_KEY))
+def test_rfc9580_seipdv2_to_a_v4_key_decrypts(case, corpus_keyring):
     opened = open_(message_data(case), corpus_keyring)
-    assert opened.encrypted and opened.plaintext is None
-    assert opened.failure == "unsupported packet format (SEIPDv2)"
+    assert opened.failure is None
+    assert opened.plaintext == (CORPUS / case["expected_plaintext_file"]).read_bytes()
     assert opened.cipher == case["content_cipher"]
+    assert opened.decryption_key == case["recipients"][0]["fingerprint"][-16:]  # a v4 key ID ends its fingerprint
+
+
+@pytest.mark.parametrize("case", RFC9580_V6_KEY, ids=ids(RFC9580_V6_KEY))
+def test_rfc9580_seipdv2_to_a_v6_key_finds_no_key_but_names_its_cipher(case, corpus_keyring):
+    opened = open_(message_data(case), corpus_keyring)
+    assert opened.encrypted and opened.plaintext is None and opened.key_not_found
+    assert opened.cipher == case["content_cipher"]  # the SEIPDv2 header names it, before any key
 
 
 @pytest.mark.parametrize("case", BOMBS, ids=ids(BOMBS))
@@ -314,9 +325,11 @@ def test_compressed_packets_nest_only_so_deep(depth, allowed, corpus_keyring):
             openpgp.open_message(data, corpus_keyring, max_output=MIB, max_nesting=8)
 
 
-def test_ocb_aead_packet_is_reported_unsupported(corpus_keyring):
+def test_librepgp_aead_packet_without_a_recipient_names_its_cipher(corpus_keyring):
+    """Decrypted since issue 16 (tests/test_openpgp_aead.py); without a PKESK no key is found."""
     opened = open_(packet(openpgp.TAG_OCB_AEAD, b"\x01\x09\x02\x06" + bytes(40)), corpus_keyring)
-    assert opened.encrypted and opened.failure == "unsupported packet format (OCB AEAD packet)"
+    assert opened.encrypted and opened.key_not_found and opened.plaintext is None
+    assert opened.cipher == "AES-256" and opened.failure == "decryption key not found"
 
 
 def test_two_literal_packets_are_refused(corpus_keyring):

@@ -15,7 +15,8 @@ from conftest import ROOT
 
 CORE_SCENARIOS = {
     "S/MIME RSA-2048 AES-256-CBC", "S/MIME RSA-2048 AES-256-GCM", "S/MIME ECDH P-256 AES-128-CBC",
-    "OpenPGP RSA-3072", "OpenPGP Curve25519", "S/MIME signed (detached)", "plain",
+    "OpenPGP RSA-3072", "OpenPGP Curve25519", "OpenPGP RSA-3072 SEIPDv2 OCB", "OpenPGP RSA-3072 LibrePGP OCB",
+    "S/MIME signed (detached)", "plain",
 }
 
 
@@ -36,6 +37,7 @@ def test_core_part_measures_every_scenario_and_its_peers(smoke):
         encrypted = "signed" not in name and name != "plain"
         assert row["core"]["decrypted"] is encrypted, name
     assert set(by_name["OpenPGP RSA-3072"]["peers"]) == {"gpg --decrypt per message"}
+    assert by_name["OpenPGP RSA-3072 SEIPDv2 OCB"]["peers"] == {}  # gpg 2.2 reads no AEAD packet
     assert "cryptography pkcs7_decrypt_der (ceiling)" in by_name["S/MIME RSA-2048 AES-256-CBC"]["peers"]
     assert "| S/MIME RSA-2048 AES-256-CBC | 2KB |" in table
 

@@ -1,12 +1,13 @@
-"""Opening an OpenPGP message: session keys, SEIPDv1 decryption, decompression within a budget.
+"""Opening an OpenPGP message: session keys, the encrypted data (SEIPDv1 here, AEAD in :mod:`.aead`), decompression.
 
 pgpy 0.6 parses keys for us, but its decryption path cannot be used as is:
 it refuses wildcard ("hidden") recipients, inflates compressed data without a
 bound (a 2 KB message can expand to 1 GiB) and rebuilds and re-validates an
 RSA private key on every call. So the session key is decrypted here with the
 cached ``cryptography`` key objects of the :class:`.keyring.Keyring`, the
-SEIPDv1 data with ``cryptography`` directly (CFB plus the MDC check), and
-compressed packets are inflated incrementally up to a byte budget.
+SEIPDv1 data with ``cryptography`` directly (CFB plus the MDC check), the
+AEAD packets (SEIPDv2, LibrePGP's tag 20) by :mod:`.aead` once their header
+is read, and compressed packets are inflated incrementally up to a byte budget.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pgpy.constants import EllipticCurveOID
 
 from ciphermilter.core.contract import DecompressionBudget, LimitExceeded
 from ciphermilter.formats import ids, inflate, readers
+from ciphermilter.formats.openpgp import aead
 from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey, algorithm_family
 from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESSED,
                                                   TAG_LITERAL, TAG_MARKER, TAG_OCB_AEAD, TAG_ONE_PASS, TAG_PADDING,
@@ -62,6 +64,7 @@ Check = Callable[[], None]  # the handler's deadline check, called between expen
 Candidate = tuple[EncryptedSessionKey, SecretSubkey]  # a (PKESK, secret subkey) pair that may open the session key
 Arrange = Callable[[list[Candidate]], list[list[Candidate]]]  # groups candidates as readers.open_agreeing takes them
 SessionKey = tuple[int, bytes]  # (symmetric algorithm, key); the key is a readers.DecoyKey after a failed unwrap
+SESSION_KEY_UNNAMED = 0  # the algorithm of a v6 PKESK's session key: it names none (RFC 9580 section 5.1.3)
 
 
 @dataclass
@@ -170,14 +173,24 @@ def _decoy_session_key() -> tuple[int, readers.DecoyKey]:
     return _DECOY_ALGORITHM, readers.DecoyKey.of_size(CIPHERS[_DECOY_ALGORITHM][2])
 
 
-def _parse_session_key(block: bytes | None) -> tuple[int, bytes] | None:
-    """Check the algorithm byte, key length and two-byte checksum of a decrypted session key."""
-    if not block or block[0] not in CIPHERS or len(block) != 3 + CIPHERS[block[0]][2]:
+def _parse_session_key(esk: EncryptedSessionKey, block: bytes | None) -> tuple[int, bytes] | None:
+    """Check the algorithm byte, key length and two-byte checksum of a decrypted session key.
+
+    A v6 PKESK's block has no algorithm byte (RFC 9580 section 5.1.3): the SEIPDv2 packet names the cipher.
+    """
+    if not block:
         return None
-    key = block[1:-2]
-    if sum(key) & 0xFFFF != int.from_bytes(block[-2:], "big"):
+    if esk.version == 6:
+        algorithm, key, checksum = SESSION_KEY_UNNAMED, block[:-2], block[-2:]
+        if len(key) not in aead.AES_KEY_SIZES.values():
+            return None
+    else:
+        if block[0] not in CIPHERS or len(block) != 3 + CIPHERS[block[0]][2]:
+            return None
+        algorithm, key, checksum = block[0], block[1:-2], block[-2:]
+    if sum(key) & 0xFFFF != int.from_bytes(checksum, "big"):
         return None
-    return block[0], key
+    return algorithm, key
 
 
 # --------------------------------------------------------------------------- symmetric layer
@@ -264,8 +277,37 @@ def _unwrap(data: bytes, opened: Opened, signatures: list[bytes], budget: Decomp
             raise OpenPGPError(f"unexpected packet (tag {packet.tag}) in the message")
 
 
-def _seipd_cipher_v2(body: bytes) -> str | None:
-    return CIPHERS.get(body[1], (str(body[1]),))[0] if len(body) > 1 else None
+EncryptedData = Packet | aead.AeadData  # a SEIPDv1 packet, or an AEAD packet whose header was read
+
+
+def _content_key(encrypted: EncryptedData, session: SessionKey) -> SessionKey:
+    """The session key as the data takes it; a decoy (the same work) for a key that cannot be the data's.
+
+    The cipher of AEAD data is public (its header): a session key that names
+    another one, or has another size, is not its key. SEIPDv1 data takes the
+    cipher its session key names; a v6 PKESK's key names none (a SEIPDv2 retyped as v1).
+    """
+    algorithm, key = session
+    if isinstance(encrypted, aead.AeadData):
+        size = encrypted.key_size
+        fits = algorithm in (encrypted.cipher, SESSION_KEY_UNNAMED) and len(key) == size
+        if not fits or isinstance(key, readers.DecoyKey):
+            key = readers.DecoyKey.of_size(size)
+        return encrypted.cipher, key
+    return session if algorithm in CIPHERS else _decoy_session_key()
+
+
+def decrypt_data(encrypted: EncryptedData, session: SessionKey, check: Check = lambda: None) -> bytes | None:
+    """The packets inside encrypted data, given a session key: the one step after the session key is known.
+
+    None when the key does not open SEIPDv1 data (its quick check);
+    :class:`IntegrityError` when the data was changed (MDC) or, for AEAD data,
+    when a tag does not match; :class:`UnsupportedFormat` for a cipher we do not have.
+    """
+    algorithm, key = _content_key(encrypted, session)
+    if isinstance(encrypted, aead.AeadData):
+        return aead.decrypt(encrypted, key, check)
+    return _decrypt_seipd_v1(encrypted.body, algorithm, key)
 
 
 def _session_key_candidates(esks: list[EncryptedSessionKey], keyring: Keyring) -> list[Candidate]:
@@ -296,9 +338,9 @@ def _name_held_keys(esks: list[EncryptedSessionKey], packet: Packet | None, stre
         arrange(candidates)
 
 
-def _decrypt(esks: list[EncryptedSessionKey], seipd: Packet, keyring: Keyring, opened: Opened, check: Check,
+def _decrypt(esks: list[EncryptedSessionKey], encrypted: EncryptedData, keyring: Keyring, opened: Opened, check: Check,
              arrange: Arrange) -> bytes | None:
-    """Open the SEIPD packet with a session key from the candidate keys ``arrange`` groups; None when none fits."""
+    """Open the encrypted data with a session key from the candidate keys ``arrange`` groups; None when none fits."""
     candidates = _session_key_candidates(esks, keyring)
     groups = arrange(candidates) if candidates else []
     if not groups:
@@ -306,7 +348,7 @@ def _decrypt(esks: list[EncryptedSessionKey], seipd: Packet, keyring: Keyring, o
         opened.keys_refused = bool(candidates)
         opened.failure = "decryption key not found"
         return None
-    failure, cipher = NO_KEY_DECRYPTS, None
+    failure, cipher = NO_KEY_DECRYPTS, opened.cipher  # AEAD data names its cipher, SEIPDv1's is in the PKESK
 
     def session_key(candidate: Candidate) -> SessionKey | None:
         check()
@@ -315,22 +357,23 @@ def _decrypt(esks: list[EncryptedSessionKey], seipd: Packet, keyring: Keyring, o
             return None
         # A key that fails to open the session key still decrypts the data, with a decoy (implicit
         # rejection): the work is then the same as for a right key on changed data (readers.DecoyKey).
-        return _parse_session_key(_session_key_block(esk, subkey)) or _decoy_session_key()
+        return _parse_session_key(esk, _session_key_block(esk, subkey)) or _decoy_session_key()
 
     def open_content(session: SessionKey) -> bytes | None:
         nonlocal failure, cipher
         # implicit rejection (RSA) can hand back a random "session key" that passes the
-        # checksum by chance; the quick check and MDC of the data settle it. A changed
-        # ciphertext passes the quick check (its first blocks are intact) and fails the MDC:
-        # go on with the other keys all the same, one of them may be the right one after all.
-        algorithm, key = session
+        # checksum by chance; the quick check and MDC of the data settle it (AEAD data: its
+        # first tag). A changed ciphertext passes the quick check (its first blocks are intact)
+        # and fails the MDC or a later tag: go on with the other keys all the same, one of them
+        # may be the right one after all.
+        session = algorithm, key = _content_key(encrypted, session)
         if isinstance(key, readers.DecoyKey):  # the same work, and nothing of it reaches the outcome
             with contextlib.suppress(OpenPGPError):
-                _decrypt_seipd_v1(seipd.body, algorithm, key)
+                decrypt_data(encrypted, session, check)
             return None
         opened.cipher = CIPHERS[algorithm][0]
         try:
-            return _decrypt_seipd_v1(seipd.body, algorithm, key)
+            return decrypt_data(encrypted, session, check)
         except IntegrityError:  # the session key is right, so is the cipher it names
             failure, cipher = INTEGRITY_FAILED, opened.cipher
             return None
@@ -346,6 +389,19 @@ def _decrypt(esks: list[EncryptedSessionKey], seipd: Packet, keyring: Keyring, o
     opened.cipher = cipher
     opened.failure = failure
     return None
+
+
+def _encrypted_data(packet: Packet, opened: Opened) -> EncryptedData:
+    """The SEIPDv1 packet as it is, or the checked header of an AEAD packet (its cipher is then known)."""
+    if aead.is_aead(packet):
+        data = aead.read_header(packet)
+        opened.cipher = CIPHERS[data.cipher][0] if data.cipher in CIPHERS else str(data.cipher)
+        if data.cipher not in aead.AES_KEY_SIZES:  # cryptography has OCB and GCM for AES only
+            raise UnsupportedFormat(f"unsupported cipher {opened.cipher} ({data.format})")
+        return data
+    if packet.tag != TAG_SEIPD or packet.body[:1] != b"\x01":
+        raise OpenPGPError("unknown encrypted data version")
+    return packet
 
 
 def open_message(
@@ -387,23 +443,15 @@ def open_message(
                 opened.recipients.append(esk.keyid)
             elif packet.tag == TAG_SKESK:
                 opened.encrypted = True
-            elif packet.tag == TAG_MARKER:
+            elif packet.tag in (TAG_MARKER, TAG_PADDING):  # padding may stand anywhere (RFC 9580 section 5.14)
                 continue
-            elif packet.tag == TAG_SEIPD:
+            elif packet.tag in (TAG_SEIPD, TAG_OCB_AEAD):
                 opened.encrypted = True
-                if packet.body[:1] == b"\x02":
-                    opened.cipher = _seipd_cipher_v2(packet.body)
-                    raise UnsupportedFormat("unsupported packet format (SEIPDv2)")
-                if packet.body[:1] != b"\x01":
-                    raise OpenPGPError("unknown encrypted data version")
-                plain = _decrypt(esks, packet, keyring, opened, check, arrange)
+                plain = _decrypt(esks, _encrypted_data(packet, opened), keyring, opened, check, arrange)
                 if plain is None:
                     return opened
                 _unwrap(plain, opened, signatures, budget, max_nesting, check)
                 break
-            elif packet.tag == TAG_OCB_AEAD:
-                opened.encrypted = True
-                raise UnsupportedFormat("unsupported packet format (OCB AEAD packet)")
             elif packet.tag == TAG_SED:
                 # No integrity protection: the malleable CFB data is what EFAIL's gadgets exploit.
                 opened.encrypted = True

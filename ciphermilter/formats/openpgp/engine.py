@@ -4,7 +4,8 @@ The engine is split by job, each module with the reasons for its own
 implementation: :mod:`.armor` (ASCII armor, also read by the key import),
 :mod:`.packets` (framing and the engine's errors), :mod:`.keyring` (secret keys
 built once and cached per store version), :mod:`.decrypt` (session keys,
-SEIPDv1, bounded decompression) and :mod:`.verify` (signatures, cleartext).
+SEIPDv1, bounded decompression), :mod:`.aead` (SEIPDv2 and LibrePGP's AEAD
+packet; EAX from :mod:`.eax`) and :mod:`.verify` (signatures, cleartext).
 Callers outside the package use these names; a test that replaces an
 internal does so on the module that owns it.
 """

@@ -25,14 +25,15 @@ class OpenPGPError(ValueError):
 
 
 class IntegrityError(OpenPGPError):
-    """The session key opened the data (its quick check passed) but the MDC does not match: the data was changed."""
+    """The data was changed: the session key opened SEIPDv1 data (its quick check passed) but the MDC does not
+    match, or a tag of AEAD data does not (where a wrong key fails too: the caller's key checks tell them apart)."""
 
     def __init__(self) -> None:
         super().__init__(INTEGRITY_FAILED)
 
 
 class UnsupportedFormat(OpenPGPError):
-    """Valid OpenPGP we cannot read (RFC 9580 SEIPDv2, v6 keys, the OCB AEAD packet)."""
+    """Valid OpenPGP we cannot read (a cipher cryptography lacks, an AEAD algorithm or version we do not know)."""
 
 
 
@@ -125,11 +126,12 @@ SessionKeyFields = tuple[int] | tuple[int, int] | tuple[bytes, bytes] | tuple[()
 
 @dataclass
 class EncryptedSessionKey:
-    """A version 3 public-key encrypted session key packet (RFC 4880 section 5.1)."""
+    """A public-key encrypted session key packet, version 3 or 6 (RFC 9580 section 5.1)."""
 
     keyid: str
     algorithm: int
     fields: SessionKeyFields
+    version: int = 3  # 6: the decrypted block is ``key || checksum``, no algorithm octet (SEIPDv2 names it)
 
 
 def _pkesk_v6_keyid(body: bytes) -> str:
@@ -141,26 +143,35 @@ def _pkesk_v6_keyid(body: bytes) -> str:
 
 
 def parse_pkesk(body: bytes) -> EncryptedSessionKey:
+    """A PKESK v3, or v6 (RFC 9580 section 5.1.2) with the fields of the algorithms v4 keys have.
+
+    A v6 PKESK's algorithm fields are those of v3 for RSA and ECDH; X25519 and
+    X448 (v6 keys) keep none here, so no key tries them.
+    """
     if not body:
         raise OpenPGPError("empty PKESK packet")
-    if body[0] == 6:  # RFC 9580: only the recipient's key ID is of use to us
-        return EncryptedSessionKey(_pkesk_v6_keyid(body), -1, ())
-    if body[0] != 3 or len(body) < 10:
+    if body[0] == 6 and len(body) >= 2:
+        keyid, pos = _pkesk_v6_keyid(body), 2 + body[1]
+    elif body[0] == 3 and len(body) >= 10:
+        keyid, pos = body[1:9].hex().upper(), 9
+    else:
         raise OpenPGPError(f"unknown PKESK version {body[0]}")
-    keyid, algorithm = body[1:9].hex().upper(), body[9]
+    if pos >= len(body):
+        raise OpenPGPError("truncated PKESK packet")
+    algorithm, pos = body[pos], pos + 1
     fields: SessionKeyFields
     if algorithm in RSA_ALGORITHMS:
-        fields = (_mpi(body, 10)[0],)
-    elif algorithm in ELGAMAL_ALGORITHMS:
-        c1, pos = _mpi(body, 10)
+        fields = (_mpi(body, pos)[0],)
+    elif algorithm in ELGAMAL_ALGORITHMS and body[0] == 3:
+        c1, pos = _mpi(body, pos)
         fields = (c1, _mpi(body, pos)[0])
     elif algorithm == ECDH_ALGORITHM:
-        point, pos = _mpi_bytes(body, 10)
+        point, pos = _mpi_bytes(body, pos)
         size = body[pos] if pos < len(body) else 0
         fields = (point, body[pos + 1:pos + 1 + size])
     else:
         fields = ()
-    return EncryptedSessionKey(keyid, algorithm, fields)
+    return EncryptedSessionKey(keyid, algorithm, fields, body[0])
 
 
 def looks_binary_openpgp(data: bytes) -> bool:
