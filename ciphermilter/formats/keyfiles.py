@@ -38,8 +38,7 @@ from pgpy.errors import PGPDecryptionError, PGPError
 from pgpy.packet.fields import String2Key
 
 from ciphermilter.formats.openpgp import armor
-from ciphermilter.formats.openpgp.packets import OpenPGPError, packets as openpgp_packets
-from ciphermilter.formats.openpgp.verify import parse_signature
+from ciphermilter.formats.openpgp.packets import TAG_SIGNATURE, OpenPGPError, frame, packets as openpgp_packets
 
 
 class KeyFormatError(ValueError):
@@ -441,7 +440,7 @@ def _uid_text(body: bytes) -> str:
 
 def _verifies(key: pgpy.PGPKey, data: bytes, signature_body: bytes) -> bool:
     try:
-        signature = parse_signature(signature_body)
+        signature = pgpy.PGPSignature.from_blob(frame(TAG_SIGNATURE, signature_body))
         digest = getattr(hashes, HashAlgorithm(signature_body[3]).name)()
         return key._key.verify(data, signature.__sig__, digest) is True
     except Exception:  # noqa: BLE001  pgpy raises assorted errors on what it cannot verify: not certified

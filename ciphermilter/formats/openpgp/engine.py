@@ -18,7 +18,7 @@ from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESS
                                                   IntegrityError, OpenPGPError, Packet, UnsupportedFormat, frame,
                                                   looks_binary_openpgp, packets, parse_pkesk, signature_packets)
 from ciphermilter.formats.openpgp.verify import (CLEARTEXT_BAD_HEADER, KEY_NOT_FOUND, KEY_NOT_IMPORTED, Cleartext,
-                                                 SignatureResult, key_emails, parse_signature, read_cleartext, verify,
+                                                 SignatureResult, key_emails, read_cleartext, verify,
                                                  verify_detached)
 
 __all__ = [
@@ -27,6 +27,6 @@ __all__ = [
     "TAG_SIGNATURE", "WILDCARD_KEYID", "Armor", "ArmorSpan", "Cleartext", "IntegrityError", "Keyring", "OpenPGPError",
     "Opened", "Packet", "SecretSubkey", "SignatureResult", "UnsupportedFormat", "checksum_mismatch", "crc24",
     "dearmor", "find_armor", "find_at_line_start", "frame", "key_emails", "keyring_for", "looks_binary_openpgp",
-    "open_message", "packets", "parse_pkesk", "parse_signature", "read_cleartext", "signature_packets", "verify",
+    "open_message", "packets", "parse_pkesk", "read_cleartext", "signature_packets", "verify",
     "verify_detached",
 ]

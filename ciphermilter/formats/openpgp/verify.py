@@ -10,17 +10,23 @@ its maker chose.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 import pgpy
 
 from ciphermilter.formats.openpgp.armor import dearmor
 from ciphermilter.formats.openpgp.keyring import Keyring
-from ciphermilter.formats.openpgp.packets import (TAG_SIGNATURE, WILDCARD_KEYID, OpenPGPError, frame,
-                                                  signature_packets)
+from ciphermilter.formats.openpgp.packets import WILDCARD_KEYID, OpenPGPError, signature_packets
+from ciphermilter.formats.openpgp.signature import (SIGNATURE_BINARY, SIGNATURE_TEXT, Signature, UnreadableSignature,
+                                                    parse_signature)
+from ciphermilter.formats.openpgp.signer_keys import SignerKey, signer_keys
+from ciphermilter.formats.openpgp.signing import key_fits, verifies
 
 KEY_NOT_FOUND = "public key not found"
 KEY_NOT_IMPORTED = "signer key not imported by an administrator"
+BAD_SIGNATURE = "bad signature"
+CLOCK_SKEW = 600  # seconds a signature may be dated ahead of our clock (a sender's clock running fast)
 _BARE_ADDRESS = re.compile(r"<?([^\s<>@]+@[^\s<>@]+)>?")
 # RFC 9580 section 7 (RFC 4880 section 7): between the BEGIN line of a cleartext-signed message and its
 # blank line stand only "Hash:" armor headers naming hash algorithms. Anything else there (a "Comment:",
@@ -40,17 +46,6 @@ class SignatureResult:
     key_found: bool = False
 
 
-def parse_signature(packet_body: bytes) -> pgpy.PGPSignature:
-    """A pgpy signature from a signature packet body (re-framed with a new-format header)."""
-    return pgpy.PGPSignature.from_blob(frame(TAG_SIGNATURE, packet_body))
-
-
-
-
-
-
-
-
 def key_emails(key: pgpy.PGPKey) -> list[str]:
     """The addresses of the key's user IDs, lower case: "Name <addr>", and the bare "addr" or "<addr>" that
     gpg --quick-gen-key and Autocrypt clients write (pgpy 0.6 reads no address out of those)."""
@@ -63,25 +58,71 @@ def key_emails(key: pgpy.PGPKey) -> list[str]:
     return emails
 
 
-def verify(data: bytes, packet_body: bytes, keyring: Keyring) -> SignatureResult:
-    """Verify one signature packet over ``data`` (pgpy canonicalises line endings for text signatures)."""
+def _signature_problem(signature: Signature) -> str | None:
+    """Why a readable signature cannot be valid whatever key made it, or None."""
+    if signature.signature_type not in (SIGNATURE_BINARY, SIGNATURE_TEXT):
+        return f"not a signature over data (type 0x{signature.signature_type:02X})"
+    if signature.critical_unknown:
+        return f"unknown critical subpacket {signature.critical_unknown[0]}"
+    return None
+
+
+def _key_problem(signature: Signature, key: SignerKey, now: float) -> str | None:
+    """Why ``key`` cannot have made ``signature`` validly, or None (the RFC 9580 sections named).
+
+    A signature dated ahead of our clock by more than :data:`CLOCK_SKEW` is
+    refused, as gpg refuses it: nothing proves it was made before a key's
+    revocation or expiry. Key expiry is judged now, as pgpy did.
+    """
+    if signature.issuer_fingerprint and signature.issuer_fingerprint != key.fingerprint:
+        return KEY_NOT_FOUND  # the same 64-bit key ID, another key (5.2.3.35)
+    if (signature.version == 6) != (key.version == 6):
+        return f"version {signature.version} signature by a version {key.version} key"  # 5.2.3
+    if key.public is None or not key_fits(signature.algorithm, key.public):
+        return f"signature algorithm {signature.algorithm} does not match the key (algorithm {key.algorithm})"
+    if signature.created > now + CLOCK_SKEW:
+        return "signature made in the future"
+    if signature.created < key.created:
+        return "signature older than its key"
+    if signature.expires_after and signature.created + signature.expires_after <= now:
+        return "signature expired"
+    if key.expired:
+        return "signer key expired"
+    return None
+
+
+def _verify_with(signature: Signature, digest: bytes, keys: list[SignerKey], now: float) -> tuple[bool, str]:
+    """(valid, reason) over the candidate keys: the first key that verifies wins; else the first reason."""
+    reasons = []
+    for key in keys:
+        problem = _key_problem(signature, key, now)
+        if problem is None and key.public is not None:
+            if digest[:2] == signature.left16 and verifies(signature, digest, key.public):
+                return True, ""
+            problem = BAD_SIGNATURE
+        reasons.append(problem or BAD_SIGNATURE)
+    return False, reasons[0] if reasons else KEY_NOT_FOUND
+
+
+def verify(data: bytes, packet_body: bytes, keyring: Keyring, now: float | None = None) -> SignatureResult:
+    """Verify one signature packet over ``data`` (line ends made CRLF first for a text signature)."""
     try:
         signature = parse_signature(packet_body)
-        keyid = (signature.signer or WILDCARD_KEYID).upper()  # pgpy parses the subpackets lazily
-    except Exception as exc:  # pgpy raises assorted errors on what it does not support
-        return SignatureResult(WILDCARD_KEYID, False, f"unreadable signature ({type(exc).__name__})")
-    keys = keyring.public_keys(keyid)
-    if not keys:
-        # A key that arrived in mail proves nothing about its user IDs: whoever made the signature made it too.
-        return SignatureResult(keyid, False, KEY_NOT_IMPORTED if keyring.has_unvouched_key(keyid) else KEY_NOT_FOUND)
-    result = SignatureResult(keyid, False, "bad signature", key_emails(keys[0]), key_found=True)
-    for key in keys:
-        try:
-            if key.verify(data, signature):
-                return SignatureResult(keyid, True, None, key_emails(key), key_found=True)
-        except Exception as exc:  # pgpy: unsupported algorithm, expired key, ...
-            result.reason = f"cannot verify ({exc})"[:120]
-    return result
+        keyid = signature.keyid or WILDCARD_KEYID
+        if problem := _signature_problem(signature):
+            return SignatureResult(keyid, False, problem)
+        keys = keyring.public_keys(keyid)
+        if not keys:
+            # A key that arrived in mail proves nothing about its user IDs: whoever made the signature made it too.
+            return SignatureResult(keyid, False,
+                                   KEY_NOT_IMPORTED if keyring.has_unvouched_key(keyid) else KEY_NOT_FOUND)
+        candidates = [part for key in keys for part in signer_keys(key, keyid, key_emails(key))]
+        valid, reason = _verify_with(signature, signature.digest(data), candidates,
+                                     time.time() if now is None else now)
+    except UnreadableSignature as exc:
+        return SignatureResult(WILDCARD_KEYID, False, str(exc))
+    emails = candidates[0].emails if candidates else []
+    return SignatureResult(keyid, valid, None if valid else reason, emails, key_found=bool(candidates))
 
 
 def verify_detached(data: bytes, signature_data: bytes, keyring: Keyring) -> list[SignatureResult]:
