@@ -17,8 +17,9 @@ from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESS
                                                   TAG_PKESK, TAG_SEIPD, TAG_SIGNATURE, WILDCARD_KEYID,
                                                   IntegrityError, OpenPGPError, Packet, UnsupportedFormat, frame,
                                                   looks_binary_openpgp, packets, parse_pkesk, signature_packets)
+from ciphermilter.formats.openpgp.signer_keys import key_emails
 from ciphermilter.formats.openpgp.verify import (CLEARTEXT_BAD_HEADER, KEY_NOT_FOUND, KEY_NOT_IMPORTED, Cleartext,
-                                                 SignatureResult, key_emails, read_cleartext, verify,
+                                                 SignatureResult, read_cleartext, verify,
                                                  verify_detached)
 
 __all__ = [

@@ -20,6 +20,7 @@ from pyasn1.codec.der import encoder
 
 from ciphermilter.core.seams import NO_KEYS, PgpKeys
 from ciphermilter.formats.openpgp.packets import ECDH_ALGORITHM, ELGAMAL_ALGORITHMS, RSA_ALGORITHMS
+from ciphermilter.formats.openpgp.signer_keys import SignerKey, signer_keys
 
 PrivateKey = rsa.RSAPrivateKey | x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey | int  # int: ElGamal's x
 # ECDH (RFC 6637 section 8): the KDF's hash algorithm, the key-wrap key length and the KDF "Param"
@@ -115,6 +116,10 @@ class Keyring:
     def public_keys(self, keyid: str) -> list[pgpy.PGPKey]:
         """The keys that may verify a signature: only the ones an administrator imported."""
         return self.source.pgp_public_keys(keyid, imported_only=True)
+
+    def signer_keys(self, keyid: str) -> list[SignerKey]:
+        """The (sub)keys of ``keyid`` that may verify a signature, of the keys an administrator imported."""
+        return [part for key in self.public_keys(keyid) for part in signer_keys(key, keyid)]
 
     def has_unvouched_key(self, keyid: str) -> bool:
         """True when the store holds a key of ``keyid`` at all; asked only once :meth:`public_keys` (the

@@ -7,6 +7,7 @@ key part is rebuilt here from its numbers, once per verification.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ _CURVES: dict[str, type[ec.EllipticCurve]] = {
     "1.3.36.3.3.2.8.1.1.13": ec.BrainpoolP512R1, "1.3.132.0.10": ec.SECP256K1,
 }
 _ED25519_LEGACY = "1.3.6.1.4.1.11591.15.1"
+_BARE_ADDRESS = re.compile(r"<?([^\s<>@]+@[^\s<>@]+)>?")
 
 
 @dataclass
@@ -53,8 +55,21 @@ def _public_key(algorithm: int, material: Any) -> PublicKey | None:
     return None
 
 
-def signer_keys(key: pgpy.PGPKey, keyid: str, emails: list[str]) -> list[SignerKey]:
+def key_emails(key: pgpy.PGPKey) -> list[str]:
+    """The addresses of the key's user IDs, lower case: "Name <addr>", and the bare "addr" or "<addr>" that
+    gpg --quick-gen-key and Autocrypt clients write (pgpy 0.6 reads no address out of those)."""
+    emails = []
+    for uid in key.userids:
+        bare = _BARE_ADDRESS.fullmatch((uid.userid or "").strip()) if not uid.email else None
+        email = (bare.group(1) if bare else uid.email or "").strip().lower()
+        if email and email not in emails:
+            emails.append(email)
+    return emails
+
+
+def signer_keys(key: pgpy.PGPKey, keyid: str) -> list[SignerKey]:
     """The parts of ``key`` (primary and subkeys) whose key ID is ``keyid``."""
+    emails = key_emails(key)
     found = []
     for part in [key, *key.subkeys.values()]:
         if part.fingerprint.keyid.upper() != keyid:

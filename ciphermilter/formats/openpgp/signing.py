@@ -21,9 +21,9 @@ from ciphermilter.formats.openpgp.signature import Signature, UnreadableSignatur
 PublicKey = (rsa.RSAPublicKey | dsa.DSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
              | ed448.Ed448PublicKey)
 RSA_SIGNING, DSA, ECDSA, EDDSA_LEGACY, ED25519, ED448 = (1, 3), 17, 19, 22, 27, 28
-_PREHASHED = {"SHA-1": hashes.SHA1, "SHA-256": hashes.SHA256, "SHA-384": hashes.SHA384,
-              "SHA-512": hashes.SHA512, "SHA-224": hashes.SHA224, "SHA3-256": hashes.SHA3_256,
-              "SHA3-512": hashes.SHA3_512}
+_PREHASHED: dict[str, hashes.HashAlgorithm] = {
+    "SHA-1": hashes.SHA1(), "SHA-256": hashes.SHA256(), "SHA-384": hashes.SHA384(), "SHA-512": hashes.SHA512(),
+    "SHA-224": hashes.SHA224(), "SHA3-256": hashes.SHA3_256(), "SHA3-512": hashes.SHA3_512()}
 _NATIVE_SIZE = {ED25519: 64, ED448: 114}
 # the key object each signature algorithm needs; RSA 2 is encrypt-only, ElGamal and ECDH do not sign
 _KEY_TYPES: dict[int, type] = {1: rsa.RSAPublicKey, 3: rsa.RSAPublicKey, DSA: dsa.DSAPublicKey,
@@ -82,7 +82,7 @@ def verifies(signature: Signature, digest: bytes, public: PublicKey) -> bool:
     :class:`UnreadableSignature` when the fields are malformed; False for a
     signature made by another key or over other data.
     """
-    prehashed = Prehashed(_PREHASHED[signature.hash_name]())
+    prehashed = Prehashed(_PREHASHED[signature.hash_name])
     try:
         if isinstance(public, rsa.RSAPublicKey):
             public.verify(_rsa(signature.material, public), digest, padding.PKCS1v15(), prehashed)
