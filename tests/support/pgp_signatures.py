@@ -1,0 +1,94 @@
+"""Signatures we make ourselves with ``cryptography`` (Ed25519), for the cases no tool writes on request: an
+unknown critical subpacket, a creation time in the future, a v3 signature, issuers only in the unhashed area.
+And the v6 keys of the vectors as the engine's :class:`SignerKey`, until the key store imports v6 keys."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from ciphermilter.formats.openpgp.armor import dearmor
+from ciphermilter.formats.openpgp.keyring import Keyring
+from ciphermilter.formats.openpgp.packets import packets
+from ciphermilter.formats.openpgp.signer_keys import SignerKey
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "openpgp-signatures"
+
+
+def subpacket(kind: int, content: bytes, critical: bool = False) -> bytes:
+    return bytes([len(content) + 1, kind | (0x80 if critical else 0)]) + content
+
+
+def created(when: float | None = None) -> bytes:
+    return subpacket(2, int(time.time() if when is None else when).to_bytes(4, "big"))
+
+
+def sign_v6(private: ed25519.Ed25519PrivateKey, data: bytes, hashed: bytes, unhashed: bytes = b"",
+            signature_type: int = 0, salt: bytes | None = None) -> bytes:
+    """A v6 Ed25519 (algorithm 27) SHA-256 signature packet body over ``data``."""
+    salt = os.urandom(16) if salt is None else salt
+    head = bytes([6, signature_type, 27, 8]) + len(hashed).to_bytes(4, "big") + hashed
+    digest = hashlib.sha256(salt + data + head + b"\x06\xff" + len(head).to_bytes(4, "big")).digest()
+    return (head + len(unhashed).to_bytes(4, "big") + unhashed + digest[:2] + bytes([len(salt)]) + salt
+            + private.sign(digest))
+
+
+def sign_v4(private: ed25519.Ed25519PrivateKey, data: bytes, hashed: bytes, unhashed: bytes = b"") -> bytes:
+    """A v4 Ed25519 (algorithm 27, RFC 9580 allows it in v4) SHA-256 binary signature packet body."""
+    head = bytes([4, 0, 27, 8]) + len(hashed).to_bytes(2, "big") + hashed
+    digest = hashlib.sha256(data + head + b"\x04\xff" + len(head).to_bytes(4, "big")).digest()
+    return head + len(unhashed).to_bytes(2, "big") + unhashed + digest[:2] + private.sign(digest)
+
+
+def sign_v3(private: ed25519.Ed25519PrivateKey, data: bytes, keyid: bytes, when: int) -> bytes:
+    """A v3 signature (RFC 9580 section 5.2.2) by an Ed25519 key (algorithm 27)."""
+    hashed = bytes([0]) + when.to_bytes(4, "big")
+    digest = hashlib.sha256(data + hashed).digest()
+    return bytes([3, 5]) + hashed + keyid + bytes([27, 8]) + digest[:2] + private.sign(digest)
+
+
+def made_key(private: ed25519.Ed25519PrivateKey, keyid: str, version: int = 6, email: str = "") -> SignerKey:
+    """A :class:`SignerKey` for our own key, with a made-up fingerprint that starts (v6) with ``keyid``."""
+    fingerprint = bytes.fromhex(keyid) + bytes(24) if version == 6 else bytes(12) + bytes.fromhex(keyid)
+    return SignerKey(keyid, fingerprint, version, 27, 0, False, private.public_key(), [email] if email else [])
+
+
+def v6_signer_keys(armored: bytes) -> list[SignerKey]:
+    """The Ed25519, Ed448 and ECDSA (sub)keys of a v6 certificate (RFC 9580 sections 5.5.2, 5.5.4)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448
+    keys, emails = [], []
+    for packet in packets(dearmor(armored).data):
+        if packet.tag == 13:
+            emails.append(packet.body.decode().split("<")[-1].rstrip(">"))
+        if packet.tag not in (6, 14) or packet.body[0] != 6:
+            continue
+        body = packet.body
+        fingerprint = hashlib.sha256(b"\x9b" + len(body).to_bytes(4, "big") + body).digest()
+        algorithm, material = body[5], body[10:]
+        if algorithm == 27:
+            public = ed25519.Ed25519PublicKey.from_public_bytes(material)
+        elif algorithm == 28:
+            public = ed448.Ed448PublicKey.from_public_bytes(material)
+        elif algorithm == 19:  # NIST P-384: OID, then the point as an MPI
+            point = material[1 + material[0] + 2:]
+            public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), point)
+        else:
+            continue
+        keys.append(SignerKey(fingerprint[:8].hex().upper(), fingerprint, 6, algorithm,
+                              int.from_bytes(body[1:5], "big"), False, public, emails))
+    return keys
+
+
+class WithKeys(Keyring):
+    """A keyring over a store that also knows some signer keys the store cannot hold (v6, our own)."""
+
+    def __init__(self, source, extra: list[SignerKey]):
+        super().__init__(source)
+        self.extra = extra
+
+    def signer_keys(self, keyid: str) -> list[SignerKey]:
+        return [key for key in self.extra if key.keyid == keyid] + super().signer_keys(keyid)
