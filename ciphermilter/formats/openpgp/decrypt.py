@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers import Cipher
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from pgpy.constants import EllipticCurveOID
 
 from ciphermilter.core.contract import DecompressionBudget, LimitExceeded
 from ciphermilter.formats import ids, inflate, readers
+from ciphermilter.formats.openpgp.algorithms import CIPHERS
 from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey, algorithm_family
 from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESSED,
                                                   TAG_LITERAL, TAG_MARKER, TAG_OCB_AEAD, TAG_ONE_PASS, TAG_PADDING,
@@ -39,21 +39,6 @@ from ciphermilter.formats.openpgp.verify import SignatureResult, verify
 DEFAULT_MAX_NESTING = 8
 DEFAULT_MAX_RECIPIENTS = 100  # PKESK packets: each one may cost a private-key operation per secret key
 
-# Symmetric algorithm number -> (header name, cipher class, key bytes).
-# Twofish has no implementation in cryptography: it is named in reports but not decrypted.
-CIPHERS = {
-    1: ("IDEA", decrepit.IDEA, 16),
-    2: ("3DES", decrepit.TripleDES, 24),
-    3: ("CAST5", decrepit.CAST5, 16),
-    4: ("Blowfish", decrepit.Blowfish, 16),
-    7: ("AES-128", algorithms.AES, 16),
-    8: ("AES-192", algorithms.AES, 24),
-    9: ("AES-256", algorithms.AES, 32),
-    10: ("Twofish", None, 32),
-    11: ("Camellia-128", decrepit.Camellia, 16),
-    12: ("Camellia-192", decrepit.Camellia, 24),
-    13: ("Camellia-256", decrepit.Camellia, 32),
-}
 COMPRESSION = {0: "uncompressed", 1: "ZIP", 2: "ZLIB", 3: "BZIP2"}
 MDC_LENGTH = 22  # 0xD3 0x14 + SHA-1
 NO_KEY_DECRYPTS = "no key in the store decrypts the session key"

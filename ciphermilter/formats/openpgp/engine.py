@@ -11,7 +11,8 @@ internal does so on the module that owns it.
 
 from ciphermilter.formats.openpgp.armor import (ARMOR_BEGIN, ARMOR_MESSAGE, Armor, ArmorSpan, checksum_mismatch, crc24,
                                                 dearmor, find_armor, find_at_line_start)
-from ciphermilter.formats.openpgp.decrypt import CIPHERS, COMPRESSION, Opened, open_message
+from ciphermilter.formats.openpgp.algorithms import CIPHERS
+from ciphermilter.formats.openpgp.decrypt import COMPRESSION, Opened, open_message
 from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey, keyring_for
 from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESSED, TAG_LITERAL, TAG_OCB_AEAD,
                                                   TAG_PKESK, TAG_SEIPD, TAG_SIGNATURE, WILDCARD_KEYID,
