@@ -125,8 +125,8 @@ def test_v6_one_pass_signed_message_verifies(keyring, name):
     assert opened.failure is None
     [result] = opened.signatures
     assert result.valid, result.reason
-    expected = "CB186C4F0609A697" if name.startswith("rfc") else v6_signer_keys(vector("v6.pub.asc"))[1].keyid
-    assert result.keyid == expected
+    key = "rfc9580-a3" if name.startswith("rfc") else "v6"
+    assert result.keyid in {k.keyid for k in v6_signer_keys(vector(f"{key}.pub.asc")) if k.algorithm == 27}
 
 
 @pytest.mark.parametrize("name", ["v6.clear.asc", "rfc9580-a6.clear.asc"])

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ciphermilter.formats.openpgp.armor import dearmor
 from ciphermilter.formats.openpgp.keyring import Keyring
-from ciphermilter.formats.openpgp.packets import packets
-from ciphermilter.formats.openpgp.signer_keys import SignerKey
+from ciphermilter.formats.openpgp.keys import parse_key
+from ciphermilter.formats.openpgp.signer_keys import SignerKey, signer_keys
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "openpgp-signatures"
 
@@ -54,33 +54,13 @@ def sign_v3(private: ed25519.Ed25519PrivateKey, data: bytes, keyid: bytes, when:
 def made_key(private: ed25519.Ed25519PrivateKey, keyid: str, version: int = 6, email: str = "") -> SignerKey:
     """A :class:`SignerKey` for our own key, with a made-up fingerprint that starts (v6) with ``keyid``."""
     fingerprint = bytes.fromhex(keyid) + bytes(24) if version == 6 else bytes(12) + bytes.fromhex(keyid)
-    return SignerKey(keyid, fingerprint, version, 27, 0, False, private.public_key(), [email] if email else [])
+    return SignerKey(keyid, fingerprint, version, 27, 0, None, private.public_key(), [email] if email else [])
 
 
 def v6_signer_keys(armored: bytes) -> list[SignerKey]:
-    """The Ed25519, Ed448 and ECDSA (sub)keys of a v6 certificate (RFC 9580 sections 5.5.2, 5.5.4)."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448
-    keys, emails = [], []
-    for packet in packets(dearmor(armored).data):
-        if packet.tag == 13:
-            emails.append(packet.body.decode().split("<")[-1].rstrip(">"))
-        if packet.tag not in (6, 14) or packet.body[0] != 6:
-            continue
-        body = packet.body
-        fingerprint = hashlib.sha256(b"\x9b" + len(body).to_bytes(4, "big") + body).digest()
-        algorithm, material = body[5], body[10:]
-        if algorithm == 27:
-            public = ed25519.Ed25519PublicKey.from_public_bytes(material)
-        elif algorithm == 28:
-            public = ed448.Ed448PublicKey.from_public_bytes(material)
-        elif algorithm == 19:  # NIST P-384: OID, then the point as an MPI
-            point = material[1 + material[0] + 2:]
-            public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), point)
-        else:
-            continue
-        keys.append(SignerKey(fingerprint[:8].hex().upper(), fingerprint, 6, algorithm,
-                              int.from_bytes(body[1:5], "big"), False, public, emails))
-    return keys
+    """Every (sub)key of a (v6) certificate, read by the key model, as the engine's signer keys."""
+    key = parse_key(dearmor(armored).data)
+    return [signer for part in key.parts for signer in signer_keys(key, part.keyid)]
 
 
 class WithKeys(Keyring):

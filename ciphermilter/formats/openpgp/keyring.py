@@ -20,6 +20,7 @@ from pyasn1.codec.der import encoder
 
 from ciphermilter.core.seams import NO_KEYS, PgpKeys
 from ciphermilter.formats.openpgp.packets import ECDH_ALGORITHM, ELGAMAL_ALGORITHMS, RSA_ALGORITHMS
+from ciphermilter.formats.openpgp.keys import parse_key
 from ciphermilter.formats.openpgp.signer_keys import SignerKey, signer_keys
 
 PrivateKey = rsa.RSAPrivateKey | x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey | int  # int: ElGamal's x
@@ -119,7 +120,8 @@ class Keyring:
 
     def signer_keys(self, keyid: str) -> list[SignerKey]:
         """The (sub)keys of ``keyid`` that may verify a signature, of the keys an administrator imported."""
-        return [part for key in self.public_keys(keyid) for part in signer_keys(key, keyid)]
+        # the store still hands out pgpy keys: read into the key model here until it hands out that
+        return [part for key in self.public_keys(keyid) for part in signer_keys(parse_key(bytes(key)), keyid)]
 
     def has_unvouched_key(self, keyid: str) -> bool:
         """True when the store holds a key of ``keyid`` at all; asked only once :meth:`public_keys` (the

@@ -15,18 +15,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
+from ciphermilter.formats.openpgp.algorithms import DSA, ECDSA, ED448, ED25519, EDDSA_LEGACY, RSA, RSA_SIGN_ONLY
+from ciphermilter.formats.openpgp.keymaterial import PublicKey
 from ciphermilter.formats.openpgp.packets import OpenPGPError, _mpi_bytes
 from ciphermilter.formats.openpgp.signature import Signature, UnreadableSignature
 
-PublicKey = (rsa.RSAPublicKey | dsa.DSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-             | ed448.Ed448PublicKey)
-RSA_SIGNING, DSA, ECDSA, EDDSA_LEGACY, ED25519, ED448 = (1, 3), 17, 19, 22, 27, 28
 _PREHASHED: dict[str, hashes.HashAlgorithm] = {
     "SHA-1": hashes.SHA1(), "SHA-256": hashes.SHA256(), "SHA-384": hashes.SHA384(), "SHA-512": hashes.SHA512(),
     "SHA-224": hashes.SHA224(), "SHA3-256": hashes.SHA3_256(), "SHA3-512": hashes.SHA3_512()}
 _NATIVE_SIZE = {ED25519: 64, ED448: 114}
 # the key object each signature algorithm needs; RSA 2 is encrypt-only, ElGamal and ECDH do not sign
-_KEY_TYPES: dict[int, type] = {1: rsa.RSAPublicKey, 3: rsa.RSAPublicKey, DSA: dsa.DSAPublicKey,
+_KEY_TYPES: dict[int, type] = {RSA: rsa.RSAPublicKey, RSA_SIGN_ONLY: rsa.RSAPublicKey, DSA: dsa.DSAPublicKey,
                                ECDSA: ec.EllipticCurvePublicKey, EDDSA_LEGACY: ed25519.Ed25519PublicKey,
                                ED25519: ed25519.Ed25519PublicKey, ED448: ed448.Ed448PublicKey}
 
@@ -90,10 +89,12 @@ def verifies(signature: Signature, digest: bytes, public: PublicKey) -> bool:
             public.verify(_dss(signature.material), digest, prehashed)
         elif isinstance(public, ec.EllipticCurvePublicKey):
             public.verify(_dss(signature.material), digest, ec.ECDSA(prehashed))
-        elif signature.algorithm == EDDSA_LEGACY:
+        elif isinstance(public, ed25519.Ed25519PublicKey) and signature.algorithm == EDDSA_LEGACY:
             public.verify(_legacy_eddsa(signature.material), digest)
-        else:
+        elif isinstance(public, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
             public.verify(_native(signature), digest)
+        else:
+            return False  # X25519, X448: encryption keys (:func:`key_fits` said so first)
     except InvalidSignature:
         return False
     return True

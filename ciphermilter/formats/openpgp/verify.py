@@ -77,7 +77,7 @@ def _key_problem(signature: Signature, key: SignerKey, now: float) -> str | None
         return "signature older than its key"
     if signature.expires_after and signature.created + signature.expires_after <= now:
         return "signature expired"
-    if key.expired:
+    if key.expires is not None and key.expires <= now:
         return "signer key expired"
     return None
 
