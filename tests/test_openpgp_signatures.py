@@ -9,12 +9,9 @@ signed, must give a reason and never a valid signature attributed to a key that 
 
 from __future__ import annotations
 
-import time
-
 import pgpy
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ciphermilter.cli.main import main
 from ciphermilter.formats.openpgp import engine as openpgp
@@ -22,8 +19,7 @@ from ciphermilter.formats.openpgp.signature import parse_signature
 from ciphermilter.mime import split_headers
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
-from support.pgp_signatures import (VECTORS, WithKeys, created, made_key, sign_v3, sign_v4, sign_v6, subpacket,
-                                    v6_signer_keys)
+from support.pgp_signatures import VECTORS, WithKeys, v6_signer_keys
 from support.to_bob import KEYS, PGP_BOB_UID
 
 PART = (VECTORS / "part.mime").read_bytes()
