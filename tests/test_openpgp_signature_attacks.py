@@ -19,8 +19,8 @@ from ciphermilter.formats.openpgp.signature import parse_signature
 from ciphermilter.formats.openpgp.verify import CLOCK_SKEW, verify
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
-from support.pgp_signatures import WithKeys, created, made_key, sign_v3, sign_v4, sign_v6, subpacket
-from test_openpgp_signatures import PART, PLAIN, key_ids, signature_body, v6_signer_keys, vector
+from support.pgp_signatures import (PART, PLAIN, WithKeys, created, key_ids, made_key, sign_v3, sign_v4, sign_v6,
+                                    signature_body, subpacket, v6_signer_keys, vector)
 
 SIGNER, OTHER = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
 SIGNER_ID, OTHER_ID = "A1" * 8, "B2" * 8

@@ -9,7 +9,6 @@ signed, must give a reason and never a valid signature attributed to a key that 
 
 from __future__ import annotations
 
-import pgpy
 import pytest
 from click.testing import CliRunner
 
@@ -19,26 +18,16 @@ from ciphermilter.formats.openpgp.signature import parse_signature
 from ciphermilter.mime import split_headers
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
-from support.pgp_signatures import VECTORS, WithKeys, v6_signer_keys
+from support.pgp_signatures import (PART, VECTORS, WithKeys, key_ids, signature_body, v6_signer_keys,
+                                    vector)
 from support.to_bob import KEYS, PGP_BOB_UID
 
-PART = (VECTORS / "part.mime").read_bytes()
-PLAIN = (VECTORS / "plain.txt").read_bytes()
 HEAD = b"From: sender@sig.example\r\nTo: bob@corp-pub.example\r\nSubject: signed\r\nMIME-Version: 1.0\r\n"
 GPG = ["rsa", "dsa", "p256", "p384", "bp256", "bp384", "ed25519"]
 V4_DETACHED = [f"gpg-{name}" for name in GPG] + ["sq"]
 V4_SHAPES = [(f"gpg-{name}", shape) for name in ("rsa", "ed25519") for shape in ("inline", "clear", "signenc")]
 V4_SHAPES += [("sq", shape) for shape in ("inline", "clear", "signenc")]
 V6_DETACHED = ["v6", "v6-ed448", "v6-p384"]
-
-
-def vector(name: str) -> bytes:
-    return (VECTORS / name).read_bytes()
-
-
-def signature_body(name: str) -> bytes:
-    (body,) = openpgp.signature_packets(openpgp.dearmor(vector(name)).data)
-    return body
 
 
 def pgp_mime_signed(signature: bytes, part: bytes = PART) -> bytes:
@@ -54,11 +43,6 @@ def text_message(body: bytes) -> bytes:
 def message_for(name: str, shape: str) -> bytes:
     data = vector(f"{name}.{shape}.asc")
     return pgp_mime_signed(data) if shape == "detached" else text_message(data)
-
-
-def key_ids(name: str) -> set[str]:
-    key, _ = pgpy.PGPKey.from_blob(vector(f"{name}.pub.asc"))
-    return {part.fingerprint.keyid.upper() for part in [key, *key.subkeys.values()]}
 
 
 @pytest.fixture(scope="module")

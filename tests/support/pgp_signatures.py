@@ -14,9 +14,27 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from ciphermilter.formats.openpgp.armor import dearmor
 from ciphermilter.formats.openpgp.keyring import Keyring
 from ciphermilter.formats.openpgp.keys import parse_key
+from ciphermilter.formats.openpgp.packets import signature_packets
 from ciphermilter.formats.openpgp.signer_keys import SignerKey, signer_keys
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "openpgp-signatures"
+PART = (VECTORS / "part.mime").read_bytes()  # the signed part of a PGP/MIME message
+PLAIN = (VECTORS / "plain.txt").read_bytes()  # the text of the inline, cleartext and text-mode signatures
+
+
+def vector(name: str) -> bytes:
+    return (VECTORS / name).read_bytes()
+
+
+def signature_body(name: str) -> bytes:
+    """The one signature packet body of an armored detached signature vector."""
+    (body,) = signature_packets(dearmor(vector(name)).data)
+    return body
+
+
+def key_ids(name: str) -> set[str]:
+    """The key IDs of a vector key's primary key and subkeys."""
+    return set(parse_key(dearmor(vector(f"{name}.pub.asc")).data).key_ids)
 
 
 def subpacket(kind: int, content: bytes, critical: bool = False) -> bytes:

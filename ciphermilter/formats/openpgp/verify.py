@@ -112,7 +112,7 @@ def verify(data: bytes, packet_body: bytes, keyring: Keyring, now: float | None 
                                      time.time() if now is None else now)
     except UnreadableSignature as exc:
         return SignatureResult(WILDCARD_KEYID, False, str(exc))
-    return SignatureResult(keyid, valid, None if valid else reason, candidates[0].emails, key_found=True)
+    return SignatureResult(keyid, valid, None if valid else reason, list(candidates[0].emails), key_found=True)
 
 
 def verify_detached(data: bytes, signature_data: bytes, keyring: Keyring,
