@@ -10,18 +10,22 @@ its maker chose.
 from __future__ import annotations
 
 import re
+import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import pgpy
 
 from ciphermilter.formats.openpgp.armor import dearmor
 from ciphermilter.formats.openpgp.keyring import Keyring
+from ciphermilter.formats.openpgp.keys import OpenPGPKey
 from ciphermilter.formats.openpgp.packets import (TAG_SIGNATURE, WILDCARD_KEYID, OpenPGPError, frame,
                                                   signature_packets)
 
 KEY_NOT_FOUND = "public key not found"
 KEY_NOT_IMPORTED = "signer key not imported by an administrator"
 _BARE_ADDRESS = re.compile(r"<?([^\s<>@]+@[^\s<>@]+)>?")
+_NAMED_ADDRESS = re.compile(r"<([^\s<>@]+@[^\s<>@]+)>\s*$")
 # RFC 9580 section 7 (RFC 4880 section 7): between the BEGIN line of a cleartext-signed message and its
 # blank line stand only "Hash:" armor headers naming hash algorithms. Anything else there (a "Comment:",
 # any text) is shown by some readers, covered by no signature, and refused by gpg ("signature digest
@@ -51,16 +55,40 @@ def parse_signature(packet_body: bytes) -> pgpy.PGPSignature:
 
 
 
-def key_emails(key: pgpy.PGPKey) -> list[str]:
-    """The addresses of the key's user IDs, lower case: "Name <addr>", and the bare "addr" or "<addr>" that
-    gpg --quick-gen-key and Autocrypt clients write (pgpy 0.6 reads no address out of those)."""
+def user_id_email(user_id: str) -> str:
+    """The address of one user ID, lower case: "Name <addr>", and the bare "addr" or "<addr>" that gpg
+    --quick-gen-key and Autocrypt clients write; "" when it names none."""
+    named = _NAMED_ADDRESS.search(user_id)
+    bare = _BARE_ADDRESS.fullmatch(user_id.strip()) if named is None else None
+    return (named.group(1) if named else bare.group(1) if bare else "").strip().lower()
+
+
+def key_emails(key: OpenPGPKey) -> list[str]:
+    """The addresses of the key's user IDs, lower case, each once, primary user ID first."""
     emails = []
-    for uid in key.userids:
-        bare = _BARE_ADDRESS.fullmatch((uid.userid or "").strip()) if not uid.email else None
-        email = (bare.group(1) if bare else uid.email or "").strip().lower()
+    for user_id in key.user_ids:
+        email = user_id_email(user_id)
         if email and email not in emails:
             emails.append(email)
     return emails
+
+
+_PGPY_KEYS: weakref.WeakKeyDictionary[OpenPGPKey, pgpy.PGPKey | None] = weakref.WeakKeyDictionary()
+
+
+def pgpy_key(key: OpenPGPKey) -> pgpy.PGPKey | None:
+    """The key as pgpy reads it, for pgpy's signature verification until the engine verifies itself; None
+    where pgpy cannot read it (version 6 keys). Loaded once per key object, when a signature needs it."""
+    if key not in _PGPY_KEYS:
+        loaded: pgpy.PGPKey | None = pgpy.PGPKey()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                loaded.parse(bytearray(key.public_bytes()))  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001  pgpy raises assorted errors on what it cannot read
+            loaded = None
+        _PGPY_KEYS[key] = loaded
+    return _PGPY_KEYS[key]
 
 
 def verify(data: bytes, packet_body: bytes, keyring: Keyring) -> SignatureResult:
@@ -76,8 +104,12 @@ def verify(data: bytes, packet_body: bytes, keyring: Keyring) -> SignatureResult
         return SignatureResult(keyid, False, KEY_NOT_IMPORTED if keyring.has_unvouched_key(keyid) else KEY_NOT_FOUND)
     result = SignatureResult(keyid, False, "bad signature", key_emails(keys[0]), key_found=True)
     for key in keys:
+        loaded = pgpy_key(key)
+        if loaded is None:
+            result.reason = f"cannot verify (version {key.version} key)"
+            continue
         try:
-            if key.verify(data, signature):
+            if loaded.verify(data, signature):
                 return SignatureResult(keyid, True, None, key_emails(key), key_found=True)
         except Exception as exc:  # pgpy: unsupported algorithm, expired key, ...
             result.reason = f"cannot verify ({exc})"[:120]
