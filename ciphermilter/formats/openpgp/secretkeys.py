@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ciphermilter.formats.openpgp.algorithms import CIPHERS, HASHES
-from ciphermilter.formats.openpgp.keymaterial import KeyMaterialError
+from ciphermilter.formats.openpgp.keymaterial import KeyMaterialError, Reader
 
 USAGE_CLEAR, USAGE_AEAD, USAGE_SHA1, USAGE_CHECKSUM = 0, 253, 254, 255
 S2K_SIMPLE, S2K_SALTED, S2K_ITERATED, S2K_ARGON2, S2K_GNU = 0, 1, 3, 4, 101
@@ -68,24 +68,9 @@ class SecretFields:
         return not (self.s2k is not None and self.s2k.type == S2K_GNU and self.s2k.gnu_mode == 1001)
 
 
-class _Cursor:
-    def __init__(self, data: bytes, pos: int):
-        self.data, self.pos = data, pos
-
-    def take(self, size: int) -> bytes:
-        if self.pos + size > len(self.data):
-            raise KeyMaterialError("truncated secret key packet")
-        chunk = self.data[self.pos:self.pos + size]
-        self.pos += size
-        return chunk
-
-    def octet(self) -> int:
-        return self.take(1)[0]
-
-
 def parse(version: int, body: bytes, pos: int) -> SecretFields:
     """The secret part of a secret-key packet whose public fields end at ``pos``."""
-    cursor = _Cursor(body, pos)
+    cursor = Reader(body, pos, len(body), "truncated secret key packet")
     usage = cursor.octet()
     if usage == USAGE_CLEAR:
         return SecretFields(usage, _clear_fields(version, body[cursor.pos:]))
@@ -120,7 +105,7 @@ def _clear_fields(version: int, rest: bytes) -> bytes:
     return rest[:-2]
 
 
-def _read_s2k(cursor: _Cursor) -> S2K:
+def _read_s2k(cursor: Reader) -> S2K:
     kind = cursor.octet()
     if kind in (S2K_SIMPLE, S2K_SALTED, S2K_ITERATED):
         s2k = S2K(kind, hash=cursor.octet())
