@@ -67,15 +67,15 @@ class PublicMaterial:
     unusable: str | None = None  # why this material makes no key we can use, in words
 
 
-class _Reader:
+class Reader:
     """A cursor over key material; every read past the end is a :class:`KeyMaterialError`."""
 
-    def __init__(self, data: bytes, pos: int, end: int):
-        self.data, self.pos, self.end = data, pos, end
+    def __init__(self, data: bytes, pos: int, end: int, truncated: str = "truncated key material"):
+        self.data, self.pos, self.end, self.truncated = data, pos, end, truncated
 
     def take(self, size: int) -> bytes:
         if size < 0 or self.pos + size > self.end:
-            raise KeyMaterialError("truncated key material")
+            raise KeyMaterialError(self.truncated)
         chunk = self.data[self.pos:self.pos + size]
         self.pos += size
         return chunk
@@ -93,7 +93,7 @@ class _Reader:
 
 def read_public(algorithm: int, data: bytes, pos: int, end: int) -> tuple[PublicMaterial, int]:
     """The public material of ``algorithm`` in ``data[pos:end]``: (material, position after it)."""
-    reader = _Reader(data, pos, end)
+    reader = Reader(data, pos, end)
     material = PublicMaterial(algorithm)
     if algorithm in (alg.RSA, alg.RSA_ENCRYPT_ONLY, alg.RSA_SIGN_ONLY):
         n, e = reader.mpi(), reader.mpi()
@@ -114,7 +114,7 @@ def read_public(algorithm: int, data: bytes, pos: int, end: int) -> tuple[Public
     return material, reader.pos
 
 
-def _read_curve_key(reader: _Reader, material: PublicMaterial) -> None:
+def _read_curve_key(reader: Reader, material: PublicMaterial) -> None:
     size = reader.octet()
     if size in (0, 0xFF):
         raise KeyMaterialError("reserved curve OID length")
@@ -184,7 +184,7 @@ def _dotted(oid: bytes) -> str:
 
 def secret_length(material: PublicMaterial, data: bytes) -> int:
     """How many octets of ``data`` (cleartext secret fields) the algorithm's secret material takes."""
-    reader = _Reader(data, 0, len(data))
+    reader = Reader(data, 0, len(data))
     count = {alg.RSA: 4, alg.RSA_ENCRYPT_ONLY: 4, alg.RSA_SIGN_ONLY: 4}.get(material.algorithm, 1)
     if material.algorithm in NATIVE_SIZES:
         reader.take(NATIVE_SIZES[material.algorithm][1])
@@ -199,7 +199,7 @@ def private_key(material: PublicMaterial, data: bytes) -> PrivateKey:
     or do not match the public key."""
     if material.unusable is not None:
         raise KeyMaterialError(material.unusable)
-    reader = _Reader(data, 0, len(data))
+    reader = Reader(data, 0, len(data))
     try:
         private = _private(material, reader)
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -209,7 +209,7 @@ def private_key(material: PublicMaterial, data: bytes) -> PrivateKey:
     return private
 
 
-def _private(material: PublicMaterial, reader: _Reader) -> PrivateKey:
+def _private(material: PublicMaterial, reader: Reader) -> PrivateKey:
     algorithm, key = material.algorithm, material.key
     if algorithm in (alg.RSA, alg.RSA_ENCRYPT_ONLY, alg.RSA_SIGN_ONLY) and isinstance(key, rsa.RSAPublicKey):
         return _rsa_private(key, reader.mpi(), reader.mpi(), reader.mpi())

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ciphermilter.formats.openpgp import algorithms as alg
 from ciphermilter.formats.openpgp import keymaterial, secretkeys
 from ciphermilter.formats.openpgp.keymaterial import KeyMaterialError, PrivateKey, PublicKey, PublicMaterial
+from ciphermilter.formats.openpgp.armor import enarmor
 from ciphermilter.formats.openpgp.packets import OpenPGPError, frame, packets
 
 TAG_SECRET_KEY, TAG_PUBLIC_KEY, TAG_SECRET_SUBKEY, TAG_PUBLIC_SUBKEY = 5, 6, 7, 14
@@ -128,7 +129,7 @@ class KeyPart:
         return secretkeys.clear_body(self.version, self.public_body, self.secret.data)
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: verify.py memoises per key object
 class OpenPGPKey:
     """A transferable public or secret key: its primary key, subkeys and user IDs, and its packets."""
 
@@ -190,14 +191,22 @@ class OpenPGPKey:
         for part in self.parts:
             part.unlock(passphrase)
 
-    def to_bytes(self) -> bytes:
-        """The key's packets (secret ones with the secret as it stands now: cleared by :meth:`unlock`)."""
+    def to_bytes(self, passphrase: str | None = None) -> bytes:
+        """The key's packets, secret ones as they stand (cleared by :meth:`unlock`), or protected anew with
+        ``passphrase`` (:func:`secretkeys.protect`: what an export writes)."""
         out = []
         for index, (tag, body) in enumerate(self.packets):
             part = self.part_at.get(index)
-            cleared = part is not None and part.secret is not None and part.secret.present and part.secret.usage == 0
-            out.append(frame(tag, part.clear_body() if cleared and part is not None else body))
+            if part is not None and part.secret is not None and part.secret.present and part.secret.usage == 0:
+                body = part.clear_body() if passphrase is None else secretkeys.protect(
+                    part.version, part.public_body, part.primary, part.secret.data, passphrase)
+            out.append(frame(tag, body))
         return b"".join(out)
+
+    def armored(self, passphrase: str | None = None) -> str:
+        """The key in ASCII armor (secret keys under ``passphrase`` when one is given)."""
+        kind = "PUBLIC KEY BLOCK" if self.is_public else "PRIVATE KEY BLOCK"
+        return enarmor(kind, self.to_bytes(passphrase))
 
     def public_bytes(self) -> bytes:
         """The transferable public key: secret-key packets written as the public-key packets they hold."""

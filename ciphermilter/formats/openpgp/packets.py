@@ -32,7 +32,7 @@ class IntegrityError(OpenPGPError):
 
 
 class UnsupportedFormat(OpenPGPError):
-    """Valid OpenPGP we cannot read (RFC 9580 SEIPDv2, v6 keys, the OCB AEAD packet)."""
+    """Valid OpenPGP we cannot read (RFC 9580 SEIPDv2, the OCB AEAD packet)."""
 
 
 
@@ -119,48 +119,78 @@ def _mpi(data: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(octets, "big"), end
 
 
-# RSA: (c,), ElGamal: (c1, c2), ECDH: (ephemeral point bytes, wrapped key); () for other algorithms
+# RSA: (c,), ElGamal: (c1, c2), ECDH: (ephemeral point bytes, wrapped key), X25519/X448: (ephemeral key,
+# wrapped key); () for other algorithms
 SessionKeyFields = tuple[int] | tuple[int, int] | tuple[bytes, bytes] | tuple[()]
+X25519_ALGORITHM, X448_ALGORITHM = 25, 26
+_NATIVE_EPHEMERAL = {X25519_ALGORITHM: 32, X448_ALGORITHM: 56}  # RFC 9580 sections 5.1.6 and 5.1.7
 
 
 @dataclass
 class EncryptedSessionKey:
-    """A version 3 public-key encrypted session key packet (RFC 4880 section 5.1)."""
+    """A public-key encrypted session key packet, version 3 or 6 (RFC 9580 section 5.1)."""
 
     keyid: str
     algorithm: int
     fields: SessionKeyFields
+    version: int = 3
+    fingerprint: bytes = b""  # v6: the recipient key's fingerprint (empty: anonymous recipient)
+    cipher: int | None = None  # v3 X25519/X448: the symmetric algorithm, sent in the clear
 
 
-def _pkesk_v6_keyid(body: bytes) -> str:
-    """The key ID in a PKESKv6 (RFC 9580 section 5.1.1): v4 fingerprints end with it, v6 ones start with it."""
-    if len(body) < 3 or body[1] == 0:
-        return WILDCARD_KEYID
-    key_version, fingerprint = body[2], body[3:2 + body[1]]
-    return (fingerprint[:8] if key_version == 6 else fingerprint[-8:]).hex().upper()
+def _pkesk_v6_recipient(body: bytes) -> tuple[str, bytes, int]:
+    """The key ID, fingerprint and end of the recipient field of a PKESKv6 (RFC 9580 section 5.1.2): v4
+    fingerprints end with their key ID, v6 ones start with it; an empty field is an anonymous recipient."""
+    if len(body) < 2:
+        raise OpenPGPError("truncated PKESK packet")
+    size = body[1]
+    if size == 0:
+        return WILDCARD_KEYID, b"", 2
+    if 2 + size > len(body) or size < 2:
+        raise OpenPGPError("truncated PKESK packet")
+    key_version, fingerprint = body[2], body[3:2 + size]
+    if (key_version, len(fingerprint)) not in ((4, 20), (6, 32)):
+        raise OpenPGPError(f"PKESK names a version {key_version} key with a {len(fingerprint)}-octet fingerprint")
+    return (fingerprint[:8] if key_version == 6 else fingerprint[-8:]).hex().upper(), fingerprint, 2 + size
 
 
 def parse_pkesk(body: bytes) -> EncryptedSessionKey:
     if not body:
         raise OpenPGPError("empty PKESK packet")
-    if body[0] == 6:  # RFC 9580: only the recipient's key ID is of use to us
-        return EncryptedSessionKey(_pkesk_v6_keyid(body), -1, ())
-    if body[0] != 3 or len(body) < 10:
-        raise OpenPGPError(f"unknown PKESK version {body[0]}")
-    keyid, algorithm = body[1:9].hex().upper(), body[9]
-    fields: SessionKeyFields
-    if algorithm in RSA_ALGORITHMS:
-        fields = (_mpi(body, 10)[0],)
-    elif algorithm in ELGAMAL_ALGORITHMS:
-        c1, pos = _mpi(body, 10)
-        fields = (c1, _mpi(body, pos)[0])
-    elif algorithm == ECDH_ALGORITHM:
-        point, pos = _mpi_bytes(body, 10)
-        size = body[pos] if pos < len(body) else 0
-        fields = (point, body[pos + 1:pos + 1 + size])
+    if body[0] == 6:
+        keyid, fingerprint, pos = _pkesk_v6_recipient(body)
+        if pos >= len(body):
+            raise OpenPGPError("truncated PKESK packet")
+        esk = EncryptedSessionKey(keyid, body[pos], (), 6, fingerprint)
+    elif body[0] == 3 and len(body) >= 10:
+        esk, pos = EncryptedSessionKey(body[1:9].hex().upper(), body[9], ()), 9
     else:
-        fields = ()
-    return EncryptedSessionKey(keyid, algorithm, fields)
+        raise OpenPGPError(f"unknown PKESK version {body[0]}")
+    _read_session_key_fields(esk, body, pos + 1)
+    return esk
+
+
+def _read_session_key_fields(esk: EncryptedSessionKey, body: bytes, pos: int) -> None:
+    """The algorithm-specific fields (RFC 9580 section 5.1.3 to 5.1.7); unknown algorithms keep none."""
+    if esk.algorithm in RSA_ALGORITHMS:
+        esk.fields = (_mpi(body, pos)[0],)
+    elif esk.algorithm in ELGAMAL_ALGORITHMS:
+        c1, pos = _mpi(body, pos)
+        esk.fields = (c1, _mpi(body, pos)[0])
+    elif esk.algorithm == ECDH_ALGORITHM:
+        point, pos = _mpi_bytes(body, pos)
+        size = body[pos] if pos < len(body) else 0
+        esk.fields = (point, body[pos + 1:pos + 1 + size])
+    elif esk.algorithm in _NATIVE_EPHEMERAL:
+        end = pos + _NATIVE_EPHEMERAL[esk.algorithm]
+        if end + 1 > len(body) or end + 1 + body[end] != len(body):
+            raise OpenPGPError("truncated or malformed PKESK packet")
+        rest = body[end + 1:]
+        if esk.version == 3:  # the symmetric algorithm in the clear, then the wrapped key
+            if not rest:
+                raise OpenPGPError("truncated PKESK packet")
+            esk.cipher, rest = rest[0], rest[1:]
+        esk.fields = (body[pos:end], rest)
 
 
 def looks_binary_openpgp(data: bytes) -> bool:

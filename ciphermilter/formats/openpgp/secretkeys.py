@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,12 +20,13 @@ from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher
+from cryptography.hazmat.primitives.ciphers.algorithms import AES
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESOCB3
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ciphermilter.formats.openpgp.algorithms import CIPHERS, HASHES
-from ciphermilter.formats.openpgp.keymaterial import KeyMaterialError
+from ciphermilter.formats.openpgp.keymaterial import KeyMaterialError, Reader
 
 USAGE_CLEAR, USAGE_AEAD, USAGE_SHA1, USAGE_CHECKSUM = 0, 253, 254, 255
 S2K_SIMPLE, S2K_SALTED, S2K_ITERATED, S2K_ARGON2, S2K_GNU = 0, 1, 3, 4, 101
@@ -66,24 +68,9 @@ class SecretFields:
         return not (self.s2k is not None and self.s2k.type == S2K_GNU and self.s2k.gnu_mode == 1001)
 
 
-class _Cursor:
-    def __init__(self, data: bytes, pos: int):
-        self.data, self.pos = data, pos
-
-    def take(self, size: int) -> bytes:
-        if self.pos + size > len(self.data):
-            raise KeyMaterialError("truncated secret key packet")
-        chunk = self.data[self.pos:self.pos + size]
-        self.pos += size
-        return chunk
-
-    def octet(self) -> int:
-        return self.take(1)[0]
-
-
 def parse(version: int, body: bytes, pos: int) -> SecretFields:
     """The secret part of a secret-key packet whose public fields end at ``pos``."""
-    cursor = _Cursor(body, pos)
+    cursor = Reader(body, pos, len(body), "truncated secret key packet")
     usage = cursor.octet()
     if usage == USAGE_CLEAR:
         return SecretFields(usage, _clear_fields(version, body[cursor.pos:]))
@@ -94,7 +81,7 @@ def parse(version: int, body: bytes, pos: int) -> SecretFields:
     fields = SecretFields(usage, b"", cipher=cursor.octet())
     if usage == USAGE_AEAD:
         fields.aead = cursor.octet()
-    if version == 6:
+    if version == 6 and usage != USAGE_CHECKSUM:
         cursor.octet()  # the S2K specifier's length: the specifier itself says it
     fields.s2k = _read_s2k(cursor)
     if not fields.present:
@@ -118,7 +105,7 @@ def _clear_fields(version: int, rest: bytes) -> bytes:
     return rest[:-2]
 
 
-def _read_s2k(cursor: _Cursor) -> S2K:
+def _read_s2k(cursor: Reader) -> S2K:
     kind = cursor.octet()
     if kind in (S2K_SIMPLE, S2K_SALTED, S2K_ITERATED):
         s2k = S2K(kind, hash=cursor.octet())
@@ -224,3 +211,32 @@ def clear_body(version: int, public_body: bytes, clear: bytes) -> bytes:
     """A secret-key packet body holding ``clear`` unprotected (usage 0; v4 with its checksum)."""
     checksum = b"" if version == 6 else (sum(clear) & 0xFFFF).to_bytes(2, "big")
     return public_body + b"\x00" + clear + checksum
+
+
+# What an export protects secret keys with (RFC 9580 section 3.7.2.1): v4 keys CFB with a SHA-1 check under an
+# iterated and salted SHA-256 S2K (what gpg 2.2 reads), v6 keys AEAD (OCB) under Argon2 with the RFC's second
+# recommended parameters (t=3, p=4, 64 MiB; RFC 9580 section 3.7.1.4).
+_EXPORT_CIPHER, _EXPORT_COUNT_OCTET = 9, 0xFF
+_EXPORT_ARGON2 = (3, 4, 16)
+
+
+def protect(version: int, public_body: bytes, primary: bool, clear: bytes, passphrase: str) -> bytes:
+    """A secret-key packet body holding ``clear`` under ``passphrase`` (what :func:`unlock` opens)."""
+    secret = passphrase.encode("utf-8")
+    if version == 6:
+        passes, lanes, memory = _EXPORT_ARGON2
+        s2k = S2K(S2K_ARGON2, salt=os.urandom(16), count=passes, parallelism=lanes, memory_exponent=memory)
+        specifier = bytes([S2K_ARGON2]) + s2k.salt + bytes([passes, lanes, memory])
+        nonce, packet_type = os.urandom(_NONCE_SIZES[AEAD_OCB]), 0xC5 if primary else 0xC7
+        info = bytes([packet_type, version, _EXPORT_CIPHER, AEAD_OCB])
+        kek = HKDF(hashes.SHA256(), 32, None, info).derive(derive(s2k, secret, 32))
+        sealed = AESOCB3(kek).encrypt(nonce, clear, bytes([packet_type]) + public_body)
+        fields = bytes([_EXPORT_CIPHER, AEAD_OCB, len(specifier)]) + specifier + nonce
+        return public_body + bytes([USAGE_AEAD, len(fields)]) + fields + sealed
+    s2k = S2K(S2K_ITERATED, hash=8, salt=os.urandom(8), count=(16 + 15) << (15 + 6))
+    specifier = bytes([S2K_ITERATED, 8]) + s2k.salt + bytes([_EXPORT_COUNT_OCTET])
+    iv = os.urandom(16)
+    plain = clear + hashlib.sha1(clear).digest()
+    encryptor = Cipher(AES(derive(s2k, secret, 32)), CFB(iv)).encryptor()
+    sealed = encryptor.update(plain) + encryptor.finalize()
+    return public_body + bytes([USAGE_SHA1, _EXPORT_CIPHER]) + specifier + iv + sealed

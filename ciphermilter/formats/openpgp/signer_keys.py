@@ -9,14 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import pgpy
-
 from ciphermilter.formats.openpgp.keymaterial import PublicKey
 from ciphermilter.formats.openpgp.keys import OpenPGPKey
 
-# "Name (comment) <addr>" (RFC 9580 section 5.11 by convention); the bare "addr" or "<addr>" that
-# gpg --quick-gen-key and Autocrypt clients write
-_NAMED_ADDRESS = re.compile(r"(?:^|\s)<([^<>]+)>")
+# "Name <addr>", and the bare "addr" or "<addr>" that gpg --quick-gen-key and Autocrypt clients write
+_NAMED_ADDRESS = re.compile(r"<([^\s<>@]+@[^\s<>@]+)>\s*$")
 _BARE_ADDRESS = re.compile(r"<?([^\s<>@]+@[^\s<>@]+)>?")
 
 
@@ -35,20 +32,15 @@ class SignerKey:
 
 
 def user_id_email(user_id: str) -> str:
-    """The address of one user ID, lower case, or "" when it names none."""
-    text = user_id.strip()
-    found = _NAMED_ADDRESS.search(text) if text.endswith(">") else None
-    address = found.group(1) if found else ""
-    if not address and (bare := _BARE_ADDRESS.fullmatch(text)):
-        address = bare.group(1)
-    return address.strip().lower()
+    """The address of one user ID, lower case; "" when it names none."""
+    named = _NAMED_ADDRESS.search(user_id)
+    bare = _BARE_ADDRESS.fullmatch(user_id.strip()) if named is None else None
+    return (named.group(1) if named else bare.group(1) if bare else "").strip().lower()
 
 
-def key_emails(key: OpenPGPKey | pgpy.PGPKey) -> list[str]:
-    """The addresses of the key's user IDs, lower case, each once (pgpy keys until the store hands out the
-    key model's)."""
-    user_ids = key.user_ids if isinstance(key, OpenPGPKey) else [uid.userid or "" for uid in key.userids]
-    return [email for email in dict.fromkeys(map(user_id_email, user_ids)) if email]
+def key_emails(key: OpenPGPKey) -> list[str]:
+    """The addresses of the key's user IDs, lower case, each once, primary user ID first."""
+    return [email for email in dict.fromkeys(map(user_id_email, key.user_ids)) if email]
 
 
 def signer_keys(key: OpenPGPKey, keyid: str) -> list[SignerKey]:

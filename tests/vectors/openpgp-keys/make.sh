@@ -14,13 +14,13 @@ PLAIN="Hello from the key vectors"
 export GNUPGHOME="$(mktemp -d)"
 trap 'rm -rf "$GNUPGHOME"' EXIT
 
-# gpg 2.2 (--full-gen-key's batch form, --expert curves): name, primary type and curve, subkey type and curve,
+# gpg 2.2 (--full-gen-key's batch form, --expert curves): name, primary "TYPE:LENGTH-OR-CURVE", subkey the same,
 # protected (a passphrase) or not.
 gen() {
-    name=$1; primary=$2; subkey=$3; protect=$4
+    name=$1; protect=$4
     {
-        echo "$primary"
-        echo "$subkey"
+        params Key "$2"
+        params Subkey "$3"
         echo "Name-Real: Vector $name"
         echo "Name-Email: $name@corp-pub.example"
         echo "Expire-Date: 0"
@@ -42,28 +42,25 @@ gen() {
         2>&1 >/dev/null | sed -n 's/^gpg: session key: .\(.*\).$/\1/p' > "gpg-$name.sessionkey"
 }
 
+# "RSA:2048" -> Key-Type: RSA, Key-Length: 2048; "ECDH:nistp256" -> Key-Type: ECDH, Key-Curve: nistp256
+params() {
+    kind=${2%%:*}; value=${2#*:}
+    echo "$1-Type: $kind"
+    if [ "$kind" = RSA ]; then echo "$1-Length: $value"; else echo "$1-Curve: $value"; fi
+}
+
 if [ -z "${SKIP_GPG:-}" ]; then
-gen rsa2048 "Key-Type: RSA
-Key-Length: 2048" "Subkey-Type: RSA
-Subkey-Length: 2048" yes
-gen p256 "Key-Type: ECDSA
-Key-Curve: nistp256" "Subkey-Type: ECDH
-Subkey-Curve: nistp256" no
-gen p384 "Key-Type: ECDSA
-Key-Curve: nistp384" "Subkey-Type: ECDH
-Subkey-Curve: nistp384" no
-gen bp256 "Key-Type: ECDSA
-Key-Curve: brainpoolP256r1" "Subkey-Type: ECDH
-Subkey-Curve: brainpoolP256r1" yes
-gen bp384 "Key-Type: ECDSA
-Key-Curve: brainpoolP384r1" "Subkey-Type: ECDH
-Subkey-Curve: brainpoolP384r1" no
-gen bp512 "Key-Type: ECDSA
-Key-Curve: brainpoolP512r1" "Subkey-Type: ECDH
-Subkey-Curve: brainpoolP512r1" no
-gen cv25519 "Key-Type: EDDSA
-Key-Curve: ed25519" "Subkey-Type: ECDH
-Subkey-Curve: cv25519" yes
+    while read -r name primary subkey protect; do
+        gen "$name" "$primary" "$subkey" "$protect"
+    done <<'KEYS'
+rsa2048 RSA:2048 RSA:2048 yes
+p256 ECDSA:nistp256 ECDH:nistp256 no
+p384 ECDSA:nistp384 ECDH:nistp384 no
+bp256 ECDSA:brainpoolP256r1 ECDH:brainpoolP256r1 yes
+bp384 ECDSA:brainpoolP384r1 ECDH:brainpoolP384r1 no
+bp512 ECDSA:brainpoolP512r1 ECDH:brainpoolP512r1 no
+cv25519 EDDSA:ed25519 ECDH:cv25519 yes
+KEYS
 fi
 
 # sq 0.27 (Sequoia 1.x): its default cipher suite (cv25519) and RSA (it offers no other); messages with its defaults.
