@@ -20,7 +20,7 @@ from ciphermilter.formats.openpgp.verify import CLOCK_SKEW, verify
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
 from support.pgp_signatures import (PART, PLAIN, WithKeys, created, key_ids, made_key, sign_v3, sign_v4, sign_v6,
-                                    signature_body, subpacket, v6_signer_keys, vector)
+                                    signature_body, subpacket, vector)
 
 SIGNER, OTHER = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
 SIGNER_ID, OTHER_ID = "A1" * 8, "B2" * 8
@@ -29,13 +29,13 @@ DATA = b"what was signed\r\n"
 
 @pytest.fixture(scope="module")
 def keyring(tmp_path_factory):
-    """The gpg RSA signer and another RSA key imported by the admin; the v6 vector key; our own two keys."""
+    """The gpg RSA signer, another RSA key and the v6 vector key imported by the admin; our own keys."""
     with KeyStore.create(tmp_path_factory.mktemp("attacks") / "store.db") as store:
-        for name in ("gpg-rsa", "gpg-other"):
+        for name in ("gpg-rsa", "gpg-other", "v6"):
             admin.import_file(store, vector(f"{name}.pub.asc"))
         ours = [made_key(SIGNER, SIGNER_ID, email="signer@sig.example"), made_key(OTHER, OTHER_ID),
                 made_key(SIGNER, "C3" * 8, version=4)]
-        yield WithKeys(store, v6_signer_keys(vector("v6.pub.asc")) + ours)
+        yield WithKeys(store, ours)
 
 
 def issuer_fingerprint(keyid: str) -> bytes:

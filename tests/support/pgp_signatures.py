@@ -1,6 +1,6 @@
 """Signatures we make ourselves with ``cryptography`` (Ed25519), for the cases no tool writes on request: an
 unknown critical subpacket, a creation time in the future, a v3 signature, issuers only in the unhashed area.
-And the v6 keys of the vectors as the engine's :class:`SignerKey`, until the key store imports v6 keys."""
+And the vectors of tests/vectors/openpgp-signatures."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ciphermilter.formats.openpgp.armor import dearmor
 from ciphermilter.formats.openpgp.keyring import Keyring
 from ciphermilter.formats.openpgp.keys import parse_key
 from ciphermilter.formats.openpgp.packets import signature_packets
-from ciphermilter.formats.openpgp.signer_keys import SignerKey, signer_keys
+from ciphermilter.formats.openpgp.signer_keys import SignerKey
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "openpgp-signatures"
 PART = (VECTORS / "part.mime").read_bytes()  # the signed part of a PGP/MIME message
@@ -75,14 +75,8 @@ def made_key(private: ed25519.Ed25519PrivateKey, keyid: str, version: int = 6, e
     return SignerKey(keyid, fingerprint, version, 27, 0, None, private.public_key(), [email] if email else [])
 
 
-def v6_signer_keys(armored: bytes) -> list[SignerKey]:
-    """Every (sub)key of a (v6) certificate, read by the key model, as the engine's signer keys."""
-    key = parse_key(dearmor(armored).data)
-    return [signer for part in key.parts for signer in signer_keys(key, part.keyid)]
-
-
 class WithKeys(Keyring):
-    """A keyring over a store that also knows some signer keys the store cannot hold (v6, our own)."""
+    """A keyring over a store that also knows signer keys of our own making (no key packets, no user IDs)."""
 
     def __init__(self, source, extra: list[SignerKey]):
         super().__init__(source)
