@@ -190,3 +190,10 @@ def test_signer_never_named_by_the_signature_is_never_reported(keyring):
     """A signature without any issuer: the wildcard key ID, no key tried, no claim."""
     result = check(sign_v6(SIGNER, DATA, created()), keyring)
     assert not result.valid and result.keyid == openpgp.WILDCARD_KEYID and result.emails == []
+
+
+@pytest.mark.parametrize("name", ["gpg-rsa.detached.asc", "gpg-p256.detached.asc", "gpg-ed25519.detached.asc"])
+def test_data_after_the_signature_fields_is_refused(keyring, name):
+    """Nothing unsigned rides along in a signature that verifies (found by mutating the vectors)."""
+    result = check(signature_body(name) + b"\x00", keyring, PART)
+    assert not result.valid and result.reason == "signature packet with data after its signature fields"

@@ -30,12 +30,22 @@ _KEY_TYPES: dict[int, type] = {RSA: rsa.RSAPublicKey, RSA_SIGN_ONLY: rsa.RSAPubl
                                ED25519: ed25519.Ed25519PublicKey, ED448: ed448.Ed448PublicKey}
 
 
-def _two_mpis(material: bytes) -> tuple[bytes, bytes]:
+def _mpis(material: bytes, count: int) -> list[bytes]:
+    """The signature's MPIs, which must fill its fields exactly (nothing unsigned may ride along)."""
+    found, pos = [], 0
     try:
-        first, pos = _mpi_bytes(material, 0)
-        second, _ = _mpi_bytes(material, pos)
+        for _ in range(count):
+            value, pos = _mpi_bytes(material, pos)
+            found.append(value)
     except OpenPGPError:
         raise UnreadableSignature("truncated signature packet (signature fields)") from None
+    if pos != len(material):
+        raise UnreadableSignature("signature packet with data after its signature fields")
+    return found
+
+
+def _two_mpis(material: bytes) -> tuple[bytes, bytes]:
+    first, second = _mpis(material, 2)
     return first, second
 
 
@@ -62,10 +72,7 @@ def _legacy_eddsa(material: bytes) -> bytes:
 
 def _rsa(material: bytes, public: rsa.RSAPublicKey) -> bytes:
     """The signature padded to the modulus length (an MPI drops leading zeros; OpenSSL wants them)."""
-    try:
-        value, _ = _mpi_bytes(material, 0)
-    except OpenPGPError:
-        raise UnreadableSignature("truncated signature packet (signature fields)") from None
+    (value,) = _mpis(material, 1)
     return value.rjust((public.key_size + 7) // 8, b"\0")
 
 
