@@ -29,9 +29,9 @@ DATA = b"what was signed\r\n"
 
 @pytest.fixture(scope="module")
 def keyring(tmp_path_factory):
-    """The gpg RSA signer, another RSA key and the v6 vector key imported by the admin; our own keys."""
+    """gpg signers, another RSA key and the v6 vector key imported by the admin; our own keys."""
     with KeyStore.create(tmp_path_factory.mktemp("attacks") / "store.db") as store:
-        for name in ("gpg-rsa", "gpg-other", "v6"):
+        for name in ("gpg-rsa", "gpg-other", "gpg-p256", "gpg-ed25519", "v6"):
             admin.import_file(store, vector(f"{name}.pub.asc"))
         ours = [made_key(SIGNER, SIGNER_ID, email="signer@sig.example"), made_key(OTHER, OTHER_ID),
                 made_key(SIGNER, "C3" * 8, version=4)]
