@@ -34,7 +34,7 @@ def keyring(tmp_path_factory):
         for name in ("gpg-rsa", "gpg-other", "gpg-p256", "gpg-ed25519", "v6"):
             admin.import_file(store, vector(f"{name}.pub.asc"))
         ours = [made_key(SIGNER, SIGNER_ID, email="signer@sig.example"), made_key(OTHER, OTHER_ID),
-                made_key(SIGNER, "C3" * 8, version=4)]
+                made_key(SIGNER, "C3" * 8, version=4), made_key(SIGNER, "D4" * 8, flags=0x0C)]
         yield WithKeys(store, ours)
 
 
@@ -197,3 +197,10 @@ def test_data_after_the_signature_fields_is_refused(keyring, name):
     """Nothing unsigned rides along in a signature that verifies (found by mutating the vectors)."""
     result = check(signature_body(name) + b"\x00", keyring, PART)
     assert not result.valid and result.reason == "signature packet with data after its signature fields"
+
+
+def test_signature_by_a_key_whose_flags_forbid_signing_is_not_valid(keyring):
+    """An encryption subkey (key flags 0x0C) cannot make a signature that counts, good mathematics or not."""
+    body = sign_v6(SIGNER, DATA, created() + issuer_fingerprint("D4" * 8))
+    result = check(body, keyring)
+    assert not result.valid and result.reason == "signer key not for signing"

@@ -69,10 +69,11 @@ def sign_v3(private: ed25519.Ed25519PrivateKey, data: bytes, keyid: bytes, when:
     return bytes([3, 5]) + hashed + keyid + bytes([27, 8]) + digest[:2] + private.sign(digest)
 
 
-def made_key(private: ed25519.Ed25519PrivateKey, keyid: str, version: int = 6, email: str = "") -> SignerKey:
+def made_key(private: ed25519.Ed25519PrivateKey, keyid: str, version: int = 6, email: str = "",
+             flags: int | None = None) -> SignerKey:
     """A :class:`SignerKey` for our own key, with a made-up fingerprint that starts (v6) with ``keyid``."""
     fingerprint = bytes.fromhex(keyid) + bytes(24) if version == 6 else bytes(12) + bytes.fromhex(keyid)
-    return SignerKey(keyid, fingerprint, version, 27, 0, None, private.public_key(), [email] if email else [])
+    return SignerKey(keyid, fingerprint, version, 27, 0, None, private.public_key(), [email] if email else [], flags)
 
 
 class WithKeys(Keyring):

@@ -29,6 +29,7 @@ class SignerKey:
     expires: int | None  # seconds since the epoch; None: never
     public: PublicKey | None  # None: material we cannot verify with
     emails: list[str] = field(default_factory=list)  # of the whole key's user IDs
+    flags: int | None = None  # key flags of its self-signature (RFC 9580 5.2.3.29); None: none said
 
 
 def user_id_email(user_id: str) -> str:
@@ -52,5 +53,5 @@ def signer_keys(key: OpenPGPKey, keyid: str) -> list[SignerKey]:
             ends = [end for end in (key.expires, None if part.expires is None else part.created + part.expires)
                     if end is not None]  # a subkey ends with its primary key at the latest
             found.append(SignerKey(keyid, part.fingerprint, part.version, part.algorithm, part.created,
-                                   min(ends, default=None), part.public_key, emails))
+                                   min(ends, default=None), part.public_key, emails, part.flags))
     return found

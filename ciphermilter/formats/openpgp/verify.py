@@ -24,6 +24,7 @@ from ciphermilter.formats.openpgp.signing import key_fits, verifies
 KEY_NOT_FOUND = "public key not found"
 KEY_NOT_IMPORTED = "signer key not imported by an administrator"
 BAD_SIGNATURE = "bad signature"
+FLAG_SIGN = 0x02  # key flag "may sign data" (RFC 9580 section 5.2.3.29)
 CLOCK_SKEW = 600  # seconds a signature may be dated ahead of our clock (a sender's clock running fast)
 # RFC 9580 section 7 (RFC 4880 section 7): between the BEGIN line of a cleartext-signed message and its
 # blank line stand only "Hash:" armor headers naming hash algorithms. Anything else there (a "Comment:",
@@ -71,6 +72,8 @@ def _key_problem(signature: Signature, key: SignerKey, now: float) -> str | None
         return f"version {signature.version} signature by a version {key.version} key"  # 5.2.3
     if key.public is None or not key_fits(signature.algorithm, key.public):
         return f"signature algorithm {signature.algorithm} does not match the key (algorithm {key.algorithm})"
+    if key.flags is not None and not key.flags & FLAG_SIGN:
+        return "signer key not for signing"  # its own key flags say so (5.2.3.29)
     if signature.created > now + CLOCK_SKEW:
         return "signature made in the future"
     if signature.created < key.created:
