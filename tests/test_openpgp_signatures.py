@@ -81,6 +81,8 @@ def test_real_signature_verifies_through_decrypt(store, tmp_path, name, shape):
     key = "rfc9580-a3" if name.startswith("rfc") else name
     assert info["PGP-Signer-KeyID"] in key_ids(key)
     assert "PGP-Signature-Failure" not in info
+    # the RFC's sample key has no user ID; every other signer's certified user ID is read (brainpool too)
+    assert info.get("PGP-Signer-Email") == (None if key == "rfc9580-a3" else f"{name}@sig.example")
 
 
 def test_sha1_in_a_v4_signature_is_accepted_as_before(keyring):
