@@ -9,6 +9,7 @@ or key is not valid; a hashed issuer fingerprint outranks an unhashed issuer key
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
@@ -204,3 +205,34 @@ def test_signature_by_a_key_whose_flags_forbid_signing_is_not_valid(keyring):
     body = sign_v6(SIGNER, DATA, created() + issuer_fingerprint("D4" * 8))
     result = check(body, keyring)
     assert not result.valid and result.reason == "signer key not for signing"
+
+
+def test_mutated_real_signatures_never_verify_unless_only_the_unhashed_area_changed(keyring):
+    """3,000 mutants (fixed seed) of the real detached signatures: no exception, every verdict in words, and
+    "valid" only where what a signature covers -- hashed area, salt, signature fields -- is unchanged.
+    (30,000 mutants, run once while writing the engine, found the data-after-fields case above.)"""
+    names = ["gpg-rsa", "gpg-p256", "gpg-ed25519", "v6"]
+    originals = {parse_signature(body).trailer: parse_signature(body)
+                 for body in (signature_body(f"{name}.detached.asc") for name in names)}
+    bodies = [signature_body(f"{name}.detached.asc") for name in names]
+    rng = random.Random(16)
+    verdicts = set()
+    for _ in range(3000):
+        mutant = bytearray(rng.choice(bodies))
+        for _ in range(rng.randint(1, 3)):
+            where = rng.randrange(len(mutant) + 1)
+            if rng.random() < 0.7 and where < len(mutant):
+                mutant[where] = rng.randrange(256)
+            elif rng.random() < 0.5:
+                del mutant[where:]
+            else:
+                mutant.insert(where, rng.randrange(256))
+        result = check(bytes(mutant), keyring, PART)
+        assert result.reason or result.valid
+        verdicts.add(result.reason)
+        if result.valid:
+            signature = parse_signature(bytes(mutant))
+            original = originals[signature.trailer]
+            assert (signature.salt, signature.material) == (original.salt, original.material)
+            assert result.keyid == original.keyid
+    assert {None, "bad signature"} <= verdicts  # both kinds of mutant were met
