@@ -241,3 +241,25 @@ def test_a_store_written_with_pgpy_serialisation_still_decrypts(tmp_path):
                          (store.sealer.seal(unprotected, rows.pgp_aad(fingerprint)), fingerprint))
         opened = openpgp.open_message(message("gpg-cv25519.msg.asc"), openpgp.keyring_for(store), max_output=1 << 20)
         assert opened.plaintext == b"Hello from the key vectors (cv25519)\n"
+
+
+# --------------------------------------------------------------------------- PKESKs that lie
+
+
+@pytest.mark.parametrize("body, reason", [
+    (bytes([6, 21, 4]) + bytes(20) + bytes([25]) + bytes(32) + bytes([40]) + bytes(24), "truncated or malformed"),
+    (bytes([6, 21, 6]) + bytes(20) + bytes([25]) + bytes(32) + bytes([24]) + bytes(24), "version 6 key with a 20"),
+    (bytes([6, 33, 6]) + bytes(20), "truncated PKESK"),
+    (bytes([3]) + bytes(8) + bytes([25]) + bytes(32) + bytes([0]), "truncated PKESK"),
+    (bytes([5]) + bytes(12), "unknown PKESK version 5"),
+])
+def test_pkesks_with_lying_lengths_are_refused_with_a_reason(body, reason):
+    with pytest.raises(openpgp.OpenPGPError, match=reason):
+        parse_pkesk(body)
+
+
+def test_a_v3_x25519_session_key_must_fit_the_cipher_it_names():
+    esk = parse_pkesk(bytes([3]) + bytes(8) + bytes([25]) + bytes(32) + bytes([25, 7]) + bytes(24))
+    assert esk.cipher == 7 and esk.fields == (bytes(32), bytes(24))
+    assert sessionkeys.parse_session_key(esk, bytes(16)) == (7, bytes(16))
+    assert sessionkeys.parse_session_key(esk, bytes(32)) is None  # AES-128 named, 32 octets unwrapped

@@ -174,7 +174,7 @@ def _read_session_key_fields(esk: EncryptedSessionKey, body: bytes, pos: int) ->
     """The algorithm-specific fields (RFC 9580 section 5.1.3 to 5.1.7); unknown algorithms keep none."""
     if esk.algorithm in RSA_ALGORITHMS:
         esk.fields = (_mpi(body, pos)[0],)
-    elif esk.algorithm in ELGAMAL_ALGORITHMS:
+    elif esk.algorithm in ELGAMAL_ALGORITHMS and esk.version == 3:  # RFC 9580 section 5.1.4: no ElGamal in v6
         c1, pos = _mpi(body, pos)
         esk.fields = (c1, _mpi(body, pos)[0])
     elif esk.algorithm == ECDH_ALGORITHM:
