@@ -12,6 +12,8 @@ from __future__ import annotations
 import random
 import time
 
+from dataclasses import replace
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -35,7 +37,10 @@ def keyring(tmp_path_factory):
         for name in ("gpg-rsa", "gpg-other", "gpg-p256", "gpg-ed25519", "v6"):
             admin.import_file(store, vector(f"{name}.pub.asc"))
         ours = [made_key(SIGNER, SIGNER_ID, email="signer@sig.example"), made_key(OTHER, OTHER_ID),
-                made_key(SIGNER, "C3" * 8, version=4), made_key(SIGNER, "D4" * 8, flags=0x0C)]
+                made_key(SIGNER, "C3" * 8, version=4), made_key(SIGNER, "D4" * 8, flags=0x0C),
+                # two keys of one key ID (a 64-bit collision): the impostor is tried first
+                replace(made_key(OTHER, "E5" * 8, email="impostor@sig.example"), fingerprint=b"\xe5" * 32),
+                made_key(SIGNER, "E5" * 8, email="real@sig.example")]
         yield WithKeys(store, ours)
 
 
@@ -236,3 +241,12 @@ def test_mutated_real_signatures_never_verify_unless_only_the_unhashed_area_chan
             assert (signature.salt, signature.material) == (original.salt, original.material)
             assert result.keyid == original.keyid
     assert {None, "bad signature"} <= verdicts  # both kinds of mutant were met
+
+
+def test_a_key_sharing_the_signer_s_key_id_lends_it_nothing(keyring):
+    """The addresses reported are the ones of the key that made the signature, never of another key of the
+    same 64-bit key ID, whether the signature names its issuer by key ID or by fingerprint."""
+    by_keyid = check(sign_v6(SIGNER, DATA, created() + subpacket(16, b"\xe5" * 8)), keyring)
+    assert by_keyid.valid and by_keyid.emails == ["real@sig.example"]
+    impostor = check(sign_v6(SIGNER, DATA, created() + subpacket(33, b"\x06" + b"\xe5" * 32)), keyring)
+    assert not impostor.valid and impostor.reason == "bad signature" and impostor.emails == ["impostor@sig.example"]

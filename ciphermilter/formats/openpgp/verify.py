@@ -60,14 +60,12 @@ def _signature_problem(signature: Signature, declared: frozenset[bytes]) -> str 
 
 
 def _key_problem(signature: Signature, key: SignerKey, now: float) -> str | None:
-    """Why ``key`` cannot have made ``signature`` validly, or None (the RFC 9580 sections named).
+    """Why ``key`` (the one the signature names) cannot have made it validly, or None (RFC 9580 sections named).
 
     A signature dated ahead of our clock by more than :data:`CLOCK_SKEW` is
     refused, as gpg refuses it: nothing proves it was made before a key's
     revocation or expiry. Key expiry is judged now, as pgpy did.
     """
-    if signature.issuer_fingerprint and signature.issuer_fingerprint != key.fingerprint:
-        return KEY_NOT_FOUND  # the same 64-bit key ID, another key (5.2.3.35)
     if (signature.version == 6) != (key.version == 6):
         return f"version {signature.version} signature by a version {key.version} key"  # 5.2.3
     if key.public is None or not key_fits(signature.algorithm, key.public):
@@ -85,22 +83,31 @@ def _key_problem(signature: Signature, key: SignerKey, now: float) -> str | None
     return None
 
 
-def _verify_with(signature: Signature, digest: bytes, keys: list[SignerKey], now: float) -> tuple[bool, str]:
-    """(valid, reason) over the candidate keys: the first key that verifies wins; else the first reason."""
+def _verify_with(signature: Signature, digest: bytes, keys: list[SignerKey],
+                 now: float) -> tuple[SignerKey | None, str]:
+    """(the key that made the signature, "") or (the key it names, why not valid); the key is None when no
+    candidate is the one its issuer fingerprint names."""
+    fingerprint = signature.issuer_fingerprint
+    named = [key for key in keys if not fingerprint or fingerprint == key.fingerprint]
     reasons = []
-    for key in keys:
+    for key in named:
         problem = _key_problem(signature, key, now)
         if problem is None and key.public is not None:
             if digest[:2] == signature.left16 and verifies(signature, digest, key.public):
-                return True, ""
+                return key, ""
             problem = BAD_SIGNATURE
         reasons.append(problem or BAD_SIGNATURE)
-    return False, reasons[0] if reasons else KEY_NOT_FOUND
+    return (named[0], reasons[0]) if named else (None, KEY_NOT_FOUND)
 
 
 def verify(data: bytes, packet_body: bytes, keyring: Keyring, now: float | None = None,
            declared: frozenset[bytes] = frozenset()) -> SignatureResult:
-    """Verify one signature packet over ``data`` (line ends made CRLF first for a text signature)."""
+    """Verify one signature packet over ``data`` (line ends made CRLF first for a text signature).
+
+    The e-mail addresses reported are those of the key that made the
+    signature, or when none did, of the key it names (never of another key
+    that merely shares its 64-bit key ID).
+    """
     try:
         signature = parse_signature(packet_body)
         keyid = signature.keyid or WILDCARD_KEYID
@@ -111,11 +118,12 @@ def verify(data: bytes, packet_body: bytes, keyring: Keyring, now: float | None 
             # A key that arrived in mail proves nothing about its user IDs: whoever made the signature made it too.
             return SignatureResult(keyid, False,
                                    KEY_NOT_IMPORTED if keyring.has_unvouched_key(keyid) else KEY_NOT_FOUND)
-        valid, reason = _verify_with(signature, signature.digest(data), candidates,
-                                     time.time() if now is None else now)
+        key, reason = _verify_with(signature, signature.digest(data), candidates, time.time() if now is None else now)
     except UnreadableSignature as exc:
         return SignatureResult(WILDCARD_KEYID, False, str(exc))
-    return SignatureResult(keyid, valid, None if valid else reason, list(candidates[0].emails), key_found=True)
+    if key is None:
+        return SignatureResult(keyid, False, reason)
+    return SignatureResult(keyid, not reason, reason or None, list(key.emails), key_found=True)
 
 
 def verify_detached(data: bytes, signature_data: bytes, keyring: Keyring,
