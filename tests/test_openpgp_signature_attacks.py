@@ -250,3 +250,11 @@ def test_a_key_sharing_the_signer_s_key_id_lends_it_nothing(keyring):
     assert by_keyid.valid and by_keyid.emails == ["real@sig.example"]
     impostor = check(sign_v6(SIGNER, DATA, created() + subpacket(33, b"\x06" + b"\xe5" * 32)), keyring)
     assert not impostor.valid and impostor.reason == "bad signature" and impostor.emails == ["impostor@sig.example"]
+
+
+@pytest.mark.parametrize("hash_algorithm", [8, 10, 12, 14], ids=["SHA-256", "SHA-512", "SHA3-256", "SHA3-512"])
+def test_sha2_and_sha3_signatures_verify_in_v4_and_v6(keyring, hash_algorithm):
+    v6 = sign_v6(SIGNER, DATA, created() + issuer_fingerprint(SIGNER_ID), hash_algorithm=hash_algorithm)
+    v4 = sign_v4(SIGNER, DATA, created() + subpacket(16, bytes.fromhex("C3" * 8)), hash_algorithm=hash_algorithm)
+    assert check(v6, keyring).valid and check(v4, keyring).valid
+    assert not check(v6, keyring, DATA + b" ").valid

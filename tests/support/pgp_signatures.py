@@ -45,20 +45,25 @@ def created(when: float | None = None) -> bytes:
     return subpacket(2, int(time.time() if when is None else when).to_bytes(4, "big"))
 
 
+HASHLIB = {8: "sha256", 10: "sha512", 12: "sha3_256", 14: "sha3_512"}
+
+
 def sign_v6(private: ed25519.Ed25519PrivateKey, data: bytes, hashed: bytes, unhashed: bytes = b"",
-            signature_type: int = 0, salt: bytes | None = None) -> bytes:
-    """A v6 Ed25519 (algorithm 27) SHA-256 signature packet body over ``data``."""
-    salt = os.urandom(16) if salt is None else salt
-    head = bytes([6, signature_type, 27, 8]) + len(hashed).to_bytes(4, "big") + hashed
-    digest = hashlib.sha256(salt + data + head + b"\x06\xff" + len(head).to_bytes(4, "big")).digest()
+            signature_type: int = 0, salt: bytes | None = None, hash_algorithm: int = 8) -> bytes:
+    """A v6 Ed25519 (algorithm 27) signature packet body over ``data`` (SHA-256 unless told)."""
+    salt = os.urandom(16 if hash_algorithm in (8, 12) else 32) if salt is None else salt
+    head = bytes([6, signature_type, 27, hash_algorithm]) + len(hashed).to_bytes(4, "big") + hashed
+    hasher = hashlib.new(HASHLIB[hash_algorithm], salt + data + head + b"\x06\xff" + len(head).to_bytes(4, "big"))
+    digest = hasher.digest()
     return (head + len(unhashed).to_bytes(4, "big") + unhashed + digest[:2] + bytes([len(salt)]) + salt
             + private.sign(digest))
 
 
-def sign_v4(private: ed25519.Ed25519PrivateKey, data: bytes, hashed: bytes, unhashed: bytes = b"") -> bytes:
-    """A v4 Ed25519 (algorithm 27, RFC 9580 allows it in v4) SHA-256 binary signature packet body."""
-    head = bytes([4, 0, 27, 8]) + len(hashed).to_bytes(2, "big") + hashed
-    digest = hashlib.sha256(data + head + b"\x04\xff" + len(head).to_bytes(4, "big")).digest()
+def sign_v4(private: ed25519.Ed25519PrivateKey, data: bytes, hashed: bytes, unhashed: bytes = b"",
+            hash_algorithm: int = 8) -> bytes:
+    """A v4 Ed25519 (algorithm 27, RFC 9580 allows it in v4) binary signature packet body (SHA-256 unless told)."""
+    head = bytes([4, 0, 27, hash_algorithm]) + len(hashed).to_bytes(2, "big") + hashed
+    digest = hashlib.new(HASHLIB[hash_algorithm], data + head + b"\x04\xff" + len(head).to_bytes(4, "big")).digest()
     return head + len(unhashed).to_bytes(2, "big") + unhashed + digest[:2] + private.sign(digest)
 
 

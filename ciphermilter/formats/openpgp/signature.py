@@ -5,7 +5,7 @@ engine cannot use raises :class:`UnreadableSignature` whose text is the
 reason a header shows ("unsupported signature version 7", "unsupported hash
 algorithm 1 (MD5)"); nothing here trusts a field before it is bounded.
 
-Hash policy: SHA-2 and, for version 6, SHA3-256/512. SHA-1 is accepted in
+Hash policy: SHA-2 and SHA3-256/512 (RFC 9580 section 9.5). SHA-1 is accepted in
 version 3 and 4 signatures because pgpy accepted it for data signatures
 before (it only warns), and mail signed by older keys still uses it; RFC 9580
 section 9.5 forbids it in version 6 signatures, so there it is refused. MD5
@@ -32,7 +32,6 @@ _HASHES = {2: ("SHA-1", "sha1", 0), 8: ("SHA-256", "sha256", 16), 9: ("SHA-384",
            10: ("SHA-512", "sha512", 32), 11: ("SHA-224", "sha224", 16), 12: ("SHA3-256", "sha3_256", 16),
            14: ("SHA3-512", "sha3_512", 32)}
 _REFUSED_HASHES = {1: "MD5", 3: "RIPEMD-160"}
-_V6_ONLY_HASHES = (12, 14)  # SHA3: RFC 9580 defines them; pgpy and gpg 2.2 never wrote them in v4 signatures
 _FINGERPRINT_SIZES = {b"\x04": 20, b"\x06": 32}  # issuer fingerprint subpacket: key version -> octets
 V6_SHA1 = "SHA-1 in a version 6 signature"
 
@@ -89,7 +88,7 @@ def _take(body: bytes, pos: int, size: int, what: str) -> tuple[bytes, int]:
 def _hash_name(version: int, algorithm: int) -> str:
     if algorithm in _REFUSED_HASHES:
         raise UnreadableSignature(f"unsupported hash algorithm {algorithm} ({_REFUSED_HASHES[algorithm]})")
-    if algorithm not in _HASHES or (version < 6 and algorithm in _V6_ONLY_HASHES):
+    if algorithm not in _HASHES:
         raise UnreadableSignature(f"unsupported hash algorithm {algorithm}")
     if version == 6 and algorithm == 2:
         raise UnreadableSignature(V6_SHA1)
