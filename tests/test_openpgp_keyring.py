@@ -167,13 +167,18 @@ def broken_copy(key: keys.OpenPGPKey) -> keys.OpenPGPKey:
     return keys.parse_key(bytes(raw))
 
 
-def test_a_brainpool_key_and_a_broken_key_cost_hidden_recipient_mail_nothing(caplog):
+def test_a_brainpool_key_and_a_broken_key_cost_hidden_recipient_mail_nothing(tmp_path, caplog):
     """Issue 16: one key in the store that fails made every hidden-recipient message fail with TypeError."""
-    good, broken = secret_key("gpg-p256"), broken_copy(secret_key("gpg-p384"))
+    broken = broken_copy(secret_key("gpg-p384"))
     assert broken.unusable_parts()
-    keyring = Keyring(Keys([secret_key("gpg-bp256"), broken, good]))
-    with caplog.at_level(logging.ERROR):
-        opened = openpgp.open_message(message("gpg-p256.hidden.asc"), keyring, max_output=1 << 20)
+    with KeyStore.create(tmp_path / "s.db") as store:
+        admin.import_file(store, (VECTORS / "gpg-bp256.sec.asc").read_bytes(), passphrase=PASSPHRASE)
+        warned = admin.import_file(store, broken.armored().encode()).warnings
+        admin.import_file(store, (VECTORS / "gpg-p256.sec.asc").read_bytes())
+        assert any("does not match the public key: it will not be used" in warning for warning in warned)
+        with caplog.at_level(logging.ERROR):
+            opened = openpgp.open_message(message("gpg-p256.hidden.asc"), openpgp.keyring_for(store),
+                                          max_output=1 << 20)
     assert opened.failure is None and opened.plaintext == b"Hello from the key vectors (p256)\n"
     assert "not usable" in caplog.text
 
