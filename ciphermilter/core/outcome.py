@@ -19,6 +19,10 @@ from ciphermilter.core.triage import Envelope, Skip, Triage, forged_header_delet
 
 NOT_PROCESSED = "Not-Processed"
 
+# The start of Outcome.error when the core caught a bug of ours (an exception); every other error is a decision
+# (a decrypted header libmilter cannot carry) that the daemon's on_error policy applies to the same way.
+INTERNAL_ERROR = "internal error"
+
 
 @dataclass
 class Outcome:

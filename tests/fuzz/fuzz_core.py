@@ -66,10 +66,10 @@ def make_target(store):
     def test_one_input(data: bytes) -> None:
         keeper.exc_info = None
         outcome = core.process(data, ENVELOPE, store, SETTINGS)
-        if outcome.error:
-            if keeper.exc_info:
-                raise keeper.exc_info[1]
-            raise AssertionError(outcome.error)
+        if keeper.exc_info:  # the core caught a bug of ours: show its traceback
+            raise keeper.exc_info[1]
+        # An error without a logged exception is a decision, not a bug: a decrypted header libmilter cannot carry
+        # (not UTF-8) passes the message on with its reason under on_error, as the daemon would.
         check_output(data, outcome)
 
     return test_one_input
