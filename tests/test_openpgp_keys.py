@@ -153,3 +153,13 @@ def test_a_secret_that_does_not_match_its_public_key_is_unusable():
     clear = (256).to_bytes(2, "big") + other
     key = keys.parse_key(frame(5, secretkeys.clear_body(4, public, clear)))
     assert key.unusable_parts() == [f"primary key {key.keyid}: the secret key material does not match the public key"]
+
+
+def test_a_gnupg_stub_primary_key_keeps_its_subkeys_secrets():
+    """gpg --export-secret-subkeys: the primary's secret is a GNU-dummy S2K (mode 1001), the subkeys' are there."""
+    key = keys.parse_key(armor.dearmor((VECTORS / "gpg-p256.sec.asc").read_bytes()).data)
+    stub = key.primary.public_body + bytes([0xFF, 0, 101, 0]) + b"GNU" + bytes([1])
+    raw = b"".join(frame(tag, stub if index == 0 else body) for index, (tag, body) in enumerate(key.packets))
+    again = keys.parse_key(raw)
+    assert not again.primary.has_secret and again.subkeys[0].has_secret and not again.is_public
+    assert again.unusable_parts() == [] and keys.parse_key(again.to_bytes()).to_bytes() == raw
