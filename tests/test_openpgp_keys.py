@@ -163,3 +163,12 @@ def test_a_gnupg_stub_primary_key_keeps_its_subkeys_secrets():
     again = keys.parse_key(raw)
     assert not again.primary.has_secret and again.subkeys[0].has_secret and not again.is_public
     assert again.unusable_parts() == [] and keys.parse_key(again.to_bytes()).to_bytes() == raw
+
+
+def test_an_rsa_modulus_above_16384_bits_makes_no_key():
+    """A huge modulus in a key a message carries would cost seconds of CPU to validate: a reason instead."""
+    n = (1 << 20000) + 1
+    body = b"\x04" + bytes(4) + b"\x01" + (20001).to_bytes(2, "big") + n.to_bytes(2501, "big") + b"\x00\x11\x01\x00\x01"
+    key = keys.parse_key(frame(6, body))
+    assert key.primary.public_key is None
+    assert key.unusable_parts() == [f"primary key {key.keyid}: a 20001-bit key, above the 16384 bits this engine uses"]
