@@ -1,4 +1,4 @@
-"""Session keys from the engine's own keys (issue 16): gpg 2.2, sq 0.27 and pysequoia keys and messages, RSA,
+"""Session keys from the engine's own keys (issue 16): gpg 2.2, sq 0.27, rnp 0.16 and pysequoia keys and messages, RSA,
 NIST and brainpool ECDH, Curve25519, native X25519/X448 with PKESKv6; and one bad key costs the others nothing."""
 
 from __future__ import annotations
@@ -84,6 +84,13 @@ def test_sq_keys_decrypt_their_messages_and_the_session_key_is_sqs(name):
     assert session.hex().upper() == (VECTORS / f"sq-{name}.sessionkey").read_text().strip()
     opened = openpgp.open_message(message(f"sq-{name}.msg.asc"), Keyring(Keys([key])), max_output=1 << 20)
     assert opened.plaintext == f"Hello from the key vectors (sq-{name})\n".encode()
+
+
+def test_rnp_default_key_decrypts_its_default_message():
+    key = secret_key("rnp-rsa2048")
+    assert key.is_public is False and [part.can_encrypt for part in key.parts] == [False, True]
+    opened = openpgp.open_message(message("rnp-rsa2048.msg.asc"), Keyring(Keys([key])), max_output=1 << 20)
+    assert opened.plaintext == b"Hello from the key vectors (rnp-rsa2048)\n" and opened.cipher == "AES-256"
 
 
 # --------------------------------------------------------------------------- v6: PKESKv6 with X25519 and X448
