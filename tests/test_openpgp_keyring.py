@@ -275,3 +275,20 @@ def test_a_v3_x25519_session_key_must_fit_the_cipher_it_names():
     assert esk.cipher == 7 and esk.fields == (bytes(32), bytes(24))
     assert sessionkeys.parse_session_key(esk, bytes(16)) == (7, bytes(16))
     assert sessionkeys.parse_session_key(esk, bytes(32)) is None  # AES-128 named, 32 octets unwrapped
+
+
+def test_a_key_protected_by_the_pgpy_era_export_reads_back():
+    """``store export`` files written before the key model hold keys pgpy protected (AES-256, iterated SHA-256)."""
+    import warnings
+
+    import pgpy
+    from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
+    original = secret_key("gpg-p384")
+    old, _ = pgpy.PGPKey.from_blob(original.to_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old.protect("moving day", SymmetricKeyAlgorithm.AES256, HashAlgorithm.SHA256)
+    with pytest.raises(keyfiles.KeyFormatError, match="wrong passphrase"):
+        keyfiles.parse(str(old).encode(), passphrase="moving night")
+    (again,) = keyfiles.parse(str(old).encode(), passphrase="moving day").pgp_keys
+    assert [part.secret.data for part in again.parts] == [part.secret.data for part in original.parts]
