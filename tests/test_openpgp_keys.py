@@ -172,3 +172,17 @@ def test_an_rsa_modulus_above_16384_bits_makes_no_key():
     key = keys.parse_key(frame(6, body))
     assert key.primary.public_key is None
     assert key.unusable_parts() == [f"primary key {key.keyid}: a 20001-bit key, above the 16384 bits this engine uses"]
+
+
+def test_a_v6_subkey_of_an_unknown_algorithm_stays_in_the_key_unusable():
+    """A post-quantum subkey (say) of a v6 key: its length is known, so the key imports with a warning."""
+    from ciphermilter.formats import keyfiles
+
+    sample = keys.parse_key(armor.dearmor((VECTORS / "rfc9580-a4.sec.asc").read_bytes()).data)
+    unknown = b"\x06" + bytes(4) + bytes([35]) + (40).to_bytes(4, "big") + bytes(40) + b"\x00" + bytes(64)
+    data = sample.to_bytes() + frame(keys.TAG_SECRET_SUBKEY, unknown)
+    bundle = keyfiles.parse(data)
+    (key,) = bundle.pgp_keys
+    assert key.subkeys[-1].unusable == "unsupported public-key algorithm 35" and not key.subkeys[-1].can_encrypt
+    assert any("unsupported public-key algorithm 35: it will not be used" in w for w in bundle.warnings)
+    assert key.subkeys[0].private_key() is not None
