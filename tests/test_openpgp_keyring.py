@@ -1,4 +1,4 @@
-"""Session keys from the engine's own keys (issue 16): gpg 2.2, sq 0.27 and pysequoia keys and messages, RSA,
+"""Session keys from the engine's own keys (issue 16): gpg 2.2, sq 0.27, rnp 0.16 and pysequoia keys and messages, RSA,
 NIST and brainpool ECDH, Curve25519, native X25519/X448 with PKESKv6; and one bad key costs the others nothing."""
 
 from __future__ import annotations
@@ -86,6 +86,13 @@ def test_sq_keys_decrypt_their_messages_and_the_session_key_is_sqs(name):
     assert opened.plaintext == f"Hello from the key vectors (sq-{name})\n".encode()
 
 
+def test_rnp_default_key_decrypts_its_default_message():
+    key = secret_key("rnp-rsa2048")
+    assert key.is_public is False and [part.can_encrypt for part in key.parts] == [False, True]
+    opened = openpgp.open_message(message("rnp-rsa2048.msg.asc"), Keyring(Keys([key])), max_output=1 << 20)
+    assert opened.plaintext == b"Hello from the key vectors (rnp-rsa2048)\n" and opened.cipher == "AES-256"
+
+
 # --------------------------------------------------------------------------- v6: PKESKv6 with X25519 and X448
 
 
@@ -167,13 +174,18 @@ def broken_copy(key: keys.OpenPGPKey) -> keys.OpenPGPKey:
     return keys.parse_key(bytes(raw))
 
 
-def test_a_brainpool_key_and_a_broken_key_cost_hidden_recipient_mail_nothing(caplog):
+def test_a_brainpool_key_and_a_broken_key_cost_hidden_recipient_mail_nothing(tmp_path, caplog):
     """Issue 16: one key in the store that fails made every hidden-recipient message fail with TypeError."""
-    good, broken = secret_key("gpg-p256"), broken_copy(secret_key("gpg-p384"))
+    broken = broken_copy(secret_key("gpg-p384"))
     assert broken.unusable_parts()
-    keyring = Keyring(Keys([secret_key("gpg-bp256"), broken, good]))
-    with caplog.at_level(logging.ERROR):
-        opened = openpgp.open_message(message("gpg-p256.hidden.asc"), keyring, max_output=1 << 20)
+    with KeyStore.create(tmp_path / "s.db") as store:
+        admin.import_file(store, (VECTORS / "gpg-bp256.sec.asc").read_bytes(), passphrase=PASSPHRASE)
+        warned = admin.import_file(store, broken.armored().encode()).warnings
+        admin.import_file(store, (VECTORS / "gpg-p256.sec.asc").read_bytes())
+        assert any("does not match the public key: it will not be used" in warning for warning in warned)
+        with caplog.at_level(logging.ERROR):
+            opened = openpgp.open_message(message("gpg-p256.hidden.asc"), openpgp.keyring_for(store),
+                                          max_output=1 << 20)
     assert opened.failure is None and opened.plaintext == b"Hello from the key vectors (p256)\n"
     assert "not usable" in caplog.text
 
@@ -263,3 +275,20 @@ def test_a_v3_x25519_session_key_must_fit_the_cipher_it_names():
     assert esk.cipher == 7 and esk.fields == (bytes(32), bytes(24))
     assert sessionkeys.parse_session_key(esk, bytes(16)) == (7, bytes(16))
     assert sessionkeys.parse_session_key(esk, bytes(32)) is None  # AES-128 named, 32 octets unwrapped
+
+
+def test_a_key_protected_by_the_pgpy_era_export_reads_back():
+    """``store export`` files written before the key model hold keys pgpy protected (AES-256, iterated SHA-256)."""
+    import warnings
+
+    import pgpy
+    from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
+    original = secret_key("gpg-p384")
+    old, _ = pgpy.PGPKey.from_blob(original.to_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old.protect("moving day", SymmetricKeyAlgorithm.AES256, HashAlgorithm.SHA256)
+    with pytest.raises(keyfiles.KeyFormatError, match="wrong passphrase"):
+        keyfiles.parse(str(old).encode(), passphrase="moving night")
+    (again,) = keyfiles.parse(str(old).encode(), passphrase="moving day").pgp_keys
+    assert [part.secret.data for part in again.parts] == [part.secret.data for part in original.parts]

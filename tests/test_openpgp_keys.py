@@ -153,3 +153,36 @@ def test_a_secret_that_does_not_match_its_public_key_is_unusable():
     clear = (256).to_bytes(2, "big") + other
     key = keys.parse_key(frame(5, secretkeys.clear_body(4, public, clear)))
     assert key.unusable_parts() == [f"primary key {key.keyid}: the secret key material does not match the public key"]
+
+
+def test_a_gnupg_stub_primary_key_keeps_its_subkeys_secrets():
+    """gpg --export-secret-subkeys: the primary's secret is a GNU-dummy S2K (mode 1001), the subkeys' are there."""
+    key = keys.parse_key(armor.dearmor((VECTORS / "gpg-p256.sec.asc").read_bytes()).data)
+    stub = key.primary.public_body + bytes([0xFF, 0, 101, 0]) + b"GNU" + bytes([1])
+    raw = b"".join(frame(tag, stub if index == 0 else body) for index, (tag, body) in enumerate(key.packets))
+    again = keys.parse_key(raw)
+    assert not again.primary.has_secret and again.subkeys[0].has_secret and not again.is_public
+    assert again.unusable_parts() == [] and keys.parse_key(again.to_bytes()).to_bytes() == raw
+
+
+def test_an_rsa_modulus_above_16384_bits_makes_no_key():
+    """A huge modulus in a key a message carries would cost seconds of CPU to validate: a reason instead."""
+    n = (1 << 20000) + 1
+    body = b"\x04" + bytes(4) + b"\x01" + (20001).to_bytes(2, "big") + n.to_bytes(2501, "big") + b"\x00\x11\x01\x00\x01"
+    key = keys.parse_key(frame(6, body))
+    assert key.primary.public_key is None
+    assert key.unusable_parts() == [f"primary key {key.keyid}: a 20001-bit key, above the 16384 bits this engine uses"]
+
+
+def test_a_v6_subkey_of_an_unknown_algorithm_stays_in_the_key_unusable():
+    """A post-quantum subkey (say) of a v6 key: its length is known, so the key imports with a warning."""
+    from ciphermilter.formats import keyfiles
+
+    sample = keys.parse_key(armor.dearmor((VECTORS / "rfc9580-a4.sec.asc").read_bytes()).data)
+    unknown = b"\x06" + bytes(4) + bytes([35]) + (40).to_bytes(4, "big") + bytes(40) + b"\x00" + bytes(64)
+    data = sample.to_bytes() + frame(keys.TAG_SECRET_SUBKEY, unknown)
+    bundle = keyfiles.parse(data)
+    (key,) = bundle.pgp_keys
+    assert key.subkeys[-1].unusable == "unsupported public-key algorithm 35" and not key.subkeys[-1].can_encrypt
+    assert any("unsupported public-key algorithm 35: it will not be used" in w for w in bundle.warnings)
+    assert key.subkeys[0].private_key() is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -282,3 +283,12 @@ def test_facts_count_what_the_headers_say_on_attacks(path, recipient, corpus_sto
     found, failures = stats.counted(outcome)
     expected_found, expected_failures = counted_from_headers(outcome)
     assert found == expected_found and sorted(failures) == sorted(expected_failures)
+
+
+@pytest.mark.parametrize("flag", [f.name for f in dataclasses.fields(Protection)])
+def test_either_handlers_protection_flag_survives_the_union(flag):
+    """Facts of both handlers are joined with ``|``: every flag of either side must come through (a flag
+    added to Protection and forgotten in ``__or__`` would vanish from the counters)."""
+    one = Protection(**{flag: True})
+    assert getattr(one | Protection(), flag) and getattr(Protection() | one, flag)
+    assert {f.name for f in dataclasses.fields(Protection) if getattr(one | one, f.name)} == {flag}

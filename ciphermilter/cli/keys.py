@@ -65,7 +65,7 @@ def _parse_with_prompts(name: str, data: bytes, password: str | None,
 @click.pass_context
 def keys_import(ctx: click.Context, files: tuple[BinaryIO, ...], password: str | None, password_file: TextIO | None,
                 passphrase: str | None, passphrase_file: TextIO | None) -> None:
-    """Import certificates and keys: PKCS#12, PEM/DER certificates and keys, OpenPGP keys.
+    """Import certificates and keys: PKCS#12 (also PEM-armoured), PEM/DER certificates and keys, OpenPGP keys.
 
     All FILES are imported together or not at all; a private key needs its
     certificate in the same import or already in the store.

@@ -56,17 +56,19 @@ class Protection:
     trusted: bool = False  # ... and every signer chains to a trust anchor (S/MIME only)
 
     def __or__(self, other: Protection) -> Protection:
-        return Protection(*(mine or theirs for mine, theirs in zip(self._flags(), other._flags())))
-
-    def _flags(self) -> tuple[bool, ...]:
-        return tuple(getattr(self, name) for name in _PROTECTION_FLAGS)
+        return Protection(self.encrypted or other.encrypted, self.decrypted or other.decrypted,
+                          self.key_not_found or other.key_not_found, self.signed or other.signed,
+                          self.verified or other.verified, self.trusted or other.trusted)
 
     def counted(self, prefix: str) -> set[str]:
         """The counter names (``smime_decrypted``) of the flags that are true."""
+        if self == _NOTHING:  # what nearly every message finds of at least one format: no flag to name
+            return set()
         return {f"{prefix}_{name}" for name in _PROTECTION_FLAGS if getattr(self, name)}
 
 
 _PROTECTION_FLAGS = tuple(f.name for f in dataclasses.fields(Protection))
+_NOTHING = Protection()
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,12 @@ class Facts:
 
     def counted(self) -> set[str]:
         """The names of the counters this message adds 1 to (not ``messages``, nor the outcome's own)."""
-        flags = {name for name in ("not_internal", "not_processed") if getattr(self, name)}
-        return flags | self.smime.counted("smime") | self.pgp.counted("pgp")
+        flags = self.smime.counted("smime") | self.pgp.counted("pgp")
+        if self.not_internal:
+            flags.add("not_internal")
+        if self.not_processed:
+            flags.add("not_processed")
+        return flags
 
 
 class Readers(TypedDict, total=False):

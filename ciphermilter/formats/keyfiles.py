@@ -130,6 +130,7 @@ _PEM_END = re.compile(rb"(?=-----END ([A-Z0-9 ]+)-----)")  # a look-ahead: END l
 _CERTIFICATE_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _KEY_LABELS = {b"PRIVATE KEY", b"ENCRYPTED PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
 _PKCS7_LABELS = {b"PKCS7", b"CMS"}
+_PKCS12_LABEL = b"PKCS12"  # base64 of a DER PKCS#12 (no RFC 7468 label): gpgsm imports it, test suites ship it
 
 
 def parse_pem(data: bytes, password: bytes | None) -> Bundle:
@@ -146,17 +147,26 @@ def parse_pem(data: bytes, password: bytes | None) -> Bundle:
             bundle.private_keys.append(_private_key(text, password, serialization.load_pem_private_key, name))
         elif label in _PKCS7_LABELS:
             bundle.certificates.extend(_pkcs7(text, pkcs7.load_pem_pkcs7_certificates))
+        elif label == _PKCS12_LABEL:
+            inside = parse_pkcs12(_pem_body(text, name), password)
+            bundle.certificates.extend(inside.certificates)
+            bundle.private_keys.extend(inside.private_keys)
         else:
             raise KeyFormatError(f"unsupported PEM block '{name}'")
     return bundle
 
 
-def _pem_certificate(text: bytes, name: str) -> bytes:
-    # TRUSTED CERTIFICATE (OpenSSL's cert + trust settings) is a certificate followed by extra DER
+def _pem_body(text: bytes, name: str) -> bytes:
+    """The DER between a block's BEGIN and END lines."""
     try:
-        body = base64.b64decode(b"".join(text.splitlines()[1:-1]))
+        return base64.b64decode(b"".join(text.splitlines()[1:-1]))
     except binascii.Error:
         raise KeyFormatError(f"corrupt PEM block '{name}' (bad base64)") from None
+
+
+def _pem_certificate(text: bytes, name: str) -> bytes:
+    # TRUSTED CERTIFICATE (OpenSSL's cert + trust settings) is a certificate followed by extra DER
+    body = _pem_body(text, name)
     der = _first_der_element(body) if name == "TRUSTED CERTIFICATE" else body
     return _certificate_der(der, f"corrupt PEM block '{name}'")
 

@@ -48,6 +48,10 @@ ED25519_LEGACY, CURVE25519_LEGACY = bytes.fromhex("2b06010401da470f01"), bytes.f
 # Native key sizes (RFC 9580 sections 5.5.5.7 to 5.5.5.10): (public octets, secret octets)
 NATIVE_SIZES = {alg.X25519: (32, 32), alg.X448: (56, 56), alg.ED25519: (32, 32), alg.ED448: (57, 57)}
 
+# The largest RSA modulus, DSA or ElGamal prime a key may have (what the S/MIME engine allows a signer): building
+# and using a larger one is a cheap way to burn CPU, and no implementation makes them (gpg's limit is 4096).
+MAX_KEY_BITS = 16384
+
 PublicKey = (rsa.RSAPublicKey | dsa.DSAPublicKey | ec.EllipticCurvePublicKey | x25519.X25519PublicKey
              | x448.X448PublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
 PrivateKey = (rsa.RSAPrivateKey | dsa.DSAPrivateKey | ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey
@@ -97,13 +101,17 @@ def read_public(algorithm: int, data: bytes, pos: int, end: int) -> tuple[Public
     material = PublicMaterial(algorithm)
     if algorithm in (alg.RSA, alg.RSA_ENCRYPT_ONLY, alg.RSA_SIGN_ONLY):
         n, e = reader.mpi(), reader.mpi()
-        material.key = _build(material, lambda: rsa.RSAPublicNumbers(e, n).public_key())
+        material.key = _build(material, lambda: rsa.RSAPublicNumbers(e, _bounded(n)).public_key())
     elif algorithm == alg.DSA:
         p, q, g, y = reader.mpi(), reader.mpi(), reader.mpi(), reader.mpi()
-        material.key = _build(material, lambda: dsa.DSAPublicNumbers(y, dsa.DSAParameterNumbers(p, q, g))
+        material.key = _build(material, lambda: dsa.DSAPublicNumbers(y, dsa.DSAParameterNumbers(_bounded(p), q, g))
                               .public_key())
     elif algorithm in (alg.ELGAMAL, alg.ELGAMAL_SIGN_ENCRYPT):
-        material.elgamal = (reader.mpi(), reader.mpi(), reader.mpi())
+        p, g, y = reader.mpi(), reader.mpi(), reader.mpi()
+        if p.bit_length() > MAX_KEY_BITS:
+            material.unusable = _too_large(p)
+        else:
+            material.elgamal = (p, g, y)
     elif algorithm in (alg.ECDH, alg.ECDSA, alg.EDDSA_LEGACY):
         _read_curve_key(reader, material)
     elif algorithm in NATIVE_SIZES:
@@ -132,6 +140,17 @@ def _read_curve_key(reader: Reader, material: PublicMaterial) -> None:
         return
     material.curve = curve
     material.key = _build(material, lambda: _curve_public(material.algorithm, curve, point))
+
+
+def _too_large(number: int) -> str:
+    return f"a {number.bit_length()}-bit key, above the {MAX_KEY_BITS} bits this engine uses"
+
+
+def _bounded(number: int) -> int:
+    """``number`` (a modulus or prime), or KeyMaterialError when it is above :data:`MAX_KEY_BITS`."""
+    if number.bit_length() > MAX_KEY_BITS:
+        raise KeyMaterialError(_too_large(number))
+    return number
 
 
 def _curve_public(algorithm: int, curve: Curve, point: bytes) -> PublicKey:

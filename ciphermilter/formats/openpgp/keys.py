@@ -121,7 +121,8 @@ class KeyPart:
         clear = secretkeys.unlock(self.secret, passphrase, self.version, self.public_body, self.primary,
                                   lambda data: keymaterial.secret_length(self.material, data))
         self.secret = secretkeys.SecretFields(usage=0, data=clear)
-        self.private_key()  # a wrong key that passed the checksum by chance is refused here
+        if self.unusable is None:
+            self.private_key()  # a wrong key that passed the checksum by chance is refused here
 
     def clear_body(self) -> bytes:
         """The secret-key packet body with the secret in the clear (S2K usage 0): what the store seals."""
@@ -340,10 +341,12 @@ def read_key_packet(body: bytes, *, secret: bool, primary: bool) -> KeyPart:
         else:
             material, end = keymaterial.read_public(algorithm, body, 6, len(body))
     except KeyMaterialError as exc:
-        if secret or algorithm in alg.ALGORITHM_NAMES:
+        if algorithm in alg.ALGORITHM_NAMES or (secret and version != 6):
             raise KeyError_(f"{exc} in key packet") from None
-        # A public key of an algorithm we do not know: its packet is its material, so it still has a fingerprint
-        material, end = PublicMaterial(algorithm, unusable=str(exc)), len(body)
+        # An algorithm we do not know (a post-quantum one, say): a public key's packet is its material, a v6
+        # key says its length, so the part still has a fingerprint and stays in the key, unusable
+        material = PublicMaterial(algorithm, unusable=str(exc))
+        end = 10 + int.from_bytes(body[6:10], "big") if version == 6 else len(body)
     if not secret and end != len(body):
         raise KeyError_("trailing data in public key packet")
     public_body = body[:end]

@@ -31,7 +31,8 @@ from ciphermilter.formats.smime.enveloped import Candidate, EnvelopedLayer, decr
 from ciphermilter.formats.smime.errors import (CmsError, DecryptionFailed, KeyNotFound, KeysRefused, MalformedCms,
                                                UnsupportedAlgorithm)
 from ciphermilter.formats.smime.recipients import Recipient, all_recipients
-from ciphermilter.formats.smime.signed import SignedLayer, Signer, detached_signature, micalg, open_signed, verify
+from ciphermilter.formats.smime.signed import (SignedLayer, Signer, detached_signature, micalg, open_signed, verify,
+                                            verify_either)
 
 # What the S/MIME handler and the tools use; the rest is the job modules' own.
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "load", "content_type", "compressed_content",
     "Candidate", "EnvelopedLayer", "Recipient", "all_recipients", "decrypt", "open_enveloped",
     "SignedLayer", "Signer", "detached_signature", "micalg", "open_signed", "verify",
+    "verify_either",
 ]
 
 # The contents octets of the OIDs whose encrypted content is lifted out before asn1crypto parses.

@@ -114,6 +114,7 @@ class _Walker:
         self.signed = False
         self.verified_emails: set[str] = set()
         self.frozen = False  # walking content another handler verifies after us: report, never change
+        self.from_lf = False  # walking decrypted content that came with bare LF line ends (see _decrypted)
 
     # ------------------------------------------------------------ walking
 
@@ -325,16 +326,25 @@ class _Walker:
         """Decrypted or decompressed content (in its canonical line ends), or what its own S/MIME layers
         unwrap to."""
         plaintext = parse_content(content, self.limits)
-        if is_lf_text(content, plaintext):
+        from_lf = is_lf_text(content, plaintext)
+        if from_lf:
             content = content.replace(b"\n", b"\r\n")
             plaintext = parse_content(content, self.limits)
         if has_illegal_chars(plaintext):
             self.info.flag("SMIME-Illegal-Chars-Found")
-        inner = self.unwrap(plaintext, whole=whole)
+        inner = self._walk_content(plaintext, whole, from_lf=from_lf)
         if inner is None:
             self.parsed = plaintext
             return content
         return inner
+
+    def _walk_content(self, content: mime.Entity, whole: bool, *, from_lf: bool) -> bytes | None:
+        """Unwrap content whose bytes are (``from_lf``) or are not the CRLF form of bare-LF bytes received."""
+        outer, self.from_lf = self.from_lf, from_lf
+        try:
+            return self.unwrap(content, whole=whole)
+        finally:
+            self.from_lf = outer
 
     def _seen(self, recipient: cms.Recipient) -> None:
         """Each recipient as the layer is parsed: its stored keys, if the reader rule lets us use one alone,
@@ -397,7 +407,9 @@ class _Walker:
         if layer is None:
             return None
         content = parts[0].raw
-        self._verify(layer, content, level)
+        # Content decrypted with bare LF was made CRLF (_decrypted): a signer who signed those LF bytes as
+        # they were (openssl cms -sign -binary) is checked over them too, never over any other bytes.
+        self._verify(layer, content, level, received=content.replace(b"\r\n", b"\n") if self.from_lf else None)
         return self.unwrap(parts[0], whole=whole)
 
     def _opaque(self, info: Any, level: int, whole: bool) -> bytes | None:
@@ -413,7 +425,7 @@ class _Walker:
             self._signature_failed(level, "no signed content")
             return None
         signers = self._verify(layer, layer.content, level)
-        inner = self.unwrap(parse_content(layer.content, self.limits), whole=whole)
+        inner = self._walk_content(parse_content(layer.content, self.limits), whole, from_lf=False)
         if inner is not None:
             return inner
         if signers is None or not whole or self.frozen or not self.ctx.settings.opaque_to_detached:
@@ -426,14 +438,18 @@ class _Walker:
         self._update(level, converted_to="multipart/signed")
         return write.multipart_signed(layer.content, signature, cms.micalg(signers))
 
-    def _verify(self, layer: cms.SignedLayer, content: bytes, level: int) -> list[cms.Signer] | None:
-        """Report every signer of the layer; None (and a reason header) when the SignedData is unreadable."""
+    def _verify(self, layer: cms.SignedLayer, content: bytes, level: int,
+                received: bytes | None = None) -> list[cms.Signer] | None:
+        """Report every signer of the layer; None (and a reason header) when the SignedData is unreadable.
+
+        ``received``: the signed part's bytes as decrypted, when ``content`` is their CRLF form.
+        """
         self.signed = True
         self.info.flag("SMIME-Signed")
         self._update(level, content_sha256=ids.sha256_hex(content))
         try:
-            signers = cms.verify(layer, content, lambda lookup: self.ctx.keys.certificates(**lookup),
-                                 max_rsa_bits=self.limits.max_rsa_bits)
+            signers = cms.verify_either(layer, content, received, lambda lookup: self.ctx.keys.certificates(**lookup),
+                                        max_rsa_bits=self.limits.max_rsa_bits)
         except cms.CmsError as exc:
             self._signature_failed(level, exc.reason)
             return None

@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from asn1crypto import algos, cms, core
-from cryptography.hazmat.primitives import hashes, keywrap
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 
 from ciphermilter.core.contract import LimitExceeded
 from ciphermilter.formats import memo
-from ciphermilter.formats.smime import asn1
-from ciphermilter.formats.smime.algorithms import ECDH_SCHEMES, KEY_WRAPS, MGF1, RSA_OAEP, RSA_PKCS1, hash_named
+from ciphermilter.formats.smime import asn1, keywrap
+from ciphermilter.formats.smime.algorithms import (EC_PUBLIC_KEY, ECDH_SCHEMES, KEY_WRAPS, MGF1, RSA_OAEP, RSA_PKCS1,
+                                                   X448, X25519, hash_named, refused_name)
 from ciphermilter.formats.smime.errors import UnsupportedAlgorithm
 
 RecipientKind = Literal["ktri", "kari", "kekri", "pwri", "ori"]
@@ -135,23 +136,41 @@ def _oaep_padding(params: algos.RSAESOAEPParams) -> asym_padding.OAEP:
 def _key_agreement(recipient: Recipient, key: PrivateKeyTypes, key_size: int) -> bytes:
     kari = recipient._info
     kdf_hash = ECDH_SCHEMES.get(recipient.algorithm)
-    if kdf_hash is None or not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise UnsupportedAlgorithm(f"unsupported key agreement {recipient.algorithm}")
+    if kdf_hash is None or not isinstance(key, AGREEMENT_KEYS):
+        raise UnsupportedAlgorithm(f"unsupported key agreement {refused_name(recipient.algorithm)}")
     wrap_oid, wrap = _key_wrap(kari["key_encryption_algorithm"])
     if wrap_oid not in KEY_WRAPS:
-        raise UnsupportedAlgorithm(f"unsupported key wrap {wrap_oid}")
-    kek_size, padded = KEY_WRAPS[wrap_oid]
+        raise UnsupportedAlgorithm(f"unsupported key wrap {refused_name(wrap_oid)}")
+    kek_size, scheme = KEY_WRAPS[wrap_oid]
     originator = kari["originator"]
     if originator.name != "originator_key":
         raise UnsupportedAlgorithm("static-static ECDH is not supported")
-    point = asn1.octets(originator.chosen["public_key"])
-    peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, point)
-    shared = key.exchange(ec.ECDH(), peer)
+    shared = _shared_secret(key, originator.chosen)
     ukm = asn1.optional_octets(kari["ukm"])
     kek = X963KDF(kdf_hash(), kek_size, shared_info(wrap, ukm, kek_size)).derive(shared)
-    if padded:
-        return keywrap.aes_key_unwrap_with_padding(kek, recipient._encrypted_key)
-    return keywrap.aes_key_unwrap(kek, recipient._encrypted_key)
+    return keywrap.unwrap(scheme, kek, recipient._encrypted_key)
+
+
+AgreementKey = ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey | x448.X448PrivateKey
+AGREEMENT_KEYS = (ec.EllipticCurvePrivateKey, x25519.X25519PrivateKey, x448.X448PrivateKey)
+
+
+def _shared_secret(key: AgreementKey, originator: cms.OriginatorPublicKey) -> bytes:
+    """ECDH with the sender's ephemeral key (RFC 5753 section 3.1.1, RFC 8418 section 2).
+
+    The originator's key must be of the recipient key's algorithm: an X25519 recipient named under an EC
+    point (or the reverse) is refused before the private key is used. X25519 and X448 refuse a point of
+    small order (an all-zero shared secret, RFC 7748 section 6) with ValueError, a failed decryption.
+    """
+    algorithm = asn1.algorithm_oid(originator["algorithm"])
+    point = asn1.octets(originator["public_key"])
+    if isinstance(key, ec.EllipticCurvePrivateKey) and algorithm == EC_PUBLIC_KEY:
+        return key.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(key.curve, point))
+    if isinstance(key, x25519.X25519PrivateKey) and algorithm == X25519:
+        return key.exchange(x25519.X25519PublicKey.from_public_bytes(point))
+    if isinstance(key, x448.X448PrivateKey) and algorithm == X448:
+        return key.exchange(x448.X448PublicKey.from_public_bytes(point))
+    raise UnsupportedAlgorithm(f"originator key {algorithm} does not fit the recipient key")
 
 
 def _key_wrap(algorithm: cms.KeyEncryptionAlgorithm) -> tuple[str, bytes]:

@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from ciphermilter.core.contract import LimitExceeded
 from ciphermilter.formats import ids, memo
 from ciphermilter.formats.smime import asn1
-from ciphermilter.formats.smime.algorithms import HASH_BY_NAME, MICALG, SIGNED_DATA, hash_named
+from ciphermilter.formats.smime.algorithms import HASH_BY_NAME, MICALG, SHAKE256_LEN, SIGNED_DATA, hash_named
 from ciphermilter.formats.smime.errors import MALFORMED, CmsError, MalformedCms, UnsupportedAlgorithm
 
-HashClass = type[hashes.HashAlgorithm]
+HashFactory = Callable[[], hashes.HashAlgorithm]  # a hash class, or SHAKE256 with its output length
 
 
 @dataclass
@@ -87,17 +87,33 @@ def verify(layer: SignedLayer, content: bytes, find_certificates: CertFinder, *,
                            max_rsa_bits) for index, signer_info in enumerate(signer_infos)]
 
 
+def verify_either(layer: SignedLayer, canonical: bytes, received: bytes | None, find_certificates: CertFinder, *,
+                  max_rsa_bits: int = 16384) -> list[Signer]:
+    """Each signer over the canonical CRLF form; one that fails there, over the bytes ``received`` too.
+
+    RFC 8551 section 3.1.1 signs the canonical form, and NSS (Thunderbird)
+    signs it but may encrypt its content with bare LF line ends; OpenSSL's
+    ``cms -sign -binary`` signs the LF bytes as they are. Both are the bytes
+    the signer signed; any other bytes (LF signed, CRLF received) fail.
+    """
+    signers = verify(layer, canonical, find_certificates, max_rsa_bits=max_rsa_bits)
+    if received is None or all(signer.verified for signer in signers):
+        return signers
+    as_received = verify(layer, received, find_certificates, max_rsa_bits=max_rsa_bits)
+    return [second if second.verified else first for first, second in zip(signers, as_received, strict=True)]
+
+
 def _verify_signer(index: int, signer_info: cms.SignerInfo, content: bytes, econtent_type: str,
                    message_certs: list[bytes], find_certificates: CertFinder, max_rsa_bits: int) -> Signer:
     try:
         sid = asn1.identify(signer_info["sid"])
         digest_name: str = signer_info["digest_algorithm"]["algorithm"].native
         sig_name: str = signer_info["signature_algorithm"]["algorithm"].native
+        hash_cls = _digest(signer_info["digest_algorithm"])
     except asn1.PARSE_ERRORS:
         return Signer(index, "unknown", "unknown", "unknown", None, False, MALFORMED)
     certificate = _find_signer_certificate(sid, message_certs, find_certificates)
     signer = Signer(index, sid.text, digest_name, sig_name, certificate, False, None)
-    hash_cls = HASH_BY_NAME.get(digest_name)
     if hash_cls is None:
         signer.reason = f"unsupported digest {digest_name}"
         return signer
@@ -124,6 +140,18 @@ def _verify_signer(index: int, signer_info: cms.SignerInfo, content: bytes, econ
         return signer
     signer.verified = True
     return signer
+
+
+def _digest(algorithm: cms.DigestAlgorithm) -> HashFactory | None:
+    """The digest a SignerInfo names; None when we do not implement it."""
+    name: str = algorithm["algorithm"].native
+    if name == SHAKE256_LEN:  # only the 512-bit output RFC 8419 section 2.3 gives Ed448 signers
+        return _shake256_512 if algorithm["parameters"].native == 512 else None
+    return HASH_BY_NAME.get(name)
+
+
+def _shake256_512() -> hashes.HashAlgorithm:
+    return hashes.SHAKE256(64)
 
 
 def _find_signer_certificate(sid: asn1.Identifier, message_certs: list[bytes],
@@ -166,7 +194,7 @@ def _public_key(der: bytes) -> PublicKeyTypes:
     return load_der_public_key(asn1_x509.Certificate.load(der).public_key.dump())
 
 
-def _signed_bytes(signer_info: cms.SignerInfo, content: bytes, econtent_type: str, hash_cls: HashClass) -> bytes:
+def _signed_bytes(signer_info: cms.SignerInfo, content: bytes, econtent_type: str, hash_cls: HashFactory) -> bytes:
     """What the signature covers: the signed attributes (after checking them) or the content itself."""
     attrs = signer_info["signed_attrs"]
     if not attrs.contents:
@@ -190,7 +218,7 @@ def _signed_bytes(signer_info: cms.SignerInfo, content: bytes, econtent_type: st
 
 
 def _check_signature(public_key: PublicKeyTypes, signer_info: cms.SignerInfo, data: bytes,
-                     hash_cls: HashClass) -> None:
+                     hash_cls: HashFactory) -> None:
     algorithm = signer_info["signature_algorithm"]
     signature = signer_info["signature"].native
     kind = algorithm.signature_algo
@@ -210,7 +238,7 @@ def _check_signature(public_key: PublicKeyTypes, signer_info: cms.SignerInfo, da
         raise UnsupportedAlgorithm(f"unsupported signature algorithm {algorithm['algorithm'].native}")
 
 
-def _signature_hash(algorithm: cms.SignedDigestAlgorithm, hash_cls: HashClass) -> hashes.HashAlgorithm:
+def _signature_hash(algorithm: cms.SignedDigestAlgorithm, hash_cls: HashFactory) -> hashes.HashAlgorithm:
     """The hash named by sha256WithRSAEncryption and friends, else the SignerInfo's digest algorithm."""
     try:
         return hash_named(algorithm.hash_algo)

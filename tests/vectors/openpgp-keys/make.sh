@@ -1,9 +1,9 @@
 #!/bin/sh
 # Makes the OpenPGP key vectors of tests/test_openpgp_keys.py and tests/test_openpgp_keyring.py with the real tools.
 # The test suite reads the files; it needs none of the tools. Run from this directory:
-#   apt-get install -y gnupg sq      # gpg 2.2.40 (Debian 12), sq 0.27.0 (sequoia-openpgp 1.12)
+#   apt-get install -y gnupg sq rnp  # gpg 2.2.40 (Debian 12), sq 0.27.0 (sequoia-openpgp 1.12), rnp 0.16.3
 #   pip install pysequoia            # 0.1.35: v6 keys (RFC 9580), PKESKv6 + SEIPDv2
-#   sh make.sh        (SKIP_GPG=1 sh make.sh: only the sq and pysequoia files)
+#   sh make.sh        (SKIP_GPG=1 sh make.sh: only the sq, rnp and pysequoia files)
 # Every key is made anew (new fingerprints), so the tests read names and facts from the files, never constants.
 # rfc9580-*.asc are not made here: they are the sample keys and message of RFC 9580 Appendix A.3 to A.5
 # and A.8 (v6 Ed25519/X25519 key, unprotected and Argon2 + OCB protected with "correct horse battery staple",
@@ -72,6 +72,15 @@ for suite in cv25519 rsa3k; do
     sq decrypt --recipient-key "sq-$suite.sec.asc" --dump-session-key "sq-$suite.msg.asc" 2>&1 >/dev/null \
         | sed -n 's/^Session key: //p' > "sq-$suite.sessionkey"
 done
+
+# rnp 0.16: its default key (RSA 2048, protected with the passphrase) and a message with its defaults.
+RNPHOME="$GNUPGHOME/rnp"
+mkdir -m 700 "$RNPHOME"
+rnpkeys --homedir "$RNPHOME" --generate-key --userid "<rnp@corp-pub.example>" --password "$PASSPHRASE"
+rnpkeys --homedir "$RNPHOME" --export-key --secret "<rnp@corp-pub.example>" > rnp-rsa2048.sec.asc
+rnpkeys --homedir "$RNPHOME" --export-key "<rnp@corp-pub.example>" > rnp-rsa2048.pub.asc
+printf '%s (rnp-rsa2048)\n' "$PLAIN" > "$GNUPGHOME/plain"
+rnp --homedir "$RNPHOME" --encrypt -r "<rnp@corp-pub.example>" --armor --output rnp-rsa2048.msg.asc "$GNUPGHOME/plain"
 
 # pysequoia: v6 keys (RFC 9580 profile) X25519 and X448, messages as it sends them (PKESKv6, SEIPDv2).
 python3 - "$PLAIN" <<'EOF'
