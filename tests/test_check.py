@@ -7,12 +7,14 @@ import json
 import os
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from ciphermilter.cli import check
 from ciphermilter.cli.main import main
+from ciphermilter.formats import keyfiles
 from ciphermilter.formats.keyfiles import parse
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store import admin
@@ -274,3 +276,24 @@ def test_findings_are_coloured_on_a_terminal_only(tmp_path, small_store):
     assert on_terminal.startswith(b"\x1b[31merror\x1b[0m: postfix: ")
     piped = subprocess.run(command, capture_output=True)
     assert piped.returncode == 1 and piped.stdout.startswith(b"error: postfix: ")
+
+
+def test_an_openpgp_key_that_makes_no_usable_key_is_reported_at_import_and_by_check(tmp_path):
+    """Issue 16: a key the engine cannot use is named at import and by check, never found out by a message."""
+    from ciphermilter.formats.openpgp import keys
+    from ciphermilter.formats.openpgp.packets import frame
+
+    vectors = Path(__file__).parent / "vectors" / "openpgp-keys"
+    (good,) = keyfiles.parse((vectors / "gpg-p256.sec.asc").read_bytes()).pgp_keys
+    p256, secp256k1 = bytes.fromhex("082a8648ce3d030107"), bytes.fromhex("052b8104000a")
+    changed = b"".join(frame(tag, body.replace(p256, secp256k1) if tag == keys.TAG_SECRET_SUBKEY else body)
+                       for tag, body in keys.parse_key(good.to_bytes()).packets)
+    store_path = str(tmp_path / "ciphermilter.db")
+    with KeyStore.create(store_path) as store:
+        result = admin.import_file(store, changed)
+        admin.add_domain(store, "corp-pub.example")
+    assert any("unsupported curve (OID 1.3.132.0.10): it will not be used" in w for w in result.warnings)
+    lines = [f.line() for f in check.run_checks(None, store_path, None, None, False).findings]
+    assert any(line.startswith(f"error: keys: OpenPGP key {good.fingerprint}: subkey ")
+               and "unsupported curve (OID 1.3.132.0.10): messages to it cannot be decrypted" in line
+               for line in lines), lines

@@ -67,10 +67,7 @@ def loaded(tmp_path_factory):
     admin = Admin(tmp_path_factory.mktemp("cli") / "store.db")
     admin("store", "init")
     for path in corpus_key_files():
-        relative = str(path.relative_to(CORPUS))
-        if relative in V6_FILES:
-            continue
-        admin("keys", "import", path, *secret_args(relative))
+        admin("keys", "import", path, *secret_args(str(path.relative_to(CORPUS))))
     for path in sorted((CORPUS / "keys" / "trust").iterdir()):
         admin("trust", "add", path)
     for domain in ("corp-pub.example", "*.corp-pub.example"):
@@ -110,17 +107,17 @@ def test_every_corpus_key_is_listed(loaded):
     keys = loaded.keys()
     assert sum(key["type"] == "x509" for key in keys) == 12
     assert sum(key["type"] == "x509" and key["private_key"] for key in keys) == 4
-    assert sum(key["type"] == "openpgp" for key in keys) == 9
-    assert sum(key["type"] == "openpgp" and key["secret"] for key in keys) == 5
+    assert sum(key["type"] == "openpgp" for key in keys) == 10
+    assert sum(key["type"] == "openpgp" and key["secret"] for key in keys) == 6
     text = loaded("keys", "list").stdout
     assert len(text.splitlines()) == len(keys) and "bob@corp-pub.example  [private key]" in text
 
 
 @pytest.mark.parametrize("relative", sorted(V6_FILES))
-def test_v6_key_is_refused_naming_the_file(admin, relative):
-    bob = CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.pub.asc"
-    refuse(admin, "keys", "import", bob, CORPUS / relative,
-           message=f"{CORPUS / relative}: OpenPGP v6 (RFC 9580) key: not supported")
+def test_v6_key_imports_and_keys_list_shows_its_version(admin, relative):
+    admin("keys", "import", CORPUS / "keys/pgp/pub-pgp-bob-rsa3072.pub.asc", CORPUS / relative)
+    listing = admin("keys", "list").stdout
+    assert "wes.v6@corp-pub.example  [v6 " in listing and "bob.pgp@corp-pub.example  [v4 imported]" in listing
 
 
 def test_duplicate_import_says_already_present(loaded):
@@ -139,9 +136,11 @@ def test_secrets_from_files(admin, tmp_path):
     assert result.stdout.count("added:") == 3
 
 
-def test_import_warns_about_aead_features(admin):
+def test_import_no_longer_warns_about_aead_features(admin):
+    """Keys that advertise SEIPDv2 or LibrePGP AEAD import without a warning: the engine decrypts those."""
     result = admin("keys", "import", CORPUS / "keys/pgp/pub-pgp-vic-v4-seq2.sec.asc")
-    assert "warning: OpenPGP key 66B59ABE8F986C31F236F7853A8DCE7A0B10086E advertises SEIPDv2" in result.stderr
+    assert "added: OpenPGP secret key 66B59ABE8F986C31F236F7853A8DCE7A0B10086E" in result.stdout
+    assert "warning" not in result.stderr
 
 
 FAILURES = [

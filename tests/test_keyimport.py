@@ -104,10 +104,10 @@ def test_binary_openpgp_keyring(tmp_path):
     binary = b"".join(subprocess.run(["gpg", "--dearmor"], input=path.read_bytes(), check=True,
                                      capture_output=True).stdout for path in armored)
     keys = keyimport.parse(binary).pgp_keys
-    assert [k.fingerprint.keyid for k in keys] == ["7135474EBE209041", "7D04AB6FAAA290C6"]
+    assert [k.keyid for k in keys] == ["7135474EBE209041", "7D04AB6FAAA290C6"]
     # the same two as one armored text of two blocks
     both = b"".join(path.read_bytes() for path in armored)
-    assert [k.fingerprint.keyid for k in keyimport.parse(both).pgp_keys] == ["7135474EBE209041", "7D04AB6FAAA290C6"]
+    assert [k.keyid for k in keyimport.parse(both).pgp_keys] == ["7135474EBE209041", "7D04AB6FAAA290C6"]
 
 
 def test_unprotected_copy_is_accepted_by_gpg(tmp_path):
@@ -117,7 +117,7 @@ def test_unprotected_copy_is_accepted_by_gpg(tmp_path):
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     done = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback",
-                           "--passphrase", "", "--import"], input=bytes(key), capture_output=True)
+                           "--passphrase", "", "--import"], input=key.to_bytes(), capture_output=True)
     assert done.returncode == 0, done.stderr
     listing = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--with-colons", "--list-secret-keys"],
                              check=True, capture_output=True, text=True).stdout
@@ -129,7 +129,7 @@ def test_unprotected_copy_is_accepted_by_gpg(tmp_path):
 
 def _samples() -> list[bytes]:
     samples = [path.read_bytes() for path in sorted((CORPUS / "keys").rglob("*"))
-               if path.suffix in (".pem", ".p12", ".asc") and "v6" not in path.name]
+               if path.suffix in (".pem", ".p12", ".asc")]
     samples += keyimport.dearmor_keys((CORPUS / "keys/pgp/pub-pgp-gus-sq-cv25519.sec.asc").read_bytes())
     return samples
 
@@ -221,10 +221,10 @@ def test_user_id_without_a_self_signature_is_dropped(signature):
     extra = signature_after_first_uid(bob) if signature == "replayed" else b""
     bundle = keyimport.parse(bob + uid_packet(b"The CEO <ceo@corp-pub.example>") + extra)
     (key,) = bundle.pgp_keys
-    assert [uid.userid for uid in key.userids] == ["Bob Pgp <bob.pgp@corp-pub.example>"]
+    assert key.user_ids == ["Bob Pgp <bob.pgp@corp-pub.example>"]
     assert bundle.warnings == [f"OpenPGP key {key.fingerprint}: user ID 'The CEO <ceo@corp-pub.example>'"
                                " dropped: no valid self-signature"]
-    assert b"ceo@corp-pub.example" not in bytes(key)
+    assert b"ceo@corp-pub.example" not in key.to_bytes()
 
 
 @pytest.mark.parametrize("name, passphrase", [
@@ -235,4 +235,4 @@ def test_user_id_without_a_self_signature_is_dropped(signature):
 def test_self_signed_user_ids_are_kept(name, passphrase):
     bundle = keyimport.parse((PGP_KEYS / name).read_bytes(), passphrase=passphrase)
     (key,) = bundle.pgp_keys
-    assert len(key.userids) == 1 and not [w for w in bundle.warnings if "dropped" in w]
+    assert len(key.user_ids) == 1 and not [w for w in bundle.warnings if "dropped" in w]

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidTag
 
 from ciphermilter import mime
 from ciphermilter.cli.main import main
-from ciphermilter.formats.openpgp import aead, decrypt
+from ciphermilter.formats.openpgp import aead, decrypt, sessionkeys
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp.eax import EAX
 from ciphermilter.store import admin
@@ -131,7 +131,7 @@ def test_rfc9580_sample_seipdv2_decrypts_with_its_session_key(name):
     seipd = next(p for p in packets_of(data_of(name)) if p.tag == openpgp.TAG_SEIPD)
     data = aead.read_header(seipd)
     assert data.format == f"SEIPDv2, {mode}" and data.cipher == 7 and data.chunk_octet == 6
-    inner = decrypt.decrypt_data(data, (decrypt.SESSION_KEY_UNNAMED, bytes.fromhex(session_key)))
+    inner = decrypt.decrypt_data(data, (sessionkeys.NAMED_BY_DATA, bytes.fromhex(session_key)))
     assert inner is not None
     literal_packet, padding = packets_of(inner)
     assert literal_packet.tag == openpgp.TAG_LITERAL and literal_packet.body.endswith(HELLO)

@@ -27,7 +27,7 @@ from ciphermilter.formats.smime import cms, recipients
 
 from ciphermilter.core import pipeline as core
 
-from ciphermilter.formats.openpgp import decrypt as pgp_decrypt
+from ciphermilter.formats.openpgp import sessionkeys
 from ciphermilter.formats.openpgp import engine as openpgp
 
 from ciphermilter.formats import readers
@@ -297,8 +297,8 @@ def test_hidden_recipient_is_tried_only_with_the_recipients_keys(store, gpg_home
                              capture_output=True).stdout.replace(b"\n", b"\r\n")
     message = OUTER + b"MIME-Version: 1.0\r\n" + pgp_mime_part(armored)
     tried = []
-    real = pgp_decrypt._fits  # asked first for every (PKESK, subkey) pair that is considered
-    monkeypatch.setattr(pgp_decrypt, "_fits", lambda esk, subkey: tried.append(subkey.primary) or real(esk, subkey))
+    real = sessionkeys.fits  # asked first for every (PKESK, subkey) pair that is considered
+    monkeypatch.setattr(sessionkeys, "fits", lambda esk, subkey: tried.append(subkey.primary) or real(esk, subkey))
     outcome, out = process(message, [ERIN_PGP], store)
     assert b"the merger closes" not in out
     erin = {k["id"] for k in admin.list_keys(store) if ERIN_PGP in k["emails"]}

@@ -17,12 +17,12 @@ import subprocess
 from dataclasses import asdict, dataclass
 
 import click
-import pgpy
 
 from ciphermilter import config
 from ciphermilter.cli.common import app, echo_json, json_option
 from ciphermilter.core.settings import Settings
 from ciphermilter.daemon import workers
+from ciphermilter.formats.openpgp.keys import KeyPart, OpenPGPKey
 from ciphermilter.formats.smime import trust
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
@@ -127,11 +127,22 @@ def check_expiry(what: str, expires: datetime.datetime | None, now: datetime.dat
                                " ('ciphermilter keys import')")
 
 
-def subkey_expiry(subkey: pgpy.PGPKey) -> datetime.datetime | None:
-    """When an OpenPGP subkey expires: pgpy's ``expires_at`` reads only user ID self-signatures, which a
-    subkey has none of; its expiry is in its binding signature (RFC 4880 section 5.2.3.6)."""
-    expirations = [sig.key_expiration for sig in subkey.self_signatures if sig.key_expiration is not None]
-    return subkey.created + expirations[-1] if expirations else None
+def part_expiry(part: KeyPart) -> datetime.datetime | None:
+    """When an OpenPGP key or subkey expires: its newest self-signature's key expiration time (RFC 9580
+    section 5.2.3.13), counted from the key's creation; a subkey's is in its binding signature."""
+    if part.expires is None:
+        return None
+    return datetime.datetime.fromtimestamp(part.created + part.expires, datetime.timezone.utc)
+
+
+def check_pgp_key(key: OpenPGPKey, now: datetime.datetime, report: Report) -> None:
+    """Expiry, and what a message would otherwise find out: parts that make no usable key (issue 16)."""
+    check_expiry(f"OpenPGP key {key.fingerprint}", part_expiry(key.primary), now, report)
+    for part in key.subkeys:
+        check_expiry(f"OpenPGP subkey {part.keyid} of {key.keyid}", part_expiry(part), now, report)
+    for problem in key.unusable_parts():
+        report.error("keys", f"OpenPGP key {key.fingerprint}: {problem}: messages to it cannot be decrypted;"
+                             " remove it ('ciphermilter keys remove') and import a usable key")
 
 
 def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, report: Report) -> None:
@@ -157,9 +168,7 @@ def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, repo
             report.warning("trust", f"{who} is not trusted ({verdict.reason}): add the root of its CA with"
                                     " 'ciphermilter trust add ROOT.pem' so that replies signed with it verify")
     for key in pgp_keys:
-        check_expiry(f"OpenPGP key {key.fingerprint.replace(' ', '')}", key.expires_at, now, report)
-        for keyid, subkey in key.subkeys.items():
-            check_expiry(f"OpenPGP subkey {keyid} of {key.fingerprint.keyid}", subkey_expiry(subkey), now, report)
+        check_pgp_key(key, now, report)
 
 
 def check_trust_anchors(store: KeyStore, now: datetime.datetime, report: Report) -> None:

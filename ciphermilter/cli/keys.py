@@ -93,7 +93,8 @@ def _key_summary(key: KeyInfo) -> str:
         flags = "private key" if key["private_key"] else key["origin"]
         return f"{key['id'][:16]}  x509     {', '.join(key['emails']) or '-'}  [{flags}]  {readers}  {key['subject']}"
     flags = "secret" if key["secret"] else key["origin"]
-    return f"{key['id'][:16]}  openpgp  {', '.join(key['emails']) or '-'}  [{flags}]  {readers}  {key['id']}"
+    return (f"{key['id'][:16]}  openpgp  {', '.join(key['emails']) or '-'}  [v{key['version']} {flags}]  {readers}"
+            f"  {key['id']}")
 
 
 @keys_group.command("list")

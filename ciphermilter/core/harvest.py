@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import pgpy
 
 from ciphermilter.core.settings import Settings
+from ciphermilter.formats.openpgp.keys import OpenPGPKey
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Offer:
 
     where: str
     certificate: bytes | None = None
-    pgp_key: pgpy.PGPKey | None = None
+    pgp_key: OpenPGPKey | None = None
     signer_emails: frozenset[str] = frozenset()
 
 
@@ -47,7 +47,7 @@ class Batch:
     def certificate(self, der: bytes, where: str) -> None:
         self.offers.append(Offer(where, certificate=der))
 
-    def pgp_key(self, key: pgpy.PGPKey, where: str, signer_emails: frozenset[str] = frozenset()) -> None:
+    def pgp_key(self, key: OpenPGPKey, where: str, signer_emails: frozenset[str] = frozenset()) -> None:
         self.offers.append(Offer(where, pgp_key=key, signer_emails=signer_emails))
 
     def note(self, line: str) -> None:

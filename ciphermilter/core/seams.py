@@ -15,20 +15,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-import pgpy
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ciphermilter.core.harvest import Harvester, Offer
+from ciphermilter.formats.openpgp.keys import OpenPGPKey
 
 
 class PgpKeys(Protocol):
     """OpenPGP keys by key ID: secret keys to decrypt with, public keys to verify with."""
 
-    def pgp_secret_keys(self, keyid: str) -> list[pgpy.PGPKey]: ...
+    def pgp_secret_keys(self, keyid: str) -> list[OpenPGPKey]: ...
 
-    def all_pgp_secret_keys(self) -> list[pgpy.PGPKey]: ...
+    def all_pgp_secret_keys(self) -> list[OpenPGPKey]: ...
 
-    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[pgpy.PGPKey]: ...
+    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[OpenPGPKey]: ...
 
     def data_version(self) -> int: ...
 
@@ -70,13 +70,13 @@ class NoKeys:
     missing store at every lookup.
     """
 
-    def pgp_secret_keys(self, keyid: str) -> list[pgpy.PGPKey]:
+    def pgp_secret_keys(self, keyid: str) -> list[OpenPGPKey]:
         return []
 
-    def all_pgp_secret_keys(self) -> list[pgpy.PGPKey]:
+    def all_pgp_secret_keys(self) -> list[OpenPGPKey]:
         return []
 
-    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[pgpy.PGPKey]:
+    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[OpenPGPKey]:
         return []
 
     def data_version(self) -> int:

@@ -6,9 +6,10 @@ PKCS#8, traditional RSA/EC), and armored or binary OpenPGP public or secret
 keys (one or a keyring). :func:`parse` turns a file into a :class:`Bundle` or
 raises :class:`KeyFormatError` with one line that tells the admin what is wrong.
 
-OpenPGP keys go through pgpy, which knows only version 4 keys: a version 6
-(RFC 9580) key is refused with a clear message rather than stored half
-understood. Passphrase-protected secret keys are unlocked here and handed on
+OpenPGP keys, version 4 and version 6 (RFC 9580), are read by the engine's own
+key model (:mod:`ciphermilter.formats.openpgp.keys`); a part it cannot use is
+named in a warning at import, never discovered by a message.
+Passphrase-protected secret keys are unlocked here and handed on
 unprotected, because the store protects them with its master key and the milter
 must never need a passphrase.
 """
@@ -18,14 +19,12 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
-import itertools
 import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
-import pgpy
 from asn1crypto import core as asn1_core
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
@@ -33,13 +32,11 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
-from pgpy.constants import HashAlgorithm
-from pgpy.errors import PGPDecryptionError, PGPError
-from pgpy.packet.fields import String2Key
 
-from ciphermilter.formats.openpgp import armor
+from ciphermilter.formats.openpgp import armor, certifications, keys, secretkeys
+from ciphermilter.formats.openpgp.keymaterial import KeyMaterialError
+from ciphermilter.formats.openpgp.keys import OpenPGPKey
 from ciphermilter.formats.openpgp.packets import OpenPGPError, packets as openpgp_packets
-from ciphermilter.formats.openpgp.verify import parse_signature
 
 
 class KeyFormatError(ValueError):
@@ -58,7 +55,7 @@ class SecretNeeded(KeyFormatError):
 class Bundle:
     certificates: list[bytes] = field(default_factory=list)  # DER
     private_keys: list[PrivateKeyTypes] = field(default_factory=list)  # cryptography private key objects
-    pgp_keys: list[pgpy.PGPKey] = field(default_factory=list)  # secret keys unprotected
+    pgp_keys: list[OpenPGPKey] = field(default_factory=list)  # secret keys unprotected
     warnings: list[str] = field(default_factory=list)
 
 
@@ -297,12 +294,6 @@ def parse_pkcs12(data: bytes, password: bytes | None) -> Bundle:
 _ARMOR_BEGIN = re.compile(rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----\r?\n")
 _ARMOR_END = re.compile(rb"^-----END PGP ([A-Z ,/0-9]+)-----", re.M)
 _KEY_TAGS = {5, 6}  # secret key, public key: the packets that start a transferable key
-_SIGNATURE_TAG = 2
-# Signature subpackets (RFC 9580 5.2.3.7): features, and the AEAD preferences of draft 4880bis / RFC 9580.
-_FEATURES_SUBPACKET = 30
-_AEAD_PREFERENCE_SUBPACKETS = {34, 39}
-_FEATURE_AEAD_V5 = 0x02  # 4880bis AEAD Encrypted Data packet
-_FEATURE_SEIPD_V2 = 0x08  # RFC 9580 SEIPD version 2
 
 
 def dearmor_keys(data: bytes) -> list[bytes]:
@@ -345,59 +336,29 @@ def packet_contents(data: bytes) -> set[tuple[int, bytes]]:
     return {(tag, body) for tag, body, _ in _packets(data)}
 
 
-def _split_keys(blob: bytes) -> list[tuple[bytes, list[tuple[int, bytes]]]]:
-    """Split a keyring into transferable keys: (bytes, [(tag, body), ...]) each."""
-    starts: list[int] = []
-    packets: list[list[tuple[int, bytes]]] = []
-    for tag, body, start in _packets(blob):
-        if tag in _KEY_TAGS:
-            starts.append(start)
-            packets.append([])
-        elif not starts:
-            raise KeyFormatError("OpenPGP data does not start with a key packet")
-        packets[-1].append((tag, body))
-    bounds = starts + [len(blob)]
-    return [(blob[bounds[i]:bounds[i + 1]], packets[i]) for i in range(len(starts))]
+def read_openpgp_keys(blob: bytes) -> list[OpenPGPKey]:
+    """The transferable keys of a binary keyring (:mod:`ciphermilter.formats.openpgp.keys`): version 4 and
+    version 6 keys; KeyFormatError with the reason when one cannot be read at all."""
+    try:
+        return keys.parse_keys(blob)
+    except OpenPGPError as exc:
+        raise KeyFormatError(f"OpenPGP key not usable: {exc}") from None
 
 
 def parse_openpgp(blobs: list[bytes], passphrase: str | None, *, check_user_ids: bool = True) -> Bundle:
     bundle = Bundle()
     for blob in blobs:
-        for raw, packets in _split_keys(blob):
-            version = packets[0][1][:1]
-            if version != b"\x04":
-                label = "v6 (RFC 9580)" if version == b"\x06" else f"version {version.hex() or '?'}"
-                raise KeyFormatError(f"OpenPGP {label} key: not supported (pgpy reads version 4 keys only)")
-            key = _load_pgp_key(raw)
-            bundle.warnings.extend(_feature_warnings(key, packets))
+        for key in read_openpgp_keys(blob):
             if check_user_ids:
-                bundle.warnings.extend(_drop_unsigned_user_ids(key, packets))
-            if not key.is_public:
-                key = _unprotected(key, passphrase)
+                key = _drop_unsigned_user_ids(key, bundle.warnings)
+            key = _unprotected(key, passphrase)
+            bundle.warnings.extend(_usability_warnings(key))
             bundle.pgp_keys.append(key)
     return bundle
 
 
-def _load_pgp_key(raw: bytes) -> pgpy.PGPKey:
-    key = pgpy.PGPKey()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            key.parse(bytearray(raw))
-    except (PGPError, ValueError, TypeError, NotImplementedError, IndexError) as exc:
-        raise KeyFormatError(f"OpenPGP key not usable: {exc or type(exc).__name__}") from None
-    if key.fingerprint is None:
-        raise KeyFormatError("corrupt OpenPGP key")
-    return key
-
-
-# Certification signature types (RFC 9580 section 5.2.1: 0x10 to 0x13) that bind a user ID to its key.
-_CERTIFICATIONS = range(0x10, 0x14)
-_USER_ID_TAG = 13
-
-
-def _drop_unsigned_user_ids(key: pgpy.PGPKey, packets: list[tuple[int, bytes]]) -> list[str]:
-    """Remove the user IDs that the key's primary key did not certify; a warning for each.
+def _drop_unsigned_user_ids(key: OpenPGPKey, warnings_out: list[str]) -> OpenPGPKey:
+    """The key without the user IDs that its primary key did not certify; a warning for each.
 
     Anyone can append a user ID packet to a key on a keyserver (keyserver pollution); only the key's own
     certification (RFC 9580 section 5.2.1, "self-signature") says its owner claims the address. gpg drops
@@ -405,124 +366,41 @@ def _drop_unsigned_user_ids(key: pgpy.PGPKey, packets: list[tuple[int, bytes]]) 
     ``PGP-Signer-Email`` of any address, and make that address a reader of the key. Checked here, once at
     import, so what the store keeps (and every message reads) holds only certified user IDs.
     """
-    certified = _certified_user_ids(key, packets)
-    dropped = [uid for uid in key.userids if uid.is_uid and uid.userid not in certified]
-    for uid in dropped:
-        key._uids.remove(uid)  # pgpy's del_uid() looks up by name, which two user IDs may share
-        uid._parent = None
-    return [f"OpenPGP key {key.fingerprint}: user ID {uid.userid!r} dropped: no valid self-signature"
-            for uid in dropped]
+    certified = certifications.certified_user_ids(key)
+    dropped = [body for body in certifications.user_id_packets(key) if body not in certified]
+    if not dropped:
+        return key
+    warnings_out.extend(f"OpenPGP key {key.fingerprint}: user ID {keys.user_id_text(body)!r} dropped:"
+                        " no valid self-signature" for body in dropped)
+    return key.without_user_ids(set(dropped))
 
 
-def _certified_user_ids(key: pgpy.PGPKey, packets: list[tuple[int, bytes]]) -> set[str]:
-    """The user IDs (text) that a v4 certification by the primary key verifies over (the cryptographic
-    binding only: expiry and revocation are the key's, judged when its signatures are verified).
-
-    The signed data is built from the packets as received (RFC 9580 section 5.2.4): pgpy re-serialises the
-    hashed subpackets for its own ``hashdata`` and gets some keys wrong (Sequoia's salt notation)."""
-    key_body = packets[0][1] if key.is_public else _public_key_body(key)
-    prefix = b"\x99" + len(key_body).to_bytes(2, "big") + key_body
-    certified, uid = set(), None
-    for tag, body in packets[1:]:
-        if tag != _SIGNATURE_TAG:
-            uid = body if tag == _USER_ID_TAG else None
-        elif uid is not None and len(body) > 6 and body[0] == 4 and body[1] in _CERTIFICATIONS:
-            hashed = body[:6 + int.from_bytes(body[4:6], "big")]
-            data = (prefix + b"\xb4" + len(uid).to_bytes(4, "big") + uid + hashed
-                    + b"\x04\xff" + len(hashed).to_bytes(4, "big"))
-            if _verifies(key, data, body):
-                certified.add(_uid_text(uid))
-    return certified
-
-
-def _public_key_body(key: pgpy.PGPKey) -> bytes:
-    """The public key packet body of a secret key (what its certifications hash)."""
-    [(_, body, _)] = _packets(bytes(key._key.pubkey()))
-    return body
-
-
-def _uid_text(body: bytes) -> str:
-    """A user ID packet's text as pgpy reads it (``PGPUID.userid``): UTF-8, else byte for byte."""
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body.decode("latin-1")
-
-
-def _verifies(key: pgpy.PGPKey, data: bytes, signature_body: bytes) -> bool:
-    try:
-        signature = parse_signature(signature_body)
-        digest = getattr(hashes, HashAlgorithm(signature_body[3]).name)()
-        return key._key.verify(data, signature.__sig__, digest) is True
-    except Exception:  # noqa: BLE001  pgpy raises assorted errors on what it cannot verify: not certified
-        return False
-
-
-def _unprotected(key: pgpy.PGPKey, passphrase: str | None) -> pgpy.PGPKey:
-    """The same secret key without passphrase protection (s2k usage 0, RFC 9580 5.5.3).
-
-    pgpy has no "remove protection" call: inside ``unlock`` the secret MPIs are
-    in the clear, so we reset each key packet's S2K and checksum and serialise
-    the result, which parses back as an unprotected key.
-    """
+def _unprotected(key: OpenPGPKey, passphrase: str | None) -> OpenPGPKey:
+    """The key with its secret parts unlocked (RFC 9580 section 5.5.3): the store protects them with its
+    master key, and the milter must never need a passphrase."""
     if not key.is_protected:
         return key
     if passphrase is None:
         raise SecretNeeded(f"OpenPGP secret key {key.fingerprint} is passphrase protected: give its passphrase",
                            "passphrase")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with key.unlock(passphrase):
-                for part in itertools.chain([key], key.subkeys.values()):
-                    material = part._key.keymaterial
-                    material.s2k = String2Key()
-                    material.encbytes = bytearray()
-                    material._compute_chksum()
-                    part._key.update_hlen()
-                raw = bytes(key)
-    except PGPDecryptionError:
-        raise KeyFormatError(f"wrong passphrase for OpenPGP secret key {key.fingerprint}") from None
-    return _load_pgp_key(raw)
+        key.unlock(passphrase)
+    except KeyMaterialError as exc:
+        if str(exc) == secretkeys.WRONG_PASSPHRASE:
+            raise KeyFormatError(f"wrong passphrase for OpenPGP secret key {key.fingerprint}") from None
+        raise KeyFormatError(f"OpenPGP secret key {key.fingerprint} not usable: {exc}") from None
+    return key
 
 
-def _feature_warnings(key: pgpy.PGPKey, packets: list[tuple[int, bytes]]) -> list[str]:
-    """Warn when the key invites senders to use formats that pgpy cannot decrypt."""
-    invites = set()
-    for tag, body in packets:
-        if tag != _SIGNATURE_TAG:
-            continue
-        for subtype, value in _hashed_subpackets(body):
-            if subtype == _FEATURES_SUBPACKET and value[:1] and value[0] & _FEATURE_SEIPD_V2:
-                invites.add("SEIPDv2 (RFC 9580 AEAD)")
-            if subtype == _FEATURES_SUBPACKET and value[:1] and value[0] & _FEATURE_AEAD_V5:
-                invites.add("AEAD encrypted data (draft 4880bis)")
-            if subtype in _AEAD_PREFERENCE_SUBPACKETS:
-                invites.add("AEAD algorithms")
-    if not invites:
-        return []
-    return [f"OpenPGP key {key.fingerprint} advertises {', '.join(sorted(invites))}: senders may use"
-            " formats this milter (pgpy) cannot decrypt; consider removing these features from the key"]
-
-
-def _hashed_subpackets(body: bytes) -> Iterator[tuple[int, bytes]]:
-    """(type, value) of a v4 signature's hashed subpackets; nothing for other versions."""
-    if len(body) < 6 or body[0] != 4:
-        return
-    length = int.from_bytes(body[4:6], "big")
-    area, pos = body[6:6 + length], 0
-    while pos < len(area):
-        first = area[pos]
-        if first < 192:
-            size, pos = first, pos + 1
-        elif first < 255:
-            size, pos = ((first - 192) << 8) + area[pos + 1] + 192 if pos + 1 < len(area) else 0, pos + 2
-        else:
-            size, pos = int.from_bytes(area[pos + 1:pos + 5], "big"), pos + 5
-        if size == 0 or pos + size > len(area):
-            return
-        yield area[pos] & 0x7F, area[pos + 1:pos + size]
-        pos += size
+def _usability_warnings(key: OpenPGPKey) -> list[str]:
+    """What a message would otherwise find out: parts that make no usable key, a secret key that can decrypt
+    nothing (issue 16: such a key imported silently, then failed every message that tried it)."""
+    found = [f"OpenPGP key {key.fingerprint}: {problem}: it will not be used" for problem in key.unusable_parts()]
+    if not key.is_public and not any(part.has_secret and part.can_encrypt and part.unusable is None
+                                     for part in key.parts):
+        found.append(f"OpenPGP key {key.fingerprint}: no secret subkey may decrypt (key flags or algorithm):"
+                     " mail encrypted to it cannot be read")
+    return found
 
 
 # The first bytes of a ``ciphermilter store export`` document (:mod:`ciphermilter.store.keyexport`): not a key file.

@@ -53,6 +53,7 @@ class PgpKeyInfo(TypedDict):
 
     id: str
     type: Literal["openpgp"]
+    version: int  # 4 or 6 (RFC 9580)
     key_ids: list[str]
     user_ids: list[str]
     emails: list[str]
@@ -217,11 +218,11 @@ def _private_key_for(store: KeyStore, spki_sha256: str) -> PrivateKeyTypes | Non
 def _export_pgp(store: KeyStore, fingerprint: str, secret: bool, password: str | None) -> bytes:
     row = store.rows("SELECT public_key, sealed_secret FROM pgp_keys WHERE fingerprint = ?", (fingerprint,))[0]
     if not secret:
-        return str(rows.load_pgp(row["public_key"])).encode("ascii")
+        return rows.load_pgp(row["public_key"]).armored().encode("ascii")
     key = store.pgp_secret(fingerprint, row["sealed_secret"]) if row["sealed_secret"] is not None else None
     if key is None:
         raise StoreError(f"no secret key for {fingerprint}")
-    return str(keyexport.protected_pgp_key(key, password) if password else key).encode("ascii")
+    return key.armored(password or None).encode("ascii")
 
 
 # ---------------------------------------------------------------------------- maintenance
@@ -471,7 +472,8 @@ def _pgp_info(store: KeyStore, row: sqlite3.Row) -> PgpKeyInfo:
         "SELECT keyid FROM pgp_key_ids WHERE fingerprint = ? ORDER BY is_primary DESC, keyid", (fingerprint,))]
     emails = [r["email"] for r in store.rows(
         "SELECT email FROM pgp_emails WHERE fingerprint = ? ORDER BY email", (fingerprint,))]
-    return {"id": fingerprint, "type": "openpgp", "key_ids": key_ids, "user_ids": json.loads(row["user_ids"]),
+    version = 6 if len(fingerprint) == 64 else 4  # a v6 fingerprint is SHA-256, a v4 one SHA-1
+    return {"id": fingerprint, "type": "openpgp", "version": version, "key_ids": key_ids, "user_ids": json.loads(row["user_ids"]),
             "emails": emails, "secret": row["sealed_secret"] is not None, "origin": row["origin"],
             "readers": sorted(store.key_readers("openpgp", fingerprint)),
             "bindings": store.bindings(fingerprint), "added": row["added"]}

@@ -12,20 +12,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import pgpy
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
-from pgpy.constants import HashAlgorithm, SymmetricKeyAlgorithm
 
 from ciphermilter.formats.keyfiles import (EXPORT_FORMAT, KeyFormatError, dearmor_keys, parse_openpgp, parse_pem,
                                           parse_pkcs12)
+from ciphermilter.formats.openpgp.keys import OpenPGPKey
 
 # ---------------------------------------------------------------------------- export container
 #
@@ -39,7 +37,8 @@ from ciphermilter.formats.keyfiles import (EXPORT_FORMAT, KeyFormatError, dearmo
 #    "trust_anchors": ["<PEM certificate>", ...],
 #    "domains":       ["example.com", "*.example.org", ...]}
 #
-# Secret OpenPGP keys are protected with the export password (AES-256, iterated and salted S2K).
+# Secret OpenPGP keys are protected with the export password (secretkeys.protect: v4 AES-256 CFB under an
+# iterated and salted S2K, v6 AES-256 OCB under Argon2).
 
 EXPORT_VERSION = 1
 
@@ -49,7 +48,7 @@ class ExportContents:
     certificates: list[tuple[bytes, str]] = field(default_factory=list)  # (DER, origin)
     private_keys: list[PrivateKeyTypes] = field(default_factory=list)  # as read back: their certificates are above
     smime_keys: list[tuple[bytes, PrivateKeyTypes]] = field(default_factory=list)  # to write: (DER, key)
-    pgp_keys: list[tuple[pgpy.PGPKey, str]] = field(default_factory=list)  # (key, origin)
+    pgp_keys: list[tuple[OpenPGPKey, str]] = field(default_factory=list)  # (key, origin)
     trust_anchors: list[bytes] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
     bindings: list[tuple[str, str]] = field(default_factory=list)  # (key ID, address or @domain): readers
@@ -60,16 +59,6 @@ def certificate_pem(der: bytes) -> str:
     body = base64.encodebytes(der).decode("ascii").replace("\n", "")
     lines = [body[i:i + 64] for i in range(0, len(body), 64)]
     return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-
-
-def protected_pgp_key(key: pgpy.PGPKey, password: str) -> pgpy.PGPKey:
-    """A passphrase-protected copy of an unprotected secret key (the argument stays as it was)."""
-    copy = pgpy.PGPKey()
-    copy.parse(bytearray(bytes(key)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        copy.protect(password, SymmetricKeyAlgorithm.AES256, HashAlgorithm.SHA256)
-    return copy
 
 
 # The private keys PKCS#12 carries (cryptography's PKCS12PrivateKeyTypes).
@@ -96,7 +85,7 @@ def write_export(contents: ExportContents, password: str, created: str) -> bytes
         "certificates": [{"pem": certificate_pem(der), "origin": origin} for der, origin in contents.certificates],
         "smime_keys": [base64.b64encode(pkcs12_bytes(der, key, password.encode("utf-8"))).decode("ascii")
                        for der, key in contents.smime_keys],
-        "openpgp_keys": [{"armored": str(key if key.is_public else protected_pgp_key(key, password)),
+        "openpgp_keys": [{"armored": key.armored(None if key.is_public else password),
                           "secret": not key.is_public, "origin": origin} for key, origin in contents.pgp_keys],
         "trust_anchors": [certificate_pem(der) for der in contents.trust_anchors],
         "domains": list(contents.domains),
@@ -138,9 +127,8 @@ def _export_contents(document: dict[str, Any], password: str | None) -> ExportCo
         contents.certificates.extend((der, "imported") for der in bundle.certificates)
         contents.private_keys.extend(bundle.private_keys)
     for item in document["openpgp_keys"]:
-        # The store's own export: its user IDs were checked when first imported, and pgpy's serialisation
-        # of the stored keys drops feature bits it does not know (SEIPDv2) from the self-signatures, which
-        # then no longer verify.
+        # The store's own export: its user IDs were checked when first imported (stores made with pgpy
+        # hold self-signatures re-serialised without the feature bits pgpy did not know: they no longer verify).
         bundle = parse_openpgp(dearmor_keys(item["armored"].encode("ascii")), password, check_user_ids=False)
         contents.pgp_keys.extend((key, str(item["origin"])) for key in bundle.pgp_keys)
         contents.warnings.extend(bundle.warnings)

@@ -50,7 +50,6 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import pgpy
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
@@ -58,6 +57,8 @@ from ciphermilter.core import domains
 from ciphermilter.core.harvest import Offer
 from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.formats.openpgp.keys import OpenPGPKey
+from ciphermilter.formats.openpgp.packets import OpenPGPError
 from ciphermilter.store import masterkey, rows, schema
 from ciphermilter.store.rows import KeyKind
 from ciphermilter.store.schema import PathLike, StoreError
@@ -331,7 +332,7 @@ class KeyStore:
         key = offer.pgp_key
         assert key is not None  # an offer carries a certificate or a key (harvest.Batch makes both kinds)
         emails = openpgp.key_emails(key)
-        return _Candidate(offer.where, key.fingerprint.keyid, emails, sorted(offer.signer_emails) or emails,
+        return _Candidate(offer.where, key.keyid, emails, sorted(offer.signer_emails) or emails,
                           ("SELECT 1 FROM pgp_keys WHERE fingerprint = ?", (rows.pgp_fingerprint(key),)),
                           lambda: rows.insert_pgp_key(self._conn, self.sealer, key if key.is_public
                                                       else rows.load_pgp(rows.public_bytes(key)),
@@ -516,30 +517,38 @@ class KeyStore:
             log.error("key store %s: %s does not open with the master key (row altered?); skipped", self.path, label)
             return None
 
-    def pgp_secret_keys(self, keyid: str) -> list[pgpy.PGPKey]:
+    def pgp_secret_keys(self, keyid: str) -> list[OpenPGPKey]:
         """Unprotected secret keys whose primary key or a subkey has ``keyid`` (16 hex digits)."""
         found = self.rows("SELECT k.fingerprint, k.sealed_secret FROM pgp_key_ids i"
                           " JOIN pgp_keys k ON k.fingerprint = i.fingerprint"
                           " WHERE i.keyid = ? AND k.sealed_secret IS NOT NULL", (keyid.upper(),))
         return self._pgp_secrets(found)
 
-    def all_pgp_secret_keys(self) -> list[pgpy.PGPKey]:
+    def all_pgp_secret_keys(self) -> list[OpenPGPKey]:
         found = self.rows("SELECT fingerprint, sealed_secret FROM pgp_keys WHERE sealed_secret IS NOT NULL"
                           " ORDER BY fingerprint")
         return self._pgp_secrets(found)
 
-    def _pgp_secrets(self, found: list[sqlite3.Row]) -> list[pgpy.PGPKey]:
+    def _pgp_secrets(self, found: list[sqlite3.Row]) -> list[OpenPGPKey]:
         keys = [self.pgp_secret(row["fingerprint"], row["sealed_secret"]) for row in found]
         return [key for key in keys if key is not None]
 
-    def pgp_secret(self, fingerprint: str, sealed: bytes) -> pgpy.PGPKey | None:
-        """The secret key of a pgp_keys row, unsealed once until the store changes; None when altered."""
-        def unseal() -> pgpy.PGPKey | None:
+    def pgp_secret(self, fingerprint: str, sealed: bytes) -> OpenPGPKey | None:
+        """The secret key of a pgp_keys row, unsealed once until the store changes; None when altered or
+        unreadable (logged): one bad row must not stop the mail."""
+        def unseal() -> OpenPGPKey | None:
             raw = self._unseal(sealed, rows.pgp_aad(fingerprint), f"OpenPGP secret key {fingerprint}")
-            return None if raw is None else rows.load_pgp(raw)
+            return None if raw is None else self._load_pgp(raw, f"OpenPGP secret key {fingerprint}")
         return self._cached(("pgp-secret", fingerprint), unseal)
 
-    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[pgpy.PGPKey]:
+    def _load_pgp(self, raw: bytes, label: str) -> OpenPGPKey | None:
+        try:
+            return rows.load_pgp(raw)
+        except OpenPGPError as exc:
+            log.error("key store %s: %s cannot be read (%s); skipped", self.path, label, exc)
+            return None
+
+    def pgp_public_keys(self, keyid: str, *, imported_only: bool = False) -> list[OpenPGPKey]:
         """Public keys (also of the secret keys we hold) whose primary key or a subkey has ``keyid``.
 
         ``imported_only``: only the keys an administrator imported, the only ones that verify signatures.
@@ -548,10 +557,11 @@ class KeyStore:
         found = self.rows("SELECT k.fingerprint, k.public_key FROM pgp_key_ids i"
                           " JOIN pgp_keys k ON k.fingerprint = i.fingerprint WHERE i.keyid = ?" + origin,
                           (keyid.upper(),))
-        return [self._pgp_public(row["fingerprint"], row["public_key"]) for row in found]
+        keys = [self._pgp_public(row["fingerprint"], row["public_key"]) for row in found]
+        return [key for key in keys if key is not None]
 
-    def _pgp_public(self, fingerprint: str, raw: bytes) -> pgpy.PGPKey:
-        return self._cached(("pgp-public", fingerprint), lambda: rows.load_pgp(raw))
+    def _pgp_public(self, fingerprint: str, raw: bytes) -> OpenPGPKey | None:
+        return self._cached(("pgp-public", fingerprint), lambda: self._load_pgp(raw, f"OpenPGP key {fingerprint}"))
 
 
 if TYPE_CHECKING:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import datetime
 import json
 import sqlite3
-import warnings
 from dataclasses import dataclass, field
 from typing import Literal, TypedDict
 
-import pgpy
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -28,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from ciphermilter.core import domains
 from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.formats.openpgp import keys as openpgp_keys
+from ciphermilter.formats.openpgp.keys import OpenPGPKey
 from ciphermilter.formats.smime import trust
 from ciphermilter.formats import keyfiles
 from ciphermilter.store import masterkey
@@ -139,28 +139,22 @@ def describe_certificate(row: CertificateRow) -> str:
 # ---------------------------------------------------------------------------- OpenPGP facts
 
 
-def pgp_fingerprint(key: pgpy.PGPKey) -> str:
-    return str(key.fingerprint).replace(" ", "").upper()
+def pgp_fingerprint(key: OpenPGPKey) -> str:
+    return key.fingerprint
 
 
-def _pgp_key_ids(key: pgpy.PGPKey) -> list[tuple[str, int]]:
-    return [(key.fingerprint.keyid.upper(), 1)] + [(keyid.upper(), 0) for keyid in key.subkeys]
+def _pgp_key_ids(key: OpenPGPKey) -> list[tuple[str, int]]:
+    return [(part.keyid, int(part.primary)) for part in key.parts]
 
 
-def _pgp_user_ids(key: pgpy.PGPKey) -> list[str]:
-    return [uid.userid for uid in key.userids if uid.is_uid]
+def public_bytes(key: OpenPGPKey) -> bytes:
+    return key.public_bytes()
 
 
-def public_bytes(key: pgpy.PGPKey) -> bytes:
-    return bytes(key.pubkey) if not key.is_public else bytes(key)
-
-
-def load_pgp(raw: bytes) -> pgpy.PGPKey:
-    key = pgpy.PGPKey()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        key.parse(bytearray(raw))
-    return key
+def load_pgp(raw: bytes) -> OpenPGPKey:
+    """A stored key (public, or secret in the clear), as the engine's key model reads it. Stores written
+    before the key model hold pgpy's serialisation of the same packets: it reads the same."""
+    return openpgp_keys.parse_key(raw)
 
 
 # ---------------------------------------------------------------------------- names an admin types
@@ -233,12 +227,12 @@ def insert_smime_key(conn: sqlite3.Connection, sealer: masterkey.Sealer, private
     result.added.append(label)
 
 
-def insert_pgp_key(conn: sqlite3.Connection, sealer: masterkey.Sealer, key: pgpy.PGPKey, origin: Origin,
+def insert_pgp_key(conn: sqlite3.Connection, sealer: masterkey.Sealer, key: OpenPGPKey, origin: Origin,
                    result: ImportResult | None) -> bool:
     """Insert a key, or (admin imports only) bring a known one up to date: the secret half of a key
     we knew as public, or new subkeys, user IDs or signatures. Harvesting never changes a known key."""
     fingerprint = pgp_fingerprint(key)
-    label = f"OpenPGP {'public' if key.is_public else 'secret'} key {fingerprint} {', '.join(_pgp_user_ids(key))}"
+    label = f"OpenPGP {'public' if key.is_public else 'secret'} key {fingerprint} {', '.join(key.user_ids)}"
     present = conn.execute("SELECT public_key, sealed_secret, origin FROM pgp_keys WHERE fingerprint = ?",
                            (fingerprint,)).fetchone()
     public = public_bytes(key)
@@ -255,7 +249,7 @@ def insert_pgp_key(conn: sqlite3.Connection, sealer: masterkey.Sealer, key: pgpy
         _write_pgp_public(conn, key, fingerprint, public, origin)
     if gains_secret:
         conn.execute("UPDATE pgp_keys SET sealed_secret = ? WHERE fingerprint = ?",
-                     (sealer.seal(bytes(key), pgp_aad(fingerprint)), fingerprint))
+                     (sealer.seal(key.to_bytes(), pgp_aad(fingerprint)), fingerprint))
     if present is not None:
         conn.execute("UPDATE pgp_keys SET origin = 'imported' WHERE fingerprint = ?", (fingerprint,))
     if result is not None:
@@ -263,7 +257,7 @@ def insert_pgp_key(conn: sqlite3.Connection, sealer: masterkey.Sealer, key: pgpy
     return True
 
 
-def _write_pgp_public(conn: sqlite3.Connection, key: pgpy.PGPKey, fingerprint: str, public: bytes,
+def _write_pgp_public(conn: sqlite3.Connection, key: OpenPGPKey, fingerprint: str, public: bytes,
                       origin: Origin) -> None:
     """(Re)write the public half of a key and its key ID and e-mail indexes; a held secret stays."""
     for table in ("pgp_key_ids", "pgp_emails"):
@@ -271,7 +265,7 @@ def _write_pgp_public(conn: sqlite3.Connection, key: pgpy.PGPKey, fingerprint: s
     conn.execute(
         "INSERT INTO pgp_keys (fingerprint, public_key, user_ids, origin, added) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (fingerprint) DO UPDATE SET public_key = excluded.public_key, user_ids = excluded.user_ids",
-        (fingerprint, public, json.dumps(_pgp_user_ids(key)), origin, now()))
+        (fingerprint, public, json.dumps(key.user_ids), origin, now()))
     conn.executemany("INSERT INTO pgp_key_ids (keyid, fingerprint, is_primary) VALUES (?, ?, ?)",
                      [(keyid, fingerprint, primary) for keyid, primary in _pgp_key_ids(key)])
     conn.executemany("INSERT INTO pgp_emails (email, fingerprint) VALUES (?, ?)",

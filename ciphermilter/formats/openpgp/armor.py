@@ -169,3 +169,11 @@ def _armor_headers(text: bytes, pos: int, separator: bytes) -> tuple[dict[str, s
 def checksum_mismatch(armor: Armor) -> bool:
     """True when the armor carried a CRC-24 that does not match its data (corrupted in transit)."""
     return armor.checksum is not None and armor.checksum != crc24(armor.data).to_bytes(3, "big")
+
+
+def enarmor(kind: str, data: bytes) -> str:
+    """``data`` armored (RFC 9580 section 6.2) as ``-----BEGIN PGP {kind}-----``: what key exports write."""
+    body = base64.b64encode(data).decode("ascii")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    checksum = base64.b64encode(crc24(data).to_bytes(3, "big")).decode("ascii")
+    return "\n".join([f"-----BEGIN PGP {kind}-----", "", *lines, f"={checksum}", f"-----END PGP {kind}-----", ""])

@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any
 
 from ciphermilter import mime
 from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.formats.openpgp.keys import OpenPGPKey
 from ciphermilter.formats.openpgp.state import KeyCandidate, WalkState
 from ciphermilter.formats import keyfiles
 
@@ -48,15 +48,21 @@ def harvest_keys(state: WalkState) -> None:
             if emails and emails <= vouched:
                 state.ctx.harvest.pgp_key(key, candidate.where, frozenset(vouched))
             else:
-                state.ctx.harvest.note(f"{candidate.where}: {key.fingerprint.keyid} {FOREIGN_ADDRESSES}")
+                state.ctx.harvest.note(f"{candidate.where}: {key.keyid} {FOREIGN_ADDRESSES}")
 
 
-def _carried_keys(candidate: KeyCandidate, state: WalkState) -> list[Any]:
+def _carried_keys(candidate: KeyCandidate, state: WalkState) -> list[OpenPGPKey]:
     if candidate.keys is None:
         try:
             candidate.keys = keyfiles.parse(candidate.data).pgp_keys
-        except Exception as exc:  # whatever the sender sent: pgpy raises assorted errors on what it cannot read
-            state.ctx.harvest.note(f"{candidate.where}: refused ({type(exc).__name__})")
+        except keyfiles.SecretNeeded:  # a protected secret key: whatever it carries, we keep no secret of mail
+            state.ctx.harvest.note(f"{candidate.where}: refused (passphrase-protected secret key)")
+            candidate.keys = []
+        except keyfiles.KeyFormatError as exc:
+            state.ctx.harvest.note(f"{candidate.where}: refused ({exc})")
+            candidate.keys = []
+        except Exception:  # noqa: BLE001  whatever the sender sent must not end the message's walk
+            state.ctx.harvest.note(f"{candidate.where}: refused (unreadable key)")
             candidate.keys = []
     return candidate.keys
 
@@ -66,7 +72,7 @@ def _carried_key_ids(state: WalkState) -> set[str]:
     found = set()
     for candidate in state.key_candidates:
         for key in _carried_keys(candidate, state):
-            found |= {key.fingerprint.keyid.upper(), *(keyid.upper() for keyid in key.subkeys)}
+            found |= set(key.key_ids)
     return found
 
 

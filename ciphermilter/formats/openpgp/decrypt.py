@@ -1,9 +1,9 @@
 """Opening an OpenPGP message: session keys, the encrypted data (SEIPDv1 here, AEAD in :mod:`.aead`), decompression.
 
-pgpy 0.6 parses keys for us, but its decryption path cannot be used as is:
-it refuses wildcard ("hidden") recipients, inflates compressed data without a
-bound (a 2 KB message can expand to 1 GiB) and rebuilds and re-validates an
-RSA private key on every call. So the session key is decrypted here with the
+pgpy 0.6's decryption path could not be used as is: it refuses wildcard
+("hidden") recipients, inflates compressed data without a bound (a 2 KB
+message can expand to 1 GiB) and rebuilds and re-validates an RSA private key
+on every call. So the session key is decrypted (:mod:`.sessionkeys`) with the
 cached ``cryptography`` key objects of the :class:`.keyring.Keyring`, the
 SEIPDv1 data with ``cryptography`` directly (CFB plus the MDC check), the
 AEAD packets (SEIPDv2, LibrePGP's tag 20) by :mod:`.aead` once their header
@@ -17,20 +17,15 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
-from pgpy.constants import EllipticCurveOID
+from cryptography.hazmat.primitives.ciphers import Cipher
 
 from ciphermilter.core.contract import DecompressionBudget, LimitExceeded
 from ciphermilter.formats import ids, inflate, readers
-from ciphermilter.formats.openpgp import aead
-from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey, algorithm_family
+from ciphermilter.formats.openpgp import aead, sessionkeys
+from ciphermilter.formats.openpgp.algorithms import CIPHERS
+from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey
 from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESSED,
                                                   TAG_LITERAL, TAG_MARKER, TAG_OCB_AEAD, TAG_ONE_PASS, TAG_PADDING,
                                                   TAG_PKESK, TAG_SED, TAG_SEIPD, TAG_SIGNATURE, TAG_SKESK,
@@ -41,21 +36,6 @@ from ciphermilter.formats.openpgp.verify import SignatureResult, verify
 DEFAULT_MAX_NESTING = 8
 DEFAULT_MAX_RECIPIENTS = 100  # PKESK packets: each one may cost a private-key operation per secret key
 
-# Symmetric algorithm number -> (header name, cipher class, key bytes).
-# Twofish has no implementation in cryptography: it is named in reports but not decrypted.
-CIPHERS = {
-    1: ("IDEA", decrepit.IDEA, 16),
-    2: ("3DES", decrepit.TripleDES, 24),
-    3: ("CAST5", decrepit.CAST5, 16),
-    4: ("Blowfish", decrepit.Blowfish, 16),
-    7: ("AES-128", algorithms.AES, 16),
-    8: ("AES-192", algorithms.AES, 24),
-    9: ("AES-256", algorithms.AES, 32),
-    10: ("Twofish", None, 32),
-    11: ("Camellia-128", decrepit.Camellia, 16),
-    12: ("Camellia-192", decrepit.Camellia, 24),
-    13: ("Camellia-256", decrepit.Camellia, 32),
-}
 COMPRESSION = {0: "uncompressed", 1: "ZIP", 2: "ZLIB", 3: "BZIP2"}
 MDC_LENGTH = 22  # 0xD3 0x14 + SHA-1
 NO_KEY_DECRYPTS = "no key in the store decrypts the session key"
@@ -64,7 +44,6 @@ Check = Callable[[], None]  # the handler's deadline check, called between expen
 Candidate = tuple[EncryptedSessionKey, SecretSubkey]  # a (PKESK, secret subkey) pair that may open the session key
 Arrange = Callable[[list[Candidate]], list[list[Candidate]]]  # groups candidates as readers.open_agreeing takes them
 SessionKey = tuple[int, bytes]  # (symmetric algorithm, key); the key is a readers.DecoyKey after a failed unwrap
-SESSION_KEY_UNNAMED = 0  # the algorithm of a v6 PKESK's session key: it names none (RFC 9580 section 5.1.3)
 
 
 @dataclass
@@ -89,77 +68,6 @@ class Opened:
         return ids.sha256_hex(self.plaintext) if self.plaintext is not None else None
 
 
-def _eme_pkcs1_decode(block: bytes) -> bytes | None:
-    """EME-PKCS1-v1_5 decoding (RFC 8017 section 7.2.2) for ElGamal, where no library does it for us."""
-    if len(block) < 11 or block[0] != 0 or block[1] != 2:
-        return None
-    separator = block.find(b"\x00", 2)
-    return block[separator + 1:] if separator >= 10 else None
-
-
-def _ecdh_shared_secret(subkey: SecretSubkey, point: bytes) -> bytes:
-    material, private = subkey.material, subkey.private
-    if material.oid == EllipticCurveOID.Curve25519:
-        if len(point) != 33 or point[0] != 0x40 or not isinstance(private, x25519.X25519PrivateKey):
-            raise OpenPGPError("malformed Curve25519 ephemeral key")
-        return private.exchange(x25519.X25519PublicKey.from_public_bytes(point[1:]))
-    if not isinstance(private, ec.EllipticCurvePrivateKey):
-        raise OpenPGPError("not an elliptic curve key")
-    public = ec.EllipticCurvePublicKey.from_encoded_point(material.oid.curve(), point)
-    return private.exchange(ec.ECDH(), public)
-
-
-def _unwrap_ecdh(subkey: SecretSubkey, point: bytes, wrapped: bytes) -> bytes | None:
-    """RFC 6637 section 8: shared point -> KDF -> AES key unwrap -> PKCS#5 unpadding."""
-    if subkey.kdf is None:
-        return None
-    hash_algorithm, length, param = subkey.kdf
-    kek = ConcatKDFHash(hash_algorithm(), length, param).derive(_ecdh_shared_secret(subkey, point))
-    try:
-        padded = aes_key_unwrap(kek, wrapped)
-    except InvalidUnwrap:
-        return None
-    pad = padded[-1] if padded else 0
-    if not 1 <= pad <= 8 or padded[-pad:] != bytes([pad]) * pad:
-        return None
-    return padded[:-pad]
-
-
-def _rsa_session_key(private: rsa.RSAPrivateKey, c: int) -> bytes | None:
-    size = (private.key_size + 7) // 8
-    if c >= 1 << (size * 8):
-        return None
-    return private.decrypt(c.to_bytes(size, "big"), padding.PKCS1v15())
-
-
-def _elgamal_session_key(material: Any, c1: int, c2: int, x: int) -> bytes | None:
-    p = int(material.p)
-    plain = c2 * pow(c1, p - 1 - x, p) % p
-    return _eme_pkcs1_decode(plain.to_bytes((p.bit_length() + 7) // 8, "big"))
-
-
-def _fits(esk: EncryptedSessionKey, subkey: SecretSubkey) -> bool:
-    """True when ``subkey`` can attempt ``esk`` at all (public facts: its algorithm and fields)."""
-    return algorithm_family(esk.algorithm) == algorithm_family(subkey.algorithm) and bool(esk.fields)
-
-
-def _session_key_block(esk: EncryptedSessionKey, subkey: SecretSubkey) -> bytes | None:
-    """The decrypted ``algorithm || key || checksum`` block, or None when this key does not fit or fails."""
-    if not _fits(esk, subkey):
-        return None
-    try:
-        fields, private = esk.fields, subkey.private  # the shapes parse_pkesk and the Keyring give each family
-        if len(fields) == 1 and isinstance(private, rsa.RSAPrivateKey):
-            return _rsa_session_key(private, fields[0])
-        if len(fields) == 2 and isinstance(fields[0], int) and isinstance(private, int):
-            return _elgamal_session_key(subkey.material, fields[0], fields[1], private)
-        if len(fields) == 2 and isinstance(fields[0], bytes):
-            return _unwrap_ecdh(subkey, fields[0], fields[1])
-        return None
-    except ValueError:  # bad padding, a point not on the curve: not this key
-        return None
-
-
 # Every failed unwrap decrypts the whole data with AES-256 (what gpg and Sequoia choose by default), whatever
 # cipher the sender named: the algorithm of a SEIPDv1 session key is inside the encrypted PKESK, so after a
 # failure it is unknown. Nor would it help to know it: a tampered PKESK -- what a padding-oracle attack sends,
@@ -171,26 +79,6 @@ _DECOY_ALGORITHM = 9
 
 def _decoy_session_key() -> tuple[int, readers.DecoyKey]:
     return _DECOY_ALGORITHM, readers.DecoyKey.of_size(CIPHERS[_DECOY_ALGORITHM][2])
-
-
-def _parse_session_key(esk: EncryptedSessionKey, block: bytes | None) -> tuple[int, bytes] | None:
-    """Check the algorithm byte, key length and two-byte checksum of a decrypted session key.
-
-    A v6 PKESK's block has no algorithm byte (RFC 9580 section 5.1.3): the SEIPDv2 packet names the cipher.
-    """
-    if not block:
-        return None
-    if esk.version == 6:
-        algorithm, key, checksum = SESSION_KEY_UNNAMED, block[:-2], block[-2:]
-        if len(key) not in aead.AES_KEY_SIZES.values():
-            return None
-    else:
-        if block[0] not in CIPHERS or len(block) != 3 + CIPHERS[block[0]][2]:
-            return None
-        algorithm, key, checksum = block[0], block[1:-2], block[-2:]
-    if sum(key) & 0xFFFF != int.from_bytes(checksum, "big"):
-        return None
-    return algorithm, key
 
 
 # --------------------------------------------------------------------------- symmetric layer
@@ -290,7 +178,7 @@ def _content_key(encrypted: EncryptedData, session: SessionKey) -> SessionKey:
     algorithm, key = session
     if isinstance(encrypted, aead.AeadData):
         size = encrypted.key_size
-        fits = algorithm in (encrypted.cipher, SESSION_KEY_UNNAMED) and len(key) == size
+        fits = algorithm in (encrypted.cipher, sessionkeys.NAMED_BY_DATA) and len(key) == size
         if not fits or isinstance(key, readers.DecoyKey):
             key = readers.DecoyKey.of_size(size)
         return encrypted.cipher, key
@@ -318,7 +206,9 @@ def _session_key_candidates(esks: list[EncryptedSessionKey], keyring: Keyring) -
         if esk.keyid == WILDCARD_KEYID:
             wildcard += [(esk, subkey) for subkey in keyring.all_secret_subkeys()]
         else:
-            named += [(esk, subkey) for subkey in keyring.secret_subkeys(esk.keyid)]
+            # a PKESKv6 names a whole fingerprint: a key that only shares its key ID is not the recipient
+            named += [(esk, subkey) for subkey in keyring.secret_subkeys(esk.keyid)
+                      if not esk.fingerprint or esk.fingerprint == subkey.fingerprint]
     return named + wildcard
 
 
@@ -353,11 +243,11 @@ def _decrypt(esks: list[EncryptedSessionKey], encrypted: EncryptedData, keyring:
     def session_key(candidate: Candidate) -> SessionKey | None:
         check()
         esk, subkey = candidate
-        if not _fits(esk, subkey):
+        if not sessionkeys.fits(esk, subkey):
             return None
         # A key that fails to open the session key still decrypts the data, with a decoy (implicit
         # rejection): the work is then the same as for a right key on changed data (readers.DecoyKey).
-        return _parse_session_key(esk, _session_key_block(esk, subkey)) or _decoy_session_key()
+        return sessionkeys.session_key(esk, subkey) or _decoy_session_key()
 
     def open_content(session: SessionKey) -> bytes | None:
         nonlocal failure, cipher

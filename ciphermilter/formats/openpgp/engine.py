@@ -12,14 +12,16 @@ internal does so on the module that owns it.
 
 from ciphermilter.formats.openpgp.armor import (ARMOR_BEGIN, ARMOR_MESSAGE, Armor, ArmorSpan, checksum_mismatch, crc24,
                                                 dearmor, find_armor, find_at_line_start)
-from ciphermilter.formats.openpgp.decrypt import CIPHERS, COMPRESSION, Opened, open_message
+from ciphermilter.formats.openpgp.algorithms import CIPHERS
+from ciphermilter.formats.openpgp.decrypt import COMPRESSION, Opened, open_message
 from ciphermilter.formats.openpgp.keyring import Keyring, SecretSubkey, keyring_for
 from ciphermilter.formats.openpgp.packets import (INTEGRITY_FAILED, TAG_COMPRESSED, TAG_LITERAL, TAG_OCB_AEAD,
                                                   TAG_PKESK, TAG_SEIPD, TAG_SIGNATURE, WILDCARD_KEYID,
                                                   IntegrityError, OpenPGPError, Packet, UnsupportedFormat, frame,
                                                   looks_binary_openpgp, packets, parse_pkesk, signature_packets)
+from ciphermilter.formats.openpgp.signer_keys import key_emails
 from ciphermilter.formats.openpgp.verify import (CLEARTEXT_BAD_HEADER, KEY_NOT_FOUND, KEY_NOT_IMPORTED, Cleartext,
-                                                 SignatureResult, key_emails, parse_signature, read_cleartext, verify,
+                                                 SignatureResult, read_cleartext, verify,
                                                  verify_detached)
 
 __all__ = [
@@ -28,6 +30,6 @@ __all__ = [
     "TAG_SIGNATURE", "WILDCARD_KEYID", "Armor", "ArmorSpan", "Cleartext", "IntegrityError", "Keyring", "OpenPGPError",
     "Opened", "Packet", "SecretSubkey", "SignatureResult", "UnsupportedFormat", "checksum_mismatch", "crc24",
     "dearmor", "find_armor", "find_at_line_start", "frame", "key_emails", "keyring_for", "looks_binary_openpgp",
-    "open_message", "packets", "parse_pkesk", "parse_signature", "read_cleartext", "signature_packets", "verify",
+    "open_message", "packets", "parse_pkesk", "read_cleartext", "signature_packets", "verify",
     "verify_detached",
 ]

@@ -120,8 +120,11 @@ def _mpi(data: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(octets, "big"), end
 
 
-# RSA: (c,), ElGamal: (c1, c2), ECDH: (ephemeral point bytes, wrapped key); () for other algorithms
+# RSA: (c,), ElGamal: (c1, c2), ECDH: (ephemeral point bytes, wrapped key), X25519/X448: (ephemeral key,
+# wrapped key); () for other algorithms
 SessionKeyFields = tuple[int] | tuple[int, int] | tuple[bytes, bytes] | tuple[()]
+X25519_ALGORITHM, X448_ALGORITHM = 25, 26
+_NATIVE_EPHEMERAL = {X25519_ALGORITHM: 32, X448_ALGORITHM: 56}  # RFC 9580 sections 5.1.6 and 5.1.7
 
 
 @dataclass
@@ -131,15 +134,25 @@ class EncryptedSessionKey:
     keyid: str
     algorithm: int
     fields: SessionKeyFields
-    version: int = 3  # 6: the decrypted block is ``key || checksum``, no algorithm octet (SEIPDv2 names it)
+    version: int = 3
+    fingerprint: bytes = b""  # v6: the recipient key's fingerprint (empty: anonymous recipient)
+    cipher: int | None = None  # v3 X25519/X448: the symmetric algorithm, sent in the clear
 
 
-def _pkesk_v6_keyid(body: bytes) -> str:
-    """The key ID in a PKESKv6 (RFC 9580 section 5.1.1): v4 fingerprints end with it, v6 ones start with it."""
-    if len(body) < 3 or body[1] == 0:
-        return WILDCARD_KEYID
-    key_version, fingerprint = body[2], body[3:2 + body[1]]
-    return (fingerprint[:8] if key_version == 6 else fingerprint[-8:]).hex().upper()
+def _pkesk_v6_recipient(body: bytes) -> tuple[str, bytes, int]:
+    """The key ID, fingerprint and end of the recipient field of a PKESKv6 (RFC 9580 section 5.1.2): v4
+    fingerprints end with their key ID, v6 ones start with it; an empty field is an anonymous recipient."""
+    if len(body) < 2:
+        raise OpenPGPError("truncated PKESK packet")
+    size = body[1]
+    if size == 0:
+        return WILDCARD_KEYID, b"", 2
+    if 2 + size > len(body) or size < 2:
+        raise OpenPGPError("truncated PKESK packet")
+    key_version, fingerprint = body[2], body[3:2 + size]
+    if (key_version, len(fingerprint)) not in ((4, 20), (6, 32)):
+        raise OpenPGPError(f"PKESK names a version {key_version} key with a {len(fingerprint)}-octet fingerprint")
+    return (fingerprint[:8] if key_version == 6 else fingerprint[-8:]).hex().upper(), fingerprint, 2 + size
 
 
 def parse_pkesk(body: bytes) -> EncryptedSessionKey:
@@ -150,28 +163,40 @@ def parse_pkesk(body: bytes) -> EncryptedSessionKey:
     """
     if not body:
         raise OpenPGPError("empty PKESK packet")
-    if body[0] == 6 and len(body) >= 2:
-        keyid, pos = _pkesk_v6_keyid(body), 2 + body[1]
+    if body[0] == 6:
+        keyid, fingerprint, pos = _pkesk_v6_recipient(body)
+        if pos >= len(body):
+            raise OpenPGPError("truncated PKESK packet")
+        esk = EncryptedSessionKey(keyid, body[pos], (), 6, fingerprint)
     elif body[0] == 3 and len(body) >= 10:
-        keyid, pos = body[1:9].hex().upper(), 9
+        esk, pos = EncryptedSessionKey(body[1:9].hex().upper(), body[9], ()), 9
     else:
         raise OpenPGPError(f"unknown PKESK version {body[0]}")
-    if pos >= len(body):
-        raise OpenPGPError("truncated PKESK packet")
-    algorithm, pos = body[pos], pos + 1
-    fields: SessionKeyFields
-    if algorithm in RSA_ALGORITHMS:
-        fields = (_mpi(body, pos)[0],)
-    elif algorithm in ELGAMAL_ALGORITHMS and body[0] == 3:
+    _read_session_key_fields(esk, body, pos + 1)
+    return esk
+
+
+def _read_session_key_fields(esk: EncryptedSessionKey, body: bytes, pos: int) -> None:
+    """The algorithm-specific fields (RFC 9580 section 5.1.3 to 5.1.7); unknown algorithms keep none."""
+    if esk.algorithm in RSA_ALGORITHMS:
+        esk.fields = (_mpi(body, pos)[0],)
+    elif esk.algorithm in ELGAMAL_ALGORITHMS and esk.version == 3:  # RFC 9580 section 5.1.4: no ElGamal in v6
         c1, pos = _mpi(body, pos)
-        fields = (c1, _mpi(body, pos)[0])
-    elif algorithm == ECDH_ALGORITHM:
+        esk.fields = (c1, _mpi(body, pos)[0])
+    elif esk.algorithm == ECDH_ALGORITHM:
         point, pos = _mpi_bytes(body, pos)
         size = body[pos] if pos < len(body) else 0
-        fields = (point, body[pos + 1:pos + 1 + size])
-    else:
-        fields = ()
-    return EncryptedSessionKey(keyid, algorithm, fields, body[0])
+        esk.fields = (point, body[pos + 1:pos + 1 + size])
+    elif esk.algorithm in _NATIVE_EPHEMERAL:
+        end = pos + _NATIVE_EPHEMERAL[esk.algorithm]
+        if end + 1 > len(body) or end + 1 + body[end] != len(body):
+            raise OpenPGPError("truncated or malformed PKESK packet")
+        rest = body[end + 1:]
+        if esk.version == 3:  # the symmetric algorithm in the clear, then the wrapped key
+            if not rest:
+                raise OpenPGPError("truncated PKESK packet")
+            esk.cipher, rest = rest[0], rest[1:]
+        esk.fields = (body[pos:end], rest)
 
 
 def looks_binary_openpgp(data: bytes) -> bool:

@@ -14,6 +14,7 @@ from ciphermilter import mime
 from ciphermilter.core.contract import Context, LimitExceeded
 from ciphermilter.core.findings import revised
 from ciphermilter.formats.openpgp import engine as openpgp
+from ciphermilter.formats.openpgp.keys import OpenPGPKey
 from ciphermilter.formats.openpgp.findings import Action, BlockKind, Decryption, PgpBlock, SignatureFinding
 
 
@@ -24,7 +25,7 @@ class KeyCandidate:
     data: bytes
     where: str
     covered_by: tuple[openpgp.SignatureResult, ...]  # the signatures whose content holds it
-    keys: list[Any] | None = None  # parsed once, when needed (pgpy keys: an untyped library)
+    keys: list[OpenPGPKey] | None = None  # parsed once, when needed
 
 
 @dataclass
