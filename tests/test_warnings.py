@@ -1,5 +1,6 @@
-"""The warnings filter belongs to the entry points (issue 15): importing the package changes no global state,
-yet the CLI and the daemon's workers stay quiet while pgpy warns on every verification it does.
+"""Importing the package changes no global state (issue 15), and no entry point installs a warnings filter since
+the OpenPGP engine stopped going through pgpy (issue 16): the CLI, an embedding program and the daemon's workers
+verify quietly all the same.
 
 Each check runs in a fresh interpreter: pytest's own filters (pyproject.toml) would hide what an admin sees.
 """

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from ciphermilter import __version__
-from ciphermilter.library_warnings import ignore_pgpy_warnings
 from ciphermilter.cli.check import check
 from ciphermilter.cli.decrypt import decrypt
 from ciphermilter.cli.stats import stats_command
@@ -28,7 +27,6 @@ from ciphermilter.cli.trust import trust_group
 @click.pass_context
 def main(ctx: click.Context, store_path: str | None, master_key_path: str | None, config_path: str | None) -> None:
     """Decrypt and verify inbound S/MIME and OpenPGP mail in front of Postfix's scanners."""
-    ignore_pgpy_warnings()
     ctx.obj = App(store_path, master_key_path, config_path)
 
 

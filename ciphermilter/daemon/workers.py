@@ -1,7 +1,7 @@
 """Worker processes for :func:`pipeline.process`: the daemon's way past the GIL.
 
 libmilter runs every connection in its own thread, but the private-key
-operations (cryptography's RSA, pgpy) and the MIME and CMS parsing hold the
+operations (cryptography's RSA) and the MIME and CMS parsing hold the
 GIL, so threads use one core: measured, two threads decrypting RSA-2048
 ran at 0.93x one thread, and the daemon on two cores at 1.1x its speed on
 one. Each worker is a fresh interpreter (``spawn``: forking a process whose
@@ -59,7 +59,6 @@ from ciphermilter.core.outcome import Outcome
 from ciphermilter.core.seams import KeyLookup
 from ciphermilter.core.settings import Settings
 from ciphermilter.core.triage import Envelope, Triage
-from ciphermilter.library_warnings import ignore_pgpy_warnings
 from ciphermilter.store.holder import StoreHolder
 
 log = logging.getLogger(__name__)
@@ -100,7 +99,6 @@ class StoreProvider(Protocol):
 
 def _serve(conn: Connection, store_path: str, master_key_path: str) -> None:
     """A worker's life: messages in, outcomes (or the exception) out, until the daemon closes the pipe."""
-    ignore_pgpy_warnings()  # a fresh interpreter: the CLI's filter does not come along
     holder: StoreProvider = StoreHolder(store_path, master_key_path)
     settings: Settings | None = None
     conn.send(READY)  # imports done: the daemon's deadline clock may start with the first message
