@@ -288,8 +288,9 @@ def daemon(daemons, store):
 
 
 @pytest.mark.usefixtures("bytes_on_the_wire")
-@pytest.mark.parametrize("name", ["rnp-eax-signed", "rnp-ocb-rsa-bzip2", "seq-seipdv2-signed", "seq-seipdv2-two"])
+@pytest.mark.parametrize("name", RNP + SEQUOIA)
 def test_the_daemon_decrypts_as_ciphermilter_decrypt_does(daemon, name, tmp_path):
+    """Every rnp (LibrePGP AEAD) and Sequoia (SEIPDv2) message, through the real daemon and ``ciphermilter decrypt``."""
     message = pgp_mime(re.sub(rb"\r?\n", b"\r\n", (VECTORS / f"{name}.asc").read_bytes()))
     by_daemon, accepted = through_the_daemon(daemon, message, [RECIPIENT])
     assert accepted == [RECIPIENT]

@@ -17,6 +17,7 @@ from ciphermilter.formats.openpgp.keyring import Keyring
 from ciphermilter.formats.openpgp.packets import TAG_PKESK, TAG_SEIPD, packets, parse_pkesk
 from ciphermilter.store import admin, rows
 from ciphermilter.store.keystore import KeyStore
+from support.agreement import through_decrypt, through_the_daemon
 
 VECTORS = Path(__file__).parent / "vectors" / "openpgp-keys"
 PASSPHRASE = "vector passphrase"
@@ -292,3 +293,62 @@ def test_a_key_protected_by_the_pgpy_era_export_reads_back():
         keyfiles.parse(str(old).encode(), passphrase="moving night")
     (again,) = keyfiles.parse(str(old).encode(), passphrase="moving day").pgp_keys
     assert [part.secret.data for part in again.parts] == [part.secret.data for part in original.parts]
+
+
+# --------------------------------------------------------------------------- every tool's message, end to end
+
+# Each key's message, and gpg's with hidden recipients (--throw-keyids): the sender's tool, its default output.
+END_TO_END = ([f"gpg-{name}.{kind}" for name in GPG for kind in ("msg", "hidden")]
+              + [f"sq-{name}.msg" for name in SQ] + ["rnp-rsa2048.msg"] + [f"{name}.msg" for name in V6])
+
+
+def key_name(vector_name: str) -> str:
+    return vector_name.rsplit(".", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def every_key_store(tmp_path_factory):
+    """Every tool's secret key imported by the admin, each bound to its own address (the reader rule)."""
+    path = tmp_path_factory.mktemp("every-key") / "store.db"
+    with KeyStore.create(path) as store:
+        for name in {key_name(vector) for vector in END_TO_END}:
+            admin.import_file(store, (VECTORS / f"{name}.sec.asc").read_bytes(), passphrase=PASSPHRASE)
+        admin.add_domain(store, "corp-pub.example")
+        emails = {key["id"]: key["emails"][0] for key in admin.list_keys(store) if key["type"] == "openpgp"}
+    return path, emails
+
+
+def recipient_of(name: str, emails: dict[str, str]) -> str:
+    (key,) = keyfiles.parse((VECTORS / f"{key_name(name)}.sec.asc").read_bytes(), passphrase=PASSPHRASE).pgp_keys
+    return emails[key.fingerprint]
+
+
+def pgp_mime_to(recipient: str, armored: bytes) -> bytes:
+    return (b"From: Key Vectors <vectors@sender.example>\r\nTo: " + recipient.encode() + b"\r\nSubject: keys\r\n"
+            b'MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
+            b' boundary="enc"\r\n\r\n--enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n'
+            b"--enc\r\nContent-Type: application/octet-stream\r\n\r\n" + armored.replace(b"\n", b"\r\n")
+            + b"\r\n--enc--\r\n")
+
+
+@pytest.fixture(scope="module")
+def key_daemon(daemons, every_key_store):
+    return daemons("every-key", every_key_store[0])
+
+
+@pytest.mark.usefixtures("bytes_on_the_wire")
+@pytest.mark.parametrize("name", END_TO_END)
+def test_every_tools_message_decrypts_in_the_daemon_as_in_decrypt(key_daemon, every_key_store, name, tmp_path):
+    """v4 keys of gpg (RSA, NIST, brainpool, Curve25519), sq and rnp, and Sequoia 2's v6 X25519 and X448 keys
+    (PKESKv6 + SEIPDv2), each in a store with all the others: through the real daemon as Postfix drives it and
+    through ``ciphermilter decrypt``, to the exact plaintext."""
+    recipient = recipient_of(name, every_key_store[1])
+    message = pgp_mime_to(recipient, (VECTORS / f"{name}.asc").read_bytes())
+    by_daemon, accepted = through_the_daemon(key_daemon, message, [recipient])
+    assert accepted == [recipient]
+    kind, delivered = by_daemon
+    assert kind == "delivered" and isinstance(delivered, bytes)
+    assert b"X-CipherMail-Info-PGP-Decryption-Key-Not-Found" not in delivered
+    expected = f"Hello from the key vectors ({key_name(name).removeprefix('gpg-')})\r\n".encode()  # delivered in CRLF
+    assert expected in delivered
+    assert through_decrypt(key_daemon, message, accepted, tmp_path) == by_daemon

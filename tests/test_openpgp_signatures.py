@@ -17,6 +17,7 @@ from ciphermilter.formats.openpgp.signature import parse_signature
 from ciphermilter.mime import split_headers
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
+from support.agreement import through_decrypt, through_the_daemon
 from support.pgp_signatures import PART, VECTORS, key_ids, signature_body, vector
 from support.to_bob import KEYS, PGP_BOB_UID
 
@@ -135,3 +136,19 @@ def test_signature_by_an_expired_key_is_not_valid(store, tmp_path):
     assert info["PGP-Signature-Valid"] == "False"
     assert info["PGP-Signature-Failure"] == "signer key expired"
     assert info["PGP-Signer-KeyID"] in key_ids("gpg-expired")
+
+
+@pytest.fixture(scope="module")
+def daemon(daemons, store):
+    return daemons("signatures", store.path)
+
+
+@pytest.mark.usefixtures("bytes_on_the_wire")
+@pytest.mark.parametrize(("name", "shape"), SHAPES, ids=[f"{name}-{shape}" for name, shape in SHAPES])
+def test_the_daemon_verifies_as_ciphermilter_decrypt_does(daemon, tmp_path, name, shape):
+    """Every signature, through the real daemon as Postfix drives it and through ``ciphermilter decrypt``."""
+    message = message_for(name, shape)
+    by_daemon, accepted = through_the_daemon(daemon, message, [PGP_BOB_UID])
+    assert accepted == [PGP_BOB_UID]
+    assert by_daemon[0] == "delivered" and b"X-CipherMail-Info-PGP-Signature-Valid: True\r\n" in by_daemon[1]
+    assert through_decrypt(daemon, message, accepted, tmp_path) == by_daemon

@@ -135,9 +135,9 @@ def daemon(daemons, store_path):
 
 
 @pytest.mark.usefixtures("bytes_on_the_wire")
-@pytest.mark.parametrize("name", ["cms-default-bp256.eml", "cms-default-p384.eml", "bc-x25519-sha256kdf-aes128.der",
-                                  "signed-lf-env-rsa.eml"])
+@pytest.mark.parametrize("name", [*sorted(ENCRYPTED), "signed-lf-env-rsa.eml"])
 def test_the_daemon_and_decrypt_agree(daemon, name, tmp_path):
+    """Every tool's message, through the real daemon as Postfix drives it and through ``ciphermilter decrypt``."""
     message = vector_message(name)
     by_daemon, accepted = through_the_daemon(daemon, message, envelope_of(message).recipients)
 
