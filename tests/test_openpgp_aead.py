@@ -20,7 +20,9 @@ from cryptography.exceptions import InvalidTag
 
 from ciphermilter import mime
 from ciphermilter.cli.main import main
-from ciphermilter.formats.openpgp import aead, decrypt, sessionkeys
+from ciphermilter.core import pipeline as core
+from ciphermilter.core.settings import Settings
+from ciphermilter.formats.openpgp import aead, carried_keys, decrypt, sessionkeys
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp.eax import EAX
 from ciphermilter.store import admin
@@ -35,8 +37,9 @@ PLAIN = (VECTORS / "inner.mime").read_bytes()
 MIB = 1 << 20
 RECIPIENT = "bob@corp-pub.example"
 KEYS = ("rsa", "cv25519", "seq-rsa", "seq-cv25519")
+PROTECTED_HEADERS = ["rnp-ocb-protected-headers", "rnp-eax-signed-protected-headers"]  # inner-protected.mime
 RNP = sorted(p.name[:-4] for p in VECTORS.glob("rnp-*.asc")
-             if p.name not in ("rnp-ocb-camellia.asc", "rnp-ocb-partial.asc"))
+             if p.name not in ("rnp-ocb-camellia.asc", "rnp-ocb-partial.asc") and p.name[:-4] not in PROTECTED_HEADERS)
 SEQUOIA = sorted(p.name[:-4] for p in VECTORS.glob("seq-seipdv2-*.asc"))
 HELLO = b"Hello, world!"
 CORPUS_KEYS = CORPUS / "keys" / "pgp"
@@ -555,3 +558,32 @@ def test_any_changed_or_cut_octet_gives_the_plaintext_or_a_reason_never_an_error
     opened = open_(bytes(data), keyring)
     assert opened.plaintext in (None, PLAIN)
     assert (opened.plaintext is None) == isinstance(opened.failure, str)
+
+
+# --------------------------------------------------------------------------- protected headers and Autocrypt
+
+
+def autocrypt_pgp_mime(armored: bytes) -> bytes:
+    """rnp's AEAD message to bob as PGP/MIME under a placeholder Subject, with the sender's Autocrypt header
+    (its real public key), as Autocrypt-capable clients send protected headers (RFC 9788)."""
+    keydata = base64.b64encode(openpgp.dearmor((VECTORS / "cv25519.pub.asc").read_bytes()).data)
+    folded = b"\r\n ".join(keydata[i:i + 70] for i in range(0, len(keydata), 70))
+    message = pgp_mime(armored).replace(b"Subject: aead\r\n", b"Subject: ...\r\n")
+    return b"Autocrypt: addr=aead-cv25519@vectors.example; keydata=" + folded + b"\r\n" + message
+
+
+@pytest.mark.usefixtures("bytes_on_the_wire")
+@pytest.mark.parametrize("name", PROTECTED_HEADERS)
+def test_protected_headers_in_aead_come_out_and_autocrypt_keys_stay_unvouched(daemon, store, name, tmp_path):
+    message = autocrypt_pgp_mime(re.sub(rb"\r?\n", b"\r\n", (VECTORS / f"{name}.asc").read_bytes()))
+    by_daemon, accepted = through_the_daemon(daemon, message, [RECIPIENT])
+    assert by_daemon[0] == "delivered" and through_decrypt(daemon, message, accepted, tmp_path) == by_daemon
+    delivered = mime.parse(by_daemon[1])
+    assert delivered.get("Subject") == "The real subject, protected" and delivered.get("Cc") == "carol@corp-pub.example"
+    headers = info(by_daemon[1])
+    assert headers["PGP-Encrypted"] == "True" and "PGP-Decryption-Failed" not in headers
+    if "signed" in name:
+        assert headers["PGP-Signature-Valid"] == "True" and headers["PGP-Signer-Email"] == "aead-cv25519@vectors.example"
+    outcome = core.process(message, core.Envelope(mail_from="a@vectors.example", recipients=[RECIPIENT]), store,
+                           Settings())
+    assert outcome.report["harvest"] == [f"Autocrypt: {carried_keys.NOT_VOUCHED}"]

@@ -70,6 +70,11 @@ for i in 1 2 3 4; do cat inner.mime; done > inner4.mime
 $rnp -e -r aead-rsa@vectors.example --aead=ocb --aead-chunk-bits 6 -z 0 --output rnp-ocb-partial.asc inner4.mime
 # A cipher cryptography has no OCB for: a reason naming it, not a decryption.
 $rnp -e -r aead-rsa@vectors.example --aead=ocb --cipher CAMELLIA256 --output rnp-ocb-camellia.asc inner.mime
+# RFC 9788 protected headers inside the AEAD packet (the tests add an outer placeholder Subject and an
+# Autocrypt header with cv25519's public key); plain and signed.
+printf 'Content-Type: text/plain; charset=utf-8; protected-headers="v1"\r\nSubject: The real subject, protected\r\nFrom: AEAD Sender <aead-rsa@vectors.example>\r\nTo: bob@corp-pub.example\r\nCc: carol@corp-pub.example\r\n\r\nProtected-header vector: the outer Subject is "...".\r\n' > inner-protected.mime
+$rnp -e -r aead-rsa@vectors.example --aead=ocb --output rnp-ocb-protected-headers.asc inner-protected.mime
+$rnp -s -e -u aead-cv25519@vectors.example -r aead-rsa@vectors.example --aead=eax --output rnp-eax-signed-protected-headers.asc inner-protected.mime
 
 # pysequoia (Sequoia 2): v4 keys (RSA-3072, Curve25519) that advertise SEIPDv2, so Sequoia sends a
 # v6 PKESK and SEIPDv2 with AEAD OCB; one signed message, one to both keys.
