@@ -12,29 +12,82 @@ revocation are the key's, judged when its signatures are verified.
 
 from __future__ import annotations
 
-from ciphermilter.formats.openpgp.keys import CERTIFICATIONS, TAG_SIGNATURE, TAG_USER_ID, KeyPart, OpenPGPKey
+from ciphermilter.formats.openpgp.keys import (CERTIFICATIONS, TAG_PUBLIC_SUBKEY, TAG_SECRET_SUBKEY, TAG_SIGNATURE,
+                                               TAG_USER_ID, KeyPart, OpenPGPKey)
 from ciphermilter.formats.openpgp.signature import UnreadableSignature, parse_signature
 from ciphermilter.formats.openpgp.signing import key_fits, verifies
 
 
-def _certified_data(key: KeyPart, user_id: bytes) -> bytes:
-    """What a certification of ``user_id`` hashes before its trailer (RFC 9580 section 5.2.4)."""
+KEY_REVOCATION, SUBKEY_BINDING, PRIMARY_BINDING, SUBKEY_REVOCATION = 0x20, 0x18, 0x19, 0x28
+_SUBKEY_TAGS = (TAG_PUBLIC_SUBKEY, TAG_SECRET_SUBKEY)
+_MAY_SIGN = 0x02  # key flags (RFC 9580 section 5.2.3.29)
+SIGNING_ALGORITHMS = frozenset({1, 3, 17, 19, 22, 27, 28})  # RSA, RSA sign-only, DSA, ECDSA, EdDSA, Ed25519, Ed448
+
+
+def _key_data(key: KeyPart) -> bytes:
+    """A key as signatures over it hash it (RFC 9580 section 5.2.4)."""
     body = key.public_body
     prefix = (b"\x9b" + len(body).to_bytes(4, "big") if key.version == 6 else b"\x99" + len(body).to_bytes(2, "big"))
-    return prefix + body + b"\xb4" + len(user_id).to_bytes(4, "big") + user_id
+    return prefix + body
+
+
+def _certified_data(key: KeyPart, user_id: bytes) -> bytes:
+    """What a certification of ``user_id`` hashes before its trailer (RFC 9580 section 5.2.4)."""
+    return _key_data(key) + b"\xb4" + len(user_id).to_bytes(4, "big") + user_id
+
+
+def _made_by(signer: KeyPart, kinds: range | tuple[int, ...], data: bytes, body: bytes) -> bool:
+    """True when the signature packet ``body`` is of one of ``kinds``, by ``signer``, and verifies over ``data``."""
+    public = signer.public_key
+    try:
+        signature = parse_signature(body)
+        if (signature.signature_type not in kinds or signature.version != signer.version
+                or signature.critical_unknown or public is None or not key_fits(signature.algorithm, public)):
+            return False
+        return verifies(signature, signature.digest(data), public)
+    except UnreadableSignature:  # MD5, malformed fields, ...: proves nothing
+        return False
 
 
 def _certifies(primary: KeyPart, user_id: bytes, body: bytes) -> bool:
     """True when the signature packet ``body`` is the primary key's valid certification of ``user_id``."""
-    public = primary.public_key
-    try:
-        signature = parse_signature(body)
-        if (signature.signature_type not in CERTIFICATIONS or signature.version != primary.version
-                or signature.critical_unknown or public is None or not key_fits(signature.algorithm, public)):
-            return False
-        return verifies(signature, signature.digest(_certified_data(primary, user_id)), public)
-    except UnreadableSignature:  # MD5, malformed fields, ...: certifies nothing
+    return _made_by(primary, CERTIFICATIONS, _certified_data(primary, user_id), body)
+
+
+def _binds(primary: KeyPart, subkey: KeyPart, body: bytes) -> bool:
+    """True when ``body`` is the primary's valid binding of ``subkey``; a subkey that may sign must also have
+    signed it back (an embedded primary-key binding), or anyone could claim someone else's signing key."""
+    data = _key_data(primary) + _key_data(subkey)
+    if not _made_by(primary, (SUBKEY_BINDING,), data, body):
         return False
+    if subkey.algorithm not in SIGNING_ALGORITHMS or (subkey.flags is not None and not subkey.flags & _MAY_SIGN):
+        return True  # cannot sign, or its flags say it does not: nothing to claim
+    embedded = parse_signature(body).embedded
+    return any(_made_by(subkey, (PRIMARY_BINDING,), data, back) for back in embedded)
+
+
+def signing_parts(key: OpenPGPKey) -> set[bytes]:
+    """Fingerprints of the parts that may have made a signature for ``key``: the primary key and the subkeys it
+    bound (a subkey packet anyone appended binds nothing), none revoked by the primary; nothing when the
+    primary key revoked itself. Revocations take effect whatever their reason (a hard revocation)."""
+    primary = key.primary
+    primary_data = _key_data(primary)
+    by_body = {part.public_body: part for part in key.parts[1:]}
+    usable = {primary.fingerprint}
+    revoked: set[bytes] = set()
+    current: KeyPart | None = None
+    for tag, body in key.packets[1:]:
+        if tag in _SUBKEY_TAGS:
+            current = next((p for b, p in by_body.items() if body.startswith(b)), None)
+        elif tag != TAG_SIGNATURE:
+            current = None  # a user ID or attribute: its signatures are certifications
+        elif current is None and _made_by(primary, (KEY_REVOCATION,), primary_data, body):
+            return set()
+        elif current is not None and _made_by(primary, (SUBKEY_REVOCATION,), primary_data + _key_data(current), body):
+            revoked.add(current.fingerprint)
+        elif current is not None and _binds(primary, current, body):
+            usable.add(current.fingerprint)
+    return usable - revoked
 
 
 def certified_user_ids(key: OpenPGPKey) -> set[bytes]:

@@ -22,11 +22,12 @@ from ciphermilter.formats.openpgp.packets import OpenPGPError
 
 SIGNATURE_BINARY, SIGNATURE_TEXT = 0x00, 0x01
 _SUB_CREATED, _SUB_EXPIRES, _SUB_ISSUER, _SUB_ISSUER_FINGERPRINT = 2, 3, 16, 33
+_SUB_EMBEDDED = 32  # an embedded signature: a signing subkey's back-signature (RFC 9580 5.2.3.34)
 # Subpackets that may be marked critical without making a data signature invalid (RFC 9580 section
 # 5.2.3.7): the ones read here, and those that say something about keys, not about this signature's data.
 # A critical notation (20), regular expression (6) or trust signature (5), or any type not listed, is
 # something a signer required us to honour and we do not: the signature is invalid.
-_CRITICAL_UNDERSTOOD = frozenset({2, 3, 4, 7, 9, 11, 16, 21, 22, 23, 24, 25, 26, 27, 28, 30, 33, 34, 35, 39})
+_CRITICAL_UNDERSTOOD = frozenset({2, 3, 4, 7, 9, 11, 16, 21, 22, 23, 24, 25, 26, 27, 28, 30, 32, 33, 34, 35, 39})
 # RFC 9580 section 9.5: id -> (name, hashlib name, salt size of a v6 signature)
 _HASHES = {2: ("SHA-1", "sha1", 0), 8: ("SHA-256", "sha256", 16), 9: ("SHA-384", "sha384", 24),
            10: ("SHA-512", "sha512", 32), 11: ("SHA-224", "sha224", 16), 12: ("SHA3-256", "sha3_256", 16),
@@ -58,6 +59,7 @@ class Signature:
     issuer_keyid: str = ""  # 16 upper-case hex digits, from the hashed area before the unhashed one
     issuer_fingerprint: bytes = b""  # v4 20 octets, v6 32 octets; only from the hashed area
     critical_unknown: list[int] = field(default_factory=list)
+    embedded: list[bytes] = field(default_factory=list)  # embedded signature packet bodies, either area
 
     @property
     def keyid(self) -> str:
@@ -130,6 +132,8 @@ def _read_hashed(signature: Signature, area: bytes) -> None:
             signature.issuer_keyid = content.hex().upper()
         elif kind == _SUB_ISSUER_FINGERPRINT and _FINGERPRINT_SIZES.get(content[:1]) == len(content) - 1:
             signature.issuer_fingerprint = signature.issuer_fingerprint or content[1:]
+        elif kind == _SUB_EMBEDDED:
+            signature.embedded.append(content)
         if critical and kind not in _CRITICAL_UNDERSTOOD:
             signature.critical_unknown.append(kind)
     if not signature.created:
@@ -142,6 +146,8 @@ def _read_unhashed(signature: Signature, area: bytes) -> None:
     for kind, _, content in _subpackets(area):
         if kind == _SUB_ISSUER and len(content) == 8 and not signature.issuer_keyid:
             signature.issuer_keyid = content.hex().upper()
+        elif kind == _SUB_EMBEDDED:  # gpg writes the back-signature here; it is itself signed by the subkey
+            signature.embedded.append(content)
 
 
 def _parse_v3(body: bytes) -> Signature:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ciphermilter.formats.openpgp.certifications import signing_parts
 from ciphermilter.formats.openpgp.keymaterial import PublicKey
 from ciphermilter.formats.openpgp.keys import OpenPGPKey
 
@@ -45,11 +46,14 @@ def key_emails(key: OpenPGPKey) -> list[str]:
 
 
 def signer_keys(key: OpenPGPKey, keyid: str) -> list[SignerKey]:
-    """The parts of ``key`` (primary and subkeys) whose key ID is ``keyid``."""
+    """The parts of ``key`` (primary and subkeys) whose key ID is ``keyid`` and that may sign for it
+    (:func:`~.certifications.signing_parts`: bound, backed, not revoked)."""
     emails = key_emails(key)
     found = []
-    for part in key.parts:
-        if part.keyid == keyid:
+    parts = [part for part in key.parts if part.keyid == keyid]
+    usable = signing_parts(key) if parts else set()  # checked only for a key the signature names
+    for part in parts:
+        if part.fingerprint in usable:
             ends = [end for end in (key.expires, None if part.expires is None else part.created + part.expires)
                     if end is not None]  # a subkey ends with its primary key at the latest
             found.append(SignerKey(keyid, part.fingerprint, part.version, part.algorithm, part.created,
