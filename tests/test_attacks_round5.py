@@ -3,9 +3,10 @@
 Every test here failed on b3feb6a with a PGP-Signature-Valid: True (and a PGP-Signer-Email) that no proof
 backed: the key model (formats/openpgp/keys.py) checks no signature of a key's own and reads no revocation,
 and verify.py trusted what it read. Now a signature counts only from the primary key or a subkey the primary
-bound (a signing subkey signing the binding back), none revoked (certifications.signing_parts). Three more
-attacks of this round (a forged newer self-signature lifting expiry, a revoked user ID still named, unsigned
-text inside the signature armor) stay open in issue 16, with their tests on branch attack5. Anyone can append packets to
+bound (a signing subkey signing the binding back), none revoked (certifications.signing_parts), and a user ID
+the primary key revoked names no signer (certified_user_ids). Two more attacks of this round (a forged newer
+self-signature lifting expiry, unsigned text inside the signature armor) stay open in issue 16, with their
+tests on branch attack5. Anyone can append packets to
 a key on a keyserver (keyserver pollution, which certifications.py already guards against for user IDs only),
 and an admin importing such a key must not hand an attacker the key owner's signing identity.
 
@@ -19,6 +20,7 @@ Vectors (tests/vectors/attack5, made with gpg 2.2 on Debian 12; commands in READ
   mallory-adopts-alice.pub.gpg    Mallory's key + alice's key as a subkey, validly bound by Mallory (0x18),
                                   no back-signature (0x19)
   erin-subkey-revoked.pub.gpg     erin's key, its signing subkey revoked (0x28); erin.clear.asc by that subkey
+  dave-uid-revoked.pub.gpg        dave's key, one of its two user IDs revoked (0x30); dave.clear.asc by dave
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def test_unbound_subkey_appended_to_imported_key_does_not_sign_for_its_owner(tmp
     signing subkey), to alice's key on a keyserver; the admin imports alice's key. Mallory then signs any text
     with her own key.
 
-    Now: PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example -- a forged signature for alice. The
+    Was (b3feb6a): PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example -- a forged signature for alice. The
     key model (keys.py _assemble) adds every subkey packet as a key part whether or not a binding signature
     verifies, and verify.py / signer_keys.py accept any part whose key ID the signature names (flags None: may
     sign). gpg drops such a subkey ("no valid binding"). Fail closed: the signature is not valid (an unbound
@@ -84,7 +86,7 @@ def test_revoked_key_does_not_verify(tmp_path):
     """Attack: alice's signing key was compromised; she published her revocation (a 0x20 key revocation
     signature) and the admin imported the revoked key. The thief signs with the old key.
 
-    Now: PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example. Revocation signatures (0x20, and 0x28
+    Was (b3feb6a): PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example. Revocation signatures (0x20, and 0x28
     for subkeys) are read nowhere (keys.py, verify.py _key_problem) although certifications.py's docstring says
     "revocation [is] the key's, judged when its signatures are verified". gpg warns "This key has been revoked
     by its owner! This could mean that the signature is forged." Fail closed: PGP-Signature-Valid: False with
@@ -102,7 +104,7 @@ def test_signing_subkey_without_back_signature_is_not_the_binders(tmp_path):
     that nobody can claim another's signatures). She then forwards any message alice cleartext-signed with
     From: mallory@evil.example.
 
-    Now: PGP-Signature-Valid: True, PGP-Signer-Email: mallory@evil.example, no PGP-Signer-Mismatch: alice's
+    Was (b3feb6a): PGP-Signature-Valid: True, PGP-Signer-Email: mallory@evil.example, no PGP-Signer-Mismatch: alice's
     words are reported as signed by Mallory. signer_keys.py / verify.py take any part of an imported key whose
     key ID the signature names; nothing checks the embedded back-signature. gpg: "signing subkey
     304DB3FA95E0DD87 is not cross-certified ... Can't check signature". Fail closed: the part is no signing
@@ -118,10 +120,28 @@ def test_revoked_signing_subkey_does_not_verify(tmp_path):
     """Attack: erin's signing subkey leaked; she revoked that subkey ("Key has been compromised", a 0x28
     subkey revocation signature) and the admin imported the updated key. The thief signs with the subkey.
 
-    Now: PGP-Signature-Valid: True, PGP-Signer-Email: erin@sig.example. The 0x28 packet is read by nobody
+    Was (b3feb6a): PGP-Signature-Valid: True, PGP-Signer-Email: erin@sig.example. The 0x28 packet is read by nobody
     (keys.py _assemble applies 0x18 only to a subkey; verify.py _key_problem asks no revocation). gpg: "WARNING:
     This subkey has been revoked by its owner! reason for revocation: Key has been compromised". Fail closed:
     PGP-Signature-Valid: False, failure reason naming the revocation.
     """
     info = _headers(tmp_path, "erin-subkey-revoked.pub.gpg", _message("erin@sig.example", "erin.clear.asc"))
     assert info.get("PGP-Signature-Valid") == "False", info
+def test_revoked_user_id_is_not_claimed_as_signer_email(tmp_path):
+    """Attack: dave's key has two user IDs; he revoked "Dave <dave@former-employer.example>" (a 0x30
+    certification revocation, gpg --quick-revoke-uid) when he left that employer, and the admin imported the
+    updated key. Mail signed by dave's key (still his, still valid) but with From: dave@former-employer.example
+    passes as sent by the former employer's address.
+
+    Was (b3feb6a): PGP-Signature-Valid: True (right) with PGP-Signer-Email: dave@sig.example, dave@former-employer.example
+    and no PGP-Signer-Mismatch: the revoked address is attributed to the signer and matches From:.
+    certifications.certified_user_ids (keyfiles.py at import) keeps a user ID whose certification verifies
+    and never reads the newer revocation of it; signer_keys.key_emails takes every kept user ID. gpg shows
+    the user ID as [revoked] and does not match it. Fail closed: the revoked user ID's address is no signer
+    address (PGP-Signer-Email: dave@sig.example) and PGP-Signer-Mismatch: True for that From:.
+    """
+    info = _headers(tmp_path, "dave-uid-revoked.pub.gpg", _message("dave@former-employer.example", "dave.clear.asc"))
+    assert "dave@former-employer.example" not in info.get("PGP-Signer-Email", ""), info
+    assert info.get("PGP-Signer-Mismatch") == "True", info
+
+

@@ -18,7 +18,7 @@ from ciphermilter.formats.openpgp.signature import UnreadableSignature, parse_si
 from ciphermilter.formats.openpgp.signing import key_fits, verifies
 
 
-KEY_REVOCATION, SUBKEY_BINDING, PRIMARY_BINDING, SUBKEY_REVOCATION = 0x20, 0x18, 0x19, 0x28
+KEY_REVOCATION, SUBKEY_BINDING, PRIMARY_BINDING, SUBKEY_REVOCATION, UID_REVOCATION = 0x20, 0x18, 0x19, 0x28, 0x30
 _SUBKEY_TAGS = (TAG_PUBLIC_SUBKEY, TAG_SECRET_SUBKEY)
 _MAY_SIGN = 0x02  # key flags (RFC 9580 section 5.2.3.29)
 SIGNING_ALGORITHMS = frozenset({1, 3, 17, 19, 22, 27, 28})  # RSA, RSA sign-only, DSA, ECDSA, EdDSA, Ed25519, Ed448
@@ -91,15 +91,22 @@ def signing_parts(key: OpenPGPKey) -> set[bytes]:
 
 
 def certified_user_ids(key: OpenPGPKey) -> set[bytes]:
-    """The user ID packet bodies that a certification by the primary key verifies over."""
+    """The user ID packet bodies that a certification by the primary key verifies over and that the primary key
+    did not revoke (a certification revocation, 0x30: the owner no longer claims that address; whatever its
+    date, fail closed)."""
     certified: set[bytes] = set()
+    revoked: set[bytes] = set()
     user_id: bytes | None = None
     for tag, body in key.packets[1:]:
         if tag != TAG_SIGNATURE:
             user_id = body if tag == TAG_USER_ID else None
-        elif user_id is not None and user_id not in certified and _certifies(key.primary, user_id, body):
+        elif user_id is None or user_id in revoked:
+            continue
+        elif _made_by(key.primary, (UID_REVOCATION,), _certified_data(key.primary, user_id), body):
+            revoked.add(user_id)
+        elif user_id not in certified and _certifies(key.primary, user_id, body):
             certified.add(user_id)
-    return certified
+    return certified - revoked
 
 
 def user_id_packets(key: OpenPGPKey) -> list[bytes]:
