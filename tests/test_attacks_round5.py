@@ -4,9 +4,10 @@ Every test here failed on b3feb6a with a PGP-Signature-Valid: True (and a PGP-Si
 backed: the key model (formats/openpgp/keys.py) checks no signature of a key's own and reads no revocation,
 and verify.py trusted what it read. Now a signature counts only from the primary key or a subkey the primary
 bound (a signing subkey signing the binding back), none revoked (certifications.signing_parts), and a user ID
-the primary key revoked names no signer (certified_user_ids). Two more attacks of this round (a forged newer
-self-signature lifting expiry, unsigned text inside the signature armor) stay open in issue 16, with their
-tests on branch attack5. Anyone can append packets to
+the primary key revoked names no signer (certified_user_ids), and a "self-signature" the primary key did not
+make is dropped at import (unproven_self_signatures), so it cannot lift an expiry or change key flags. One
+more attack of this round (unsigned text inside the signature armor) stays open in issue 16, with its test on
+branch attack5. Anyone can append packets to
 a key on a keyserver (keyserver pollution, which certifications.py already guards against for user IDs only),
 and an admin importing such a key must not hand an attacker the key owner's signing identity.
 
@@ -21,6 +22,9 @@ Vectors (tests/vectors/attack5, made with gpg 2.2 on Debian 12; commands in READ
                                   no back-signature (0x19)
   erin-subkey-revoked.pub.gpg     erin's key, its signing subkey revoked (0x28); erin.clear.asc by that subkey
   dave-uid-revoked.pub.gpg        dave's key, one of its two user IDs revoked (0x30); dave.clear.asc by dave
+  carol-expired.pub.gpg           carol's key, expired 2021-01-01; carol.clear.asc by carol in 2020
+  carol-unexpired-forged.pub.gpg  the same + a direct-key "self-signature" (0x1F) with garbage signature fields,
+                                  newer creation time and no key-expiry subpacket (anyone can write it)
 """
 
 from __future__ import annotations
@@ -143,5 +147,20 @@ def test_revoked_user_id_is_not_claimed_as_signer_email(tmp_path):
     info = _headers(tmp_path, "dave-uid-revoked.pub.gpg", _message("dave@former-employer.example", "dave.clear.asc"))
     assert "dave@former-employer.example" not in info.get("PGP-Signer-Email", ""), info
     assert info.get("PGP-Signer-Mismatch") == "True", info
+
+
+def test_unverified_newer_self_signature_does_not_lift_key_expiry(tmp_path):
+    """Attack: carol's key expired (its self-signature says so; the same store without the next packet
+    reports "signer key expired"). Anyone appends a direct-key signature (0x1F) naming carol's fingerprint as
+    issuer, dated now, without a key-expiry subpacket and with garbage signature fields; the admin imports the
+    key from the keyserver. A signature by the expired (possibly leaked) key then verifies.
+
+    Was (b3feb6a): PGP-Signature-Valid: True, PGP-Signer-Email: carol@sig.example. keys.py _apply_self_signature takes
+    expiry (and key flags) from the newest "self-signature" by its issuer field only, never verifying it
+    (the module docstring: "Parsing checks no signature"). Fail closed: an unverifiable self-signature says
+    nothing; the key stays expired, PGP-Signature-Valid: False ("signer key expired").
+    """
+    info = _headers(tmp_path, "carol-unexpired-forged.pub.gpg", _message("carol@sig.example", "carol.clear.asc"))
+    assert info.get("PGP-Signature-Valid") == "False", info
 
 

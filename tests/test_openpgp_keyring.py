@@ -206,7 +206,8 @@ def test_a_library_error_in_one_key_is_that_key_failing(monkeypatch):
 
 
 def test_a_subkey_without_the_encryption_flag_is_not_offered_a_session_key():
-    """The gpg P-256 key with its subkey's binding signature saying "sign only" (flags 0x02)."""
+    """The gpg P-256 key with its subkey's binding signature changed to say "sign only" (flags 0x02): the binding
+    no longer verifies, so it is dropped at import and the subkey, bound by nothing, is offered nothing."""
     key = secret_key("gpg-p256")
     raw = bytearray(key.to_bytes())
     binding = next(body for tag, body in key.packets[key.packets.index(next(

@@ -350,11 +350,20 @@ def parse_openpgp(blobs: list[bytes], passphrase: str | None, *, check_user_ids:
     for blob in blobs:
         for key in read_openpgp_keys(blob):
             if check_user_ids:
-                key = _drop_unsigned_user_ids(key, bundle.warnings)
+                key = _drop_unsigned_user_ids(_drop_unproven_self_signatures(key, bundle.warnings), bundle.warnings)
             key = _unprotected(key, passphrase)
             bundle.warnings.extend(_usability_warnings(key))
             bundle.pgp_keys.append(key)
     return bundle
+
+
+def _drop_unproven_self_signatures(key: OpenPGPKey, warnings_out: list[str]) -> OpenPGPKey:
+    """The key without the self-signatures its primary key did not make (they would set flags and expiry)."""
+    unproven = certifications.unproven_self_signatures(key)
+    if not unproven:
+        return key
+    warnings_out.append(f"OpenPGP key {key.fingerprint}: {len(unproven)} self-signature(s) dropped that do not verify (or cannot be checked)")
+    return key.without_packets(unproven)
 
 
 def _drop_unsigned_user_ids(key: OpenPGPKey, warnings_out: list[str]) -> OpenPGPKey:

@@ -12,8 +12,9 @@ revocation are the key's, judged when its signatures are verified.
 
 from __future__ import annotations
 
-from ciphermilter.formats.openpgp.keys import (CERTIFICATIONS, TAG_PUBLIC_SUBKEY, TAG_SECRET_SUBKEY, TAG_SIGNATURE,
-                                               TAG_USER_ID, KeyPart, OpenPGPKey)
+from ciphermilter.formats.openpgp.keys import (CERTIFICATIONS, DIRECT_KEY, TAG_PUBLIC_SUBKEY, TAG_SECRET_SUBKEY,
+                                               TAG_SIGNATURE, TAG_USER_ID, KeyPart, OpenPGPKey, is_self_signature,
+                                               signature_subpackets)
 from ciphermilter.formats.openpgp.signature import UnreadableSignature, parse_signature
 from ciphermilter.formats.openpgp.signing import key_fits, verifies
 
@@ -111,3 +112,30 @@ def certified_user_ids(key: OpenPGPKey) -> set[bytes]:
 
 def user_id_packets(key: OpenPGPKey) -> list[bytes]:
     return [body for tag, body in key.packets if tag == TAG_USER_ID]
+
+
+def unproven_self_signatures(key: OpenPGPKey) -> set[int]:
+    """Indexes (in ``key.packets``) of the signatures the key model reads as self-signatures -- the newest of
+    them sets a part's key flags and expiry -- that do not verify by the primary key. Anyone can append one
+    with a newer date (an expired key made valid again, a subkey given other flags); dropped at import."""
+    primary = key.primary
+    by_body = {part.public_body: part for part in key.parts[1:]}
+    owner: KeyPart | None = primary
+    signed = _key_data(primary)  # what a signature at this point is over, before its trailer
+    unproven: set[int] = set()
+    for index, (tag, body) in enumerate(key.packets[1:], start=1):
+        if tag in _SUBKEY_TAGS:
+            owner = next((part for public, part in by_body.items() if body.startswith(public)), None)
+            signed = b"" if owner is None else _key_data(primary) + _key_data(owner)
+        elif tag != TAG_SIGNATURE:
+            owner = primary
+            signed = _certified_data(primary, body) if tag == TAG_USER_ID else b""
+        else:
+            sub = signature_subpackets(body)
+            if sub is None or owner is None or not is_self_signature(sub, owner, primary):
+                continue
+            data = _key_data(primary) if sub.type == DIRECT_KEY else signed
+            if not data or not _made_by(primary, (sub.type,), data, body):
+                unproven.add(index)
+    return unproven
+

@@ -93,8 +93,9 @@ class KeyPart:
 
     @property
     def can_encrypt(self) -> bool:
-        """Its algorithm encrypts and its self-signature's key flags (if any) allow it (RFC 9580 5.2.3.29)."""
-        if self.algorithm not in alg.ENCRYPTING:
+        """Its algorithm encrypts, a subkey is bound (a self-signature applied: at import only verified ones stay,
+        certifications.unproven_self_signatures), and the key flags (if any) allow it (RFC 9580 5.2.3.29)."""
+        if self.algorithm not in alg.ENCRYPTING or (not self.primary and self.signed_at < 0):
             return False
         return self.flags is None or bool(self.flags & FLAGS_ENCRYPT)
 
@@ -218,6 +219,10 @@ class OpenPGPKey:
                        else frame(tag, body))
         return b"".join(out)
 
+    def without_packets(self, dropped: set[int]) -> OpenPGPKey:
+        """The same key without the packets at the indexes ``dropped`` (of :attr:`packets`)."""
+        return _assemble([packet for index, packet in enumerate(self.packets) if index not in dropped])
+
     def without_user_ids(self, dropped: set[bytes]) -> OpenPGPKey:
         """The same key without the user ID packets ``dropped`` (their bodies) and the signatures over them."""
         kept: list[tuple[int, bytes]] = []
@@ -284,7 +289,7 @@ def _assemble(key_packets: list[tuple[int, bytes]]) -> OpenPGPKey:
             owner = primary
         elif tag == TAG_SIGNATURE and owner is not None:
             sub = signature_subpackets(body)
-            if sub is not None and _is_self_signature(sub, owner, primary):
+            if sub is not None and is_self_signature(sub, owner, primary):
                 _apply_self_signature(owner, sub)
                 if sub.primary_uid and user_ids and not uid_primary:
                     uid_primary, user_ids[-1] = True, (True, user_ids[-1][1])
@@ -293,7 +298,7 @@ def _assemble(key_packets: list[tuple[int, bytes]]) -> OpenPGPKey:
     return OpenPGPKey(primary, subkeys, ordered, key_packets, part_at)
 
 
-def _is_self_signature(sub: Subpackets, owner: KeyPart, primary: KeyPart) -> bool:
+def is_self_signature(sub: Subpackets, owner: KeyPart, primary: KeyPart) -> bool:
     """A signature by the primary key on ``owner`` of the kind that says what ``owner`` may do."""
     if sub.issuer and not (primary.fingerprint.endswith(sub.issuer) or primary.fingerprint.startswith(sub.issuer)
                            or sub.issuer == primary.fingerprint):
