@@ -1,4 +1,4 @@
-"""Which user IDs of a key its own primary key certified (RFC 9580 sections 5.2.1 and 5.2.4), checked at import.
+"""What a key's own primary key signed (RFC 9580 sections 5.2.1, 5.2.4): user IDs, subkey bindings, revocations.
 
 Anyone can append a user ID packet to a key on a keyserver (keyserver
 pollution); only the key's own certification says its owner claims the
@@ -6,8 +6,10 @@ address. The certification is read and checked by the engine that verifies
 message signatures (:mod:`.signature`, :mod:`.signing`): v4 and v6, with the
 key model's ``cryptography`` public keys -- RSA, DSA, ECDSA on every curve
 :mod:`.keymaterial` reads (brainpool too, which pgpy could not verify), EdDSA
-legacy, Ed25519 and Ed448 -- over the packets as received. Expiry and
-revocation are the key's, judged when its signatures are verified.
+legacy, Ed25519 and Ed448 -- over the packets as received. The same holds for
+subkey bindings (and a signing subkey's back-signature), revocations and the
+self-signatures that set key flags and expiry: what the primary key did not
+sign says nothing of the key. Expiry is judged when a signature is verified.
 """
 
 from __future__ import annotations

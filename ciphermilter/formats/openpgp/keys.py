@@ -9,9 +9,12 @@ a reason, so that a key's problem is told at import and by ``ciphermilter
 check``, never discovered by a message.
 
 Parsing checks no signature: key flags and expiry are read from the newest
-self-signature of each key part (by its issuer), which decides only which of
-our own secret subkeys are offered a session key. Certifications of user IDs
-are checked at import (:mod:`ciphermilter.formats.keyfiles`).
+self-signature of each key part (by its issuer). The checks are made at import
+(:mod:`ciphermilter.formats.keyfiles` with :mod:`.certifications`, which this
+module cannot import): a self-signature the primary key did not make is
+dropped there, as are user IDs it did not certify or revoked; a subkey left
+without any self-signature is offered no session key. Which parts may sign is
+decided when a signature is verified (:func:`.certifications.signing_parts`).
 """
 
 from __future__ import annotations
