@@ -39,6 +39,7 @@ from ciphermilter.cli.main import main
 from ciphermilter.mime import split_headers
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
+from conftest import CORPUS, corpus_store_file
 from ciphermilter.store.schema import StoreError
 
 VECTORS = Path(__file__).parent / "vectors" / "attack5"
@@ -164,3 +165,37 @@ def test_unverified_newer_self_signature_does_not_lift_key_expiry(tmp_path):
     assert info.get("PGP-Signature-Valid") == "False", info
 
 
+
+
+# --------------------------------------------------------------------------- RFC 9580 messages, re-addressed
+
+
+def _corpus_headers(tmp_path, message: bytes, rcpt: str) -> dict[str, str]:
+    path = tmp_path / "message.eml"
+    path.write_bytes(message)
+    result = CliRunner().invoke(main, ["--store", str(corpus_store_file(tmp_path)), "decrypt", "--rcpt", rcpt,
+                                       str(path)])
+    assert result.exit_code == 0, result.output
+    prefix = "X-CipherMail-Info-"
+    return {h.name[len(prefix):]: h.value.strip() for h in split_headers(result.stdout_bytes)[0]
+            if h.name.startswith(prefix)}
+
+
+def test_a_colleagues_v6_ciphertext_sent_to_yourself_stays_encrypted(tmp_path):
+    """Attack: bob receives the SEIPDv2 message that was encrypted to wes's v6 key (the store holds it) and
+    asks the gateway to open it. The reader rule refuses: nothing decrypted, the refusal said."""
+    message = (CORPUS / "pgpmime-enc-seipdv2-v6-key" / "message.eml").read_bytes()
+    info = _corpus_headers(tmp_path, message, "bob@corp-pub.example")
+    assert info["PGP-Decryption-Key-Not-Found"] == "True" and "PGP-Decryption-Refused" in info, info
+
+
+def test_a_v6_signed_only_message_labelled_encrypted_claims_no_encryption(tmp_path):
+    """Attack: a v6 inline-signed message (no encryption at all) sent as multipart/encrypted: no header may say
+    the content was encrypted."""
+    signed = (Path(__file__).parent / "vectors" / "openpgp-signatures" / "v6.inline.asc").read_bytes()
+    message = (b"From: sender@sig.example\r\nTo: bob@corp-pub.example\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+               b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="e"\r\n\r\n'
+               b"--e\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n--e\r\n"
+               b"Content-Type: application/octet-stream\r\n\r\n" + signed.replace(b"\n", b"\r\n") + b"\r\n--e--\r\n")
+    info = _corpus_headers(tmp_path, message, "bob@corp-pub.example")
+    assert "PGP-Encrypted" not in info and "PGP-Encryption-Algorithm" not in info, info
