@@ -69,19 +69,23 @@ def _binds(primary: KeyPart, subkey: KeyPart, body: bytes) -> bool:
     return any(_made_by(subkey, (PRIMARY_BINDING,), data, back) for back in embedded)
 
 
+def _subkey_of(key: OpenPGPKey, packet_body: bytes) -> KeyPart | None:
+    """The subkey a (public or secret) subkey packet holds: a secret packet's body starts with the public one."""
+    return next((part for part in key.subkeys if packet_body.startswith(part.public_body)), None)
+
+
 def signing_parts(key: OpenPGPKey) -> set[bytes]:
     """Fingerprints of the parts that may have made a signature for ``key``: the primary key and the subkeys it
     bound (a subkey packet anyone appended binds nothing), none revoked by the primary; nothing when the
     primary key revoked itself. Revocations take effect whatever their reason (a hard revocation)."""
     primary = key.primary
     primary_data = _key_data(primary)
-    by_body = {part.public_body: part for part in key.parts[1:]}
     usable = {primary.fingerprint}
     revoked: set[bytes] = set()
     current: KeyPart | None = None
     for tag, body in key.packets[1:]:
         if tag in _SUBKEY_TAGS:
-            current = next((p for b, p in by_body.items() if body.startswith(b)), None)
+            current = _subkey_of(key, body)
         elif tag != TAG_SIGNATURE:
             current = None  # a user ID or attribute: its signatures are certifications
         elif current is None and _made_by(primary, (KEY_REVOCATION,), primary_data, body):
@@ -121,13 +125,12 @@ def unproven_self_signatures(key: OpenPGPKey) -> set[int]:
     them sets a part's key flags and expiry -- that do not verify by the primary key. Anyone can append one
     with a newer date (an expired key made valid again, a subkey given other flags); dropped at import."""
     primary = key.primary
-    by_body = {part.public_body: part for part in key.parts[1:]}
     owner: KeyPart | None = primary
     signed = _key_data(primary)  # what a signature at this point is over, before its trailer
     unproven: set[int] = set()
     for index, (tag, body) in enumerate(key.packets[1:], start=1):
         if tag in _SUBKEY_TAGS:
-            owner = next((part for public, part in by_body.items() if body.startswith(public)), None)
+            owner = _subkey_of(key, body)
             signed = b"" if owner is None else _key_data(primary) + _key_data(owner)
         elif tag != TAG_SIGNATURE:
             owner = primary
