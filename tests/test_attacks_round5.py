@@ -5,10 +5,9 @@ backed: the key model (formats/openpgp/keys.py) checks no signature of a key's o
 and verify.py trusted what it read. Now a signature counts only from the primary key or a subkey the primary
 bound (a signing subkey signing the binding back), none revoked (certifications.signing_parts), and a user ID
 the primary key revoked names no signer (certified_user_ids), and a "self-signature" the primary key did not
-make is dropped at import (unproven_self_signatures), so it cannot lift an expiry or change key flags. One
-more attack of this round (unsigned text inside the signature armor) stays open in issue 16, with its test on
-branch attack5. Anyone can append packets to
-a key on a keyserver (keyserver pollution, which certifications.py already guards against for user IDs only),
+make is dropped at import (unproven_self_signatures), so it cannot lift an expiry or change key flags. Text
+written inside a cleartext signature's armor (after the checksum, or non-base64 words between its lines) makes
+the block mixed content (armor.Armor.clean). Anyone can append packets to a key on a keyserver (keyserver pollution, which certifications.py already guards against for user IDs only),
 and an admin importing such a key must not hand an attacker the key owner's signing identity.
 
 Vectors (tests/vectors/attack5, made with gpg 2.2 on Debian 12; commands in README):
@@ -25,6 +24,7 @@ Vectors (tests/vectors/attack5, made with gpg 2.2 on Debian 12; commands in READ
   carol-expired.pub.gpg           carol's key, expired 2021-01-01; carol.clear.asc by carol in 2020
   carol-unexpired-forged.pub.gpg  the same + a direct-key "self-signature" (0x1F) with garbage signature fields,
                                   newer creation time and no key-expiry subpacket (anyone can write it)
+  alice.pub.gpg                   alice's key as gpg exported it (the signature-armor test)
 """
 
 from __future__ import annotations
@@ -199,3 +199,44 @@ def test_a_v6_signed_only_message_labelled_encrypted_claims_no_encryption(tmp_pa
                b"Content-Type: application/octet-stream\r\n\r\n" + signed.replace(b"\n", b"\r\n") + b"\r\n--e--\r\n")
     info = _corpus_headers(tmp_path, message, "bob@corp-pub.example")
     assert "PGP-Encrypted" not in info and "PGP-Encryption-Algorithm" not in info, info
+
+
+UNSIGNED = b"ALICE ADDS: also pay 5000 EUR to DE99 6666 6666, today."
+# Cyrillic, spaces, a dash and "!": not one character of the base64 alphabet
+UNSIGNED_NON_BASE64 = "ПЕРЕВЕДИТЕ ДЕНЬГИ НА СЧЁТ МЭЛЛОРИ — СРОЧНО!".encode()
+ARMOR_EDITS = {
+    "after-checksum": (b"\n=m58S\n", b"\n=m58S\n" + UNSIGNED + b"\n", UNSIGNED),
+    "instead-of-checksum": (b"\n=m58S\n", b"\n" + UNSIGNED + b"\n", UNSIGNED),
+    "after-checksum-blank-lines": (b"\n=m58S\n", b"\n=m58S\n\n" + UNSIGNED + b"\n\n", UNSIGNED),
+    "non-base64-line-between-base64-lines": (b"\nh+e8", b"\n" + UNSIGNED_NON_BASE64 + b"\nh+e8", UNSIGNED_NON_BASE64),
+}
+
+
+@pytest.mark.parametrize("variant", list(ARMOR_EDITS))
+def test_unsigned_text_inside_the_signature_armor_is_not_whole(tmp_path, variant):
+    """Attack: take alice's genuine cleartext-signed block and write a line of one's own inside its
+    signature armor: after the last base64 line (which ends in "=" padding) -- after the "=m58S" checksum
+    line, or in its place, blank lines around it or not -- or anywhere between the base64 lines when the line
+    holds no character of the base64 alphabet (Cyrillic words, spaces, punctuation). The reader of the message
+    (a client that shows the text part as it is: ciphermilter leaves a cleartext block in place) sees it
+    inside the block alice signed; nobody signed it. gpg 2.2 says "Good signature" for each edited block: it
+    is as lenient; the line is shown all the same.
+
+    Was (78f5845): PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example, and no PGP-Mixed-Content.
+    armor.dearmor takes the checksum only from the body's last line, and otherwise hands the whole rest to
+    binascii.a2b_base64, which in its lenient mode skips every non-base64 character and stops at the padded
+    quad, dropping what follows without a word. The same class as round 2's R3 (a "Comment:" armor header,
+    text after the END line), which are flagged PGP-Mixed-Content: True (verify.read_cleartext's
+    signature_headers, armored._inline_block), but here the parser reports no leftover. Fail closed: any
+    text in the signature armor other than base64 lines and one checksum line makes the result
+    PGP-Mixed-Content: True (or not valid).
+    """
+    old, new, unsigned = ARMOR_EDITS[variant]
+    clear = (VECTORS / "alice.clear.asc").read_bytes()
+    assert old in clear  # the vector this variant edits
+    message = _message("alice@sig.example", "alice.clear.asc").replace(
+        old.replace(b"\n", b"\r\n"), new.replace(b"\n", b"\r\n"))
+    assert unsigned in message
+    info = _headers(tmp_path, "alice.pub.gpg", message)
+    assert info.get("PGP-Signed") == "True", info
+    assert info.get("PGP-Signature-Valid") != "True" or info.get("PGP-Mixed-Content") == "True", info

@@ -22,6 +22,7 @@ ARMOR_BEGIN = b"-----BEGIN PGP "  # every armor line starts so (RFC 9580 section
 ARMOR_MESSAGE = b"-----BEGIN PGP MESSAGE-----"  # an encrypted (or signed, compressed) message's armor line
 _ARMOR_HEADER_LINE = re.compile(rb"-----BEGIN PGP ([A-Z ,/0-9]+)-----")
 _ARMOR_CHECKSUM = re.compile(rb"=[A-Za-z0-9+/]{4}")
+_CLEAN_BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")  # what base64.b64decode(validate=True) accepts
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Armor:
     headers: dict[str, str]
     data: bytes
     checksum: bytes | None  # the 3 CRC-24 bytes of the "=XXXX" line, when present
+    clean: bool  # the body held only base64 lines and one checksum line: no text the decoder skipped
 
 
 @dataclass
@@ -124,9 +126,14 @@ def dearmor(block: bytes, *, strict: bool = False) -> Armor:
     optional. :func:`checksum_mismatch` explains a failure afterwards.
 
     Lenient by default, as mail readers are: a header is any line with a colon
-    and the base64 decoder skips what is not base64. ``strict`` (key files):
-    only "Key: Value" lines are headers and the base64 must be clean, so that
-    a damaged key raises :class:`OpenPGPError` rather than decoding to other bytes.
+    and the base64 decoder skips what is not base64, but :attr:`Armor.clean`
+    says whether it skipped anything: a line written into a cleartext
+    signature's armor (after the checksum, or of non-base64 words between the
+    base64 lines) is shown to the reader inside the block and signed by
+    nobody, and gpg 2.2 is as lenient ("Good signature"). ``strict`` (key
+    files): only "Key: Value" lines are headers and the base64 must be clean,
+    so that a damaged key raises :class:`OpenPGPError` rather than decoding
+    to other bytes.
     """
     text = block  # CR before LF is stripped with the white space of each line, and skipped by a2b_base64
     start = find_at_line_start(text, ARMOR_BEGIN)
@@ -142,11 +149,15 @@ def dearmor(block: bytes, *, strict: bool = False) -> Armor:
     if _ARMOR_CHECKSUM.fullmatch(body[last_line_start:].strip()):
         checksum = binascii.a2b_base64(body[last_line_start:].strip()[1:])
         body = body[:last_line_start]
+    joined = b"".join(body.split())
+    clean = _CLEAN_BASE64.fullmatch(joined) is not None
+    if strict and not clean:
+        raise OpenPGPError("corrupt armor: text that is not base64 in the armor body")
     try:
-        data = base64.b64decode(b"".join(body.split()), validate=True) if strict else binascii.a2b_base64(body)
+        data = binascii.a2b_base64(joined if clean else body)
     except binascii.Error as exc:
         raise OpenPGPError(f"corrupt armor: {exc}") from None
-    return Armor(match.group(1).decode("ascii"), headers, data, checksum)
+    return Armor(match.group(1).decode("ascii"), headers, data, checksum, clean)
 
 
 def _armor_headers(text: bytes, pos: int, separator: bytes) -> tuple[dict[str, str], int]:

@@ -29,9 +29,10 @@ def _inline_block(body: bytes, span: openpgp.ArmorSpan, state: WalkState, where:
             state.signatures.append(openpgp.SignatureResult(openpgp.WILDCARD_KEYID, False, str(exc)))
             return None, None
         state.signatures += clear.signatures
-        # "Comment:" or "Version:" in the signature's armor is text the reader sees inside the block and
-        # nobody signed (gpg writes none by default): the signature covers less than the block shows.
-        state.mixed |= bool(clear.signature_headers)
+        # "Comment:" or "Version:" in the signature's armor (gpg writes none by default), or a line the base64
+        # decoder skipped, is text the reader sees inside the block and nobody signed: the signature covers
+        # less than the block shows.
+        state.mixed |= clear.unsigned_armor_text
         state.record(PgpBlock(where, BlockKind.CLEARSIGNED, ids.sha256_hex(clear.text),
                               signature_findings(clear.signatures)))
         return None, None

@@ -143,7 +143,9 @@ class Cleartext:
     text: bytes  # as gpg outputs it: dash-unescaped lines without trailing white space, each ending in LF
     canonical: bytes  # what the signature covers (RFC 4880 section 7.1)
     signatures: list[SignatureResult]
-    signature_headers: dict[str, str]  # the signature armor's own headers ("Comment:"): signed by nobody
+    # Text inside the signature's armor that the reader sees and nobody signed: armor headers ("Comment:"),
+    # or lines the base64 decoder skipped (after the checksum, non-base64 words between base64 lines).
+    unsigned_armor_text: bool
 
 
 def _cleartext_lines(block: bytes) -> tuple[list[bytes], int, frozenset[bytes]]:
@@ -179,4 +181,4 @@ def read_cleartext(block: bytes, keyring: Keyring) -> Cleartext:
     signature = dearmor(block[signature_start:])
     text = b"".join(line + b"\n" for line in lines)
     return Cleartext(text, canonical, verify_detached(canonical, signature.data, keyring, declared),
-                     signature.headers)
+                     bool(signature.headers) or not signature.clean)
