@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -49,6 +50,29 @@ def own_working_directory(tmp_path_factory):
     os.chdir(tmp_path_factory.mktemp("cwd"))
     yield
     os.chdir(previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_gpg_agent_left(tmp_path_factory):
+    """Stop the gpg-agents that gpg started for the tests' throwaway homes (gpg leaves one running per home)."""
+    yield
+    for home in gpg_agent_homes(tmp_path_factory.getbasetemp()):
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], capture_output=True, timeout=30)
+
+
+def gpg_agent_homes(under: Path) -> set[str]:
+    """The --homedir of every running gpg-agent whose home lies under ``under``."""
+    homes = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # the process ended meanwhile
+            continue
+        if argv and argv[0].endswith("gpg-agent") and "--homedir" in argv[:-1]:
+            home = argv[argv.index("--homedir") + 1]
+            if Path(home).is_relative_to(under):
+                homes.add(home)
+    return homes
 
 
 def corpus_index() -> dict:
