@@ -1,0 +1,156 @@
+"""Round-6 outsider attacks on the header claims (shared/spec/info-headers.md, man/man7/ciphermilter-headers.7).
+
+Each test here FAILS on ce3a094 (main when written): the headers claim more than was proven. The docstrings
+say the attack, what the headers say now, and a fail-closed answer. No product code was changed on this
+branch.
+
+Vectors: tests/vectors/attack6 (README: the exact commands). alice.pub.gpg / alice.clear.asc are the round-5
+vectors (gpg 2.2.40, Ed25519 key "Alice <alice@sig.example>", admin-imported); every other vector is that
+genuine cleartext-signed block with an edit of the attacker's inside its signature armor (nothing signed
+changes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from ciphermilter.cli.main import main
+from ciphermilter.mime import split_headers
+from ciphermilter.store import admin
+from ciphermilter.store.keystore import KeyStore
+
+VECTORS = Path(__file__).parent / "vectors" / "attack6"
+RCPT = "bob@corp-pub.example"
+
+
+def _crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _message(sender: str, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
+    head = (f"From: {sender}\r\nTo: {RCPT}\r\nSubject: signed\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: {content_type}\r\n\r\n").encode()
+    return head + _crlf(body)
+
+
+def _headers(tmp_path, key_files: list[str], message: bytes) -> dict[str, str]:
+    """Import ``key_files`` (vectors) as the admin, then ``ciphermilter decrypt`` ``message``: the Info headers."""
+    path = tmp_path / "store.db"
+    with KeyStore.create(path) as store:
+        admin.add_domain(store, "corp-pub.example")
+        for key_file in key_files:
+            admin.import_file(store, (VECTORS / key_file).read_bytes())
+    eml = tmp_path / "message.eml"
+    eml.write_bytes(message)
+    result = CliRunner().invoke(main, ["--store", str(path), "decrypt", "--rcpt", RCPT, str(eml)])
+    assert result.exit_code == 0, result.output
+    prefix = "X-CipherMail-Info-"
+    return {h.name[len(prefix):]: h.value.strip() for h in split_headers(result.stdout_bytes)[0]
+            if h.name.startswith(prefix)}
+
+
+def _claims_whole_valid(info: dict[str, str]) -> bool:
+    return info.get("PGP-Signature-Valid") == "True" and info.get("PGP-Mixed-Content") != "True"
+
+
+# ============================================================ control
+
+
+def test_control_genuine_clearsigned_block_is_valid_and_whole(tmp_path):
+    """Control: alice's block as gpg wrote it is valid, signer alice, no mixed content."""
+    info = _headers(tmp_path, ["alice.pub.gpg"], _message("alice@sig.example", (VECTORS / "alice.clear.asc").read_bytes()))
+    assert _claims_whole_valid(info) and info["PGP-Signer-Email"] == "alice@sig.example", info
+
+
+# ============================================================ F1: a second END line inside the signature armor
+
+
+def test_f1_text_after_a_foreign_end_line_inside_the_signature_armor_is_not_whole(tmp_path):
+    """Attack: in alice's genuine cleartext-signed block, after the "=m58S" checksum line and BEFORE the real
+    "-----END PGP SIGNATURE-----" line, write an END line of another kind ("-----END PGP MESSAGE-----", or
+    any line starting "-----END PGP ") and then any text of one's own:
+
+        =m58S
+        -----END PGP MESSAGE-----
+        ALICE ADDS: also pay 5000 EUR to DE99 6666 6666, today.
+        -----END PGP SIGNATURE-----
+
+    A reader that shows the text part sees the line inside alice's block; gpg 2.2 says "Good signature from
+    Alice" for the edited block (it ignores it as well). Nobody signed the line.
+
+    Now (ce3a094): PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example, NO PGP-Mixed-Content --
+    the round-5 fix is bypassed. armor.find_armor ends the block at the first "-----END PGP SIGNATURE-----"
+    line, but armor.dearmor ends the armor body at the first line starting "-----END PGP " of ANY kind
+    (``text.find(b"\\n-----END PGP ", ...)``), so everything between the two END lines is neither decoded
+    nor judged: Armor.clean is True and is_alone sees nothing around the span.
+
+    Fail closed: any text between the body's end and the END line the block was found by (or an END line
+    of another kind than the BEGIN line) makes the block mixed content (Armor.clean False /
+    unsigned_armor_text), or refuses the block. Fix in armor.dearmor (end the body at the END line that
+    matches the armor's kind, and count everything else as unclean) and/or verify.read_cleartext.
+    """
+    message = _message("alice@sig.example", (VECTORS / "alice.clear-end-message.asc").read_bytes())
+    assert b"ALICE ADDS" in message
+    info = _headers(tmp_path, ["alice.pub.gpg"], message)
+    assert info.get("PGP-Signed") == "True", info
+    assert not _claims_whole_valid(info), info
+
+
+def test_f1_html_part_any_markup_after_a_foreign_end_line(tmp_path):
+    """Attack (F1 in an HTML part): the same edit with HTML after the foreign END line: a text/html part holding
+    only alice's block (blank text around it, so "whole") renders the attacker's markup -- here a fixed
+    overlay that covers alice's words -- inside what the headers call alice's whole, valid signed content.
+
+    Now (ce3a094): PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example, no PGP-Mixed-Content.
+    Fail closed: as F1 (PGP-Mixed-Content: True or not valid).
+    """
+    clear = (VECTORS / "alice.clear.asc").read_bytes()
+    overlay = (b'<div style="position:fixed;top:0;left:0;width:100%;height:100%;background:#fff">'
+               b"Pay 9000 EUR to DE99 6666 6666 today. -- Alice</div>")
+    edited = clear.replace(b"=m58S\n", b"=m58S\n-----END PGP HTML-----\n" + overlay + b"\n")
+    assert edited != clear
+    info = _headers(tmp_path, ["alice.pub.gpg"],
+                    _message("alice@sig.example", edited, "text/html; charset=utf-8"))
+    assert info.get("PGP-Signed") == "True", info
+    assert not _claims_whole_valid(info), info
+
+
+# ============================================================ F2: words made of base64 letters in the armor
+
+
+def test_f2_base64_alphabet_words_in_the_signature_armor_are_not_whole(tmp_path):
+    """Attack: write a sentence of the attacker's own at the top of the signature armor of alice's genuine
+    cleartext-signed block, using only letters, digits and spaces (no punctuation), starting with "you"
+    and exactly 188 non-space characters long:
+
+        -----BEGIN PGP SIGNATURE-----
+
+        you must ALSO wire 5000 EUR to IBAN DE99 6666 6666 6666 TODAY
+        signed Alice and thanks again for the quick help with this Alice
+        ...
+        iHUEARYIAB0WIQTWAD6NUDlahR5eVYUwTbP6leDdhwUCaxGiJQAKCRAwTbP6leDd
+
+    Spaces are white space to the armor reader, so the words join into clean base64; "you" decodes to
+    0xCA 0x8B: a new-format Marker packet (tag 10) of 139 octets -- exactly the 188 characters -- followed by
+    alice's signature packet. verify.signature_packets keeps tag-2 packets and drops the rest unread, so
+    alice's signature verifies over alice's text. The checksum line is left as it was (CRC-24 no longer
+    matches; it is not checked for signatures). gpg 2.2 refuses the block ("invalid marker packet ...
+    no signature found"); a reader without OpenPGP support shows the sentence inside alice's block.
+
+    Now (ce3a094): PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example, no PGP-Mixed-Content.
+    Armor.clean (round-5 fix) only catches characters outside the base64 alphabet; these words have none.
+
+    Fail closed: a detached/cleartext signature's data must be signature packets only (RFC 9580 section
+    10.4: a detached signature is one or more Signature packets); any other packet (marker, user ID,
+    anything the words decode to), a checksum that does not match, or a base64 line that is not the full
+    line length before the last makes the block mixed content or the signature not valid. Fix in
+    verify.verify_detached / packets.signature_packets (refuse other packets) and armor.dearmor
+    (checksum_mismatch makes the armor unclean).
+    """
+    edited = (VECTORS / "alice.clear-marker-words.asc").read_bytes()
+    assert b"you must ALSO wire 5000 EUR" in edited
+    info = _headers(tmp_path, ["alice.pub.gpg"], _message("alice@sig.example", edited))
+    assert info.get("PGP-Signed") == "True", info
+    assert not _claims_whole_valid(info), info
