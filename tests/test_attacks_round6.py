@@ -12,6 +12,7 @@ changes).
 
 from __future__ import annotations
 
+import quopri
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -152,5 +153,60 @@ def test_f2_base64_alphabet_words_in_the_signature_armor_are_not_whole(tmp_path)
     edited = (VECTORS / "alice.clear-marker-words.asc").read_bytes()
     assert b"you must ALSO wire 5000 EUR" in edited
     info = _headers(tmp_path, ["alice.pub.gpg"], _message("alice@sig.example", edited))
+    assert info.get("PGP-Signed") == "True", info
+    assert not _claims_whole_valid(info), info
+
+
+# ============================================================ F3: quoted-printable "=" + bare CR hides a line
+
+
+def test_f3_control_quoted_printable_block_is_valid_and_whole(tmp_path):
+    """Control: alice's block quoted-printable encoded (quopri) is the same block: valid, whole."""
+    clear = (VECTORS / "alice.clear.asc").read_bytes()
+    message = (b"From: alice@sig.example\r\nTo: bob@corp-pub.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+               b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+               + _crlf(quopri.encodestring(clear)))
+    assert _claims_whole_valid(_headers(tmp_path, ["alice.pub.gpg"], message))
+
+
+def test_f3_quoted_printable_equals_bare_cr_line_is_invisible_to_the_milter_only(tmp_path):
+    """Attack: alice's genuine cleartext-signed block in a quoted-printable text/plain part, plus ONE line of
+    the attacker's inside the signed text, written as "=" + a bare CR + the text + CRLF:
+
+        Pay 1000 EUR to IBAN DE00 6666.\\r\\n
+        =\\rALICE ADDS: also pay 5000 EUR to DE99 6666 6666, today.\\r\\n
+        -----BEGIN PGP SIGNATURE-----\\r\\n
+
+    ciphermilter decodes the part with binascii.a2b_qp (mime/parser.decode_transfer_encoding), whose
+    "broken Python QP" branch takes "=" + CR as a soft line break and DROPS everything up to the next LF: the
+    milter never sees the line, and verifies alice's block as it was. RFC 2045 section 6.7 knows no such
+    soft break ("=" must be followed by two hex digits or by the CRLF of the line); decoders that follow it
+    keep the line: Perl's MIME::QuotedPrint 3.16 (under MIME-tools, RT, SpamAssassin) decodes it to
+    "=\\rALICE ADDS: also pay ..." between alice's line and the signature, so the reader sees it inside
+    alice's block (a bare CR is passed through by Postfix smtpd).
+
+    Now (ce3a094): PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example, no PGP-Mixed-Content.
+    Fail closed: a quoted-printable body with "=" not followed by two hex digits or (white space and) CRLF
+    / LF is decoded literally (as RFC 2045 asks: keep the "=" and what follows) -- the block then fails to
+    verify or has text around it -- or marks the part not whole (PGP-Mixed-Content: True). Fix in
+    mime/parser.decode_transfer_encoding (a strict, RFC 2045 QP decoder or an ambiguity flag like
+    Entity.structure_is_ambiguous for the part's body).
+    """
+    message = (VECTORS / "qp-bare-cr-soft-break.eml").read_bytes()
+    assert b"=\rALICE ADDS" in message
+    info = _headers(tmp_path, ["alice.pub.gpg"], message)
+    assert info.get("PGP-Signed") == "True", info
+    assert not _claims_whole_valid(info), info
+
+
+def test_f3_quoted_printable_equals_bare_cr_line_before_the_block(tmp_path):
+    """Attack (F3, text before the block): the "=" + bare CR line is the first line of the part, so the
+    block seems alone to the milter; a RFC 2045 decoder shows "=\\rALICE ADDS: ..." above alice's block.
+
+    Now (ce3a094): PGP-Signature-Valid: True, no PGP-Mixed-Content. Fail closed: as above.
+    """
+    message = (VECTORS / "qp-bare-cr-before-block.eml").read_bytes()
+    assert b"\r\n\r\n=\rALICE ADDS" in message
+    info = _headers(tmp_path, ["alice.pub.gpg"], message)
     assert info.get("PGP-Signed") == "True", info
     assert not _claims_whole_valid(info), info
