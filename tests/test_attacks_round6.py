@@ -210,3 +210,80 @@ def test_f3_quoted_printable_equals_bare_cr_line_before_the_block(tmp_path):
     info = _headers(tmp_path, ["alice.pub.gpg"], message)
     assert info.get("PGP-Signed") == "True", info
     assert not _claims_whole_valid(info), info
+
+
+# ============================================================ F4: a second From: field behind a bare CR
+
+
+def _corpus_headers(tmp_path, message: bytes, rcpt: str = RCPT) -> dict[str, str]:
+    from conftest import corpus_store_file
+    eml = tmp_path / "message.eml"
+    eml.write_bytes(message)
+    result = CliRunner().invoke(main, ["--store", str(corpus_store_file(tmp_path)), "decrypt", "--rcpt", rcpt,
+                                       str(eml)])
+    assert result.exit_code == 0, result.output
+    prefix = "X-CipherMail-Info-"
+    return {h.name[len(prefix):]: h.value.strip() for h in split_headers(result.stdout_bytes)[0]
+            if h.name.startswith(prefix)}
+
+
+def _froms_a_python_reader_sees(message: bytes) -> list[str]:
+    import email
+    import email.policy
+    return [str(v) for v in email.message_from_bytes(message, policy=email.policy.default).get_all("From")]
+
+
+def test_f4_control_smime_signed_by_the_from_address_no_mismatch(tmp_path):
+    """Control: the corpus message alice signed (valid, trusted), From: alice: no Signer-Mismatch."""
+    from conftest import CORPUS
+    message = (CORPUS / "smime-sig-detached-chain" / "message.eml").read_bytes()
+    info = _corpus_headers(tmp_path, message)
+    assert info["Signer-Verified-0-0"] == "True" and info["Signer-Trusted-0-0"] == "True", info
+    assert "Signer-Mismatch" not in info, info
+
+
+def test_f4_smime_from_field_smuggled_behind_a_bare_cr_is_a_second_from(tmp_path):
+    """Attack: replay the corpus message alice signed (smime-sig-detached-chain: valid, trusted) with one
+    header line edited: the To: line ends in a bare CR followed by a From: field of the attacker's choice,
+    then the CRLF:
+
+        To: Bob Recipient <bob@corp-pub.example>\\rFrom: CEO <ceo@corp-pub.example>\\r\\n
+        From: Alice Sender <alice@sender-pub.example>\\r\\n
+
+    ciphermilter's header reader (mime/parser.field_spans, _line_bounds) ends lines at LF only: it sees one
+    From: field (alice), and the CR line inside To:. Readers that end header lines at a bare CR too -- Python's
+    email package (email.message_from_bytes: From: ['CEO <ceo@corp-pub.example>', 'Alice Sender <...>'],
+    msg['From'] is the CEO), the library Python filters, Sieve helpers and ticket systems use; RFC 5322
+    obsolete syntax is read so by many -- see TWO From: fields, the first the CEO's. The spec's rule: "Several
+    From: fields ... mismatch". Postfix passes a bare CR in a header through unchanged.
+
+    Now (ce3a094): SMIME-Signed, Signer-Verified-0-0: True, Signer-Trusted-0-0: True, Signer-Email-0-0:
+    alice@sender-pub.example and NO Signer-Mismatch: the reader is told alice's signature matches From: while
+    it shows From: CEO.
+
+    Fail closed: a header block with a bare CR (or any line break readers may see otherwise) in or before a
+    From: field makes the From: reading ambiguous: Signer-Mismatch: True (PGP-Signer-Mismatch: True), as for
+    several From: fields. Fix in core/pipeline.from_fields (or formats/sender.from_names_signer): count a
+    From: that a bare CR starts, or refuse any header block with a bare CR, for the mismatch rule.
+    """
+    message = (VECTORS / "smime-signed-bare-cr-from.eml").read_bytes()
+    assert _froms_a_python_reader_sees(message)[0] == "CEO <ceo@corp-pub.example>"
+    info = _corpus_headers(tmp_path, message)
+    assert info.get("Signer-Verified-0-0") == "True", info
+    assert info.get("Signer-Mismatch") == "True", info
+
+
+def test_f4_pgp_from_field_smuggled_behind_a_bare_cr_is_a_second_from(tmp_path):
+    """Attack (F4, OpenPGP): alice's genuine cleartext-signed block, From: alice@sig.example, and before it a
+    "Subject: signed\\rFrom: boss@corp-pub.example" line. Python's email reads From: boss first.
+
+    Now (ce3a094): PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example, NO PGP-Signer-Mismatch.
+    Fail closed: PGP-Signer-Mismatch: True.
+    """
+    message = (b"Subject: signed\rFrom: Boss <boss@corp-pub.example>\r\nFrom: alice@sig.example\r\n"
+               b"To: bob@corp-pub.example\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+               + _crlf((VECTORS / "alice.clear.asc").read_bytes()))
+    assert _froms_a_python_reader_sees(message)[0] == "Boss <boss@corp-pub.example>"
+    info = _headers(tmp_path, ["alice.pub.gpg"], message)
+    assert info.get("PGP-Signature-Valid") == "True", info
+    assert info.get("PGP-Signer-Mismatch") == "True", info
