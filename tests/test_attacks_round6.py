@@ -287,3 +287,51 @@ def test_f4_pgp_from_field_smuggled_behind_a_bare_cr_is_a_second_from(tmp_path):
     info = _headers(tmp_path, ["alice.pub.gpg"], message)
     assert info.get("PGP-Signature-Valid") == "True", info
     assert info.get("PGP-Signer-Mismatch") == "True", info
+
+
+# ============================================================ F5: a second Content-Type: behind a bare CR
+
+
+def test_f5_control_pgpmime_signed_corpus_message_is_valid_and_whole(tmp_path):
+    from conftest import CORPUS
+    message = (CORPUS / "pgpmime-signed-gpg-ed25519" / "message.eml").read_bytes()
+    info = _corpus_headers(tmp_path, message, "bob.pgp@corp-pub.example")
+    assert _claims_whole_valid(info) and "PGP-Signer-Mismatch" not in info, info
+
+
+def test_f5_content_type_smuggled_behind_a_bare_cr_shows_the_attackers_part_instead(tmp_path):
+    """Attack: alice.pgp's genuine PGP/MIME signed message (corpus pgpmime-signed-gpg-ed25519) with two edits
+    outside what she signed: "MIME-Version: 1.0" ends in a bare CR followed by
+    'Content-Type: multipart/mixed; boundary="evil"', and the preamble of her multipart/signed is replaced by
+    one part of the attacker's between "--evil" delimiters:
+
+        MIME-Version: 1.0\\rContent-Type: multipart/mixed; boundary="evil"\\r\\n
+        Content-Type: multipart/signed; micalg=pgp-sha256; protocol="application/pgp-signature"; boundary=...
+        \\r\\n
+        --evil\\r\\nContent-Type: text/plain ...\\r\\n\\r\\nALICE ADDS: also pay 5000 EUR ...\\r\\n--evil--\\r\\n
+        --=_pgpmime_sig_public_5 ... (alice's signed part and signature, unchanged)
+
+    ciphermilter ends header lines at LF only: one Content-Type (multipart/signed), the "evil" part is
+    preamble, the structure unambiguous (Entity.structure_is_ambiguous counts Content-Type fields with the
+    same reader). Python's email package reads the first Content-Type, multipart/mixed; boundary="evil": the
+    message is ONE part, the attacker's text, and alice's signed part is epilogue nobody shows.
+
+    Now (ce3a094): PGP-Encoding: PGP/MIME, PGP-Signature-Valid: True, PGP-Signer-Email:
+    alice.pgp@sender-pub.example, no PGP-Mixed-Content, no PGP-Signer-Mismatch: "the whole message is
+    alice's valid signed content", while the reader is shown only the attacker's text.
+
+    Fail closed: a bare CR in a header block makes the entity's structure ambiguous (is_whole false:
+    PGP-Mixed-Content: True / SMIME-Mixed-Content: True, nothing decrypted in place), as several
+    Content-Type fields already do. Fix in mime/parser.field_spans / mime/model.Entity.structure_is_ambiguous
+    (or refuse such a header block in core/pipeline).
+    """
+    message = (VECTORS / "pgpmime-signed-bare-cr-content-type.eml").read_bytes()
+    import email
+    import email.policy
+    shown = email.message_from_bytes(message, policy=email.policy.default)
+    assert shown.get_content_type() == "multipart/mixed"
+    assert [p.get_content() for p in shown.iter_parts()] == [
+        "ALICE ADDS: also pay 5000 EUR to DE99 6666 6666, today.\n"]
+    info = _corpus_headers(tmp_path, message, "bob.pgp@corp-pub.example")
+    assert info.get("PGP-Signature-Valid") == "True", info
+    assert not _claims_whole_valid(info), info
