@@ -331,7 +331,7 @@ def test_f5_content_type_smuggled_behind_a_bare_cr_shows_the_attackers_part_inst
     shown = email.message_from_bytes(message, policy=email.policy.default)
     assert shown.get_content_type() == "multipart/mixed"
     assert [p.get_content() for p in shown.iter_parts()] == [
-        "ALICE ADDS: also pay 5000 EUR to DE99 6666 6666, today.\n"]
+        "ALICE ADDS: also pay 5000 EUR to DE99 6666 6666, today."]
     info = _corpus_headers(tmp_path, message, "bob.pgp@corp-pub.example")
     assert info.get("PGP-Signature-Valid") == "True", info
     assert not _claims_whole_valid(info), info
