@@ -7,7 +7,19 @@ branch.
 Vectors: tests/vectors/attack6 (README: the exact commands). alice.pub.gpg / alice.clear.asc are the round-5
 vectors (gpg 2.2.40, Ed25519 key "Alice <alice@sig.example>", admin-imported); every other vector is that
 genuine cleartext-signed block with an edit of the attacker's inside its signature armor (nothing signed
-changes).
+changes), or a corpus message (/work/shared/corpus) with an edit outside what was signed.
+
+Findings (one family per test group; every attack changes only bytes nobody signed):
+  F1  a line "-----END PGP <anything>" inside a cleartext signature's armor ends armor.dearmor's body early;
+      the text after it (up to the real END PGP SIGNATURE line) is judged by nobody: valid, whole.
+  F2  words of base64-alphabet characters in the signature armor decode to a packet that
+      verify.signature_packets drops (a marker packet): Armor.clean stays True: valid, whole.
+  F3  a quoted-printable line "=<bare CR>text" is dropped by binascii.a2b_qp (mime/parser) and kept by RFC 2045
+      decoders (Perl MIME::QuotedPrint): text inside the signed block the milter never saw: valid, whole.
+  F4  a From: field behind a bare CR inside an earlier header line is a second From: for Python's email and
+      none for the milter: no Signer-Mismatch / PGP-Signer-Mismatch.
+  F5  a Content-Type behind a bare CR: Python's email sees another MIME structure (only the attacker's part)
+      than the milter (alice's whole PGP/MIME signature): valid, whole.
 """
 
 from __future__ import annotations
@@ -61,7 +73,8 @@ def _claims_whole_valid(info: dict[str, str]) -> bool:
 
 def test_control_genuine_clearsigned_block_is_valid_and_whole(tmp_path):
     """Control: alice's block as gpg wrote it is valid, signer alice, no mixed content."""
-    info = _headers(tmp_path, ["alice.pub.gpg"], _message("alice@sig.example", (VECTORS / "alice.clear.asc").read_bytes()))
+    message = _message("alice@sig.example", (VECTORS / "alice.clear.asc").read_bytes())
+    info = _headers(tmp_path, ["alice.pub.gpg"], message)
     assert _claims_whole_valid(info) and info["PGP-Signer-Email"] == "alice@sig.example", info
 
 
