@@ -348,3 +348,26 @@ def test_f5_content_type_smuggled_behind_a_bare_cr_shows_the_attackers_part_inst
     info = _corpus_headers(tmp_path, message, "bob.pgp@corp-pub.example")
     assert info.get("PGP-Signature-Valid") == "True", info
     assert not _claims_whole_valid(info), info
+
+
+def test_f5_header_block_ended_early_by_bare_crs_puts_attacker_text_above_the_block(tmp_path):
+    """Attack (F5, where the body starts): the last header line of a message holding only alice's genuine
+    cleartext-signed block is "Subject: signed\\r\\rALICE ADDS: also pay 5000 EUR ...\\r\\n". ciphermilter reads
+    one Subject field (the line has its colon) and a body that is the block alone. Python's email ends the
+    header block at the empty line between the two bare CRs: the body it shows starts with "ALICE ADDS: ...",
+    then alice's block.
+
+    Now (ce3a094): PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example, no PGP-Mixed-Content.
+    Fail closed: as F5 (a bare CR in the header block: the block is not whole, PGP-Mixed-Content: True).
+    """
+    message = (b"From: alice@sig.example\r\nTo: bob@corp-pub.example\r\nMIME-Version: 1.0\r\n"
+               b"Content-Type: text/plain; charset=utf-8\r\n"
+               b"Subject: signed\r\rALICE ADDS: also pay 5000 EUR to DE99 6666 6666, today.\r\n\r\n"
+               + _crlf((VECTORS / "alice.clear.asc").read_bytes()))
+    import email
+    import email.policy
+    shown = email.message_from_bytes(message, policy=email.policy.default).get_content()
+    assert shown.startswith("ALICE ADDS: also pay 5000 EUR")
+    info = _headers(tmp_path, ["alice.pub.gpg"], message)
+    assert info.get("PGP-Signature-Valid") == "True", info
+    assert not _claims_whole_valid(info), info
