@@ -19,7 +19,19 @@ Findings (one family per test group; every attack changes only bytes nobody sign
   F4  a From: field behind a bare CR inside an earlier header line is a second From: for Python's email and
       none for the milter: no Signer-Mismatch / PGP-Signer-Mismatch.
   F5  a Content-Type behind a bare CR: Python's email sees another MIME structure (only the attacker's part)
-      than the milter (alice's whole PGP/MIME signature): valid, whole.
+      than the milter (alice's whole PGP/MIME signature): valid, whole. Two bare CRs end the header block
+      early for Python's email: attacker text above a "whole" signed block, and, on an enveloped message, an
+      EFAIL gadget (<img src='...) right before the plaintext the milter decrypted in place.
+
+Tried and held on ce3a094 (no test): a suffix on the "-----BEGIN PGP SIGNATURE-----" line (refused: no armor
+header line); text after the END line on its line, or after it with bare CR (PGP-Mixed-Content); a fake
+cleartext header above alice's block (bad signature); a second empty signature block after text (mixed);
+a second BEGIN line inside the armor (non-base64: mixed); \x0b/\x0c after the block (blank to bytes.strip, and
+invisible to readers); quoted-printable "= " + CRLF (Python keeps the "=": the milter sees more, mixed);
+several Content-Transfer-Encoding / leaf Content-Type fields (the milter takes the first, as Python does);
+base64 bodies with data after "=" (the milter, Python and Perl all stop there); S/MIME rfc822Name
+constraints on a subject emailAddress (checked); OpenPGP user IDs with an address in the name or comment
+(only the trailing <addr> counts).
 """
 
 from __future__ import annotations
