@@ -208,7 +208,7 @@ def test_f3_quoted_printable_equals_bare_cr_line_is_invisible_to_the_milter_only
     soft break ("=" must be followed by two hex digits or by the CRLF of the line); decoders that follow it
     keep the line: Perl's MIME::QuotedPrint 3.16 (under MIME-tools, RT, SpamAssassin) decodes it to
     "=\\rALICE ADDS: also pay ..." between alice's line and the signature, so the reader sees it inside
-    alice's block (a bare CR is passed through by Postfix smtpd).
+    alice's block (a bare CR is not what Postfix's bare-newline checks refuse).
 
     Now (ce3a094): PGP-Signature-Valid: True, PGP-Signer-Email: alice@sig.example, no PGP-Mixed-Content.
     Fail closed: a quoted-printable body with "=" not followed by two hex digits or (white space and) CRLF
@@ -280,7 +280,7 @@ def test_f4_smime_from_field_smuggled_behind_a_bare_cr_is_a_second_from(tmp_path
     email package (email.message_from_bytes: From: ['CEO <ceo@corp-pub.example>', 'Alice Sender <...>'],
     msg['From'] is the CEO), the library Python filters, Sieve helpers and ticket systems use; RFC 5322
     obsolete syntax is read so by many -- see TWO From: fields, the first the CEO's. The spec's rule: "Several
-    From: fields ... mismatch". Postfix passes a bare CR in a header through unchanged.
+    From: fields ... mismatch". Postfix's smtpd_forbid_bare_newline concerns bare LF; a bare CR passes (not tested here against a live Postfix).
 
     Now (ce3a094): SMIME-Signed, Signer-Verified-0-0: True, Signer-Trusted-0-0: True, Signer-Email-0-0:
     alice@sender-pub.example and NO Signer-Mismatch: the reader is told alice's signature matches From: while
