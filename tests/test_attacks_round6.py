@@ -280,7 +280,8 @@ def test_f4_smime_from_field_smuggled_behind_a_bare_cr_is_a_second_from(tmp_path
     email package (email.message_from_bytes: From: ['CEO <ceo@corp-pub.example>', 'Alice Sender <...>'],
     msg['From'] is the CEO), the library Python filters, Sieve helpers and ticket systems use; RFC 5322
     obsolete syntax is read so by many -- see TWO From: fields, the first the CEO's. The spec's rule: "Several
-    From: fields ... mismatch". Postfix's smtpd_forbid_bare_newline concerns bare LF; a bare CR passes (not tested here against a live Postfix).
+    From: fields ... mismatch". Postfix's smtpd_forbid_bare_newline concerns bare LF; a bare CR passes (not
+    tested here against a live Postfix).
 
     Now (ce3a094): SMIME-Signed, Signer-Verified-0-0: True, Signer-Trusted-0-0: True, Signer-Email-0-0:
     alice@sender-pub.example and NO Signer-Mismatch: the reader is told alice's signature matches From: while
