@@ -18,6 +18,8 @@ Findings (one family per test group; every attack changes only bytes nobody sign
       decoders (Perl MIME::QuotedPrint): text inside the signed block the milter never saw: valid, whole.
   F4  a From: field behind a bare CR inside an earlier header line is a second From: for Python's email and
       none for the milter: no Signer-Mismatch / PGP-Signer-Mismatch.
+  F6  forged X-CipherMail-Info fields behind bare CRs in a Subject: line are not removed: Python's email
+      reads "signed by ceo, verified, trusted" on an unsigned message.
   F5  a Content-Type behind a bare CR: Python's email sees another MIME structure (only the attacker's part)
       than the milter (alice's whole PGP/MIME signature): valid, whole. Two bare CRs end the header block
       early for Python's email: attacker text above a "whole" signed block, and, on an enveloped message, an
@@ -439,3 +441,43 @@ def test_f5_efail_gadget_behind_bare_crs_is_decrypted_next_to_the_plaintext(tmp_
     leaked = [src for src in sources if "BLUEFALCON-7731" in src]
     assert not leaked, (info, leaked)
     assert info.get("SMIME-Mixed-Content") == "True", info
+
+
+# ============================================================ F6: forged Info headers behind a bare CR
+
+
+def test_f6_forged_info_headers_behind_a_bare_cr_survive_for_python_readers(tmp_path):
+    """Attack: an UNSIGNED plain-text message whose Subject: line goes on, after bare CRs, with a full set of
+    forged results:
+
+        Subject: Wire 50,000 EUR today\\rX-CipherMail-Info-SMIME-Signed: True
+          \\rX-CipherMail-Info-Signer-Email-0-0: ceo@corp-pub.example
+          \\rX-CipherMail-Info-Signer-Verified-0-0: True\\rX-CipherMail-Info-Signer-Trusted-0-0: True\\r\\n
+        (one line: shown folded here)
+
+    The spec: "Every header whose name begins with X-CipherMail- (any case) that the message arrived with is
+    removed ... so that no sender can forge a result" (test_security.FORGED covers a CR inside the NAME, not a
+    forged field that a bare CR starts). ciphermilter reads one Subject field, finds no reserved name and no
+    crypto, and passes the message byte for byte. Python's email reads four X-CipherMail-Info fields: a
+    message signed by ceo@corp-pub.example, verified and trusted.
+
+    Now (ce3a094): output == input; Python's email: X-CipherMail-Info-SMIME-Signed: True,
+    Signer-Email-0-0: ceo@corp-pub.example, Signer-Verified-0-0: True, Signer-Trusted-0-0: True.
+
+    Fail closed: a reserved name after a bare CR anywhere in the header block is removed like any other forged
+    field (the field holding it rewritten or removed), or such a header block is refused. Fix in the
+    reserved-field removal (core/pipeline / core/plan: what is_reserved is asked about) and mime/parser.
+    """
+    import email
+    import email.policy
+
+    message = (VECTORS / "forged-info-behind-bare-cr.eml").read_bytes()
+    from conftest import corpus_store_file
+    eml = tmp_path / "message.eml"
+    eml.write_bytes(message)
+    result = CliRunner().invoke(main, ["--store", str(corpus_store_file(tmp_path)), "decrypt", "--rcpt", RCPT,
+                                       str(eml)])
+    assert result.exit_code == 0, result.output
+    shown = email.message_from_bytes(result.stdout_bytes, policy=email.policy.default)
+    forged = {name: str(value) for name, value in shown.items() if name.lower().startswith("x-ciphermail-")}
+    assert forged == {}, forged
