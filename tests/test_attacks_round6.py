@@ -18,12 +18,12 @@ Findings (one family per test group; every attack changes only bytes nobody sign
       decoders (Perl MIME::QuotedPrint): text inside the signed block the milter never saw: valid, whole.
   F4  a From: field behind a bare CR inside an earlier header line is a second From: for Python's email and
       none for the milter: no Signer-Mismatch / PGP-Signer-Mismatch.
-  F6  forged X-CipherMail-Info fields behind bare CRs in a Subject: line are not removed: Python's email
-      reads "signed by ceo, verified, trusted" on an unsigned message.
   F5  a Content-Type behind a bare CR: Python's email sees another MIME structure (only the attacker's part)
       than the milter (alice's whole PGP/MIME signature): valid, whole. Two bare CRs end the header block
       early for Python's email: attacker text above a "whole" signed block, and, on an enveloped message, an
       EFAIL gadget (<img src='...) right before the plaintext the milter decrypted in place.
+  F6  forged X-CipherMail-Info fields behind bare CRs in a Subject: line are not removed: Python's email
+      reads "signed by ceo, verified, trusted" on an unsigned message.
 
 Tried and held on ce3a094 (no test): a suffix on the "-----BEGIN PGP SIGNATURE-----" line (refused: no armor
 header line); text after the END line on its line, or after it with bare CR (PGP-Mixed-Content); a fake
