@@ -1,8 +1,12 @@
 """Round-6 outsider attacks on the header claims (shared/spec/info-headers.md, man/man7/ciphermilter-headers.7).
 
-Each test here FAILS on ce3a094 (main when written): the headers claim more than was proven. The docstrings
-say the attack, what the headers say now, and a fail-closed answer. No product code was changed on this
-branch.
+Each finding's test failed on ce3a094: the headers claimed more than was proven. The docstrings say the
+attack, what the headers said then ("Now (ce3a094)"), and the fail-closed answer, which is what ciphermilter
+does since: F1 armor.dearmor ends the body at its own kind's END line; F2 a detached signature holding
+another packet is unreadable, a checksum mismatch makes the signature armor unclean; F3 "=" before a bare CR
+is a literal "=" (mime/parser.decode_transfer_encoding); F4-F5 a header block with a bare CR is ambiguous
+(mime.Entity.header_block_is_ambiguous: not whole, and From: names no signer); F6 a field hiding a reserved
+name behind a bare CR is removed (core/info.hides_reserved_field).
 
 Vectors: tests/vectors/attack6 (README: the exact commands). alice.pub.gpg / alice.clear.asc are the round-5
 vectors (gpg 2.2.40, Ed25519 key "Alice <alice@sig.example>", admin-imported); every other vector is that

@@ -11,7 +11,7 @@ from typing import TypeVar
 from ciphermilter import mime
 from ciphermilter.core import harvest
 from ciphermilter.core.findings import Facts, Report
-from ciphermilter.core.info import InfoHeaders
+from ciphermilter.core.info import InfoHeaders, header_block_is_ambiguous
 from ciphermilter.core.seams import NO_KEYS, KeyLookup
 from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.formats.readers import NO_RULE, ReaderRule
@@ -60,10 +60,11 @@ def check_part_count(entity: mime.Entity, limit: int) -> None:
 
 
 def is_whole(entity: mime.Entity, whole: bool) -> bool:
-    """Whether an entity found where ``whole`` says is whole content: never one whose structure mail clients
-    may read otherwise than we do (:attr:`mime.Entity.structure_is_ambiguous`), nor anything under it. A
-    part that is alone for us may be beside the sender's HTML for them (EFAIL by parser differential)."""
-    return whole and not entity.structure_is_ambiguous
+    """Whether an entity found where ``whole`` says is whole content: never one whose structure or header
+    block mail clients may read otherwise than we do (:attr:`mime.Entity.structure_is_ambiguous`,
+    :func:`header_block_is_ambiguous`), nor anything under it. A part that is alone for us may be beside the
+    sender's HTML for them (EFAIL by parser differential)."""
+    return whole and not entity.structure_is_ambiguous and not header_block_is_ambiguous(entity)
 
 
 def is_whole_part(parts: list[mime.Entity], parent_whole: bool) -> bool:

@@ -8,8 +8,10 @@ test for headers a sender may have forged.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 
+from ciphermilter import mime
 from ciphermilter.core.plan import check_header_name, check_header_value
 
 INFO_PREFIX = "X-CipherMail-Info-"
@@ -23,6 +25,31 @@ FOLD_WIDTH = 78
 def is_reserved(name: str) -> bool:
     """True for a header name in a namespace only the gateway may write (any case)."""
     return name.strip().lower().startswith(RESERVED_PREFIXES)
+
+
+_RESERVED_BEHIND_BARE_CR = re.compile(rb"\r(?!\n)\s*(?:" + b"|".join(p.encode() for p in RESERVED_PREFIXES) + rb")",
+                                      re.IGNORECASE)
+
+
+def hides_reserved_field(raw: bytes) -> bool:
+    """True for a raw header field that holds a reserved name behind a bare CR.
+
+    The MTA and we read one field, ``Subject: x\\rX-CipherMail-Info-...: True``;
+    CPython's ``email`` ends the line at the CR and reads a forged result of
+    ours (round-6 attack F6). The ``in`` test keeps the usual field at C speed.
+    """
+    return b"\r" in raw and _RESERVED_BEHIND_BARE_CR.search(raw) is not None
+
+
+def header_block_is_ambiguous(entity: mime.Entity) -> bool:
+    """Whether readers may find other fields in ``entity``'s header block than we do, once forged fields are
+    removed: a bare CR ends a line for some (CPython's ``email``: a From: or Content-Type of the sender's
+    behind it, or two ending the header block early above the content, round-6 attacks F4 and F5), not for
+    the MTA or us. Fields removed as forged (:func:`is_reserved`, :func:`hides_reserved_field`) reach no
+    reader. The whole block is searched first, at C speed: a bare CR is rare."""
+    return mime.has_bare_cr(entity.header_bytes) and any(
+        mime.has_bare_cr(header.raw) for header in entity.headers
+        if not is_reserved(header.name) and not hides_reserved_field(header.raw))
 
 
 def printable(text: str) -> str:

@@ -20,7 +20,7 @@ from ciphermilter.core import harvest
 from ciphermilter.core.contract import (Context, DecompressionBudget, LimitExceeded, Progress, check_part_count,
                                         new_content)
 from ciphermilter.core.findings import Facts, Report
-from ciphermilter.core.info import InfoHeaders, is_reserved
+from ciphermilter.core.info import InfoHeaders, header_block_is_ambiguous, is_reserved
 from ciphermilter.core.outcome import Outcome as Outcome
 from ciphermilter.core.outcome import INTERNAL_ERROR, non_utf8_header, not_processed, rejected, skipped
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
@@ -118,7 +118,13 @@ def _has_marker(lowered: bytes) -> bool:
 
 
 def from_fields(entity: mime.Entity) -> tuple[str, ...]:
-    """Every From: value, unparsed: only a signed message pays for the RFC 5322 parse (:mod:`ciphermilter.sender`)."""
+    """Every From: value, unparsed: only a signed message pays for the RFC 5322 parse (:mod:`ciphermilter.sender`).
+
+    None when the header block holds a bare CR: a reader that ends a line there may see another From: first
+    (round-6 attack F4), so no From: is certain and any signer is a mismatch.
+    """
+    if header_block_is_ambiguous(entity):
+        return ()
     return tuple(header.value for header in entity.headers if header.name.lower() == "from")
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from ciphermilter import mime
 from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core import domains
-from ciphermilter.core.info import is_reserved
+from ciphermilter.core.info import hides_reserved_field, is_reserved
 from ciphermilter.core.plan import HeaderDelete
 from ciphermilter.core.seams import Readers
 
@@ -172,14 +172,18 @@ def forged_header_deletions(headers: mime.HeaderList) -> list[HeaderDelete]:
     Only reserved names are counted: every field of a reserved name is
     reserved, so their indexes are the ones :meth:`HeaderList.numbered` would
     give, without numbering a whole block that (as nearly always) holds none.
+    A field of another name that hides a reserved one behind a bare CR goes
+    too (:func:`hides_reserved_field`); its index is counted when found.
     """
     seen: Counter[str] = Counter()
     deletions = []
-    for header in headers:
+    for position, header in enumerate(headers):
         if is_reserved(header.name):
             key = header.name.lower()
             seen[key] += 1
             deletions.append(HeaderDelete(header.name, seen[key]))
+        elif hides_reserved_field(header.raw):
+            deletions.append(HeaderDelete(header.name, headers[:position + 1].count(header.name)))
     return deletions
 
 

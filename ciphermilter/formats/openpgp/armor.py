@@ -142,7 +142,8 @@ def dearmor(block: bytes, *, strict: bool = False) -> Armor:
     if match is None:
         raise OpenPGPError("no armor header line")
     headers, pos = _armor_headers(text, header_end + 1, b": " if strict else b":")
-    end = text.find(b"\n-----END PGP ", pos - 1)
+    # The END line of this block's kind: another END line inside the body is text the reader sees there.
+    end = text.find(b"\n-----END PGP " + match.group(1) + b"-----", pos - 1)
     body = text[pos:end if end != -1 else len(text)].rstrip()
     last_line_start = body.rfind(b"\n") + 1
     checksum = None

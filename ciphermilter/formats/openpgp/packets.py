@@ -219,5 +219,15 @@ def frame(tag: int, body: bytes) -> bytes:
 
 
 def signature_packets(data: bytes) -> list[bytes]:
-    """The signature packet bodies of a (dearmored) detached signature."""
-    return [p.body for p in packets(data) if p.tag == TAG_SIGNATURE]
+    """The signature packet bodies of a (dearmored) detached signature, which holds nothing else.
+
+    Another packet there is refused, not skipped: in a cleartext signature's
+    armor, words of the base64 alphabet (188 letters and digits, "you must
+    ALSO wire ...") decode to a marker packet before the real signature, and
+    the reader sees them inside the signed block (round-6 attack F2).
+    """
+    found = list(packets(data))
+    for packet in found:
+        if packet.tag != TAG_SIGNATURE:
+            raise OpenPGPError(f"a packet of type {packet.tag} where only signatures belong")
+    return [packet.body for packet in found]

@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from ciphermilter.formats.openpgp.armor import dearmor
+from ciphermilter.formats.openpgp.armor import checksum_mismatch, dearmor
 from ciphermilter.formats.openpgp.keyring import Keyring
 from ciphermilter.formats.openpgp.packets import WILDCARD_KEYID, OpenPGPError, signature_packets
 from ciphermilter.formats.openpgp.signature import (SIGNATURE_BINARY, SIGNATURE_TEXT, Signature, UnreadableSignature,
@@ -144,7 +144,8 @@ class Cleartext:
     canonical: bytes  # what the signature covers (RFC 4880 section 7.1)
     signatures: list[SignatureResult]
     # Text inside the signature's armor that the reader sees and nobody signed: armor headers ("Comment:"),
-    # or lines the base64 decoder skipped (after the checksum, non-base64 words between base64 lines).
+    # lines the base64 decoder skipped (after the checksum, non-base64 words between base64 lines), or base64
+    # that is not what the checksum was made over.
     unsigned_armor_text: bool
 
 
@@ -181,4 +182,4 @@ def read_cleartext(block: bytes, keyring: Keyring) -> Cleartext:
     signature = dearmor(block[signature_start:])
     text = b"".join(line + b"\n" for line in lines)
     return Cleartext(text, canonical, verify_detached(canonical, signature.data, keyring, declared),
-                     bool(signature.headers) or not signature.clean)
+                     bool(signature.headers) or not signature.clean or checksum_mismatch(signature))
