@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import grp
 import json
 import os
 import sqlite3
+import shutil
+import socket
 import subprocess
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +24,8 @@ from ciphermilter.formats.keyfiles import parse
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store import admin
 from conftest import CORPUS, ROOT
+from support.installation import private_python, readable_python
+from support.milter import start_daemon, stop_daemons
 
 SOCKET = "unix:/var/spool/postfix/ciphermilter/ciphermilter.sock"
 OPENDKIM = "{ unix:opendkim/opendkim.sock, default_action=accept }"
@@ -36,12 +43,31 @@ def full_store(corpus_store) -> str:
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory) -> str:
-    """A store that passes every store check quickly: an internal domain and a trust anchor, no keys."""
+    """A store that passes every store check quickly: an internal domain, a trust anchor and bob's key."""
     path = str(tmp_path_factory.mktemp("check-store") / "ciphermilter.db")
     with KeyStore.create(path) as store:
         admin.add_domain(store, "example.com")
         admin.add_trust_anchors(store, parse((CORPUS / "keys" / "trust" / "pub-root-ca.cert.pem").read_bytes()).certificates)
+        admin.import_file(store, (CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
     return path
+
+
+@pytest.fixture
+def reachable_directory():
+    """A world-traversable directory (pytest's own are 0700): where Postfix's user may reach a socket."""
+    path = Path(tempfile.mkdtemp(prefix="ciphermilter-check-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def live_daemon(reachable_directory, full_store):
+    """A real daemon on the full store, its socket in group postfix (the documented setup) with mode 0660."""
+    daemon = start_daemon(reachable_directory / "daemon", Path(full_store))
+    os.chown(daemon.socket, 0, grp.getgrnam("postfix").gr_gid)
+    yield daemon
+    stop_daemons([daemon])
 
 
 def postfix_dir(tmp_path, milters: str, extra: str = "") -> str:
@@ -64,17 +90,75 @@ def config_file(tmp_path, store: str, socket: str = SOCKET, extra: str = "") -> 
     return str(path)
 
 
-def run_check(config: str, *args: str):
-    return CliRunner().invoke(main, ["--config", config, "check", *args])
+def run_check(config: str, *args: str, daemon: bool = False):
+    """``check`` without the daemon test unless ``daemon``: most tests are about what comes before a start."""
+    return CliRunner().invoke(main, ["--config", config, "check", *args, *([] if daemon else ["--no-daemon"])])
 
 
-def test_a_sound_installation_passes(tmp_path, full_store):
-    directory = postfix_dir(tmp_path, f"{OPENDKIM}, {CIPHERMILTER}, {CLAMAV}, {RSPAMD}",
-                            "milter_default_action = tempfail\n")
-    result = run_check(config_file(tmp_path, full_store), "--postfix-config", directory)
+def test_a_sound_installation_passes(tmp_path, full_store, live_daemon):
+    entry = f"{{ unix:{live_daemon.socket}, default_action=tempfail }}"
+    directory = postfix_dir(tmp_path, f"{OPENDKIM}, {entry}, {CLAMAV}, {RSPAMD}", "milter_default_action = tempfail\n")
+    config = config_file(tmp_path, full_store, socket=f"unix:{live_daemon.socket}")
+    result = run_check(config, "--postfix-config", directory, daemon=True)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("all is well: configuration ")
+    assert f"daemon (unix:{live_daemon.socket})" in result.output
     assert f"Postfix ({directory})" in result.output
+
+
+def test_a_socket_nothing_answers_on_is_an_error(tmp_path):
+    """A socket file a killed daemon left behind, a port nothing listens on, a port that is not a milter."""
+    leftover = tmp_path / "ciphermilter.sock"
+    with socket.socket(socket.AF_UNIX) as left:
+        left.bind(str(leftover))
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead_port = unused.getsockname()[1]
+    other = socket.create_server(("127.0.0.1", 0))
+    other_port = other.getsockname()[1]
+    hang_up = threading.Thread(target=lambda: other.accept()[0].close())
+    hang_up.start()
+    try:
+        lines = [run_check(config_file(tmp_path, "unused.db", socket=spec), "--no-postfix", daemon=True).output
+                 for spec in (f"unix:{leftover}", f"inet:{dead_port}@127.0.0.1",
+                              f"inet:{other_port}@localhost")]
+    finally:
+        hang_up.join()
+        other.close()
+    advice = ": start the daemon ('systemctl start ciphermilter'); until then Postfix answers every message with 4xx"
+    assert f"error: daemon: nothing answers on {leftover} (Connection refused){advice}" in lines[0]
+    assert f"error: daemon: nothing answers on 127.0.0.1 port {dead_port} (Connection refused){advice}" in lines[1]
+    assert (f"error: daemon: localhost port {other_port} accepts connections but did not negotiate"
+            f" (connection closed){advice}") in lines[2]
+
+
+def test_postfix_must_reach_a_unix_socket(tmp_path, small_store, reachable_directory):
+    private = reachable_directory / "private"
+    private.mkdir(mode=0o750)
+    socket_path = private / "ciphermilter.sock"
+    directory = postfix_dir(tmp_path, f"{{ unix:{socket_path}, default_action=tempfail }}")
+    result = run_check(config_file(tmp_path, small_store, socket=f"unix:{socket_path}"), "--postfix-config", directory)
+    assert result.output.splitlines() == [
+        f"error: postfix: Postfix's user postfix cannot reach the milter socket: {private} is mode 0750 root:root;"
+        " add postfix to that group ('adduser postfix root') and give the group search permission"]
+    os.chown(private, 0, grp.getgrnam("postfix").gr_gid)
+    assert run_check(config_file(tmp_path, small_store, socket=f"unix:{socket_path}"), "--postfix-config",
+                     directory).exit_code == 0
+
+
+def test_the_daemon_user_must_reach_the_installation(tmp_path, small_store):
+    """Checked as the configured user: an installation under a directory only root enters (issue 17)."""
+    config = config_file(tmp_path, small_store, extra='user = "nobody"\ngroup = "postfix"\n')
+    command = ["-m", "ciphermilter", "--config", config, "check", "--no-postfix", "--no-daemon"]
+    private = private_python(tmp_path / "private")
+    refused = subprocess.run([str(private), *command], capture_output=True, text=True, check=False)
+    assert refused.stdout.splitlines() == [
+        f"error: daemon: the daemon's worker processes cannot start: user nobody cannot run {private} (Permission"
+        " denied); let its user read the installation (and enter the directories on the way), or install it"
+        " elsewhere"]
+    readable = subprocess.run([str(readable_python()), *command], capture_output=True, text=True, check=False)
+    assert readable.returncode == 0, readable.stdout
+    assert "installation (as user nobody)" in readable.stdout
 
 
 @pytest.mark.parametrize("postfix_limit, ours, warned", [
@@ -123,9 +207,10 @@ def test_per_milter_tempfail_overrides_a_global_accept(tmp_path, small_store):
 
 @pytest.mark.parametrize("socket, milters", [
     ("inet:8891@127.0.0.1", "inet:127.0.0.1:8891"),
+    ("inet:8891@127.0.0.1", "inet:localhost:8891"),
     (SOCKET, "unix:/var/spool/postfix/ciphermilter/ciphermilter.sock"),
     (SOCKET, "$cm"),
-], ids=["inet", "absolute-unix", "expanded-variable"])
+], ids=["inet", "inet-localhost", "absolute-unix", "expanded-variable"])
 def test_postfix_spellings_of_the_same_socket_match(tmp_path, small_store, socket, milters):
     directory = postfix_dir(tmp_path, milters, "cm = unix:ciphermilter/ciphermilter.sock\n"
                                                "milter_default_action = tempfail\n")
@@ -157,6 +242,8 @@ def test_empty_store_lacks_domains_and_trust_anchors(tmp_path):
     result = run_check(config_file(tmp_path, store), "--no-postfix")
     assert result.exit_code == 1
     assert result.output.splitlines() == [
+        "warning: keys: no private key: no message will be decrypted; import yours with 'ciphermilter keys import"
+        " FILE'",
         "warning: trust: no S/MIME trust anchors: every signature will be reported Signer-Trusted: False;"
         " add your CAs' roots with 'ciphermilter trust add ROOT.pem'",
         "error: domains: no internal domain: no message will be decrypted; add yours with"
@@ -187,6 +274,7 @@ def test_a_missing_store_and_a_bad_configuration_are_errors(tmp_path):
     lines = result.output.splitlines()
     assert lines[0].startswith(f"error: config: {bad}:2: log_level: must be one of debug, info, warning, error")
     assert lines[1].startswith("error: store: store var/ciphermilter.db not found")  # the defaults stand in
+    assert len(lines) == 2  # one root cause, one error: not also "no internal domain"
 
 
 def test_a_world_readable_master_key_is_a_warning(tmp_path, full_store):
@@ -266,7 +354,7 @@ def test_a_private_key_the_master_key_cannot_open_is_an_error(tmp_path):
 
 def test_findings_are_coloured_on_a_terminal_only(tmp_path, small_store):
     command = [str(ROOT / ".venv" / "bin" / "ciphermilter"), "--config", config_file(tmp_path, small_store),
-               "check", "--postfix-config", postfix_dir(tmp_path, f"{CLAMAV}, {CIPHERMILTER}")]
+               "check", "--no-daemon", "--postfix-config", postfix_dir(tmp_path, f"{CLAMAV}, {CIPHERMILTER}")]
     primary, secondary = os.openpty()
     with subprocess.Popen(command, stdout=secondary, stderr=subprocess.PIPE) as process:
         os.close(secondary)

@@ -52,7 +52,7 @@ def test_a_daemon_whose_workers_cannot_start_refuses_to_start(e2e_dir, key_store
     python = private_python(private)
     work = e2e_dir / "refused"
     work.mkdir(mode=0o755)
-    socket_path, pid_file = work / "milter" / "ciphermilter.sock", work / "ciphermilter.pid"
+    socket_path, pid_file = work / "milter" / "ciphermilter.sock", work / "run" / "ciphermilter.pid"
     config = ciphermilter_config(work / "ciphermilter.toml", socket_path, key_store_file, pid_file)
     result = run_to_the_end([str(python), "-m", "ciphermilter", "run", "--config", str(config)], work)
     assert result.returncode == 1, result.stderr
