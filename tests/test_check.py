@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ciphermilter.cli import check
 from ciphermilter.cli.main import main
@@ -385,3 +389,58 @@ def test_an_openpgp_key_that_makes_no_usable_key_is_reported_at_import_and_by_ch
     assert any(line.startswith(f"error: keys: OpenPGP key {good.fingerprint}: subkey ")
                and "unsupported curve (OID 1.3.132.0.10): messages to it cannot be decrypted" in line
                for line in lines), lines
+
+
+def certificate_with_key(key, usage: x509.KeyUsage | None, purposes: list | None) -> tuple[bytes, bytes]:
+    """A self-signed certificate for carol@example.com (PEM) and its private key (PEM), with these usages."""
+    name = x509.Name([x509.NameAttribute(NameOID.EMAIL_ADDRESS, "carol@example.com")])
+    now = datetime.datetime.now(UTC)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=365))
+               .add_extension(x509.SubjectAlternativeName([x509.RFC822Name("carol@example.com")]), critical=False))
+    if usage is not None:
+        builder = builder.add_extension(usage, critical=True)
+    if purposes is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(purposes), critical=False)
+    digest = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    certificate = builder.sign(key, digest)
+    secret = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+    return certificate.public_bytes(serialization.Encoding.PEM), secret
+
+
+def key_usage(**granted) -> x509.KeyUsage:
+    flags = dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+                           "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"), False)
+    return x509.KeyUsage(**{**flags, **granted})
+
+
+@pytest.mark.parametrize("key, usage, purposes, problem", [
+    (rsa.generate_private_key(65537, 2048), key_usage(digital_signature=True), None,
+     "its key usage lacks keyEncipherment"),
+    (ec.generate_private_key(ec.SECP256R1()), key_usage(digital_signature=True), None,
+     "its key usage lacks keyAgreement"),
+    (rsa.generate_private_key(65537, 2048), key_usage(key_encipherment=True), [ExtendedKeyUsageOID.SERVER_AUTH],
+     "its extended key usage lacks emailProtection"),
+    (ed25519.Ed25519PrivateKey.generate(), None, None, "Ed25519 keys sign only"),
+], ids=["rsa-signing-usage", "ec-signing-usage", "server-certificate", "ed25519"])
+def test_an_smime_key_that_can_never_decrypt_is_listed_with_the_reason(tmp_path, key, usage, purposes, problem):
+    store_path = str(tmp_path / "ciphermilter.db")
+    with KeyStore.create(store_path) as store:
+        admin.import_file(store, b"".join(certificate_with_key(key, usage, purposes)))
+        admin.add_domain(store, "example.com")
+    lines = [f.line() for f in check.run_checks(None, store_path, None, None, False).findings if f.area == "keys"]
+    assert lines == [f"error: keys: S/MIME certificate 1.2.840.113549.1.9.1=carol@example.com: {problem}: messages"
+                     " to it cannot be decrypted; remove it ('ciphermilter keys remove') and import a certificate"
+                     " issued for e-mail encryption"]
+
+
+def test_an_smime_key_for_e_mail_encryption_passes(tmp_path):
+    store_path = str(tmp_path / "ciphermilter.db")
+    with KeyStore.create(store_path) as store:
+        admin.import_file(store, b"".join(certificate_with_key(
+            rsa.generate_private_key(65537, 2048), key_usage(key_encipherment=True, digital_signature=True),
+            [ExtendedKeyUsageOID.EMAIL_PROTECTION])))
+        admin.add_domain(store, "example.com")
+    assert [f for f in check.run_checks(None, store_path, None, None, False).findings if f.area == "keys"] == []

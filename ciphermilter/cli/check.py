@@ -21,6 +21,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import click
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ciphermilter import config
 from ciphermilter.cli.common import app, echo_json, json_option
@@ -28,6 +32,7 @@ from ciphermilter.core.settings import Settings
 from ciphermilter.daemon import probe, workers
 from ciphermilter.formats.openpgp.keys import KeyPart, OpenPGPKey
 from ciphermilter.formats.smime import trust
+from ciphermilter.formats.smime.recipients import AGREEMENT_KEYS
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
@@ -164,12 +169,15 @@ def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, repo
         report.error("keys", f"{sum(sealed) - len(smime_keys) - len(pgp_keys)} private key(s) do not open with the"
                              " master key (altered in the store?): the log names them; import them again")
     anchors = store.trust_anchors()
-    for der, _ in smime_keys:
+    for der, private_key in smime_keys:
         cert = trust.parse(der)
         if cert is None:
             continue
         who = f"S/MIME certificate {cert.x509.subject.rfc4514_string() or cert.x509.serial_number}"
         check_expiry(who, cert.x509.not_valid_after_utc, now, report)
+        for problem in smime_key_problems(cert.x509, private_key):
+            report.error("keys", f"{who}: {problem}: messages to it cannot be decrypted; remove it"
+                                 " ('ciphermilter keys remove') and import a certificate issued for e-mail encryption")
         verdict = trust.evaluate(der, message_certificates=[], anchors=anchors, now=now,
                                  find_issuers=lambda key: store.certificates(subject_key=key),
                                  max_chain_length=settings.limits.max_chain_length)
@@ -178,6 +186,27 @@ def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, repo
                                     " 'ciphermilter trust add ROOT.pem' so that replies signed with it verify")
     for key in pgp_keys:
         check_pgp_key(key, now, report)
+
+
+def smime_key_problems(certificate: x509.Certificate, key: PrivateKeyTypes) -> list[str]:
+    """Why this key never decrypts: an algorithm that cannot (DSA, EdDSA sign only), or a certificate that tells
+    senders not to encrypt to it (key usage, RFC 8550 section 4.4.2; extended key usage, RFC 5280 4.2.1.12)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        needed = "key_encipherment"
+    elif isinstance(key, AGREEMENT_KEYS):
+        needed = "key_agreement"
+    else:
+        return [f"{type(key).__name__.removesuffix('PrivateKey')} keys sign only"]
+    problems = []
+    extensions = {type(extension.value): extension.value for extension in certificate.extensions}
+    usage = extensions.get(x509.KeyUsage)
+    if isinstance(usage, x509.KeyUsage) and not getattr(usage, needed):
+        problems.append(f"its key usage lacks {'keyEncipherment' if needed == 'key_encipherment' else 'keyAgreement'}")
+    purposes = extensions.get(x509.ExtendedKeyUsage)
+    if isinstance(purposes, x509.ExtendedKeyUsage) and not {ExtendedKeyUsageOID.EMAIL_PROTECTION,
+                                                             ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(purposes):
+        problems.append("its extended key usage lacks emailProtection")
+    return problems
 
 
 def check_trust_anchors(store: KeyStore, now: datetime.datetime, report: Report) -> None:

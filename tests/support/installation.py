@@ -17,7 +17,6 @@ import atexit
 import functools
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -53,7 +52,9 @@ def virtual_environment(venv: Path, packages: Path | None = None) -> Path:
     _link_tree(Path(sysconfig.get_paths()["purelib"]), site, ignore=shutil.ignore_patterns("__editable__*"))
     _link_tree(ROOT / PACKAGE, site / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
     script = venv / "bin" / PACKAGE
-    script.write_text(f"#!{python}\nimport sys\nfrom ciphermilter.cli.main import main\nsys.exit(main())\n")
+    # As pip writes it: a spawned worker imports this script again, as __mp_main__, and must not start a daemon.
+    script.write_text(f"#!{python}\nimport sys\nfrom ciphermilter.cli.main import main\n"
+                      "if __name__ == '__main__':\n    sys.exit(main())\n")
     script.chmod(0o755)
     return python
 
@@ -73,9 +74,3 @@ def private_python(directory: Path) -> Path:
     directory.chmod(0o700)
     return virtual_environment(directory / "venv", packages=Path(sysconfig.get_paths()["purelib"]))
 
-
-def runs_as(user: str, python: Path) -> bool:
-    """Whether ``user`` can run ``python`` and import the package (what a worker process does first)."""
-    probe = subprocess.run(["runuser", "-u", user, "--", str(python), "-c", f"import {PACKAGE}.core.pipeline"],
-                           capture_output=True, cwd="/", env={"PATH": "/usr/bin:/bin"}, check=False)
-    return probe.returncode == 0
