@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import signal
+import smtplib
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from e2e.conftest import FAULT_SOCKET, START_TIMEOUT, STOP_TIMEOUT, chown, ciphermilter_config, wait_until
 from support.chain import delivered, submit
 from support.installation import private_python, readable_python
-from support.messages import INTERNAL_RECIPIENT
+from support.messages import INTERNAL_RECIPIENT, SENDER
 from support.milter import is_listening
 from bench.postfix_instance import alive, descendants
 
@@ -98,12 +99,18 @@ def test_sigterm_stops_the_daemon_started_as_systemd_starts_it(postfix, sink, e2
         delivered(sink, submit(postfix.fault_port, PLAIN, [INTERNAL_RECIPIENT]))
         processes = descendants(daemon.pid)
         assert len(processes) > 1, "the daemon has started its workers"
+        in_flight = smtplib.SMTP("127.0.0.1", postfix.fault_port, timeout=120)
+        in_flight.ehlo("in-flight.e2e.test")
+        assert in_flight.mail(SENDER)[0] == 250 and in_flight.rcpt(INTERNAL_RECIPIENT)[0] == 250  # the milter saw both
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(STOP_TIMEOUT) == 0
+        code, _ = in_flight.data(PLAIN)  # the transaction the daemon had when it stopped
+        in_flight.close()
     finally:
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
+    assert 400 <= code < 500, code  # Postfix's default_action=tempfail: the sender tries again, nothing passed
     journal = (work / "journal").read_text()
     assert journal.rstrip().endswith("INFO stopped"), journal
     assert not socket_path.exists() and not (work / "run" / "pid").exists()
