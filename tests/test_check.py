@@ -268,6 +268,7 @@ def test_a_wrong_master_key_is_an_error(tmp_path, full_store):
     result = run_check(config_file(tmp_path, full_store, extra=f'master_key = "{other}.key"\n'), "--no-postfix")
     assert result.exit_code == 1
     assert f"error: store: master key {other}.key does not belong to store {full_store}" in result.output
+    assert len(result.output.splitlines()) == 1  # one root cause, one error: not also "no internal domain"
 
 
 def test_a_missing_store_and_a_bad_configuration_are_errors(tmp_path):

@@ -1,9 +1,11 @@
 """Serving the milter daemon (``ciphermilter run``; the click command is cli/run.py).
 
 Start-up order matters: read the configuration (refusing mistakes before
-anything else happens), set up logging, open the key store, create the
-socket directory and the pid file, set the umask, drop root privileges, and
-only then serve. libmilter owns the signals (SIGTERM, SIGINT and SIGHUP all
+anything else happens), set up logging, refuse a socket another daemon
+serves, open the key store, create the socket directory and the pid file,
+set the umask, drop root privileges, start the worker processes as the
+milter user (refusing to run when they cannot start), and only then serve.
+libmilter owns the signals (SIGTERM, SIGINT and SIGHUP all
 stop it), so changes to the store are picked up without a restart by
 :class:`~ciphermilter.store.holder.StoreHolder`, not by a reload signal.
 """

@@ -263,7 +263,8 @@ def _send_message(worker: _Worker, message: bytes | BinaryIO, envelope: Envelope
 
 
 class Workers:
-    """``count`` worker processes that run :func:`pipeline.process`, each started on first use."""
+    """``count`` worker processes that run :func:`pipeline.process`, started by :meth:`start` (the daemon) or
+    each on first use."""
 
     def __init__(self, count: int, store_path: str, master_key_path: str):
         self.count = count
