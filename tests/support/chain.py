@@ -8,7 +8,6 @@ import re
 import shutil
 import smtplib
 import subprocess
-import sys
 import time
 
 from support.installation import readable_python
