@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import datetime
+import grp
 import json
 import os
 import sqlite3
+import shutil
+import socket
 import subprocess
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ciphermilter.cli import check
 from ciphermilter.cli.main import main
@@ -19,6 +28,8 @@ from ciphermilter.formats.keyfiles import parse
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store import admin
 from conftest import CORPUS, ROOT
+from support.installation import private_python, readable_python
+from support.milter import start_daemon, stop_daemons
 
 SOCKET = "unix:/var/spool/postfix/ciphermilter/ciphermilter.sock"
 OPENDKIM = "{ unix:opendkim/opendkim.sock, default_action=accept }"
@@ -36,12 +47,31 @@ def full_store(corpus_store) -> str:
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory) -> str:
-    """A store that passes every store check quickly: an internal domain and a trust anchor, no keys."""
+    """A store that passes every store check quickly: an internal domain, a trust anchor and bob's key."""
     path = str(tmp_path_factory.mktemp("check-store") / "ciphermilter.db")
     with KeyStore.create(path) as store:
         admin.add_domain(store, "example.com")
         admin.add_trust_anchors(store, parse((CORPUS / "keys" / "trust" / "pub-root-ca.cert.pem").read_bytes()).certificates)
+        admin.import_file(store, (CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
     return path
+
+
+@pytest.fixture
+def reachable_directory():
+    """A world-traversable directory (pytest's own are 0700): where Postfix's user may reach a socket."""
+    path = Path(tempfile.mkdtemp(prefix="ciphermilter-check-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def live_daemon(reachable_directory, full_store):
+    """A real daemon on the full store, its socket in group postfix (the documented setup) with mode 0660."""
+    daemon = start_daemon(reachable_directory / "daemon", Path(full_store))
+    os.chown(daemon.socket, 0, grp.getgrnam("postfix").gr_gid)
+    yield daemon
+    stop_daemons([daemon])
 
 
 def postfix_dir(tmp_path, milters: str, extra: str = "") -> str:
@@ -64,17 +94,75 @@ def config_file(tmp_path, store: str, socket: str = SOCKET, extra: str = "") -> 
     return str(path)
 
 
-def run_check(config: str, *args: str):
-    return CliRunner().invoke(main, ["--config", config, "check", *args])
+def run_check(config: str, *args: str, daemon: bool = False):
+    """``check`` without the daemon test unless ``daemon``: most tests are about what comes before a start."""
+    return CliRunner().invoke(main, ["--config", config, "check", *args, *([] if daemon else ["--no-daemon"])])
 
 
-def test_a_sound_installation_passes(tmp_path, full_store):
-    directory = postfix_dir(tmp_path, f"{OPENDKIM}, {CIPHERMILTER}, {CLAMAV}, {RSPAMD}",
-                            "milter_default_action = tempfail\n")
-    result = run_check(config_file(tmp_path, full_store), "--postfix-config", directory)
+def test_a_sound_installation_passes(tmp_path, full_store, live_daemon):
+    entry = f"{{ unix:{live_daemon.socket}, default_action=tempfail }}"
+    directory = postfix_dir(tmp_path, f"{OPENDKIM}, {entry}, {CLAMAV}, {RSPAMD}", "milter_default_action = tempfail\n")
+    config = config_file(tmp_path, full_store, socket=f"unix:{live_daemon.socket}")
+    result = run_check(config, "--postfix-config", directory, daemon=True)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("all is well: configuration ")
+    assert f"daemon (unix:{live_daemon.socket})" in result.output
     assert f"Postfix ({directory})" in result.output
+
+
+def test_a_socket_nothing_answers_on_is_an_error(tmp_path):
+    """A socket file a killed daemon left behind, a port nothing listens on, a port that is not a milter."""
+    leftover = tmp_path / "ciphermilter.sock"
+    with socket.socket(socket.AF_UNIX) as left:
+        left.bind(str(leftover))
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead_port = unused.getsockname()[1]
+    other = socket.create_server(("127.0.0.1", 0))
+    other_port = other.getsockname()[1]
+    hang_up = threading.Thread(target=lambda: other.accept()[0].close())
+    hang_up.start()
+    try:
+        lines = [run_check(config_file(tmp_path, "unused.db", socket=spec), "--no-postfix", daemon=True).output
+                 for spec in (f"unix:{leftover}", f"inet:{dead_port}@127.0.0.1",
+                              f"inet:{other_port}@localhost")]
+    finally:
+        hang_up.join()
+        other.close()
+    advice = ": start the daemon ('systemctl start ciphermilter'); until then Postfix answers every message with 4xx"
+    assert f"error: daemon: nothing answers on {leftover} (Connection refused){advice}" in lines[0]
+    assert f"error: daemon: nothing answers on 127.0.0.1 port {dead_port} (Connection refused){advice}" in lines[1]
+    assert (f"error: daemon: localhost port {other_port} accepts connections but did not negotiate"
+            f" (connection closed){advice}") in lines[2]
+
+
+def test_postfix_must_reach_a_unix_socket(tmp_path, small_store, reachable_directory):
+    private = reachable_directory / "private"
+    private.mkdir(mode=0o750)
+    socket_path = private / "ciphermilter.sock"
+    directory = postfix_dir(tmp_path, f"{{ unix:{socket_path}, default_action=tempfail }}")
+    result = run_check(config_file(tmp_path, small_store, socket=f"unix:{socket_path}"), "--postfix-config", directory)
+    assert result.output.splitlines() == [
+        f"error: postfix: Postfix's user postfix cannot reach the milter socket: {private} is mode 0750 root:root;"
+        " add postfix to that group ('adduser postfix root') and give the group search permission"]
+    os.chown(private, 0, grp.getgrnam("postfix").gr_gid)
+    assert run_check(config_file(tmp_path, small_store, socket=f"unix:{socket_path}"), "--postfix-config",
+                     directory).exit_code == 0
+
+
+def test_the_daemon_user_must_reach_the_installation(tmp_path, small_store):
+    """Checked as the configured user: an installation under a directory only root enters (issue 17)."""
+    config = config_file(tmp_path, small_store, extra='user = "nobody"\ngroup = "postfix"\n')
+    command = ["-m", "ciphermilter", "--config", config, "check", "--no-postfix", "--no-daemon"]
+    private = private_python(tmp_path / "private")
+    refused = subprocess.run([str(private), *command], capture_output=True, text=True, check=False)
+    assert refused.stdout.splitlines() == [
+        f"error: daemon: the daemon's worker processes cannot start: user nobody cannot run {private} (Permission"
+        " denied); let its user read the installation (and enter the directories on the way), or install it"
+        " elsewhere"]
+    readable = subprocess.run([str(readable_python()), *command], capture_output=True, text=True, check=False)
+    assert readable.returncode == 0, readable.stdout
+    assert "installation (as user nobody)" in readable.stdout
 
 
 @pytest.mark.parametrize("postfix_limit, ours, warned", [
@@ -123,9 +211,10 @@ def test_per_milter_tempfail_overrides_a_global_accept(tmp_path, small_store):
 
 @pytest.mark.parametrize("socket, milters", [
     ("inet:8891@127.0.0.1", "inet:127.0.0.1:8891"),
+    ("inet:8891@127.0.0.1", "inet:localhost:8891"),
     (SOCKET, "unix:/var/spool/postfix/ciphermilter/ciphermilter.sock"),
     (SOCKET, "$cm"),
-], ids=["inet", "absolute-unix", "expanded-variable"])
+], ids=["inet", "inet-localhost", "absolute-unix", "expanded-variable"])
 def test_postfix_spellings_of_the_same_socket_match(tmp_path, small_store, socket, milters):
     directory = postfix_dir(tmp_path, milters, "cm = unix:ciphermilter/ciphermilter.sock\n"
                                                "milter_default_action = tempfail\n")
@@ -157,6 +246,8 @@ def test_empty_store_lacks_domains_and_trust_anchors(tmp_path):
     result = run_check(config_file(tmp_path, store), "--no-postfix")
     assert result.exit_code == 1
     assert result.output.splitlines() == [
+        "warning: keys: no private key: no message will be decrypted; import yours with 'ciphermilter keys import"
+        " FILE'",
         "warning: trust: no S/MIME trust anchors: every signature will be reported Signer-Trusted: False;"
         " add your CAs' roots with 'ciphermilter trust add ROOT.pem'",
         "error: domains: no internal domain: no message will be decrypted; add yours with"
@@ -177,6 +268,7 @@ def test_a_wrong_master_key_is_an_error(tmp_path, full_store):
     result = run_check(config_file(tmp_path, full_store, extra=f'master_key = "{other}.key"\n'), "--no-postfix")
     assert result.exit_code == 1
     assert f"error: store: master key {other}.key does not belong to store {full_store}" in result.output
+    assert len(result.output.splitlines()) == 1  # one root cause, one error: not also "no internal domain"
 
 
 def test_a_missing_store_and_a_bad_configuration_are_errors(tmp_path):
@@ -187,6 +279,7 @@ def test_a_missing_store_and_a_bad_configuration_are_errors(tmp_path):
     lines = result.output.splitlines()
     assert lines[0].startswith(f"error: config: {bad}:2: log_level: must be one of debug, info, warning, error")
     assert lines[1].startswith("error: store: store var/ciphermilter.db not found")  # the defaults stand in
+    assert len(lines) == 2  # one root cause, one error: not also "no internal domain"
 
 
 def test_a_world_readable_master_key_is_a_warning(tmp_path, full_store):
@@ -266,7 +359,7 @@ def test_a_private_key_the_master_key_cannot_open_is_an_error(tmp_path):
 
 def test_findings_are_coloured_on_a_terminal_only(tmp_path, small_store):
     command = [str(ROOT / ".venv" / "bin" / "ciphermilter"), "--config", config_file(tmp_path, small_store),
-               "check", "--postfix-config", postfix_dir(tmp_path, f"{CLAMAV}, {CIPHERMILTER}")]
+               "check", "--no-daemon", "--postfix-config", postfix_dir(tmp_path, f"{CLAMAV}, {CIPHERMILTER}")]
     primary, secondary = os.openpty()
     with subprocess.Popen(command, stdout=secondary, stderr=subprocess.PIPE) as process:
         os.close(secondary)
@@ -297,3 +390,58 @@ def test_an_openpgp_key_that_makes_no_usable_key_is_reported_at_import_and_by_ch
     assert any(line.startswith(f"error: keys: OpenPGP key {good.fingerprint}: subkey ")
                and "unsupported curve (OID 1.3.132.0.10): messages to it cannot be decrypted" in line
                for line in lines), lines
+
+
+def certificate_with_key(key, usage: x509.KeyUsage | None, purposes: list | None) -> tuple[bytes, bytes]:
+    """A self-signed certificate for carol@example.com (PEM) and its private key (PEM), with these usages."""
+    name = x509.Name([x509.NameAttribute(NameOID.EMAIL_ADDRESS, "carol@example.com")])
+    now = datetime.datetime.now(UTC)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=365))
+               .add_extension(x509.SubjectAlternativeName([x509.RFC822Name("carol@example.com")]), critical=False))
+    if usage is not None:
+        builder = builder.add_extension(usage, critical=True)
+    if purposes is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(purposes), critical=False)
+    digest = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    certificate = builder.sign(key, digest)
+    secret = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+    return certificate.public_bytes(serialization.Encoding.PEM), secret
+
+
+def key_usage(**granted) -> x509.KeyUsage:
+    flags = dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+                           "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"), False)
+    return x509.KeyUsage(**{**flags, **granted})
+
+
+@pytest.mark.parametrize("key, usage, purposes, problem", [
+    (rsa.generate_private_key(65537, 2048), key_usage(digital_signature=True), None,
+     "its key usage lacks keyEncipherment"),
+    (ec.generate_private_key(ec.SECP256R1()), key_usage(digital_signature=True), None,
+     "its key usage lacks keyAgreement"),
+    (rsa.generate_private_key(65537, 2048), key_usage(key_encipherment=True), [ExtendedKeyUsageOID.SERVER_AUTH],
+     "its extended key usage lacks emailProtection"),
+    (ed25519.Ed25519PrivateKey.generate(), None, None, "Ed25519 keys sign only"),
+], ids=["rsa-signing-usage", "ec-signing-usage", "server-certificate", "ed25519"])
+def test_an_smime_key_that_can_never_decrypt_is_listed_with_the_reason(tmp_path, key, usage, purposes, problem):
+    store_path = str(tmp_path / "ciphermilter.db")
+    with KeyStore.create(store_path) as store:
+        admin.import_file(store, b"".join(certificate_with_key(key, usage, purposes)))
+        admin.add_domain(store, "example.com")
+    lines = [f.line() for f in check.run_checks(None, store_path, None, None, False).findings if f.area == "keys"]
+    assert lines == [f"error: keys: S/MIME certificate 1.2.840.113549.1.9.1=carol@example.com: {problem}: messages"
+                     " to it cannot be decrypted; remove it ('ciphermilter keys remove') and import a certificate"
+                     " issued for e-mail encryption"]
+
+
+def test_an_smime_key_for_e_mail_encryption_passes(tmp_path):
+    store_path = str(tmp_path / "ciphermilter.db")
+    with KeyStore.create(store_path) as store:
+        admin.import_file(store, b"".join(certificate_with_key(
+            rsa.generate_private_key(65537, 2048), key_usage(key_encipherment=True, digital_signature=True),
+            [ExtendedKeyUsageOID.EMAIL_PROTECTION])))
+        admin.add_domain(store, "example.com")
+    assert [f for f in check.run_checks(None, store_path, None, None, False).findings if f.area == "keys"] == []

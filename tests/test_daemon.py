@@ -169,10 +169,12 @@ def test_log_lines_go_to_syslog_facility_mail(tmp_path, restore_logging):
 
 
 def test_a_socket_libmilter_cannot_open_is_one_line_and_exit_status_1(store_path, tmp_path):
-    """The daemon raises ServeError, the run command (cli/run.py) turns it into the CLI's one-line failure."""
+    """The daemon raises ServeError, the run command (cli/run.py) turns it into the CLI's one-line failure.
+
+    The port is bound but accepts nothing: a port that accepts is refused before libmilter is asked
+    (tests/e2e/test_start_stop.py)."""
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
-    taken.listen()
     spec = f"inet:{taken.getsockname()[1]}@127.0.0.1"
     config = tmp_path / "taken.toml"
     config.write_text(f'socket = "{spec}"\nworkers = 1\n')

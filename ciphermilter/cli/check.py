@@ -10,20 +10,29 @@ probe.
 from __future__ import annotations
 
 import datetime
+import grp
 import os
+import pwd
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
+from typing import Any, Callable
 
 import click
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ciphermilter import config
 from ciphermilter.cli.common import app, echo_json, json_option
 from ciphermilter.core.settings import Settings
-from ciphermilter.daemon import workers
+from ciphermilter.daemon import probe, workers
 from ciphermilter.formats.openpgp.keys import KeyPart, OpenPGPKey
 from ciphermilter.formats.smime import trust
+from ciphermilter.formats.smime.recipients import AGREEMENT_KEYS
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
@@ -96,10 +105,12 @@ def open_store(store_path: str, key_path: str, report: Report) -> KeyStore | Non
         return None
     report.checked.append(f"store {store_path} (schema version {admin.info(store)['schema_version']})")
     problems = admin.integrity_check(store)
-    if problems:
+    check_master_key_mode(key_path, report)
+    if problems:  # one root cause, one error: what a damaged store lacks is not reported as missing
         report.error("store", f"{store_path} is damaged ({problems[0]}): restore it from a backup"
                               " ('ciphermilter store restore FILE --force')")
-    check_master_key_mode(key_path, report)
+        store.close()
+        return None
     return store
 
 
@@ -148,6 +159,9 @@ def check_pgp_key(key: OpenPGPKey, now: datetime.datetime, report: Report) -> No
 def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, report: Report) -> None:
     """Our own keys (the ones we hold the private half of): expiry, and S/MIME trust chains."""
     report.checked.append("private keys")
+    if not store.holds_private_keys():
+        report.warning("keys", "no private key: no message will be decrypted; import yours with"
+                               " 'ciphermilter keys import FILE'")
     held = admin.list_keys(store)
     smime_keys, pgp_keys = store.all_smime_private_keys(), store.all_pgp_secret_keys()
     sealed = (sum(1 for k in held if k.get("private_key")), sum(1 for k in held if k.get("secret")))
@@ -155,12 +169,15 @@ def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, repo
         report.error("keys", f"{sum(sealed) - len(smime_keys) - len(pgp_keys)} private key(s) do not open with the"
                              " master key (altered in the store?): the log names them; import them again")
     anchors = store.trust_anchors()
-    for der, _ in smime_keys:
+    for der, private_key in smime_keys:
         cert = trust.parse(der)
         if cert is None:
             continue
         who = f"S/MIME certificate {cert.x509.subject.rfc4514_string() or cert.x509.serial_number}"
         check_expiry(who, cert.x509.not_valid_after_utc, now, report)
+        for problem in smime_key_problems(cert.x509, private_key):
+            report.error("keys", f"{who}: {problem}: messages to it cannot be decrypted; remove it"
+                                 " ('ciphermilter keys remove') and import a certificate issued for e-mail encryption")
         verdict = trust.evaluate(der, message_certificates=[], anchors=anchors, now=now,
                                  find_issuers=lambda key: store.certificates(subject_key=key),
                                  max_chain_length=settings.limits.max_chain_length)
@@ -169,6 +186,27 @@ def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, repo
                                     " 'ciphermilter trust add ROOT.pem' so that replies signed with it verify")
     for key in pgp_keys:
         check_pgp_key(key, now, report)
+
+
+def smime_key_problems(certificate: x509.Certificate, key: PrivateKeyTypes) -> list[str]:
+    """Why this key never decrypts: an algorithm that cannot (DSA, EdDSA sign only), or a certificate that tells
+    senders not to encrypt to it (key usage, RFC 8550 section 4.4.2; extended key usage, RFC 5280 4.2.1.12)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        needed = "key_encipherment"
+    elif isinstance(key, AGREEMENT_KEYS):
+        needed = "key_agreement"
+    else:
+        return [f"{type(key).__name__.removesuffix('PrivateKey')} keys sign only"]
+    problems = []
+    extensions = {type(extension.value): extension.value for extension in certificate.extensions}
+    usage = extensions.get(x509.KeyUsage)
+    if isinstance(usage, x509.KeyUsage) and not getattr(usage, needed):
+        problems.append(f"its key usage lacks {'keyEncipherment' if needed == 'key_encipherment' else 'keyAgreement'}")
+    purposes = extensions.get(x509.ExtendedKeyUsage)
+    if isinstance(purposes, x509.ExtendedKeyUsage) and not {ExtendedKeyUsageOID.EMAIL_PROTECTION,
+                                                             ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(purposes):
+        problems.append("its extended key usage lacks emailProtection")
+    return problems
 
 
 def check_trust_anchors(store: KeyStore, now: datetime.datetime, report: Report) -> None:
@@ -234,12 +272,56 @@ def check_message_size(limit: str, settings: Settings, report: Report) -> None:
                                   f" set max_message_size = {limit}")
 
 
-def check_domains(store: KeyStore | None, settings: Settings, report: Report) -> None:
+def check_domains(store: KeyStore, settings: Settings, report: Report) -> None:
     report.checked.append("internal domains")
-    stored = admin.list_domains(store) if store is not None else []
+    stored = admin.list_domains(store)
     if not stored and not settings.internal_domains:
         report.error("domains", "no internal domain: no message will be decrypted; add yours with"
                                 " 'ciphermilter domains add example.com' (or internal_domains in the configuration)")
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+def check_installation(user: str | None, group: str | None, report: Report) -> None:
+    """Can the daemon's user start the worker processes? Tested as that user when we are root (issue 17: a
+    clone under /root, mode 0700, made every message "Not-Processed: internal error")."""
+    if user is None or os.geteuid() != 0:
+        report.checked.append("installation")
+        blocked = workers.unreachable_installation()
+    else:
+        report.checked.append(f"installation (as user {user})")
+        blocked = _unreachable_for(user, group)
+    if blocked:
+        report.error("daemon", f"the daemon's worker processes cannot start: {blocked}; let its user read the"
+                               " installation (and enter the directories on the way), or install it elsewhere")
+
+
+def _unreachable_for(user: str, group: str | None) -> str | None:
+    """:func:`workers.unreachable_installation` in a process of ``user`` (and ``group``), or why none started."""
+    probe = "from ciphermilter.daemon.workers import unreachable_installation as u; print(u() or '')"
+    try:
+        gid = grp.getgrnam(group).gr_gid if group else pwd.getpwnam(user).pw_gid
+    except KeyError:
+        return f"there is no user {user} or group {group}"
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/",
+                                user=user, group=gid, extra_groups=[], timeout=POSTCONF_TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"user {user} cannot run {sys.executable} ({getattr(exc, 'strerror', None) or exc})"
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines()
+        return f"user {user} cannot import ciphermilter ({lines[-1] if lines else result.returncode})"
+    return result.stdout.strip() or None
+
+
+def check_daemon(socket_spec: str, report: Report) -> None:
+    """A socket file proves nothing (a killed daemon leaves it behind): a milter must answer on it."""
+    report.checked.append(f"daemon ({socket_spec})")
+    reason = probe.negotiate(socket_spec)
+    if reason:
+        report.error("daemon", f"{reason}: start the daemon ('systemctl start ciphermilter'); until then Postfix"
+                               " answers every message with 4xx (default_action=tempfail)")
 
 
 # --------------------------------------------------------------------------- Postfix
@@ -290,7 +372,12 @@ def _same_socket(entry: str, expected: str, queue_directory: str) -> bool:
     kind, _, rest = entry.partition(":")
     if kind in ("unix", "local") and os.path.isabs(rest):
         entry = postfix_socket(entry, queue_directory)
-    return entry == expected
+    if entry == expected:
+        return True
+    if not (kind.startswith("inet") and expected.startswith("inet")):
+        return False
+    # inet:localhost:PORT is our inet:PORT@127.0.0.1: names resolved, one address in common is the same socket
+    return bool(probe.resolved(probe.address(entry)) & probe.resolved(probe.address(expected)))
 
 
 def postconf(config_dir: str | None, names: list[str]) -> dict[str, str]:
@@ -313,7 +400,8 @@ def check_postfix(config_dir: str | None, milter_socket: str, settings: Settings
     report.checked.append(f"Postfix ({where})")
     try:
         values = postconf(config_dir, ["smtpd_milters", "milter_default_action", "milter_protocol",
-                                       "queue_directory", "milter_content_timeout", "message_size_limit"])
+                                       "queue_directory", "milter_content_timeout", "message_size_limit",
+                                       "mail_owner"])
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         report.error("postfix", f"cannot read Postfix's settings: {exc}; give --postfix-config DIR, or"
                                 " --no-postfix where Postfix runs on another host")
@@ -326,6 +414,7 @@ def check_postfix(config_dir: str | None, milter_socket: str, settings: Settings
         report.error("postfix", f"ciphermilter ({expected}) is not in smtpd_milters: add"
                                 f" '{{ {expected}, default_action=tempfail }}' before the content scanners")
     else:
+        check_socket_access(milter_socket, values["mail_owner"], report)
         check_order(entries, position, report)
         check_default_action(entries[position], values["milter_default_action"], report)
         check_content_timeout(entries[position].content_timeout or values["milter_content_timeout"], settings,
@@ -339,6 +428,54 @@ def check_postfix(config_dir: str | None, milter_socket: str, settings: Settings
     if values["milter_protocol"].isdigit() and int(values["milter_protocol"]) < REQUIRED_MILTER_PROTOCOL:
         report.error("postfix", f"milter_protocol = {values['milter_protocol']}: ciphermilter needs"
                                 f" {REQUIRED_MILTER_PROTOCOL}; set milter_protocol = {REQUIRED_MILTER_PROTOCOL}")
+
+
+def check_socket_access(milter_socket: str, owner: str, report: Report) -> None:
+    """Postfix's smtpd and cleanup run as ``mail_owner``: it must enter every directory on the way to a unix
+    socket and write the socket (connect(2) needs both); the group is the documented way (adduser postfix G)."""
+    path = probe.address(milter_socket).path
+    if path is None:
+        return
+    try:
+        account = pwd.getpwnam(owner)
+    except KeyError:
+        report.error("postfix", f"mail_owner {owner} is not a user of this host")
+        return
+    groups = {account.pw_gid, *(g.gr_gid for g in grp.getgrall() if owner in g.gr_mem)}
+    path = os.path.abspath(path)
+    steps = [(directory, 0o1) for directory in workers.directories_on_the_way(path)] + [(path, 0o2)]
+    for step, bit in steps:
+        try:
+            info = os.stat(step)
+        except FileNotFoundError:
+            return  # no socket yet: check_daemon says so
+        except OSError:
+            continue
+        if not _permits(info, account.pw_uid, groups, bit):
+            owner_group = f"{_name(pwd.getpwuid, info.st_uid)}:{_name(grp.getgrgid, info.st_gid)}"
+            report.error("postfix", f"Postfix's user {owner} cannot reach the milter socket: {step} is mode"
+                                    f" {info.st_mode & 0o777:04o} {owner_group}; add {owner} to that group"
+                                    f" ('adduser {owner} {_name(grp.getgrgid, info.st_gid)}') and give the group"
+                                    f" {'search' if bit == 0o1 else 'write'} permission")
+            return
+
+
+def _permits(info: os.stat_result, uid: int, groups: set[int], bit: int) -> bool:
+    """Whether the user passes the owner, group or other bits (the first class that applies, as the kernel)."""
+    if uid == 0:
+        return True
+    if info.st_uid == uid:
+        return bool(info.st_mode & (bit << 6))
+    if info.st_gid in groups:
+        return bool(info.st_mode & (bit << 3))
+    return bool(info.st_mode & bit)
+
+
+def _name(lookup: Callable[[int], Any], number: int) -> str:
+    try:
+        return str(lookup(number)[0])
+    except KeyError:
+        return str(number)
 
 
 def _is_one_of(socket: str, names: tuple[str, ...]) -> str | None:
@@ -373,22 +510,24 @@ def check_default_action(entry: MilterEntry, global_action: str, report: Report)
 
 
 def run_checks(config_path: str | None, store_override: str | None, key_override: str | None,
-               postfix_dir: str | None, with_postfix: bool, now: datetime.datetime | None = None) -> Report:
+               postfix_dir: str | None, with_postfix: bool, now: datetime.datetime | None = None,
+               with_daemon: bool = False) -> Report:
     report = Report()
     now = now or datetime.datetime.now(datetime.timezone.utc)
     configured = resolve_config(config_path, store_override, key_override, report)
     check_reader_rule(configured.settings, report)
     check_deadline(configured.settings, report)
     store = open_store(configured.store, configured.master_key_path, report)
-    if store is not None:
+    if store is not None:  # a store that did not open is one error, not also "no domain" and "no key"
         try:
             check_keys(store, configured.settings, now, report)
             check_trust_anchors(store, now, report)
             check_domains(store, configured.settings, report)
         finally:
             store.close()
-    else:
-        check_domains(None, configured.settings, report)
+    check_installation(configured.user, configured.group, report)
+    if with_daemon:
+        check_daemon(configured.socket, report)
     if with_postfix:
         check_postfix(postfix_dir, configured.socket, configured.settings, report)
     return report
@@ -399,10 +538,12 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
               help="Postfix configuration directory to read with 'postconf -c DIR' (default: Postfix's own).")
 @click.option("--postfix/--no-postfix", "with_postfix", default=True, show_default=True,
               help="Check Postfix's milter settings (turn off where Postfix runs on another host).")
+@click.option("--daemon/--no-daemon", "with_daemon", default=True, show_default=True,
+              help="Check that a daemon answers on the configured socket (turn off before its first start).")
 @json_option
 @click.pass_context
-def check(ctx: click.Context, postfix_dir: str | None, with_postfix: bool, as_json: bool) -> None:
-    """Check the configuration, the key store, the keys and Postfix's milter chain.
+def check(ctx: click.Context, postfix_dir: str | None, with_postfix: bool, with_daemon: bool, as_json: bool) -> None:
+    """Check the configuration, the key store, the keys, the running daemon and Postfix's milter chain.
 
     Every problem is one line saying what to do. Exit status 0 only when there
     is none, 1 otherwise.
@@ -411,10 +552,11 @@ def check(ctx: click.Context, postfix_dir: str | None, with_postfix: bool, as_js
     Examples:
       ciphermilter --config /etc/ciphermilter/ciphermilter.toml check
       ciphermilter check --postfix-config /etc/postfix-in --json
-      ciphermilter --store var/ciphermilter.db check --no-postfix
+      ciphermilter --store var/ciphermilter.db check --no-postfix --no-daemon
     """
     options = app(ctx)
-    report = run_checks(options.config_path, options.store_path, options.master_key_path, postfix_dir, with_postfix)
+    report = run_checks(options.config_path, options.store_path, options.master_key_path, postfix_dir, with_postfix,
+                        with_daemon=with_daemon)
     if as_json:
         echo_json(report.as_dict())
     else:

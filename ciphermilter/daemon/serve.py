@@ -1,9 +1,11 @@
 """Serving the milter daemon (``ciphermilter run``; the click command is cli/run.py).
 
 Start-up order matters: read the configuration (refusing mistakes before
-anything else happens), set up logging, open the key store, create the
-socket directory and the pid file, set the umask, drop root privileges, and
-only then serve. libmilter owns the signals (SIGTERM, SIGINT and SIGHUP all
+anything else happens), set up logging, refuse a socket another daemon
+serves, open the key store, create the socket directory and the pid file,
+set the umask, drop root privileges, start the worker processes as the
+milter user (refusing to run when they cannot start), and only then serve.
+libmilter owns the signals (SIGTERM, SIGINT and SIGHUP all
 stop it), so changes to the store are picked up without a restart by
 :class:`~ciphermilter.store.holder.StoreHolder`, not by a reload signal.
 """
@@ -17,18 +19,17 @@ import os
 import pwd
 import signal
 import sys
+from multiprocessing import resource_tracker
 
 import milter as libmilter
 import Milter
 
 from ciphermilter import files
 
-from ciphermilter.daemon import milter
-
-from ciphermilter.daemon import stats
-
-from ciphermilter.daemon import workers
+from ciphermilter.core.settings import Settings
+from ciphermilter.daemon import milter, probe, stats, workers
 from ciphermilter.config import ConfigError, DaemonConfig
+from ciphermilter.store import admin
 from ciphermilter.store.holder import StoreHolder, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -122,29 +123,87 @@ def start_exporter(config: DaemonConfig) -> stats.Exporter | None:
     return exporter
 
 
+def refuse_a_served_socket(config: DaemonConfig) -> None:
+    """Stop before touching the socket or the pid file when a daemon answers on the socket already.
+
+    libmilter unlinks an existing socket file before it binds: a second daemon
+    took a live socket over, and when it exited the first was left serving an
+    unlinked file while Postfix answered 451 to every message (issue 17). A
+    socket nothing accepts on is stale (a killed daemon's) and is replaced.
+    """
+    if not probe.accepts(config.socket):
+        return
+    owner = ""
+    if config.pid_file:
+        try:
+            with open(config.pid_file, encoding="ascii") as file:
+                owner = f" (pid {file.read().strip()})"
+        except OSError:
+            pass
+    raise ServeError(f"{config.socket} is served by another daemon{owner}: stop it first, or give this one"
+                     " another socket")
+
+
+def warn_about_the_store(holder: StoreHolder, settings: Settings) -> None:
+    """The daemon serves an empty store (the keys may come later), but says that nothing will be decrypted."""
+    try:
+        store = holder.current()
+    except StoreUnavailable:
+        return  # logged by the holder; we serve anyway and recover when the store is back
+    log.info("key store %s opened", store.path)
+    if not settings.internal_domains and not admin.list_domains(store):
+        log.warning("no internal domain: no message will be decrypted; add yours with"
+                    " 'ciphermilter domains add example.com'")
+    if not store.holds_private_keys():
+        log.warning("no private key in the store: no message will be decrypted; import yours with"
+                    " 'ciphermilter keys import FILE'")
+
+
 def serve(config: DaemonConfig, stderr: bool) -> None:
     setup_logging(config.log_level, stderr)
     ids = account(config)
+    refuse_a_served_socket(config)
     holder = StoreHolder(config.store, config.master_key_path)
-    try:
-        holder.current()
-        log.info("key store %s opened", config.store)
-    except StoreUnavailable:
-        pass  # logged by the holder; we serve anyway and recover when the store is back
+    warn_about_the_store(holder, config.settings)
     socket_path = unix_socket_path(config.socket)
     if socket_path:
         prepare_directory(socket_path, ids)
     if config.pid_file:
         write_pid_file(config.pid_file, ids)
-    os.umask(config.umask)
-    drop_privileges(ids, config.user)
-    # libmilter takes these signals with sigwait() in a thread of its own and blocks them in the threads it
-    # starts. A thread started before it (the exporter's) would take them instead: the default action then
-    # ended the process at once, leaving the pid file and the socket behind and the last statistics unwritten.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    exporter = start_exporter(config)
-    # After the privilege drop: the workers run as the milter user too.
+    try:
+        os.umask(config.umask)
+        drop_privileges(ids, config.user)
+        # libmilter takes these signals with sigwait() in a thread of its own and blocks them in the threads it
+        # starts. A thread started before it (the exporter's) would take them instead: the default action then
+        # ended the process at once, leaving the pid file and the socket behind and the last statistics unwritten.
+        # multiprocessing's resource tracker, started with the first worker, unblocks SIGINT and SIGTERM in the
+        # thread that starts it (Python 3.11, resource_tracker.ensure_running): started first, it cannot undo
+        # the block, which the workers inherit too (Ctrl-C and systemd's SIGTERM to the whole cgroup reach
+        # only the daemon, which stops them by closing their pipes).
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        run_milter(config, holder)
+    finally:
+        for leftover in (config.pid_file, socket_path):
+            if leftover:
+                try:
+                    os.unlink(leftover)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.warning("cannot remove %s: %s", leftover, exc.strerror)
+        log.info("stopped")
+
+
+def run_milter(config: DaemonConfig, holder: StoreHolder) -> None:
+    """The workers (started here, as the milter user), the statistics, then libmilter until a stop signal."""
     pool = workers.Workers(config.worker_count, config.store, config.master_key_path)
+    try:
+        pool.start()
+    except workers.WorkersCannotStart as exc:
+        raise ServeError(f"worker processes cannot start: {exc}: the daemon's user must be able to read the"
+                         " installation and enter its directories") from None
+    exporter = start_exporter(config)
     milter.CipherMilter.runtime = milter.Runtime(config=config, stores=holder, workers=pool)
     Milter.factory = milter.CipherMilter
     log.info("listening on %s with %d worker processes", config.socket, pool.count)
@@ -156,11 +215,3 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
         pool.close()
         if exporter is not None:
             exporter.stop()
-        for leftover in (config.pid_file, socket_path):
-            if leftover:
-                try:
-                    os.unlink(leftover)
-                except OSError as exc:
-                    log.warning("cannot remove %s: %s", leftover, exc.strerror)
-        log.info("stopped")
-

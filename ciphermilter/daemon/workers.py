@@ -44,6 +44,8 @@ import multiprocessing
 import os
 import queue
 import select
+import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -88,6 +90,10 @@ class DeadlineOverrun(Exception):
     def __init__(self, reason: str, key_held: bool = False):
         super().__init__(reason)
         self.key_held = key_held
+
+
+class WorkersCannotStart(Exception):
+    """The worker processes cannot start as the daemon's user: the daemon refuses to run (one line, the reason)."""
 
 
 class StoreProvider(Protocol):
@@ -162,6 +168,33 @@ def _receive_outcome(conn: Connection, reply: tuple[Any, ...]) -> Outcome | Exce
     return value
 
 
+def unreachable_installation() -> str | None:
+    """Why this process could not start a worker, or None: the interpreter, the package, the libraries
+    and the working directory (a spawned worker changes into it) must be reachable by the current user."""
+    needs = [(sys.executable, os.X_OK), (os.path.dirname(os.path.abspath(pipeline.__file__)), os.R_OK | os.X_OK),
+             (sysconfig.get_paths()["purelib"], os.R_OK | os.X_OK), (os.getcwd(), os.X_OK)]
+    for path, mode in needs:
+        blocked = _first_blocked(path, mode)
+        if blocked:
+            return f"uid {os.getuid()} may not enter {blocked}, on the way to {path}"
+    return None
+
+
+def _first_blocked(path: str, mode: int) -> str | None:
+    """The first directory on the way to ``path`` the current user may not enter, or ``path`` itself when
+    it lacks ``mode``; None when all is reachable."""
+    for directory in directories_on_the_way(path):
+        if not os.access(directory, os.X_OK):
+            return directory
+    return None if os.access(path, mode) else path
+
+
+def directories_on_the_way(path: str) -> list[str]:
+    """Every directory from / down to the one holding ``path`` (each needs search permission to reach it)."""
+    parts = os.path.abspath(path).split(os.sep)[1:-1]
+    return [os.sep + os.sep.join(parts[:depth]) for depth in range(len(parts) + 1)]
+
+
 @dataclass
 class _Worker:
     process: SpawnProcess
@@ -230,7 +263,8 @@ def _send_message(worker: _Worker, message: bytes | BinaryIO, envelope: Envelope
 
 
 class Workers:
-    """``count`` worker processes that run :func:`pipeline.process`, each started on first use."""
+    """``count`` worker processes that run :func:`pipeline.process`, started by :meth:`start` (the daemon) or
+    each on first use."""
 
     def __init__(self, count: int, store_path: str, master_key_path: str):
         self.count = count
@@ -241,6 +275,31 @@ class Workers:
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         for _ in range(count):
             self._idle.put(None)  # a slot whose worker is not started yet
+
+    def start(self) -> None:
+        """Start every worker now and wait until each has imported the pipeline; :class:`WorkersCannotStart`.
+
+        The daemon calls this after dropping root, so that a user who cannot
+        run the installation stops the start instead of failing every message
+        (issue 17: cloned under /root, mode 0700, every message passed with
+        "Not-Processed: internal error", still encrypted, past the scanners).
+        """
+        blocked = unreachable_installation()
+        if blocked:
+            raise WorkersCannotStart(blocked)
+        started: list[_Worker] = []
+        try:
+            for _ in range(self.count):
+                started.append(self._start())
+            for worker in started:
+                worker.wait_until_ready()
+        except (OSError, EOFError) as exc:
+            for worker in started:
+                worker.kill()
+            raise WorkersCannotStart(f"a worker process ended while starting ({exc})") from None
+        for worker in started:
+            self._idle.get_nowait()  # an empty slot gives way to its started worker
+            self._idle.put(worker)
 
     def _start(self) -> _Worker:
         parent_end, child_end = self._context.Pipe()

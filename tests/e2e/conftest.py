@@ -20,16 +20,16 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, corpus_store_file
+from conftest import corpus_store_file
 from e2e.sink import Sink
 from support.messages import EICAR
+from support.installation import readable_python
 from support.milter import is_listening
 from bench.postfix_instance import (POSTFIX_SERVICES, accepts, free_port, private_settings, queued_files, start_private,
                               stop_master, stop_process, wait_until)
@@ -132,9 +132,11 @@ def ciphermilter_config(path: Path, socket_path: Path, store: Path, pid_file: Pa
 
 
 def start_ciphermilter(name: str, config: Path, socket_path: Path, workdir: Path, env: dict | None = None) -> Service:
-    """``ciphermilter run`` (this checkout), returned once its socket exists; it creates the socket's directory."""
-    service = start(name, [sys.executable, "-m", "ciphermilter", "run", "--config", str(config)],
-                    workdir, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    """``ciphermilter run`` (this checkout, from a copy its user can read wherever the clone is), returned once
+    its socket exists; it creates the socket's directory."""
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    service = start(name, [str(readable_python()), "-m", "ciphermilter", "run", "--config", str(config)],
+                    workdir, env={**environment, **(env or {})})
     wait_until(lambda: is_listening(socket_path) or service.process.poll() is not None, START_TIMEOUT,
                name, service.log)
     if service.process.poll() is not None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from e2e.conftest import EICAR_NAME
 from e2e.walkthrough import (WalkthroughError, mbox_messages, pid_from_file, start_postfix, stop,
                              walkthrough_script)
 from bench.postfix_instance import alive, descendants, free_port
+from support.installation import readable_python
 from support.messages import EICAR
 
 SCRIPT_TIMEOUT = 120
@@ -64,7 +64,7 @@ def walkthrough_environment(directory: Path, clamd_socket: Path, smtp_port: int,
     variables = {
         "MAIL_CONFIG": postfix.config_dir,
         "SMTP_PORT": smtp_port,
-        "CIPHERMILTER": Path(sys.executable).parent / "ciphermilter",
+        "CIPHERMILTER": readable_python().parent / "ciphermilter",  # its user reaches it from any clone
         "CM_ETC": directory / "etc" / "ciphermilter",
         "CM_LIB": directory / "lib" / "ciphermilter",
         "CM_RUN": directory / "run" / "ciphermilter",

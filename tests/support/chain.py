@@ -8,10 +8,9 @@ import re
 import shutil
 import smtplib
 import subprocess
-import sys
 import time
 
-from conftest import ROOT
+from support.installation import readable_python
 from e2e.load import Reply, header_fields, send
 from support.messages import SENDER
 
@@ -83,6 +82,6 @@ def ours(head: bytes) -> list[bytes]:
 
 def as_daemon_user(key_store_file, *args: str, data: bytes = b"") -> bytes:
     """``ciphermilter --store STORE ARGS`` as the daemon's user (nobody, group postfix)."""
-    return subprocess.run([RUNUSER, "-u", "nobody", "-g", "postfix", "--", sys.executable, "-m", "ciphermilter",
-                           "--store", str(key_store_file), *args], input=data, check=True, capture_output=True,
-                          cwd="/", env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}).stdout
+    return subprocess.run([RUNUSER, "-u", "nobody", "-g", "postfix", "--", str(readable_python()), "-m",
+                           "ciphermilter", "--store", str(key_store_file), *args], input=data, check=True,
+                          capture_output=True, cwd="/", env={"PATH": "/usr/bin:/bin"}).stdout
