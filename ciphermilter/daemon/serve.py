@@ -110,10 +110,10 @@ def drop_privileges(ids: tuple[int, int] | None, user: str | None) -> None:
     log.info("running as uid %d gid %d", uid, gid)
 
 
-def start_exporter(config: DaemonConfig) -> stats.Exporter | None:
+def start_exporter(config: DaemonConfig, holder: StoreHolder) -> stats.Exporter | None:
     """Write the counters for ``ciphermilter stats`` (as the milter user); a failure here never stops the mail."""
-    exporter = stats.Exporter(stats.COUNTERS_OF_THIS_PROCESS, config.stats_path,
-                              config.stats_interval, config.prometheus_textfile, config.metrics_port)
+    exporter = stats.Exporter(stats.COUNTERS_OF_THIS_PROCESS, config.stats_path, config.stats_interval,
+                              config.prometheus_textfile, config.metrics_port, stats.StoreProbe(holder))
     try:
         exporter.start()
     except OSError as exc:
@@ -142,7 +142,7 @@ def serve(config: DaemonConfig, stderr: bool) -> None:
     # starts. A thread started before it (the exporter's) would take them instead: the default action then
     # ended the process at once, leaving the pid file and the socket behind and the last statistics unwritten.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    exporter = start_exporter(config)
+    exporter = start_exporter(config, holder)
     # After the privilege drop: the workers run as the milter user too.
     pool = workers.Workers(config.worker_count, config.store, config.master_key_path)
     milter.CipherMilter.runtime = milter.Runtime(config=config, stores=holder, workers=pool)

@@ -11,6 +11,7 @@ the one line the CLI prints.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import sqlite3
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ciphermilter.formats import keyfiles
-from ciphermilter.store import keyexport, rows, schema
+from ciphermilter.store import keyexport, keyfacts, rows, schema
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.rows import ImportResult, KeyKind
 from ciphermilter.store.schema import PathLike, StoreError
@@ -42,10 +43,15 @@ class CertificateInfo(TypedDict):
     not_before: str
     not_after: str
     origin: str
-    private_key: bool
+    private_key: bool  # the store holds its private key (the same name for OpenPGP keys)
     readers: list[str]
     bindings: list[str]
     added: str
+    algorithm: str  # the facts of keyfacts.KeyFacts, as for OpenPGP keys
+    created: str
+    expires: str | None
+    expired: bool
+    revoked: bool
 
 
 class PgpKeyInfo(TypedDict):
@@ -57,11 +63,17 @@ class PgpKeyInfo(TypedDict):
     key_ids: list[str]
     user_ids: list[str]
     emails: list[str]
-    secret: bool
+    private_key: bool  # the store holds its secret key
+    secret: bool  # the same under its earlier name, kept for the scripts that read it (ciphermilter(1))
     origin: str
     readers: list[str]
     bindings: list[str]
     added: str
+    algorithm: str
+    created: str
+    expires: str | None
+    expired: bool
+    revoked: bool
 
 
 KeyInfo = CertificateInfo | PgpKeyInfo
@@ -463,7 +475,8 @@ def _certificate_info(store: KeyStore, row: sqlite3.Row) -> CertificateInfo:
             "serial": row["serial"], "ski": row["ski"], "emails": emails, "not_before": row["not_before"],
             "not_after": row["not_after"], "origin": row["origin"], "private_key": bool(row["private_key"]),
             "readers": sorted(store.key_readers("x509", row["thumbprint"])),
-            "bindings": store.bindings(row["thumbprint"]), "added": row["added"]}
+            "bindings": store.bindings(row["thumbprint"]), "added": row["added"],
+            **keyfacts.certificate_facts(row["der"], _now())}
 
 
 def _pgp_info(store: KeyStore, row: sqlite3.Row) -> PgpKeyInfo:
@@ -473,10 +486,16 @@ def _pgp_info(store: KeyStore, row: sqlite3.Row) -> PgpKeyInfo:
     emails = [r["email"] for r in store.rows(
         "SELECT email FROM pgp_emails WHERE fingerprint = ? ORDER BY email", (fingerprint,))]
     version = 6 if len(fingerprint) == 64 else 4  # a v6 fingerprint is SHA-256, a v4 one SHA-1
-    return {"id": fingerprint, "type": "openpgp", "version": version, "key_ids": key_ids, "user_ids": json.loads(row["user_ids"]),
-            "emails": emails, "secret": row["sealed_secret"] is not None, "origin": row["origin"],
-            "readers": sorted(store.key_readers("openpgp", fingerprint)),
-            "bindings": store.bindings(fingerprint), "added": row["added"]}
+    secret = row["sealed_secret"] is not None
+    return {"id": fingerprint, "type": "openpgp", "version": version, "key_ids": key_ids,
+            "user_ids": json.loads(row["user_ids"]), "emails": emails, "private_key": secret, "secret": secret,
+            "origin": row["origin"], "readers": sorted(store.key_readers("openpgp", fingerprint)),
+            "bindings": store.bindings(fingerprint), "added": row["added"],
+            **keyfacts.pgp_facts(row["public_key"], _now())}
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def remove_key(store: KeyStore, ident: object) -> bool:
