@@ -15,7 +15,7 @@ from typing import BinaryIO, ContextManager, TextIO
 
 import click
 
-from ciphermilter.cli.common import (command_store, echo_json, echo_listing, fail, json_option, open_settings,
+from ciphermilter.cli.common import (command_store, echo_json, fail, json_option, open_settings,
                                      removal, report_import, reported)
 from ciphermilter.cli.secrets import interactive, required_secret, secret_options, secret_value, write_private_file
 from ciphermilter.formats import keyfiles
@@ -87,28 +87,47 @@ def keys_import(ctx: click.Context, files: tuple[BinaryIO, ...], password: str |
         report_import(admin.import_bundles(store, named))
 
 
-def _key_summary(key: KeyInfo) -> str:
-    readers = f"readers: {', '.join(key['readers']) or '-'}"
-    if key["type"] == "x509":
-        flags = "private key" if key["private_key"] else key["origin"]
-        return f"{key['id'][:16]}  x509     {', '.join(key['emails']) or '-'}  [{flags}]  {readers}  {key['subject']}"
-    flags = "secret" if key["secret"] else key["origin"]
-    return (f"{key['id'][:16]}  openpgp  {', '.join(key['emails']) or '-'}  [v{key['version']} {flags}]  {readers}"
-            f"  {key['id']}")
+LIST_HEADER = ("ID", "KIND", "ALGORITHM", "CREATED", "EXPIRES", "HOLDS", "E-MAIL", "READERS", "MARKS")
+
+
+def _key_row(key: KeyInfo) -> tuple[str, ...]:
+    """One row of ``keys list``: what ``gpg --list-keys`` shows of a key, and what the store holds of it."""
+    kind = "x509" if key["type"] == "x509" else f"pgp v{key['version']}"
+    holds = "private" if key["private_key"] else key["origin"]
+    marks = " ".join(f"[{mark}]" for mark in ("expired", "revoked") if key[mark])  # type: ignore[literal-required]
+    return (key["id"][:16], kind, key["algorithm"], key["created"][:10], (key["expires"] or "never")[:10], holds,
+            ", ".join(key["emails"]) or "-", ", ".join(key["readers"]) or "-", marks)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, as ``column -t`` lays them out; no trailing blanks."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
 
 @keys_group.command("list")
 @json_option
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
-    """List certificates and OpenPGP keys (ID, type, e-mail addresses, what we hold).
+    """List certificates and OpenPGP keys, as gpg --list-keys does: ID, kind, algorithm and size, created,
+    expires, what the store holds (private: the private key; else imported or harvested), e-mail addresses,
+    readers, and [expired] or [revoked].
 
     \b
     Examples:
       ciphermilter keys list
       ciphermilter keys list --json
     """
-    echo_listing(admin.list_keys(command_store(ctx)), as_json, _key_summary)
+    keys = admin.list_keys(command_store(ctx))
+    if as_json:
+        echo_json(keys)
+    elif keys:
+        click.echo(_table([LIST_HEADER, *map(_key_row, keys)]))
+
+
+def _echo_key(key: KeyInfo) -> None:
+    for name, value in key.items():
+        click.echo(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
 
 
 @keys_group.command("show")
@@ -116,22 +135,36 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def keys_show(ctx: click.Context, ident: str, as_json: bool) -> None:
-    """Show one certificate or OpenPGP key (ID: 8 or more hex digits, or an OpenPGP key ID).
+    """Show one certificate or OpenPGP key by its ID (8 or more hex digits, or an OpenPGP key ID), or every
+    key of an e-mail address (with --json: a list).
 
     \b
     Examples:
       ciphermilter keys show 84386E32596E0994
       ciphermilter keys show 8A351CCB200DA75B --json
+      ciphermilter keys show bob@example.com
     """
+    store = command_store(ctx)
+    if "@" in ident:
+        keys = admin.keys_of_address(store, ident)
+        if not keys:
+            fail(f"no key of {ident}")
+        if as_json:
+            echo_json(keys)
+            return
+        for number, key in enumerate(keys):
+            if number:
+                click.echo()
+            _echo_key(key)
+        return
     with reported(StoreError):
-        key = admin.show_key(command_store(ctx), ident)
-    if key is None:
+        found = admin.show_key(store, ident)
+    if found is None:
         fail(f"no key {ident}")
     if as_json:
-        echo_json(key)
-        return
-    for name, value in key.items():
-        click.echo(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
+        echo_json(found)
+    else:
+        _echo_key(found)
 
 
 @keys_group.command("remove")

@@ -468,6 +468,19 @@ def show_key(store: KeyStore, ident: str) -> KeyInfo | None:
     return _pgp_info(store, store.rows("SELECT * FROM pgp_keys WHERE fingerprint = ?", (key_id,))[0])
 
 
+def keys_of_address(store: KeyStore, address: str) -> list[KeyInfo]:
+    """Every certificate and OpenPGP key whose own addresses include ``address`` (case-insensitive), as listed."""
+    email = address.strip().strip("<>").lower()
+    certs = [_certificate_info(store, row) for row in store.rows(
+        "SELECT c.*, k.spki_sha256 IS NOT NULL AS private_key FROM certificates c"
+        " LEFT JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256 JOIN certificate_emails e"
+        " ON e.thumbprint = c.thumbprint WHERE e.email = ? ORDER BY c.subject, c.thumbprint", (email,))]
+    pgp = [_pgp_info(store, row) for row in store.rows(
+        "SELECT p.* FROM pgp_keys p JOIN pgp_emails e ON e.fingerprint = p.fingerprint WHERE e.email = ?"
+        " ORDER BY p.fingerprint", (email,))]
+    return certs + pgp
+
+
 def _certificate_info(store: KeyStore, row: sqlite3.Row) -> CertificateInfo:
     emails = [r["email"] for r in store.rows(
         "SELECT email FROM certificate_emails WHERE thumbprint = ? ORDER BY email", (row["thumbprint"],))]
