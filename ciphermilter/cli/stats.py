@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ciphermilter.cli.common import echo_json, fail, resolved_config
@@ -55,3 +57,17 @@ def stats_command(ctx: click.Context, stats_file: str | None, as_json: bool, as_
     else:
         for line in _human(snapshot):
             click.echo(line)
+    if not _running(snapshot["pid"]):  # after the counters, so that a script still gets them; exit 1 all the same
+        fail(f"the daemon that wrote these counters (pid {snapshot['pid']}) is not running:"
+             f" they are its last, written at {snapshot['updated']}")
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts: the daemon runs as its own user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -323,8 +323,8 @@ def read_stats_file(path: str) -> Snapshot:
         raise ValueError(f"no statistics at {path}: is the daemon running with this stats_file?") from None
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not a statistics file: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):  # the parser's position is no help to the admin
+        raise ValueError(f"{path} is not a statistics file: it does not hold the JSON the daemon writes") from None
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path} is not a statistics file of this ciphermilter version")
     return data

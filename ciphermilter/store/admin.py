@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from typing import Literal, TypedDict
 
@@ -254,14 +255,36 @@ def integrity_check(store: KeyStore) -> list[str]:
     return [] if problems == ["ok"] else problems
 
 
-def backup(store: KeyStore, destination: PathLike) -> None:
+def backup(store: KeyStore, destination: PathLike, *, replace: bool = False) -> None:
     """A consistent copy through SQLite's online backup API, safe while the milter runs.
 
     The copy holds private keys sealed as in the store; the master key is a
     separate file and is not copied: keep it (safely, elsewhere) to restore.
+    An existing file is refused, or with ``replace`` (cron's nightly run to one
+    path) replaced only once the new copy is whole: a copy is written beside it
+    and renamed over it, so a failed run leaves the last good backup.
     """
     target_path = os.fspath(destination)
-    schema.create_private_file(target_path)
+    if not replace:
+        schema.create_private_file(target_path)
+        _write_backup(store, target_path)
+        return
+    directory = os.path.dirname(os.path.abspath(target_path))
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        descriptor, partial = tempfile.mkstemp(prefix=".backup-", dir=directory)  # mode 0600
+    except OSError as exc:
+        raise StoreError(f"cannot create a file in {directory}: {exc.strerror}") from None
+    os.close(descriptor)
+    try:
+        _write_backup(store, partial)
+        os.replace(partial, target_path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+
+
+def _write_backup(store: KeyStore, target_path: str) -> None:
     target = sqlite3.connect(target_path)
     try:
         store.copy_into(target, checkpoint=True)
