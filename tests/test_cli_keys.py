@@ -92,8 +92,8 @@ def test_keys_list_is_a_table_like_gpg_list_keys(listed):
     assert table["old@corp-pub.example"][2:5] == ["ed25519", "2020-01-01", "2020-01-02"]
     assert table["old@corp-pub.example"][8] == "[expired]"
     assert table["gone@corp-pub.example"][2] == "rsa2048" and table["gone@corp-pub.example"][8] == "[revoked]"
-    assert {row[8] for email, row in table.items() if email not in ("oliver@sender-pub.example",
-                                                                   "old@corp-pub.example", "gone@corp-pub.example")} == {""}
+    marked = ("oliver@sender-pub.example", "old@corp-pub.example", "gone@corp-pub.example")
+    assert {row[8] for email, row in table.items() if email not in marked} == {""}
 
 
 def test_one_field_says_the_store_holds_the_private_key_for_both_kinds(listed):

@@ -118,7 +118,8 @@ def _key_row(key: KeyInfo) -> tuple[str, ...]:
     """One row of ``keys list``: what ``gpg --list-keys`` shows of a key, and what the store holds of it."""
     kind = "x509" if key["type"] == "x509" else f"pgp v{key['version']}"
     holds = "private" if key["private_key"] else key["origin"]
-    marks = " ".join(f"[{mark}]" for mark in ("expired", "revoked") if key[mark])  # type: ignore[literal-required]
+    flags = (("expired", key["expired"]), ("revoked", key["revoked"]))
+    marks = " ".join(f"[{mark}]" for mark, marked in flags if marked)
     return (key["id"][:16], kind, key["algorithm"], key["created"][:10], (key["expires"] or "never")[:10], holds,
             ", ".join(key["emails"]) or "-", ", ".join(key["readers"]) or "-", marks)
 
