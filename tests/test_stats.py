@@ -378,3 +378,15 @@ def test_every_metric_is_documented_in_ciphermilter_8():
     for metric in metrics:
         counter = metric.removeprefix("ciphermilter_").removesuffix("_total")
         assert (counter in stats.COUNTERS and re.search(rf"\b{counter}\b", documented)) or metric in documented
+
+
+def test_stats_command_shows_results_and_the_store(tmp_path):
+    counters = stats.Counters()
+    found = next(case for case in corpus_cases() if case["id"] == "smime-env-not-ours")
+    counters.record(core.process(case_message(found), case_envelope(found), None), 0.01)
+    counters.store = {"reachable": False, "earliest_key_expiry": 2_000_000_000}
+    path = tmp_path / "stats.json"
+    stats.Exporter(counters, str(path), interval=60).write()
+    shown = CliRunner().invoke(main, ["stats", "--file", str(path)]).output
+    assert "\nresults: not-internal 1\n" in shown
+    assert "\nkey store: UNREACHABLE, first private key expires 2033-05-18\n" in shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import click
@@ -24,6 +25,16 @@ def _human(snapshot: Snapshot) -> list[str]:
         quantiles = "  ".join(f"p{float(q) * 100:g}={v * 1000:.1f}ms" for q, v in timing["quantiles"].items())
         lines.append(f"processing time: {quantiles}  max={slowest * 1000:.1f}ms"
                      f" (last {timing['window']} messages)")
+    results = [f"{result} {timing['count']}" for result, timing in snapshot.get("results", {}).items()
+               if timing["count"]]
+    if results:
+        lines.append(f"results: {', '.join(results)}")
+    store = snapshot.get("store")
+    if store is not None:
+        expiry = store["earliest_key_expiry"]
+        first = "" if expiry is None else (", first private key expires "
+                                           f"{datetime.datetime.fromtimestamp(expiry, datetime.timezone.utc):%Y-%m-%d}")
+        lines.append(f"key store: {'reachable' if store['reachable'] else 'UNREACHABLE'}{first}")
     for header, reasons in sorted(snapshot["failures"].items()):
         lines += [f"failure {header}: {reason}: {count}" for reason, count in sorted(reasons.items())]
     return lines
