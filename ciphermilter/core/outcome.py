@@ -95,8 +95,10 @@ def not_processed(headers: mime.HeaderList, reason: str, envelope: Envelope, res
     plan = EditPlan(deletions=forged_header_deletions(headers), additions=[HeaderAdd(n, v) for n, v in info])
     report = {**(report or {}), "queue_id": envelope.queue_id, "skipped": reason}
     facts = Facts(not_processed=True, failures=(Failure.of(NOT_PROCESSED, reason),))
+    # The log line's reason is the error when there is one: the cause (a store's "Permission denied") where
+    # the header only says "key store unavailable".
     return Outcome(plan=plan, info=info, report=report, error=error, facts=facts,
-                   stopped=Verdict(result, printable(reason)))
+                   stopped=Verdict(result, printable(error or reason)))
 
 
 def non_utf8_header(plan: EditPlan) -> str | None:
