@@ -217,8 +217,8 @@ def test_daemon_logs_and_counts_the_rejection(daemons, store_file):
 
     snapshot = snapshot_counting(counted, 1)
     assert (snapshot["counters"]["rejected"], snapshot["failures"]) == (1, {"rejected": {REASON: 1}})
-    line = next(line for line in counted.log.read_text().splitlines() if "rejected:" in line)
-    assert f'note="rejected: {REASON}"' in line and "deleted=0" in line
+    line = next(line for line in counted.log.read_text().splitlines() if " result=rejected " in line)
+    assert f"result=rejected ({REASON})" in line and line.endswith("action=reject", 0, line.rindex(" time="))
 
 
 # --- documentation --------------------------------------------------------------------------------------

@@ -225,7 +225,7 @@ def test_oversized_encrypted_message_to_a_reader_is_rejected(daemons, store_file
 
     assert body_replies == [(miltertest.SMFIR_SKIP, {})]
     assert eom == limit_reject("message larger than 4096 bytes")
-    assert any('note="reject at limit: message larger than 4096 bytes"' in line
+    assert any("result=too-large (message larger than 4096 bytes) " in line and " action=reject " in line
                for line in small.log.read_text().splitlines()), "the one log line says why"
 
 
@@ -316,8 +316,8 @@ def test_refusal_is_in_the_headers_without_addresses_and_in_the_log_with_them(da
     assert miltertest.SMFIR_REPLBODY not in {reply[0] for reply in eom}
     assert not any("erin" in str(reply) for reply in eom)
     # the summary line is written before the end-of-message reply leaves the daemon
-    line = next(line for line in daemon.log.read_text().splitlines() if "readers=<erin@corp-pub.example>" in line)
-    assert 'refused="not encrypted to a key of every recipient (reader policy)"' in line
+    line = next(line for line in daemon.log.read_text().splitlines() if " to=<erin@corp-pub.example> " in line)
+    assert "result=refused (not encrypted to a key of every recipient [reader policy]) format=smime" in line
 
 
 def test_store_changes_take_effect_without_a_restart(daemons, tmp_path, encrypted):
@@ -360,7 +360,8 @@ def test_summary_line_names_the_queue_id(daemon, mta):
     mta.message(PLAIN, [INTERNAL])
 
     # The line is written before the end-of-message reply leaves the daemon.
-    assert f"queue {QUEUE_ID}: from=<alice@sender-pub.example> rcpts=1" in daemon.log.read_text()
+    line = f"{QUEUE_ID}: from=<alice@sender-pub.example> to={INTERNAL} result=plain size="
+    assert line in daemon.log.read_text()
 
 
 # --- pure helpers -----------------------------------------------------------------------------------

@@ -354,7 +354,7 @@ def test_keys_bind_and_unbind_from_the_command_line(store):
     result = cli(store, "keys", "bind", bob_key[:16], "Team@Corp-Pub.example")
     assert result.exit_code == 0 and result.output == f"bound: team@corp-pub.example to {bob_key[:16]}\n"
     listing = cli(store, "keys", "list").output
-    assert f"readers: {BOB}, team@corp-pub.example" in listing
+    assert f"  {BOB}, team@corp-pub.example" in listing
     assert cli(store, "keys", "unbind", bob_key[:16], "team@corp-pub.example").exit_code == 0
     assert cli(store, "keys", "unbind", bob_key[:16], "team@corp-pub.example").exit_code == 1
 

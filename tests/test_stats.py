@@ -26,7 +26,7 @@ from conftest import case_envelope, case_message, corpus_cases
 INTERNAL_RECIPIENT = "bob@corp-pub.example"
 # One line of the text exposition format: a comment, or name{labels} value.
 SAMPLE = re.compile(r'[a-z_]+(\{[a-z_]+="(?:[^"\\\n]|\\["\\n])*"(,[a-z_]+="(?:[^"\\\n]|\\["\\n])*")*\})? [0-9.e+-]+\Z')
-COMMENT = re.compile(r"# (HELP [a-z_]+ .+|TYPE [a-z_]+ (counter|gauge|summary))\Z")
+COMMENT = re.compile(r"# (HELP [a-z_]+ .+|TYPE [a-z_]+ (counter|gauge|summary|histogram))\Z")
 
 
 # The facts a handler renders beside these headers (core.findings): counting reads the facts.
@@ -292,3 +292,101 @@ def test_either_handlers_protection_flag_survives_the_union(flag):
     one = Protection(**{flag: True})
     assert getattr(one | Protection(), flag) and getattr(Protection() | one, flag)
     assert {f.name for f in dataclasses.fields(Protection) if getattr(one | one, f.name)} == {flag}
+
+
+# --------------------------------------------------------------------------- per result, the store's health
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        return response.read().decode()
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """{labels: value} of one metric in an exposition."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")):
+            labels, _, value = line[len(name):].rpartition(" ")
+            found[labels] = float(value)
+    return found
+
+
+def test_the_real_exporter_serves_latency_by_result_and_the_store_health(tmp_path, corpus_store):
+    from ciphermilter.core.result import Result
+    from ciphermilter.store.holder import StoreHolder
+    from conftest import corpus_store_file
+
+    store_path = corpus_store_file(tmp_path)
+    counters = stats.Counters()
+    for name, elapsed in [("smime-env-rsa15-aes128-cbc", 0.004), ("smime-env-not-ours", 0.02),
+                          ("smime-env-rsa15-aes256-cbc-utf8", 3.0)]:
+        found = next(case for case in corpus_cases() if case["id"] == name)
+        counters.record(core.process(case_message(found), case_envelope(found), corpus_store), elapsed)
+    exporter = stats.Exporter(counters, str(tmp_path / "stats.json"), interval=3600, port=0,
+                              probe=stats.StoreProbe(StoreHolder(str(store_path), str(store_path) + ".key")))
+    exporter.start()
+    try:
+        text = scrape(exporter.server.server_address[1])
+        buckets = samples(text, "ciphermilter_result_seconds_bucket")
+        assert buckets['{result="decrypted",le="0.005"}'] == 1 and buckets['{result="decrypted",le="2.5"}'] == 1
+        assert buckets['{result="decrypted",le="5"}'] == 2 == buckets['{result="decrypted",le="+Inf"}']
+        assert buckets['{result="no-key",le="0.01"}'] == 0 and buckets['{result="no-key",le="0.025"}'] == 1
+        counts = samples(text, "ciphermilter_result_seconds_count")
+        assert set(counts) == {f'{{result="{result.value}"}}' for result in Result}  # every word, zeros too
+        assert samples(text, "ciphermilter_result_seconds_sum")['{result="decrypted"}'] == 3.004
+        assert samples(text, "ciphermilter_store_up") == {"": 1}
+        expiry = samples(text, "ciphermilter_key_earliest_expiry_timestamp_seconds")[""]
+        assert expiry == min(earliest_private_key_expiries(corpus_store))
+
+        store_path.rename(tmp_path / "moved.db")  # the store goes away: the next check says so
+        exporter.write()
+        text = scrape(exporter.server.server_address[1])
+        assert samples(text, "ciphermilter_store_up") == {"": 0}
+        assert samples(text, "ciphermilter_key_earliest_expiry_timestamp_seconds") == {"": expiry}  # last known
+    finally:
+        exporter.stop()
+    for line in text.splitlines():
+        assert COMMENT.match(line) or SAMPLE.match(line), line
+
+
+def earliest_private_key_expiries(store) -> list[float]:
+    """The expiry of each private key of the store still in the future, by the listing's own facts."""
+    import datetime
+
+    from ciphermilter.store import admin
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    moments = [datetime.datetime.fromisoformat(key["expires"]).timestamp() for key in admin.list_keys(store)
+               if key["private_key"] and key["expires"] and datetime.datetime.fromisoformat(key["expires"]) > now]
+    return [round(moment) for moment in moments]
+
+
+def test_no_store_check_no_store_gauges():
+    text = stats.prometheus(stats.Counters().snapshot())
+    assert "ciphermilter_store_up" not in text and 'ciphermilter_result_seconds_count{result="plain"} 0' in text
+
+
+def test_every_metric_is_documented_in_ciphermilter_8():
+    from support.man import page, rendered
+
+    counters = stats.Counters()
+    counters.store = {"reachable": True, "earliest_key_expiry": 2e9}
+    documented = rendered(page("ciphermilter.8")).partition("\nSTATISTICS\n")[2].partition("\nFILES\n")[0]
+    metrics = re.findall(r"^# TYPE (\S+) ", stats.prometheus(counters.snapshot()), re.M)
+    assert len(metrics) == len(stats.COUNTERS) + 6
+    for metric in metrics:
+        counter = metric.removeprefix("ciphermilter_").removesuffix("_total")
+        assert (counter in stats.COUNTERS and re.search(rf"\b{counter}\b", documented)) or metric in documented
+
+
+def test_stats_command_shows_results_and_the_store(tmp_path):
+    counters = stats.Counters()
+    found = next(case for case in corpus_cases() if case["id"] == "smime-env-not-ours")
+    counters.record(core.process(case_message(found), case_envelope(found), None), 0.01)
+    counters.store = {"reachable": False, "earliest_key_expiry": 2_000_000_000}
+    path = tmp_path / "stats.json"
+    stats.Exporter(counters, str(path), interval=60).write()
+    shown = CliRunner().invoke(main, ["stats", "--file", str(path)]).output
+    assert "\nresults: not-internal 1\n" in shown
+    assert "\nkey store: UNREACHABLE, first private key expires 2033-05-18\n" in shown

@@ -164,7 +164,7 @@ def check_keys(store: KeyStore, settings: Settings, now: datetime.datetime, repo
                                " 'ciphermilter keys import FILE'")
     held = admin.list_keys(store)
     smime_keys, pgp_keys = store.all_smime_private_keys(), store.all_pgp_secret_keys()
-    sealed = (sum(1 for k in held if k.get("private_key")), sum(1 for k in held if k.get("secret")))
+    sealed = tuple(sum(1 for k in held if k["type"] == kind and k["private_key"]) for kind in ("x509", "openpgp"))
     if sealed != (len(smime_keys), len(pgp_keys)):
         report.error("keys", f"{sum(sealed) - len(smime_keys) - len(pgp_keys)} private key(s) do not open with the"
                              " master key (altered in the store?): the log names them; import them again")

@@ -32,6 +32,25 @@ def domains_add(ctx: click.Context, domain: str) -> None:
     with reported(StoreError):
         added = admin.add_domain(command_store(ctx), domain)
     click.echo(f"{'added' if added else 'already present'}: {domain}")
+    suffix = _public_suffix(domain.strip().lower())
+    if suffix:
+        click.echo(f"warning: {domain} makes every domain under .{suffix} internal: mail to any of them would be"
+                   f" decrypted here; remove it with: ciphermilter domains remove '{domain}'", err=True)
+
+
+# Second-level labels that country registries sell names under (co.uk, com.au, ac.jp): a wildcard over one of
+# them is as wide as one over a top-level domain. Not the whole public suffix list: the common mistakes.
+_SECOND_LEVEL = frozenset({"co", "com", "net", "org", "gov", "ac", "edu", "or", "ne", "go", "gv"})
+
+
+def _public_suffix(domain: str) -> str | None:
+    """The registry suffix a domain (or wildcard) covers whole, when it does: ``*.com``, ``com``, ``*.co.uk``."""
+    labels = domain.removeprefix("*.").split(".")
+    if len(labels) == 1:
+        return labels[0]
+    if len(labels) == 2 and len(labels[1]) == 2 and labels[0] in _SECOND_LEVEL:
+        return ".".join(labels)
+    return None
 
 
 @domains_group.command("list")

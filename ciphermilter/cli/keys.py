@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterable
-from typing import BinaryIO, ContextManager, TextIO
+from typing import ContextManager, TextIO
 
 import click
 
-from ciphermilter.cli.common import (command_store, echo_json, echo_listing, fail, json_option, open_settings,
+from ciphermilter.cli.common import (command_store, echo_json, fail, json_option, open_settings,
                                      removal, report_import, reported)
 from ciphermilter.cli.secrets import interactive, required_secret, secret_options, secret_value, write_private_file
 from ciphermilter.formats import keyfiles
@@ -26,15 +26,15 @@ from ciphermilter.store.schema import StoreError
 PROGRESS_MIN_FILES = 5  # fewer files read too fast for a progress bar to help
 
 
-def _progress(files: tuple[BinaryIO, ...]) -> ContextManager[Iterable[BinaryIO]]:
+def _progress(files: tuple[str, ...]) -> ContextManager[Iterable[str]]:
     """A progress bar over many files, only for a person at a terminal: scripts get the same clean output."""
     if len(files) < PROGRESS_MIN_FILES or not sys.stderr.isatty():
         return contextlib.nullcontext(files)
-    return click.progressbar(files, label="Reading keys", file=sys.stderr, item_show_func=_file_name)
+    return click.progressbar(files, label="Reading keys", file=sys.stderr, item_show_func=lambda name: name)
 
 
-def _file_name(file: BinaryIO | None) -> str | None:
-    return file.name if file is not None else None
+class _Unusable(Exception):
+    """A file of an import that cannot be read or parsed; the text says why, in words."""
 
 
 @click.group("keys")
@@ -51,64 +51,108 @@ def _parse_with_prompts(name: str, data: bytes, password: str | None,
                                    passphrase=passphrase), password, passphrase
         except keyfiles.SecretNeeded as exc:
             if not interactive():
-                fail(f"{name}: {exc} (--{exc.kind} or --{exc.kind}-file)")
+                raise _Unusable(f"{name}: {exc} (--{exc.kind} or --{exc.kind}-file)") from None
             answer = str(click.prompt(f"{name}: {exc.kind}", hide_input=True, err=True))
             password, passphrase = (answer, passphrase) if exc.kind == "password" else (password, answer)
         except keyfiles.KeyFormatError as exc:
-            fail(f"{name}: {exc}")
+            raise _Unusable(f"{name}: {exc}") from None
+
+
+def _read(name: str) -> bytes:
+    try:
+        with open(name, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise _Unusable(f"{name}: cannot read it: {exc.strerror}") from None
 
 
 @keys_group.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.File("rb"))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--skip-unusable", is_flag=True,
+              help="Import the files that can be read, name the others (skipped: ...) on stderr.")
 @secret_options("password", "PKCS#12 or private key password")
 @secret_options("passphrase", "OpenPGP secret key passphrase")
 @click.pass_context
-def keys_import(ctx: click.Context, files: tuple[BinaryIO, ...], password: str | None, password_file: TextIO | None,
-                passphrase: str | None, passphrase_file: TextIO | None) -> None:
+def keys_import(ctx: click.Context, files: tuple[str, ...], skip_unusable: bool, password: str | None,
+                password_file: TextIO | None, passphrase: str | None, passphrase_file: TextIO | None) -> None:
     """Import certificates and keys: PKCS#12 (also PEM-armoured), PEM/DER certificates and keys, OpenPGP keys.
 
     All FILES are imported together or not at all; a private key needs its
-    certificate in the same import or already in the store.
+    certificate in the same import or already in the store. With
+    --skip-unusable a file that cannot be read or parsed is skipped (a
+    "skipped:" line on stderr says why) and the rest imported together;
+    the exit status is 0 when the rest imported.
 
     \b
     Examples:
       ciphermilter keys import bob.p12 --password-file bob.pass
       ciphermilter keys import bob.cert.pem bob.key.pem
       ciphermilter keys import bob.sec.asc --passphrase-file bob.pp
+      ciphermilter keys import --skip-unusable /srv/keys/*.pem
     """
     password, passphrase = secret_value(password, password_file), secret_value(passphrase, passphrase_file)
     store = command_store(ctx)
-    named = []
+    named, skipped = [], []
     with _progress(files) as progress:
-        for file in progress:
-            bundle, password, passphrase = _parse_with_prompts(file.name, file.read(), password, passphrase)
-            named.append((file.name, bundle))
+        for name in progress:
+            try:
+                bundle, password, passphrase = _parse_with_prompts(name, _read(name), password, passphrase)
+            except _Unusable as exc:
+                if not skip_unusable:
+                    fail(str(exc))
+                skipped.append(str(exc))
+                continue
+            named.append((name, bundle))
+    if not named:
+        fail(f"nothing imported: none of the {len(files)} files could be used")
     with reported(StoreError):
         report_import(admin.import_bundles(store, named))
+    for line in skipped:
+        click.echo(f"skipped: {line}", err=True)
 
 
-def _key_summary(key: KeyInfo) -> str:
-    readers = f"readers: {', '.join(key['readers']) or '-'}"
-    if key["type"] == "x509":
-        flags = "private key" if key["private_key"] else key["origin"]
-        return f"{key['id'][:16]}  x509     {', '.join(key['emails']) or '-'}  [{flags}]  {readers}  {key['subject']}"
-    flags = "secret" if key["secret"] else key["origin"]
-    return (f"{key['id'][:16]}  openpgp  {', '.join(key['emails']) or '-'}  [v{key['version']} {flags}]  {readers}"
-            f"  {key['id']}")
+LIST_HEADER = ("ID", "KIND", "ALGORITHM", "CREATED", "EXPIRES", "HOLDS", "E-MAIL", "READERS", "MARKS")
+
+
+def _key_row(key: KeyInfo) -> tuple[str, ...]:
+    """One row of ``keys list``: what ``gpg --list-keys`` shows of a key, and what the store holds of it."""
+    kind = "x509" if key["type"] == "x509" else f"pgp v{key['version']}"
+    holds = "private" if key["private_key"] else key["origin"]
+    flags = (("expired", key["expired"]), ("revoked", key["revoked"]))
+    marks = " ".join(f"[{mark}]" for mark, marked in flags if marked)
+    return (key["id"][:16], kind, key["algorithm"], key["created"][:10], (key["expires"] or "never")[:10], holds,
+            ", ".join(key["emails"]) or "-", ", ".join(key["readers"]) or "-", marks)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, as ``column -t`` lays them out; no trailing blanks."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
 
 @keys_group.command("list")
 @json_option
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
-    """List certificates and OpenPGP keys (ID, type, e-mail addresses, what we hold).
+    """List certificates and OpenPGP keys, as gpg --list-keys does: ID, kind, algorithm and size, created,
+    expires, what the store holds (private: the private key; else imported or harvested), e-mail addresses,
+    readers, and [expired] or [revoked].
 
     \b
     Examples:
       ciphermilter keys list
       ciphermilter keys list --json
     """
-    echo_listing(admin.list_keys(command_store(ctx)), as_json, _key_summary)
+    keys = admin.list_keys(command_store(ctx))
+    if as_json:
+        echo_json(keys)
+    elif keys:
+        click.echo(_table([LIST_HEADER, *map(_key_row, keys)]))
+
+
+def _echo_key(key: KeyInfo) -> None:
+    for name, value in key.items():
+        click.echo(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
 
 
 @keys_group.command("show")
@@ -116,35 +160,64 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def keys_show(ctx: click.Context, ident: str, as_json: bool) -> None:
-    """Show one certificate or OpenPGP key (ID: 8 or more hex digits, or an OpenPGP key ID).
+    """Show one certificate or OpenPGP key by its ID (8 or more hex digits, or an OpenPGP key ID), or every
+    key of an e-mail address (with --json: a list).
 
     \b
     Examples:
       ciphermilter keys show 84386E32596E0994
       ciphermilter keys show 8A351CCB200DA75B --json
+      ciphermilter keys show bob@example.com
     """
+    store = command_store(ctx)
+    if "@" in ident:
+        keys = admin.keys_of_address(store, ident)
+        if not keys:
+            fail(f"no key of {ident}")
+        if as_json:
+            echo_json(keys)
+            return
+        for number, key in enumerate(keys):
+            if number:
+                click.echo()
+            _echo_key(key)
+        return
     with reported(StoreError):
-        key = admin.show_key(command_store(ctx), ident)
-    if key is None:
+        found = admin.show_key(store, ident)
+    if found is None:
         fail(f"no key {ident}")
     if as_json:
-        echo_json(key)
-        return
-    for name, value in key.items():
-        click.echo(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
+        echo_json(found)
+    else:
+        _echo_key(found)
 
 
 @keys_group.command("remove")
 @click.argument("ident")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
 @click.pass_context
-def keys_remove(ctx: click.Context, ident: str) -> None:
+def keys_remove(ctx: click.Context, ident: str, yes: bool) -> None:
     """Remove a certificate (with its private key) or an OpenPGP key.
+
+    On a terminal it shows the key and asks first (--yes does not); a script
+    (no terminal) is not asked, as before: mail encrypted to a removed private
+    key can no longer be decrypted, so keep a backup.
 
     \b
     Examples:
       ciphermilter keys remove 84386E32596E0994
+      ciphermilter keys remove --yes 84386E32596E0994
     """
-    removal(lambda: admin.remove_key(command_store(ctx), ident), f"no key {ident}", f"removed {ident}")
+    store = command_store(ctx)
+    if not yes and interactive():
+        with reported(StoreError):
+            key = admin.show_key(store, ident)
+        if key is None:
+            fail(f"no key {ident}")
+        held = " and its private key" if key["private_key"] else ""
+        click.confirm(f"remove {key['type']} {key['id'][:16]} ({', '.join(key['emails']) or '-'}){held}?",
+                      abort=True, err=True)
+    removal(lambda: admin.remove_key(store, ident), f"no key {ident}", f"removed {ident}")
 
 
 @keys_group.command("expire-harvested")
@@ -225,6 +298,9 @@ def keys_export(ctx: click.Context, ident: str, fmt: ExportFormat, secret: bool,
     password = secret_value(password, password_file)
     if fmt == "p12" and password is None:
         password = required_secret(None, None, "PKCS#12 password")
+    if secret and password is None:
+        click.echo("warning: the private key is exported without a password: anyone who reads the file can"
+                   " decrypt the mail encrypted to it (give --password-file to protect it)", err=True)
     with reported(StoreError):
         data = admin.export_key(command_store(ctx), ident, fmt, secret=secret, password=password)
     if output:

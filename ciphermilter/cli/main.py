@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any, NoReturn
+
 import click
 
 from ciphermilter import __version__
@@ -16,11 +19,38 @@ from ciphermilter.cli.store import store_group
 from ciphermilter.cli.trust import trust_group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The exit status of a command a person interrupted with Ctrl-C: 128 + SIGINT, as the shell reports it.
+INTERRUPTED = 130
+
+
+class _Main(click.Group):
+    """The ``ciphermilter`` group: Ctrl-C ends any command with one line and status 130 (click says "Aborted!"
+    and exits 1, which a script cannot tell from a failure), and ``NO_COLOR`` (no-color.org) turns colour off."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if os.environ.get("NO_COLOR"):
+            ctx.color = False  # click.echo then strips the styles of every command below
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            self._interrupted(ctx)
+        except click.Abort as exc:  # a prompt turns Ctrl-C into Abort; end of input stays click's Abort
+            if not isinstance(exc.__context__, KeyboardInterrupt):
+                raise
+            self._interrupted(ctx)
+
+    @staticmethod
+    def _interrupted(ctx: click.Context) -> NoReturn:
+        click.echo("\nciphermilter: interrupted", err=True)
+        ctx.exit(INTERRUPTED)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ciphermilter")
-@click.option("--store", "store_path", envvar="CIPHERMILTER_STORE", type=click.Path(dir_okay=False),
+@click.option("--store", "store_path", envvar="CIPHERMILTER_STORE", type=click.Path(dir_okay=False, readable=False),
               help="SQLite key store (default: ./var/ciphermilter.db, or the config file's store).")
-@click.option("--master-key", "master_key_path", envvar="CIPHERMILTER_MASTER_KEY", type=click.Path(dir_okay=False),
+@click.option("--master-key", "master_key_path", envvar="CIPHERMILTER_MASTER_KEY",
+              type=click.Path(dir_okay=False, readable=False),
               help="Master key file that protects private keys (default: the store path plus .key).")
 @click.option("--config", "config_path", envvar="CIPHERMILTER_CONFIG", type=click.Path(dir_okay=False),
               help="TOML configuration file.")

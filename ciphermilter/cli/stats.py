@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import os
+
 import click
 
 from ciphermilter.cli.common import echo_json, fail, resolved_config
@@ -22,6 +25,16 @@ def _human(snapshot: Snapshot) -> list[str]:
         quantiles = "  ".join(f"p{float(q) * 100:g}={v * 1000:.1f}ms" for q, v in timing["quantiles"].items())
         lines.append(f"processing time: {quantiles}  max={slowest * 1000:.1f}ms"
                      f" (last {timing['window']} messages)")
+    results = [f"{result} {timing['count']}" for result, timing in snapshot.get("results", {}).items()
+               if timing["count"]]
+    if results:
+        lines.append(f"results: {', '.join(results)}")
+    store = snapshot.get("store")
+    if store is not None:
+        expiry = store["earliest_key_expiry"]
+        first = "" if expiry is None else (", first private key expires "
+                                           f"{datetime.datetime.fromtimestamp(expiry, datetime.timezone.utc):%Y-%m-%d}")
+        lines.append(f"key store: {'reachable' if store['reachable'] else 'UNREACHABLE'}{first}")
     for header, reasons in sorted(snapshot["failures"].items()):
         lines += [f"failure {header}: {reason}: {count}" for reason, count in sorted(reasons.items())]
     return lines
@@ -55,3 +68,17 @@ def stats_command(ctx: click.Context, stats_file: str | None, as_json: bool, as_
     else:
         for line in _human(snapshot):
             click.echo(line)
+    if not _running(snapshot["pid"]):  # after the counters, so that a script still gets them; exit 1 all the same
+        fail(f"the daemon that wrote these counters (pid {snapshot['pid']}) is not running:"
+             f" they are its last, written at {snapshot['updated']}")
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts: the daemon runs as its own user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

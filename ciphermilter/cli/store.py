@@ -67,17 +67,20 @@ def store_info(ctx: click.Context, as_json: bool) -> None:
 
 @store_group.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists (once the new copy is whole).")
 @click.pass_context
-def store_backup(ctx: click.Context, file: str) -> None:
+def store_backup(ctx: click.Context, file: str, force: bool) -> None:
     """Write a consistent copy of the store to FILE (safe while the milter runs).
 
     \b
     Examples:
       ciphermilter store backup /var/backups/ciphermilter.db
+      ciphermilter store backup --force /var/backups/ciphermilter.db   # from cron, every night
+      ciphermilter store backup /var/backups/ciphermilter-$(date +%F).db
     """
     store = command_store(ctx)
     with reported(StoreError):
-        admin.backup(store, file)
+        admin.backup(store, file, replace=force)
     click.echo(f"backup written to {file}")
     click.echo(f"it holds the private keys sealed with {store_paths(ctx)[1]}; that master key"
                " is NOT in the backup: keep a copy of it apart, you need it to restore")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 import click
+from cryptography import x509
 
 from ciphermilter.cli.common import command_store, echo_listing, fail, json_option, removal, reported
 from ciphermilter.formats import keyfiles
@@ -37,8 +38,21 @@ def trust_add(ctx: click.Context, file: BinaryIO) -> None:
         fail(f"{file.name}: a trust anchor file holds certificates only")
     with reported(StoreError, prefix=f"{file.name}: "):
         added = admin.add_trust_anchors(command_store(ctx), bundle.certificates)
-    for subject, is_new in added:
+    for (subject, is_new), der in zip(added, bundle.certificates):
         click.echo(f"{'added' if is_new else 'already present'}: trust anchor {subject}")
+        if not _is_ca(der):
+            click.echo(f"warning: {subject} is not a CA certificate: trusting a person's own certificate vouches"
+                       " for that one signer only; add the CA that issued it instead", err=True)
+
+
+def _is_ca(der: bytes) -> bool:
+    """Whether a certificate says it is a CA (basicConstraints cA): what an anchor should be (RFC 5280 4.2.1.9)."""
+    try:
+        return bool(x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+            x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:  # a v1 root has no extensions: a CA only by being self-signed
+        certificate = x509.load_der_x509_certificate(der)
+        return certificate.issuer == certificate.subject
 
 
 @trust_group.command("list")

@@ -81,12 +81,16 @@ class Facts:
     pgp: Protection = Protection()
     failures: tuple[Failure, ...] = ()
     refused: bool = False  # the reader rule refused a stored key that opens the content (for the report)
+    # For the log line (daemon/logline.py): the content ciphers found, and who signed (an address the
+    # signature proves, else the key or certificate ID), in the order found.
+    ciphers: tuple[str, ...] = ()
+    signers: tuple[str, ...] = ()
 
     def __or__(self, other: Facts) -> Facts:
         """Both handlers' facts: each reports its own format, so a flag is true when either found it."""
         return Facts(self.not_internal or other.not_internal, self.not_processed or other.not_processed,
                      self.smime | other.smime, self.pgp | other.pgp, self.failures + other.failures,
-                     self.refused or other.refused)
+                     self.refused or other.refused, self.ciphers + other.ciphers, self.signers + other.signers)
 
     def counted(self) -> set[str]:
         """The names of the counters this message adds 1 to (not ``messages``, nor the outcome's own)."""

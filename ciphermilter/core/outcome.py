@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from ciphermilter import mime
 from ciphermilter.core.findings import Facts, Failure, Report
 from ciphermilter.core.settings import Settings
-from ciphermilter.core.info import InfoHeaders
+from ciphermilter.core.info import InfoHeaders, printable
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange
+from ciphermilter.core.result import Result, Verdict, of_facts
 from ciphermilter.core.triage import Envelope, Skip, Triage, forged_header_deletions
 
 NOT_PROCESSED = "Not-Processed"
@@ -35,6 +36,13 @@ class Outcome:
     # (pipeline.stopped_at_limit): the daemon's on_limit policy applies, the plan is the one for "pass".
     held_at_limit: str | None = None
     facts: Facts = field(default_factory=Facts)  # what ``ciphermilter stats`` counts (core.findings)
+    # The result when the content was not inspected, set by the constructor that says why; None: the
+    # handlers' facts decide it (verdict()).
+    stopped: Verdict | None = None
+
+    def verdict(self) -> Verdict:
+        """The result of the message (core/result.py): the log line's ``result=`` and the metrics' label."""
+        return self.stopped or of_facts(self.facts)
 
 
 def reject_reply(reason: str) -> tuple[str, str, str]:
@@ -62,29 +70,35 @@ def refusal(outcome: Outcome, settings: Settings) -> tuple[str, str, str] | None
 def rejected(reason: str, envelope: Envelope, forged: int) -> Outcome:
     """The outcome for a message refused with 554 5.7.0: nothing to edit, nothing to report in headers."""
     report: Report = {"queue_id": envelope.queue_id, "rejected": reason, "forged_headers": forged}
-    return Outcome(plan=EditPlan(), info=InfoHeaders(), report=report, reject=reason)
+    return Outcome(plan=EditPlan(), info=InfoHeaders(), report=report, reject=reason,
+                   stopped=Verdict(Result.REJECTED, reason))
 
 
 def skipped(verdict: Triage, envelope: Envelope, reason: str) -> Outcome:
     """The outcome for a message triage let pass uninspected (not internal, no protectable type): forged
     headers stripped, nothing added."""
     report: Report = {"queue_id": envelope.queue_id, "skipped": reason}
+    not_internal = verdict.skip is Skip.NOT_INTERNAL
     return Outcome(plan=EditPlan(deletions=list(verdict.deletions)), info=InfoHeaders(), report=report,
-                   facts=Facts(not_internal=verdict.skip is Skip.NOT_INTERNAL))
+                   facts=Facts(not_internal=not_internal),
+                   stopped=Verdict(Result.NOT_INTERNAL if not_internal else Result.PLAIN))
 
 
-def not_processed(headers: mime.HeaderList, reason: str, envelope: Envelope, error: str | None = None,
-                  report: Report | None = None) -> Outcome:
+def not_processed(headers: mime.HeaderList, reason: str, envelope: Envelope, result: Result,
+                  error: str | None = None, report: Report | None = None) -> Outcome:
     """The outcome for a message passed on as received: forged headers stripped, the reason added.
 
-    ``headers`` are the message's top-level fields, already parsed.
+    ``headers`` are the message's top-level fields, already parsed; ``result`` says why in one word.
     """
     info = InfoHeaders()
     info.add(NOT_PROCESSED, reason)
     plan = EditPlan(deletions=forged_header_deletions(headers), additions=[HeaderAdd(n, v) for n, v in info])
     report = {**(report or {}), "queue_id": envelope.queue_id, "skipped": reason}
     facts = Facts(not_processed=True, failures=(Failure.of(NOT_PROCESSED, reason),))
-    return Outcome(plan=plan, info=info, report=report, error=error, facts=facts)
+    # The log line's reason is the error when there is one: the cause (a store's "Permission denied") where
+    # the header only says "key store unavailable".
+    return Outcome(plan=plan, info=info, report=report, error=error, facts=facts,
+                   stopped=Verdict(result, printable(error or reason)))
 
 
 def non_utf8_header(plan: EditPlan) -> str | None:

@@ -17,13 +17,14 @@ from typing import BinaryIO
 from ciphermilter import mime
 from ciphermilter.mime import write
 from ciphermilter.core import harvest
-from ciphermilter.core.contract import (Context, DecompressionBudget, LimitExceeded, Progress, check_part_count,
-                                        new_content)
+from ciphermilter.core.contract import (Context, DeadlineExceeded, DecompressionBudget, LimitExceeded, Progress,
+                                        check_part_count, new_content)
 from ciphermilter.core.findings import Facts, Report
 from ciphermilter.core.info import InfoHeaders, header_block_is_ambiguous, is_reserved
 from ciphermilter.core.outcome import Outcome as Outcome
 from ciphermilter.core.outcome import INTERNAL_ERROR, non_utf8_header, not_processed, rejected, skipped
 from ciphermilter.core.plan import EditPlan, HeaderAdd, HeaderChange, HeaderDelete, PlanError, check_header_value
+from ciphermilter.core.result import Result
 from ciphermilter.core.seams import KeyLookup, Readers
 from ciphermilter.core.settings import Limits, Settings
 from ciphermilter.core.triage import Envelope as Envelope
@@ -300,9 +301,9 @@ def decided(verdict: Triage, entity: Callable[[], mime.Entity], envelope: Envelo
         return None
     reason = verdict.skip.reason(settings.limits.max_message_size)
     if verdict.skip is Skip.STORE_UNAVAILABLE:
-        return not_processed(entity().headers, reason, envelope, verdict.store_error)
+        return not_processed(entity().headers, reason, envelope, Result.STORE_UNAVAILABLE, verdict.store_error)
     if verdict.skip is Skip.TOO_LARGE:
-        return stopped_at_limit(entity(), reason, envelope, store, settings)
+        return stopped_at_limit(entity(), reason, envelope, store, settings, result=Result.TOO_LARGE)
     return skipped(verdict, envelope, reason)
 
 
@@ -332,25 +333,27 @@ def _inspect(entity: mime.Entity, verdict: Triage, envelope: Envelope, store: Ke
         if new_entity is not None:
             _apply_new_entity(plan, headers, new_entity, settings, report)
     except (LimitExceeded, mime.DepthLimitExceeded) as exc:  # only raised once ctx is set
-        return stopped_at_limit(entity, str(exc), envelope, store, settings, key_held=ctx.key_held, report=report)
+        result = Result.TIMEOUT if isinstance(exc, DeadlineExceeded) else Result.LIMIT
+        return stopped_at_limit(entity, str(exc), envelope, store, settings, key_held=ctx.key_held, report=report,
+                                result=result)
     except mime.MimeError as exc:
-        return not_processed(headers, str(exc), envelope, report=report)
+        return not_processed(headers, str(exc), envelope, Result.MALFORMED, report=report)
     except Exception as exc:  # a bug of ours must never lose or reject the message
         QueueLog(log, envelope.queue_id).exception("processing failed")
         error = f"{INTERNAL_ERROR}: {type(exc).__name__}"
-        return not_processed(headers, error, envelope, error, report)
+        return not_processed(headers, error, envelope, Result.ERROR, error, report)
     plan.additions.extend(HeaderAdd(name, value) for name, value in info)
     unsendable = non_utf8_header(plan)
     if unsendable:  # libmilter carries UTF-8 only: the daemon could not send the plan, so nobody does
         reason = f"header {unsendable} of the decrypted content is not UTF-8"
-        return not_processed(headers, reason, envelope, reason, report)
+        return not_processed(headers, reason, envelope, Result.ERROR, reason, report)
     if facts.refused:  # for --explain and the log line
         report["readers"]["refused"] = rule.refusal()
     return Outcome(plan=plan, info=info, report=report, facts=facts)
 
 
 def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store: Readers | None, settings: Settings,
-                     *, key_held: bool = False, report: Report | None = None) -> Outcome:
+                     *, key_held: bool = False, report: Report | None = None, result: Result = Result.LIMIT) -> Outcome:
     """The outcome when a limit stopped processing: passed as received with ``reason``, as any Not-Processed.
 
     It is marked :attr:`Outcome.held_at_limit` (the daemon's on_limit then
@@ -370,7 +373,7 @@ def stopped_at_limit(entity: mime.Entity, reason: str, envelope: Envelope, store
     message to keys we do not hold) is unaffected: we could not decrypt it
     anyway, so nothing is hidden from the scanners that would not be.
     """
-    outcome = not_processed(entity.headers, reason, envelope, report=report)
+    outcome = not_processed(entity.headers, reason, envelope, result, report=report)
     if key_held or shows_held_content(entity, envelope, store, settings):
         outcome.held_at_limit = reason
         outcome.report["on_limit"] = {"reason": reason, "policy": settings.on_limit}

@@ -55,18 +55,19 @@ class Envelope:
 
 
 class QueueLog(logging.LoggerAdapter[logging.Logger]):
-    """A logger whose lines start with ``queue ID:``, Postfix's queue ID (``-`` before one is known).
+    """A logger whose lines start with ``QUEUEID:``, Postfix's queue ID (``NOQUEUE`` before one is known),
+    as Postfix's own lines do.
 
     Admins grep the daemon's log for the queue ID Postfix shows them, so the
     prefix is written here once instead of by hand in every line.
     """
 
     def __init__(self, logger: logging.Logger, queue_id: str | None):
-        super().__init__(logger, {"queue_id": queue_id or "-"})
+        super().__init__(logger, {"queue_id": queue_id or "NOQUEUE"})
 
     def process(self, msg: object, kwargs: Any) -> tuple[str, Any]:
         extra = self.extra or {}
-        return f"queue {extra['queue_id']}: {msg}", kwargs
+        return f"{extra['queue_id']}: {msg}", kwargs
 
 
 @dataclass(frozen=True)

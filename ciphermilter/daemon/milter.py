@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import io
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -43,12 +44,12 @@ from ciphermilter.mime import write
 from ciphermilter.config import DaemonConfig
 from ciphermilter.core import pipeline
 from ciphermilter.core.contract import DEADLINE_EXCEEDED
-from ciphermilter.core.info import INFO_PREFIX
 from ciphermilter.core.outcome import INTERNAL_ERROR, Outcome, not_processed, refusal
 from ciphermilter.core.plan import EditPlan
 from ciphermilter.core.seams import KeyLookup
 from ciphermilter.core.triage import Envelope, QueueLog, Skip, Triage, exceeds_size, triage
-from ciphermilter.daemon import stats
+from ciphermilter.core.result import Result
+from ciphermilter.daemon import logline, stats
 from ciphermilter.daemon.workers import DeadlineOverrun, StoreProvider, Workers
 from ciphermilter.store.holder import StoreUnavailable
 
@@ -417,22 +418,20 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
         if reply:
             return self._refuse(msg, outcome, reply)
         if outcome.error and settings.on_error == "tempfail":
-            self._summarise(msg, outcome, f"tempfail: {outcome.error}")
+            self._summarise(msg, outcome, "tempfail")
             return self._tempfail()
         self._apply(msg, outcome.plan)
-        note = outcome.error and f"passed on error: {outcome.error}"
-        if outcome.held_at_limit:
-            note = f"passed at limit, still encrypted: {outcome.held_at_limit}"
-        self._summarise(msg, outcome, note)
+        self._summarise(msg, outcome, "pass")
         return Milter.CONTINUE
 
     def _fail_safe(self, msg: MessageState) -> Reply:
         """After a failure: tempfail, or pass with forged headers stripped (unless edits were already sent)."""
         reason = msg.failed or INTERNAL_ERROR
         headers = mime.HeaderList(msg.header_fields)  # the failure may have come before end of headers
-        outcome = not_processed(headers, reason, self._envelope(msg), reason)
-        self._summarise(msg, outcome, f"failed: {reason}")
-        if self.runtime.config.settings.on_error == "tempfail":
+        outcome = not_processed(headers, reason, self._envelope(msg), Result.ERROR, reason)
+        tempfail = self.runtime.config.settings.on_error == "tempfail"
+        self._summarise(msg, outcome, "tempfail" if tempfail else "pass")
+        if tempfail:
             return self._tempfail()
         if not msg.edits_sent:
             try:
@@ -449,10 +448,7 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
         """Answer the core's refusal (logged and counted); the MTA sends nothing more of the message."""
         assert reply is not None  # a rejected or held outcome always has its refusal
         permanent = reply[0].startswith("5")
-        if outcome.reject:
-            self._summarise(msg, outcome, f"rejected: {outcome.reject}")
-        else:
-            self._summarise(msg, outcome, f"{'reject' if permanent else 'tempfail'} at limit: {outcome.held_at_limit}")
+        self._summarise(msg, outcome, "reject" if permanent else "tempfail")
         self._reset()
         self.setreply(*reply)
         return Milter.REJECT if permanent else Milter.TEMPFAIL
@@ -474,26 +470,24 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
             for chunk in _body_chunks(plan.body):
                 self.replacebody(chunk)
 
-    def _summarise(self, msg: MessageState, outcome: Outcome, note: str | None) -> None:
-        """The one log line per message, and the message counted for ``ciphermilter stats``."""
+    def _summarise(self, msg: MessageState, outcome: Outcome, action: str) -> None:
+        """The one log line per message (daemon/logline.py), and the message counted for ``ciphermilter stats``.
+
+        ``action``: what the MTA was told, pass, tempfail or reject. The log may name the envelope recipients,
+        the headers never do (Bcc)."""
         elapsed = time.monotonic() - msg.started
         stats.record(outcome, elapsed)
-        plan = outcome.plan
-        found = ",".join(name.removeprefix(INFO_PREFIX) for name, _ in outcome.info) or "nothing"
-        parts = [f"from=<{msg.mail_from.strip('<>')}>",
-                 f"rcpts={len(msg.recipients)}", f"size={msg.header_size + msg.body_size}", f"info={found}",
-                 f"deleted={len(plan.deletions)}", f"changed={len(plan.changes)}", f"added={len(plan.additions)}",
-                 f"body={'replaced' if plan.body is not None else 'kept'}"]
-        if outcome.report.get("skipped"):
-            parts.append(f"skipped=\"{outcome.report['skipped']}\"")
-        refused = outcome.report.get("readers", {}).get("refused")
-        if refused:  # the log may name the envelope recipients, the headers never do (Bcc)
-            readers = ",".join(outcome.report["readers"]["recipients"])
-            parts.append(f"refused=\"{refused}\" readers=<{readers}>")
-        if note:
-            parts.append(f"note=\"{note}\"")
-        parts.append(f"time={elapsed * 1000:.1f}ms")
-        self._log().info(" ".join(parts))
+        body = outcome.plan.body
+        line = logline.summary(self._envelope(msg), outcome, msg.header_size + msg.body_size,
+                               None if body is None else _size(body), action, elapsed)
+        self._log().info(line)
+
+
+def _size(body: bytes | BinaryIO) -> int:
+    """The size of a new body, bytes or a worker's body file (its position kept for the replay)."""
+    if isinstance(body, bytes):
+        return len(body)
+    return os.fstat(body.fileno()).st_size
 
 
 def _body_chunks(body: bytes | BinaryIO) -> Iterator[bytes]:

@@ -111,10 +111,10 @@ def drop_privileges(ids: tuple[int, int] | None, user: str | None) -> None:
     log.info("running as uid %d gid %d", uid, gid)
 
 
-def start_exporter(config: DaemonConfig) -> stats.Exporter | None:
+def start_exporter(config: DaemonConfig, holder: StoreHolder) -> stats.Exporter | None:
     """Write the counters for ``ciphermilter stats`` (as the milter user); a failure here never stops the mail."""
-    exporter = stats.Exporter(stats.COUNTERS_OF_THIS_PROCESS, config.stats_path,
-                              config.stats_interval, config.prometheus_textfile, config.metrics_port)
+    exporter = stats.Exporter(stats.COUNTERS_OF_THIS_PROCESS, config.stats_path, config.stats_interval,
+                              config.prometheus_textfile, config.metrics_port, stats.StoreProbe(holder))
     try:
         exporter.start()
     except OSError as exc:
@@ -203,7 +203,7 @@ def run_milter(config: DaemonConfig, holder: StoreHolder) -> None:
     except workers.WorkersCannotStart as exc:
         raise ServeError(f"worker processes cannot start: {exc}: the daemon's user must be able to read the"
                          " installation and enter its directories") from None
-    exporter = start_exporter(config)
+    exporter = start_exporter(config, holder)
     milter.CipherMilter.runtime = milter.Runtime(config=config, stores=holder, workers=pool)
     Milter.factory = milter.CipherMilter
     log.info("listening on %s with %d worker processes", config.socket, pool.count)

@@ -15,6 +15,7 @@ loopback port. Nothing is exported unless the daemon starts an exporter.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import http.server
 import json
@@ -22,11 +23,16 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import deque
-from typing import Any, TypedDict
+from collections.abc import Callable
+from typing import Any, NotRequired, TypedDict
 
 from ciphermilter import files
 from ciphermilter.core.outcome import Outcome
+from ciphermilter.core.result import Result
+from ciphermilter.store import keyfacts
+from ciphermilter.store.holder import StoreHolder, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,11 @@ PERCENTILES = (0.5, 0.9, 0.99)
 MAX_REASONS = 200  # distinct failure reasons kept; more are counted under OTHER_REASON (bounded label set)
 OTHER_REASON = "other"
 LOOPBACK = "127.0.0.1"
+# The latency histogram's upper bounds, seconds, per result: plain mail takes under a millisecond in the
+# core, an S/MIME message 1-20 ms, a large or RSA-4096 one 0.1-1 s; the deadline is 30 s by default.
+RESULT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Key expiry moves in days: the store's keys are parsed for it at most this often (seconds), not every write.
+EXPIRY_REFRESH = 300.0
 # node_exporter (a user of its own) reads the Prometheus textfile through the file's group; the stats file
 # is only read by `ciphermilter stats`, run as root or as the daemon's user, so it stays 0600.
 TEXTFILE_MODE = 0o640
@@ -103,8 +114,23 @@ class Timing(TypedDict):
     max: float | None
 
 
+class ResultTiming(TypedDict):
+    """One result's latency histogram: ``buckets[i]`` messages took at most RESULT_BUCKETS[i] seconds
+    (cumulative, as Prometheus counts them), ``count`` of them in all."""
+
+    buckets: list[int]
+    sum: float
+    count: int
+
+
+class StoreHealth(TypedDict):
+    reachable: bool  # the store opened and answered at the last check
+    earliest_key_expiry: float | None  # Unix time the first private key still in use expires; None: none does
+
+
 class Snapshot(TypedDict):
-    """The stats file: what ``ciphermilter stats`` shows (FORMAT_VERSION)."""
+    """The stats file: what ``ciphermilter stats`` shows (FORMAT_VERSION; the keys marked NotRequired came
+    later within the version: a reader takes their absence as "not known")."""
 
     version: int
     pid: int
@@ -113,6 +139,8 @@ class Snapshot(TypedDict):
     counters: dict[str, int]
     failures: dict[str, dict[str, int]]  # header -> reason -> count
     processing_seconds: Timing
+    results: NotRequired[dict[str, ResultTiming]]  # result word (core/result.py) -> its latency
+    store: NotRequired[StoreHealth]  # absent until the exporter checked the store
 
 
 class Counters:
@@ -126,9 +154,13 @@ class Counters:
         self.times: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.time_sum = 0.0
         self._reasons = 0
+        self.results = {result.value: _empty_timing() for result in Result}
+        self.store: StoreHealth | None = None  # set by the exporter's checks
 
     def record(self, outcome: Outcome, elapsed_s: float) -> None:
         found, failures = counted(outcome)
+        result = outcome.verdict().result.value
+        first_bucket = bisect.bisect_left(RESULT_BUCKETS, elapsed_s)
         with self._lock:
             for name in found:
                 self.counts[name] += 1
@@ -136,6 +168,11 @@ class Counters:
                 self._count_failure(header, reason)
             self.times.append(elapsed_s)
             self.time_sum += elapsed_s
+            timing = self.results[result]
+            for index in range(first_bucket, len(RESULT_BUCKETS)):
+                timing["buckets"][index] += 1
+            timing["sum"] += elapsed_s
+            timing["count"] += 1
 
     def _count_failure(self, header: str, reason: str) -> None:
         reasons = self.failures.setdefault(header, {})
@@ -153,12 +190,47 @@ class Counters:
             failures = {header: dict(reasons) for header, reasons in self.failures.items()}
             times = sorted(self.times)
             time_sum = self.time_sum
+            results = {result: {**timing, "buckets": list(timing["buckets"]), "sum": round(timing["sum"], 6)}
+                       for result, timing in self.results.items()}
+            store = self.store
         timing: Timing = {"count": counts["messages"], "sum": round(time_sum, 6), "window": len(times),
                   "quantiles": {f"{q:g}": round(_quantile(times, q), 6) for q in PERCENTILES} if times else {},
                   "max": round(times[-1], 6) if times else None}
-        return {"version": FORMAT_VERSION, "pid": os.getpid(), "started": _iso(self.started),
-                "updated": _iso(_utcnow()), "counters": counts, "failures": failures,
-                "processing_seconds": timing}
+        snapshot: Snapshot = {"version": FORMAT_VERSION, "pid": os.getpid(), "started": _iso(self.started),
+                              "updated": _iso(_utcnow()), "counters": counts, "failures": failures,
+                              "processing_seconds": timing, "results": results}  # type: ignore[typeddict-item]
+        if store is not None:
+            snapshot["store"] = store
+        return snapshot
+
+
+def _empty_timing() -> ResultTiming:
+    return {"buckets": [0] * len(RESULT_BUCKETS), "sum": 0.0, "count": 0}
+
+
+class StoreProbe:
+    """The store's health for the metrics: reachable at every check (a stat and a query, as each message
+    asks), the earliest key expiry recomputed every EXPIRY_REFRESH seconds while the store is reachable."""
+
+    def __init__(self, holder: StoreHolder):
+        self.holder = holder
+        self._expiry: float | None = None
+        self._expiry_checked: float | None = None
+
+    def __call__(self) -> StoreHealth:
+        try:
+            store = self.holder.current()
+            now = time.monotonic()
+            if self._expiry_checked is None or now - self._expiry_checked >= EXPIRY_REFRESH:
+                earliest = keyfacts.earliest_expiry(store, _utcnow())
+                self._expiry = None if earliest is None else earliest.timestamp()
+                self._expiry_checked = now
+        except StoreUnavailable:  # logged by the holder, once
+            return {"reachable": False, "earliest_key_expiry": self._expiry}
+        except Exception as exc:  # a store that opens but cannot answer: unreachable all the same, and say why
+            log.warning("key store check failed: %s", exc)
+            return {"reachable": False, "earliest_key_expiry": self._expiry}
+        return {"reachable": True, "earliest_key_expiry": self._expiry}
 
 
 def _quantile(ordered: list[float], q: float) -> float:
@@ -206,7 +278,37 @@ def prometheus(snapshot: Snapshot) -> str:
     started = datetime.datetime.fromisoformat(snapshot["started"]).timestamp()
     lines += ["# HELP ciphermilter_start_time_seconds When the daemon started (Unix time).",
               "# TYPE ciphermilter_start_time_seconds gauge", f"ciphermilter_start_time_seconds {started:.0f}"]
+    lines += _result_histogram(snapshot.get("results", {})) + _store_gauges(snapshot.get("store"))
     return "\n".join(lines) + "\n"
+
+
+def _result_histogram(results: dict[str, ResultTiming]) -> list[str]:
+    """The latency histogram, one series per result word (core/result.py; the log line's ``result=``)."""
+    lines = ["# HELP ciphermilter_result_seconds Time from the end of a message to the reply, by result.",
+             "# TYPE ciphermilter_result_seconds histogram"]
+    for result, timing in results.items():
+        label = f'result="{_label(result)}"'
+        lines += [f'ciphermilter_result_seconds_bucket{{{label},le="{bound:g}"}} {count}'
+                  for bound, count in zip(RESULT_BUCKETS, timing["buckets"])]
+        lines += [f'ciphermilter_result_seconds_bucket{{{label},le="+Inf"}} {timing["count"]}',
+                  f"ciphermilter_result_seconds_sum{{{label}}} {timing['sum']}",
+                  f"ciphermilter_result_seconds_count{{{label}}} {timing['count']}"]
+    return lines
+
+
+def _store_gauges(store: StoreHealth | None) -> list[str]:
+    """Whether the key store answers, and when its first private key in use expires; nothing before the first
+    check (an absent series, not a false 0)."""
+    if store is None:
+        return []
+    lines = ["# HELP ciphermilter_store_up Whether the key store opened and answered at the last check (1) or not (0).",
+             "# TYPE ciphermilter_store_up gauge", f"ciphermilter_store_up {int(store['reachable'])}"]
+    expiry = store["earliest_key_expiry"]
+    if expiry is not None:
+        metric = "ciphermilter_key_earliest_expiry_timestamp_seconds"
+        lines += [f"# HELP {metric} When the first private key that still decrypts expires (Unix time).",
+                  f"# TYPE {metric} gauge", f"{metric} {expiry:.0f}"]
+    return lines
 
 
 # --------------------------------------------------------------------------- files and the exporter
@@ -221,8 +323,8 @@ def read_stats_file(path: str) -> Snapshot:
         raise ValueError(f"no statistics at {path}: is the daemon running with this stats_file?") from None
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not a statistics file: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):  # the parser's position is no help to the admin
+        raise ValueError(f"{path} is not a statistics file: it does not hold the JSON the daemon writes") from None
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path} is not a statistics file of this ciphermilter version")
     return data
@@ -249,11 +351,14 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
 
 class Exporter:
     """Writes the counters to the stats file (and a Prometheus textfile) every ``interval`` seconds,
-    and serves ``/metrics`` on ``127.0.0.1:port`` when a port is given."""
+    and serves ``/metrics`` on ``127.0.0.1:port`` when a port is given. ``probe`` checks the key store before
+    each write: ``/metrics`` shows the last check, at most ``interval`` seconds old."""
 
     def __init__(self, counters: Counters, stats_file: str, interval: float,
-                 textfile: str | None = None, port: int | None = None):
+                 textfile: str | None = None, port: int | None = None,
+                 probe: Callable[[], StoreHealth] | None = None):
         self.counters = counters
+        self.probe = probe
         self.stats_file = stats_file
         self.interval = interval
         self.textfile = textfile
@@ -275,6 +380,8 @@ class Exporter:
         self._writer.start()
 
     def write(self) -> None:
+        if self.probe is not None:
+            self.counters.store = self.probe()
         snapshot = self.counters.snapshot()
         files.write_atomically(self.stats_file, json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
         if self.textfile:

@@ -178,8 +178,10 @@ _BAD_CERTIFICATE = (ValueError, x509.InvalidVersion)
 def _certificate_der(der: bytes, error: str) -> bytes:
     try:
         x509.load_der_x509_certificate(der)
-    except _BAD_CERTIFICATE as exc:
+    except x509.InvalidVersion as exc:  # its text is words: "Invalid X509 version 6"
         raise KeyFormatError(f"{error}: {exc}") from None
+    except ValueError:  # its text is the parser's debug output (ParseError { kind: ShortData ... })
+        raise KeyFormatError(f"{error}: not a readable X.509 certificate") from None
     return der
 
 
@@ -195,9 +197,10 @@ def _private_key(data: bytes, password: bytes | None, loader: Callable[..., Priv
     except ValueError as exc:
         if password is not None and "ENCRYPTED" in name.upper():
             raise KeyFormatError("wrong password for the encrypted private key") from None
-        raise KeyFormatError(f"corrupt or unsupported private key ({name}): {exc}") from None
-    except UnsupportedAlgorithm as exc:
-        raise KeyFormatError(f"unsupported private key ({name}): {exc}") from None
+        raise KeyFormatError(f"corrupt or unsupported private key ({name}): damaged, or an algorithm or curve"
+                             " that cannot be read") from None
+    except UnsupportedAlgorithm:
+        raise KeyFormatError(f"unsupported private key ({name}): its algorithm cannot be read") from None
 
 
 def _pkcs7(data: bytes, loader: Callable[[bytes], list[x509.Certificate]]) -> list[bytes]:
@@ -205,8 +208,8 @@ def _pkcs7(data: bytes, loader: Callable[[bytes], list[x509.Certificate]]) -> li
         with warnings.catch_warnings():  # bundles with unsorted SETs (openssl's) parse as BER, with a warning
             warnings.simplefilter("ignore")
             certs = loader(data)
-    except ValueError as exc:
-        raise KeyFormatError(f"corrupt PKCS#7 certificate bundle: {exc}") from None
+    except ValueError:
+        raise KeyFormatError("corrupt PKCS#7 certificate bundle") from None
     return [cert.public_bytes(serialization.Encoding.DER) for cert in certs]
 
 
@@ -215,8 +218,8 @@ def _first_der_element(data: bytes) -> bytes:
     try:
         element = asn1_core.Asn1Value.load(data, strict=False)
         return cast(bytes, element.dump())  # asn1crypto is untyped
-    except (ValueError, TypeError) as exc:
-        raise KeyFormatError(f"truncated or corrupt DER data: {exc}") from None
+    except (ValueError, TypeError):
+        raise KeyFormatError("truncated or corrupt DER data") from None
 
 
 def _der_is_complete(data: bytes) -> bool:
@@ -270,8 +273,9 @@ def parse_pkcs12(data: bytes, password: bytes | None) -> Bundle:
             break
         except ValueError:
             continue
-        except UnsupportedAlgorithm as exc:
-            raise KeyFormatError(f"unsupported PKCS#12 protection: {exc}") from None
+        except UnsupportedAlgorithm:
+            raise KeyFormatError("unsupported PKCS#12 protection: re-export it with AES (openssl pkcs12 -export"
+                                 " -keypbe AES-256-CBC -certpbe AES-256-CBC)") from None
     else:
         if password is None:
             raise SecretNeeded("the PKCS#12 file is password protected: give its password", "password")

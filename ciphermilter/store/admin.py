@@ -11,9 +11,11 @@ the one line the CLI prints.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from typing import Literal, TypedDict
 
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ciphermilter.formats import keyfiles
-from ciphermilter.store import keyexport, rows, schema
+from ciphermilter.store import keyexport, keyfacts, rows, schema
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.rows import ImportResult, KeyKind
 from ciphermilter.store.schema import PathLike, StoreError
@@ -42,10 +44,15 @@ class CertificateInfo(TypedDict):
     not_before: str
     not_after: str
     origin: str
-    private_key: bool
+    private_key: bool  # the store holds its private key (the same name for OpenPGP keys)
     readers: list[str]
     bindings: list[str]
     added: str
+    algorithm: str  # the facts of keyfacts.KeyFacts, as for OpenPGP keys
+    created: str
+    expires: str | None
+    expired: bool
+    revoked: bool
 
 
 class PgpKeyInfo(TypedDict):
@@ -57,11 +64,17 @@ class PgpKeyInfo(TypedDict):
     key_ids: list[str]
     user_ids: list[str]
     emails: list[str]
-    secret: bool
+    private_key: bool  # the store holds its secret key
+    secret: bool  # the same under its earlier name, kept for the scripts that read it (ciphermilter(1))
     origin: str
     readers: list[str]
     bindings: list[str]
     added: str
+    algorithm: str
+    created: str
+    expires: str | None
+    expired: bool
+    revoked: bool
 
 
 KeyInfo = CertificateInfo | PgpKeyInfo
@@ -242,14 +255,36 @@ def integrity_check(store: KeyStore) -> list[str]:
     return [] if problems == ["ok"] else problems
 
 
-def backup(store: KeyStore, destination: PathLike) -> None:
+def backup(store: KeyStore, destination: PathLike, *, replace: bool = False) -> None:
     """A consistent copy through SQLite's online backup API, safe while the milter runs.
 
     The copy holds private keys sealed as in the store; the master key is a
     separate file and is not copied: keep it (safely, elsewhere) to restore.
+    An existing file is refused, or with ``replace`` (cron's nightly run to one
+    path) replaced only once the new copy is whole: a copy is written beside it
+    and renamed over it, so a failed run leaves the last good backup.
     """
     target_path = os.fspath(destination)
-    schema.create_private_file(target_path)
+    if not replace:
+        schema.create_private_file(target_path)
+        _write_backup(store, target_path)
+        return
+    directory = os.path.dirname(os.path.abspath(target_path))
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        descriptor, partial = tempfile.mkstemp(prefix=".backup-", dir=directory)  # mode 0600
+    except OSError as exc:
+        raise StoreError(f"cannot create a file in {directory}: {exc.strerror}") from None
+    os.close(descriptor)
+    try:
+        _write_backup(store, partial)
+        os.replace(partial, target_path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+
+
+def _write_backup(store: KeyStore, target_path: str) -> None:
     target = sqlite3.connect(target_path)
     try:
         store.copy_into(target, checkpoint=True)
@@ -456,6 +491,19 @@ def show_key(store: KeyStore, ident: str) -> KeyInfo | None:
     return _pgp_info(store, store.rows("SELECT * FROM pgp_keys WHERE fingerprint = ?", (key_id,))[0])
 
 
+def keys_of_address(store: KeyStore, address: str) -> list[KeyInfo]:
+    """Every certificate and OpenPGP key whose own addresses include ``address`` (case-insensitive), as listed."""
+    email = address.strip().strip("<>").lower()
+    certs = [_certificate_info(store, row) for row in store.rows(
+        "SELECT c.*, k.spki_sha256 IS NOT NULL AS private_key FROM certificates c"
+        " LEFT JOIN smime_keys k ON k.spki_sha256 = c.spki_sha256 JOIN certificate_emails e"
+        " ON e.thumbprint = c.thumbprint WHERE e.email = ? ORDER BY c.subject, c.thumbprint", (email,))]
+    pgp = [_pgp_info(store, row) for row in store.rows(
+        "SELECT p.* FROM pgp_keys p JOIN pgp_emails e ON e.fingerprint = p.fingerprint WHERE e.email = ?"
+        " ORDER BY p.fingerprint", (email,))]
+    return certs + pgp
+
+
 def _certificate_info(store: KeyStore, row: sqlite3.Row) -> CertificateInfo:
     emails = [r["email"] for r in store.rows(
         "SELECT email FROM certificate_emails WHERE thumbprint = ? ORDER BY email", (row["thumbprint"],))]
@@ -463,7 +511,8 @@ def _certificate_info(store: KeyStore, row: sqlite3.Row) -> CertificateInfo:
             "serial": row["serial"], "ski": row["ski"], "emails": emails, "not_before": row["not_before"],
             "not_after": row["not_after"], "origin": row["origin"], "private_key": bool(row["private_key"]),
             "readers": sorted(store.key_readers("x509", row["thumbprint"])),
-            "bindings": store.bindings(row["thumbprint"]), "added": row["added"]}
+            "bindings": store.bindings(row["thumbprint"]), "added": row["added"],
+            **keyfacts.certificate_facts(row["der"], _now())}
 
 
 def _pgp_info(store: KeyStore, row: sqlite3.Row) -> PgpKeyInfo:
@@ -473,10 +522,16 @@ def _pgp_info(store: KeyStore, row: sqlite3.Row) -> PgpKeyInfo:
     emails = [r["email"] for r in store.rows(
         "SELECT email FROM pgp_emails WHERE fingerprint = ? ORDER BY email", (fingerprint,))]
     version = 6 if len(fingerprint) == 64 else 4  # a v6 fingerprint is SHA-256, a v4 one SHA-1
-    return {"id": fingerprint, "type": "openpgp", "version": version, "key_ids": key_ids, "user_ids": json.loads(row["user_ids"]),
-            "emails": emails, "secret": row["sealed_secret"] is not None, "origin": row["origin"],
-            "readers": sorted(store.key_readers("openpgp", fingerprint)),
-            "bindings": store.bindings(fingerprint), "added": row["added"]}
+    secret = row["sealed_secret"] is not None
+    return {"id": fingerprint, "type": "openpgp", "version": version, "key_ids": key_ids,
+            "user_ids": json.loads(row["user_ids"]), "emails": emails, "private_key": secret, "secret": secret,
+            "origin": row["origin"], "readers": sorted(store.key_readers("openpgp", fingerprint)),
+            "bindings": store.bindings(fingerprint), "added": row["added"],
+            **keyfacts.pgp_facts(row["public_key"], _now())}
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def remove_key(store: KeyStore, ident: object) -> bool:

@@ -171,8 +171,7 @@ class KeyStore:
 
     @classmethod
     def _open_checked(cls, path: str, key_path: str, read_only: bool) -> tuple[KeyStore, int]:
-        if not os.path.isfile(path):
-            raise StoreError(f"store {path} not found (create it with 'ciphermilter store init')")
+        schema.check_readable(path)
         try:
             sealer = masterkey.Sealer(masterkey.load(key_path))
         except masterkey.MasterKeyError as exc:

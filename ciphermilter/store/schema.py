@@ -9,9 +9,11 @@ refused, never downgraded.
 
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 import sqlite3
+import stat
 from collections.abc import Callable
 
 import sqlite_utils
@@ -127,3 +129,16 @@ def create_private_file(path: str) -> None:
         raise StoreError(f"{path} exists already; refusing to overwrite it") from None
     except OSError as exc:
         raise StoreError(f"cannot create {path}: {exc.strerror}") from None
+
+def check_readable(path: str) -> None:
+    """A store that is there but cannot be read says so ("Permission denied"), not "not found": a directory
+    the user cannot enter hides the file from a plain existence test."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise StoreError(f"store {path} is not a file")
+    except FileNotFoundError:
+        raise StoreError(f"store {path} not found (create it with 'ciphermilter store init')") from None
+    except OSError as exc:
+        raise StoreError(f"cannot open store {path}: {exc.strerror}") from None
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"cannot open store {path}: {os.strerror(errno.EACCES)}")

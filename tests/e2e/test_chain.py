@@ -61,8 +61,8 @@ def test_clean_encrypted_message_is_delivered_decrypted(postfix, sink, e2e_dir, 
     assert b"Content-Transfer-Encoding: 7bit" in fields
     # The summary line carries Postfix's queue ID (macro i); it is logged before Postfix answers 250.
     summary = [line for line in (e2e_dir / "ciphermilter.out").read_text().splitlines()
-               if f"queue {reply.queue_id}:" in line]
-    assert len(summary) == 1 and "body=replaced" in summary[0], summary
+               if f" {reply.queue_id}: " in line]
+    assert len(summary) == 1 and " result=decrypted format=smime cipher=AES-256-CBC " in summary[0], summary
 
 
 # Larger than the daemon's spool_memory (1 MiB) and than a body the worker returns in its reply

@@ -175,4 +175,6 @@ def facts(found: PgpFindings) -> Facts:
         signed=bool(found.signatures),
         verified=bool(found.signatures) and found.signatures_valid,
     )
-    return Facts(pgp=pgp, failures=tuple(failures), refused=found.refusal is not None)
+    signers = dict.fromkeys(name for signature in found.signatures for name in signature.emails or (signature.keyid,))
+    return Facts(pgp=pgp, failures=tuple(failures), refused=found.refusal is not None, ciphers=found.ciphers,
+                 signers=tuple(signers))

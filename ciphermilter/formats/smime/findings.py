@@ -155,4 +155,5 @@ def facts(layers: list[SmimeLayer], signed: bool) -> Facts:
     )
     refused = any(layer.problem is Problem.DECRYPTION_REFUSED for layer in layers)
     return Facts(smime=smime, failures=tuple(failure for layer in layers for failure in layer.failures()),
-                 refused=refused)
+                 refused=refused, ciphers=tuple(layer.cipher for layer in layers if layer.cipher),
+                 signers=tuple(dict.fromkeys(name for signer in signers for name in signer.emails or (signer.id,))))
