@@ -8,20 +8,31 @@ from ciphermilter import __version__
 from ciphermilter.cli.check import check
 from ciphermilter.cli.decrypt import decrypt
 from ciphermilter.cli.stats import stats_command
-from ciphermilter.cli.common import App
+from ciphermilter.cli.common import App, reported
 from ciphermilter.cli.domains import domains_group
 from ciphermilter.cli.keys import keys_group
 from ciphermilter.cli.run import run
 from ciphermilter.cli.store import store_group
 from ciphermilter.cli.trust import trust_group
+from ciphermilter.store.schema import StoreError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; a store that fails mid-command (a database gone away) is one line, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        with reported(StoreError):
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ciphermilter")
 @click.option("--store", "store_path", envvar="CIPHERMILTER_STORE", type=click.Path(dir_okay=False),
-              help="SQLite key store (default: ./var/ciphermilter.db, or the config file's store).")
+              help="Key store: a SQLite file (path or sqlite:///path) or postgresql://… (default:"
+                   " ./var/ciphermilter.db, or the config file's store).")
 @click.option("--master-key", "master_key_path", envvar="CIPHERMILTER_MASTER_KEY", type=click.Path(dir_okay=False),
-              help="Master key file that protects private keys (default: the store path plus .key).")
+              help="Master key file that protects private keys (default: the store path plus .key;"
+                   " a PostgreSQL store needs it named).")
 @click.option("--config", "config_path", envvar="CIPHERMILTER_CONFIG", type=click.Path(dir_okay=False),
               help="TOML configuration file.")
 @click.pass_context
