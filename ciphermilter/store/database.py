@@ -213,9 +213,8 @@ class PostgresDatabase:
     def server(self) -> tuple[str, bool]:
         """(host:port the connection reached, whether it takes writes): a primary, not a standby."""
         info = self.conn.info
-        read_only = self.execute("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
-                                 ).fetchone()[0]
-        return f"{info.host}:{info.port}", not read_only
+        in_recovery = self.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+        return f"{info.host}:{info.port}", not in_recovery
 
     def close(self) -> None:
         self.conn.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 
 Backend = Literal["sqlite", "postgresql"]
 
@@ -69,14 +68,12 @@ def names_shared(name: str) -> bool:
 
 def redacted(url: str) -> str:
     """``url`` with any password replaced by ``***`` (in the authority and in a ``password=`` parameter)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, _, hosts = netloc.rpartition("@")
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    authority, tail = re.match(r"([^/?]*)(.*)", rest, re.S).groups()  # type: ignore[union-attr]
+    if "@" in authority:
+        credentials, _, hosts = authority.rpartition("@")
         user, colon, _ = credentials.partition(":")
-        netloc = f"{user}{':***' if colon else ''}@{hosts}"
-    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        authority = f"{user}{':***' if colon else ''}@{hosts}"
+    return f"{scheme}://{authority}" + re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", tail)

@@ -98,20 +98,28 @@ def start(root: Path, data: Path, *settings: str) -> Postgres:
     raise RuntimeError("postgres did not accept connections within 60 s")
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
+@contextlib.contextmanager
+def own_server(*settings: str) -> Iterator[Postgres]:
+    """A server of its own (one a test may stop or kill), removed with its files afterwards."""
     if not (PG_BIN / "postgres").exists():
         pytest.fail("PostgreSQL 15 is not installed (apt-get install postgresql; bootstrap test does it)")
     root = private_directory("ciphermilter-pg-")
     data = root / "primary"
-    data.mkdir()
+    data.mkdir(mode=0o700)
     shutil.chown(data, "postgres", "postgres")
-    os.chmod(data, 0o700)
     initdb(data)
-    server = start(root, data, "wal_level=replica", "max_wal_senders=4")
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    server = start(root, data, *settings)
+    try:
+        yield server
+    finally:  # a test that restarted the server stops its new one itself
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    with own_server() as server:
+        yield server
 
 
 def new_database(server: Postgres) -> str:
