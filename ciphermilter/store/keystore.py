@@ -147,16 +147,7 @@ class KeyStore:
         where, key_path = schema.paths(path, master_key_path)
         if os.path.exists(key_path):
             raise StoreError(f"master key file {key_path} exists already; move it away or give another path")
-        if where.shared:
-            db = database.connect(where)
-            if schema.version(db):
-                db.close()
-                raise StoreError(f"store {where.display} exists already")
-        elif os.path.exists(where.target):
-            raise StoreError(f"store {where.target} exists already")
-        else:
-            schema.create_private_file(where.target)
-            db = database.connect(where)
+        db = schema.new_store(where)
         try:
             os.makedirs(os.path.dirname(os.path.abspath(key_path)), mode=0o700, exist_ok=True)
             key = masterkey.generate(key_path)

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import sqlite_utils
 
-from ciphermilter.store import locator, masterkey
+from ciphermilter.store import database, locator, masterkey
 from ciphermilter.store.database import Database, SqliteDatabase, StoreError as StoreError
 from ciphermilter.store.locator import Locator
 
@@ -184,6 +184,20 @@ def paths(name: PathLike, master_key_path: PathLike | None) -> tuple[Locator, st
         raise StoreError(f"store {where.display}: a PostgreSQL store needs its master key file named"
                          " (master_key in the configuration, or --master-key)")
     return where, masterkey.default_path(where.target)
+
+
+def new_store(where: Locator) -> Database:
+    """A connection to where a new store goes: a new SQLite file (0600), or a database holding no store yet."""
+    if not where.shared:
+        if os.path.exists(where.target):
+            raise StoreError(f"store {where.target} exists already")
+        create_private_file(where.target)
+        return database.connect(where)
+    db = database.connect(where)
+    if version(db):
+        db.close()
+        raise StoreError(f"store {where.display} exists already")
+    return db
 
 
 def create_private_file(path: str) -> None:
