@@ -16,9 +16,12 @@ import psycopg
 import pytest
 import sqlite_utils
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
 
 from ciphermilter import config
 from ciphermilter.cli.main import main
+from ciphermilter.core.settings import Settings
+from ciphermilter.formats import keyfiles
 from ciphermilter.store import admin, locator, rows, schema
 from ciphermilter.store.holder import StoreHolder, StoreUnavailable
 from ciphermilter.store.keystore import KeyStore
@@ -31,7 +34,6 @@ ALICE = (CORPUS / "keys/foreign/pub-alice.cert.pem").read_bytes()
 
 
 def alice_der() -> bytes:
-    from ciphermilter.formats import keyfiles
     return keyfiles.parse(ALICE).certificates[0]
 
 
@@ -144,8 +146,6 @@ def test_both_backends_have_the_same_tables_columns_keys_and_indexes(tmp_path, p
 
 
 def test_the_database_never_sees_a_private_key_in_the_clear(pg_url, tmp_path):
-    from cryptography.hazmat.primitives import serialization
-    from ciphermilter.formats import keyfiles
     with KeyStore.create(pg_url, tmp_path / "m.key") as store:
         admin.import_file(store, BOB_P12, password=b"corpus-public")
     (private_key,) = keyfiles.parse(BOB_P12, password=b"corpus-public").private_keys
@@ -317,3 +317,37 @@ def test_check_names_the_server_it_reached_and_whether_it_takes_writes(tmp_path,
     result = CliRunner().invoke(main, ["--store", pg_url, "--master-key", key, "check", "--no-postfix", "--json"])
     assert f"store server {postgres.socket_dir}:5432 (primary, writable)" in result.output
     assert "pg_dump" in result.output
+
+
+# ---------------------------------------------------------------------------- the README's grants
+
+
+def readme_grants() -> str:
+    """The SQL block of README.rst's "Several gateways" that grants the milter's role what it needs."""
+    text = (Path(__file__).parent.parent / "README.rst").read_text()
+    block = text.split("Those are all the grants it\nneeds:\n\n.. code-block:: sql\n\n", 1)[1].split("\n\n", 1)[0]
+    return "\n".join(line.strip() for line in block.splitlines())
+
+
+def test_the_milter_role_of_the_readme_reads_and_harvests_and_imports_nothing(pg_url, tmp_path):
+    key = tmp_path / "m.key"
+    with KeyStore.create(pg_url, key) as admin_store:
+        admin.import_file(admin_store, BOB_P12, password=b"corpus-public")
+    role = f"milter_{os.getpid()}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(readme_grants().replace("milter", role))
+    with KeyStore.open(pg_url.replace("user=postgres", f"user={role}"), key) as milter:
+        assert len(milter.all_smime_private_keys()) == 1
+        assert harvested(milter, certificates=(alice_der(),)) == ["added"]
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # harvested long ago, never used since
+            conn.execute("UPDATE certificates SET added = '2000-01-01T00:00:00+00:00' WHERE origin = 'harvested'")
+        carol = keyfiles.parse((CORPUS / "keys/foreign/pub-carol.cert.pem").read_bytes()).certificates[0]
+        # the next harvest write removes alice's expired certificate, with the milter's grants alone
+        assert harvested(milter, certificates=(carol,), settings=Settings(harvest_expiry_days=1)) == ["added"]
+        assert {info["origin"] for info in admin.list_keys(milter)} == {"imported", "harvested"}
+        assert milter.certificates(email=rows.certificate_emails(alice_der())[0]) == []
+        with pytest.raises(StoreError, match="permission denied for table domains"):
+            admin.add_domain(milter, "corp-pub.example")
+        with pytest.raises(StoreError, match="permission denied for table"):
+            admin.import_file(milter, (CORPUS / "keys/smime/pub-erin-p256.p12").read_bytes(),
+                              password=b"corpus-public")
