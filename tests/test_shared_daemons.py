@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from ciphermilter.cli.main import main
 from conftest import CORPUS
 from support.milter import one_message
-from support.pg_fixtures import PG_BIN, own_server, private_directory, start
+from bench.postgres_instance import PG_BIN, own_server, private_directory, start
 
 pytestmark = pytest.mark.usefixtures("bytes_on_the_wire")
 

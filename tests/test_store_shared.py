@@ -8,7 +8,6 @@ KeyStore (or StoreHolder) of its own, with its own connection, as each daemon ha
 from __future__ import annotations
 
 import os
-import signal
 import threading
 from pathlib import Path
 
@@ -22,12 +21,12 @@ from ciphermilter import config
 from ciphermilter.cli.main import main
 from ciphermilter.core.settings import Settings
 from ciphermilter.formats import keyfiles
-from ciphermilter.store import admin, locator, rows, schema
+from ciphermilter.store import admin, locator, rows
 from ciphermilter.store.holder import StoreHolder, StoreUnavailable
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
 from conftest import CORPUS, harvested, import_corpus_keys
-from support.pg_fixtures import initdb, own_server, private_directory, start
+from bench.postgres_instance import own_server, start
 
 BOB_P12 = (CORPUS / "keys/smime/pub-bob.p12").read_bytes()
 ALICE = (CORPUS / "keys/foreign/pub-alice.cert.pem").read_bytes()

@@ -137,10 +137,14 @@ class PgRow(tuple[Any, ...]):
         return super().__getitem__(self.names[key] if isinstance(key, str) else key)
 
 
+@functools.lru_cache(maxsize=256)
+def _row_class(names: tuple[str, ...]) -> type[PgRow]:
+    """One row class per column list (a query's): made once, not once per query."""
+    return type("PgRow", (PgRow,), {"names": {name: index for index, name in enumerate(names)}})
+
+
 def _pg_rows(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
-    names = {column.name: index for index, column in enumerate(cursor.description or ())}
-    row_class = type("PgRow", (PgRow,), {"names": names})
-    return lambda values: row_class(values)
+    return _row_class(tuple(column.name for column in cursor.description or ()))
 
 
 @functools.lru_cache(maxsize=512)
