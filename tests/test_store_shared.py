@@ -8,6 +8,7 @@ KeyStore (or StoreHolder) of its own, with its own connection, as each daemon ha
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ciphermilter import config
 from ciphermilter.cli.main import main
 from ciphermilter.core.settings import Settings
 from ciphermilter.formats import keyfiles
-from ciphermilter.store import admin, locator, rows
+from ciphermilter.store import admin, database, locator, rows
 from ciphermilter.store.holder import StoreHolder, StoreUnavailable
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
@@ -242,6 +243,25 @@ def test_a_database_outage_costs_the_message_on_error_and_service_comes_back_wit
         finally:
             restarted.stop()
     assert "key store unavailable, on_error policy applies" in caplog.text
+
+
+def test_a_hung_server_costs_a_bounded_wait_then_on_error(tmp_path, monkeypatch):
+    """A stopped (SIGSTOP) server enforces no statement_timeout and its kernel still acknowledges: the client's
+    own watchdog cuts the connection; the holder reconnects once the server runs again."""
+    monkeypatch.setattr(database, "CLIENT_TIMEOUT_S", 1.0)
+    with own_server() as server:
+        url = server.url()
+        KeyStore.create(url, tmp_path / "m.key").close()
+        holder = StoreHolder(url, str(tmp_path / "m.key"))
+        store = holder.current()
+        backend = store.rows("SELECT pg_backend_pid()")[0][0]
+        os.kill(backend, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreError, match="PostgreSQL store .*(closed|lost|terminat|EOF|unexpected)"):
+                store.refresh()
+        finally:
+            os.kill(backend, signal.SIGCONT)
+        assert holder.current() is not store and holder.current().refresh() == 0
 
 
 def test_cli_commands_fail_in_one_line_when_the_database_is_down(tmp_path):

@@ -11,16 +11,22 @@ line (the CLI prints it, the milter applies ``on_error``), never a traceback.
 
 PostgreSQL connections get bounds an outage cannot stretch: a connect timeout
 per host, TCP keepalives and a user timeout (a peer that vanished is noticed
-in about 15 s, not the kernel's two hours) and a statement timeout. Each
-is a default the URL may override.
+in about 15 s, not the kernel's two hours), a statement timeout, each a
+default the URL may override, and a watchdog of our own for a server that
+hangs (:class:`_Watchdog`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import pathlib
+import socket
 import sqlite3
+import threading
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -44,6 +50,11 @@ PG_DEFAULTS = {
 # Milliseconds one statement may run: the milter's lookups take well under one (bench/), a lock held by a
 # hung session must not hold a message for the whole milter timeout.
 STATEMENT_TIMEOUT_MS = 10_000
+# Seconds after which the client gives up on a statement (or a COMMIT) itself and cuts the connection: a hung
+# server (a stopped process, a stuck disk) enforces no statement_timeout, and its kernel still acknowledges
+# every packet, so neither keepalives nor the TCP user timeout notice anything.
+CLIENT_TIMEOUT_S = STATEMENT_TIMEOUT_MS / 1000 + 5
+WATCH_INTERVAL_S = 0.5
 
 SqlParams = Sequence[object]
 
@@ -158,6 +169,40 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+class _Watchdog:
+    """Cuts the connection (shutdown of its socket) when a statement outlives :data:`CLIENT_TIMEOUT_S`; the
+    blocked call then fails like any lost connection. One thread per connection, polling twice a second,
+    gone with the connection (it holds only a weak reference)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.deadline: float | None = None
+        self.closed = False
+        threading.Thread(target=_watch, args=(weakref.ref(self),), name="store-watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def bounded(self) -> Iterator[None]:
+        self.deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        try:
+            yield
+        finally:
+            self.deadline = None
+
+    def cut(self) -> None:
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(self.fd)) as cut:
+            cut.shutdown(socket.SHUT_RDWR)
+
+
+def _watch(ref: weakref.ref[_Watchdog]) -> None:
+    while (dog := ref()) is not None and not dog.closed:
+        deadline = dog.deadline
+        if deadline is not None and time.monotonic() > deadline:
+            dog.deadline = None
+            dog.cut()
+        del dog
+        time.sleep(WATCH_INTERVAL_S)
+
+
 class PostgresDatabase:
     """A PostgreSQL database in autocommit mode (no session left idle in a transaction); writes run in
     :meth:`transaction`. Every driver error comes out as a one-line :class:`StoreError`."""
@@ -173,15 +218,17 @@ class PostgresDatabase:
             options = {name: value for name, value in PG_DEFAULTS.items() if name not in given}
             self.conn: psycopg.Connection[PgRow] = psycopg.connect(
                 conninfo.make_conninfo(locator.target, **options), autocommit=True, row_factory=_pg_rows)
-            self.conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            self._watchdog = _Watchdog(self.conn.pgconn.socket)
+            self.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
             if read_only:
-                self.conn.execute("SET default_transaction_read_only = on")
+                self.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL store {self.display}: {_one_line(exc)}") from None
 
     def execute(self, sql: str, params: SqlParams = ()) -> Cursor:
         try:
-            cursor = self.conn.execute(pg_sql(sql), params)
+            with self._watchdog.bounded():
+                cursor = self.conn.execute(pg_sql(sql), params)
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL store {self.display}: {_one_line(exc)}") from None
         self._count(sql, cursor.rowcount)
@@ -189,7 +236,7 @@ class PostgresDatabase:
 
     def executemany(self, sql: str, params: Sequence[SqlParams]) -> None:
         try:
-            with self.conn.cursor() as cursor:
+            with self.conn.cursor() as cursor, self._watchdog.bounded():
                 cursor.executemany(pg_sql(sql), params)
                 self._count(sql, cursor.rowcount)
         except psycopg.Error as exc:
@@ -208,8 +255,11 @@ class PostgresDatabase:
         try:
             with self.conn.transaction():
                 yield
+                self._watchdog.deadline = time.monotonic() + CLIENT_TIMEOUT_S  # the COMMIT, at the block's end
         except psycopg.Error as exc:  # the COMMIT itself, or a failed rollback on a broken connection
             raise StoreError(f"PostgreSQL store {self.display}: {_one_line(exc)}") from None
+        finally:
+            self._watchdog.deadline = None
 
     def table_exists(self, name: str) -> bool:
         return self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0] is True
@@ -221,6 +271,7 @@ class PostgresDatabase:
         return f"{info.host}:{info.port}", not in_recovery
 
     def close(self) -> None:
+        self._watchdog.closed = True
         self.conn.close()
 
 
