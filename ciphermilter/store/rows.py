@@ -272,9 +272,9 @@ def _write_pgp_public(conn: Database, key: OpenPGPKey, fingerprint: str, public:
         "INSERT INTO pgp_keys (fingerprint, public_key, user_ids, origin, added) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (fingerprint) DO UPDATE SET public_key = excluded.public_key, user_ids = excluded.user_ids",
         (fingerprint, public, json.dumps(key.user_ids), origin, now()))
-    conn.executemany("INSERT INTO pgp_key_ids (keyid, fingerprint, is_primary) VALUES (?, ?, ?)",
+    conn.executemany("INSERT INTO pgp_key_ids (keyid, fingerprint, is_primary) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                      [(keyid, fingerprint, primary) for keyid, primary in _pgp_key_ids(key)])
-    conn.executemany("INSERT INTO pgp_emails (email, fingerprint) VALUES (?, ?)",
+    conn.executemany("INSERT INTO pgp_emails (email, fingerprint) VALUES (?, ?) ON CONFLICT DO NOTHING",
                      [(email, fingerprint) for email in sorted(openpgp.key_emails(key))])
 
 
