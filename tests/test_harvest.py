@@ -71,7 +71,7 @@ def harvested_rows(store) -> int:
 def write_transactions(store) -> list[str]:
     """Every write transaction the store's connection begins from now on (sqlite3's statement trace)."""
     begun = []
-    store._conn.set_trace_callback(lambda sql: begun.append(sql) if sql.startswith("BEGIN") else None)
+    store.db.conn.set_trace_callback(lambda sql: begun.append(sql) if sql.startswith("BEGIN") else None)
     return begun
 
 
@@ -228,7 +228,7 @@ def test_a_locked_store_costs_the_message_its_harvest_not_its_result(store, part
     expected = info_of(core.process(message, BOB, store, Settings(harvest_pgp_keys=False)))
     other = sqlite3.connect(store.path, timeout=0)
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    store._conn.execute("PRAGMA busy_timeout = 0")
+    store.db.conn.execute("PRAGMA busy_timeout = 0")
     try:
         outcome = core.process(message, BOB, store)
     finally:
@@ -314,8 +314,8 @@ def test_expiry_spares_a_private_key_under_a_harvested_certificate(smime_store):
     # as a store may hold it from before imports promoted the certificate: only an admin imports a private key
     store, _, used, _ = smime_store
     admin.import_file(store, used.key_pem)
-    store._conn.execute("UPDATE certificates SET origin = 'harvested'")
-    store._conn.commit()
+    store.db.conn.execute("UPDATE certificates SET origin = 'harvested'")
+    store.db.conn.commit()
     backdate(store, 400)
     assert [line.split()[2] for line in admin.expire_harvested(store, 90)] == ["CN=unused"]
     assert admin.show_key(store, thumbprint(used))["private_key"]
