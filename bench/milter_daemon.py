@@ -78,12 +78,13 @@ def _status_kb(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def start(work: Path, name: str, store: Path, inet: bool = False, cpus: str | None = None,
-          max_message_size: int | None = None) -> Daemon:
+def start(work: Path, name: str, store: Path | str, inet: bool = False, cpus: str | None = None,
+          max_message_size: int | None = None, master_key: Path | None = None) -> Daemon:
     """A daemon on a unix socket (mode 0666: Postfix's user must reach it) or on an inet port on loopback.
 
     ``cpus`` pins it with taskset (e.g. "0" for one core); ``max_message_size``
-    raises the limit for the memory measurement's 50 MB attachment.
+    raises the limit for the memory measurement's 50 MB attachment; ``master_key``
+    names the key of a store that has none beside it (a PostgreSQL URL).
     """
     directory = work / name
     directory.mkdir()
@@ -93,7 +94,8 @@ def start(work: Path, name: str, store: Path, inet: bool = False, cpus: str | No
     config = directory / "ciphermilter.toml"
     config.write_text(
         f'socket = "{spec}"\nstore = "{store}"\numask = "0000"\nlog_level = "warning"\n'
-        f'stats_file = "{directory / "stats.json"}"\n' + limits
+        f'stats_file = "{directory / "stats.json"}"\n' + (f'master_key = "{master_key}"\n' if master_key else "")
+        + limits
     )
     log = directory / "daemon.log"
     argv = [sys.executable, "-m", "ciphermilter", "run", "--config", str(config)]

@@ -19,7 +19,7 @@ from typing import NoReturn
 from ciphermilter import files
 from ciphermilter.core import domains
 from ciphermilter.core.settings import MIXED_RECIPIENTS, ON_ERROR_POLICIES, ON_LIMIT_POLICIES, Limits, Settings
-from ciphermilter.store import masterkey
+from ciphermilter.store import locator, masterkey
 
 
 # --- The daemon's configuration file -------------------------------------------------------------
@@ -64,12 +64,18 @@ class DaemonConfig:
 
     @property
     def master_key_path(self) -> str:
+        """``master_key``, else beside a SQLite store (a shared store names its key: :func:`check_store`)."""
         return self.master_key or masterkey.default_path(self.store)
 
     @property
     def stats_path(self) -> str:
-        """``stats_file``, else beside the store."""
-        return self.stats_file or files.default_stats_file(self.store)
+        """``stats_file``, else beside a SQLite store; a shared store has no "beside": ConfigError."""
+        if self.stats_file:
+            return self.stats_file
+        if locator.names_shared(self.store):
+            raise ConfigError(f"store {locator.redacted(self.store)}: a PostgreSQL store needs stats_file named"
+                              " in the configuration (statistics stay per gateway)")
+        return files.default_stats_file(self.store)
 
     def with_store(self, store: str | None, master_key: str | None) -> "DaemonConfig":
         """This configuration with the store and master key named on the command line, where they are.
@@ -79,7 +85,24 @@ class DaemonConfig:
         command, the daemon included, resolves the two paths this one way.
         """
         own_key = None if store else self.master_key
-        return replace(self, store=store or self.store, master_key=master_key or own_key)
+        resolved = replace(self, store=store or self.store, master_key=master_key or own_key)
+        problem = store_problem(resolved.store, resolved.master_key)
+        if problem:
+            raise ConfigError(f"{'--store' if store else 'store'}: {problem}")
+        return resolved
+
+
+def store_problem(store: str, master_key: str | None) -> str | None:
+    """Why ``store`` cannot be used with ``master_key``: a URL of no backend we have, or a shared store whose
+    master key is not named (no file is beside a database; every gateway holds a copy of the one key)."""
+    try:
+        where = locator.parse(store)
+    except locator.LocatorError as exc:
+        return str(exc)
+    if where.shared and not master_key:
+        return (f"store {where.display}: a PostgreSQL store needs its master key file named"
+                " (master_key in the configuration, or --master-key)")
+    return None
 
 
 def _check_socket(value: object) -> str:
@@ -103,6 +126,15 @@ def _check_choice(choices: tuple[str, ...]) -> Check:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return value
     return check
+
+
+def _check_store(value: object) -> str:
+    """A file path, ``sqlite:///path`` or ``postgresql://…`` (:mod:`ciphermilter.store.locator`)."""
+    try:
+        locator.parse(_check_path(value))
+    except locator.LocatorError as exc:
+        raise ValueError(str(exc).split(": ", 1)[1]) from None
+    return str(value)
 
 
 def _check_path(value: object) -> str:
@@ -138,7 +170,7 @@ def _check_port(value: object) -> int:
 # Keys of the file that are not Settings fields, with the check each value must pass.
 DAEMON_KEYS: dict[str, Check] = {
     "socket": _check_socket,
-    "store": _check_path,
+    "store": _check_store,
     "master_key": _check_path,
     "user": _check_name,
     "group": _check_name,
@@ -278,4 +310,6 @@ def load(path: str | None) -> DaemonConfig:
             _apply(config, table, key, value)
         except ValueError as exc:
             refuse(table, key, str(exc))
+    if locator.names_shared(config.store) and not config.master_key:
+        refuse(None, "store", "a PostgreSQL store needs master_key named (every gateway holds a copy of the one key)")
     return config

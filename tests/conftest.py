@@ -24,12 +24,14 @@ from ciphermilter.formats import keyfiles as keyimport
 from ciphermilter.core.settings import Settings
 from ciphermilter.core.info import INFO_PREFIX
 from ciphermilter.store import admin
+from ciphermilter.store.keystore import KeyStore
 
 from bench.shared import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
 # Fixtures several test modules share live in plugins, never in a test module another one imports.
-pytest_plugins = ["support.attack_fixtures", "support.gpg_fixtures", "support.milter_fixtures"]
+pytest_plugins = ["support.attack_fixtures", "support.gpg_fixtures", "support.milter_fixtures",
+                  "support.pg_fixtures"]
 
 CORPUS = SHARED / "corpus"
 # Every property test is derandomized and keeps no example database: CI draws the same examples on
@@ -92,7 +94,13 @@ def corpus_cases(predicate=lambda case: True) -> list[dict]:
 
 
 def dump(path) -> list[str]:
-    """Every row of a store, through a separate connection: compares the state before and after."""
+    """Every row of a store (a KeyStore on either backend, or a SQLite file's path), through a separate
+    connection: compares the state before and after."""
+    if isinstance(path, KeyStore):
+        if path.locator.shared:
+            from support.pg_fixtures import dump_postgres  # a plugin (pytest_plugins): loaded once pytest rewrote it
+            return dump_postgres(path.locator.target)
+        path = path.locator.target
     conn = sqlite3.connect(path)
     try:
         return list(conn.iterdump())

@@ -232,7 +232,7 @@ def test_domains(admin):
 
 def test_info(loaded):
     info = json.loads(loaded("store", "info", "--json").stdout)
-    assert info["counts"]["smime_keys"] == 4 and info["integrity"] == "ok" and info["schema_version"] == 3
+    assert info["counts"]["smime_keys"] == 4 and info["integrity"] == "ok" and info["schema_version"] == 4
 
 
 def test_backup_and_restore(loaded, tmp_path):

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
@@ -45,10 +46,11 @@ def partner(tmp_path_factory) -> tuple[Gpg, str]:
 
 
 @pytest.fixture
-def store(tmp_path, partner):
-    """The admin imported the partner's public key; corp-pub.example is internal."""
+def store(store_location, partner):
+    """The admin imported the partner's public key; corp-pub.example is internal. On SQLite and on
+    PostgreSQL in turn (support/pg_fixtures.py)."""
     gpg, keyid = partner
-    with KeyStore.create(tmp_path / "store.db") as store:
+    with KeyStore.create(*store_location) as store:
         admin.import_file(store, gpg.public_key(keyid))
         admin.add_domain(store, "corp-pub.example")
         yield store
@@ -69,10 +71,28 @@ def harvested_rows(store) -> int:
 
 
 def write_transactions(store) -> list[str]:
-    """Every write transaction the store's connection begins from now on (sqlite3's statement trace)."""
-    begun = []
-    store._conn.set_trace_callback(lambda sql: begun.append(sql) if sql.startswith("BEGIN") else None)
+    """Every write transaction the store's connection begins from now on: sqlite3's statement trace; on
+    PostgreSQL each transaction the store opens (psycopg sends its BEGIN past any trace of ours)."""
+    begun: list[str] = []
+    if store.locator.shared:
+        opened = store.db.transaction
+        store.db.transaction = lambda: (begun.append("BEGIN"), opened())[1]
+    else:
+        store.db.conn.set_trace_callback(
+            lambda sql: begun.append("BEGIN") if sql.startswith("BEGIN IMMEDIATE") else None)
     return begun
+
+
+def apart(store, sql: str, params: tuple = ()) -> None:
+    """Run one write on a connection of its own, as another process would (either backend)."""
+    if store.locator.shared:
+        with psycopg.connect(store.locator.target, autocommit=True) as conn:
+            conn.execute(sql.replace("?", "%s"), params)
+        return
+    conn = sqlite3.connect(store.locator.target)
+    with conn:
+        conn.execute(sql, params)
+    conn.close()
 
 
 def caps(per_message: int = 10, per_address: int = 10, expiry_days: int = 90, per_signer: int = 10) -> Settings:
@@ -90,7 +110,7 @@ def test_a_message_with_300_vouched_keys_adds_the_cap_in_one_transaction(store, 
 
     outcome = core.process(message, BOB, store)
 
-    assert begun == ["BEGIN IMMEDIATE"]
+    assert begun == ["BEGIN"]
     assert harvested_rows(store) == 10
     assert info_of(outcome)["PGP-Signature-Valid"] == "True" and outcome.plan.body is None
     lines = outcome.report["harvest"]
@@ -103,13 +123,13 @@ def test_a_message_with_300_vouched_keys_adds_the_cap_in_one_transaction(store, 
 
 def test_the_next_flood_finds_the_address_full_and_evicts_nothing(store, partner):
     core.process(flood_message(partner, armored(FLOOD_KEYS[:10])), BOB, store)
-    before = dump(store.path)
+    before = dump(store)
 
     outcome = core.process(flood_message(partner, armored(FLOOD_KEYS[10:20])), BOB, store)
 
     full = store_module.per_address_refusal(10, PARTNER)
     assert outcome.report["harvest"] == [f"0.1.2: {key.keyid} {full}" for key in FLOOD_KEYS[10:20]]
-    assert dump(store.path) == before  # the refusals wrote nothing, and the first ten stay
+    assert dump(store) == before  # the refusals wrote nothing, and the first ten stay
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +235,8 @@ def test_a_certificate_without_an_address_is_not_kept(store):
     assert harvested_rows(store) == 0
 
 
-def test_nothing_is_kept_in_a_read_only_store(store):
-    read_only = KeyStore.open_read_only(store.path)
+def test_nothing_is_kept_in_a_read_only_store(store, store_location):
+    read_only = KeyStore.open_read_only(*store_location)
     try:
         assert harvested(read_only, pgp=armored(FLOOD_KEYS[:1])) == ["not harvested (store opened read-only)"]
     finally:
@@ -226,18 +246,32 @@ def test_nothing_is_kept_in_a_read_only_store(store):
 def test_a_locked_store_costs_the_message_its_harvest_not_its_result(store, partner):
     message = flood_message(partner, armored(FLOOD_KEYS[:2]))
     expected = info_of(core.process(message, BOB, store, Settings(harvest_pgp_keys=False)))
-    other = sqlite3.connect(store.path, timeout=0)
-    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    store._conn.execute("PRAGMA busy_timeout = 0")
+    release = hold_the_write_lock(store)
     try:
         outcome = core.process(message, BOB, store)
     finally:
-        other.rollback()
-        other.close()
+        release()
     assert info_of(outcome) == expected and outcome.error is None
     assert outcome.report["harvest"] == [f"0.1.2: {k.keyid} not harvested (key store busy)"
                                          for k in FLOOD_KEYS[:2]]
     assert harvested_rows(store) == 0
+
+
+def hold_the_write_lock(store):
+    """Another process holds the harvest's write lock, and the store waits for it no time; the release."""
+    if store.locator.shared:
+        other = psycopg.connect(store.locator.target)  # a transaction left open on the harvest counter's row
+        other.execute("SELECT version FROM store_versions WHERE name = 'harvest' FOR UPDATE")
+        store.db.execute("SET statement_timeout = 100")
+    else:
+        other = sqlite3.connect(store.locator.target, timeout=0)
+        other.execute("BEGIN IMMEDIATE")
+        store.db.conn.execute("PRAGMA busy_timeout = 0")
+
+    def release() -> None:
+        other.rollback()
+        other.close()
+    return release
 
 
 # --------------------------------------------------------------------------- use and expiry
@@ -246,11 +280,8 @@ def test_a_locked_store_costs_the_message_its_harvest_not_its_result(store, part
 def backdate(store, days: int) -> None:
     """Every row was added ``days`` ago (as a store that old would hold them)."""
     then = store_rows.before_now(days * 24 * 3600)
-    conn = sqlite3.connect(store.path)
-    with conn:
-        for table in ("certificates", "pgp_keys"):
-            conn.execute(f"UPDATE {table} SET added = ?", (then,))
-    conn.close()
+    for table in ("certificates", "pgp_keys"):
+        apart(store, f"UPDATE {table} SET added = ?", (then,))
 
 
 @pytest.fixture
@@ -282,17 +313,17 @@ def test_expiry_removes_only_harvested_rows_never_used_past_the_age(smime_store,
     begun = write_transactions(store)
 
     assert info_of(core.process(message, BOB, store))["Signer-Verified-0-0"] == "True"  # by the harvested one
-    assert begun == ["BEGIN IMMEDIATE"]  # its use recorded
+    assert begun == ["BEGIN"]  # its use recorded
     core.process(message, BOB, store)
-    assert begun == ["BEGIN IMMEDIATE"]  # at most once a day: no write for the second message
+    assert begun == ["BEGIN"]  # at most once a day: no write for the second message
 
     backdate(store, 89)
     assert admin.expire_harvested(store, 90) == []
     backdate(store, 91)
     expected = sorted([f"certificate {thumbprint(unused)[:16]} CN=unused",
                        f'OpenPGP key {fingerprint(FLOOD_KEYS[0])} ["{PARTNER}"]'])
-    before = dump(store.path)
-    assert sorted(admin.expire_harvested(store, 90, dry_run=True)) == expected and dump(store.path) == before
+    before = dump(store)
+    assert sorted(admin.expire_harvested(store, 90, dry_run=True)) == expected and dump(store) == before
     assert sorted(admin.expire_harvested(store, 90)) == expected
     assert {(key["id"], key["origin"]) for key in admin.list_keys(store)} == {
         (fingerprint(SIGNER), "imported"), (fingerprint(FLOOD_KEYS[20]), "imported"), (thumbprint(used), "harvested")}
@@ -314,8 +345,7 @@ def test_expiry_spares_a_private_key_under_a_harvested_certificate(smime_store):
     # as a store may hold it from before imports promoted the certificate: only an admin imports a private key
     store, _, used, _ = smime_store
     admin.import_file(store, used.key_pem)
-    store._conn.execute("UPDATE certificates SET origin = 'harvested'")
-    store._conn.commit()
+    apart(store, "UPDATE certificates SET origin = 'harvested'")
     backdate(store, 400)
     assert [line.split()[2] for line in admin.expire_harvested(store, 90)] == ["CN=unused"]
     assert admin.show_key(store, thumbprint(used))["private_key"]
@@ -331,10 +361,12 @@ def test_a_harvest_write_expires_a_bounded_number(store, monkeypatch):
     assert admin.show_key(store, fingerprint(SIGNER))["origin"] == "imported"
 
 
-def test_keys_expire_harvested_command(store):
+def test_keys_expire_harvested_command(store, store_location):
     assert harvested(store, pgp=armored(FLOOD_KEYS[:2])) == ["added"] * 2
     backdate(store, 31)
-    run = lambda *args: CliRunner().invoke(main, ["--store", store.path, "keys", "expire-harvested", *args])  # noqa: E731
+    name, key = store_location
+    run = lambda *args: CliRunner().invoke(  # noqa: E731
+        main, ["--store", name, "--master-key", str(key), "keys", "expire-harvested", *args])
     dry = run("--days", "30", "--dry-run")
     assert dry.exit_code == 0 and dry.output.count("would remove: OpenPGP key ") == 2 and harvested_rows(store) == 2
     assert run().output.endswith("0 harvested certificates and keys (never used, harvested over 90 days ago)"

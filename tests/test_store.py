@@ -29,7 +29,7 @@ from ciphermilter.formats import keyfiles as keyimport
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
 from ciphermilter.store import admin
-from ciphermilter.store import schema
+from ciphermilter.store import rows, schema
 from conftest import (CORPUS, CORPUS_INTERNAL_DOMAINS, ROOT, case_message, corpus_cases, corpus_key_files,
                       corpus_secrets, dump, harvested, import_corpus_keys)
 
@@ -46,9 +46,9 @@ def imported(tmp_path_factory):
 
 
 @pytest.fixture
-def store(tmp_path):
-    with KeyStore.create(tmp_path / "s.db") as fresh:
-        yield fresh
+def store(backend_store):
+    """A new store, on SQLite and on PostgreSQL in turn (support/pg_fixtures.py)."""
+    return backend_store
 
 
 def parse_file(path: Path) -> keyimport.Bundle:
@@ -109,7 +109,7 @@ def test_trust_anchors_and_domains_of_the_corpus(imported):
 
 def test_reimport_is_idempotent(imported, tmp_path):
     store, refused = imported
-    before = dump(store.path)
+    before = dump(store)
     for path in corpus_key_files():
         relative = str(path.relative_to(CORPUS))
         if relative in refused:
@@ -117,7 +117,7 @@ def test_reimport_is_idempotent(imported, tmp_path):
         result = admin.import_file(store, path.read_bytes(), filename=relative, password=PASSWORDS.get(relative),
                                    passphrase=PASSPHRASES.get(relative))
         assert result.added == [] and result.already_present
-    assert dump(store.path) == before
+    assert dump(store) == before
 
 
 def test_certificate_fields_follow_the_spec(imported):
@@ -380,24 +380,26 @@ def test_open_runs_forward_migrations(tmp_path, monkeypatch):
 
 
 # What each migration step added, undone to make a store of the version before it.
-_UNDO = {3: "ALTER TABLE certificates DROP COLUMN last_used", 2: "DROP TABLE bindings"}
+_UNDO = {4: "DROP TABLE store_versions", 3: "ALTER TABLE certificates DROP COLUMN last_used",
+         2: "DROP TABLE bindings"}
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_an_older_store_is_migrated_on_open(tmp_path, version):
-    """Stores made before the reader rule (v1) and before harvest expiry (v2): opening one adds the bindings
-    table and the last_used column; keys stay, and both new parts work."""
+    """Stores made before the reader rule (v1), before harvest expiry (v2) and before shared freshness (v3):
+    opening a SQLite file adds the bindings table, the last_used column and store_versions; keys stay, and
+    the new parts work."""
     with KeyStore.create(tmp_path / "s.db") as made:
         admin.import_file(made, (CORPUS / "keys" / "smime" / "pub-bob.p12").read_bytes(), password=b"corpus-public")
     conn = sqlite3.connect(tmp_path / "s.db")
     with conn:
-        for undone in range(3, version, -1):
+        for undone in range(4, version, -1):
             conn.execute(_UNDO[undone])
         conn.execute("UPDATE schema_version SET version = ?", (version,))
-    assert "last_used" not in [row[1] for row in conn.execute("PRAGMA table_info(certificates)")]
+    assert ("last_used" in [row[1] for row in conn.execute("PRAGMA table_info(certificates)")]) == (version == 3)
     conn.close()
     with KeyStore.open(tmp_path / "s.db") as upgraded:
-        assert admin.info(upgraded)["schema_version"] == 3
+        assert admin.info(upgraded)["schema_version"] == 4
         key = admin.list_keys(upgraded)[0]["id"]
         assert admin.bind(upgraded, key, "@corp-pub.example")
         assert admin.show_key(upgraded, key)["readers"] == ["@corp-pub.example", "bob@corp-pub.example"]
@@ -421,11 +423,11 @@ FAILURES = [
 def test_refused_imports_change_nothing(store, name, relative, password, passphrase, message):
     admin.add_domain(store, "corp-pub.example")
     admin.import_file(store, (CORPUS / "keys/foreign/pub-alice.cert.pem").read_bytes())
-    before = dump(store.path)
+    before = dump(store)
     with pytest.raises(StoreError, match=message):
         admin.import_file(store, (CORPUS / relative).read_bytes(), filename=relative, password=password,
                           passphrase=passphrase)
-    assert dump(store.path) == before
+    assert dump(store) == before
 
 
 def damaged_files() -> list[tuple[str, bytes, str]]:
@@ -450,19 +452,19 @@ def damaged_files() -> list[tuple[str, bytes, str]]:
 
 @pytest.mark.parametrize("name, data, message", damaged_files(), ids=[d[0] for d in damaged_files()])
 def test_damaged_files_are_refused(store, name, data, message):
-    before = dump(store.path)
+    before = dump(store)
     with pytest.raises(StoreError, match=message):
         admin.import_file(store, data, filename="f", password=b"corpus-public")
-    assert dump(store.path) == before
+    assert dump(store) == before
 
 
 def test_one_bad_file_rolls_back_the_whole_import(store):
     good = parse_file(CORPUS / "keys/smime/pub-bob.cert.pem")
     lonely_key = parse_file(CORPUS / "keys/smime/pub-erin-p256.key.pem")
-    before = dump(store.path)
+    before = dump(store)
     with pytest.raises(StoreError, match="erin.key: private key without its certificate"):
         admin.import_bundles(store, [("bob.cert", good), ("erin.key", lonely_key)])
-    assert dump(store.path) == before
+    assert dump(store) == before
 
 
 def test_key_and_certificate_in_separate_files_of_one_import(store):
@@ -559,7 +561,7 @@ def test_backup_while_another_process_writes(imported, tmp_path):
 
 def test_backup_refuses_to_overwrite(store, tmp_path):
     (tmp_path / "exists.db").write_bytes(b"keep")
-    with pytest.raises(StoreError, match="exists already"):
+    with pytest.raises(StoreError, match="back it up with pg_dump" if store.locator.shared else "exists already"):
         admin.backup(store, tmp_path / "exists.db")
     assert (tmp_path / "exists.db").read_bytes() == b"keep"
 
@@ -688,4 +690,9 @@ def test_harvesting_a_known_certificate_keeps_the_caches(store):
     assert harvested(store, certificates=(der,)) == ["known"]
     assert store.data_version() == version and store.all_smime_private_keys()[0][1] is key
     alice = parse_file(CORPUS / "keys/foreign/pub-alice.cert.pem").certificates[0]
-    assert harvested(store, certificates=(alice,)) == ["added"] and store.data_version() != version
+    (address,) = rows.certificate_emails(alice)
+    assert store.certificates(email=address) == []
+    # a new certificate refreshes the lookups, and leaves the decrypted keys (store_versions' "harvest" row)
+    assert harvested(store, certificates=(alice,)) == ["added"] and store.data_version() == version
+    assert store.certificates(email=address) == [alice]
+    assert store.all_smime_private_keys()[0][1] is key

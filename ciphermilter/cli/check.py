@@ -83,16 +83,20 @@ class Report:
 
 
 def resolve_config(path: str | None, store: str | None, master_key: str | None,
-                   report: Report) -> config.DaemonConfig:
+                   report: Report) -> config.DaemonConfig | None:
     """The configuration as every command resolves it (:func:`config.resolve`), or the defaults with the
-    command line's store after reporting why the file was refused."""
+    command line's store after reporting why the file was refused; None when that store is unusable too."""
     if path is not None:
         report.checked.append(f"configuration {path}")
     try:
         return config.resolve(path, store, master_key)
     except config.ConfigError as exc:
         report.error("config", f"{exc}: fix the file; the daemon refuses to start with it")
+    try:
         return config.resolve(None, store, master_key)
+    except config.ConfigError as exc:  # the command line's store is unusable as well
+        report.error("store", str(exc))
+        return None
 
 
 def open_store(store_path: str, key_path: str, report: Report) -> KeyStore | None:
@@ -103,7 +107,10 @@ def open_store(store_path: str, key_path: str, report: Report) -> KeyStore | Non
         report.checked.append(f"store {store_path}")
         report.error("store", f"{exc}")
         return None
-    report.checked.append(f"store {store_path} (schema version {admin.info(store)['schema_version']})")
+    report.checked.append(f"store {store.path} (schema version {admin.info(store)['schema_version']})")
+    server = admin.server(store)
+    if server is not None:
+        check_server(store.path, *server, report)
     problems = admin.integrity_check(store)
     check_master_key_mode(key_path, report)
     if problems:  # one root cause, one error: what a damaged store lacks is not reported as missing
@@ -112,6 +119,15 @@ def open_store(store_path: str, key_path: str, report: Report) -> KeyStore | Non
         store.close()
         return None
     return store
+
+
+def check_server(name: str, reached: str, writable: bool, report: Report) -> None:
+    """Which PostgreSQL server the multi-host URL led to, and whether it takes the harvest's writes."""
+    report.checked.append(f"store server {reached} ({'primary, writable' if writable else 'read-only'});"
+                          " back it up with pg_dump or point-in-time recovery ('store backup' is for SQLite)")
+    if not writable:
+        report.error("store", f"{name} reached {reached}, which is read-only (a standby?): harvesting and every"
+                              " CLI change fail; add target_session_attrs=read-write to the URL")
 
 
 def check_master_key_mode(path: str, report: Report) -> None:
@@ -515,6 +531,8 @@ def run_checks(config_path: str | None, store_override: str | None, key_override
     report = Report()
     now = now or datetime.datetime.now(datetime.timezone.utc)
     configured = resolve_config(config_path, store_override, key_override, report)
+    if configured is None:
+        return report
     check_reader_rule(configured.settings, report)
     check_deadline(configured.settings, report)
     store = open_store(configured.store, configured.master_key_path, report)

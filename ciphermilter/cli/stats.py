@@ -7,12 +7,14 @@ import os
 
 import click
 
-from ciphermilter.cli.common import echo_json, fail, resolved_config
+from ciphermilter.cli.common import echo_json, fail, reported, resolved_config
+from ciphermilter.config import ConfigError
 from ciphermilter.daemon.stats import COUNTERS, Snapshot, prometheus, read_stats_file
 
 def _stats_file_of(ctx: click.Context) -> str:
     """The daemon's stats_file: from --config when it sets one, else beside the store."""
-    return resolved_config(ctx).stats_path
+    with reported(ConfigError):
+        return resolved_config(ctx).stats_path
 
 
 def _human(snapshot: Snapshot) -> list[str]:

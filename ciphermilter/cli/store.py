@@ -15,6 +15,7 @@ from ciphermilter.cli.common import (command_store, echo_json, fail, json_option
                                      store_paths)
 from ciphermilter.cli.secrets import interactive, required_secret, secret_options, secret_value, write_private_file
 from ciphermilter.store import admin
+from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
 
 
@@ -63,6 +64,20 @@ def store_info(ctx: click.Context, as_json: bool) -> None:
                 click.echo(f"{table}: {count}")
         else:
             click.echo(f"{name}: {value}")
+
+
+@store_group.command("migrate")
+@click.pass_context
+def store_migrate(ctx: click.Context) -> None:
+    """Bring the store to this ciphermilter's schema (a PostgreSQL store is never migrated when opened).
+
+    \b
+    Examples:
+      ciphermilter --config /etc/ciphermilter/ciphermilter.toml store migrate
+    """
+    with reported(StoreError):
+        found, now = KeyStore.migrate(*store_paths(ctx))
+    click.echo(f"schema version {now}" + (f" (was {found})" if found != now else " already: nothing to do"))
 
 
 @store_group.command("backup")

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ciphermilter.formats import keyfiles
 from ciphermilter.store import keyexport, keyfacts, rows, schema
+from ciphermilter.store.database import Database, PostgresDatabase, Row, SqliteDatabase
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.rows import ImportResult, KeyKind
 from ciphermilter.store.schema import PathLike, StoreError
@@ -245,14 +246,38 @@ def info(store: KeyStore) -> StoreInfo:
     counts = {table: int(store.rows(f"SELECT count(*) FROM {table}")[0][0])
               for table in ("certificates", "smime_keys", "pgp_keys", "trust_anchors", "domains")}
     counts["pgp_secret_keys"] = int(store.rows("SELECT count(*) FROM pgp_keys WHERE sealed_secret IS NOT NULL")[0][0])
+    journal = str(store.rows("PRAGMA journal_mode")[0][0]) if isinstance(store.db, SqliteDatabase) else "postgresql"
     return {"path": store.path, "schema_version": int(store.rows("SELECT version FROM schema_version")[0][0]),
-            "journal_mode": str(store.rows("PRAGMA journal_mode")[0][0]), "counts": counts}
+            "journal_mode": journal, "counts": counts}
 
 
 def integrity_check(store: KeyStore) -> list[str]:
-    """SQLite's integrity check: an empty list when the file is sound."""
+    """SQLite's integrity check: an empty list when the file is sound (a PostgreSQL server checks its own)."""
+    if not isinstance(store.db, SqliteDatabase):
+        return []
     problems = [str(row[0]) for row in store.rows("PRAGMA integrity_check")]
     return [] if problems == ["ok"] else problems
+
+
+def server(store: KeyStore) -> tuple[str, bool] | None:
+    """(host:port reached, writable) of a PostgreSQL store; None for a SQLite file."""
+    return store.db.server() if isinstance(store.db, PostgresDatabase) else None
+
+
+def _sqlite(store: KeyStore) -> SqliteDatabase:
+    """The store's SQLite database; a PostgreSQL store is refused with the way to back it up."""
+    if not isinstance(store.db, SqliteDatabase):
+        raise StoreError(f"store {store.path} is a PostgreSQL database: back it up with pg_dump or the server's"
+                         " point-in-time recovery; 'store export' moves its keys to another store")
+    return store.db
+
+
+def _copy(source: SqliteDatabase, target: sqlite3.Connection, *, checkpoint: bool) -> None:
+    """A consistent copy of a whole SQLite store through SQLite's online backup API (safe while the milter
+    runs); ``checkpoint`` first folds the WAL in, which a read-only connection cannot do."""
+    if checkpoint:
+        source.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    source.conn.backup(target)
 
 
 def backup(store: KeyStore, destination: PathLike, *, replace: bool = False) -> None:
@@ -265,9 +290,10 @@ def backup(store: KeyStore, destination: PathLike, *, replace: bool = False) -> 
     and renamed over it, so a failed run leaves the last good backup.
     """
     target_path = os.fspath(destination)
+    source = _sqlite(store)
     if not replace:
         schema.create_private_file(target_path)
-        _write_backup(store, target_path)
+        _write_backup(source, target_path)
         return
     directory = os.path.dirname(os.path.abspath(target_path))
     try:
@@ -277,17 +303,17 @@ def backup(store: KeyStore, destination: PathLike, *, replace: bool = False) -> 
         raise StoreError(f"cannot create a file in {directory}: {exc.strerror}") from None
     os.close(descriptor)
     try:
-        _write_backup(store, partial)
+        _write_backup(source, partial)
         os.replace(partial, target_path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
 
 
-def _write_backup(store: KeyStore, target_path: str) -> None:
+def _write_backup(source: SqliteDatabase, target_path: str) -> None:
     target = sqlite3.connect(target_path)
     try:
-        store.copy_into(target, checkpoint=True)
+        _copy(source, target, checkpoint=True)
         target.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
         problems = [row[0] for row in target.execute("PRAGMA integrity_check")]
     finally:
@@ -304,7 +330,11 @@ def restore(source: PathLike, path: PathLike, master_key_path: PathLike | None =
     key opens; a running milter sees the restored data at its next message.
     """
     source_path = os.fspath(source)
-    store_path, key_path = schema.paths(path, master_key_path)
+    where, key_path = schema.paths(path, master_key_path)
+    if where.shared:
+        raise StoreError(f"store {where.display} is a PostgreSQL database: restore it with pg_restore or the"
+                         " server's point-in-time recovery; 'store import' reads a 'store export' file into it")
+    store_path = where.target
     backup_store = KeyStore.open_read_only(source_path, key_path)
     try:
         problems = integrity_check(backup_store)
@@ -312,9 +342,9 @@ def restore(source: PathLike, path: PathLike, master_key_path: PathLike | None =
             raise StoreError(f"backup {source_path} is damaged: {problems[0]}")
         if not os.path.exists(store_path):
             schema.create_private_file(store_path)
-        target = schema.connect(store_path)
+        target = SqliteDatabase(store_path)
         try:
-            backup_store.copy_into(target, checkpoint=False)
+            _copy(_sqlite(backup_store), target.conn, checkpoint=False)
             target.execute("PRAGMA journal_mode = WAL")
         finally:
             target.close()
@@ -341,9 +371,10 @@ def add_trust_anchor(store: KeyStore, der: bytes) -> bool:
         return _insert_trust_anchor(conn, row)
 
 
-def _insert_trust_anchor(conn: sqlite3.Connection, row: rows.CertificateRow) -> bool:
+def _insert_trust_anchor(conn: Database, row: rows.CertificateRow) -> bool:
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO trust_anchors (thumbprint, der, subject, not_after, added) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO trust_anchors (thumbprint, der, subject, not_after, added) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         (row["thumbprint"], row["der"], row["subject"], row["not_after"], row["added"]))
     return cursor.rowcount == 1
 
@@ -378,8 +409,8 @@ def add_domain(store: KeyStore, pattern: str) -> bool:
         return _insert_domain(conn, pattern)
 
 
-def _insert_domain(conn: sqlite3.Connection, pattern: str) -> bool:
-    return conn.execute("INSERT OR IGNORE INTO domains (pattern, added) VALUES (?, ?)",
+def _insert_domain(conn: Database, pattern: str) -> bool:
+    return conn.execute("INSERT INTO domains (pattern, added) VALUES (?, ?) ON CONFLICT DO NOTHING",
                         (pattern, rows.now())).rowcount == 1
 
 
@@ -402,9 +433,9 @@ def bind(store: KeyStore, ident: str, address: str) -> bool:
         return _insert_binding(store, conn, ident, address)
 
 
-def _insert_binding(store: KeyStore, conn: sqlite3.Connection, ident: str, address: str) -> bool:
+def _insert_binding(store: KeyStore, conn: Database, ident: str, address: str) -> bool:
     key_id = _bindable_key(store, ident)
-    return conn.execute("INSERT OR IGNORE INTO bindings (key_id, address, added) VALUES (?, ?, ?)",
+    return conn.execute("INSERT INTO bindings (key_id, address, added) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                         (key_id, rows.binding_address(address), rows.now())).rowcount == 1
 
 
@@ -504,7 +535,7 @@ def keys_of_address(store: KeyStore, address: str) -> list[KeyInfo]:
     return certs + pgp
 
 
-def _certificate_info(store: KeyStore, row: sqlite3.Row) -> CertificateInfo:
+def _certificate_info(store: KeyStore, row: Row) -> CertificateInfo:
     emails = [r["email"] for r in store.rows(
         "SELECT email FROM certificate_emails WHERE thumbprint = ? ORDER BY email", (row["thumbprint"],))]
     return {"id": row["thumbprint"], "type": "x509", "subject": row["subject"], "issuer": row["issuer"],
@@ -515,7 +546,7 @@ def _certificate_info(store: KeyStore, row: sqlite3.Row) -> CertificateInfo:
             **keyfacts.certificate_facts(row["der"], _now())}
 
 
-def _pgp_info(store: KeyStore, row: sqlite3.Row) -> PgpKeyInfo:
+def _pgp_info(store: KeyStore, row: Row) -> PgpKeyInfo:
     fingerprint = row["fingerprint"]
     key_ids = [r["keyid"] for r in store.rows(
         "SELECT keyid FROM pgp_key_ids WHERE fingerprint = ? ORDER BY is_primary DESC, keyid", (fingerprint,))]

@@ -1,9 +1,10 @@
 """The key store as the daemon and its workers hold it: reopened when it is replaced, and why it is not usable.
 
 The milter thread of each message and each worker process ask the holder
-for the store once per message (one ``stat`` and one ``PRAGMA data_version``,
-no reopen), so an admin's import, a restored backup or a store that comes
-back after a failure takes effect on the next message without a restart.
+for the store once per message (a ``stat`` of a SQLite file and one query of
+``store_versions``, no reopen), so an admin's import on any gateway, a
+restored backup or a store that comes back after a failure takes effect on
+the next message without a restart.
 :class:`StoreUnavailable` is the store's own failure: the milter applies its
 on_error policy to it, wherever (thread or worker) it was raised.
 """
@@ -14,6 +15,7 @@ import logging
 import os
 import threading
 
+from ciphermilter.store import locator
 from ciphermilter.store.keystore import KeyStore
 
 log = logging.getLogger(__name__)
@@ -27,8 +29,8 @@ class StoreHolder:
     """Hands out the open key store, reopening it when it was replaced on disk or came back.
 
     Called once per message. Each call refreshes the store, which drops its
-    caches when ``PRAGMA data_version`` moved (another process, such as the
-    admin's CLI, committed), so new keys and domains take effect on the next
+    caches when ``store_versions`` moved (another process or gateway, such as
+    an admin's CLI, committed), so new keys and domains take effect on the next
     message without a reopen; the refresh is also a cheap health check. What
     a long-lived connection does not notice is the file being replaced (a
     restored backup) or removed: the holder compares the file's identity on
@@ -46,15 +48,12 @@ class StoreHolder:
         self._store: KeyStore | None = None
         self._file_id: tuple[int, int] | None = None
         self._last_error: str | None = None
+        self._shared = locator.names_shared(path)
 
     def current(self) -> KeyStore:
         with self._lock:
             try:
-                file_id = self._file_identity()
-                store = self._store
-                if store is None or file_id != self._file_id:
-                    store = self._reopen(file_id)
-                store.refresh()
+                return self._fresh_store()
             except StoreUnavailable as exc:
                 self._drop(str(exc))
                 raise
@@ -62,9 +61,27 @@ class StoreHolder:
                 reason = str(exc) or type(exc).__name__
                 self._drop(reason)
                 raise StoreUnavailable(reason) from None
-            return store
+
+    def _fresh_store(self) -> KeyStore:
+        """The open store, refreshed; a shared store whose connection broke (a server restarted, a standby
+        promoted) gets one new connection at once, so the message in hand does not pay for the old one."""
+        file_id = self._file_identity()
+        store = self._store
+        if store is not None and file_id == self._file_id:
+            try:
+                store.refresh()
+                return store
+            except Exception as exc:
+                if not self._shared:
+                    raise
+                log.warning("key store %s: connection lost (%s); reconnecting", store.path, exc)
+        store = self._reopen(file_id)
+        store.refresh()
+        return store
 
     def _file_identity(self) -> tuple[int, int]:
+        if self._shared:  # a database server: nothing on disk here to be replaced
+            return 0, 0
         try:
             st = os.stat(self.path)
         except OSError as exc:

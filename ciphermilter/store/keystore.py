@@ -1,6 +1,7 @@
-"""The key store: one SQLite file of certificates, keys, trust anchors and internal domains.
+"""The key store: certificates, keys, trust anchors and internal domains, in a SQLite file (the default: one
+gateway, nothing to set up) or a PostgreSQL database that several gateways share (:mod:`.database`).
 
-Layout (schema version 3, see :data:`_MIGRATIONS`):
+Layout (schema version 4, see :data:`schema.MIGRATIONS`):
 
 - ``certificates``: X.509 certificates (DER) with the fields CMS recipient and
   signer lookups need: issuer name key + serial, subject key identifier,
@@ -19,6 +20,7 @@ Layout (schema version 3, see :data:`_MIGRATIONS`):
   or ``@domain`` (:mod:`ciphermilter.formats.readers`).
 - ``certificates.last_used`` (schema version 3): when a harvested certificate
   was last selected by a lookup (:meth:`KeyStore.harvest`).
+- ``store_versions`` (schema version 4): what :meth:`KeyStore.refresh` reads.
 
 Private key material is sealed with AES-256-GCM (:mod:`ciphermilter.store.masterkey`)
 with the row's identity as associated data; the database, its WAL and every
@@ -28,8 +30,8 @@ One :class:`KeyStore` serves all milter threads (a lock around one
 connection). Lookups on the hot path are indexed and decrypted keys are
 cached in memory until the store changes: at once for its own writes, and at
 the next :meth:`KeyStore.refresh` (once per message in the daemon) for any
-other process's, so that a running daemon sees keys an admin imports without
-a restart.
+other process's or gateway's, so that every running daemon sees keys an
+admin imports without a restart.
 
 This module is the half of the store a message needs: opening (with the
 schema of :mod:`ciphermilter.store.schema`), freshness, the lookups of the
@@ -45,10 +47,11 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -59,7 +62,9 @@ from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp.keys import OpenPGPKey
 from ciphermilter.formats.openpgp.packets import OpenPGPError
-from ciphermilter.store import masterkey, rows, schema
+from ciphermilter.store import database, masterkey, rows, schema
+from ciphermilter.store.database import Database, Row, SqlParams
+from ciphermilter.store.locator import Locator
 from ciphermilter.store.rows import KeyKind
 from ciphermilter.store.schema import PathLike, StoreError
 
@@ -69,7 +74,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-SqlParams = Sequence[object]
+Counter = Literal["keys", "harvest"]  # the rows of store_versions (schema.py, version 4)
 
 # A key's own readers (readers module): the addresses of a certificate or of an OpenPGP key's user IDs,
 # unless it was harvested from mail: a sender-supplied key never speaks for anyone inside. A name of the
@@ -121,46 +126,55 @@ class _Candidate:
 class KeyStore:
     """Open with :meth:`create` or :meth:`open`, never the constructor."""
 
-    def __init__(self, path: str, conn: sqlite3.Connection, sealer: masterkey.Sealer, read_only: bool = False):
-        self.path = path
+    def __init__(self, where: Locator, db: Database, sealer: masterkey.Sealer, read_only: bool = False,
+                 schema_version: int = schema.current_version()):
+        self.locator = where
+        self.path = where.display  # for messages and logs: a URL without its password
         self.read_only = read_only
         self.sealer = sealer  # rows.insert_* seal private keys with it, in this store's transactions
+        self.db = db
         self._used: set[str] = set()  # thumbprints of harvested certificates selected since the last harvest()
-        self._conn = conn
+        self._schema_version = schema_version
         self._lock = threading.RLock()
-        self._own_writes = 0
-        self._cache: dict[Hashable, Any] = {}
-        self._cache_version: int | None = None
+        self._cache: dict[Hashable, Any] = {}  # lookups: dropped by any change, a harvest's too
+        self._key_cache: dict[Hashable, Any] = {}  # decrypted keys: dropped by an admin's change only
+        self._versions: tuple[int, int] | None = None  # (keys, harvest) of store_versions the caches hold
 
     # ------------------------------------------------------------------ open / create
 
     @classmethod
     def create(cls, path: PathLike, master_key_path: PathLike | None = None) -> KeyStore:
-        store_path, key_path = schema.paths(path, master_key_path)
-        if os.path.exists(store_path):
-            raise StoreError(f"store {store_path} exists already")
+        where, key_path = schema.paths(path, master_key_path)
         if os.path.exists(key_path):
             raise StoreError(f"master key file {key_path} exists already; move it away or give another path")
-        schema.create_private_file(store_path)
+        db = schema.new_store(where)
         try:
             os.makedirs(os.path.dirname(os.path.abspath(key_path)), mode=0o700, exist_ok=True)
             key = masterkey.generate(key_path)
         except (masterkey.MasterKeyError, OSError) as exc:
-            os.unlink(store_path)
+            db.close()
+            if not where.shared:
+                os.unlink(where.target)
             raise StoreError(f"cannot create master key: {exc}") from None
-        store = cls(store_path, schema.connect(store_path), masterkey.Sealer(key))
-        with store.transaction() as conn:
-            schema.migrate(conn, 0)
-            conn.execute("INSERT INTO meta (name, value) VALUES ('key_check', ?)", (store.sealer.check_value(),))
+        store = cls(where, db, masterkey.Sealer(key))
+        with db.transaction():
+            schema.migrate(db, 0)
+            db.execute("INSERT INTO meta (name, value) VALUES ('key_check', ?)", (store.sealer.check_value(),))
         return store
 
     @classmethod
     def open(cls, path: PathLike, master_key_path: PathLike | None = None) -> KeyStore:
-        """Open an existing store, running forward migrations; refuses a missing or wrong master key."""
+        """Open an existing store; a SQLite file gets its forward migrations, a shared store is refused
+        until ``ciphermilter store migrate`` (module :mod:`~ciphermilter.store.schema`)."""
         store, version = cls._open_checked(*schema.paths(path, master_key_path), read_only=False)
         if version < schema.current_version():
-            with store.transaction() as conn:
-                schema.migrate(conn, version)
+            if store.locator.shared:
+                store.close()
+                raise StoreError(f"store {store.path} has schema version {version}, older than this ciphermilter"
+                                 f" ({schema.current_version()}): run 'ciphermilter store migrate' once")
+            with store.db.transaction():
+                schema.migrate(store.db, version)
+            store._schema_version = schema.current_version()
         return store
 
     @classmethod
@@ -170,36 +184,47 @@ class KeyStore:
         return store
 
     @classmethod
-    def _open_checked(cls, path: str, key_path: str, read_only: bool) -> tuple[KeyStore, int]:
-        schema.check_readable(path)
+    def migrate(cls, path: PathLike, master_key_path: PathLike | None = None) -> tuple[int, int]:
+        """Bring a store to this ciphermilter's schema in one transaction (``store migrate``); (from, to)."""
+        store, found = cls._open_checked(*schema.paths(path, master_key_path), read_only=False)
+        with store, store.db.transaction():
+            if found < schema.current_version():
+                schema.migrate(store.db, found)
+        return found, schema.current_version()
+
+    @classmethod
+    def _open_checked(cls, where: Locator, key_path: str, read_only: bool) -> tuple[KeyStore, int]:
+        if not where.shared:
+            schema.check_readable(where.target)
         try:
             sealer = masterkey.Sealer(masterkey.load(key_path))
         except masterkey.MasterKeyError as exc:
             raise StoreError(str(exc)) from None
-        conn = None
+        db = None
         try:
-            conn = schema.connect(path, read_only)
-            version = schema.version(conn)
+            db = database.connect(where, read_only)
+            version = schema.version(db)
             if version == 0:
-                raise StoreError(f"{path} is not a ciphermilter store")
+                raise StoreError(f"{where.display} is not a ciphermilter store")
             if version > schema.current_version():
-                raise StoreError(f"store {path} has schema version {version}, newer than this ciphermilter"
+                raise StoreError(f"store {where.display} has schema version {version}, newer than this ciphermilter"
                                  f" supports ({schema.current_version()}); upgrade ciphermilter")
-            check = conn.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
-            if check is None or not sealer.matches(check[0]):
-                raise StoreError(f"master key {key_path} does not belong to store {path}")
+            check = db.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
+            if check is None or not sealer.matches(bytes(check[0])):
+                raise StoreError(f"master key {key_path} does not belong to store {where.display}")
         except (StoreError, sqlite3.DatabaseError) as exc:
-            if conn is not None:
-                conn.close()
+            if db is not None:
+                db.close()
             if isinstance(exc, StoreError):
                 raise
-            raise StoreError(f"{path} is not a usable ciphermilter store: {exc}") from None
-        return cls(path, conn, sealer, read_only), version
+            raise StoreError(f"{where.display} is not a usable ciphermilter store: {exc}") from None
+        return cls(where, db, sealer, read_only, version), version
 
     def close(self) -> None:
         with self._lock:
             self._cache.clear()
-            self._conn.close()
+            self._key_cache.clear()
+            self.db.close()
 
     def __enter__(self) -> KeyStore:
         return self
@@ -210,63 +235,67 @@ class KeyStore:
     # ------------------------------------------------------------------ transactions, caches, copies
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One all-or-nothing write transaction on the store's connection."""
+    def transaction(self, counter: Counter = "keys") -> Iterator[Database]:
+        """One all-or-nothing write transaction; one that changed anything bumps ``counter`` of
+        ``store_versions``, which every gateway's next :meth:`refresh` sees. On PostgreSQL the counter's row is
+        locked first, which serialises the writers of one kind as SQLite's write lock does: the harvest caps
+        count rows no concurrent harvest is adding."""
         with self._lock:
-            changes = self._conn.total_changes
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-            if self._conn.total_changes != changes:  # a harvest of a known certificate keeps the caches warm
-                self._own_writes += 1
-                self.refresh()
+            with self.db.transaction():
+                if self.locator.shared:
+                    self.db.execute("SELECT version FROM store_versions WHERE name = ? FOR UPDATE", (counter,))
+                before = self.db.changes()
+                yield self.db
+                if self.db.changes() != before:
+                    self.db.execute("UPDATE store_versions SET version = version + 1 WHERE name = ?", (counter,))
+            self.refresh()
 
     def refresh(self) -> int:
-        """Drop the caches if any connection committed a change since they were filled; the store's version.
+        """Drop the caches if any gateway or process committed a change since they were filled; the keys'
+        version (:meth:`data_version`).
 
         The daemon calls this once per message (``StoreHolder.current``), so
-        a key or domain an admin adds takes effect on the next message, and
-        the lookups for one message cost no query each to check it. It is
-        also the daemon's health check: a damaged or vanished database
-        raises here.
+        a key or domain an admin adds on any gateway takes effect on the next
+        message, and the lookups for one message cost no query each to check
+        it. A harvest drops the lookups only, never the decrypted keys. It is
+        also the daemon's health check: a damaged or vanished database, or
+        an unreachable server, raises here.
         """
         with self._lock:
-            # data_version moves on other connections' commits only; our own are counted apart.
-            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0]) + self._own_writes
-            if version != self._cache_version:
+            versions = self._read_versions()
+            if self._versions is None or versions[0] != self._versions[0]:
+                self._key_cache.clear()
                 self._cache.clear()
-                self._cache_version = version
-            return version
+            elif versions[1] != self._versions[1]:
+                self._cache.clear()
+            self._versions = versions
+            return versions[0]
+
+    def _read_versions(self) -> tuple[int, int]:
+        if self._schema_version < 4:  # a file of an older schema opened read-only (a backup): it does not change
+            return 0, 0
+        found = {str(row[0]): int(row[1]) for row in self.rows("SELECT name, version FROM store_versions")}
+        return found["keys"], found["harvest"]
 
     def data_version(self) -> int:
-        """The version the caches hold: moved by our writes at once, by other processes' at :meth:`refresh`."""
+        """The version of the keys the caches hold: moved by our admin writes at once, by other processes'
+        and gateways' at :meth:`refresh`; a harvest leaves it (the keyring keeps its unlocked keys)."""
         with self._lock:
-            return self.refresh() if self._cache_version is None else self._cache_version
+            return self.refresh() if self._versions is None else self._versions[0]
 
-    def _cached(self, key: Hashable, compute: Callable[[], T]) -> T:
+    def _cached(self, key: Hashable, compute: Callable[[], T], cache: dict[Hashable, Any] | None = None) -> T:
         """``compute()`` once until the store changes (other processes' changes show at :meth:`refresh`)."""
         with self._lock:
-            if key not in self._cache:
-                self._cache[key] = compute()
-            value: T = self._cache[key]
+            held = self._cache if cache is None else cache
+            if key not in held:
+                held[key] = compute()
+            value: T = held[key]
             return value
 
-    def rows(self, sql: str, params: SqlParams = ()) -> list[sqlite3.Row]:
+    def rows(self, sql: str, params: SqlParams = ()) -> list[Row]:
         """The rows of one query, under the store's lock."""
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
-
-    def copy_into(self, target: sqlite3.Connection, *, checkpoint: bool) -> None:
-        """A consistent copy of the whole database through SQLite's online backup API (safe while the milter
-        runs); ``checkpoint`` first folds the WAL in, which a read-only connection cannot do."""
-        with self._lock:
-            if checkpoint:
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self._conn.backup(target)
+            return self.db.execute(sql, params).fetchall()
 
     # ------------------------------------------------------------------ harvesting (ciphermilter.core.harvest)
 
@@ -305,12 +334,12 @@ class KeyStore:
         if not (candidates or stale):
             return lines
         try:
-            with self.transaction() as conn:
+            with self.transaction("harvest") as conn:
                 verdicts = self._harvest_new(candidates, per_message, per_address, per_signer)
                 conn.executemany("UPDATE certificates SET last_used = ? WHERE thumbprint = ?",
                                  [(rows.now(), thumbprint) for thumbprint in stale])
                 self.expire(expiry_days, EXPIRE_PER_HARVEST)
-        except sqlite3.OperationalError as exc:  # locked beyond the busy timeout
+        except (sqlite3.OperationalError, StoreError) as exc:  # locked beyond the busy timeout, or unreachable
             log.warning("key store %s: nothing harvested: %s", self.path, exc)
             verdicts = ["not harvested (key store busy)"] * len(candidates)
         return lines + [f"{candidate.where}: {candidate.label} {verdict}"
@@ -327,13 +356,13 @@ class KeyStore:
             thumbprint = row["thumbprint"]
             return _Candidate(offer.where, thumbprint[:16], emails, emails,
                               ("SELECT 1 FROM certificates WHERE thumbprint = ?", (thumbprint,)),
-                              lambda: rows.insert_certificate(self._conn, certificate, "harvested", None))
+                              lambda: rows.insert_certificate(self.db, certificate, "harvested", None))
         key = offer.pgp_key
         assert key is not None  # an offer carries a certificate or a key (harvest.Batch makes both kinds)
         emails = openpgp.key_emails(key)
         return _Candidate(offer.where, key.keyid, emails, sorted(offer.signer_emails) or emails,
                           ("SELECT 1 FROM pgp_keys WHERE fingerprint = ?", (rows.pgp_fingerprint(key),)),
-                          lambda: rows.insert_pgp_key(self._conn, self.sealer, key if key.is_public
+                          lambda: rows.insert_pgp_key(self.db, self.sealer, key if key.is_public
                                                       else rows.load_pgp(rows.public_bytes(key)),
                                                       "harvested", None))  # secret parts are never kept
 
@@ -360,15 +389,15 @@ class KeyStore:
     def _harvested_for(self, emails: list[str]) -> int:
         """How many harvested certificates and keys name any of ``emails`` (a JSON array: a certificate may
         name more addresses than SQLite takes parameters)."""
-        named = json.dumps(emails)
+        named, values = json.dumps(emails), self.db.json_values
         return int(self.rows(
             "SELECT (SELECT count(DISTINCT c.thumbprint) FROM certificate_emails e"
             " JOIN certificates c ON c.thumbprint = e.thumbprint"
-            " WHERE e.email IN (SELECT value FROM json_each(?)) AND c.origin = 'harvested')"
+            f" WHERE e.email IN ({values}) AND c.origin = 'harvested')"
             " + (SELECT count(DISTINCT k.fingerprint) FROM pgp_emails e JOIN pgp_keys k ON k.fingerprint = e.fingerprint"
-            " WHERE e.email IN (SELECT value FROM json_each(?)) AND k.origin = 'harvested')", (named, named))[0][0])
+            f" WHERE e.email IN ({values}) AND k.origin = 'harvested')", (named, named))[0][0])
 
-    def _note_use(self, selected: Iterable[sqlite3.Row]) -> None:
+    def _note_use(self, selected: Iterable[Row]) -> None:
         """Remember the harvested certificates among ``selected`` (thumbprint, origin): a lookup selected them."""
         with self._lock:
             self._used.update(row["thumbprint"] for row in selected if row["origin"] == "harvested")
@@ -384,7 +413,7 @@ class KeyStore:
         """Remove expired harvested rows (the caller holds the write transaction); their descriptions."""
         expired = self.expired(expiry_days, limit)
         for kind, key_id, _ in expired:
-            rows.delete_key(self._conn, kind, key_id)
+            rows.delete_key(self.db, kind, key_id)
         return [description for _, _, description in expired]
 
     def expired(self, expiry_days: int, limit: int | None) -> list[tuple[KeyKind, str, str]]:
@@ -399,7 +428,7 @@ class KeyStore:
             " AND spki_sha256 NOT IN (SELECT spki_sha256 FROM smime_keys)"
             " UNION ALL SELECT 'openpgp', fingerprint, 'OpenPGP key ' || fingerprint || ' ' || user_ids"
             " FROM pgp_keys WHERE origin = 'harvested' AND added < ? AND sealed_secret IS NULL"
-            " ORDER BY id LIMIT ?", (cutoff, cutoff, -1 if limit is None else limit))
+            " ORDER BY id LIMIT ?", (cutoff, cutoff, sys.maxsize if limit is None else limit))
         return [("x509" if row["kind"] == "x509" else "openpgp", row["id"], row["description"]) for row in found]
 
     # ------------------------------------------------------------------ trust anchors and internal domains
@@ -506,7 +535,7 @@ class KeyStore:
                 return None
             # validated when imported, authenticated by AES-GCM since: the slow RSA check can be skipped
             return serialization.load_der_private_key(pkcs8, password=None, unsafe_skip_rsa_key_validation=True)
-        return self._cached(("smime-key", spki_sha256), unseal)
+        return self._cached(("smime-key", spki_sha256), unseal, self._key_cache)
 
     def _unseal(self, sealed: bytes, aad: bytes, label: str) -> bytes | None:
         """The plaintext, or None (logged) when the row was altered: one bad row must not stop the mail."""
@@ -528,7 +557,7 @@ class KeyStore:
                           " ORDER BY fingerprint")
         return self._pgp_secrets(found)
 
-    def _pgp_secrets(self, found: list[sqlite3.Row]) -> list[OpenPGPKey]:
+    def _pgp_secrets(self, found: list[Row]) -> list[OpenPGPKey]:
         keys = [self.pgp_secret(row["fingerprint"], row["sealed_secret"]) for row in found]
         return [key for key in keys if key is not None]
 
@@ -538,7 +567,7 @@ class KeyStore:
         def unseal() -> OpenPGPKey | None:
             raw = self._unseal(sealed, rows.pgp_aad(fingerprint), f"OpenPGP secret key {fingerprint}")
             return None if raw is None else self._load_pgp(raw, f"OpenPGP secret key {fingerprint}")
-        return self._cached(("pgp-secret", fingerprint), unseal)
+        return self._cached(("pgp-secret", fingerprint), unseal, self._key_cache)
 
     def _load_pgp(self, raw: bytes, label: str) -> OpenPGPKey | None:
         try:
@@ -560,7 +589,8 @@ class KeyStore:
         return [key for key in keys if key is not None]
 
     def _pgp_public(self, fingerprint: str, raw: bytes) -> OpenPGPKey | None:
-        return self._cached(("pgp-public", fingerprint), lambda: self._load_pgp(raw, f"OpenPGP key {fingerprint}"))
+        return self._cached(("pgp-public", fingerprint), lambda: self._load_pgp(raw, f"OpenPGP key {fingerprint}"),
+                            self._key_cache)
 
 
 if TYPE_CHECKING:

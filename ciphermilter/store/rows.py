@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Literal, TypedDict
 
@@ -31,6 +30,7 @@ from ciphermilter.formats.openpgp.keys import OpenPGPKey
 from ciphermilter.formats.smime import trust
 from ciphermilter.formats import keyfiles
 from ciphermilter.store import masterkey
+from ciphermilter.store.database import Database
 from ciphermilter.store.schema import StoreError
 
 KeyKind = Literal["x509", "openpgp"]
@@ -186,7 +186,7 @@ def pgp_aad(fingerprint: str) -> bytes:
 # ---------------------------------------------------------------------------- writes (in the caller's transaction)
 
 
-def insert_certificate(conn: sqlite3.Connection, der: bytes, origin: Origin, result: ImportResult | None) -> bool:
+def insert_certificate(conn: Database, der: bytes, origin: Origin, result: ImportResult | None) -> bool:
     """Add a certificate with its address index; an admin's import promotes a harvested one it meets."""
     row, emails = certificate_row(der, origin)
     present = conn.execute("SELECT origin FROM certificates WHERE thumbprint = ?", (row["thumbprint"],)).fetchone()
@@ -197,15 +197,21 @@ def insert_certificate(conn: sqlite3.Connection, der: bytes, origin: Origin, res
             result.already_present.append(describe_certificate(row))
         return False
     columns = ", ".join(row)
-    conn.execute(f"INSERT INTO certificates ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
-    conn.executemany("INSERT INTO certificate_emails (email, thumbprint) VALUES (?, ?)",
+    # ON CONFLICT: another gateway may add the same certificate at the same moment (both harvesting it)
+    added = conn.execute(f"INSERT INTO certificates ({columns}) VALUES ({', '.join('?' * len(row))})"
+                         " ON CONFLICT DO NOTHING", tuple(row.values())).rowcount == 1
+    if not added:
+        if result is not None:
+            result.already_present.append(describe_certificate(row))
+        return False
+    conn.executemany("INSERT INTO certificate_emails (email, thumbprint) VALUES (?, ?) ON CONFLICT DO NOTHING",
                      [(email, row["thumbprint"]) for email in emails])
     if result is not None:
         result.added.append(describe_certificate(row))
     return True
 
 
-def insert_smime_key(conn: sqlite3.Connection, sealer: masterkey.Sealer, private_key: PrivateKeyTypes,
+def insert_smime_key(conn: Database, sealer: masterkey.Sealer, private_key: PrivateKeyTypes,
                      result: ImportResult) -> None:
     """Seal and add an S/MIME private key; its certificate must be in the store already."""
     spki = spki_sha256_of_key(private_key)
@@ -227,7 +233,7 @@ def insert_smime_key(conn: sqlite3.Connection, sealer: masterkey.Sealer, private
     result.added.append(label)
 
 
-def insert_pgp_key(conn: sqlite3.Connection, sealer: masterkey.Sealer, key: OpenPGPKey, origin: Origin,
+def insert_pgp_key(conn: Database, sealer: masterkey.Sealer, key: OpenPGPKey, origin: Origin,
                    result: ImportResult | None) -> bool:
     """Insert a key, or (admin imports only) bring a known one up to date: the secret half of a key
     we knew as public, or new subkeys, user IDs or signatures. Harvesting never changes a known key."""
@@ -257,7 +263,7 @@ def insert_pgp_key(conn: sqlite3.Connection, sealer: masterkey.Sealer, key: Open
     return True
 
 
-def _write_pgp_public(conn: sqlite3.Connection, key: OpenPGPKey, fingerprint: str, public: bytes,
+def _write_pgp_public(conn: Database, key: OpenPGPKey, fingerprint: str, public: bytes,
                       origin: Origin) -> None:
     """(Re)write the public half of a key and its key ID and e-mail indexes; a held secret stays."""
     for table in ("pgp_key_ids", "pgp_emails"):
@@ -266,13 +272,13 @@ def _write_pgp_public(conn: sqlite3.Connection, key: OpenPGPKey, fingerprint: st
         "INSERT INTO pgp_keys (fingerprint, public_key, user_ids, origin, added) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (fingerprint) DO UPDATE SET public_key = excluded.public_key, user_ids = excluded.user_ids",
         (fingerprint, public, json.dumps(key.user_ids), origin, now()))
-    conn.executemany("INSERT INTO pgp_key_ids (keyid, fingerprint, is_primary) VALUES (?, ?, ?)",
+    conn.executemany("INSERT INTO pgp_key_ids (keyid, fingerprint, is_primary) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                      [(keyid, fingerprint, primary) for keyid, primary in _pgp_key_ids(key)])
-    conn.executemany("INSERT INTO pgp_emails (email, fingerprint) VALUES (?, ?)",
+    conn.executemany("INSERT INTO pgp_emails (email, fingerprint) VALUES (?, ?) ON CONFLICT DO NOTHING",
                      [(email, fingerprint) for email in sorted(openpgp.key_emails(key))])
 
 
-def delete_key(conn: sqlite3.Connection, kind: KeyKind, key_id: str) -> None:
+def delete_key(conn: Database, kind: KeyKind, key_id: str) -> None:
     """Delete a key with its index rows and bindings; the caller holds the write transaction."""
     conn.execute("DELETE FROM bindings WHERE key_id = ?", (key_id,))
     if kind == "x509":
