@@ -33,14 +33,11 @@ from pathlib import Path
 
 import pytest
 
-from click.testing import CliRunner
-
-from ciphermilter.cli.main import main
-from ciphermilter.mime import split_headers
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
 from conftest import CORPUS, corpus_store_file
 from ciphermilter.store.schema import StoreError
+from support.offline import decrypt_output, info_headers
 
 VECTORS = Path(__file__).parent / "vectors" / "attack5"
 RCPT = "bob@corp-pub.example"
@@ -61,13 +58,7 @@ def _headers(tmp_path, key_file: str, message: bytes) -> dict[str, str]:
             admin.import_file(store, (VECTORS / key_file).read_bytes())
         except StoreError:
             pass
-    eml = tmp_path / "message.eml"
-    eml.write_bytes(message)
-    result = CliRunner().invoke(main, ["--store", str(path), "decrypt", "--rcpt", RCPT, str(eml)])
-    assert result.exit_code == 0, result.output
-    prefix = "X-CipherMail-Info-"
-    return {h.name[len(prefix):]: h.value.strip() for h in split_headers(result.stdout_bytes)[0]
-            if h.name.startswith(prefix)}
+    return info_headers(decrypt_output(path, message, RCPT, tmp_path))
 
 
 def test_unbound_subkey_appended_to_imported_key_does_not_sign_for_its_owner(tmp_path):
@@ -171,14 +162,7 @@ def test_unverified_newer_self_signature_does_not_lift_key_expiry(tmp_path):
 
 
 def _corpus_headers(tmp_path, message: bytes, rcpt: str) -> dict[str, str]:
-    path = tmp_path / "message.eml"
-    path.write_bytes(message)
-    result = CliRunner().invoke(main, ["--store", str(corpus_store_file(tmp_path)), "decrypt", "--rcpt", rcpt,
-                                       str(path)])
-    assert result.exit_code == 0, result.output
-    prefix = "X-CipherMail-Info-"
-    return {h.name[len(prefix):]: h.value.strip() for h in split_headers(result.stdout_bytes)[0]
-            if h.name.startswith(prefix)}
+    return info_headers(decrypt_output(corpus_store_file(tmp_path), message, rcpt, tmp_path))
 
 
 def test_a_colleagues_v6_ciphertext_sent_to_yourself_stays_encrypted(tmp_path):

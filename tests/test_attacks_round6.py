@@ -45,12 +45,10 @@ from __future__ import annotations
 import quopri
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from ciphermilter.cli.main import main
-from ciphermilter.mime import split_headers
 from ciphermilter.store import admin
 from ciphermilter.store.keystore import KeyStore
+from conftest import corpus_store_file
+from support.offline import decrypt_output, info_headers
 
 VECTORS = Path(__file__).parent / "vectors" / "attack6"
 RCPT = "bob@corp-pub.example"
@@ -73,13 +71,7 @@ def _headers(tmp_path, key_files: list[str], message: bytes) -> dict[str, str]:
         admin.add_domain(store, "corp-pub.example")
         for key_file in key_files:
             admin.import_file(store, (VECTORS / key_file).read_bytes())
-    eml = tmp_path / "message.eml"
-    eml.write_bytes(message)
-    result = CliRunner().invoke(main, ["--store", str(path), "decrypt", "--rcpt", RCPT, str(eml)])
-    assert result.exit_code == 0, result.output
-    prefix = "X-CipherMail-Info-"
-    return {h.name[len(prefix):]: h.value.strip() for h in split_headers(result.stdout_bytes)[0]
-            if h.name.startswith(prefix)}
+    return info_headers(decrypt_output(path, message, RCPT, tmp_path))
 
 
 def _claims_whole_valid(info: dict[str, str]) -> bool:
@@ -247,15 +239,11 @@ def test_f3_quoted_printable_equals_bare_cr_line_before_the_block(tmp_path):
 
 
 def _corpus_headers(tmp_path, message: bytes, rcpt: str = RCPT) -> dict[str, str]:
-    from conftest import corpus_store_file
-    eml = tmp_path / "message.eml"
-    eml.write_bytes(message)
-    result = CliRunner().invoke(main, ["--store", str(corpus_store_file(tmp_path)), "decrypt", "--rcpt", rcpt,
-                                       str(eml)])
-    assert result.exit_code == 0, result.output
-    prefix = "X-CipherMail-Info-"
-    return {h.name[len(prefix):]: h.value.strip() for h in split_headers(result.stdout_bytes)[0]
-            if h.name.startswith(prefix)}
+    return info_headers(_corpus_output(tmp_path, message, rcpt))
+
+
+def _corpus_output(tmp_path, message: bytes, rcpt: str = RCPT) -> bytes:
+    return decrypt_output(corpus_store_file(tmp_path), message, rcpt, tmp_path)
 
 
 def _froms_a_python_reader_sees(message: bytes) -> list[str]:
@@ -421,16 +409,8 @@ def test_f5_efail_gadget_behind_bare_crs_is_decrypted_next_to_the_plaintext(tmp_
     import email.policy
     from html.parser import HTMLParser
 
-    message = (VECTORS / "smime-enveloped-bare-cr-efail.eml").read_bytes()
-    from conftest import corpus_store_file
-    eml = tmp_path / "message.eml"
-    eml.write_bytes(message)
-    result = CliRunner().invoke(main, ["--store", str(corpus_store_file(tmp_path)), "decrypt", "--rcpt", RCPT,
-                                       str(eml)])
-    assert result.exit_code == 0, result.output
-    out = result.stdout_bytes
-    info = {h.name[len("X-CipherMail-Info-"):]: h.value.strip() for h in split_headers(out)[0]
-            if h.name.startswith("X-CipherMail-Info-")}
+    out = _corpus_output(tmp_path, (VECTORS / "smime-enveloped-bare-cr-efail.eml").read_bytes())
+    info = info_headers(out)
     assert info.get("SMIME-Encrypted") == "True", info
 
     sources: list[str] = []
@@ -475,13 +455,7 @@ def test_f6_forged_info_headers_behind_a_bare_cr_survive_for_python_readers(tmp_
     import email
     import email.policy
 
-    message = (VECTORS / "forged-info-behind-bare-cr.eml").read_bytes()
-    from conftest import corpus_store_file
-    eml = tmp_path / "message.eml"
-    eml.write_bytes(message)
-    result = CliRunner().invoke(main, ["--store", str(corpus_store_file(tmp_path)), "decrypt", "--rcpt", RCPT,
-                                       str(eml)])
-    assert result.exit_code == 0, result.output
-    shown = email.message_from_bytes(result.stdout_bytes, policy=email.policy.default)
+    out = _corpus_output(tmp_path, (VECTORS / "forged-info-behind-bare-cr.eml").read_bytes())
+    shown = email.message_from_bytes(out, policy=email.policy.default)
     forged = {name: str(value) for name, value in shown.items() if name.lower().startswith("x-ciphermail-")}
     assert forged == {}, forged
