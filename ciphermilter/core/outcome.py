@@ -69,8 +69,14 @@ def skipped(verdict: Triage, envelope: Envelope, reason: str) -> Outcome:
     """The outcome for a message triage let pass uninspected (not internal, no protectable type): forged
     headers stripped, nothing added."""
     report: Report = {"queue_id": envelope.queue_id, "skipped": reason}
-    return Outcome(plan=EditPlan(deletions=list(verdict.deletions)), info=InfoHeaders(), report=report,
-                   facts=Facts(not_internal=verdict.skip is Skip.NOT_INTERNAL))
+    facts = _NOT_INTERNAL if verdict.skip is Skip.NOT_INTERNAL else _NOTHING_COUNTED
+    return Outcome(plan=EditPlan(deletions=list(verdict.deletions)), info=InfoHeaders(), report=report, facts=facts)
+
+
+# The facts of a skipped message, built once: Facts is frozen, and building one cost 0.7 us (6 fields set through
+# object.__setattr__) on the path of every message for an external recipient.
+_NOT_INTERNAL = Facts(not_internal=True)
+_NOTHING_COUNTED = Facts()
 
 
 def not_processed(headers: mime.HeaderList, reason: str, envelope: Envelope, error: str | None = None,
