@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cpu import process_cpu_seconds
 from bench.postfix_instance import descendants, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,10 @@ class Daemon:
         """User and system CPU time used so far by the daemon and its worker processes."""
         return sum(process_cpu_seconds(pid) for pid in self.pids())
 
+    def main_cpu_seconds(self) -> float:
+        """The daemon's own process (libmilter's threads, the glue, the hand-off), without its workers."""
+        return process_cpu_seconds(self.process.pid)
+
     def rss(self) -> int:
         return sum(_status_kb(pid, "VmRSS") for pid in self.pids()) * 1024
 
@@ -61,14 +66,6 @@ class Daemon:
 
     def stop(self) -> None:
         stop_process(self.process, STOP_TIMEOUT)
-
-
-def process_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # it ended: what it used is no longer ours to count
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _status_kb(pid: int, field: str) -> int:
