@@ -76,11 +76,12 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 def start(work: Path, name: str, store: Path, inet: bool = False, cpus: str | None = None,
-          max_message_size: int | None = None) -> Daemon:
+          max_message_size: int | None = None, under: list[str] | None = None) -> Daemon:
     """A daemon on a unix socket (mode 0666: Postfix's user must reach it) or on an inet port on loopback.
 
     ``cpus`` pins it with taskset (e.g. "0" for one core); ``max_message_size``
-    raises the limit for the memory measurement's 50 MB attachment.
+    raises the limit for the memory measurement's 50 MB attachment; ``under``
+    runs it under a tool (valgrind, for bench/instructions.py), which then has its PID.
     """
     directory = work / name
     directory.mkdir()
@@ -96,6 +97,7 @@ def start(work: Path, name: str, store: Path, inet: bool = False, cpus: str | No
     argv = [sys.executable, "-m", "ciphermilter", "run", "--config", str(config)]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
+    argv = [*(under or []), *argv]
     with open(log, "wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=directory, env={**os.environ, "PYTHONPATH": str(ROOT)})
