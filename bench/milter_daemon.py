@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cpu import process_cpu_seconds
 from bench.postfix_instance import descendants, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,10 @@ class Daemon:
         """User and system CPU time used so far by the daemon and its worker processes."""
         return sum(process_cpu_seconds(pid) for pid in self.pids())
 
+    def main_cpu_seconds(self) -> float:
+        """The daemon's own process (libmilter's threads, the glue, the hand-off), without its workers."""
+        return process_cpu_seconds(self.process.pid)
+
     def rss(self) -> int:
         return sum(_status_kb(pid, "VmRSS") for pid in self.pids()) * 1024
 
@@ -63,14 +68,6 @@ class Daemon:
         stop_process(self.process, STOP_TIMEOUT)
 
 
-def process_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # it ended: what it used is no longer ours to count
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _status_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -79,12 +76,14 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 def start(work: Path, name: str, store: Path | str, inet: bool = False, cpus: str | None = None,
-          max_message_size: int | None = None, master_key: Path | None = None) -> Daemon:
+          max_message_size: int | None = None, master_key: Path | None = None,
+          under: list[str] | None = None) -> Daemon:
     """A daemon on a unix socket (mode 0666: Postfix's user must reach it) or on an inet port on loopback.
 
     ``cpus`` pins it with taskset (e.g. "0" for one core); ``max_message_size``
     raises the limit for the memory measurement's 50 MB attachment; ``master_key``
-    names the key of a store that has none beside it (a PostgreSQL URL).
+    names the key of a store that has none beside it (a PostgreSQL URL); ``under``
+    runs it under a tool (valgrind, for bench/instructions.py), which then has its PID.
     """
     directory = work / name
     directory.mkdir()
@@ -101,6 +100,7 @@ def start(work: Path, name: str, store: Path | str, inet: bool = False, cpus: st
     argv = [sys.executable, "-m", "ciphermilter", "run", "--config", str(config)]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
+    argv = [*(under or []), *argv]
     with open(log, "wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=directory, env={**os.environ, "PYTHONPATH": str(ROOT)})

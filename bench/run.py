@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 if not __package__:  # run as a file (python bench/run.py): the clone's root makes the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import aead_messages, milter_client, milter_daemon, postfix_instance  # noqa: E402
+from bench import aead_messages, cpu, milter_client, milter_daemon, postfix_instance  # noqa: E402
 from bench.shared import SHARED  # noqa: E402
 from ciphermilter.core import pipeline as core
 from ciphermilter.core.settings import Settings
@@ -187,13 +187,15 @@ def measure(fn, seconds: float, min_runs: int) -> dict:
     """Call ``fn`` repeatedly for ``seconds`` (at least ``min_runs`` times); rate and latency percentiles."""
     fn()  # warm caches (key unlock, imports) outside the measurement, as a long-running daemon would have them
     latencies = []
+    spent = cpu.own_cpu_seconds() + cpu.children_cpu_seconds()  # a peer runs in a child process
     started = time.perf_counter()
     while len(latencies) < min_runs or time.perf_counter() - started < seconds:
         t0 = time.perf_counter()
         fn()
         latencies.append(time.perf_counter() - t0)
+    spent = cpu.own_cpu_seconds() + cpu.children_cpu_seconds() - spent
     return {"runs": len(latencies), "msgs_per_s": round(len(latencies) / sum(latencies), 1),
-            **milter_client.percentiles(latencies)}
+            "cpu_ms": round(spent * 1000 / len(latencies), 3), **milter_client.percentiles(latencies)}
 
 
 def bench_core(store: KeyStore, sample: Sample, seconds: float, min_runs: int) -> dict:
@@ -260,6 +262,7 @@ def bench_milter(work: Path, store_path: Path, chosen: dict[str, Sample], second
     for transport in ("unix", "inet"):
         served = milter_daemon.start(work, f"milter-{transport}", store_path, inet=transport == "inet")
         try:
+            start_workers(served, messages["S/MIME RSA-2048 AES-256-CBC"])
             for name, message in messages.items():
                 for connections in CONCURRENCY:
                     figures = with_daemon_cpu(served, milter_client.load, served.socket, message, connections,
@@ -276,13 +279,17 @@ def bench_milter(work: Path, store_path: Path, chosen: dict[str, Sample], second
     pinned = {label: milter_daemon.start(work, f"milter-cpus-{cpus.replace(',', '-')}", store_path, cpus=cpus)
               for label, cpus in core_sets.items()}
     try:
-        cores = alternate({label: functools.partial(load_on_cpus, core_sets[label], served.socket, smime,
-                                                    max(CONCURRENCY), seconds, min_runs)
+        for served in pinned.values():
+            start_workers(served, smime)
+        cores = alternate({label: functools.partial(with_daemon_cpu, served, load_on_cpus, core_sets[label],
+                                                    served.socket, smime, max(CONCURRENCY), seconds, min_runs)
                            for label, served in pinned.items()}, rounds)
     finally:
         for served in pinned.values():
             served.stop()
-    return {"rows": rows, "cores": cores, "paired": paired, "load_average": load_average()}
+    scaling = [two / one for two, one in zip(cores["2 cores"]["rates"], cores["1 core"]["rates"])]
+    return {"rows": rows, "cores": cores, "paired": paired, "load_average": load_average(),
+            "cores_ratio": {"median": cpu.median(scaling), "spread": cpu.spread(scaling)}}
 
 
 def pair_with_peers(served, messages: dict, rows: list[dict], chosen: dict[str, Sample], work: Path, seconds: float,
@@ -305,9 +312,21 @@ def pair_with_peers(served, messages: dict, rows: list[dict], chosen: dict[str, 
             "daemon": functools.partial(with_daemon_cpu, served, milter_client.load, served.socket, messages[name],
                                         connections, seconds, min_runs),
         }, rounds)
+        ratios = [ours / theirs for ours, theirs in zip(medians["daemon"]["rates"], medians["reference"]["rates"])]
         paired[name] = {"peer": peer, "connections": connections, **medians,
-                        "ratio": round(medians["daemon"]["msgs_per_s"] / medians["reference"]["msgs_per_s"], 3)}
+                        "ratio": round(medians["daemon"]["msgs_per_s"] / medians["reference"]["msgs_per_s"], 3),
+                        "ratio_spread": cpu.spread(ratios),  # each round's own ratio: lowest and highest
+                        "cpu_ratio": round(medians["daemon"]["daemon_cpu_ms"] / medians["reference"]["cpu_ms"], 3)}
     return paired
+
+
+def start_workers(served, message: milter_client.EncodedMessage) -> None:
+    """Messages on more connections than workers: every worker starts before anything is measured.
+
+    A worker starts on first use and spends about 0.5 s of CPU importing: counted in the first measurement
+    it made the first row read 270 ms of worker CPU per message.
+    """
+    milter_client.load(served.socket, message, max(CONCURRENCY), 0.0, 2 * max(CONCURRENCY))
 
 
 def with_daemon_cpu(served, load, *load_args) -> dict:
@@ -317,10 +336,16 @@ def with_daemon_cpu(served, load, *load_args) -> dict:
     message costs the daemon moves much less, so it shows what a change
     bought even in a noisy run.
     """
-    before = served.cpu_seconds()
+    before = served.main_cpu_seconds(), served.cpu_seconds(), cpu.own_cpu_seconds()
     figures = load(*load_args)
+    main, daemon, client = (after - start for after, start in
+                            zip((served.main_cpu_seconds(), served.cpu_seconds(), cpu.own_cpu_seconds()), before))
     sent = figures["messages"] + 1  # load() sends one message first, to warm the daemon up
-    figures["daemon_cpu_ms"] = round((served.cpu_seconds() - before) * 1000 / sent, 3)
+    figures["daemon_cpu_ms"] = round(daemon * 1000 / sent, 3)  # main process and workers
+    figures["cpu_split_ms"] = {"daemon": round(main * 1000 / sent, 3), "workers": round((daemon - main) * 1000 / sent, 3),
+                               "client": round(client * 1000 / sent, 3)}
+    # How many cores the daemon and the client kept busy: below the cores they had, something waited.
+    figures["busy_cores"] = round((daemon + client) * figures["msgs_per_s"] / sent, 2)
     return figures
 
 
@@ -333,7 +358,7 @@ def load_on_cpus(cpus: str, *load_args) -> dict:
     thread that starts them, so setting this thread's covers the client's.
     """
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {int(cpu) for cpu in cpus.split(",")})
+    os.sched_setaffinity(0, {int(number) for number in cpus.split(",")})
     try:
         return milter_client.load(*load_args)
     finally:
@@ -350,16 +375,16 @@ def alternate(measurements: dict, rounds: int) -> dict:
     for _ in range(rounds):
         for label, measure_once in measurements.items():
             runs[label].append(measure_once())
-    return {label: {**sorted(results, key=lambda r: r["msgs_per_s"])[len(results) // 2], "rounds": len(results)}
-            for label, results in runs.items()}
+    return {label: _median_round(results) for label, results in runs.items()}
 
 
-def machine_cpu_seconds() -> float:
-    """CPU time all processes of the machine spent busy (not idle, not waiting for I/O) so far."""
-    # user nice system idle iowait irq softirq steal guest guest_nice: steal is other machines' time,
-    # and guest time is already counted in user and nice.
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:3]) + fields[5] + fields[6]) / os.sysconf("SC_CLK_TCK")
+def _median_round(results: list[dict]) -> dict:
+    """The round with the median rate, each round's rate in order, and the spread of rates and CPU per message."""
+    rates = [r["msgs_per_s"] for r in results]
+    cpu_ms = [r.get("daemon_cpu_ms", r.get("cpu_ms", 0.0)) for r in results]
+    median = sorted(results, key=lambda r: r["msgs_per_s"])[len(results) // 2]
+    return {**median, "rounds": len(results), "rates": rates,
+            "spread": {"msgs_per_s": cpu.spread(rates), "cpu_ms": cpu.spread(cpu_ms)}}
 
 
 def with_cpu_split(served, send, *args) -> dict:
@@ -370,14 +395,14 @@ def with_cpu_split(served, send, *args) -> dict:
     machine's busy time minus ours and smtp-source's, so other work on a
     shared machine lands there too.
     """
-    machine, daemon = machine_cpu_seconds(), served.cpu_seconds()
+    machine, daemon = cpu.machine_cpu_seconds(), served.cpu_seconds()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = send(*args)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     per_message = 1000 / result["messages"]
     source = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     used = {"ciphermilter": served.cpu_seconds() - daemon, "smtp-source": source,
-            "machine": machine_cpu_seconds() - machine}
+            "machine": cpu.machine_cpu_seconds() - machine}
     used["Postfix and the rest"] = used["machine"] - used["ciphermilter"] - used["smtp-source"]
     result["cpu_ms_per_message"] = {name: round(seconds * per_message, 3) for name, seconds in used.items()}
     return result
@@ -446,17 +471,27 @@ def targets(results: dict) -> list[dict]:
     cores = results["milter"]["cores"]
     postfix_rows = {r["scenario"]: r for r in results["postfix"]["rows"]}
     memory = results["memory"]
+    smime = paired["S/MIME RSA-2048 AES-256-CBC"]
+    plain = min((r for r in results["milter"]["rows"] if r["scenario"] == "plain" and r["socket"] == "unix"),
+                key=lambda r: r["daemon_cpu_ms"])
+    # Judged in CPU time, which moves far less with other work than a rate (issue 19): at most, not at least.
+    cpu_checks = [
+        ("daemon CPU per S/MIME message (main and workers) ÷ ceiling's CPU per message", smime["cpu_ratio"], 2.0),
+        ("daemon CPU per plain message (ms, unix socket, best concurrency)", plain["daemon_cpu_ms"], 0.3),
+    ]
     checks = [
-        ("S/MIME through the milter protocol ÷ in-process ceiling", paired["S/MIME RSA-2048 AES-256-CBC"]["ratio"], 0.6),
+        ("S/MIME through the milter protocol ÷ in-process ceiling", smime["ratio"], 0.6),
         ("OpenPGP RSA-3072 core ÷ gpg --decrypt per message", pgp["core"]["msgs_per_s"] / gpg, 10.0),
         ("OpenPGP RSA-3072 through the milter protocol ÷ gpg --decrypt", paired["OpenPGP RSA-3072"]["ratio"], 10.0),
         ("Postfix with ciphermilter ÷ Postfix alone, S/MIME", postfix_rows["S/MIME RSA-2048 AES-256-CBC"]["ratio"], 0.8),
         ("Postfix with ciphermilter ÷ Postfix alone, plain mail", postfix_rows["plain"]["ratio"], 0.8),
-        ("two cores ÷ one core (S/MIME, 16 connections)",
-         cores["2 cores"]["msgs_per_s"] / cores["1 core"]["msgs_per_s"], 1.6),
+        ("two cores ÷ one core (S/MIME, 16 connections; the client shares the cores)",
+         cores["2 cores"]["msgs_per_s"] / cores["1 core"]["msgs_per_s"], 1.8),
     ]
     out = [{"target": name, "measured": round(value, 2), "wanted": f">= {wanted}", "met": value >= wanted}
            for name, value, wanted in checks]
+    out += [{"target": name, "measured": round(value, 3), "wanted": f"<= {wanted}", "met": value <= wanted}
+            for name, value, wanted in cpu_checks]
     out.append({"target": f"peak RSS for a {memory['message_mib']} MiB message (MiB)", "measured": memory["peak_rss_mib"],
                 "wanted": f"<= {memory['limit_mib']}", "met": memory["peak_rss_mib"] <= memory["limit_mib"]})
     return out
@@ -468,8 +503,9 @@ def markdown(results: dict) -> str:
         f"load average {results['load_average']['start']} at start, "
         f"{results['load_average']['after core and peers']} after the core and peers",
         "",
-        "| scenario | size | ciphermilter core msg/s | p50 ms | p99 ms | peer | peer msg/s | core ÷ peer |",
-        "|---|---|---:|---:|---:|---|---:|---:|",
+        "| scenario | size | ciphermilter core msg/s | CPU ms/msg | p50 ms | p99 ms | peer | peer msg/s | peer CPU ms/msg "
+        "| core ÷ peer |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for row in results["rows"]:
         ours = row["core"]
@@ -477,25 +513,31 @@ def markdown(results: dict) -> str:
         for peer, figures in peers.items():
             rate = figures["msgs_per_s"] if figures else None
             ratio = f"{ours['msgs_per_s'] / rate:.2f}" if rate else "—"
-            lines.append(f"| {row['scenario']} | {row['size']} | {ours['msgs_per_s']} | {ours['p50_ms']} | "
-                         f"{ours['p99_ms']} | {peer} | {rate if rate else '—'} | {ratio} |")
+            lines.append(f"| {row['scenario']} | {row['size']} | {ours['msgs_per_s']} | {ours['cpu_ms']} | "
+                         f"{ours['p50_ms']} | {ours['p99_ms']} | {peer} | {rate if rate else '—'} | "
+                         f"{figures['cpu_ms'] if figures else '—'} | {ratio} |")
     milter, relay, memory = results["milter"], results["postfix"], results["memory"]
     lines += [
         "", f"Daemon through the milter protocol (load average {milter['load_average']}):", "",
-        "| scenario | size | socket | connections | msg/s | p50 ms | p99 ms | daemon CPU ms/msg |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| scenario | size | socket | connections | msg/s | p50 ms | p99 ms | CPU ms/msg: daemon | workers | client |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [f"| {r['scenario']} | {r['size']} | {r['socket']} | {r['connections']} | {r['msgs_per_s']} | "
-              f"{r['p50_ms']} | {r['p99_ms']} | {r['daemon_cpu_ms']} |" for r in milter["rows"]]
-    lines += ["", "The protocol targets' two sides, measured in turn (the median of alternated rounds):", "",
-              "| scenario | reference | reference msg/s | connections | daemon msg/s | daemon CPU ms/msg | ratio |",
-              "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {name} | {pair['peer']} | {pair['reference']['msgs_per_s']} | {pair['connections']} | "
-              f"{pair['daemon']['msgs_per_s']} | {pair['daemon']['daemon_cpu_ms']} | {pair['ratio']} |"
+              f"{r['p50_ms']} | {r['p99_ms']} | {_split(r)} |" for r in milter["rows"]]
+    lines += ["", "The protocol targets' two sides, measured in turn: the median of alternated rounds, [lowest, highest] "
+              "round beside it; CPU ms/msg of the daemon (main and workers) and of the reference:", "",
+              "| scenario | reference | reference msg/s | reference CPU ms/msg | connections | daemon msg/s "
+              "| daemon CPU ms/msg | ratio | CPU ratio |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {pair['peer']} | {_rate(pair['reference'])} | {pair['reference']['cpu_ms']} | "
+              f"{pair['connections']} | {_rate(pair['daemon'])} | {pair['daemon']['daemon_cpu_ms']} | "
+              f"{pair['ratio']} {pair['ratio_spread']} | {pair['cpu_ratio']} |"
               for name, pair in milter["paired"].items()]
-    lines += ["", "| S/MIME RSA-2048 AES-256-CBC, 16 connections (median of alternated rounds) | msg/s |",
-              "|---|---:|"]
-    lines += [f"| daemon and client on {label} (taskset) | {figures['msgs_per_s']} |"
+    scaling = milter["cores_ratio"]
+    lines += ["", f"S/MIME RSA-2048 AES-256-CBC, 16 connections, daemon and client on the same CPUs (taskset); two "
+              f"cores ÷ one: {scaling['median']} {scaling['spread']} (each round's own ratio):", "",
+              "| CPUs | msg/s | CPU ms/msg: daemon | workers | client | cores kept busy |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {label} | {_rate(figures)} | {_split(figures)} | {figures['busy_cores']} |"
               for label, figures in milter["cores"].items()]
     lines += [
         "", f"Postfix relaying to smtp-sink, smtp-source with {relay['sessions']} sessions, alone and with "
@@ -508,18 +550,40 @@ def markdown(results: dict) -> str:
     lines += ["", "Where the CPU time went in those rounds, ms per message (2 cores: 1 s of wall time is 2 s of CPU):",
               "", "| scenario | run | machine | Postfix and the rest | ciphermilter | smtp-source |",
               "|---|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['scenario']} | {label} | {cpu['machine']} | {cpu['Postfix and the rest']} | {cpu['ciphermilter']} | "
-              f"{cpu['smtp-source']} |"
+    lines += [f"| {r['scenario']} | {label} | {used['machine']} | {used['Postfix and the rest']} | "
+              f"{used['ciphermilter']} | {used['smtp-source']} |"
               for r in relay["rows"]
-              for label, cpu in (("alone", r["postfix_alone"]["cpu_ms_per_message"]),
-                                 ("with ciphermilter", r["postfix_with_ciphermilter"]["cpu_ms_per_message"]))]
+              for label, used in (("alone", r["postfix_alone"]["cpu_ms_per_message"]),
+                                  ("with ciphermilter", r["postfix_with_ciphermilter"]["cpu_ms_per_message"]))]
     lines += ["", f"Memory: {memory['message_mib']} MiB encrypted message through the milter protocol: "
               f"daemon idle {memory['idle_rss_mib']} MiB, peak RSS {memory['peak_rss_mib']} MiB "
               f"(target <= {memory['limit_mib']} MiB).", "",
               "| target | measured | wanted | met |", "|---|---:|---|---|"]
     lines += [f"| {t['target']} | {t['measured']} | {t['wanted']} | {'yes' if t['met'] else 'NO'} |"
               for t in results["targets"]]
+    lines += ["", "The machine while each part ran (1-minute load average at its start and end; steal and busy time "
+              "of all CPUs over the part):", "", "| part | load average | steal % | busy % |", "|---|---|---:|---:|"]
+    lines += [f"| {part} | {state['load_average']} | {state['steal_percent']} | {state['busy_percent']} |"
+              for part, state in results["conditions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _rate(figures: dict) -> str:
+    """A median rate with the lowest and highest round beside it."""
+    return f"{figures['msgs_per_s']} {figures['spread']['msgs_per_s']}"
+
+
+def _split(figures: dict) -> str:
+    split = figures["cpu_split_ms"]
+    return f"{split['daemon']} | {split['workers']} | {split['client']}"
+
+
+def in_part(conditions: dict, part: str, bench, *args) -> dict:
+    """``bench(*args)``, with the load average and steal time of the machine while it ran in ``conditions[part]``."""
+    state = cpu.MachineState()
+    results = bench(*args)
+    conditions[part] = state.since()
+    return results
 
 
 def main(argv=None) -> int:
@@ -544,6 +608,8 @@ def main(argv=None) -> int:
         store = build_store(work)
         store_path = work / "bench.db"
         load_at_start = load_average()
+        conditions = {}  # per part: load average and steal time while it ran
+        state = cpu.MachineState()
         rows = []
         all_samples = samples(work, sizes)
         for sample in all_samples:
@@ -555,6 +621,7 @@ def main(argv=None) -> int:
             })
             print(f"{sample.name:32} {sample.size:5} {rows[-1]['core']['msgs_per_s']:>9} msg/s", file=sys.stderr)
         load_after_core = load_average()
+        conditions["core and peers"] = state.since()
         chosen = protocol_samples(all_samples)
         results = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
@@ -562,9 +629,10 @@ def main(argv=None) -> int:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_average": {"start": load_at_start, "after core and peers": load_after_core},
             "rows": rows,
-            "milter": bench_milter(work, store_path, chosen, seconds, min_runs, rounds),
-            "postfix": bench_postfix(work, store_path, chosen, postfix_count, rounds),
-            "memory": bench_memory(work, store_path, memory_size),
+            "conditions": conditions,
+            "milter": in_part(conditions, "milter", bench_milter, work, store_path, chosen, seconds, min_runs, rounds),
+            "postfix": in_part(conditions, "postfix", bench_postfix, work, store_path, chosen, postfix_count, rounds),
+            "memory": in_part(conditions, "memory", bench_memory, work, store_path, memory_size),
         }
         results["targets"] = targets(results)
         args.out.mkdir(parents=True, exist_ok=True)

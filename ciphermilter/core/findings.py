@@ -62,7 +62,9 @@ class Protection:
 
     def counted(self, prefix: str) -> set[str]:
         """The counter names (``smime_decrypted``) of the flags that are true."""
-        if self == _NOTHING:  # what nearly every message finds of at least one format: no flag to name
+        # What nearly every message finds of at least one format: no flag to name. Identity first: Facts of a
+        # format that found nothing share this value, and a dataclass __eq__ builds two 6-tuples to compare.
+        if self is _NOTHING or self == _NOTHING:
             return set()
         return {f"{prefix}_{name}" for name in _PROTECTION_FLAGS if getattr(self, name)}
 
@@ -77,8 +79,8 @@ class Facts:
 
     not_internal: bool = False
     not_processed: bool = False
-    smime: Protection = Protection()
-    pgp: Protection = Protection()
+    smime: Protection = _NOTHING
+    pgp: Protection = _NOTHING
     failures: tuple[Failure, ...] = ()
     refused: bool = False  # the reader rule refused a stored key that opens the content (for the report)
     # For the log line (daemon/logline.py): the content ciphers found, and who signed (an address the

@@ -36,9 +36,10 @@ def hides_reserved_field(raw: bytes) -> bool:
 
     The MTA and we read one field, ``Subject: x\\rX-CipherMail-Info-...: True``;
     CPython's ``email`` ends the line at the CR and reads a forged result of
-    ours (round-6 attack F6). The ``in`` test keeps the usual field at C speed.
+    ours (round-6 attack F6). The ``find`` keeps the usual field at C speed (``in`` on bytes first tries the
+    needle as an integer and builds a TypeError to discard: 1 k instructions a field).
     """
-    return b"\r" in raw and _RESERVED_BEHIND_BARE_CR.search(raw) is not None
+    return raw.find(b"\r") != -1 and _RESERVED_BEHIND_BARE_CR.search(raw) is not None
 
 
 def header_block_is_ambiguous(entity: mime.Entity) -> bool:

@@ -80,8 +80,16 @@ def skipped(verdict: Triage, envelope: Envelope, reason: str) -> Outcome:
     report: Report = {"queue_id": envelope.queue_id, "skipped": reason}
     not_internal = verdict.skip is Skip.NOT_INTERNAL
     return Outcome(plan=EditPlan(deletions=list(verdict.deletions)), info=InfoHeaders(), report=report,
-                   facts=Facts(not_internal=not_internal),
-                   stopped=Verdict(Result.NOT_INTERNAL if not_internal else Result.PLAIN))
+                   facts=_NOT_INTERNAL if not_internal else _NOTHING_COUNTED,
+                   stopped=_NOT_INTERNAL_VERDICT if not_internal else _PLAIN_VERDICT)
+
+
+# The facts and verdicts of a skipped message, built once: they are frozen, and building a Facts cost 0.7 us
+# (6 fields set through object.__setattr__) on the path of every message for an external recipient.
+_NOT_INTERNAL = Facts(not_internal=True)
+_NOTHING_COUNTED = Facts()
+_NOT_INTERNAL_VERDICT = Verdict(Result.NOT_INTERNAL)
+_PLAIN_VERDICT = Verdict(Result.PLAIN)
 
 
 def not_processed(headers: mime.HeaderList, reason: str, envelope: Envelope, result: Result,

@@ -205,7 +205,7 @@ def has_bare_cr(data: bytes) -> bool:
     end the header block), Postfix and ciphermilter do not (round-6 attacks
     F4 to F6).
     """
-    return b"\r" in data and _BARE_CR.search(data) is not None
+    return data.find(b"\r") != -1 and _BARE_CR.search(data) is not None
 
 
 def decode_base64_chunks(chunks: Iterable[bytes | memoryview]) -> bytes:

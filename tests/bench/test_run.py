@@ -48,6 +48,7 @@ def test_milter_part_runs_both_sockets_every_concurrency_and_decrypts(smoke):
     assert {(r["socket"], r["connections"]) for r in rows} == {(s, c) for s in ("unix", "inet") for c in (1, 4, 16)}
     for row in rows:
         assert row["messages"] >= 1 and "daemon_cpu_ms" in row  # one smoke message may use less than a clock tick
+        assert set(row["cpu_split_ms"]) == {"daemon", "workers", "client"}, row  # who spent it, from /proc
         if row["scenario"] == "plain, external recipient":
             assert set(row["replies"]) == {"a"}, row  # accepted at end of headers, no body sent
         else:
@@ -61,7 +62,11 @@ def test_milter_part_runs_both_sockets_every_concurrency_and_decrypts(smoke):
         "OpenPGP RSA-3072": "gpg --decrypt per message"}
     for pair in paired.values():
         assert pair["ratio"] > 0 and pair["reference"]["msgs_per_s"] > 0
+        low, high = pair["ratio_spread"]  # each round's own ratio, printed beside the median
+        assert 0 < low <= high and "cpu_ms" in pair["reference"] and "cpu_ratio" in pair
+        assert len(pair["daemon"]["rates"]) == pair["daemon"]["rounds"]
         assert set(pair["daemon"]["replies"]) == {"c"} and pair["daemon"]["body_replaced_bytes"] > 0
+    assert results["milter"]["cores_ratio"]["spread"][0] > 0
 
 
 def test_postfix_part_compares_with_and_without_the_milter(smoke):
@@ -86,7 +91,15 @@ def test_memory_part_decrypts_the_large_message_and_reads_the_peak(smoke):
 
 def test_every_target_is_reported_with_its_verdict(smoke):
     results, table = smoke
-    assert len(results["targets"]) == 7
+    assert len(results["targets"]) == 9
     for target in results["targets"]:
         assert isinstance(target["met"], bool) and target["measured"] >= 0
         assert f"| {target['target']} |" in table
+
+
+def test_every_part_records_the_load_and_steal_time_it_ran_under(smoke):
+    results, table = smoke
+    assert set(results["conditions"]) == {"core and peers", "milter", "postfix", "memory"}
+    for state in results["conditions"].values():
+        assert 0 <= state["steal_percent"] <= 100 and 0 <= state["busy_percent"] <= 100 and "→" in state["load_average"]
+    assert "| part | load average | steal % | busy % |" in table
