@@ -11,10 +11,15 @@ does not split the line and logs no warning. ``Subject: Wire 50,000 EUR today\\r
 True\\r...`` is delivered as ``Subject: Wire 50,000 EUR today X-CipherMail-Info-SMIME-Signed: True ...``
 (bytes 79 6f 64 61 79 20 58 2d ...), one Subject field. The same happened to a bare CR in a body line
 (qp-bare-cr-soft-break.eml: ``=\\rALICE ADDS`` arrived as ``= ALICE ADDS``), so the rewrite is not one of
-header processing. The milter gets the rewritten fields: for the F4 vector ciphermilter logged
-``result=verified format=smime signer=<alice@sender-pub.example>`` and wrote no Signer-Mismatch, which the
-branch's fix (a bare CR makes the header block ambiguous: From: names no signer) would have written had
-the daemon seen a bare CR. Where in Postfix's source the rewrite happens was not looked up.
+header processing. It happens on the way in, before cleanup(8) reads the fields (and cleanup hands the
+milters the fields it read): in a one-off run (not kept: it reconfigures the session's Postfix) with
+header_checks ``/today\\rX-/ WARN bare CR kept`` and ``/today X-/ WARN space``, and body_checks likewise
+for ``=\\rALICE`` / ``= ALICE``, cleanup logged only ``warning: header Subject: Wire 50,000 EUR today
+X-CipherMail-Info-... : space in header`` and ``warning: body = ALICE ADDS: ...: space in body``. The
+daemon agrees: for the F4 vector it logged ``result=verified format=smime
+signer=<alice@sender-pub.example>`` and wrote no Signer-Mismatch, which the branch's fix (a bare CR makes
+the header block ambiguous: From: names no signer) would have written had it seen a bare CR. The line in
+Postfix's source that does it was not looked up.
 
 So through this Postfix the F4-F6 header attacks cannot reach a reader: what is delivered holds no bare
 CR, Python's email reads the fields the milter read, and no hidden field exists. The tests below assert
