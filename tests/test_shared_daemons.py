@@ -1,4 +1,5 @@
-"""Two daemons on one PostgreSQL store, and one daemon through a failover (issue 18).
+"""Two daemons on one PostgreSQL store (keys changed, one certificate harvested by both at once), and one daemon
+through a failover (issue 18).
 
 Real parts only: the daemons are ``ciphermilter run`` processes, the servers are PostgreSQL 15 started
 here (support/pg_fixtures.py), the standby is made by ``pg_basebackup -R`` and promoted after its primary
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 
 import miltertest
@@ -17,13 +19,20 @@ import pytest
 from click.testing import CliRunner
 
 from ciphermilter.cli.main import main
+from ciphermilter.formats import keyfiles
+from ciphermilter.store import rows
 from conftest import CORPUS
-from support.milter import one_message
+from support.milter import one_message, snapshot_counting
 from bench.postgres_instance import PG_BIN, own_server, private_directory, start
 
 pytestmark = pytest.mark.usefixtures("bytes_on_the_wire")
 
 BOB_P12 = CORPUS / "keys/smime/pub-bob.p12"
+# Signed by alice (issued by the corpus's intermediate CA, which the message carries too), to bob: a verified,
+# trusted signer whose certificate the daemon harvests once the root is an anchor (formats/smime/handler.py).
+ALICE_SIGNED = (CORPUS / "smime-sig-detached-chain/message.eml").read_bytes()
+ALICE_THUMBPRINT = rows.thumbprint(keyfiles.parse((CORPUS / "keys/foreign/pub-alice.cert.pem").read_bytes())
+                                   .certificates[0])
 
 
 def decrypted(daemon, message: bytes) -> bool:
@@ -97,3 +106,92 @@ def test_a_promoted_standby_takes_over_through_the_same_url(tmp_path, daemons, e
             if standby is not None:
                 standby.stop()
             shutil.rmtree(standby_root, ignore_errors=True)
+
+
+def alice_rows(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM certificates WHERE thumbprint = %s",
+                            (ALICE_THUMBPRINT,)).fetchone()[0]
+
+
+def waiting_for_a_lock(url: str) -> int:
+    """How many sessions of this database wait for a lock (the test's lock, or a harvest's queued behind it)."""
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND wait_event_type = 'Lock'").fetchone()[0]
+
+
+def harvests_released_together(url: str, daemons: list, message: bytes) -> tuple[list[list], int]:
+    """Each daemon's end-of-message replies to ``message``, their harvests made to meet; how many met.
+
+    The test holds the certificates table locked against writes (SHARE: reads go on) until every harvest
+    has found the certificate new and waits in its write transaction: the first at its INSERT, the others
+    behind it at the store's ``SELECT ... FOR UPDATE`` of store_versions (seen in pg_stat_activity), then
+    lets them all go at once. Without it, messages sent together reach their harvests milliseconds apart,
+    and nothing makes them overlap."""
+    replies: list[list] = [[] for _ in daemons]
+
+    def deliver(index: int) -> None:
+        _, _, replies[index] = one_message(daemons[index], message)
+
+    with psycopg.connect(url) as holder:
+        holder.execute("LOCK TABLE certificates IN SHARE MODE")
+        threads = [threading.Thread(target=deliver, args=(index,)) for index in range(len(daemons))]
+        for thread in threads:
+            thread.start()
+        for _ in range(50):  # at most 5 s, half the daemons' statement_timeout: the caller checks how many met
+            if (met := waiting_for_a_lock(url)) == len(daemons):
+                break
+            time.sleep(0.1)
+        holder.commit()
+    for thread in threads:
+        thread.join()
+    return replies, met
+
+
+def verdict(replies: list) -> dict[str, str]:
+    """The headers one end of message added, their values unfolded; {} unless it ended in CONTINUE."""
+    if replies[-1] != (miltertest.SMFIR_CONTINUE, {}):
+        return {}
+    return {reply["name"]: " ".join(reply["value"].split()) for code, reply in replies
+            if code == miltertest.SMFIR_ADDHEADER}
+
+
+ALICE_VERDICT = {
+    "X-CipherMail-Info-SMIME-Signed": "True",
+    "X-CipherMail-Info-Signer-ID-0-0": "issuer=CN=Corpus Public Test Issuing CA,O=Corpus Public Test Org; "
+                                       "serial=5A000007",
+    "X-CipherMail-Info-Signer-Email-0-0": "alice@sender-pub.example",
+    "X-CipherMail-Info-Signer-Verified-0-0": "True",
+    "X-CipherMail-Info-Signer-Trusted-0-0": "True",
+}
+ROUNDS = 10
+PER_DAEMON = 2  # messages at once on each daemon: one per worker process, each harvesting on its own connection
+
+
+def test_two_daemons_harvesting_one_certificate_at_once_keep_one_row_and_both_messages(pg_url, tmp_path, daemons):
+    """The issue's "concurrent harvests of one certificate" with the real daemons: alice's signed message,
+    twice on each daemon, harvests her certificate four times at the same moment; ten rounds, the certificate
+    removed between them. Every message gets its verdict, no daemon logs an error or a lost harvest, and
+    each round leaves exactly one row where there was none."""
+    key = str(tmp_path / "master.key")
+    cli(pg_url, key, "store", "init")
+    cli(pg_url, key, "domains", "add", "corp-pub.example")
+    cli(pg_url, key, "trust", "add", str(CORPUS / "keys/trust/pub-root-ca.cert.pem"))
+    extra = f'master_key = "{key}"\nworkers = {PER_DAEMON}'
+    pair = [daemons(name, pg_url, extra, harvest=True) for name in ("harvest-one", "harvest-other")]
+    for _ in range(ROUNDS):
+        assert alice_rows(pg_url) == 0
+        replies, met = harvests_released_together(pg_url, pair * PER_DAEMON, ALICE_SIGNED)
+        assert met == len(pair) * PER_DAEMON
+        assert [verdict(r) for r in replies] == [ALICE_VERDICT] * len(pair) * PER_DAEMON, replies
+        assert alice_rows(pg_url) == 1
+        cli(pg_url, key, "keys", "remove", ALICE_THUMBPRINT[:16])
+    for daemon in pair:
+        counters = snapshot_counting(daemon, ROUNDS * PER_DAEMON)["counters"]
+        assert (counters["messages"], counters["errors"], counters["not_processed"]) == (ROUNDS * PER_DAEMON, 0, 0)
+        # after its start, a daemon logs one line per message and nothing else: no error, no traceback, no
+        # "nothing harvested" warning of a harvest that lost its race
+        serving = daemon.log.read_text().partition(" listening on ")[2].splitlines()[1:]
+        assert len(serving) == ROUNDS * PER_DAEMON, serving
+        assert all(" INFO 4TESTQ1D: " in line and " result=verified " in line for line in serving), serving

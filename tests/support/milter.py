@@ -39,8 +39,8 @@ store = "{store}"
 stats_file = "{stats}"
 stats_interval = 0.1
 log_level = "debug"
-harvest_certificates = false  # the offline comparison must see the same store the daemon saw
-harvest_pgp_keys = false
+harvest_certificates = {harvest}  # false but where a test harvests: the offline comparison must see the
+harvest_pgp_keys = {harvest}  # same store the daemon saw
 {extra}
 """
 
@@ -79,13 +79,16 @@ def is_listening(path: Path) -> bool:
     return True
 
 
-def start_daemon(directory: Path, store: Path, extra: str = "", max_file_size: int | None = None) -> Daemon:
-    """The daemon as ``ciphermilter run`` starts it; ``max_file_size`` caps what it may write (RLIMIT_FSIZE)."""
+def start_daemon(directory: Path, store: Path, extra: str = "", max_file_size: int | None = None,
+                 harvest: bool = False) -> Daemon:
+    """The daemon as ``ciphermilter run`` starts it; ``max_file_size`` caps what it may write (RLIMIT_FSIZE);
+    ``harvest`` lets it keep signers' certificates and keys (off: the store stays as the test made it)."""
     directory.mkdir(parents=True, exist_ok=True)
     sock = directory / "milter.sock"
     config = directory / "ciphermilter.toml"
     stats_file = directory / "ciphermilter.stats.json"
-    config.write_text(CONFIG.format(socket=sock, store=store, stats=stats_file, extra=extra))
+    config.write_text(CONFIG.format(socket=sock, store=store, stats=stats_file, extra=extra,
+                                   harvest=str(harvest).lower()))
     log = directory / "daemon.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "ciphermilter", "run", "--config", str(config)],

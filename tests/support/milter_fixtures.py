@@ -40,8 +40,9 @@ def store_file(tmp_path_factory) -> Path:
 def daemons(tmp_path_factory):
     started: list[Daemon] = []
 
-    def start(name: str, store: Path, extra: str = "", max_file_size: int | None = None) -> Daemon:
-        daemon = start_daemon(tmp_path_factory.mktemp(name), store, extra, max_file_size)
+    def start(name: str, store: Path, extra: str = "", max_file_size: int | None = None,
+              harvest: bool = False) -> Daemon:
+        daemon = start_daemon(tmp_path_factory.mktemp(name), store, extra, max_file_size, harvest)
         started.append(daemon)
         return daemon
 
