@@ -115,3 +115,10 @@ def test_keys_show_takes_an_address(listed):
 
 def test_an_empty_store_lists_nothing(cli):
     assert cli("keys", "list").stdout == ""
+
+
+def test_keys_import_reads_a_dash_as_standard_input(cli):
+    """``keys import -`` takes the key from a pipe, as the README's walkthrough gives it (``gpg --export | ...``)."""
+    key = (KEYS / "pgp/pub-pgp-alice-ed25519.pub.asc").read_text()
+    cli("keys", "import", "-", input=key)
+    assert "alice" in cli("keys", "list").output
