@@ -223,3 +223,10 @@ def test_the_readmes_local_worker_proxy_moves_rspamds_milter_to_the_snippets_soc
     assert re.findall(r"bind_socket = \"(\S+)", worker) == [f"{QUEUE_DIRECTORY}/{rspamd}"]  # Debian's TCP one replaced
     assert "milter = true;" in worker
     assert f"install -d -o _rspamd -g postfix -m 0750 {os.path.dirname(f'{QUEUE_DIRECTORY}/{rspamd}')}" in README.read_text()
+
+
+def test_the_systemd_unit_sets_the_example_umask():
+    """systemd starts the daemon as its user with UMask=; the file's umask then applies the same mode."""
+    unit = (ROOT / "systemd" / "ciphermilter.service").read_text()
+    assert re.search(r"^UMask=(\d+)$", unit, re.M).group(1) == tomllib.loads(example_text())["umask"]
+    assert config.load(str(EXAMPLE)).umask == config.DaemonConfig().umask
