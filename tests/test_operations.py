@@ -4,6 +4,7 @@ and gpg in subprocesses, on stores in temporary directories."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import os
@@ -208,6 +209,33 @@ def test_a_new_openpgp_subkey_needs_the_key_removed_and_imported_again(tmp_path,
     cli("--store", store, "keys", "remove", fingerprint)
     cli("--store", store, "keys", "import", secret)
     assert decrypts(store, old_mail, "to-the-old-subkey") and decrypts(store, new_mail, "to-the-new-subkey")
+
+
+def expiry_warnings(store: Path) -> list[str]:
+    report = cli("--store", store, "check", "--no-postfix", check=False).stdout
+    return [line for line in report.splitlines() if "expires on" in line]
+
+
+def test_a_new_openpgp_expiry_date_needs_the_key_removed_and_imported_again(tmp_path, store, gpg):
+    """The README's renewal of an OpenPGP key (a new self-signature with a later expiry): imported again,
+    `check` still sees the expiry of the first import; removed and imported again, it sees the new one."""
+    yesterday = "--faked-system-time=" + (datetime.datetime.now(datetime.timezone.utc)
+                                          - datetime.timedelta(days=1)).strftime("%Y%m%dT%H%M%S")
+    gpg(yesterday, "--quick-gen-key", "Bob <bob@example.com>", "ed25519", "sign", "10d")
+    fingerprint = gpg("--with-colons", "--list-keys", "bob@example.com").decode().split("\nfpr:")[1].split(":")[8]
+    gpg(yesterday, "--quick-add-key", fingerprint, "cv25519", "encr", "10d")
+    cli("--store", store, "keys", "import", export_secret(gpg, tmp_path / "first.sec.asc"))
+    assert len(expiry_warnings(store)) == 2  # the primary key and its subkey, within 30 days
+    gpg("--quick-set-expire", fingerprint, "2y")
+    gpg("--quick-set-expire", fingerprint, "2y", "*")
+    renewed = export_secret(gpg, tmp_path / "renewed.sec.asc")
+
+    cli("--store", store, "keys", "import", renewed)
+    assert len(expiry_warnings(store)) == 2
+
+    cli("--store", store, "keys", "remove", fingerprint)
+    cli("--store", store, "keys", "import", renewed)
+    assert expiry_warnings(store) == []
 
 
 # --------------------------------------------------------------------------- upgrades
