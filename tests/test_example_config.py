@@ -230,3 +230,13 @@ def test_the_systemd_unit_sets_the_example_umask():
     unit = (ROOT / "systemd" / "ciphermilter.service").read_text()
     assert re.search(r"^UMask=(\d+)$", unit, re.M).group(1) == tomllib.loads(example_text())["umask"]
     assert config.load(str(EXAMPLE)).umask == config.DaemonConfig().umask
+
+
+def test_the_example_textfile_directory_is_one_the_unit_lets_the_daemon_write_or_its_comment_says_how():
+    """ProtectSystem=strict: the daemon writes only the unit's ReadWritePaths= and its StateDirectory=."""
+    unit = (ROOT / "systemd" / "ciphermilter.service").read_text()
+    writable = re.findall(r"^ReadWritePaths=(\S+)$", unit, re.M) + [
+        "/var/lib/" + re.search(r"^StateDirectory=(\S+)$", unit, re.M).group(1)]
+    assert re.search(r"^ProtectSystem=strict$", unit, re.M)
+    line = re.search(r'^# prometheus_textfile = "([^"]+)"(.*)$', example_text(), re.M)
+    assert os.path.dirname(line.group(1)) in writable or "ReadWritePaths=" in line.group(2)
