@@ -260,3 +260,95 @@ def test_unit_user_directories_and_example_configuration_agree():
     assert os.path.dirname(example["pid_file"]) == runtime
     documentation = re.search(r"^Documentation=(.*)$", unit, re.M).group(1).split()
     assert sorted(documentation) == sorted(f"man:{p.stem}({p.suffix[1:]})" for p in MAN_PAGES)
+
+
+# --------------------------------------------------------------------------- README's operations chapter
+
+# How the chapter spells the CLI: `cm` (runuser ... ciphermilter --config ...), the installed path, the variable.
+CLI_SPELLINGS = ("cm", "ciphermilter", '"$CIPHERMILTER"', "/opt/ciphermilter/bin/ciphermilter")
+GLOBAL_VALUE_OPTIONS = {"--config", "--store", "--master-key"}
+CRON_FIELDS = re.compile(r"^[\d*][\d*/,-]*(?:\s+[\d*][\d*/,-]*){4}\s+\S+\s+")  # m h dom mon dow user
+SHELL_SEPARATOR = re.compile(r"&&|\|\||[|;]|\s#|\s[12]?>")  # the redirections too: not the command's words
+
+
+def indentation(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def code_lines(text: str) -> list[str]:
+    """The lines of the literal blocks (``::``) and code blocks (``.. code-block::``) of RST ``text``."""
+    code, block_indent = [], None
+    for line in text.splitlines():
+        if block_indent is not None and line.strip() and indentation(line) <= block_indent:
+            block_indent = None
+        if block_indent is not None and line.strip():
+            code.append(line.strip())
+        elif line.rstrip().endswith("::") or line.strip().startswith(".. code-block::"):
+            block_indent = indentation(line)
+    return code
+
+
+def shell_lines(text: str) -> list[str]:
+    """Every line of the chapter's code blocks and every inline literal, whitespace folded: where commands are."""
+    literals = [" ".join(literal.split()) for literal in re.findall(r"``(.+?)``", text, re.S)]
+    return literals + code_lines(text)
+
+
+def cli_invocations(text: str) -> list[list[str]]:
+    """The words of every ciphermilter command in ``text`` that stands where a shell runs a command."""
+    found = []
+    for line in shell_lines(text):
+        line = re.sub(r"\$\([^()]*\)", "X", CRON_FIELDS.sub("", line))  # $(date +%F) is one argument
+        for segment in SHELL_SEPARATOR.split(line):
+            words = segment.split()
+            if words[:1] == ["runuser"] and "--" in words:
+                words = words[words.index("--") + 1:]
+            if words and words[0] in CLI_SPELLINGS and len(words) > 1 and not words[1].startswith('"$@'):
+                found.append(words[1:])
+    return found
+
+
+def resolve_invocation(words: list[str]) -> tuple[tuple[str, ...], click.Command, list[str]]:
+    """(command path, its click command, the long options given) of one invocation's words."""
+    command: click.Command = main
+    path: list[str] = []
+    options: list[str] = []
+    rest = iter(words)
+    for word in rest:
+        if word in GLOBAL_VALUE_OPTIONS and command is main:
+            next(rest)
+        elif word.startswith("--"):
+            options.append(word.partition("=")[0])
+        elif isinstance(command, click.Group) and not word.startswith("-"):
+            assert word in command.commands, f"'{' '.join(words)}': no command {word!r} in {' '.join(path) or 'ciphermilter'}"
+            command = command.commands[word]
+            path.append(word)
+    return tuple(path), command, options
+
+
+def operations_invocations() -> list[list[str]]:
+    readme = (ROOT / "README.rst").read_text()
+    chapter = readme.partition("\nOperations\n==========\n")[2].partition("\nThe info headers\n=====")[0]
+    return [list(words) for words in dict.fromkeys(tuple(words) for words in cli_invocations(chapter))]
+
+
+def test_the_operations_chapter_runs_many_commands():
+    paths = {" ".join(resolve_invocation(words)[0]) for words in operations_invocations()}
+    assert {"store backup", "store restore", "store info", "keys import", "keys export", "keys remove", "keys bind",
+            "keys list", "decrypt", "check"} <= paths, paths
+
+
+def test_a_misspelt_command_or_option_is_found():
+    with pytest.raises(AssertionError, match="no command 'restor'"):
+        resolve_invocation(["store", "restor", "x.db"])
+    path, command, options = resolve_invocation(["--config", "x", "keys", "export", "ID", "--formt", "pem"])
+    assert path == ("keys", "export") and "--formt" not in long_options(command) and options == ["--formt"]
+
+
+@pytest.mark.parametrize("words", operations_invocations(), ids=" ".join)
+def test_every_command_of_the_operations_chapter_is_a_real_command_with_real_options(words):
+    path, command, options = resolve_invocation(words)
+    assert not isinstance(command, click.Group), f"'{' '.join(words)}' names a group, not a command"
+    assert set(options) <= set(long_options(command)) | set(long_options(main)), (options, long_options(command))
+    result = subprocess.run([str(VENV_CIPHERMILTER), *path, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith(f"Usage: ciphermilter {' '.join(path)} ")

@@ -24,26 +24,14 @@ from pathlib import Path
 
 from e2e.conftest import STOP_TIMEOUT
 from bench.postfix_instance import POSTFIX_SERVICES, alive, private_settings, queued_files, start_private
+from support.readme import MarkerError, marked_blocks
 
-MARKER = ".. walkthrough\n"
-# The marker, then a sh code block whose lines are indented by three spaces (blank lines included).
-MARKED_BLOCK = re.compile(rf"^{re.escape(MARKER)}\.\. code-block:: sh\n\n((?:(?:   .*)?\n)+)", re.M)
-
-
-class WalkthroughError(ValueError):
-    pass
+WalkthroughError = MarkerError  # a marker without its sh code block
 
 
 def walkthrough_script(readme: str) -> str:
-    """The marked blocks of ``readme``, dedented and joined in their order: the script the admin pastes.
-
-    A marker not directly followed by a sh code block would drop a step without a trace, so it is an error.
-    """
-    blocks = MARKED_BLOCK.findall(readme)
-    markers = len(re.findall(rf"^{re.escape(MARKER)}", readme, re.M))
-    if not blocks or len(blocks) != markers:
-        raise WalkthroughError(f"{markers} '.. walkthrough' markers, but {len(blocks)} sh code blocks right after one")
-    return "\n".join(re.sub(r"^   ", "", block, flags=re.M).strip("\n") + "\n" for block in blocks)
+    """The blocks marked ``.. walkthrough``, joined in their order: the script the admin pastes."""
+    return "\n".join(marked_blocks(readme, "walkthrough"))
 
 
 @dataclass
