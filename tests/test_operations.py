@@ -16,6 +16,7 @@ import pytest
 import sqlite_utils
 
 from ciphermilter.store import schema
+from ciphermilter.store.database import SqliteDatabase
 from conftest import ROOT
 from support.readme import README, chapter, marked_blocks, section
 
@@ -243,9 +244,10 @@ def test_a_new_openpgp_expiry_date_needs_the_key_removed_and_imported_again(tmp_
 
 def schema_after(steps: int) -> set[str]:
     """Every table and ``table.column`` of a store after the first ``steps`` migrations."""
-    db = sqlite_utils.Database(sqlite3.connect(":memory:"))
+    database = SqliteDatabase(":memory:")
     for step in schema.MIGRATIONS[:steps]:
-        step(db)
+        step(schema.SqliteDdl(database))
+    db = sqlite_utils.Database(database.conn)
     return {name for table in db.tables for name in (table.name, *(f"{table.name}.{c}" for c in table.columns_dict))}
 
 
@@ -262,30 +264,31 @@ def test_the_upgrade_section_names_every_migration_and_what_it_adds():
 
 
 def older_store(store: Path, version: int) -> None:
-    """Take ``store`` back to schema ``version`` (2: before the column last_used), as a release of then left it."""
-    assert version == 2 == schema.current_version() - 1
+    """Take ``store`` back to schema ``version`` (3: before the table store_versions), as a release of then left
+    it."""
+    assert version == 3 == schema.current_version() - 1
     with sqlite3.connect(store) as conn:
-        conn.execute("ALTER TABLE certificates DROP COLUMN last_used")
-        conn.execute("UPDATE schema_version SET version = 2")
+        conn.execute("DROP TABLE store_versions")
+        conn.execute("UPDATE schema_version SET version = 3")
     conn.close()
 
 
 def stored_version(store: Path) -> int:
-    conn = sqlite3.connect(store)
+    database = SqliteDatabase(str(store), read_only=True)
     try:
-        return schema.version(conn)
+        return schema.version(database)
     finally:
-        conn.close()
+        database.conn.close()
 
 
 def test_check_and_decrypt_never_migrate_and_the_first_writer_does(tmp_path, store):
-    older_store(store, 2)
+    older_store(store, 3)
     message = tmp_path / "plain.eml"
     message.write_text("From: a@example.org\nTo: bob@example.com\nSubject: x\n\nplain\n")
 
     cli("--store", store, "check", "--no-postfix", check=False)
     cli("--store", store, "decrypt", "--rcpt", "bob@example.com", message)
-    assert stored_version(store) == 2
+    assert stored_version(store) == 3
 
     info = json.loads(cli("--store", store, "store", "info", "--json").stdout)
     assert info["schema_version"] == stored_version(store) == schema.current_version()
@@ -299,6 +302,7 @@ def test_an_older_ciphermilter_refuses_a_migrated_store_as_the_readme_quotes(sto
     refused = cli("--store", store, "keys", "list", check=False)
 
     assert refused.returncode == 1
-    quoted = "has schema version 3, newer than this ciphermilter supports (2); upgrade ciphermilter"
+    current = schema.current_version()  # the README quotes the release before this one meeting this one's store
+    quoted = f"has schema version {current}, newer than this ciphermilter supports ({current - 1}); upgrade ciphermilter"
     assert quoted in " ".join(section(operations(), "Upgrading").split())
     assert "newer than this ciphermilter supports" in refused.stderr

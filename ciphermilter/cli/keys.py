@@ -61,7 +61,7 @@ def _parse_with_prompts(name: str, data: bytes, password: str | None,
 def _read(name: str) -> bytes:
     """The bytes of a key file; ``-`` is standard input (the README's walkthrough pipes a key in)."""
     if name == "-":
-        return click.get_binary_stream("stdin").read()
+        return sys.stdin.buffer.read()
     try:
         with open(name, "rb") as file:
             return file.read()
