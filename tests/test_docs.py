@@ -352,3 +352,21 @@ def test_every_command_of_the_operations_chapter_is_a_real_command_with_real_opt
     assert set(options) <= set(long_options(command)) | set(long_options(main)), (options, long_options(command))
     result = subprocess.run([str(VENV_CIPHERMILTER), *path, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith(f"Usage: ciphermilter {' '.join(path)} ")
+
+
+def _exposed_metrics() -> set[str]:
+    """Every metric name the exporter writes, with a store probed and a key that expires."""
+    from ciphermilter.daemon import stats
+    counters = stats.Counters()
+    counters.store = {"reachable": True, "earliest_key_expiry": 1.0}
+    return set(re.findall(r"^# TYPE (\S+)", stats.prometheus(counters.snapshot()), re.MULTILINE))
+
+
+def test_the_readme_names_only_metrics_and_results_the_daemon_has():
+    """The operations chapter's monitoring advice (alerts, greps) names real metrics and result words."""
+    from ciphermilter.core.result import Result
+    readme = (ROOT / "README.rst").read_text()
+    named = {re.sub(r"_(bucket|count|sum)$", "", name) for name in re.findall(r"ciphermilter_\w+", readme)}
+    assert named and named <= _exposed_metrics(), named - _exposed_metrics()
+    words = set(re.findall(r"result=([a-z-]+)", readme))
+    assert words and words <= {result.value for result in Result}, words - {result.value for result in Result}
