@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from ciphermilter.cli.main import INTERRUPTED, main
 from ciphermilter.daemon import stats
 from conftest import CORPUS, dump
+from support.installation import readable_python
 
 KEYS = CORPUS / "keys"
 BOB_P12, BOB_CERT, BOB_KEY = KEYS / "smime/pub-bob.p12", KEYS / "smime/pub-bob.cert.pem", KEYS / "smime/pub-bob.key.pem"
@@ -167,8 +168,9 @@ def test_stats_of_a_garbage_file_says_what_it_is_in_words(tmp_path):
 
 
 def as_nobody(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-m",
-                           "ciphermilter", *map(str, args)], capture_output=True, text=True, cwd="/")
+    """The CLI as ``nobody``, from the copy of the installation nobody can read (the clone may be under /root)."""
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(readable_python()),
+                           "-m", "ciphermilter", *map(str, args)], capture_output=True, text=True, cwd="/")
 
 
 @pytest.mark.parametrize("file_mode, directory_mode", [(0o600, 0o755), (0o644, 0o700)],
