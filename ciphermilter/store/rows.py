@@ -236,7 +236,14 @@ def insert_smime_key(conn: Database, sealer: masterkey.Sealer, private_key: Priv
 def insert_pgp_key(conn: Database, sealer: masterkey.Sealer, key: OpenPGPKey, origin: Origin,
                    result: ImportResult | None) -> bool:
     """Insert a key, or (admin imports only) bring a known one up to date: the secret half of a key
-    we knew as public, or new subkeys, user IDs or signatures. Harvesting never changes a known key."""
+    we knew as public, or new subkeys, user IDs or signatures. Harvesting never changes a known key.
+
+    A secret key imported again with new packets (a new encryption subkey, a later expiry) replaces the
+    sealed one, whose own subkeys and self-signatures are what decryption reads: kept, mail to the new
+    subkey found no key and ``check`` warned of the old expiry while the import said "(updated)". Only
+    a copy that holds every subkey and every secret the stored one holds replaces it
+    (:func:`_holds_every_part`, :func:`_renews_secret`).
+    """
     fingerprint = pgp_fingerprint(key)
     label = f"OpenPGP {'public' if key.is_public else 'secret'} key {fingerprint} {', '.join(key.user_ids)}"
     present = conn.execute("SELECT public_key, sealed_secret, origin FROM pgp_keys WHERE fingerprint = ?",
@@ -245,7 +252,13 @@ def insert_pgp_key(conn: Database, sealer: masterkey.Sealer, key: OpenPGPKey, or
     gains_secret = not key.is_public and (present is None or present["sealed_secret"] is None)
     gains_packets = present is not None and not (
         keyfiles.packet_contents(public) <= keyfiles.packet_contents(present["public_key"]))
-    if present is not None and (origin == "harvested" or not (gains_secret or gains_packets)):
+    if present is not None and gains_packets and origin == "imported":
+        gains_packets = _holds_every_part(conn, key, fingerprint, label, result)
+    renews_secret = (present is not None and not key.is_public and present["sealed_secret"] is not None
+                     and origin == "imported"
+                     and _renews_secret(key, sealer, fingerprint, present["sealed_secret"], gains_packets, label,
+                                        result))
+    if present is not None and (origin == "harvested" or not (gains_secret or gains_packets or renews_secret)):
         if present["origin"] == "harvested" and origin == "imported":  # the admin vouches for it now
             conn.execute("UPDATE pgp_keys SET origin = 'imported' WHERE fingerprint = ?", (fingerprint,))
         if result is not None:
@@ -253,7 +266,7 @@ def insert_pgp_key(conn: Database, sealer: masterkey.Sealer, key: OpenPGPKey, or
         return False
     if present is None or gains_packets:
         _write_pgp_public(conn, key, fingerprint, public, origin)
-    if gains_secret:
+    if gains_secret or renews_secret:
         conn.execute("UPDATE pgp_keys SET sealed_secret = ? WHERE fingerprint = ?",
                      (sealer.seal(key.to_bytes(), pgp_aad(fingerprint)), fingerprint))
     if present is not None:
@@ -261,6 +274,35 @@ def insert_pgp_key(conn: Database, sealer: masterkey.Sealer, key: OpenPGPKey, or
     if result is not None:
         result.added.append(label if present is None else f"{label} (updated)")
     return True
+
+
+def _holds_every_part(conn: Database, key: OpenPGPKey, fingerprint: str, label: str,
+                      result: ImportResult | None) -> bool:
+    """Whether ``key`` holds every subkey the stored copy holds: a copy of one subkey (``gpg
+    --export-secret-subkeys ID!``) would otherwise replace the key and drop the others' key IDs, and mail
+    to them would find no key. If not, the stored key stays and the import says why."""
+    lacking = sorted({row["keyid"] for row in conn.execute("SELECT keyid FROM pgp_key_ids WHERE fingerprint = ?",
+                                                            (fingerprint,)).fetchall()} - set(key.key_ids))
+    if lacking and result is not None:
+        result.warnings.append(f"{label}: the stored key is kept: this copy lacks its subkeys {', '.join(lacking)}")
+    return not lacking
+
+
+def _renews_secret(key: OpenPGPKey, sealer: masterkey.Sealer, fingerprint: str, sealed: bytes,
+                   gains_packets: bool, label: str, result: ImportResult | None) -> bool:
+    """Whether secret ``key`` replaces the sealed copy: it brings new packets or the secret of a part the
+    sealed copy lacks, and holds the secret of every part the sealed copy holds one of. A copy that would
+    lose a secret (``gpg --export-secret-subkeys``: the primary key's left out) leaves the sealed copy, and
+    the import says why."""
+    held = {part.keyid for part in key.parts if part.has_secret}
+    stored = {part.keyid for part in load_pgp(sealer.open(sealed, pgp_aad(fingerprint))).parts if part.has_secret}
+    if not (gains_packets or held - stored):
+        return False
+    lacking = sorted(stored - held)
+    if lacking and result is not None:
+        result.warnings.append(f"{label}: the stored secret key is kept: this copy lacks the secret of"
+                               f" {', '.join(lacking)}")
+    return not lacking
 
 
 def _write_pgp_public(conn: Database, key: OpenPGPKey, fingerprint: str, public: bytes,
