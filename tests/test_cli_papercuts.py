@@ -47,8 +47,11 @@ def cli(store, *args, expect: int = 0, env: dict | None = None, **kwargs):
 def terminal(store, *args) -> tuple[subprocess.Popen, int]:
     """``ciphermilter`` as a person runs it: standard input, output and error on a pseudo-terminal."""
     controller, tty = pty.openpty()
+    # A person's shell leaves SIGINT to its default; a test run started in the background by a script inherits
+    # it ignored (POSIX: background jobs of a non-interactive shell), and Python then keeps ignoring it.
     process = subprocess.Popen([sys.executable, "-m", "ciphermilter", "--store", str(store), *map(str, args)],
-                               stdin=tty, stdout=tty, stderr=tty, close_fds=True)
+                               stdin=tty, stdout=tty, stderr=tty, close_fds=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(tty)
     return process, controller
 
