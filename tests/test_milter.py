@@ -397,3 +397,16 @@ def test_a_large_encrypted_message_is_replaced_by_its_plaintext_byte_for_byte(da
     assert new_body == plaintext.body
     assert eom == expected_eom(outcome)
     assert add_header("X-CipherMail-Info-SMIME-Encrypted", "True") in eom
+
+
+def test_a_message_accepted_at_end_of_headers_logs_action_pass(daemons, store_file):
+    """Mail for an external recipient is accepted at end of headers; its log line says action=pass, one word of
+    the documented three (ciphermilter(8)), as every other message's line does."""
+    own = daemons("external-log", store_file)
+    client = Mta(own.socket)
+    try:
+        client.message(PLAIN, [EXTERNAL])
+    finally:
+        client.close()
+    lines = [line for line in own.log.read_text().splitlines() if " result=not-internal" in line]
+    assert lines and all(" action=pass " in line for line in lines), lines

@@ -281,7 +281,7 @@ class CipherMilter(Milter.Base):  # type: ignore[misc]  # pymilter is untyped: i
             outcome = self._decided(msg, verdict, envelope)
             return self._refuse(msg, outcome, refusal(outcome, self.runtime.config.settings))
         if not verdict.needs_body and not verdict.forged:
-            self._summarise(msg, self._decided(msg, verdict, envelope), "accepted at end of headers")
+            self._summarise(msg, self._decided(msg, verdict, envelope), "pass")
             self._reset()
             return Milter.ACCEPT
         if verdict.needs_body:
