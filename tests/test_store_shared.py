@@ -22,7 +22,7 @@ from ciphermilter import config
 from ciphermilter.cli.main import main
 from ciphermilter.core.settings import Settings
 from ciphermilter.formats import keyfiles
-from ciphermilter.store import admin, database, locator, rows
+from ciphermilter.store import admin, locator, postgres, rows
 from ciphermilter.store.holder import StoreHolder, StoreUnavailable
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.schema import StoreError
@@ -50,6 +50,20 @@ def alice_der() -> bytes:
 ])
 def test_store_names(name, backend, target):
     assert locator.parse(name) == locator.Locator(backend, target)
+
+
+def test_a_sqlite_store_loads_no_postgresql_driver(tmp_path):
+    """psycopg and libpq cost every process about 8 MB (the daemon and each worker): a SQLite store's never
+    load them. The daemon's and a worker's modules, and a store opened, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    program = ("import sys; import ciphermilter.daemon.serve, ciphermilter.daemon.workers; "
+               "from ciphermilter.store.keystore import KeyStore; "
+               f"KeyStore.create({str(tmp_path / 'keys.db')!r}, {str(tmp_path / 'master.key')!r}); "
+               "print(sorted(m for m in sys.modules if m.startswith('psycopg')))")
+    loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("name", ["mysql://db/keys", "https://db/keys", "postgresql:keys", "sqlite:keys.db",
@@ -255,7 +269,7 @@ def test_a_database_outage_costs_the_message_on_error_and_service_comes_back_wit
 def test_a_hung_server_costs_a_bounded_wait_then_on_error(tmp_path, monkeypatch):
     """A stopped (SIGSTOP) server enforces no statement_timeout and its kernel still acknowledges: the client's
     own watchdog cuts the connection; the holder reconnects once the server runs again."""
-    monkeypatch.setattr(database, "CLIENT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(postgres, "CLIENT_TIMEOUT_S", 1.0)
     with own_server() as server:
         url = server.url()
         KeyStore.create(url, tmp_path / "m.key").close()

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ciphermilter.formats import keyfiles
 from ciphermilter.store import keyexport, keyfacts, rows, schema
-from ciphermilter.store.database import Database, PostgresDatabase, Row, SqliteDatabase
+from ciphermilter.store.database import Database, Row, SqliteDatabase
 from ciphermilter.store.keystore import KeyStore
 from ciphermilter.store.rows import ImportResult, KeyKind
 from ciphermilter.store.schema import PathLike, StoreError
@@ -261,7 +261,12 @@ def integrity_check(store: KeyStore) -> list[str]:
 
 def server(store: KeyStore) -> tuple[str, bool] | None:
     """(host:port reached, writable) of a PostgreSQL store; None for a SQLite file."""
-    return store.db.server() if isinstance(store.db, PostgresDatabase) else None
+    if store.db.backend != "postgresql":
+        return None
+    from ciphermilter.store.postgres import PostgresDatabase  # only a PostgreSQL store loads psycopg
+
+    assert isinstance(store.db, PostgresDatabase)
+    return store.db.server()
 
 
 def _sqlite(store: KeyStore) -> SqliteDatabase:
