@@ -96,8 +96,15 @@ def start(work: Path, name: str, store: Path | str, inet: bool = False, cpus: st
         f'stats_file = "{directory / "stats.json"}"\n' + (f'master_key = "{master_key}"\n' if master_key else "")
         + limits
     )
+    return serve(directory, spec, ["-m", "ciphermilter", "run", "--config", str(config)], cpus, under)
+
+
+def serve(directory: Path, spec: str, python_args: list[str], cpus: str | None = None,
+          under: list[str] | None = None) -> Daemon:
+    """``python *python_args`` in ``directory`` (this interpreter, the clone on its path), pinned to ``cpus``
+    and under a tool if asked; returns once it accepts connections on ``spec``."""
     log = directory / "daemon.log"
-    argv = [sys.executable, "-m", "ciphermilter", "run", "--config", str(config)]
+    argv = [sys.executable, *python_args]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
     argv = [*(under or []), *argv]
@@ -109,6 +116,6 @@ def start(work: Path, name: str, store: Path | str, inet: bool = False, cpus: st
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             process.wait()
-            raise RuntimeError(f"ciphermilter did not start:\n{log.read_text(errors='replace')}")
+            raise RuntimeError(f"{' '.join(python_args)} did not start:\n{log.read_text(errors='replace')}")
         time.sleep(0.05)
     return Daemon(spec, process, log)

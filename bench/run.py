@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 if not __package__:  # run as a file (python bench/run.py): the clone's root makes the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import aead_messages, cpu, milter_client, milter_daemon, postfix_instance  # noqa: E402
+from bench import aead_messages, cpu, floor, milter_client, milter_daemon, postfix_instance  # noqa: E402
 from bench.shared import SHARED  # noqa: E402
 from ciphermilter.core import pipeline as core
 from ciphermilter.core.settings import Settings
@@ -274,22 +274,42 @@ def bench_milter(work: Path, store_path: Path, chosen: dict[str, Sample], second
                 paired = pair_with_peers(served, messages, rows, chosen, work, seconds, min_runs, rounds)
         finally:
             served.stop()
-    smime = messages["S/MIME RSA-2048 AES-256-CBC"]
-    core_sets = {"1 core": "0", "2 cores": "0,1"}
-    pinned = {label: milter_daemon.start(work, f"milter-cpus-{cpus.replace(',', '-')}", store_path, cpus=cpus)
-              for label, cpus in core_sets.items()}
-    try:
-        for served in pinned.values():
-            start_workers(served, smime)
-        cores = alternate({label: functools.partial(with_daemon_cpu, served, load_on_cpus, core_sets[label],
-                                                    served.socket, smime, max(CONCURRENCY), seconds, min_runs)
-                           for label, served in pinned.items()}, rounds)
-    finally:
-        for served in pinned.values():
-            served.stop()
-    scaling = [two / one for two, one in zip(cores["2 cores"]["rates"], cores["1 core"]["rates"])]
+    cores = cores_compared(work, store_path, messages["S/MIME RSA-2048 AES-256-CBC"], seconds, min_runs, rounds)
     return {"rows": rows, "cores": cores, "paired": paired, "load_average": load_average(),
-            "cores_ratio": {"median": cpu.median(scaling), "spread": cpu.spread(scaling)}}
+            "cores_ratio": _scaling(cores, ""), "floor_cores_ratio": _scaling(cores, "floor, ")}
+
+
+CORE_SETS = {"1 core": "0", "2 cores": "0,1"}
+
+
+def cores_compared(work: Path, store_path: Path, message: milter_client.EncodedMessage, seconds: float,
+                   min_runs: int, rounds: int) -> dict:
+    """The daemon pinned to one core and to two, and the floor (``floor.py``) the same way, in turn.
+
+    The floor's own two cores ÷ one shows what any pymilter daemon gets from
+    the second core on this machine: the hand-offs between threads and
+    processes, the client included, cost more once they cross CPUs.
+    """
+    pinned: dict[str, tuple[milter_daemon.Daemon, str]] = {}
+    try:
+        for label, cpus in CORE_SETS.items():
+            ours = milter_daemon.start(work, f"milter-cpus-{cpus.replace(',', '-')}", store_path, cpus=cpus)
+            pinned[label] = ours, cpus
+            start_workers(ours, message)
+        for label, cpus in CORE_SETS.items():
+            pinned[f"floor, {label}"] = floor.start(work, f"floor-cpus-{cpus.replace(',', '-')}", cpus), cpus
+        return alternate({label: functools.partial(with_daemon_cpu, served, load_on_cpus, cpus, served.socket,
+                                                   message, max(CONCURRENCY), seconds, min_runs)
+                          for label, (served, cpus) in pinned.items()}, rounds)
+    finally:
+        for served, _ in pinned.values():
+            served.stop()
+
+
+def _scaling(cores: dict, prefix: str) -> dict:
+    """Two cores ÷ one from each round's pair: the median and the spread."""
+    ratios = [two / one for two, one in zip(cores[f"{prefix}2 cores"]["rates"], cores[f"{prefix}1 core"]["rates"])]
+    return {"median": cpu.median(ratios), "spread": cpu.spread(ratios)}
 
 
 def pair_with_peers(served, messages: dict, rows: list[dict], chosen: dict[str, Sample], work: Path, seconds: float,
@@ -301,7 +321,19 @@ def pair_with_peers(served, messages: dict, rows: list[dict], chosen: dict[str, 
     ``rows``. Measured once each, minutes apart, the S/MIME ratio of the
     same code read 0.42 in one run and 0.58 in the next: other work on the
     machine comes and goes within seconds.
+
+    The floor (``floor.py``) takes the same messages in the same rounds: what
+    libmilter, pymilter and the client cost before any work of ours.
     """
+    floor_served = floor.start(work, "floor-paired")
+    try:
+        return _paired(served, floor_served, messages, rows, chosen, work, seconds, min_runs, rounds)
+    finally:
+        floor_served.stop()
+
+
+def _paired(served, floor_served, messages: dict, rows: list[dict], chosen: dict[str, Sample], work: Path,
+            seconds: float, min_runs: int, rounds: int) -> dict:
     paired = {}
     for name, peer in PAIRED_TARGETS.items():
         once = peer_runs(chosen[name], work)[peer]
@@ -311,12 +343,18 @@ def pair_with_peers(served, messages: dict, rows: list[dict], chosen: dict[str, 
             "reference": functools.partial(measure, once, seconds, min_runs),
             "daemon": functools.partial(with_daemon_cpu, served, milter_client.load, served.socket, messages[name],
                                         connections, seconds, min_runs),
+            "floor": functools.partial(with_daemon_cpu, floor_served, milter_client.load, floor_served.socket,
+                                       messages[name], connections, seconds, min_runs),
         }, rounds)
         ratios = [ours / theirs for ours, theirs in zip(medians["daemon"]["rates"], medians["reference"]["rates"])]
+        ours, reference, least = (medians["daemon"]["daemon_cpu_ms"], medians["reference"]["cpu_ms"],
+                                  medians["floor"]["daemon_cpu_ms"])
         paired[name] = {"peer": peer, "connections": connections, **medians,
                         "ratio": round(medians["daemon"]["msgs_per_s"] / medians["reference"]["msgs_per_s"], 3),
                         "ratio_spread": cpu.spread(ratios),  # each round's own ratio: lowest and highest
-                        "cpu_ratio": round(medians["daemon"]["daemon_cpu_ms"] / medians["reference"]["cpu_ms"], 3)}
+                        "cpu_ratio": round(ours / reference, 3),
+                        # against the least a pymilter daemon that runs the reference's work could cost
+                        "cpu_ratio_with_floor": round(ours / (reference + least), 3)}
     return paired
 
 
@@ -527,15 +565,17 @@ def markdown(results: dict) -> str:
     lines += ["", "The protocol targets' two sides, measured in turn: the median of alternated rounds, [lowest, highest] "
               "round beside it; CPU ms/msg of the daemon (main and workers) and of the reference:", "",
               "| scenario | reference | reference msg/s | reference CPU ms/msg | connections | daemon msg/s "
-              "| daemon CPU ms/msg | ratio | CPU ratio |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| daemon CPU ms/msg | ratio | CPU ratio | floor CPU ms/msg (main, client) | CPU ÷ (reference + floor) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {name} | {pair['peer']} | {_rate(pair['reference'])} | {pair['reference']['cpu_ms']} | "
               f"{pair['connections']} | {_rate(pair['daemon'])} | {pair['daemon']['daemon_cpu_ms']} | "
-              f"{pair['ratio']} {pair['ratio_spread']} | {pair['cpu_ratio']} |"
+              f"{pair['ratio']} {pair['ratio_spread']} | {pair['cpu_ratio']} | {pair['floor']['daemon_cpu_ms']}, "
+              f"{pair['floor']['cpu_split_ms']['client']} | {pair['cpu_ratio_with_floor']} |"
               for name, pair in milter["paired"].items()]
-    scaling = milter["cores_ratio"]
+    scaling, least = milter["cores_ratio"], milter["floor_cores_ratio"]
     lines += ["", f"S/MIME RSA-2048 AES-256-CBC, 16 connections, daemon and client on the same CPUs (taskset); two "
-              f"cores ÷ one: {scaling['median']} {scaling['spread']} (each round's own ratio):", "",
+              f"cores ÷ one: {scaling['median']} {scaling['spread']} (each round's own ratio); the floor's (a "
+              f"pymilter milter that does nothing, bench/floor.py): {least['median']} {least['spread']}:", "",
               "| CPUs | msg/s | CPU ms/msg: daemon | workers | client | cores kept busy |", "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {label} | {_rate(figures)} | {_split(figures)} | {figures['busy_cores']} |"
               for label, figures in milter["cores"].items()]

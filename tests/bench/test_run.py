@@ -55,7 +55,11 @@ def test_milter_part_runs_both_sockets_every_concurrency_and_decrypts(smoke):
             assert set(row["replies"]) == {"c"}, row
         assert (row["body_replaced_bytes"] > 0) is (row["scenario"] in ("S/MIME RSA-2048 AES-256-CBC",
                                                                          "OpenPGP RSA-3072")), row
-    assert set(results["milter"]["cores"]) == {"1 core", "2 cores"}
+    # ours and the floor (bench/floor.py: a pymilter milter that does nothing), each on one core and on two
+    assert set(results["milter"]["cores"]) == {"1 core", "2 cores", "floor, 1 core", "floor, 2 cores"}
+    for label in ("floor, 1 core", "floor, 2 cores"):
+        floor = results["milter"]["cores"][label]
+        assert set(floor["replies"]) == {"a"} and floor["body_replaced_bytes"] == 0  # accepted, unchanged
     paired = results["milter"]["paired"]  # each target's reference and the daemon, measured in turn
     assert {name: pair["peer"] for name, pair in paired.items()} == {
         "S/MIME RSA-2048 AES-256-CBC": "cryptography pkcs7_decrypt_der (ceiling)",
@@ -66,7 +70,9 @@ def test_milter_part_runs_both_sockets_every_concurrency_and_decrypts(smoke):
         assert 0 < low <= high and "cpu_ms" in pair["reference"] and "cpu_ratio" in pair
         assert len(pair["daemon"]["rates"]) == pair["daemon"]["rounds"]
         assert set(pair["daemon"]["replies"]) == {"c"} and pair["daemon"]["body_replaced_bytes"] > 0
+        assert set(pair["floor"]["replies"]) == {"a"} and pair["cpu_ratio_with_floor"] <= pair["cpu_ratio"]
     assert results["milter"]["cores_ratio"]["spread"][0] > 0
+    assert results["milter"]["floor_cores_ratio"]["spread"][0] > 0
 
 
 def test_postfix_part_compares_with_and_without_the_milter(smoke):
