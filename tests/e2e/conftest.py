@@ -245,6 +245,9 @@ class Postfix:
     port: int  # the chain with every milter
     dead_milter_port: int  # the same chain, but ciphermilter's socket has no daemon behind it
     fault_port: int  # ciphermilter alone, at FAULT_SOCKET: the fault tests start, kill and restart that daemon
+    # The same daemon, but Postfix waits at most VERDICT_TIMEOUT for its verdict and then tempfails: a test of
+    # when the verdict comes asserts what an MTA does with a late one, not a number of seconds of its own.
+    deadline_port: int
     maillog: Path
 
     def queued(self) -> list[str]:
@@ -255,9 +258,10 @@ class Postfix:
 FAULT_SOCKET = "ciphermilter-faults/ciphermilter.sock"
 
 
-def milter_entry(spec: str) -> str:
-    """One smtpd_milters entry with its own failure policy (Postfix 3.x syntax)."""
-    return f"{{ {spec}, default_action=tempfail }}"
+def milter_entry(spec: str, *settings: str) -> str:
+    """One smtpd_milters entry with its own failure policy and ``settings`` (Postfix 3.x syntax: no spaces
+    around "=", which Postfix 3.7 refuses there)."""
+    return f"{{ {', '.join((spec, 'default_action=tempfail', *settings))} }}"
 
 
 MASTER_CF = """\
@@ -266,7 +270,12 @@ MASTER_CF = """\
   -o {{smtpd_milters={dead_milters}}}
 {fault_port} inet n - n - - smtpd
   -o {{smtpd_milters={fault_milter}}}
+{deadline_port} inet n - n - - smtpd
+  -o {{smtpd_milters={deadline_milter}}}
 """ + POSTFIX_SERVICES
+# Seconds Postfix waits for the verdict at deadline_port (content_timeout): ciphermilter.conf(5) promises it at
+# most deadline_seconds + 1 s after the final dot, so with deadline_seconds = 1 a late one is a tempfail.
+VERDICT_TIMEOUT = 4
 
 
 @pytest.fixture(scope="session")
@@ -274,7 +283,7 @@ def postfix(e2e_dir, queue_dir, sink, ciphermilter_socket, clamav_milter_socket,
     config_dir = e2e_dir / "postfix"
     data_dir = e2e_dir / "postfix-data"
     config_dir.mkdir()
-    port, dead_port, fault_port = free_port(), free_port(), free_port()
+    port, dead_port, fault_port, deadline_port = free_port(), free_port(), free_port(), free_port()
     # ciphermilter's socket relative to the queue directory, as in postfix/main.cf.snippet: the same
     # path works for a chrooted and a plain smtpd/cleanup.
     ciphermilter = f"unix:{ciphermilter_socket.relative_to(queue_dir)}"
@@ -295,10 +304,11 @@ def postfix(e2e_dir, queue_dir, sink, ciphermilter_socket, clamav_milter_socket,
     }
     start_private(config_dir, settings, MASTER_CF.format(
         port=port, dead_port=dead_port, dead_milters=", ".join(milter_entry(p) for p in dead),
-        fault_port=fault_port, fault_milter=milter_entry(f"unix:{FAULT_SOCKET}")))
+        fault_port=fault_port, fault_milter=milter_entry(f"unix:{FAULT_SOCKET}"), deadline_port=deadline_port,
+        deadline_milter=milter_entry(f"unix:{FAULT_SOCKET}", f"content_timeout={VERDICT_TIMEOUT}s")))
     maillog = settings["maillog_file"]
-    instance = Postfix(config_dir, queue_dir, port, dead_port, fault_port, maillog)
-    for listening_port in (port, dead_port, fault_port):
+    instance = Postfix(config_dir, queue_dir, port, dead_port, fault_port, deadline_port, maillog)
+    for listening_port in (port, dead_port, fault_port, deadline_port):
         wait_until(lambda: accepts(listening_port), START_TIMEOUT, "postfix smtpd", maillog)
     yield instance
     stop_master(queue_dir, STOP_TIMEOUT)
