@@ -28,10 +28,10 @@ import Milter
 
 from bench import milter_daemon
 
-# What ciphermilter negotiates (daemon/milter.py SKIPPED_STEPS and NO_REPLY_STEPS; its RCPT gets no reply
-# here, as with mixed_recipients = "pass"), and the leading space of header values as it asks.
+# What ciphermilter negotiates by default (daemon/milter.py SKIPPED_STEPS, NO_REPLY_STEPS and FEATURES; RCPT
+# is answered, as mixed_recipients = "split" needs): tests/bench/test_floor.py compares the two.
 STEPS = (Milter.P_NOCONNECT | Milter.P_NOHELO | Milter.P_NOUNKNOWN | Milter.P_NODATA
-         | Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_HDR | Milter.P_HDR_LEADSPC)
+         | Milter.P_NR_MAIL | Milter.P_NR_HDR | Milter.P_HDR_LEADSPC | Milter.P_SKIP)
 
 
 class NullMilter(Milter.Base):
@@ -41,8 +41,9 @@ class NullMilter(Milter.Base):
         self.kept: list[bytes] = []
 
     def negotiate(self, opts: list[int]) -> int:
-        opts[1] = 0  # no actions: it changes nothing
-        opts[2] &= STEPS
+        # opts is [actions, protocol steps, reserved, reserved] (pymilter's Base.negotiate)
+        self._protocol = opts[1] & STEPS  # @Milter.noreply reads it
+        opts[0], opts[1], opts[2], opts[3] = 0, self._protocol, 0, 0  # no actions: it changes nothing
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -50,7 +51,6 @@ class NullMilter(Milter.Base):
         self.kept = []
         return Milter.CONTINUE
 
-    @Milter.noreply
     def envrcpt(self, recipient: str, *params: str) -> int:
         return Milter.CONTINUE
 

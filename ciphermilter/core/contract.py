@@ -122,7 +122,7 @@ class Context:
     # inspecting content we could decrypt (core.Outcome.held_at_limit).
     key_held: bool = False
     # Called once when key_held becomes true: a worker tells the daemon at once, so the finding outlives a
-    # kill at the deadline (workers.KEY_HELD).
+    # kill at the deadline (workers.KeyHeldFlag).
     on_key_held: Callable[[], None] | None = None
     # What the message may still unpack to; None: Limits.decompressed_limit (the core sets it by the message's
     # own size, Limits.decompression_budget).

@@ -263,7 +263,8 @@ class _Worker:
                 return False
             if self.reply_within(min(PROGRESS_INTERVAL, left)):
                 return True
-            progress()
+            if left > PROGRESS_INTERVAL:  # not when the deadline has just run out: the verdict follows at once
+                progress()
 
     def stop(self) -> None:
         self.conn.close()  # the worker sees EOF and returns
@@ -345,7 +346,7 @@ class Workers:
 
     def process(self, message: bytes | BinaryIO, envelope: Envelope, settings: Settings, progress: Progress,
                 verdict: Triage | None = None) -> Outcome:
-        """:func:`pipeline.process` in a worker; ``progress()`` is called at once and every PROGRESS_INTERVAL.
+        """:func:`pipeline.process` in a worker; ``progress()`` after every PROGRESS_INTERVAL of waiting.
 
         ``message`` is bytes or the spool file (its descriptor is passed);
         ``verdict`` is the message's triage, taken by the daemon at end of
@@ -369,9 +370,9 @@ class Workers:
             worker.key_held.clear()
             _send_message(worker, message, envelope, verdict, settings, deadline)
             if not worker.answers_within(deadline + DEADLINE_MARGIN - time.monotonic(), progress):
-                key_held = bool(worker.key_held)
-                worker = self._replace(worker)
-                raise DeadlineOverrun(f"no reply within {seconds:g} s", key_held)
+                killed = worker
+                worker = self._replace(killed)  # kills and joins it first: its flag can no longer change
+                raise DeadlineOverrun(f"no reply within {seconds:g} s", bool(killed.key_held))
             value = _receive_outcome(worker.conn, worker.conn.recv())
         except (EOFError, OSError):
             if worker is not None:  # None: it died while starting

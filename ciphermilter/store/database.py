@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from ciphermilter.store.locator import Backend, Locator
+from ciphermilter.store.locator import Backend
 
 # A SQLite writer waits this long for another process's transaction (the CLI beside the daemon) before giving up.
 BUSY_TIMEOUT_MS = 10_000
@@ -106,13 +106,3 @@ class SqliteDatabase:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def connect(locator: Locator, read_only: bool = False) -> Database:
-    if locator.backend == "postgresql":
-        # Imported here: psycopg and libpq add about 20 MB to every process (the daemon and each worker),
-        # which a SQLite store never uses.
-        from ciphermilter.store.postgres import PostgresDatabase
-
-        return PostgresDatabase(locator, read_only)
-    return SqliteDatabase(locator.target, read_only)

@@ -62,7 +62,7 @@ from ciphermilter.formats import ids
 from ciphermilter.formats.openpgp import engine as openpgp
 from ciphermilter.formats.openpgp.keys import OpenPGPKey
 from ciphermilter.formats.openpgp.packets import OpenPGPError
-from ciphermilter.store import database, masterkey, rows, schema
+from ciphermilter.store import connection, masterkey, rows, schema
 from ciphermilter.store.database import Database, Row, SqlParams
 from ciphermilter.store.locator import Locator
 from ciphermilter.store.rows import KeyKind
@@ -202,7 +202,7 @@ class KeyStore:
             raise StoreError(str(exc)) from None
         db = None
         try:
-            db = database.connect(where, read_only)
+            db = connection.connect(where, read_only)
             version = schema.version(db)
             if version == 0:
                 raise StoreError(f"{where.display} is not a ciphermilter store")

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import sqlite_utils
 
-from ciphermilter.store import database, locator, masterkey
+from ciphermilter.store import connection, locator, masterkey
 from ciphermilter.store.database import Database, SqliteDatabase, StoreError as StoreError
 from ciphermilter.store.locator import Locator
 
@@ -194,8 +194,8 @@ def new_store(where: Locator) -> Database:
         if os.path.exists(where.target):
             raise StoreError(f"store {where.target} exists already")
         create_private_file(where.target)
-        return database.connect(where)
-    db = database.connect(where)
+        return connection.connect(where)
+    db = connection.connect(where)
     if version(db):
         db.close()
         raise StoreError(f"store {where.display} exists already")

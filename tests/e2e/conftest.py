@@ -274,7 +274,8 @@ MASTER_CF = """\
   -o {{smtpd_milters={deadline_milter}}}
 """ + POSTFIX_SERVICES
 # Seconds Postfix waits for the verdict at deadline_port (content_timeout): ciphermilter.conf(5) promises it at
-# most deadline_seconds + 1 s after the final dot, so with deadline_seconds = 1 a late one is a tempfail.
+# most deadline_seconds + 1 s after the final dot (+0.5 s for a worker still starting), so with deadline_seconds
+# = 1 a verdict later than 2.5 s past the promise is a tempfail; the busy-workers case took 5.1 s before its fix.
 VERDICT_TIMEOUT = 4
 
 

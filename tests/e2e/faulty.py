@@ -95,9 +95,13 @@ class MilterUnderTest:
 
     def kill_a_worker(self) -> None:
         """SIGKILL one of the daemon's decryption worker processes."""
+        os.kill(self.worker_pids()[0], signal.SIGKILL)
+
+    def worker_pids(self) -> list[int]:
+        """The daemon's decryption worker processes (not multiprocessing's resource tracker)."""
         workers = [pid for pid in self.processes()[1:] if b"multiprocessing.spawn" in _cmdline(pid)]
         assert workers, "the daemon runs no worker process"
-        os.kill(workers[0], signal.SIGKILL)
+        return workers
 
     def stop(self) -> None:
         if self.service is not None:
