@@ -2,21 +2,20 @@
 
     .venv/bin/python -m bench.floor unix:/path/to/socket     # serve until SIGTERM
 
-It negotiates what ciphermilter negotiates (the same skipped steps, no
-replies for MAIL, RCPT and headers), keeps the header values and the body
+It negotiates what ciphermilter negotiates by default (the same skipped
+steps, no replies for MAIL and headers), keeps the header values and the body
 as they come, and accepts each message at its end. Every message through
 it costs libmilter's threads, pymilter's callbacks and the client what they
 cost ciphermilter, and nothing else: no store, no parse, no worker.
 
 Measured beside the daemon it tells what a figure of ours is worth on this
-machine (issue 19). On 2 virtual CPUs with no other load, the floor ran a
-20 KB S/MIME message at 1,521 msg/s pinned to one core with its client
-(0.23 ms of its own CPU and 0.43 ms of the client's per message) and at
-751 msg/s on two (0.60 and 1.44 ms): every hand-off between threads and
-processes that lands on the other CPU costs a wake-up across CPUs, which
-in this virtual machine costs more than the whole message does on one
-core. A daemon's "two cores ÷ one" is bounded by that, not only by its own
-code; so the bench prints the floor's ratio beside ours.
+machine (issue 19). On 2 virtual CPUs with no other load it ran a 20 KB
+S/MIME message at 4,400–5,300 msg/s pinned to one core with its client
+(0.12–0.15 ms of its own CPU per message) and at 3,100–4,200 msg/s on two
+(0.27–0.31 ms): a wake-up that crosses CPUs costs more than one that stays,
+and every hand-off between threads and processes pays it. A daemon's "two
+cores ÷ one" is bounded by that, not only by its own code, so the bench
+prints the floor's ratio beside ours (bench/README.md, item 23).
 """
 
 from __future__ import annotations
