@@ -121,7 +121,7 @@ def _has_marker(lowered: bytes) -> bool:
 def from_fields(entity: mime.Entity) -> tuple[str, ...]:
     """Every From: value, unparsed: only a signed message pays for the RFC 5322 parse (:mod:`ciphermilter.sender`).
 
-    None when the header block holds a bare CR: a reader that ends a line there may see another From: first
+    Empty when the header block holds a bare CR: a reader that ends a line there may see another From: first
     (round-6 attack F4), so no From: is certain and any signer is a mismatch.
     """
     if header_block_is_ambiguous(entity):
