@@ -506,7 +506,6 @@ def targets(results: dict) -> list[dict]:
     pgp = core_rows[("OpenPGP RSA-3072", size)]
     paired = results["milter"]["paired"]
     gpg = pgp["peers"][GPG_PEER]["msgs_per_s"]
-    cores = results["milter"]["cores"]
     postfix_rows = {r["scenario"]: r for r in results["postfix"]["rows"]}
     memory = results["memory"]
     smime = paired["S/MIME RSA-2048 AES-256-CBC"]
@@ -523,8 +522,10 @@ def targets(results: dict) -> list[dict]:
         ("OpenPGP RSA-3072 through the milter protocol ÷ gpg --decrypt", paired["OpenPGP RSA-3072"]["ratio"], 10.0),
         ("Postfix with ciphermilter ÷ Postfix alone, S/MIME", postfix_rows["S/MIME RSA-2048 AES-256-CBC"]["ratio"], 0.8),
         ("Postfix with ciphermilter ÷ Postfix alone, plain mail", postfix_rows["plain"]["ratio"], 0.8),
+        # each round's own ratio, their median: the ratio of the two median rates mixes rounds (one run read
+        # 1.83 that way, 1.67 round by round)
         ("two cores ÷ one core (S/MIME, 16 connections; the client shares the cores)",
-         cores["2 cores"]["msgs_per_s"] / cores["1 core"]["msgs_per_s"], 1.8),
+         results["milter"]["cores_ratio"]["median"], 1.8),
     ]
     out = [{"target": name, "measured": round(value, 2), "wanted": f">= {wanted}", "met": value >= wanted}
            for name, value, wanted in checks]
