@@ -14,14 +14,14 @@ def test_the_floor_negotiates_what_the_daemon_negotiates_and_accepts_unchanged(t
     tmp_path.chmod(0o755)
     ours = milter_daemon.start(tmp_path, "daemon", corpus_store_file(tmp_path))
     least = floor.start(tmp_path, "floor")
+    daemon_side, floor_side = milter_client.Connection(ours.socket), milter_client.Connection(least.socket)
     try:
-        daemon_side, floor_side = milter_client.Connection(ours.socket), milter_client.Connection(least.socket)
         assert floor_side.protocol == daemon_side.protocol != 0
         assert floor_side.actions == 0 and daemon_side.actions != 0  # the floor changes nothing
         reply = floor_side.send(milter_client.EncodedMessage.of(PLAIN, "a@b.example", ["bob@corp-pub.example"]))
         assert reply == b"a" and floor_side.body_replaced == 0
+    finally:
         daemon_side.close()
         floor_side.close()
-    finally:
         ours.stop()
         least.stop()
